@@ -1,0 +1,15 @@
+"""stackopt: Stackelberg games with one leader and several followers in Nash equilibrium.
+
+Write the game once in Pyomo (:class:`StackelbergGame`), then :func:`solve` it
+with any registered method; every result is scored by the same equilibrium
+oracle.
+"""
+from .game import StackelbergGame
+from .methods import MethodOutput, Method, available_methods, register_method, solve
+from .result import Result, Status
+
+__all__ = [
+    "StackelbergGame", "solve", "Result", "Status", "Method", "MethodOutput",
+    "register_method", "available_methods",
+]
+__version__ = "0.1.0"

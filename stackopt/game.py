@@ -1,0 +1,285 @@
+"""Writing a Stackelberg game in Pyomo: one leader, several followers in Nash equilibrium.
+
+A game owns a ``pyo.ConcreteModel``. Each follower is a block on it holding the
+follower's variables, exactly one objective (which may use the other followers'
+and the leader's variables) and optional linear constraints on its own
+variables. The leader names its variables, an objective and inequality
+constraints; the leader's objective and constraints are evaluated at the
+followers' equilibrium.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pyomo.environ as pyo
+from pyomo.core.base.var import VarData
+from pyomo.core.expr.visitor import identify_variables
+from pyomo.repn.standard_repn import generate_standard_repn
+
+SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A validated follower: its block, variables, objective and linear constraints."""
+
+    name: str
+    block: Any
+    variables: tuple  # VarData, not fixed, in declaration order
+    objective: Any  # expression
+    sense: int  # pyo.minimize (1) or pyo.maximize (-1)
+    constraints: tuple  # ConstraintData, linear in the follower's own variables
+
+
+@dataclass(frozen=True)
+class LeaderConstraint:
+    """``body <= 0`` after normalisation, with the user's text for messages."""
+
+    name: str
+    body: Any
+
+
+@dataclass(frozen=True)
+class GameStructure:
+    """What :meth:`StackelbergGame.structure` checked and extracted."""
+
+    followers: tuple
+    leader_variables: tuple
+    leader_objective: Any
+    leader_sense: int
+    leader_constraints: tuple
+
+    @property
+    def follower_variables(self) -> tuple:
+        return tuple(v for f in self.followers for v in f.variables)
+
+
+class StackelbergGame:
+    """A leader and followers written in Pyomo on ``game.model``.
+
+    >>> game = StackelbergGame("duopoly")
+    >>> f = game.add_follower("firm1")            # a pyo.Block on game.model
+
+    ``data`` may hold the instance data the game was generated from (arrays,
+    numbers); the comparison harness fingerprints it. ``samples`` is the number
+    of equilibria drawn from seeded random starts when a leader strategy is
+    scored: 1 for games with a unique equilibrium, more where the followers'
+    equilibrium is a random draw among several.
+    """
+
+    def __init__(self, name: str, *, samples: int = 1):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"game name must be a Python identifier, got {name!r}")
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        self.name = name
+        self.samples = samples
+        self.model = pyo.ConcreteModel(name=name)
+        self.data: dict[str, Any] = {}
+        self._followers: list[str] = []
+        self._leader: dict[str, Any] | None = None
+        self._version = 0
+        self._cache: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ building
+    def add_follower(self, name: str):
+        """Add a follower block ``game.model.<name>`` and return it."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"follower name must be a Python identifier, got {name!r}")
+        if self.model.component(name) is not None:
+            raise ValueError(f"follower name {name!r} is already used on the model")
+        block = pyo.Block(concrete=True)
+        self.model.add_component(name, block)
+        self._followers.append(name)
+        self._touch()
+        return block
+
+    def set_leader(
+        self,
+        variables: Iterable,
+        objective,
+        sense=pyo.maximize,
+        constraints: Iterable = (),
+    ) -> None:
+        """Declare the leader's variables, objective, sense and constraints.
+
+        ``variables``: Var components or their elements; their bounds are the
+        leader's feasible set. ``constraints``: inequalities (``expr <= c``,
+        ``expr >= c``, ranged, or Constraint components), evaluated at the
+        equilibrium.
+        """
+        if sense not in SENSES:
+            raise ValueError(f"leader sense must be pyo.minimize or pyo.maximize, got {sense!r}")
+        if isinstance(constraints, (str, bytes)) or not isinstance(constraints, Iterable):
+            raise ValueError(f"leader constraints must be a list of inequalities, got {constraints!r}")
+        self._leader = dict(
+            variables=list(variables), objective=objective, sense=sense,
+            constraints=list(constraints),
+        )
+        self._touch()
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._cache.clear()
+
+    @property
+    def follower_names(self) -> list[str]:
+        return list(self._followers)
+
+    def follower(self, name: str):
+        if name not in self._followers:
+            raise ValueError(f"unknown follower {name!r}; followers are {self._followers}")
+        return self.model.component(name)
+
+    # ---------------------------------------------------------------- validation
+    def structure(self) -> GameStructure:
+        """Validate the game and return its parts; raises ``ValueError`` naming what is wrong."""
+        if "structure" not in self._cache:
+            self._cache["structure"] = self._build_structure()
+        return self._cache["structure"]
+
+    def cached(self, key: str, build):
+        """Per-game cache for prepared artefacts (cleared when the game changes)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def _build_structure(self) -> GameStructure:
+        if not self._followers:
+            raise ValueError(f"game {self.name!r} has no followers: call add_follower()")
+        if self._leader is None:
+            raise ValueError(f"game {self.name!r} has no leader: call set_leader()")
+        owner: dict[int, str] = {}
+        followers = []
+        for fname in self._followers:
+            f = self._build_follower(fname, owner)
+            followers.append(f)
+        leader_vars = []
+        for item in self._leader["variables"]:
+            for v in _flatten_vars(item, "leader variable"):
+                if id(v) in owner:
+                    raise ValueError(
+                        f"leader variable {v.name!r} is declared on follower {owner[id(v)]!r}"
+                    )
+                if v.fixed:
+                    continue
+                owner[id(v)] = "leader"
+                leader_vars.append(v)
+        if not leader_vars:
+            raise ValueError("the leader has no (unfixed) variables: pass them in set_leader(variables=...)")
+        obj = self._leader["objective"]
+        _check_expression(obj, "leader objective")
+        lcons = []
+        for k, c in enumerate(self._leader["constraints"]):
+            lcons.extend(_normalise_leader_constraint(c, k))
+        exprs = [("leader objective", obj)] + [(c.name, c.body) for c in lcons]
+        exprs += [(f"objective of follower {f.name!r}", f.objective) for f in followers]
+        for what, e in exprs:
+            for v in identify_variables(e, include_fixed=False):
+                if id(v) not in owner:
+                    raise ValueError(
+                        f"variable {v.name!r} in the {what} belongs to nobody: declare it on a "
+                        "follower block or pass it in set_leader(variables=...)"
+                    )
+        return GameStructure(
+            followers=tuple(followers),
+            leader_variables=tuple(leader_vars),
+            leader_objective=obj,
+            leader_sense=self._leader["sense"],
+            leader_constraints=tuple(lcons),
+        )
+
+    def _build_follower(self, fname: str, owner: dict) -> Follower:
+        block = self.model.component(fname)
+        variables = []
+        for v in block.component_data_objects(pyo.Var, descend_into=True, sort=False):
+            if id(v) in owner:
+                raise ValueError(f"variable {v.name!r} belongs to two followers")
+            owner[id(v)] = fname
+            if not v.fixed:
+                variables.append(v)
+        if not variables:
+            raise ValueError(f"follower {fname!r} has no (unfixed) variables: declare a pyo.Var on its block")
+        objs = list(block.component_data_objects(pyo.Objective, active=True, descend_into=True))
+        if len(objs) != 1:
+            raise ValueError(
+                f"follower {fname!r} must have exactly one active objective, found {len(objs)}"
+            )
+        own = {id(v) for v in variables}
+        cons = []
+        for c in block.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+            repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
+            if not repn.is_linear():
+                raise ValueError(
+                    f"constraint {c.name!r} of follower {fname!r} is not linear; follower "
+                    "constraints must be linear in the follower's own variables"
+                )
+            for v in repn.linear_vars:
+                if id(v) not in own:
+                    raise ValueError(
+                        f"constraint {c.name!r} of follower {fname!r} uses variable {v.name!r}, "
+                        "which is not one of the follower's own variables"
+                    )
+            cons.append(c)
+        obj = objs[0]
+        _check_expression(obj.expr, f"objective {obj.name!r}")
+        return Follower(
+            name=fname, block=block, variables=tuple(variables), objective=obj.expr,
+            sense=int(obj.sense), constraints=tuple(cons),
+        )
+
+    def __repr__(self) -> str:
+        return f"StackelbergGame({self.name!r}, followers={self._followers})"
+
+
+def _flatten_vars(item, what: str) -> list:
+    if isinstance(item, VarData):
+        return [item]
+    if isinstance(item, pyo.Var):
+        return list(item.values())
+    raise ValueError(f"{what} must be a pyo.Var or one of its elements, got {item!r}")
+
+
+def _check_expression(expr, what: str) -> None:
+    if expr is None:
+        raise ValueError(f"the {what} is missing")
+    try:
+        if hasattr(expr, "is_relational") and expr.is_relational():
+            raise ValueError(f"the {what} must be a numeric expression, got the relation {expr}")
+    except AttributeError:
+        pass
+
+
+def _normalise_leader_constraint(c, k: int) -> list:
+    """Turn an inequality into one or two ``body <= 0`` forms."""
+    if isinstance(c, pyo.Constraint) and c.is_indexed():
+        out = []
+        for cd in c.values():
+            out.extend(_normalise_leader_constraint(cd, k))
+        return out
+    if hasattr(c, "to_bounded_expression") and not hasattr(c, "is_relational"):
+        lower, body, upper = c.to_bounded_expression()
+        equality = c.equality
+        text = c.name
+    elif isinstance(c, (bool,)) or not getattr(c, "is_relational", lambda: False)():
+        raise ValueError(
+            f"leader constraint {k} must be an inequality such as `expr <= c`, got {c!r}"
+        )
+    else:
+        tmp = pyo.Constraint(expr=c)
+        tmp.construct()
+        lower, body, upper = tmp.to_bounded_expression()
+        equality = tmp.equality
+        text = str(c)
+    if equality:
+        raise ValueError(
+            f"leader constraint {k} ({text}) is not an inequality; the leader's constraints must "
+            "be inequalities (`<=`, `>=` or ranged)"
+        )
+    out = []
+    if upper is not None:
+        out.append(LeaderConstraint(name=f"{text} (upper)" if lower is not None else text, body=body - upper))
+    if lower is not None:
+        out.append(LeaderConstraint(name=f"{text} (lower)" if upper is not None else text, body=lower - body))
+    return out

@@ -1,0 +1,123 @@
+"""Registered solution methods and the one entry point, :func:`solve`.
+
+Every method receives the same :class:`~stackopt.game.StackelbergGame` and
+proposes a leader strategy; :func:`solve` then scores that strategy with the
+same equilibrium oracle for every method (see :mod:`stackopt.scoring`), so
+results are comparable like for like.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from pyomo.common.config import ConfigDict
+
+from .result import Result, Status
+
+_METHODS: dict[str, type["Method"]] = {}
+
+
+@dataclass
+class MethodOutput:
+    """What a method proposes; :func:`solve` turns it into a scored :class:`Result`."""
+
+    leader: np.ndarray  # leader values, in the order of structure().leader_variables
+    status: Status
+    claimed_objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    singular_kkt: bool = False
+    message: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    follower_hint: np.ndarray | None = None  # an equilibrium the method already holds
+
+
+class Method:
+    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`."""
+
+    name: str = ""
+    CONFIG = ConfigDict()
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        raise NotImplementedError
+
+
+def register_method(name: str, *aliases: str) -> Callable[[type], type]:
+    """Class decorator registering a :class:`Method` under ``name`` (and aliases)."""
+
+    def deco(cls):
+        cls.name = name
+        for n in (name, *aliases):
+            if n in _METHODS and _METHODS[n] is not cls:
+                raise ValueError(f"method name {n!r} is already registered")
+            _METHODS[n] = cls
+        return cls
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    return sorted({cls.name for cls in _METHODS.values()})
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {available_methods()}")
+    return _METHODS[name]
+
+
+def method_config(name: str, options: dict[str, Any]):
+    """Validate ``options`` against the method's CONFIG; raise ValueError naming the bad one."""
+    cls = get_method(name)
+    cfg = cls.CONFIG()
+    for key, val in options.items():
+        if key not in cfg:
+            raise ValueError(
+                f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
+            )
+        try:
+            cfg[key] = val
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"option {key!r} of method {name!r}: {exc}") from None
+    return cfg
+
+
+def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
+          **options) -> Result:
+    """Solve ``game`` with a registered ``method``; options are the method's keyword options.
+
+    Bad input (an invalid game, unknown method or option) raises ``ValueError``.
+    Anything that goes wrong inside the method is reported in the result's
+    ``status`` and ``message``; no exception escapes.
+    """
+    from .scoring import score
+
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
+    cls = get_method(method)
+    config = method_config(method, options)
+    structure = game.structure()
+    start = time.perf_counter()
+    try:
+        out = cls().run(game, config, int(seed), time_limit)
+    except Exception as exc:  # a failing solver must not crash a sweep
+        initial = np.array([v.value if v.value is not None else 0.0
+                            for v in structure.leader_variables], dtype=float)
+        out = MethodOutput(leader=initial, status=Status.ERROR,
+                           message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+    elapsed = time.perf_counter() - start
+    result = score(game, out, method=method, seed=int(seed))
+    result.wall_time_s = elapsed
+    result.options = {k: _plain(v) for k, v in config.value().items()}
+    return result
+
+
+def _plain(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v

@@ -1,0 +1,72 @@
+"""The result every method returns, and the statuses it may carry."""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """How a method or the equilibrium oracle ended.
+
+    ``OPTIMAL`` is only used where a solver certified global optimality (a closed
+    gap); a local method that met its stopping rule says ``CONVERGED``.
+    """
+
+    OPTIMAL = "optimal"
+    CONVERGED = "converged"
+    MAX_ITERATIONS = "max_iterations"
+    TIME_LIMIT = "time_limit"
+    INFEASIBLE = "infeasible"
+    NOT_CONVERGED = "not_converged"
+    SOLVER_ERROR = "solver_error"
+    ERROR = "error"
+
+    def __str__(self) -> str:  # JSON and tables show the plain value
+        return self.value
+
+
+@dataclass
+class Result:
+    """Outcome of :func:`stackopt.solve`.
+
+    ``leader_objective`` is the leader's objective expression, in its own sense,
+    at the equilibrium the oracle reached for the final leader strategy (the mean
+    over equilibrium samples where several were drawn); ``claimed_objective`` is
+    what the method itself believed (for a reformulation, its single-level
+    objective). ``constraint_violation`` is the largest positive part over the
+    leader's constraints; ``equilibrium_residual`` the largest KKT residual of any
+    follower at the reported equilibrium.
+    """
+
+    game: str
+    method: str
+    status: Status
+    leader_objective: float = float("nan")
+    initial_objective: float = float("nan")
+    constraint_violation: float = float("nan")
+    equilibrium_residual: float = float("nan")
+    wall_time_s: float = 0.0
+    seed: int | None = None
+    leader_values: dict[str, float] = field(default_factory=dict)
+    follower_values: dict[str, float] = field(default_factory=dict)
+    claimed_objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    singular_kkt: bool = False
+    message: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar fields as a JSON-ready dict (no values, no history)."""
+        d = asdict(self)
+        for k in ("leader_values", "follower_values", "history", "options"):
+            d.pop(k)
+        d["status"] = self.status.value
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
