@@ -29,7 +29,7 @@ class Follower:
     variables: tuple  # VarData, not fixed, in declaration order
     objective: Any  # expression
     sense: int  # pyo.minimize (1) or pyo.maximize (-1)
-    constraints: tuple  # ConstraintData, linear in the follower's own variables
+    constraints: tuple  # ConstraintData, linear in the follower's own and the leader's variables
 
 
 @dataclass(frozen=True)
@@ -151,21 +151,18 @@ class StackelbergGame:
         if self._leader is None:
             raise ValueError(f"game {self.name!r} has no leader: call set_leader()")
         owner: dict[int, str] = {}
-        followers = []
-        for fname in self._followers:
-            f = self._build_follower(fname, owner)
-            followers.append(f)
         leader_vars = []
         for item in self._leader["variables"]:
             for v in _flatten_vars(item, "leader variable"):
-                if id(v) in owner:
-                    raise ValueError(
-                        f"leader variable {v.name!r} is declared on follower {owner[id(v)]!r}"
-                    )
                 if v.fixed:
                     continue
                 owner[id(v)] = "leader"
                 leader_vars.append(v)
+        leader_ids = set(owner)
+        followers = []
+        for fname in self._followers:
+            f = self._build_follower(fname, owner, leader_ids)
+            followers.append(f)
         if not leader_vars:
             raise ValueError("the leader has no (unfixed) variables: pass them in set_leader(variables=...)")
         obj = self._leader["objective"]
@@ -190,10 +187,12 @@ class StackelbergGame:
             leader_constraints=tuple(lcons),
         )
 
-    def _build_follower(self, fname: str, owner: dict) -> Follower:
+    def _build_follower(self, fname: str, owner: dict, leader_ids: set) -> Follower:
         block = self.model.component(fname)
         variables = []
         for v in block.component_data_objects(pyo.Var, descend_into=True, sort=False):
+            if owner.get(id(v)) == "leader":
+                raise ValueError(f"leader variable {v.name!r} is declared on follower {fname!r}")
             if id(v) in owner:
                 raise ValueError(f"variable {v.name!r} belongs to two followers")
             owner[id(v)] = fname
@@ -216,10 +215,10 @@ class StackelbergGame:
                     "constraints must be linear in the follower's own variables"
                 )
             for v in repn.linear_vars:
-                if id(v) not in own:
+                if id(v) not in own and id(v) not in leader_ids:
                     raise ValueError(
                         f"constraint {c.name!r} of follower {fname!r} uses variable {v.name!r}, "
-                        "which is not one of the follower's own variables"
+                        "which is neither the follower's own nor a leader variable"
                     )
             cons.append(c)
         obj = objs[0]
