@@ -14,7 +14,9 @@ from typing import Any, Iterable
 
 import pyomo.environ as pyo
 from pyomo.core.base.var import VarData
+from pyomo.core.expr.numvalue import native_types
 from pyomo.core.expr.visitor import identify_variables
+from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
 SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
@@ -243,11 +245,14 @@ def _flatten_vars(item, what: str) -> list:
 def _check_expression(expr, what: str) -> None:
     if expr is None:
         raise ValueError(f"the {what} is missing")
-    try:
-        if hasattr(expr, "is_relational") and expr.is_relational():
-            raise ValueError(f"the {what} must be a numeric expression, got the relation {expr}")
-    except AttributeError:
-        pass
+    if _is_relation(expr):
+        raise ValueError(f"the {what} must be a numeric expression, got the relation {expr}")
+    if expr.__class__ not in native_types and not hasattr(expr, "is_expression_type"):
+        raise ValueError(f"the {what} must be a Pyomo expression or a number, got {expr!r}")
+
+
+def _is_relation(expr) -> bool:
+    return hasattr(expr, "is_expression_type") and expr.is_expression_type(ExpressionType.RELATIONAL)
 
 
 def _normalise_leader_constraint(c, k: int) -> list:
@@ -257,11 +262,11 @@ def _normalise_leader_constraint(c, k: int) -> list:
         for cd in c.values():
             out.extend(_normalise_leader_constraint(cd, k))
         return out
-    if hasattr(c, "to_bounded_expression") and not hasattr(c, "is_relational"):
+    if hasattr(c, "to_bounded_expression") and not _is_relation(c):
         lower, body, upper = c.to_bounded_expression()
         equality = c.equality
         text = c.name
-    elif isinstance(c, (bool,)) or not getattr(c, "is_relational", lambda: False)():
+    elif not _is_relation(c):
         raise ValueError(
             f"leader constraint {k} must be an inequality such as `expr <= c`, got {c!r}"
         )

@@ -1,0 +1,216 @@
+"""The numeric form of a game, prepared once from its Pyomo expressions.
+
+``x`` stacks every follower's variables (follower by follower), ``p`` the
+leader's. The followers' problems become
+
+    follower i:  min_{x_i} f_i(x, p)  s.t.  A_i x_i + E_i p = b_i,  G_i x_i + H_i p <= h_i,
+                 lb_i <= x_i <= ub_i
+
+(objectives in minimisation form whatever the user's sense), and their
+stacked KKT residual is
+
+    F(x, p) + A^T nu + G^T lam + w = 0,  A x + E p = b,
+    min(lam, h - H p - G x) = 0,  x - clip(x + w, lb, ub) = 0,
+
+with ``F`` the stacked gradients ``grad_{x_i} f_i`` and ``w`` the bound
+multipliers (``w > 0`` at an upper, ``< 0`` at a lower bound). This one
+residual serves every game: the oracle drives it to zero and the implicit
+gradient differentiates it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from pyomo.repn.standard_repn import generate_standard_repn
+
+from .expr import compile_exprs, compile_sparse, derivatives
+
+
+def kernel_of(game) -> "GameKernel":
+    """The game's kernel, built on first use and cached on the game."""
+    return game.cached("kernel", lambda: GameKernel(game))
+
+
+@dataclass
+class LinearRows:
+    """Rows ``M x + E p (= or <=) rhs`` with the follower each row belongs to."""
+
+    M: np.ndarray
+    E: np.ndarray
+    rhs: np.ndarray
+    owner: np.ndarray
+    names: list
+
+    def rhs_at(self, p: np.ndarray) -> np.ndarray:
+        return self.rhs - self.E @ p if self.E.size else self.rhs.copy()
+
+
+class GameKernel:
+    """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`."""
+
+    def __init__(self, game):
+        s = game.structure()
+        self.structure = s
+        self.game_name = game.name
+        xv = list(s.follower_variables)
+        pv = list(s.leader_variables)
+        self.x_vars, self.p_vars = xv, pv
+        allv = xv + pv
+        self.n_x, self.n_p = len(xv), len(pv)
+        self.x_names = [v.name for v in xv]
+        self.p_names = [v.name for v in pv]
+        self.follower_names = [f.name for f in s.followers]
+        self.slices, start = [], 0
+        owner = []
+        for k, f in enumerate(s.followers):
+            self.slices.append(slice(start, start + len(f.variables)))
+            owner += [k] * len(f.variables)
+            start += len(f.variables)
+        self.x_owner = np.array(owner, dtype=np.intp)
+        self.x_lb, self.x_ub = _bounds(xv)
+        self.p_lb, self.p_ub = _bounds(pv)
+        self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
+        self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
+        self.eq, self.ineq = self._linear_rows(s, xv, pv)
+
+        # follower objectives (minimisation form) and their gradients F
+        self.sense = np.array([f.sense for f in s.followers], dtype=float)
+        self._fobj = compile_exprs([f.objective for f in s.followers], allv)
+        grad_exprs = []
+        for f in s.followers:
+            d = derivatives(f.objective, f.variables)
+            grad_exprs += [d.get(j, 0.0) for j in range(len(f.variables))]
+        self.x_sense = self.sense[self.x_owner]
+        self._F = compile_exprs(grad_exprs, allv)
+        jx, jp = [], []
+        for i, g in enumerate(grad_exprs):
+            for j, d in derivatives(g, allv).items():
+                (jx if j < self.n_x else jp).append((i, j if j < self.n_x else j - self.n_x, d))
+        self._Jx = compile_sparse(jx, allv, (self.n_x, self.n_x))
+        self._Jp = compile_sparse(jp, allv, (self.n_x, self.n_p))
+        self._Jx_flat = self._Jx.rows * self.n_x + self._Jx.cols
+        self._Jx_sign = self.x_sense[self._Jx.rows]
+        self._Jp_sign = self.x_sense[self._Jp.rows]
+
+        # leader objective and constraints (body <= 0)
+        self.leader_sense = int(s.leader_sense)
+        self.constraint_names = [c.name for c in s.leader_constraints]
+        self.n_c = len(s.leader_constraints)
+        lexprs = [s.leader_objective] + [c.body for c in s.leader_constraints]
+        self._lead = compile_exprs(lexprs, allv)
+        entries = [(i, j, d) for i, e in enumerate(lexprs) for j, d in sorted(derivatives(e, allv).items())]
+        self._lead_jac = compile_sparse(entries, allv, (len(lexprs), self.n_x + self.n_p))
+
+    # ----------------------------------------------------------- linear data
+    def _linear_rows(self, s, xv, pv):
+        xpos = {id(v): i for i, v in enumerate(xv)}
+        ppos = {id(v): i for i, v in enumerate(pv)}
+        rows = {"eq": [], "ineq": []}
+        for k, f in enumerate(s.followers):
+            for c in f.constraints:
+                repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
+                mx, mp = np.zeros(len(xv)), np.zeros(len(pv))
+                for v, coef in zip(repn.linear_vars, repn.linear_coefs):
+                    if v.fixed:
+                        continue
+                    if id(v) in xpos:
+                        mx[xpos[id(v)]] += coef
+                    else:
+                        mp[ppos[id(v)]] += coef
+                const = float(repn.constant)
+                for v, coef in zip(repn.linear_vars, repn.linear_coefs):
+                    if v.fixed:
+                        const += coef * v.value
+                lb, ub = c.lb, c.ub
+                if c.equality:
+                    rows["eq"].append((mx, mp, float(ub) - const, k, c.name))
+                    continue
+                if ub is not None:
+                    rows["ineq"].append((mx, mp, float(ub) - const, k, c.name))
+                if lb is not None:
+                    rows["ineq"].append((-mx, -mp, const - float(lb), k, c.name + " (lower)"))
+        return tuple(_stack(rows[key], len(xv), len(pv)) for key in ("eq", "ineq"))
+
+    # ------------------------------------------------------------ evaluators
+    def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, p])
+
+    def F(self, x, p) -> np.ndarray:
+        """Stacked follower gradients in minimisation form."""
+        return self.x_sense * self._F(self.allv(x, p))
+
+    def Jx(self, x, p) -> np.ndarray:
+        """Dense ``dF/dx`` (the game Jacobian; not symmetric in general)."""
+        out = np.zeros(self.n_x * self.n_x)
+        out[self._Jx_flat] = self._Jx_sign * self._Jx(self.allv(x, p))  # entries are unique
+        return out.reshape(self.n_x, self.n_x)
+
+    def F_Jx(self, x, p):
+        v = self.allv(x, p)
+        out = np.zeros(self.n_x * self.n_x)
+        out[self._Jx_flat] = self._Jx_sign * self._Jx(v)
+        return self.x_sense * self._F(v), out.reshape(self.n_x, self.n_x)
+
+    def Jp(self, x, p) -> sp.csr_matrix:
+        """Sparse ``dF/dp``."""
+        data = self._Jp_sign * self._Jp(self.allv(x, p))
+        return sp.csr_matrix((data, (self._Jp.rows, self._Jp.cols)), shape=(self.n_x, self.n_p))
+
+    def follower_objectives(self, x, p) -> np.ndarray:
+        """Each follower's objective in minimisation form."""
+        return self.sense * self._fobj(self.allv(x, p))
+
+    def leader(self, x, p):
+        """``(objective, constraint bodies)``: objective in the leader's own sense, bodies <= 0."""
+        vals = self._lead(self.allv(x, p))
+        return float(vals[0]), vals[1:]
+
+    def leader_jacobian(self, x, p):
+        """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
+        J = self._lead_jac.dense(self.allv(x, p))
+        return J[:, : self.n_x], J[:, self.n_x:]
+
+    # --------------------------------------------------------------- helpers
+    def project_leader(self, p: np.ndarray) -> np.ndarray:
+        return np.clip(p, self.p_lb, self.p_ub)
+
+    def leader_values(self, p) -> dict:
+        return dict(zip(self.p_names, map(float, p)))
+
+    def follower_values(self, x) -> dict:
+        return dict(zip(self.x_names, map(float, x)))
+
+    def check_leader(self, p) -> np.ndarray:
+        p = np.asarray(p, dtype=float)
+        if p.shape != (self.n_p,):
+            raise ValueError(f"leader values must have shape ({self.n_p},), got {p.shape}")
+        if not np.all(np.isfinite(p)):
+            raise ValueError("leader values must be finite")
+        return p
+
+
+def _bounds(vs):
+    lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in vs])
+    ub = np.array([np.inf if v.ub is None else float(v.ub) for v in vs])
+    bad = np.nonzero(lb > ub)[0]
+    if bad.size:
+        v = vs[bad[0]]
+        raise ValueError(f"variable {v.name!r} has lower bound {v.lb} above its upper bound {v.ub}")
+    return lb, ub
+
+
+def _values(vs):
+    return np.array([0.0 if v.value is None else float(v.value) for v in vs])
+
+
+def _stack(rows, n_x, n_p) -> LinearRows:
+    if not rows:
+        return LinearRows(np.zeros((0, n_x)), np.zeros((0, n_p)), np.zeros(0),
+                          np.zeros(0, dtype=np.intp), [])
+    return LinearRows(
+        M=np.array([r[0] for r in rows]), E=np.array([r[1] for r in rows]),
+        rhs=np.array([r[2] for r in rows]), owner=np.array([r[3] for r in rows], dtype=np.intp),
+        names=[r[4] for r in rows],
+    )

@@ -1,0 +1,367 @@
+"""The equilibrium oracle: the followers' Nash equilibrium for a leader strategy.
+
+Two engines share the KKT residual of :mod:`stackopt.kernel`:
+
+* **Newton**: a semismooth Newton method on the joint KKT system written with
+  the min / projection functions (a primal-dual active-set step: bounds and
+  inequalities predicted active are held, the others' multipliers zeroed), with
+  a backtracking line search on the residual norm. Warm-started from a nearby
+  equilibrium it converges in one to three steps.
+* **Relaxation** (the paper's oracle): damped simultaneous best response,
+  ``x_i <- (1 - d) x_i + d BR_i(x_-i)``, each best response solved by Ipopt
+  (cyipopt) with exact derivatives. Robust from cold starts; it hands over to
+  Newton once steps are small.
+
+A solve starts from a given equilibrium (warm) or from a seeded random feasible
+point, tries Newton first when warm and relaxation first when cold, and
+returns an :class:`Equilibrium` whose ``status`` tells whether the residual met
+the tolerance. It never loops forever: iteration and time budgets end it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as sla
+
+from .result import Status
+
+try:  # Ipopt is bundled by cyipopt-wheels; the oracle still works without it (Newton only)
+    import cyipopt
+except ImportError:  # pragma: no cover - exercised only on broken installs
+    cyipopt = None
+
+
+@dataclass
+class Equilibrium:
+    """Primal and dual values of all followers at an equilibrium (or the best point found)."""
+
+    x: np.ndarray
+    nu: np.ndarray
+    lam: np.ndarray
+    w: np.ndarray
+    p: np.ndarray
+    residual: float
+    status: Status
+    newton_iterations: int = 0
+    relaxation_iterations: int = 0
+    message: str = ""
+    cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def converged(self) -> bool:
+        return self.status is Status.CONVERGED
+
+
+class EquilibriumOracle:
+    """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel`.
+
+    ``tol`` bounds the infinity norm of the KKT residual. ``start`` picks the
+    first engine for cold starts: ``"relaxation"`` (default) or ``"newton"``.
+    """
+
+    def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
+                 max_relaxation: int = 300, relaxation_tol: float = 1e-3,
+                 cold_start: str = "relaxation", time_limit: float = 60.0):
+        if not tol > 0:
+            raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
+        if not 0 < damping <= 1:
+            raise ValueError(f"damping must be in (0, 1], got {damping!r}")
+        if cold_start not in ("relaxation", "newton"):
+            raise ValueError(f"cold_start must be 'relaxation' or 'newton', got {cold_start!r}")
+        self.k = kernel
+        self.tol, self.max_newton, self.damping = tol, max_newton, damping
+        self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
+        self.cold_start, self.time_limit = cold_start, time_limit
+        k = kernel
+        self.A, self.G = k.eq.M, k.ineq.M
+        self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
+
+    # ------------------------------------------------------------- residual
+    def residual(self, x, nu, lam, w, p, F=None) -> np.ndarray:
+        k = self.k
+        if F is None:
+            F = k.F(x, p)
+        r = F + self.A.T @ nu + self.G.T @ lam + w
+        req = self.A @ x - k.eq.rhs_at(p)
+        rin = np.minimum(lam, k.ineq.rhs_at(p) - self.G @ x)
+        rb = x - np.clip(x + w, k.x_lb, k.x_ub)
+        return np.concatenate([r, req, rin, rb])
+
+    def residual_norm(self, eq: Equilibrium) -> float:
+        return float(np.max(np.abs(self.residual(eq.x, eq.nu, eq.lam, eq.w, eq.p)), initial=0.0))
+
+    # ---------------------------------------------------------------- solve
+    def solve(self, p, start: "Equilibrium | np.ndarray | None" = None, rng=None) -> Equilibrium:
+        """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start."""
+        p = np.asarray(p, dtype=float)
+        deadline = time.perf_counter() + self.time_limit
+        if isinstance(start, Equilibrium):
+            z = (start.x.copy(), start.nu.copy(), start.lam.copy(), start.w.copy())
+            warm = True
+        else:
+            x = self.random_start(p, rng) if start is None else self._feasible(np.asarray(start, float), p)
+            z = self.estimate_duals(x, p)
+            warm = False
+        n_newton = n_relax = 0
+        if warm or self.cold_start == "newton":
+            z, ok, it = self._newton(z, p, deadline)
+            n_newton += it
+            if ok:
+                return self._result(z, p, n_newton, n_relax)
+        # relaxation, handing over to Newton whenever its steps become small
+        x = z[0]
+        rounds = 0
+        while time.perf_counter() < deadline and n_relax < self.max_relaxation:
+            x, it, small = self._relax(x, p, deadline, self.max_relaxation - n_relax)
+            n_relax += it
+            z = self.estimate_duals(x, p)
+            z, ok, itn = self._newton(z, p, deadline)
+            n_newton += itn
+            if ok:
+                return self._result(z, p, n_newton, n_relax)
+            x = z[0] if np.all(np.isfinite(z[0])) else x
+            rounds += 1
+            if not small and n_relax >= self.max_relaxation:
+                break
+        return self._result(z, p, n_newton, n_relax)
+
+    def _result(self, z, p, n_newton, n_relax) -> Equilibrium:
+        x, nu, lam, w = z
+        res = self.residual(x, nu, lam, w, p)
+        rn = float(np.max(np.abs(res), initial=0.0)) if np.all(np.isfinite(res)) else float("inf")
+        status = Status.CONVERGED if rn <= self.tol else Status.NOT_CONVERGED
+        return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=rn, status=status,
+                           newton_iterations=n_newton, relaxation_iterations=n_relax)
+
+    # --------------------------------------------------------------- Newton
+    def _newton(self, z, p, deadline):
+        """Semismooth Newton with backtracking; returns (z, converged, iterations)."""
+        k = self.k
+        x, nu, lam, w = z
+        F, J = k.F_Jx(x, p)
+        res = self.residual(x, nu, lam, w, p, F)
+        norm = np.linalg.norm(res)
+        if not np.isfinite(norm):
+            return z, False, 0
+        hx = k.ineq.rhs_at(p)
+        for it in range(1, self.max_newton + 1):
+            if np.max(np.abs(res), initial=0.0) <= self.tol:
+                return (x, nu, lam, w), True, it - 1
+            if time.perf_counter() > deadline:
+                break
+            xn, nun, lamn, wn = self._newton_target(x, nu, lam, w, p, F, J, hx)
+            dx, dnu, dlam, dw = xn - x, nun - nu, lamn - lam, wn - w
+            t, accepted = 1.0, False
+            while t >= 1e-4:
+                xt, nut, lamt, wt = x + t * dx, nu + t * dnu, lam + t * dlam, w + t * dw
+                Ft = k.F(xt, p)
+                rt = self.residual(xt, nut, lamt, wt, p, Ft)
+                nt = np.linalg.norm(rt)
+                if np.isfinite(nt) and nt <= (1 - 1e-4 * t) * norm:
+                    accepted = True
+                    break
+                t *= 0.5
+            if not accepted:
+                return (x, nu, lam, w), False, it
+            x, nu, lam, w, res, norm = xt, nut, lamt, wt, rt, nt
+            if np.max(np.abs(res), initial=0.0) <= self.tol:
+                return (x, nu, lam, w), True, it
+            F, J = Ft, k.Jx(x, p)
+        return (x, nu, lam, w), bool(np.max(np.abs(res), initial=0.0) <= self.tol), self.max_newton
+
+    def _newton_target(self, x, nu, lam, w, p, F, J, hx):
+        """Full semismooth Newton step (primal-dual active set), as the new point."""
+        k = self.k
+        v = x + w
+        at_lb, at_ub = v < k.x_lb, v > k.x_ub
+        fixed = at_lb | at_ub
+        free = ~fixed
+        xn = x.copy()
+        xn[at_lb], xn[at_ub] = k.x_lb[at_lb], k.x_ub[at_ub]
+        dxB = xn - x
+        act = lam > hx - self.G @ x
+        Gf = self.G[act][:, free]
+        Af = self.A[:, free]
+        nf, ma = int(free.sum()), int(act.sum())
+        n = nf + self.m_e + ma
+        K = np.zeros((n, n))
+        K[:nf, :nf] = J[np.ix_(free, free)]
+        K[:nf, nf:nf + self.m_e] = Af.T
+        K[:nf, nf + self.m_e:] = Gf.T
+        K[nf:nf + self.m_e, :nf] = Af
+        K[nf + self.m_e:, :nf] = Gf
+        rhs = np.concatenate([
+            -F[free] - J[free] @ dxB,
+            k.eq.rhs_at(p) - self.A @ xn,
+            hx[act] - self.G[act] @ xn,
+        ])
+        sol = _solve(K, rhs)
+        xn[free] += sol[:nf]
+        nun = sol[nf:nf + self.m_e]
+        lamn = np.zeros(self.m_i)
+        lamn[act] = sol[nf + self.m_e:]
+        dx = xn - x
+        wn = np.zeros(k.n_x)
+        wn[fixed] = -(F[fixed] + J[fixed] @ dx + self.A[:, fixed].T @ nun + self.G[:, fixed].T @ lamn)
+        return xn, nun, lamn, wn
+
+    # ------------------------------------------------------------ relaxation
+    def _relax(self, x, p, deadline, budget):
+        """Damped simultaneous best response until steps are below relaxation_tol."""
+        d = self.damping
+        it = 0
+        for it in range(1, budget + 1):
+            br = np.concatenate([self.best_response(i, x, p) for i in range(len(self.k.slices))])
+            step = br - x
+            x = x + d * step
+            if np.max(np.abs(step), initial=0.0) <= self.relaxation_tol or time.perf_counter() > deadline:
+                return x, it, True
+        return x, it, False
+
+    def best_response(self, i: int, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Follower ``i``'s best response to ``x_-i`` and ``p`` (Ipopt, warm-started at ``x_i``)."""
+        if cyipopt is None:
+            raise RuntimeError("cyipopt is not installed; install stackopt's dependencies")
+        k = self.k
+        sl = k.slices[i]
+        eq_rows = k.eq.owner == i
+        in_rows = k.ineq.owner == i
+        M = np.vstack([self.A[eq_rows][:, sl], self.G[in_rows][:, sl]])
+        cl = np.concatenate([k.eq.rhs_at(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
+        cu = np.concatenate([k.eq.rhs_at(p)[eq_rows], k.ineq.rhs_at(p)[in_rows]])
+        prob = _BestResponse(k, i, x, p, M)
+        nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
+                              lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
+        for key, val in (("print_level", 0), ("sb", "yes"), ("tol", 1e-10), ("max_iter", 500),
+                         ("acceptable_tol", 1e-8), ("mu_strategy", "adaptive")):
+            nlp.add_option(key, val)
+        xi, info = nlp.solve(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]))
+        return np.asarray(xi)
+
+    # -------------------------------------------------------------- starts
+    def random_start(self, p, rng) -> np.ndarray:
+        """A seeded random feasible point: uniform in the bounds, projected on each follower's set."""
+        rng = np.random.default_rng(rng)
+        k = self.k
+        lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
+        hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
+        u = lo + (hi - lo) * rng.random(k.n_x)
+        return self._feasible(u, p)
+
+    def _feasible(self, u, p) -> np.ndarray:
+        """Euclidean projection of ``u`` on every follower's feasible set."""
+        k = self.k
+        if u.shape != (k.n_x,):
+            raise ValueError(f"follower start must have shape ({k.n_x},), got {u.shape}")
+        x = np.clip(u, k.x_lb, k.x_ub)
+        if self.m_e == 0 and self.m_i == 0:
+            return x
+        out = x.copy()
+        for i, sl in enumerate(k.slices):
+            if not (np.any(k.eq.owner == i) or np.any(k.ineq.owner == i)):
+                continue
+            out[sl] = _project(self, i, x, p)
+        return out
+
+    def estimate_duals(self, x, p):
+        """Least-squares multipliers for ``x`` given the active bounds and inequalities."""
+        k = self.k
+        F = k.F(x, p)
+        scale = 1e-8 * (1 + np.abs(x))
+        at_lb = np.isfinite(k.x_lb) & (x - k.x_lb <= scale)
+        at_ub = np.isfinite(k.x_ub) & (k.x_ub - x <= scale)
+        act = (k.ineq.rhs_at(p) - self.G @ x) <= 1e-8 * (1 + np.abs(k.ineq.rhs))
+        cols = [self.A.T, self.G[act].T, np.eye(k.n_x)[:, at_lb | at_ub]]
+        B = np.hstack(cols)
+        sol = np.linalg.lstsq(B, -F, rcond=None)[0] if B.shape[1] else np.zeros(0)
+        nu = sol[: self.m_e]
+        lam = np.zeros(self.m_i)
+        lam[act] = np.maximum(sol[self.m_e:self.m_e + int(act.sum())], 0.0)
+        w = np.zeros(k.n_x)
+        idx = np.nonzero(at_lb | at_ub)[0]
+        wb = sol[self.m_e + int(act.sum()):]
+        w[idx] = np.where(at_lb[idx], np.minimum(wb, 0.0), np.maximum(wb, 0.0))
+        return x, nu, lam, w
+
+
+class _BestResponse:
+    """cyipopt callbacks for one follower's problem with the others held fixed."""
+
+    def __init__(self, k, i, x, p, M):
+        self.k, self.i, self.x, self.p, self.M = k, i, x.copy(), p, M
+        self.sl = k.slices[i]
+        n = self.sl.stop - self.sl.start
+        self.tril = np.tril_indices(n)
+
+    def _full(self, xi):
+        x = self.x.copy()
+        x[self.sl] = xi
+        return x
+
+    def objective(self, xi):
+        return float(self.k.follower_objectives(self._full(xi), self.p)[self.i])
+
+    def gradient(self, xi):
+        return self.k.F(self._full(xi), self.p)[self.sl]
+
+    def constraints(self, xi):
+        return self.M @ xi
+
+    def jacobianstructure(self):
+        r, c = np.indices(self.M.shape)
+        return r.ravel(), c.ravel()
+
+    def jacobian(self, xi):
+        return self.M.ravel()
+
+    def hessianstructure(self):
+        return self.tril
+
+    def hessian(self, xi, lagrange, obj_factor):
+        H = self.k.Jx(self._full(xi), self.p)[self.sl, self.sl]
+        H = 0.5 * (H + H.T)
+        return obj_factor * H[self.tril]
+
+
+class _Projection(_BestResponse):
+    def __init__(self, k, i, x, p, M, target):
+        super().__init__(k, i, x, p, M)
+        self.target = target
+
+    def objective(self, xi):
+        return 0.5 * float(np.sum((xi - self.target) ** 2))
+
+    def gradient(self, xi):
+        return xi - self.target
+
+    def hessian(self, xi, lagrange, obj_factor):
+        return obj_factor * np.eye(len(xi))[self.tril]
+
+
+def _project(oracle, i, x, p):
+    k = oracle.k
+    sl = k.slices[i]
+    eq_rows, in_rows = k.eq.owner == i, k.ineq.owner == i
+    M = np.vstack([oracle.A[eq_rows][:, sl], oracle.G[in_rows][:, sl]])
+    cl = np.concatenate([k.eq.rhs_at(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
+    cu = np.concatenate([k.eq.rhs_at(p)[eq_rows], k.ineq.rhs_at(p)[in_rows]])
+    prob = _Projection(k, i, x, p, M, x[sl].copy())
+    nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
+                          lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
+    for key, val in (("print_level", 0), ("sb", "yes"), ("tol", 1e-10)):
+        nlp.add_option(key, val)
+    xi, _ = nlp.solve(x[sl])
+    return np.asarray(xi)
+
+
+def _solve(K, rhs):
+    try:
+        lu = sla.lu_factor(K, check_finite=False)
+        d = np.abs(np.diag(lu[0]))
+        if d.size and d.min() > 1e-14 * max(d.max(), 1.0):
+            return sla.lu_solve(lu, rhs, check_finite=False)
+    except (ValueError, np.linalg.LinAlgError):
+        pass
+    return np.linalg.lstsq(K, rhs, rcond=None)[0]
