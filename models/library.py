@@ -1,0 +1,330 @@
+"""Bilevel and multi-follower Stackelberg problems with published optimal values.
+
+A test library for every method: each problem is written with the public
+:class:`~stackopt.game.StackelbergGame` API, and :data:`KNOWN_OPTIMA` holds its
+optimal leader objective (in the leader's own sense) with the source that
+states it. The problems were chosen so that each follower's problem is convex
+in the follower's own variables (strictly convex, or with a unique solution),
+hence the followers' equilibrium is unique and the optimistic MPEC
+reformulation, the black-box methods and the gradient method all address the
+same problem.
+
+Conventions of the sources are kept: BOLIB (Zhou, Zemkoho, Tin, "BOLIB:
+Bilevel Optimization LIBrary of test problems", 2020) and MacMPEC (Leyffer)
+state every problem as a minimisation for the leader, so do these games
+(except ``cournot3``, the leader maximises its profit). Where a source leaves a
+variable unbounded, a finite box that contains the optimum and is never
+binding there is added (a global MINLP solver with big-M needs it); each
+builder's docstring lists those boxes. The leader's variable bounds are the
+leader's feasible set; where the followers' problem is infeasible for some
+leader values (``bard1988_ex1``), the box is the set of leader values for which
+it is feasible.
+
+Problems (``F`` leader, ``f`` follower, ``x`` leader, ``y`` followers):
+
+====================  ===========  ==========================================
+name                  followers    published optimum (leader, own sense)
+====================  ===========  ==========================================
+bard1988_ex1          1            17                (BOLIB, MacMPEC bard1)
+shimizu_aiyoshi1981   1            100               (BOLIB, MacMPEC ex9.2.2)
+henderson_quandt1958  1            -3266.67 = -9800/3 (BOLIB, MacMPEC stackelberg1)
+clark_westerberg1990  1            5                 (BOLIB, HTP 9.3.6)
+htp_9_3_5             1            0.5               (HTP 9.3.5, MacMPEC ex9.2.4)
+desilva1978           2            -1                (BOLIB, MacMPEC ex9.2.6)
+cournot3              3            114075/112 (derived here in closed form)
+gnash10               4            -230.823          (MacMPEC gnash10)
+gnash14               4            -0.179046         (MacMPEC gnash14)
+gnash19               4            -6.11671          (MacMPEC gnash19)
+====================  ===========  ==========================================
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import pyomo.environ as pyo
+
+from stackopt.game import StackelbergGame
+
+from . import Param, register_game
+
+
+class KnownOptimum(NamedTuple):
+    """Optimal leader objective in the leader's own sense, and where it is stated."""
+
+    value: float
+    source: str
+
+
+PROBLEMS: dict[str, Callable[[], StackelbergGame]] = {}
+KNOWN_OPTIMA: dict[str, KnownOptimum] = {}
+
+
+def _problem(name: str, value: float, source: str):
+    def deco(fn):
+        PROBLEMS[name] = fn
+        KNOWN_OPTIMA[name] = KnownOptimum(float(value), source)
+        return fn
+
+    return deco
+
+
+# --------------------------------------------------------------- one follower
+@_problem("bard1988_ex1", 17.0,
+          "Bard (1988) Convex two-level optimization, Math. Prog. 40, Ex. 1; BOLIB Bard1988Ex1 "
+          "(F*=17); MacMPEC bard1 / ex9.2.1 (17); Floudas et al. (1999) Handbook of Test "
+          "Problems 9.3.2; BilevelJuMP test jump_HTP_quad01")
+def bard1988_ex1() -> StackelbergGame:
+    """Bard (1988) Example 1: min (x-5)^2 + (2y+1)^2, y in argmin (y-1)^2 - 1.5xy.
+
+    Follower: -3x + y <= -3, x - 0.5y <= 4, x + y <= 7, y >= 0. Optimum x=1, y=0.
+    The follower's problem is feasible exactly for x in [1, 5], the leader's box;
+    the follower's box y in [0, 10] is never binding (y <= 7 - x).
+    At the optimum the follower's feasible set is the single point y = 0.
+    """
+    g = StackelbergGame("bard1988_ex1")
+    m = g.model
+    m.x = pyo.Var(bounds=(1.0, 5.0), initialize=4.0)
+    f = g.add_follower("follower")
+    f.y = pyo.Var(bounds=(0.0, 10.0), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.y - 1) ** 2 - 1.5 * m.x * f.y, sense=pyo.minimize)
+    f.c1 = pyo.Constraint(expr=-3 * m.x + f.y <= -3)
+    f.c2 = pyo.Constraint(expr=m.x - 0.5 * f.y <= 4)
+    f.c3 = pyo.Constraint(expr=m.x + f.y <= 7)
+    g.set_leader([m.x], objective=(m.x - 5) ** 2 + (2 * f.y + 1) ** 2, sense=pyo.minimize)
+    g.data = {"problem": "bard1988_ex1"}
+    return g
+
+
+@_problem("shimizu_aiyoshi1981", 100.0,
+          "Shimizu, Aiyoshi (1981) A new computational method for Stackelberg and min-max "
+          "problems, Ex. 1; BOLIB ShimizuAiyoshi1981Ex1 (F*=100); MacMPEC ex9.2.2 (100); "
+          "Handbook of Test Problems 9.3.3; BilevelJuMP test jump_HTP_quad02")
+def shimizu_aiyoshi1981() -> StackelbergGame:
+    """Shimizu-Aiyoshi (1981) Ex. 1: min x^2 + (y-10)^2 s.t. x - y >= 0, y in argmin (x+2y-30)^2.
+
+    Follower: x + y <= 20, 0 <= y <= 20. Leader box x in [0, 15]; the leader's
+    constraint y - x <= 0 is evaluated at the equilibrium. Optimum x = y = 10
+    (the leader's constraint is active).
+    """
+    g = StackelbergGame("shimizu_aiyoshi1981")
+    m = g.model
+    m.x = pyo.Var(bounds=(0.0, 15.0), initialize=1.0)
+    f = g.add_follower("follower")
+    f.y = pyo.Var(bounds=(0.0, 20.0), initialize=1.0)
+    f.obj = pyo.Objective(expr=(m.x + 2 * f.y - 30) ** 2, sense=pyo.minimize)
+    f.c1 = pyo.Constraint(expr=m.x + f.y <= 20)
+    g.set_leader([m.x], objective=m.x ** 2 + (f.y - 10) ** 2, sense=pyo.minimize,
+                 constraints=[f.y - m.x <= 0])
+    g.data = {"problem": "shimizu_aiyoshi1981"}
+    return g
+
+
+@_problem("henderson_quandt1958", -9800.0 / 3.0,
+          "Henderson, Quandt (1958) Microeconomic Theory (Stackelberg duopoly); BOLIB "
+          "HendersonQuandt1958 (F*=-3266.67); MacMPEC stackelberg1 (-3266.67); exact value "
+          "-9800/3 at x=280/3, y=80/3 derived in the docstring")
+def henderson_quandt1958() -> StackelbergGame:
+    """Stackelberg duopoly: min x(x/2 + y/2 - 95) over x in [0, 200], y in argmin y(x/2 + y - 100), y >= 0.
+
+    The follower's reaction is y = 50 - x/4, so the leader minimises
+    x(3x/8 - 70): x* = 280/3, F* = -9800/3. The follower's box y in [0, 100]
+    is never binding (y <= 50).
+    """
+    g = StackelbergGame("henderson_quandt1958")
+    m = g.model
+    m.x = pyo.Var(bounds=(0.0, 200.0), initialize=0.0)
+    f = g.add_follower("follower")
+    f.y = pyo.Var(bounds=(0.0, 100.0), initialize=0.0)
+    f.obj = pyo.Objective(expr=f.y * (0.5 * m.x + f.y - 100), sense=pyo.minimize)
+    g.set_leader([m.x], objective=m.x * (0.5 * (m.x + f.y) - 95), sense=pyo.minimize)
+    g.data = {"problem": "henderson_quandt1958"}
+    return g
+
+
+@_problem("clark_westerberg1990", 5.0,
+          "Clark, Westerberg (1990) Bilevel programming for steady-state chemical process "
+          "design I, Comput. Chem. Eng. 14; BOLIB ClarkWesterberg1990a and SahinCiric1998Ex2 "
+          "(F*=5); Handbook of Test Problems 9.3.6; BilevelJuMP test jump_HTP_quad05 (5)")
+def clark_westerberg1990() -> StackelbergGame:
+    """min (x-3)^2 + (y-2)^2 over x in [0, 8], y in argmin (y-5)^2.
+
+    Follower: -2x + y <= 1, x - 2y <= 2, x + 2y <= 14. Optimum x=1, y=3. The
+    follower's box y in [0, 10] is never binding (y = min(5, 1+2x, 7-x/2) >= 3).
+    """
+    g = StackelbergGame("clark_westerberg1990")
+    m = g.model
+    m.x = pyo.Var(bounds=(0.0, 8.0), initialize=1.0)
+    f = g.add_follower("follower")
+    f.y = pyo.Var(bounds=(0.0, 10.0), initialize=1.0)
+    f.obj = pyo.Objective(expr=(f.y - 5) ** 2, sense=pyo.minimize)
+    f.c1 = pyo.Constraint(expr=-2 * m.x + f.y <= 1)
+    f.c2 = pyo.Constraint(expr=m.x - 2 * f.y <= 2)
+    f.c3 = pyo.Constraint(expr=m.x + 2 * f.y <= 14)
+    g.set_leader([m.x], objective=(m.x - 3) ** 2 + (f.y - 2) ** 2, sense=pyo.minimize)
+    g.data = {"problem": "clark_westerberg1990"}
+    return g
+
+
+@_problem("htp_9_3_5", 0.5,
+          "Floudas et al. (1999) Handbook of Test Problems in Local and Global Optimization, "
+          "9.3.5; MacMPEC ex9.2.4 (0.5); BilevelJuMP test jump_HTP_quad04 (0.5 at x=3, y=(1,2))")
+def htp_9_3_5() -> StackelbergGame:
+    """min 0.5((y1-2)^2 + (y2-2)^2), y in argmin 0.5 y1^2 + y2 s.t. y1 + y2 = x, y >= 0.
+
+    The follower's solution is unique (y1 = min(x, 1), y2 = x - y1) though its
+    objective is linear in y2. The source leaves x free; the leader's box is
+    x in [0, 10] and the follower's y in [0, 10]^2. Optimum x=3, y=(1, 2).
+    """
+    g = StackelbergGame("htp_9_3_5")
+    m = g.model
+    m.x = pyo.Var(bounds=(0.0, 10.0), initialize=3.0)
+    f = g.add_follower("follower")
+    f.y = pyo.Var([1, 2], bounds=(0.0, 10.0), initialize={1: 1.0, 2: 2.0})
+    f.obj = pyo.Objective(expr=0.5 * f.y[1] ** 2 + f.y[2], sense=pyo.minimize)
+    f.split = pyo.Constraint(expr=f.y[1] + f.y[2] == m.x)
+    g.set_leader([m.x], objective=0.5 * ((f.y[1] - 2) ** 2 + (f.y[2] - 2) ** 2),
+                 sense=pyo.minimize)
+    g.data = {"problem": "htp_9_3_5"}
+    return g
+
+
+# ---------------------------------------------------------- several followers
+@_problem("desilva1978", -1.0,
+          "De Silva (1978) PhD thesis, via Falk, Liu (1995); BOLIB DeSilva1978 (F*=-1); "
+          "MacMPEC ex9.2.6 (-1); Handbook of Test Problems 9.3.7")
+def desilva1978() -> StackelbergGame:
+    """min (x1-1)^2 + (x2-1)^2 + y1^2 + y2^2 - 2, each y_j in argmin (x_j - y_j)^2 on [0.5, 1.5].
+
+    The lower level is separable, so it is written as two followers. Leader
+    box x in [0, 2]^2 (MacMPEC has x >= 0). Optimum x = y = (0.5, 0.5), where
+    each follower's bound is weakly active (the reaction y_j = clip(x_j) has a
+    kink there).
+    """
+    g = StackelbergGame("desilva1978")
+    m = g.model
+    m.x = pyo.Var([1, 2], bounds=(0.0, 2.0), initialize=0.0)
+    ys = []
+    for j in (1, 2):
+        f = g.add_follower(f"follower{j}")
+        f.y = pyo.Var(bounds=(0.5, 1.5), initialize=1.0)
+        f.obj = pyo.Objective(expr=(m.x[j] - f.y) ** 2, sense=pyo.minimize)
+        ys.append(f.y)
+    obj = (m.x[1] - 1) ** 2 + (m.x[2] - 1) ** 2 + ys[0] ** 2 + ys[1] ** 2 - 2
+    g.set_leader([m.x], objective=obj, sense=pyo.minimize)
+    g.data = {"problem": "desilva1978"}
+    return g
+
+
+# Stackelberg-Nash-Cournot oligopoly with linear demand, derived here.
+_COURNOT = dict(a=100.0, b=1.0, c0=10.0, c=(10.0, 15.0, 25.0), d=(1.0, 1.0, 2.0))
+
+
+def cournot_optimum(a, b, c0, c, d):
+    """Closed-form leader output and profit of the linear Stackelberg-Nash-Cournot game.
+
+    Followers i maximise (a - b Q) q_i - c_i q_i - d_i q_i^2 / 2 given the
+    leader's q0 (Q total output). With s_i = 1/(b + d_i), S = sum s_i and
+    C = sum s_i c_i, their Nash equilibrium gives the price
+    p(q0) = (a - b q0 + b C) / (1 + b S), so the leader's profit
+    (p - c0) q0 is concave with maximiser q0* = (a + b C - c0 (1 + b S)) / (2b)
+    and maximum b q0*^2 / (1 + b S) (valid when every follower's output is
+    positive, which the caller checks).
+    """
+    s = [1.0 / (b + di) for di in d]
+    S, C = sum(s), sum(si * ci for si, ci in zip(s, c))
+    q0 = (a + b * C - c0 * (1 + b * S)) / (2 * b)
+    price = (a - b * q0 + b * C) / (1 + b * S)
+    qf = [si * (price - ci) for si, ci in zip(s, c)]
+    return q0, qf, b * q0 ** 2 / (1 + b * S)
+
+
+@_problem("cournot3", 114075.0 / 112.0,
+          "derived in closed form (cournot_optimum): Stackelberg-Nash-Cournot game in the "
+          "setting of Sherali, Soyster, Murphy (1983) Stackelberg-Nash-Cournot equilibria, "
+          "Oper. Res. 31, with linear demand; q0* = 195/4, profit 114075/112")
+def cournot3() -> StackelbergGame:
+    """A leader firm and three follower firms in Cournot-Nash equilibrium, linear demand.
+
+    Price p = 100 - Q, leader cost 10 q0, follower i cost c_i q_i + d_i q_i^2/2
+    with c = (10, 15, 25), d = (1, 1, 2). The leader maximises its profit
+    (p - 10) q0; each follower maximises its own profit, which depends on the
+    other followers' outputs through the price. Boxes: q0 in [0, 100], q_i in
+    [0, 100] (never binding: the optimum is q0 = 48.75, q = (10.45, 7.95, 1.96)).
+    """
+    a, b, c0, c, d = (_COURNOT[k] for k in ("a", "b", "c0", "c", "d"))
+    g = StackelbergGame("cournot3")
+    m = g.model
+    m.q0 = pyo.Var(bounds=(0.0, 100.0), initialize=0.0)
+    fs = []
+    for i in range(3):
+        f = g.add_follower(f"firm{i + 1}")
+        f.q = pyo.Var(bounds=(0.0, 100.0), initialize=10.0)
+        fs.append(f)
+    total = m.q0 + sum(f.q for f in fs)
+    for f, ci, di in zip(fs, c, d):
+        f.obj = pyo.Objective(expr=(a - b * total) * f.q - ci * f.q - 0.5 * di * f.q ** 2,
+                              sense=pyo.maximize)
+    g.set_leader([m.q0], objective=(a - b * total - c0) * m.q0, sense=pyo.maximize)
+    g.data = {"problem": "cournot3", "a": a, "b": b, "c0": c0, "c": list(c), "d": list(d)}
+    return g
+
+
+# MacMPEC gnash1 (Facchinei, Jiang, Qi (1999) A smoothing method for MPECs,
+# Math. Prog. 85, problem 8; Cournot data of Murphy, Sherali, Soyster (1982)).
+_GNASH_FIRMS = dict(c=(10.0, 8.0, 6.0, 4.0, 2.0), K=(5.0,) * 5, b=(1.2, 1.1, 1.0, 0.9, 0.8))
+
+
+def gnash(name: str, L: float, gamma: float) -> StackelbergGame:
+    """The MacMPEC ``gnash1`` Stackelberg-Nash-Cournot game: a leader and four followers.
+
+    Price p(Q) = 5000^(1/gamma) Q^(-1/gamma), Q = x + sum y_i. The leader
+    minimises c1 x + b1/(b1+1) K1^(-1/b1) x^((1+b1)/b1) - x p(Q) over
+    x in [0, L]. Follower i minimises c_i y_i + K_i^(-1/b_i) y_i^2 / 2 - y_i p(Q)
+    over y_i in [0, L] (exactly the follower conditions MacMPEC's gnash1.mod
+    states: its KKT rows use the marginal cost c_i + K_i^(-1/b_i) y_i); strictly
+    convex in y_i for gamma >= 1.
+    """
+    c, K, b = (_GNASH_FIRMS[k] for k in ("c", "K", "b"))
+    gg = 5000.0 ** (1.0 / gamma)
+    g = StackelbergGame(name)
+    m = g.model
+    m.x = pyo.Var(bounds=(0.0, L), initialize=L / 2)
+    fs = []
+    for i in range(4):
+        f = g.add_follower(f"firm{i + 2}")
+        f.y = pyo.Var(bounds=(0.0, L), initialize=L / 2)
+        fs.append(f)
+    Q = m.x + sum(f.y for f in fs)
+    price = gg * Q ** (-1.0 / gamma)
+    for i, f in enumerate(fs, start=1):
+        f.obj = pyo.Objective(
+            expr=c[i] * f.y + 0.5 * K[i] ** (-1.0 / b[i]) * f.y ** 2 - f.y * price,
+            sense=pyo.minimize)
+    leader = (c[0] * m.x + b[0] / (b[0] + 1) * K[0] ** (-1.0 / b[0]) * m.x ** ((1 + b[0]) / b[0])
+              - m.x * price)
+    g.set_leader([m.x], objective=leader, sense=pyo.minimize)
+    g.data = {"problem": name, "L": L, "gamma": gamma, **{k: list(v) for k, v in _GNASH_FIRMS.items()}}
+    return g
+
+
+_GNASH_SOURCE = ("MacMPEC {0} (gnash1.mod with {0}.dat: L={1}, gamma={2}), optimum {3}; "
+                 "Facchinei, Jiang, Qi (1999) Math. Prog. 85, problem 8")
+for _name, _L, _g, _opt in (("gnash10", 150.0, 1.0, -230.823), ("gnash14", 150.0, 1.7, -0.179046),
+                            ("gnash19", 20.0, 1.7, -6.11671)):
+    def _builder(_name=_name, _L=_L, _g=_g):
+        return gnash(_name, _L, _g)
+
+    _builder.__doc__ = f"MacMPEC {_name}: gnash1 with L={_L}, gamma={_g}."
+    _problem(_name, _opt, _GNASH_SOURCE.format(_name, _L, _g, _opt))(_builder)
+
+
+# ------------------------------------------------------------------ registry
+@register_game("library", params={
+    "problem": Param(str, "bard1988_ex1",
+                     "which known-optimum problem: " + ", ".join(PROBLEMS)),
+})
+def library(seed: int = 0, problem: str = "bard1988_ex1") -> StackelbergGame:
+    """Bilevel / multi-follower problems with published optimal values (seed unused)."""
+    if problem not in PROBLEMS:
+        raise ValueError(f"unknown library problem {problem!r}; expected one of {sorted(PROBLEMS)}")
+    return PROBLEMS[problem]()
