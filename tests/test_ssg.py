@@ -1,0 +1,222 @@
+"""Security game with multiple defenders: structure, formulas against NumPy, data, bad input."""
+import networkx as nx
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from stackopt.models import available_games, build_game, game_spec
+from stackopt.models.ssg import ssg
+
+SMALL = dict(targets=12, defenders=3, coverable=5, resources=2.0)
+
+
+def reference(data, X, PI):
+    """games.md section 2 in NumPy: leader value, defender utilities, both budget spends."""
+    mask, a, U, Ui = data["coverage"], data["attractiveness"], data["leader_payoffs"], data["defender_payoffs"]
+    unprot = np.prod(np.where(mask, 1.0 - X, 1.0), axis=0)
+    cov = 1.0 - unprot
+    w = np.exp(a - data["rationality"] * cov)
+    p = w / w.sum()
+    hit = p * (1.0 - cov)
+    leader = hit @ U
+    defenders = (mask * hit[None, :] * (Ui + PI)).sum(axis=1)
+    reimb = (mask * PI * (1.0 - X)).sum()
+    expected = (mask * PI * hit[None, :]).sum()
+    return leader, defenders, reimb, expected
+
+
+def set_values(game, X, PI):
+    mask = game.data["coverage"]
+    for i in range(mask.shape[0]):
+        b = game.follower(f"defender{i}")
+        for t in b.x:
+            b.x[t].set_value(X[i, t])
+            game.model.reimbursement[i, t].set_value(PI[i, t])
+
+
+def test_registered_with_its_parameters():
+    assert "ssg" in available_games()
+    spec = game_spec("ssg")
+    for p in ("targets", "defenders", "coverable", "resources", "rationality", "budget",
+              "budget_kind", "samples", "attractiveness", "coverage_graph"):
+        assert p in spec.params
+    assert spec.params["budget_kind"].default == "reimbursement"
+    assert spec.params["targets"].default == 100 and spec.params["defenders"].default == 5
+
+
+def test_reference_size_structure():
+    game = build_game("ssg", seed=1)
+    s = game.structure()
+    assert game.samples == 5
+    assert [f.name for f in s.followers] == [f"defender{i}" for i in range(5)]
+    assert [len(f.variables) for f in s.followers] == [50] * 5
+    assert len(s.leader_variables) == 250
+    assert len(s.leader_constraints) == 1
+    assert game.data["coverage"].sum(axis=1).tolist() == [50] * 5
+
+
+def test_variables_only_on_coverable_targets():
+    game = ssg(seed=3, **SMALL)
+    mask = game.data["coverage"]
+    s = game.structure()
+    for i, f in enumerate(s.followers):
+        assert sorted(f.block.x.keys()) == np.flatnonzero(mask[i]).tolist()
+        assert all(v.lb == 0.0 and v.ub == 1.0 for v in f.variables)
+        (con,) = f.constraints
+        assert con.equality and pyo.value(con.upper) == 2.0
+        assert pyo.value(con.body) == pytest.approx(2.0)  # initial point is feasible
+    assert sorted(game.model.reimbursement.keys()) == [tuple(k) for k in np.argwhere(mask).tolist()]
+    assert all(v.lb == 0.0 and v.ub is None for v in s.leader_variables)
+
+
+@pytest.mark.parametrize("kind", ["reimbursement", "expected"])
+def test_objectives_and_budget_match_games_md(kind):
+    game = ssg(seed=7, budget=0.6, budget_kind=kind, rationality=3.0, **SMALL)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(3, 12))
+    PI = rng.uniform(0, 4, size=(3, 12))
+    set_values(game, X, PI)
+    leader, defenders, reimb, expected = reference(game.data, X, PI)
+    s = game.structure()
+    assert s.leader_sense == pyo.maximize
+    assert pyo.value(s.leader_objective) == pytest.approx(leader, rel=1e-12)
+    for i, f in enumerate(s.followers):
+        assert f.sense == pyo.maximize
+        assert pyo.value(f.objective) == pytest.approx(defenders[i], rel=1e-12)
+    spend = reimb if kind == "reimbursement" else expected
+    assert pyo.value(s.leader_constraints[0].body) == pytest.approx(spend - 0.6, rel=1e-12)
+    assert not np.isclose(reimb, expected)  # the two definitions really differ
+
+
+def test_shared_expressions_are_model_components():
+    game = ssg(seed=2, **SMALL)
+    m = game.model
+    for name in ("unprotected", "coverage", "weight", "partition", "attack", "hit"):
+        assert isinstance(m.component(name), pyo.Expression)
+    # the attack distribution is a probability vector
+    assert sum(pyo.value(m.attack[t]) for t in range(12)) == pytest.approx(1.0)
+
+
+def test_huge_attractiveness_does_not_overflow():
+    a = np.linspace(0, 1000, 12)
+    game = ssg(seed=0, attractiveness=a, **SMALL)
+    X = np.full((3, 12), 0.3)
+    set_values(game, X, np.zeros((3, 12)))
+    assert np.isfinite(pyo.value(game.structure().leader_objective))
+
+
+def test_uncovered_target_is_unprotected():
+    mask = np.zeros((2, 6), dtype=bool)
+    mask[0, :3] = True
+    mask[1, 2:5] = True  # target 5 uncovered, target 2 shared
+    game = ssg(seed=0, targets=6, defenders=2, resources=1.5, coverage=mask)
+    m = game.model
+    assert pyo.value(m.unprotected[5]) == 1.0
+    X = np.full((2, 6), 0.5)
+    set_values(game, X, np.zeros((2, 6)))
+    assert pyo.value(m.coverage[2]) == pytest.approx(0.75)
+    assert pyo.value(m.coverage[0]) == pytest.approx(0.5)
+
+
+def test_same_seed_same_data_different_seed_differs():
+    g1, g2, g3 = ssg(seed=4, **SMALL), ssg(seed=4, **SMALL), ssg(seed=5, **SMALL)
+    for key in ("attractiveness", "leader_payoffs", "defender_payoffs", "coverage"):
+        assert np.array_equal(g1.data[key], g2.data[key])
+    for key in ("attractiveness", "leader_payoffs", "defender_payoffs"):
+        assert not np.array_equal(g1.data[key], g3.data[key])
+    assert not np.array_equal(g1.data["coverage"], g3.data["coverage"])
+
+
+def test_overriding_one_array_keeps_the_others():
+    base = ssg(seed=4, **SMALL)
+    a = np.arange(12.0) / 12
+    g = ssg(seed=4, attractiveness=a, **SMALL)
+    assert np.array_equal(g.data["attractiveness"], a)
+    for key in ("leader_payoffs", "defender_payoffs", "coverage"):
+        assert np.array_equal(g.data[key], base.data[key])
+    U = -np.ones(12)
+    Ui = -2 * np.ones((3, 12))
+    g = ssg(seed=4, leader_payoffs=U, defender_payoffs=Ui, **SMALL)
+    assert np.array_equal(g.data["leader_payoffs"], U) and np.array_equal(g.data["defender_payoffs"], Ui)
+    assert np.array_equal(g.data["attractiveness"], base.data["attractiveness"])
+
+
+def test_coverage_as_index_lists_mask_and_bipartite_graph_agree():
+    sets = [[0, 1, 2, 3], [3, 4, 5, 6, 7], [8, 9, 10, 11, 0]]
+    mask = np.zeros((3, 12), dtype=bool)
+    for i, s in enumerate(sets):
+        mask[i, s] = True
+    G = nx.Graph()
+    G.add_nodes_from([f"d{i}" for i in range(3)], bipartite=0)
+    G.add_nodes_from([f"t{t}" for t in range(12)], bipartite=1)
+    G.add_edges_from((f"t{t}", f"d{i}") for i, s in enumerate(sets) for t in s)  # either orientation
+    games = [ssg(seed=1, targets=12, defenders=3, resources=2.0, coverage=c)
+             for c in (sets, mask)] + [ssg(seed=1, targets=12, defenders=3, resources=2.0, coverage_graph=G)]
+    for g in games:
+        assert np.array_equal(g.data["coverage"], mask)
+        assert [len(f.variables) for f in g.structure().followers] == [4, 5, 5]
+
+
+def test_networkx_bipartite_generator():
+    G = nx.bipartite.random_graph(3, 12, 0.6, seed=1)
+    g = ssg(seed=0, targets=12, defenders=3, resources=1.0, coverage_graph=G)
+    expected = np.zeros((3, 12), dtype=bool)
+    for u, v in G.edges():
+        d, t = (u, v) if u < 3 else (v, u)
+        expected[d, t - 3] = True
+    assert np.array_equal(g.data["coverage"], expected)
+    g = ssg(seed=0, targets=4, defenders=2, resources=1.0,
+            coverage_graph=nx.complete_bipartite_graph(2, 4))
+    assert g.data["coverage"].all()
+
+
+def _graph(n_def, n_tar):
+    return nx.complete_bipartite_graph(n_def, n_tar)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(budget=-1.0), r"budget must be a finite number >= 0.0, got -1.0"),
+    (dict(budget=float("nan")), r"budget must be a finite number >= 0.0, got nan"),
+    (dict(budget_kind="paid"), r"budget_kind must be one of \('reimbursement', 'expected'\), got 'paid'"),
+    (dict(targets=0), r"targets must be an integer >= 1, got 0"),
+    (dict(defenders=2.5), r"defenders must be an integer >= 1, got 2.5"),
+    (dict(coverable=13), r"coverable must be <= targets \(12\), got 13"),
+    (dict(resources=6.0), r"defender 0 may cover 5 targets but must place resources=6.0"),
+    (dict(resources=-1.0), r"resources must be a finite number >= 0.0, got -1.0"),
+    (dict(rationality=-0.5), r"rationality must be a finite number >= 0.0, got -0.5"),
+    (dict(samples=0), r"samples must be an integer >= 1, got 0"),
+    (dict(seed=-3), r"seed must be a non-negative integer, got -3"),
+    (dict(attractiveness=np.zeros(11)), r"attractiveness must have shape \(targets,\) = \(12,\), got shape \(11,\)"),
+    (dict(leader_payoffs=np.r_[np.zeros(11), np.nan]), r"leader_payoffs must be finite, got nan at index 11"),
+    (dict(defender_payoffs=np.zeros((12, 3))),
+     r"defender_payoffs must have shape \(defenders, targets\) = \(3, 12\), got shape \(12, 3\)"),
+    (dict(defender_payoffs=np.full((3, 12), np.inf)), r"defender_payoffs must be finite, got inf at index \(0, 0\)"),
+    (dict(attractiveness="high"), r"attractiveness must be a numeric array"),
+    (dict(coverage=np.ones((3, 11), dtype=bool)), r"coverage mask must have shape \(defenders, targets\) = \(3, 12\), got shape \(3, 11\)"),
+    (dict(coverage=[[0, 1], [2, 3]]), r"coverage must list the targets of each of the 3 defenders, got 2 lists"),
+    (dict(coverage=[[0, 1], [2, 12], [4]], resources=1.0), r"coverage of defender 1 contains 12; expected target indices in 0..11"),
+    (dict(coverage=[[0, 0], [1], [2]], resources=1.0), r"coverage of defender 0 lists target 0 twice"),
+    (dict(coverage=[[0], [1], [2]], coverage_graph=_graph(3, 12)), r"give either coverage or coverage_graph, not both"),
+    (dict(coverage_graph=_graph(4, 12)), r"coverage_graph has 4 defender nodes \(bipartite=0\) but defenders=3"),
+    (dict(coverage_graph=_graph(3, 10)), r"coverage_graph has 10 target nodes \(bipartite=1\) but targets=12"),
+    (dict(coverage_graph=nx.path_graph(15)), r"coverage_graph node 0 has bipartite=None; expected 0 \(defender\) or 1 \(target\)"),
+    (dict(coverage_graph=np.ones((3, 12))), r"coverage_graph must be a networkx graph, got ndarray"),
+])
+def test_bad_input(kw, match):
+    args = dict(SMALL)
+    args.update(kw)
+    seed = args.pop("seed", 0)
+    with pytest.raises(ValueError, match=match):
+        ssg(seed=seed, **args)
+
+
+def test_graph_edge_between_two_targets_is_rejected():
+    G = _graph(3, 12)
+    G.add_edge(3, 4)
+    with pytest.raises(ValueError, match=r"coverage_graph edge \(3, 4\) does not join a defender to a target"):
+        ssg(seed=0, targets=12, defenders=3, resources=1.0, coverage_graph=G)
+
+
+def test_unknown_parameter_rejected_by_registry():
+    with pytest.raises(ValueError, match="unknown parameter 'budgte'"):
+        build_game("ssg", seed=0, budgte=1.0)
