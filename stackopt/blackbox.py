@@ -1,0 +1,355 @@
+"""Black-box baselines: scipy optimisers over the leader's variables, the oracle inside.
+
+As in the paper's baselines, the followers' equilibrium is treated as a black
+box: every evaluation of the leader's objective or constraints at a leader
+strategy ``p`` asks the equilibrium oracle for ``x*(p)``, and derivatives are
+finite differences of those evaluations. Registered methods:
+
+* ``slsqp``: ``scipy.optimize.minimize(method="SLSQP")``;
+* ``trust-region``: ``scipy.optimize.minimize(method="trust-constr")``
+  (alias ``trust-constr``);
+* ``initial``: the leader's initial values (``None`` read as 0, clipped to the
+  bounds); the baseline every method should beat.
+
+Bounds are the leader's variable bounds; the leader's constraints
+``body(x*(p), p) <= 0`` become nonlinear inequality constraints. Equilibria are
+cached by leader strategy and every oracle call is warm-started from the
+cached equilibrium nearest to the new strategy, so a finite-difference sweep
+costs one or two Newton steps per coordinate. The time limit is checked before
+every oracle call; when it is reached the optimiser is stopped and the best
+point evaluated so far (feasible first, then lowest objective) is returned with
+status ``TIME_LIMIT``.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
+from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
+
+from .kernel import kernel_of
+from .methods import Method, MethodOutput, register_method
+from .oracle import EquilibriumOracle
+from .result import Status
+
+
+class _TimeUp(Exception):
+    """Raised inside scipy's callbacks when the time limit is reached."""
+
+
+def _common_config() -> ConfigDict:
+    cfg = ConfigDict()
+    cfg.declare("maxiter", ConfigValue(default=100, domain=PositiveInt,
+                                       doc="maximum iterations of the scipy optimiser"))
+    cfg.declare("fd_step", ConfigValue(default=1e-6, domain=PositiveFloat,
+                                       doc="finite-difference step, relative: h_j = fd_step * max(1, |p_j|)"))
+    cfg.declare("fd_scheme", ConfigValue(default="forward", domain=In(["forward", "central"]),
+                                         doc="finite differences: 'forward' (n_p oracle calls per "
+                                             "gradient) or 'central' (2 n_p)"))
+    cfg.declare("oracle_tol", ConfigValue(default=1e-9, domain=PositiveFloat,
+                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm)"))
+    cfg.declare("oracle_time_limit", ConfigValue(default=30.0, domain=PositiveFloat,
+                                                 doc="seconds allowed for one oracle call"))
+    cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,
+                                               doc="constraint violation counted as feasible when "
+                                                   "choosing the best point found"))
+    cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
+                                          doc="equilibria kept for warm starts"))
+    return cfg
+
+
+@dataclass
+class _Point:
+    p: np.ndarray
+    f: float  # leader objective in minimisation form
+    cons: np.ndarray  # leader constraint bodies, <= 0 feasible
+    x: np.ndarray  # followers' equilibrium
+    converged: bool
+
+    @property
+    def violation(self) -> float:
+        return float(np.max(self.cons, initial=0.0))
+
+
+class LeaderBlackBox:
+    """The leader's objective and constraints as functions of ``p`` only.
+
+    ``value(p)`` (minimisation form), ``constraints(p)`` (``<= 0`` feasible) and
+    their finite-difference derivatives ``gradient(p)``, ``constraint_jacobian(p)``;
+    repeated calls at the same ``p`` cost nothing. ``deadline`` is a
+    ``time.perf_counter()`` value after which any new oracle call raises.
+    """
+
+    def __init__(self, game, config, seed: int = 0, deadline: float = float("inf")):
+        self.kernel = k = kernel_of(game)
+        self.config = config
+        self.sign = 1.0 if k.leader_sense == 1 else -1.0  # pyo.minimize == 1
+        self.deadline = deadline
+        self.rng = np.random.default_rng(seed)
+        self.oracle = EquilibriumOracle(k, tol=config.oracle_tol,
+                                        time_limit=float(config.oracle_time_limit))
+        self._cache: OrderedDict[bytes, tuple] = OrderedDict()  # p bytes -> (point, equilibrium)
+        self._grad_key: bytes | None = None
+        self._grad: tuple | None = None
+        self.n_oracle = 0
+        self.n_failed = 0
+        self.best: _Point | None = None
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, p) -> _Point:
+        p = np.clip(np.array(p, dtype=float), self.kernel.p_lb, self.kernel.p_ub)
+        key = p.tobytes()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key][0]
+        now = time.perf_counter()
+        if now >= self.deadline:
+            raise _TimeUp()
+        self.oracle.time_limit = float(min(self.config.oracle_time_limit, max(self.deadline - now, 1e-3)))
+        eq = self.oracle.solve(p, start=self._nearest(p), rng=self.rng)
+        self.n_oracle += 1
+        if not eq.converged:  # one more try from a fresh seeded start
+            retry = self.oracle.solve(p, start=None, rng=self.rng)
+            self.n_oracle += 1
+            if retry.residual < eq.residual:
+                eq = retry
+        if not eq.converged:
+            self.n_failed += 1
+        obj, cons = self.kernel.leader(eq.x, p)
+        pt = _Point(p=p, f=self.sign * obj, cons=np.asarray(cons, dtype=float), x=eq.x.copy(),
+                    converged=eq.converged)
+        self._cache[key] = (pt, eq if eq.converged else None)
+        while len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
+        self._consider(pt)
+        return pt
+
+    def _nearest(self, p):
+        """The cached converged equilibrium whose leader strategy is nearest to ``p``."""
+        best, dist = None, np.inf
+        for pt, eq in reversed(self._cache.values()):
+            if eq is None:
+                continue
+            d = float(np.max(np.abs(pt.p - p), initial=0.0))
+            if d < dist:
+                best, dist = eq, d
+        return best
+
+    def _consider(self, pt: _Point) -> None:
+        if not np.isfinite(pt.f):
+            return
+        if self.best is None or self._better(pt, self.best):
+            self.best = pt
+
+    def _better(self, a: _Point, b: _Point) -> bool:
+        tol = self.config.feasibility_tol
+        fa, fb = a.violation <= tol, b.violation <= tol
+        if fa != fb:
+            return fa
+        if fa:
+            return a.f < b.f
+        return a.violation < b.violation
+
+    # --------------------------------------------------------- scipy callbacks
+    def value(self, p) -> float:
+        return self.evaluate(p).f
+
+    def constraints(self, p) -> np.ndarray:
+        return self.evaluate(p).cons
+
+    def gradient(self, p) -> np.ndarray:
+        return self._derivatives(p)[0]
+
+    def constraint_jacobian(self, p) -> np.ndarray:
+        return self._derivatives(p)[1]
+
+    def _derivatives(self, p):
+        """Finite differences of the objective and the constraints, sharing oracle calls."""
+        p = np.clip(np.array(p, dtype=float), self.kernel.p_lb, self.kernel.p_ub)
+        key = p.tobytes()
+        if key == self._grad_key:
+            return self._grad
+        k = self.kernel
+        base = self.evaluate(p)
+        g = np.zeros(k.n_p)
+        J = np.zeros((base.cons.size, k.n_p))
+        central = self.config.fd_scheme == "central"
+        for j in range(k.n_p):
+            h = self.config.fd_step * max(1.0, abs(p[j]))
+            up_ok = p[j] + h <= k.p_ub[j]
+            down_ok = p[j] - h >= k.p_lb[j]
+            if central and up_ok and down_ok:
+                hi, lo = self._shifted(p, j, h), self._shifted(p, j, -h)
+                g[j] = (hi.f - lo.f) / (2 * h)
+                J[:, j] = (hi.cons - lo.cons) / (2 * h)
+                continue
+            step = h if up_ok or not down_ok else -h
+            other = self._shifted(p, j, step)
+            g[j] = (other.f - base.f) / step
+            J[:, j] = (other.cons - base.cons) / step
+        self._grad_key, self._grad = key, (g, J)
+        return g, J
+
+    def _shifted(self, p, j, h) -> _Point:
+        q = p.copy()
+        q[j] += h
+        return self.evaluate(q)
+
+
+# --------------------------------------------------------------------- methods
+class _ScipyMethod(Method):
+    """Shared driver: run one scipy optimiser over the leader's variables."""
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        start = time.perf_counter()
+        deadline = start + time_limit if time_limit is not None else float("inf")
+        box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
+        k = box.kernel
+        p0 = k.p0.copy()
+        history: list[dict[str, float]] = []
+
+        def record(p):
+            pt = box.evaluate(p)
+            history.append({"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
+                            "violation": pt.violation, "oracle_calls": float(box.n_oracle),
+                            "time_s": time.perf_counter() - start})
+
+        try:
+            box.evaluate(p0)
+            res = self._minimize(box, p0, config, record)
+        except _TimeUp:
+            return self._output(box, box.best, Status.TIME_LIMIT, history,
+                                f"time limit of {time_limit} s reached; best point evaluated so far")
+        status, message = self._status(res)
+        final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub)) if time.perf_counter() < deadline \
+            else box.best
+        return self._output(box, final, status, history, message)
+
+    def _output(self, box, pt, status, history, message) -> MethodOutput:
+        if pt is None:  # not even the initial point was evaluated
+            p = box.kernel.p0.copy()
+            return MethodOutput(leader=p, status=status, message=message, history=history)
+        if box.n_failed:
+            message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
+        return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
+                            message=message, history=history, follower_hint=pt.x.copy())
+
+    def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _status(self, res):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@register_method("slsqp")
+class SLSQP(_ScipyMethod):
+    """Sequential least squares programming (Kraft 1988) over the leader's variables.
+
+    Objective and constraint gradients are finite differences of the
+    equilibrium oracle (``fd_step``, ``fd_scheme``).
+    """
+
+    CONFIG = _common_config()
+    CONFIG.declare("ftol", ConfigValue(default=1e-10, domain=PositiveFloat,
+                                       doc="SLSQP's precision goal for the objective"))
+
+    def _minimize(self, box, p0, config, record):
+        k = box.kernel
+        cons = []
+        if k.n_c:
+            cons = [{"type": "ineq", "fun": lambda p: -box.constraints(p),
+                     "jac": lambda p: -box.constraint_jacobian(p)}]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return minimize(box.value, p0, jac=box.gradient, method="SLSQP",
+                            bounds=Bounds(k.p_lb, k.p_ub), constraints=cons, callback=record,
+                            options={"maxiter": int(config.maxiter), "ftol": float(config.ftol)})
+
+    def _status(self, res):
+        if res.status == 0:
+            return Status.CONVERGED, f"SLSQP: {res.message}"
+        if res.status == 9:
+            return Status.MAX_ITERATIONS, f"SLSQP: {res.message}"
+        return Status.NOT_CONVERGED, f"SLSQP status {res.status}: {res.message}"
+
+
+@register_method("trust-region", "trust-constr")
+class TrustRegion(_ScipyMethod):
+    """scipy's ``trust-constr`` (Byrd-Omojokun trust region SQP / interior point).
+
+    Gradients are finite differences of the equilibrium oracle; Hessians of the
+    objective and constraints are BFGS approximations.
+    """
+
+    CONFIG = _common_config()
+    CONFIG.declare("gtol", ConfigValue(default=1e-8, domain=PositiveFloat,
+                                       doc="tolerance on the Lagrangian gradient norm"))
+    CONFIG.declare("xtol", ConfigValue(default=1e-10, domain=PositiveFloat,
+                                       doc="tolerance on the trust-region radius"))
+    CONFIG.declare("initial_tr_radius", ConfigValue(default=1.0, domain=PositiveFloat,
+                                                    doc="initial trust-region radius"))
+    CONFIG.declare("interior_shift", ConfigValue(
+        default=1e-3, domain=PositiveFloat,
+        doc="a start on a bound is moved this fraction of the bound range (or this much where "
+            "the range is infinite) inside: the interior-point method stalls on its boundary"))
+
+    def _minimize(self, box, p0, config, record):
+        k = box.kernel
+        cons = []
+        if k.n_c:
+            cons = [NonlinearConstraint(box.constraints, -np.inf, 0.0,
+                                        jac=box.constraint_jacobian, hess=BFGS())]
+        bounds = (Bounds(k.p_lb, k.p_ub, keep_feasible=True)
+                  if np.any(np.isfinite(k.p_lb) | np.isfinite(k.p_ub)) else None)
+        p0 = _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return minimize(box.value, p0, jac=box.gradient, hess=BFGS(), method="trust-constr",
+                            bounds=bounds, constraints=cons,
+                            callback=lambda p, state: record(p),
+                            options={"maxiter": int(config.maxiter), "gtol": float(config.gtol),
+                                     "xtol": float(config.xtol),
+                                     "initial_tr_radius": float(config.initial_tr_radius),
+                                     "verbose": 0})
+
+    def _status(self, res):
+        if res.status in (1, 2):
+            return Status.CONVERGED, f"trust-constr: {res.message}"
+        if res.status == 0:
+            return Status.MAX_ITERATIONS, f"trust-constr: {res.message}"
+        return Status.NOT_CONVERGED, f"trust-constr status {res.status}: {res.message}"
+
+
+def _interior(p, lb, ub, frac):
+    """``p`` moved strictly inside ``[lb, ub]`` where it sits on (or beyond) a bound."""
+    width = np.where(np.isfinite(ub - lb), ub - lb, 1.0)
+    shift = frac * width
+    lo = np.where(lb < ub, lb + shift, lb)
+    hi = np.where(lb < ub, ub - shift, ub)
+    return np.minimum(np.maximum(p, lo), hi)
+
+
+@register_method("initial")
+class Initial(Method):
+    """The leader's initial values (``None`` read as 0, clipped to the bounds)."""
+
+    CONFIG = ConfigDict()
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        return MethodOutput(leader=initial_leader(game), status=Status.CONVERGED,
+                            message="the leader's initial values")
+
+
+def initial_leader(game) -> np.ndarray:
+    """The leader's variable values in structure order, ``None`` read as 0, clipped to the bounds."""
+    out = []
+    for v in game.structure().leader_variables:
+        val = 0.0 if v.value is None else float(v.value)
+        lo = -np.inf if v.lb is None else float(v.lb)
+        hi = np.inf if v.ub is None else float(v.ub)
+        out.append(min(max(val, lo), hi))
+    return np.array(out, dtype=float)
