@@ -1,0 +1,150 @@
+"""``mpec-ipopt``: Scholtes' regularised complementarity, solved by Ipopt."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat, PositiveInt
+
+from ..methods import Method, MethodOutput, register_method
+from ..nlp import NlpProblem
+from ..result import Status
+from .pipeline import DEFAULT_BLOCK, build_single_level
+
+
+def _fraction(val):
+    val = float(val)
+    if not 0.0 < val < 1.0:
+        raise ValueError(f"expected a number strictly between 0 and 1, got {val}")
+    return val
+
+
+def _optional_path(val):
+    return None if val is None else str(val)
+
+
+@register_method("mpec-ipopt", "scholtes")
+class ScholtesMpec(Method):
+    """Regularised MPEC (Scholtes 2001) solved by Ipopt through :mod:`stackopt.nlp`.
+
+    Reformulation: every complementarity pair ``0 <= lambda _|_ s(x) >= 0`` of
+    the single-level model (:mod:`stackopt.mpec.pipeline`) becomes
+
+        lambda >= 0,   s(x) >= 0,   lambda * s(x) <= eps,
+
+    a smooth NLP whose feasible set satisfies the constraint qualifications
+    Ipopt needs. ``eps`` is driven from ``eps_initial`` down to ``eps_final``
+    by the factor ``eps_factor``; each NLP is warm-started from the previous
+    solution (only the bound ``eps`` changes, so the model is compiled once).
+
+    The result is a local solution of the optimistic bilevel problem: among
+    the followers' equilibria (KKT points) the leader's favourite is chosen.
+    Status ``CONVERGED`` when the last NLP converged and the largest product
+    ``lambda * s`` is at most ``complementarity_tol``; otherwise the status of
+    the failing NLP (``INFEASIBLE``, ``TIME_LIMIT``, ``MAX_ITERATIONS``,
+    ``NOT_CONVERGED``) with the last point reached.
+    """
+
+    CONFIG = ConfigDict("mpec-ipopt")
+    CONFIG.declare("eps_initial", ConfigValue(
+        default=1e-1, domain=PositiveFloat, doc="first regularisation bound on lambda * s"))
+    CONFIG.declare("eps_final", ConfigValue(
+        default=1e-8, domain=PositiveFloat, doc="last regularisation bound on lambda * s"))
+    CONFIG.declare("eps_factor", ConfigValue(
+        default=0.1, domain=_fraction, doc="eps is multiplied by this factor after each solve"))
+    CONFIG.declare("complementarity_tol", ConfigValue(
+        default=1e-6, domain=PositiveFloat,
+        doc="largest accepted lambda * s at the end for status CONVERGED"))
+    CONFIG.declare("max_iter", ConfigValue(
+        default=3000, domain=PositiveInt, doc="Ipopt iterations per regularised NLP"))
+    CONFIG.declare("tol", ConfigValue(default=1e-9, domain=PositiveFloat, doc="Ipopt's tol"))
+    CONFIG.declare("ipopt_options", ConfigValue(
+        default={}, domain=dict, doc="further Ipopt options (name -> value)"))
+    CONFIG.declare("block_name", ConfigValue(
+        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
+    CONFIG.declare("dump", ConfigValue(
+        default=None, domain=_optional_path,
+        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        start = time.perf_counter()
+        if config.eps_final > config.eps_initial:
+            raise ValueError(
+                f"eps_final must be <= eps_initial, got {config.eps_final} > {config.eps_initial}"
+            )
+        sl = build_single_level(game, block_name=config.block_name, dump=config.dump)
+        sl.deactivate_complementarity()
+        pairs = sl.pairs
+        reg = pyo.Block(concrete=True)
+        sl.block.add_component("scholtes", reg)
+        reg.eps = pyo.Param(mutable=True, initialize=config.eps_initial)
+        reg.products = pyo.Constraint(
+            range(len(pairs)), rule=lambda b, k: pairs[k].multiplier * pairs[k].slack <= reg.eps)
+        problem = NlpProblem(sl.block)
+        index = {id(v): j for j, v in enumerate(problem.variables)}
+        leader_pos = [index.get(id(v)) for v in sl.leader_variables]
+        follower_pos = [index.get(id(v)) for v in sl.follower_variables]
+        prod = _products(problem, pairs, reg)
+
+        options = {"max_iter": config.max_iter, "tol": config.tol}
+        options.update(config.ipopt_options)
+        eps = config.eps_initial
+        x = problem.start()
+        history, last_good, result = [], None, None
+        status, message = Status.NOT_CONVERGED, ""
+        while True:
+            reg.eps = eps
+            remaining = None
+            if time_limit is not None:
+                remaining = time_limit - (time.perf_counter() - start)
+                if remaining <= 0:
+                    status, message = Status.TIME_LIMIT, f"time limit reached before eps={eps:g}"
+                    break
+            result = problem.solve(options=options, time_limit=remaining, warm_start=x)
+            worst = float(np.max(prod(result.values), initial=0.0))
+            history.append(dict(eps=eps, objective=result.objective, iterations=result.iterations,
+                                complementarity=worst, wall_time_s=time.perf_counter() - start))
+            if not result.ok:
+                status = result.status
+                message = f"Ipopt at eps={eps:g}: {result.message}"
+                break
+            x, last_good = result.values, result
+            if eps <= config.eps_final * (1 + 1e-12):
+                if worst <= config.complementarity_tol:
+                    status = Status.CONVERGED
+                    message = f"max lambda*s = {worst:.3g} at eps={eps:g}"
+                else:
+                    message = (f"complementarity not reached: max lambda*s = {worst:.3g} > "
+                               f"complementarity_tol={config.complementarity_tol:g}")
+                break
+            eps = max(eps * config.eps_factor, config.eps_final)
+
+        final = last_good if last_good is not None else result
+        values = final.values if final is not None else problem.start()
+
+        def pick(positions, variables):
+            return np.array([values[j] if j is not None else (v.value or 0.0)
+                             for j, v in zip(positions, variables)], dtype=float)
+
+        return MethodOutput(
+            leader=pick(leader_pos, sl.leader_variables),
+            status=status,
+            claimed_objective=None if final is None else float(final.objective),
+            message=message,
+            history=history,
+            follower_hint=pick(follower_pos, sl.follower_variables),
+        )
+
+
+def _products(problem: NlpProblem, pairs, reg):
+    """lambda * s for every pair, from the compiled constraint bodies."""
+    pos = {id(c): i for i, c in enumerate(problem.constraints)}
+    rows = np.array([pos[id(reg.products[k])] for k in range(len(pairs))], dtype=np.intp)
+
+    def prod(x):
+        if not len(rows):
+            return np.zeros(0)
+        return problem.constraint_values(x)[rows]
+
+    return prod
