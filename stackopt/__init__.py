@@ -7,9 +7,12 @@ oracle.
 from .game import StackelbergGame
 from .methods import MethodOutput, Method, available_methods, register_method, solve
 from .result import Result, Status
+from .checks import check_gradient
+from .scoring import evaluate
+from . import gradient as _gradient  # noqa: F401  (registers the method)
 
 __all__ = [
     "StackelbergGame", "solve", "Result", "Status", "Method", "MethodOutput",
-    "register_method", "available_methods",
+    "register_method", "available_methods", "check_gradient", "evaluate",
 ]
 __version__ = "0.1.0"

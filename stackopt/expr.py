@@ -314,9 +314,9 @@ class SparseJacobian:
         return self.program(values)
 
     def dense(self, values: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.shape)
-        np.add.at(out, (self.rows, self.cols), self.program(values))
-        return out
+        flat = np.bincount(self.rows * self.shape[1] + self.cols, weights=self.program(values),
+                           minlength=self.shape[0] * self.shape[1])
+        return flat.reshape(self.shape)
 
     def sparse(self, values: np.ndarray):
         import scipy.sparse as sp

@@ -44,7 +44,7 @@ class LinearRows:
     names: list
 
     def rhs_at(self, p: np.ndarray) -> np.ndarray:
-        return self.rhs - self.E @ p if self.E.size else self.rhs.copy()
+        return self.rhs - self.E @ p if self.E.size else self.rhs
 
 
 class GameKernel:
@@ -87,21 +87,40 @@ class GameKernel:
         jx, jp = [], []
         for i, g in enumerate(grad_exprs):
             for j, d in derivatives(g, allv).items():
-                (jx if j < self.n_x else jp).append((i, j if j < self.n_x else j - self.n_x, d))
-        self._Jx = compile_sparse(jx, allv, (self.n_x, self.n_x))
-        self._Jp = compile_sparse(jp, allv, (self.n_x, self.n_p))
-        self._Jx_flat = self._Jx.rows * self.n_x + self._Jx.cols
-        self._Jx_sign = self.x_sense[self._Jx.rows]
-        self._Jp_sign = self.x_sense[self._Jp.rows]
+                (jx if j < self.n_x else jp).append((i, j, d))
+        # one program for dF/dx and dF/dp so their shared subexpressions are evaluated once
+        self._J = compile_sparse(jx + jp, allv, (self.n_x, self.n_x + self.n_p))
+        self._n_jx = len([1 for r, c in zip(self._J.rows, self._J.cols) if c < self.n_x])
+        order_ok = np.all(self._J.cols[: self._n_jx] < self.n_x) and np.all(self._J.cols[self._n_jx:] >= self.n_x)
+        assert order_ok  # compile_sparse keeps entry order
+        self._Jx_flat = self._J.rows[: self._n_jx] * self.n_x + self._J.cols[: self._n_jx]
+        self._Jx_sign = self.x_sense[self._J.rows[: self._n_jx]]
+        self.Jp_rows = self._J.rows[self._n_jx:]
+        self.Jp_cols = self._J.cols[self._n_jx:] - self.n_x
+        self._Jp_sign = self.x_sense[self.Jp_rows]
 
-        # leader objective and constraints (body <= 0)
+        # leader objective and constraints (body <= 0), values and derivatives in one program
         self.leader_sense = int(s.leader_sense)
         self.constraint_names = [c.name for c in s.leader_constraints]
         self.n_c = len(s.leader_constraints)
         lexprs = [s.leader_objective] + [c.body for c in s.leader_constraints]
-        self._lead = compile_exprs(lexprs, allv)
-        entries = [(i, j, d) for i, e in enumerate(lexprs) for j, d in sorted(derivatives(e, allv).items())]
-        self._lead_jac = compile_sparse(entries, allv, (len(lexprs), self.n_x + self.n_p))
+        n_l = len(lexprs)
+        entries = [(i, i, e) for i, e in enumerate(lexprs)]  # values first (column = row)
+        entries += [(i, n_l + j, d) for i, e in enumerate(lexprs)
+                    for j, d in sorted(derivatives(e, allv).items())]
+        self._L = compile_sparse(entries, allv, (n_l, n_l + self.n_x + self.n_p))
+        self._n_l = n_l
+        val_mask = self._L.cols < n_l
+        self._L_val_rows = self._L.rows[val_mask]
+        self._L_nval = int(val_mask.sum())
+        assert np.all(val_mask[: self._L_nval])
+        jc = self._L.cols[self._L_nval:] - n_l
+        jr = self._L.rows[self._L_nval:]
+        self._Lx = jc < self.n_x
+        self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
+        self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
+        self._p_in_eq = bool(np.any(self.eq.E))
+        self._p_in_ineq = bool(np.any(self.ineq.E))
 
     # ----------------------------------------------------------- linear data
     def _linear_rows(self, s, xv, pv):
@@ -141,36 +160,59 @@ class GameKernel:
         """Stacked follower gradients in minimisation form."""
         return self.x_sense * self._F(self.allv(x, p))
 
+    def jacobians(self, x, p):
+        """``(dF/dx dense, dF/dp nonzeros)``; the nonzeros sit at ``(Jp_rows, Jp_cols)``."""
+        vals = self._J(self.allv(x, p))
+        out = np.zeros(self.n_x * self.n_x)
+        out[self._Jx_flat] = self._Jx_sign * vals[: self._n_jx]  # entries are unique
+        return out.reshape(self.n_x, self.n_x), self._Jp_sign * vals[self._n_jx:]
+
     def Jx(self, x, p) -> np.ndarray:
         """Dense ``dF/dx`` (the game Jacobian; not symmetric in general)."""
-        out = np.zeros(self.n_x * self.n_x)
-        out[self._Jx_flat] = self._Jx_sign * self._Jx(self.allv(x, p))  # entries are unique
-        return out.reshape(self.n_x, self.n_x)
-
-    def F_Jx(self, x, p):
-        v = self.allv(x, p)
-        out = np.zeros(self.n_x * self.n_x)
-        out[self._Jx_flat] = self._Jx_sign * self._Jx(v)
-        return self.x_sense * self._F(v), out.reshape(self.n_x, self.n_x)
+        return self.jacobians(x, p)[0]
 
     def Jp(self, x, p) -> sp.csr_matrix:
         """Sparse ``dF/dp``."""
-        data = self._Jp_sign * self._Jp(self.allv(x, p))
-        return sp.csr_matrix((data, (self._Jp.rows, self._Jp.cols)), shape=(self.n_x, self.n_p))
+        data = self.jacobians(x, p)[1]
+        return sp.csr_matrix((data, (self.Jp_rows, self.Jp_cols)), shape=(self.n_x, self.n_p))
+
+    def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``(dF/dp)^T u`` from the nonzeros ``data`` of :meth:`jacobians`."""
+        return np.bincount(self.Jp_cols, weights=data * u[self.Jp_rows], minlength=self.n_p)
 
     def follower_objectives(self, x, p) -> np.ndarray:
         """Each follower's objective in minimisation form."""
         return self.sense * self._fobj(self.allv(x, p))
 
+    def leader_all(self, x, p):
+        """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
+        derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at
+        ``(Lp_rows, Lp_cols)``."""
+        vals = self._L(self.allv(x, p))
+        v = np.zeros(self._n_l)
+        v[self._L_val_rows] = vals[: self._L_nval]
+        jac = vals[self._L_nval:]
+        jx = np.zeros(self._n_l * self.n_x)
+        jx[self._Lx_flat] = jac[self._Lx]
+        return float(v[0]), v[1:], jx.reshape(self._n_l, self.n_x), jac[~self._Lx]
+
     def leader(self, x, p):
-        """``(objective, constraint bodies)``: objective in the leader's own sense, bodies <= 0."""
-        vals = self._lead(self.allv(x, p))
-        return float(vals[0]), vals[1:]
+        """``(objective, constraint bodies)``."""
+        obj, cons, _, _ = self.leader_all(x, p)
+        return obj, cons
 
     def leader_jacobian(self, x, p):
         """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
-        J = self._lead_jac.dense(self.allv(x, p))
-        return J[:, : self.n_x], J[:, self.n_x:]
+        _, _, jx, jp = self.leader_all(x, p)
+        out = np.zeros((self._n_l, self.n_p))
+        np.add.at(out, (self.Lp_rows, self.Lp_cols), jp)
+        return jx, out
+
+    def eq_rhs(self, p):
+        return self.eq.rhs_at(p) if self._p_in_eq else self.eq.rhs
+
+    def ineq_rhs(self, p):
+        return self.ineq.rhs_at(p) if self._p_in_ineq else self.ineq.rhs
 
     # --------------------------------------------------------------- helpers
     def project_leader(self, p: np.ndarray) -> np.ndarray:

@@ -13,7 +13,10 @@ Two engines share the KKT residual of :mod:`stackopt.kernel`:
   Newton once steps are small.
 
 A solve starts from a given equilibrium (warm) or from a seeded random feasible
-point, tries Newton first when warm and relaxation first when cold, and
+point. Newton goes first; from a cold start its answer is kept only if every
+follower's reduced Hessian there is positive semidefinite (a KKT point of a
+non-convex follower may be a saddle or a maximum), otherwise relaxation takes
+over (``cold_start="relaxation"`` always starts with relaxation). It
 returns an :class:`Equilibrium` whose ``status`` tells whether the residual met
 the tolerance. It never loops forever: iteration and time budgets end it.
 """
@@ -57,19 +60,20 @@ class Equilibrium:
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel`.
 
-    ``tol`` bounds the infinity norm of the KKT residual. ``start`` picks the
-    first engine for cold starts: ``"relaxation"`` (default) or ``"newton"``.
+    ``tol`` bounds the infinity norm of the KKT residual. ``cold_start`` picks
+    the first engine for cold starts: ``"auto"`` (Newton, checked by second-order
+    conditions, then relaxation) or ``"relaxation"``.
     """
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "relaxation", time_limit: float = 60.0):
+                 cold_start: str = "auto", time_limit: float = 60.0):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
             raise ValueError(f"damping must be in (0, 1], got {damping!r}")
-        if cold_start not in ("relaxation", "newton"):
-            raise ValueError(f"cold_start must be 'relaxation' or 'newton', got {cold_start!r}")
+        if cold_start not in ("auto", "relaxation"):
+            raise ValueError(f"cold_start must be 'auto' or 'relaxation', got {cold_start!r}")
         self.k = kernel
         self.tol, self.max_newton, self.damping = tol, max_newton, damping
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
@@ -77,6 +81,7 @@ class EquilibriumOracle:
         k = kernel
         self.A, self.G = k.eq.M, k.ineq.M
         self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
+        self._centers: dict = {}
 
     # ------------------------------------------------------------- residual
     def residual(self, x, nu, lam, w, p, F=None) -> np.ndarray:
@@ -84,8 +89,8 @@ class EquilibriumOracle:
         if F is None:
             F = k.F(x, p)
         r = F + self.A.T @ nu + self.G.T @ lam + w
-        req = self.A @ x - k.eq.rhs_at(p)
-        rin = np.minimum(lam, k.ineq.rhs_at(p) - self.G @ x)
+        req = self.A @ x - k.eq_rhs(p)
+        rin = np.minimum(lam, k.ineq_rhs(p) - self.G @ x)
         rb = x - np.clip(x + w, k.x_lb, k.x_ub)
         return np.concatenate([r, req, rin, rb])
 
@@ -97,19 +102,25 @@ class EquilibriumOracle:
         """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start."""
         p = np.asarray(p, dtype=float)
         deadline = time.perf_counter() + self.time_limit
+        J0 = None
         if isinstance(start, Equilibrium):
             z = (start.x.copy(), start.nu.copy(), start.lam.copy(), start.w.copy())
             warm = True
+            sens = start.cache.get("sensitivity")
+            J0 = None if sens is None else sens.J  # first Newton step reuses it (chord step)
         else:
             x = self.random_start(p, rng) if start is None else self._feasible(np.asarray(start, float), p)
             z = self.estimate_duals(x, p)
             warm = False
         n_newton = n_relax = 0
-        if warm or self.cold_start == "newton":
-            z, ok, it = self._newton(z, p, deadline)
+        if warm or self.cold_start == "auto":
+            z0 = z
+            z, ok, it = self._newton(z, p, deadline, J0)
             n_newton += it
-            if ok:
+            if ok and (warm or self.second_order_ok(z[0], z[2], z[3], p)):
                 return self._result(z, p, n_newton, n_relax)
+            if not warm:
+                z = z0
         # relaxation, handing over to Newton whenever its steps become small
         x = z[0]
         rounds = 0
@@ -136,16 +147,25 @@ class EquilibriumOracle:
                            newton_iterations=n_newton, relaxation_iterations=n_relax)
 
     # --------------------------------------------------------------- Newton
-    def _newton(self, z, p, deadline):
-        """Semismooth Newton with backtracking; returns (z, converged, iterations)."""
+    def _newton(self, z, p, deadline, J=None):
+        """Semismooth Newton with backtracking; returns (z, converged, iterations).
+
+        ``J``, if given, is a game Jacobian from a nearby point used for the first
+        step; a step it cannot make acceptable is retried with the exact one.
+        """
         k = self.k
         x, nu, lam, w = z
-        F, J = k.F_Jx(x, p)
+        F = k.F(x, p)
         res = self.residual(x, nu, lam, w, p, F)
+        if np.max(np.abs(res), initial=0.0) <= self.tol:
+            return z, True, 0
+        chord = J is not None
+        if J is None:
+            J = k.Jx(x, p)
         norm = np.linalg.norm(res)
         if not np.isfinite(norm):
             return z, False, 0
-        hx = k.ineq.rhs_at(p)
+        hx = k.ineq_rhs(p)
         for it in range(1, self.max_newton + 1):
             if np.max(np.abs(res), initial=0.0) <= self.tol:
                 return (x, nu, lam, w), True, it - 1
@@ -164,7 +184,11 @@ class EquilibriumOracle:
                     break
                 t *= 0.5
             if not accepted:
+                if chord:
+                    chord, J = False, k.Jx(x, p)
+                    continue
                 return (x, nu, lam, w), False, it
+            chord = False
             x, nu, lam, w, res, norm = xt, nut, lamt, wt, rt, nt
             if np.max(np.abs(res), initial=0.0) <= self.tol:
                 return (x, nu, lam, w), True, it
@@ -194,7 +218,7 @@ class EquilibriumOracle:
         K[nf + self.m_e:, :nf] = Gf
         rhs = np.concatenate([
             -F[free] - J[free] @ dxB,
-            k.eq.rhs_at(p) - self.A @ xn,
+            k.eq_rhs(p) - self.A @ xn,
             hx[act] - self.G[act] @ xn,
         ])
         sol = _solve(K, rhs)
@@ -206,6 +230,30 @@ class EquilibriumOracle:
         wn = np.zeros(k.n_x)
         wn[fixed] = -(F[fixed] + J[fixed] @ dx + self.A[:, fixed].T @ nun + self.G[:, fixed].T @ lamn)
         return xn, nun, lamn, wn
+
+    def second_order_ok(self, x, lam, w, p, tol: float = 1e-8) -> bool:
+        """Every follower's Hessian is PSD on the null space of its active constraints."""
+        k = self.k
+        J = k.Jx(x, p)
+        scale = 1e-9 * (1 + np.abs(x))
+        fixed = ((x - k.x_lb <= scale) & (w <= 0)) | ((k.x_ub - x <= scale) & (w >= 0))
+        slack = k.ineq_rhs(p) - self.G @ x
+        act = (lam > 0) | (slack <= 1e-9 * (1 + np.abs(k.ineq.rhs)))
+        for i, sl in enumerate(k.slices):
+            free = ~fixed[sl]
+            if not free.any():
+                continue
+            H = J[sl, sl][np.ix_(free, free)]
+            H = 0.5 * (H + H.T)
+            rows = np.vstack([self.A[k.eq.owner == i][:, sl][:, free],
+                              self.G[act & (k.ineq.owner == i)][:, sl][:, free]])
+            Z = sla.null_space(rows) if rows.shape[0] else np.eye(int(free.sum()))
+            if Z.shape[1] == 0:
+                continue
+            ev = np.linalg.eigvalsh(Z.T @ H @ Z)
+            if ev.min() < -tol * max(1.0, np.abs(ev).max()):
+                return False
+        return True
 
     # ------------------------------------------------------------ relaxation
     def _relax(self, x, p, deadline, budget):
@@ -229,8 +277,8 @@ class EquilibriumOracle:
         eq_rows = k.eq.owner == i
         in_rows = k.ineq.owner == i
         M = np.vstack([self.A[eq_rows][:, sl], self.G[in_rows][:, sl]])
-        cl = np.concatenate([k.eq.rhs_at(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
-        cu = np.concatenate([k.eq.rhs_at(p)[eq_rows], k.ineq.rhs_at(p)[in_rows]])
+        cl = np.concatenate([k.eq_rhs(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
+        cu = np.concatenate([k.eq_rhs(p)[eq_rows], k.ineq_rhs(p)[in_rows]])
         prob = _BestResponse(k, i, x, p, M)
         nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
                               lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
@@ -242,13 +290,23 @@ class EquilibriumOracle:
 
     # -------------------------------------------------------------- starts
     def random_start(self, p, rng) -> np.ndarray:
-        """A seeded random feasible point: uniform in the bounds, projected on each follower's set."""
+        """A seeded random feasible point, strictly inside where possible.
+
+        ``u`` is uniform in the bounds (``[-1, 1]`` around a missing bound) and
+        projected on each follower's set; the start is ``c + 0.9 (proj(u) - c)``
+        with ``c`` the projection of the bounds' midpoint, so that functions such
+        as ``log`` are defined at the start.
+        """
         rng = np.random.default_rng(rng)
         k = self.k
         lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
         hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
         u = lo + (hi - lo) * rng.random(k.n_x)
-        return self._feasible(u, p)
+        key = ("center", p.tobytes() if (k._p_in_eq or k._p_in_ineq) else b"")
+        c = self._centers.get(key)
+        if c is None:
+            c = self._centers[key] = self._feasible(0.5 * (lo + hi), p)
+        return c + 0.9 * (self._feasible(u, p) - c)
 
     def _feasible(self, u, p) -> np.ndarray:
         """Euclidean projection of ``u`` on every follower's feasible set."""
@@ -272,7 +330,7 @@ class EquilibriumOracle:
         scale = 1e-8 * (1 + np.abs(x))
         at_lb = np.isfinite(k.x_lb) & (x - k.x_lb <= scale)
         at_ub = np.isfinite(k.x_ub) & (k.x_ub - x <= scale)
-        act = (k.ineq.rhs_at(p) - self.G @ x) <= 1e-8 * (1 + np.abs(k.ineq.rhs))
+        act = (k.ineq_rhs(p) - self.G @ x) <= 1e-8 * (1 + np.abs(k.ineq.rhs))
         cols = [self.A.T, self.G[act].T, np.eye(k.n_x)[:, at_lb | at_ub]]
         B = np.hstack(cols)
         sol = np.linalg.lstsq(B, -F, rcond=None)[0] if B.shape[1] else np.zeros(0)
@@ -345,8 +403,8 @@ def _project(oracle, i, x, p):
     sl = k.slices[i]
     eq_rows, in_rows = k.eq.owner == i, k.ineq.owner == i
     M = np.vstack([oracle.A[eq_rows][:, sl], oracle.G[in_rows][:, sl]])
-    cl = np.concatenate([k.eq.rhs_at(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
-    cu = np.concatenate([k.eq.rhs_at(p)[eq_rows], k.ineq.rhs_at(p)[in_rows]])
+    cl = np.concatenate([k.eq_rhs(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
+    cu = np.concatenate([k.eq_rhs(p)[eq_rows], k.ineq_rhs(p)[in_rows]])
     prob = _Projection(k, i, x, p, M, x[sl].copy())
     nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
                           lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)

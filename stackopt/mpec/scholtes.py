@@ -37,6 +37,9 @@ class ScholtesMpec(Method):
     Ipopt needs. ``eps`` is driven from ``eps_initial`` down to ``eps_final``
     by the factor ``eps_factor``; each NLP is warm-started from the previous
     solution (only the bound ``eps`` changes, so the model is compiled once).
+    The sweep is a local method; it is repeated from ``starts`` points (the
+    model's initial values, then seeded random leader strategies in the
+    leader's box) and the best converged end point is kept.
 
     The result is a local solution of the optimistic bilevel problem: among
     the followers' equilibria (KKT points) the leader's favourite is chosen.
@@ -58,6 +61,10 @@ class ScholtesMpec(Method):
         doc="largest accepted lambda * s at the end for status CONVERGED"))
     CONFIG.declare("max_iter", ConfigValue(
         default=3000, domain=PositiveInt, doc="Ipopt iterations per regularised NLP"))
+    CONFIG.declare("starts", ConfigValue(
+        default=4, domain=PositiveInt,
+        doc="eps sweeps from different points: the model's values, then the leader's "
+            "variables drawn uniformly in their box (seeded); the best converged one is kept"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=PositiveFloat, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
         default={}, domain=dict, doc="further Ipopt options (name -> value)"))
@@ -89,39 +96,29 @@ class ScholtesMpec(Method):
 
         options = {"max_iter": config.max_iter, "tol": config.tol}
         options.update(config.ipopt_options)
-        eps = config.eps_initial
-        x = problem.start()
-        history, last_good, result = [], None, None
-        status, message = Status.NOT_CONVERGED, ""
-        while True:
-            reg.eps = eps
-            remaining = None
-            if time_limit is not None:
-                remaining = time_limit - (time.perf_counter() - start)
-                if remaining <= 0:
-                    status, message = Status.TIME_LIMIT, f"time limit reached before eps={eps:g}"
-                    break
-            result = problem.solve(options=options, time_limit=remaining, warm_start=x)
-            worst = float(np.max(prod(result.values), initial=0.0))
-            history.append(dict(eps=eps, objective=result.objective, iterations=result.iterations,
-                                complementarity=worst, wall_time_s=time.perf_counter() - start))
-            if not result.ok:
-                status = result.status
-                message = f"Ipopt at eps={eps:g}: {result.message}"
+        rng = np.random.default_rng(seed)
+        x_first = problem.start()
+        runs = []
+        for k in range(config.starts):
+            x0 = x_first if k == 0 else _random_start(x_first, problem, leader_pos, rng)
+            remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+            run = _sweep(problem, reg, prod, x0, config, options, remaining, start)
+            for h in run[3]:
+                h["start"] = k
+            runs.append(run)
+            if run[0] is Status.TIME_LIMIT:
                 break
-            x, last_good = result.values, result
-            if eps <= config.eps_final * (1 + 1e-12):
-                if worst <= config.complementarity_tol:
-                    status = Status.CONVERGED
-                    message = f"max lambda*s = {worst:.3g} at eps={eps:g}"
-                else:
-                    message = (f"complementarity not reached: max lambda*s = {worst:.3g} > "
-                               f"complementarity_tol={config.complementarity_tol:g}")
-                break
-            eps = max(eps * config.eps_factor, config.eps_final)
-
-        final = last_good if last_good is not None else result
-        values = final.values if final is not None else problem.start()
+        converged = [r for r in runs if r[0] is Status.CONVERGED]
+        if converged:
+            sign = 1.0 if int(sl.block.objective.sense) == int(pyo.minimize) else -1.0
+            status, message, final, _ = min(converged, key=lambda r: sign * r[2].objective)
+            message += f"; best of {len(converged)} converged start(s) out of {len(runs)}"
+        else:
+            status, message, final, _ = runs[0]
+            if runs[-1][0] is Status.TIME_LIMIT:
+                status, message = Status.TIME_LIMIT, runs[-1][1]
+        history = [h for r in runs for h in r[3]]
+        values = final.values if final is not None else x_first
 
         def pick(positions, variables):
             return np.array([values[j] if j is not None else (v.value or 0.0)
@@ -135,6 +132,54 @@ class ScholtesMpec(Method):
             history=history,
             follower_hint=pick(follower_pos, sl.follower_variables),
         )
+
+
+def _sweep(problem, reg, prod, x, config, options, time_limit, clock_start):
+    """One eps sweep from ``x``: (status, message, last converged NlpResult or None, history)."""
+    begin = time.perf_counter()
+    eps = config.eps_initial
+    history, last_good, result = [], None, None
+    while True:
+        reg.eps = eps
+        remaining = None
+        if time_limit is not None:
+            remaining = time_limit - (time.perf_counter() - begin)
+            if remaining <= 0:
+                return (Status.TIME_LIMIT, f"time limit reached before eps={eps:g}",
+                        last_good, history)
+        result = problem.solve(options=options, time_limit=remaining, warm_start=x)
+        worst = float(np.max(prod(result.values), initial=0.0))
+        history.append(dict(eps=eps, objective=result.objective, iterations=result.iterations,
+                            complementarity=worst, wall_time_s=time.perf_counter() - clock_start))
+        if not result.ok:
+            return (result.status, f"Ipopt at eps={eps:g}: {result.message}",
+                    last_good if last_good is not None else result, history)
+        x, last_good = result.values, result
+        if eps <= config.eps_final * (1 + 1e-12):
+            if worst <= config.complementarity_tol:
+                return (Status.CONVERGED, f"max lambda*s = {worst:.3g} at eps={eps:g}",
+                        last_good, history)
+            return (Status.NOT_CONVERGED,
+                    f"complementarity not reached: max lambda*s = {worst:.3g} > "
+                    f"complementarity_tol={config.complementarity_tol:g}", last_good, history)
+        eps = max(eps * config.eps_factor, config.eps_final)
+
+
+def _random_start(x_first, problem, leader_pos, rng):
+    """``x_first`` with the leader's values drawn uniformly in their box (seeded).
+
+    A side without a finite bound is replaced by the start value -/+ max(1, |start|).
+    """
+    x = x_first.copy()
+    xl, xu, _, _ = problem.bounds()
+    for j in leader_pos:
+        if j is None:
+            continue
+        width = max(1.0, abs(x[j]))
+        lo = xl[j] if xl[j] > -1e19 else x[j] - width
+        hi = xu[j] if xu[j] < 1e19 else x[j] + width
+        x[j] = rng.uniform(lo, hi)
+    return x
 
 
 def _products(problem: NlpProblem, pairs, reg):

@@ -1,0 +1,153 @@
+"""The gradient method: implicit KKT gradients inside an augmented Lagrangian (paper Algorithm 1).
+
+The leader minimises ``L(p, s; lam) = l(x*, p) + lam^T (g + s) + mu/2 ||g + s||^2``
+with ``l`` the leader's objective in minimisation form, ``g <= 0`` the leader's
+constraints evaluated at the equilibrium ``x*(p)`` (their mean over the sampled
+equilibria), and slack variables ``s >= 0`` set to their exact minimiser
+``max(0, -g - lam/mu)`` at every step. Each step solves the equilibrium
+(warm-started), takes the total derivative of ``L`` by one adjoint solve of
+the KKT matrix (:mod:`stackopt.implicit`), moves ``p`` by Adam or SGD and
+projects it on the leader's bounds; every ``multiplier_every`` steps the
+multipliers become ``max(0, lam + mu g)``.
+
+With ``samples_per_step = k > 1`` the gradient is averaged over ``k``
+equilibria; each is warm-started from its own previous position, and every
+``resample_every`` steps all are drawn afresh from seeded random starts (the
+stochastic oracle of paper Definition 2).
+
+The strategy returned is the best iterate whose constraint violation is at
+most ``feasibility_tol`` (``select="best-feasible"``, the default), or the last
+one (``select="last"``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
+                                 PositiveFloat, PositiveInt)
+
+from .implicit import leader_gradients, sensitivity
+from .kernel import kernel_of
+from .methods import Method, MethodOutput, register_method
+from .oracle import EquilibriumOracle
+from .result import Status
+
+
+def _unit_interval(v):
+    v = float(v)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"expected a number in [0, 1), got {v!r}")
+    return v
+
+
+@register_method("gradient", "augmented-lagrangian")
+class GradientMethod(Method):
+    """Augmented Lagrangian gradient descent through the followers' equilibrium."""
+
+    CONFIG = ConfigDict("gradient")
+    CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "number of gradient steps"))
+    CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat, "learning rate"))
+    CONFIG.declare("optimizer", ConfigValue("adam", In(["adam", "sgd"]), "adam or sgd"))
+    CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
+    CONFIG.declare("beta2", ConfigValue(0.999, _unit_interval, "Adam second-moment decay"))
+    CONFIG.declare("lr_decay", ConfigValue(
+        "none", In(["none", "cosine"]), "learning-rate schedule over the steps"))
+    CONFIG.declare("mu", ConfigValue(10.0, PositiveFloat, "augmented Lagrangian penalty"))
+    CONFIG.declare("multiplier_every", ConfigValue(100, PositiveInt, "steps between multiplier updates (K)"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria averaged per step"))
+    CONFIG.declare("resample_every", ConfigValue(
+        0, NonNegativeInt, "steps between fresh random equilibrium draws (0: never)"))
+    CONFIG.declare("select", ConfigValue(
+        "best-feasible", In(["best-feasible", "last"]), "which iterate to return"))
+    CONFIG.declare("feasibility_tol", ConfigValue(
+        1e-4, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
+
+    def run(self, game, config, seed, time_limit):
+        k = kernel_of(game)
+        oracle = EquilibriumOracle(k, tol=config.oracle_tol)
+        rng = np.random.default_rng(seed)
+        deadline = time.perf_counter() + (time_limit if time_limit else np.inf)
+        n_s = config.samples_per_step
+        p = k.p0.copy()
+        parts = [oracle.solve(p, rng=rng) for _ in range(n_s)]
+        lam = np.zeros(k.n_c)
+        mu = config.mu
+        m1, m2 = np.zeros(k.n_p), np.zeros(k.n_p)
+        history, singular = [], False
+        best = None  # (key, p, objective, violation, equilibrium)
+        status = Status.CONVERGED
+        sense = float(k.leader_sense)  # pyomo: minimize = 1, maximize = -1
+        for t in range(config.steps + 1):
+            if t > 0:
+                if config.resample_every and t % config.resample_every == 0:
+                    parts = [oracle.solve(p, rng=rng) for _ in range(n_s)]
+                else:
+                    parts = [self._resolve(oracle, p, e, rng) for e in parts]
+            lead = [k.leader_all(e.x, p) for e in parts]
+            obj = float(np.mean([v[0] for v in lead]))
+            cbar = np.mean([v[1] for v in lead], axis=0) if k.n_c else np.zeros(0)
+            viol = float(np.max(cbar, initial=0.0))
+            resid = max(e.residual for e in parts)
+            ok = all(e.converged for e in parts)
+            if ok:
+                best = self._better(best, config.select, p, obj, viol, sense, config.feasibility_tol, parts[0])
+            if t == config.steps or time.perf_counter() > deadline:
+                if t < config.steps:
+                    status = Status.TIME_LIMIT
+                history.append(dict(step=t, leader_objective=obj, violation=viol,
+                                    equilibrium_residual=resid))
+                break
+            s = np.maximum(0.0, -cbar - lam / mu)
+            omega = lam + mu * (cbar + s)
+            weights = np.concatenate([[sense], omega])
+            grad = np.zeros(k.n_p)
+            for e, v in zip(parts, lead):
+                grad += leader_gradients(k, e, weights, v)[2]
+                singular |= sensitivity(k, e).singular
+            grad /= n_s
+            lagr = sense * obj + float(lam @ (cbar + s) + 0.5 * mu * np.sum((cbar + s) ** 2))
+            history.append(dict(step=t, leader_objective=obj, violation=viol, lagrangian=lagr,
+                                equilibrium_residual=resid))
+            lr = config.lr
+            if config.lr_decay == "cosine":
+                lr *= 0.5 * (1 + np.cos(np.pi * t / config.steps))
+            if config.optimizer == "adam":
+                m1 = config.beta1 * m1 + (1 - config.beta1) * grad
+                m2 = config.beta2 * m2 + (1 - config.beta2) * grad * grad
+                mh = m1 / (1 - config.beta1 ** (t + 1))
+                vh = m2 / (1 - config.beta2 ** (t + 1))
+                p = k.project_leader(p - lr * mh / (np.sqrt(vh) + 1e-8))
+            else:
+                p = k.project_leader(p - lr * grad)
+            if (t + 1) % config.multiplier_every == 0:
+                lam = np.maximum(0.0, lam + mu * cbar)
+        if best is None:
+            return MethodOutput(leader=p, status=Status.NOT_CONVERGED, history=history,
+                                singular_kkt=singular,
+                                message="the equilibrium oracle never converged along the run")
+        _, bp, bobj, bviol, beq = best
+        return MethodOutput(leader=bp, status=status, claimed_objective=bobj, history=history,
+                            singular_kkt=singular, follower_hint=beq,
+                            message=f"selected iterate: violation {bviol:.3g}")
+
+    @staticmethod
+    def _resolve(oracle, p, e, rng):
+        e2 = oracle.solve(p, start=e)
+        if e2.converged:
+            return e2
+        e3 = oracle.solve(p, rng=rng)
+        return e3 if e3.residual < e2.residual else e2
+
+    @staticmethod
+    def _better(best, select, p, obj, viol, sense, tol, eq):
+        if select == "last":
+            return (0, p.copy(), obj, viol, eq)
+        feasible = viol <= tol
+        # feasible iterates beat infeasible ones; among feasible the better objective wins,
+        # among infeasible the smaller violation
+        key = (0, sense * obj) if feasible else (1, viol)
+        if best is None or key < best[0]:
+            return (key, p.copy(), obj, viol, eq)
+        return best
