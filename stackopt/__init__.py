@@ -9,7 +9,9 @@ from .methods import MethodOutput, Method, available_methods, register_method, s
 from .result import Result, Status
 from .checks import check_gradient
 from .scoring import evaluate
-from . import gradient as _gradient  # noqa: F401  (registers the method)
+from . import blackbox as _blackbox  # noqa: F401  (these imports register the methods)
+from . import gradient as _gradient  # noqa: F401
+from . import mpec as _mpec  # noqa: F401
 
 __all__ = [
     "StackelbergGame", "solve", "Result", "Status", "Method", "MethodOutput",
