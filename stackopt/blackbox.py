@@ -22,13 +22,16 @@ status ``TIME_LIMIT``.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+import traceback
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat, PositiveInt
+from pyomo.common.config import (Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat,
+                                 PositiveInt)
 from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from .kernel import kernel_of
@@ -59,6 +62,13 @@ def _common_config() -> ConfigDict:
                                                    "choosing the best point found"))
     cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
                                           doc="equilibria kept for warm starts"))
+    cfg.declare("isolate", ConfigValue(default=True, domain=Bool,
+                                       doc="with a time limit, run the optimiser in a forked child "
+                                           "process so that the limit holds inside scipy's "
+                                           "compiled code"))
+    cfg.declare("kill_grace", ConfigValue(default=2.0, domain=NonNegativeFloat,
+                                          doc="seconds after the time limit before the child "
+                                              "process is stopped"))
     return cfg
 
 
@@ -98,6 +108,8 @@ class LeaderBlackBox:
         self.n_oracle = 0
         self.n_failed = 0
         self.best: _Point | None = None
+        self.on_best = None  # called with the new best point (throttled), if set
+        self._last_report = -np.inf
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, p) -> _Point:
@@ -129,11 +141,14 @@ class LeaderBlackBox:
         return pt
 
     def _nearest(self, p):
-        """The cached converged equilibrium whose leader strategy is nearest to ``p``."""
-        best, dist = None, np.inf
+        """Of the last few cached converged equilibria, the one whose strategy is nearest ``p``."""
+        best, dist, seen = None, np.inf, 0
         for pt, eq in reversed(self._cache.values()):
             if eq is None:
                 continue
+            seen += 1
+            if seen > 8:
+                break
             d = float(np.max(np.abs(pt.p - p), initial=0.0))
             if d < dist:
                 best, dist = eq, d
@@ -144,6 +159,10 @@ class LeaderBlackBox:
             return
         if self.best is None or self._better(pt, self.best):
             self.best = pt
+            now = time.perf_counter()
+            if self.on_best is not None and now - self._last_report >= 0.1:
+                self._last_report = now
+                self.on_best(pt)
 
     def _better(self, a: _Point, b: _Point) -> bool:
         tol = self.config.feasibility_tol
@@ -202,31 +221,57 @@ class LeaderBlackBox:
 
 # --------------------------------------------------------------------- methods
 class _ScipyMethod(Method):
-    """Shared driver: run one scipy optimiser over the leader's variables."""
+    """Shared driver: run one scipy optimiser over the leader's variables.
+
+    With a time limit the optimiser runs in a forked child process that
+    reports its best point as it goes: scipy's SLSQP solves its QP in compiled
+    code holding the GIL (about 30 s per iteration with 3000 leader variables)
+    and trust-constr factorises dense matrices of that size, so a check between
+    oracle calls alone cannot keep the limit. The parent stops the child
+    ``kill_grace`` seconds after the limit and returns the best point reported.
+    """
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()
         deadline = start + time_limit if time_limit is not None else float("inf")
+        kernel_of(game)  # compile once in the parent; the child inherits it
+        if time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods():
+            return self._optimise(game, config, seed, start, deadline, None)
+        return _isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
+                         deadline + float(config.kill_grace), time_limit,
+                         kernel_of(game).p0.copy())
+
+    def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
         box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
         k = box.kernel
         p0 = k.p0.copy()
         history: list[dict[str, float]] = []
+        if report is not None:
+            box.on_best = lambda pt: report("best", _best_payload(box, pt))
 
         def record(p):
             pt = box.evaluate(p)
-            history.append({"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
-                            "violation": pt.violation, "oracle_calls": float(box.n_oracle),
-                            "time_s": time.perf_counter() - start})
+            entry = {"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
+                     "violation": pt.violation, "oracle_calls": float(box.n_oracle),
+                     "time_s": time.perf_counter() - start}
+            history.append(entry)
+            if report is not None:
+                report("history", entry)
+                report("best", _best_payload(box, box.best))
 
         try:
             box.evaluate(p0)
             res = self._minimize(box, p0, config, record)
         except _TimeUp:
             return self._output(box, box.best, Status.TIME_LIMIT, history,
-                                f"time limit of {time_limit} s reached; best point evaluated so far")
+                                f"time limit of {deadline - start:g} s reached; best point "
+                                "evaluated so far")
         status, message = self._status(res)
-        final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub)) if time.perf_counter() < deadline \
-            else box.best
+        try:
+            final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub))
+        except _TimeUp:
+            final, status = box.best, Status.TIME_LIMIT
+            message += "; time limit reached before the final point was evaluated, best point returned"
         return self._output(box, final, status, history, message)
 
     def _output(self, box, pt, status, history, message) -> MethodOutput:
@@ -322,6 +367,77 @@ class TrustRegion(_ScipyMethod):
         if res.status == 0:
             return Status.MAX_ITERATIONS, f"trust-constr: {res.message}"
         return Status.NOT_CONVERGED, f"trust-constr status {res.status}: {res.message}"
+
+
+def _best_payload(box, pt):
+    if pt is None:
+        return None
+    return {"p": pt.p.copy(), "objective": box.sign * pt.f, "x": pt.x.copy(),
+            "n_oracle": box.n_oracle, "n_failed": box.n_failed}
+
+
+def _isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:
+    """Run ``task(report)`` in a forked child; stop it at ``hard_deadline``.
+
+    The child sends ``("best", payload)`` and ``("history", entry)`` as it
+    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
+    """
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        recv.close()
+        try:
+            out = task(lambda kind, payload: send.send((kind, payload)))
+            send.send(("done", out))
+        except BaseException as exc:  # the parent turns it into an exception of its own
+            send.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
+        finally:
+            send.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    best, history, outcome = None, [], None
+    try:
+        while True:
+            remaining = hard_deadline - time.perf_counter()
+            if remaining <= 0 or not recv.poll(remaining):
+                break
+            try:
+                kind, payload = recv.recv()
+            except EOFError:  # the child died without a word
+                outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
+                                    f"{proc.exitcode})")
+                break
+            if kind == "best" and payload is not None:
+                best = payload
+            elif kind == "history":
+                history.append(payload)
+            else:
+                outcome = (kind, payload)
+                break
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if outcome is not None and outcome[0] == "done":
+        return outcome[1]
+    if outcome is not None:
+        raise RuntimeError(outcome[1])
+    message = (f"time limit of {time_limit:g} s reached inside the optimiser; the optimiser "
+               "process was stopped and the best point it reported is returned")
+    if best is None:
+        return MethodOutput(leader=fallback, status=Status.TIME_LIMIT,
+                            message=message.replace("the best point it reported is returned",
+                                                    "it reported no point: the initial point is "
+                                                    "returned"), history=history)
+    if best["n_failed"]:
+        message += f"; the oracle did not converge at {best['n_failed']} of {best['n_oracle']} calls"
+    return MethodOutput(leader=best["p"], status=Status.TIME_LIMIT,
+                        claimed_objective=best["objective"], message=message, history=history,
+                        follower_hint=best["x"])
 
 
 def _interior(p, lb, ub, frac):
