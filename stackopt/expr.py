@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from pyomo.core.base.var import VarData
 from pyomo.core.expr import numeric_expr as ne
-from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
 from pyomo.core.expr.numvalue import native_numeric_types, value
 
 _UNARY = {
@@ -346,7 +346,10 @@ def derivatives(expr, wrt: Sequence) -> dict[int, object]:
         return {pos[id(expr)]: 1.0} if id(expr) in pos and not expr.fixed else {}
     if not expr.is_potentially_variable():
         return {}
-    ders = reverse_sd(expr)
+    try:
+        ders = reverse_sd(expr)
+    except DifferentiationException as exc:
+        raise ValueError(f"Pyomo cannot differentiate the expression {expr}: {exc}") from None
     out = {}
     for leaf, d in ders.items():
         j = pos.get(id(leaf))

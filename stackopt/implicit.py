@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -57,7 +59,9 @@ def sensitivity(kernel, eq) -> Sensitivity:
     lu, singular = None, True
     if K.size:
         try:
-            lu = sla.lu_factor(K, check_finite=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sla.LinAlgWarning)
+                lu = sla.lu_factor(K, check_finite=False)
             d = np.abs(np.diag(lu[0]))
             singular = not (np.all(np.isfinite(lu[0])) and d.min() > 1e-12 * max(d.max(), 1.0))
         except (ValueError, np.linalg.LinAlgError):

@@ -25,6 +25,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -416,7 +418,9 @@ def _project(oracle, i, x, p):
 
 def _solve(K, rhs):
     try:
-        lu = sla.lu_factor(K, check_finite=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
+            lu = sla.lu_factor(K, check_finite=False)
         d = np.abs(np.diag(lu[0]))
         if d.size and d.min() > 1e-14 * max(d.max(), 1.0):
             return sla.lu_solve(lu, rhs, check_finite=False)

@@ -1,0 +1,162 @@
+"""Every validation error of the game API names the component and what was expected."""
+import pyomo.environ as pyo
+import pytest
+
+from stackopt import StackelbergGame, solve
+from conftest import make_duopoly
+
+
+def _base():
+    g = StackelbergGame("g")
+    g.model.p = pyo.Var(bounds=(0, 1), initialize=0)
+    f = g.add_follower("f")
+    f.x = pyo.Var(bounds=(0, 1))
+    return g, f
+
+
+def test_structure_of_duopoly(duopoly):
+    s = duopoly.structure()
+    assert [f.name for f in s.followers] == ["firm1", "firm2"]
+    assert [v.name for v in s.leader_variables] == ["pi[1]", "pi[2]"]
+    assert len(s.leader_constraints) == 1
+
+
+def test_bad_game_name():
+    with pytest.raises(ValueError, match="game name must be a Python identifier, got 'a b'"):
+        StackelbergGame("a b")
+
+
+def test_duplicate_follower_name():
+    g, _ = _base()
+    with pytest.raises(ValueError, match="follower name 'f' is already used"):
+        g.add_follower("f")
+
+
+def test_no_followers():
+    g = StackelbergGame("g")
+    with pytest.raises(ValueError, match="has no followers"):
+        g.structure()
+
+
+def test_no_leader():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x)
+    with pytest.raises(ValueError, match="has no leader"):
+        g.structure()
+
+
+def test_follower_without_variables():
+    g = StackelbergGame("g")
+    g.model.p = pyo.Var()
+    g.add_follower("empty")
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="follower 'empty' has no .*variables"):
+        g.structure()
+
+
+def test_follower_without_objective():
+    g, f = _base()
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="follower 'f' must have exactly one active objective, found 0"):
+        g.structure()
+
+
+def test_nonlinear_follower_constraint():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x**2)
+    f.c = pyo.Constraint(expr=f.x**2 <= 0.5)
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="constraint 'f.c' of follower 'f' is not linear"):
+        g.structure()
+
+
+def test_follower_constraint_on_other_followers_variable():
+    g, f = _base()
+    h = g.add_follower("h")
+    h.y = pyo.Var(bounds=(0, 1))
+    h.obj = pyo.Objective(expr=h.y**2)
+    f.obj = pyo.Objective(expr=f.x**2)
+    f.c = pyo.Constraint(expr=f.x + h.y <= 1)
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="uses variable 'h.y', which is neither the follower's own"):
+        g.structure()
+
+
+def test_leader_constraint_not_inequality():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x**2)
+    g.set_leader([g.model.p], g.model.p, constraints=[f.x == 1])
+    with pytest.raises(ValueError, match="leader constraint 0 .* is not an inequality"):
+        g.structure()
+
+
+def test_leader_constraint_not_a_relation():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x**2)
+    g.set_leader([g.model.p], g.model.p, constraints=[f.x + 1])
+    with pytest.raises(ValueError, match="leader constraint 0 must be an inequality"):
+        g.structure()
+
+
+def test_variable_belonging_to_nobody():
+    g, f = _base()
+    g.model.stray = pyo.Var()
+    f.obj = pyo.Objective(expr=(f.x - g.model.stray) ** 2)
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="variable 'stray' in the objective of follower 'f' belongs to nobody"):
+        g.structure()
+
+
+def test_leader_variable_on_follower_block():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x**2)
+    g.set_leader([f.x], f.x)
+    with pytest.raises(ValueError, match="leader variable 'f.x' is declared on follower 'f'"):
+        g.structure()
+
+
+def test_leader_variables_wrong_type():
+    g, f = _base()
+    f.obj = pyo.Objective(expr=f.x**2)
+    g.set_leader(["p"], g.model.p)
+    with pytest.raises(ValueError, match="leader variable must be a pyo.Var or one of its elements, got 'p'"):
+        g.structure()
+
+
+def test_bad_leader_sense():
+    g, _ = _base()
+    with pytest.raises(ValueError, match="leader sense must be pyo.minimize or pyo.maximize, got 'up'"):
+        g.set_leader([g.model.p], g.model.p, sense="up")
+
+
+def test_unknown_method(duopoly):
+    with pytest.raises(ValueError, match="unknown method 'newton'; expected one of"):
+        solve(duopoly, "newton")
+
+
+def test_unknown_option(duopoly):
+    with pytest.raises(ValueError, match="unknown option 'stepz' for method 'gradient'"):
+        solve(duopoly, "gradient", stepz=3)
+
+
+def test_bad_option_value(duopoly):
+    with pytest.raises(ValueError, match="option 'steps' of method 'gradient'"):
+        solve(duopoly, "gradient", steps=-3)
+
+
+def test_bad_seed(duopoly):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        solve(duopoly, "gradient", seed=-1)
+
+
+def test_bad_time_limit(duopoly):
+    with pytest.raises(ValueError, match="time_limit must be > 0 seconds, got 0"):
+        solve(duopoly, "gradient", time_limit=0)
+
+
+def test_user_model_unchanged_by_solve():
+    g = make_duopoly()
+    before = {v.name: v.value for v in g.model.component_data_objects(pyo.Var)}
+    solve(g, "gradient", steps=20)
+    after = {v.name: v.value for v in g.model.component_data_objects(pyo.Var)}
+    assert before == after

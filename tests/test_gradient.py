@@ -1,0 +1,65 @@
+"""The augmented Lagrangian gradient method on problems with known answers."""
+import numpy as np
+import pytest
+
+from stackopt import Status, solve
+from stackopt.models import build_game
+from conftest import make_duopoly
+
+
+def test_duopoly_reaches_known_optimum():
+    # max -(x1-3)^2-(x2-1)^2 s.t. x1+x2 <= 3, pi in [0,10]^2 with x = M^{-1} pi:
+    # optimum x = (2.25, 0.75), pi = (4.875, 0), value -0.625 (both constraints active)
+    r = solve(make_duopoly(), "gradient", steps=1000, lr=0.05)
+    assert r.status is Status.CONVERGED
+    assert r.leader_objective == pytest.approx(-0.625, abs=1e-3)
+    assert r.constraint_violation <= 1e-3
+    assert r.leader_values["pi[1]"] == pytest.approx(4.875, abs=5e-3)
+    assert r.equilibrium_residual <= 1e-6
+
+
+def test_nfg_budget_met_and_welfare_improves():
+    g = build_game("nfg", seed=2, players=2, actions=4, budget=1.0)
+    r = solve(g, "gradient", seed=2, steps=800)
+    assert r.constraint_violation <= 1e-3
+    assert r.leader_objective > r.initial_objective + 0.05
+    assert len(r.history) == 801 and r.history[-1]["violation"] >= 0
+
+
+def test_nfg_zero_budget_stays_at_initial_value():
+    g = build_game("nfg", seed=2, players=2, actions=4, budget=0.0)
+    r = solve(g, "gradient", seed=2, steps=400)
+    assert r.constraint_violation <= 1e-4
+    assert r.leader_objective == pytest.approx(r.initial_objective, abs=1e-3)
+
+
+def test_same_seed_same_result():
+    g = build_game("nfg", seed=4, players=2, actions=3, budget=0.5)
+    a = solve(g, "gradient", seed=4, steps=100)
+    b = solve(build_game("nfg", seed=4, players=2, actions=3, budget=0.5), "gradient", seed=4, steps=100)
+    assert a.leader_values == b.leader_values and a.leader_objective == b.leader_objective
+
+
+def test_sgd_and_sampled_equilibria_run():
+    g = build_game("nfg", seed=4, players=2, actions=3, budget=0.5)
+    r = solve(g, "gradient", steps=50, optimizer="sgd", samples_per_step=2, resample_every=10)
+    assert r.status is Status.CONVERGED and np.isfinite(r.leader_objective)
+
+
+def test_time_limit_is_a_status():
+    g = build_game("nfg", seed=4, players=3, actions=4, budget=0.5)
+    r = solve(g, "gradient", steps=10**6, time_limit=1.0)
+    assert r.status is Status.TIME_LIMIT
+    assert r.wall_time_s < 10 and np.isfinite(r.leader_objective)
+
+
+def test_failure_inside_a_method_is_a_result(monkeypatch):
+    import stackopt.gradient as gm
+
+    def boom(*a, **k):
+        raise FloatingPointError("synthetic failure")
+
+    monkeypatch.setattr(gm, "leader_gradients", boom)
+    r = solve(make_duopoly(), "gradient", steps=10)
+    assert r.status is Status.ERROR and "synthetic failure" in r.message
+    assert np.isfinite(r.leader_objective)  # the initial strategy is still scored
