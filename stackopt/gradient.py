@@ -34,6 +34,11 @@ from .oracle import EquilibriumOracle
 from .result import Status
 
 
+class _Options:
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
 def _unit_interval(v):
     v = float(v)
     if not 0.0 <= v < 1.0:
@@ -65,6 +70,7 @@ class GradientMethod(Method):
         1e-4, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
 
     def run(self, game, config, seed, time_limit):
+        config = _Options(config.value())  # plain attributes: read every step
         k = kernel_of(game)
         oracle = EquilibriumOracle(k, tol=config.oracle_tol)
         rng = np.random.default_rng(seed)

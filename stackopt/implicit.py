@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import warnings
-
 import numpy as np
-import scipy.linalg as sla
+
+from .linalg import Factor, factor, kkt_matrix, solve
 
 
 @dataclass
@@ -27,11 +26,33 @@ class Sensitivity:
 
     free: np.ndarray  # bool mask over x
     active: np.ndarray  # bool mask over the inequality rows
-    K: np.ndarray
-    lu: tuple | None  # LU factors of K, None when singular
-    singular: bool
+    factor: Factor  # LU of the KKT matrix K (least squares when singular)
     J: np.ndarray  # dense dF/dx at the equilibrium
     Jp: np.ndarray  # nonzeros of dF/dp at the equilibrium (kernel.Jp_rows, kernel.Jp_cols)
+
+    @property
+    def singular(self) -> bool:
+        return self.factor.singular
+
+
+def tangent(kernel, eq, dp: np.ndarray):
+    """First-order change ``(dx, dnu, dlam)`` of the equilibrium for a leader step ``dp``.
+
+    Uses the factorisation cached on ``eq`` (the oracle's predictor for warm starts).
+    """
+    sens = sensitivity(kernel, eq)
+    k = kernel
+    free, act = sens.free, sens.active
+    jpdp = np.bincount(k.Jp_rows, weights=sens.Jp * dp[k.Jp_cols], minlength=k.n_x)
+    rhs = -np.concatenate([jpdp[free], k.eq.E @ dp if k.eq.E.size else np.zeros(0),
+                           k.ineq.E[act] @ dp if k.ineq.E.size else np.zeros(0)])
+    d = solve(sens.factor, rhs)
+    nf, me = int(free.sum()), k.eq.M.shape[0]
+    dx = np.zeros(k.n_x)
+    dx[free] = d[:nf]
+    dlam = np.zeros(k.ineq.M.shape[0])
+    dlam[act] = d[nf + me:]
+    return dx, d[nf:nf + me], dlam
 
 
 def sensitivity(kernel, eq) -> Sensitivity:
@@ -48,37 +69,11 @@ def sensitivity(kernel, eq) -> Sensitivity:
     slack = k.ineq_rhs(p) - k.ineq.M @ x
     active = (lam > 0) | (slack <= 1e-9 * (1 + np.abs(k.ineq.rhs)))
     J, Jp = k.jacobians(x, p)
-    A, G = k.eq.M[:, free], k.ineq.M[active][:, free]
-    nf, me, ma = int(free.sum()), A.shape[0], G.shape[0]
-    K = np.zeros((nf + me + ma, nf + me + ma))
-    K[:nf, :nf] = J[np.ix_(free, free)]
-    K[:nf, nf:nf + me] = A.T
-    K[:nf, nf + me:] = G.T
-    K[nf:nf + me, :nf] = A
-    K[nf + me:, :nf] = G
-    lu, singular = None, True
-    if K.size:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", sla.LinAlgWarning)
-                lu = sla.lu_factor(K, check_finite=False)
-            d = np.abs(np.diag(lu[0]))
-            singular = not (np.all(np.isfinite(lu[0])) and d.min() > 1e-12 * max(d.max(), 1.0))
-        except (ValueError, np.linalg.LinAlgError):
-            singular = True
-        if singular:
-            lu = None
-    else:
-        singular = False
-    sens = Sensitivity(free=free, active=active, K=K, lu=lu, singular=singular, J=J, Jp=Jp)
+    nf = int(free.sum())
+    f = factor(kkt_matrix(J, k.eq.M, k.ineq.M, None if nf == k.n_x else free, active))
+    sens = Sensitivity(free=free, active=active, factor=f, J=J, Jp=Jp)
     eq.cache["sensitivity"] = sens
     return sens
-
-
-def _solve_transposed(sens: Sensitivity, rhs: np.ndarray) -> np.ndarray:
-    if sens.lu is not None:
-        return sla.lu_solve(sens.lu, rhs, trans=1, check_finite=False)
-    return np.linalg.lstsq(sens.K.T, rhs, rcond=None)[0]
 
 
 def vjp(kernel, eq, gx: np.ndarray) -> np.ndarray:
@@ -88,13 +83,13 @@ def vjp(kernel, eq, gx: np.ndarray) -> np.ndarray:
     vec = gx.ndim == 1
     g2 = gx[:, None] if vec else gx
     nf = int(sens.free.sum())
-    n = sens.K.shape[0]
+    n = sens.factor.K.shape[0]
     rhs = np.zeros((n, g2.shape[1]))
     rhs[:nf] = g2[sens.free]
     if n == 0:
         out = np.zeros((kernel.n_p, g2.shape[1]))
     else:
-        u = _solve_transposed(sens, rhs)
+        u = solve(sens.factor, rhs, trans=True)
         ux = np.zeros((kernel.n_x, g2.shape[1]))
         ux[sens.free] = u[:nf]
         me = kernel.eq.M.shape[0]

@@ -26,7 +26,11 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 from pyomo.core.expr.visitor import identify_variables
 
-from .expr import compile_jacobian, compile_exprs, compile_sparse, derivatives
+from pyomo.core.base.var import VarData
+from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+from pyomo.core.expr.numvalue import native_numeric_types
+
+from .expr import compile_exprs, compile_jacobian, compile_sparse
 from .result import Status
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
@@ -132,9 +136,10 @@ class NlpProblem:
         entries = []
         if terms:
             lag = pyo.quicksum(terms)
-            grad = derivatives(lag, self.variables)
+            pos = {id(v): j for j, v in enumerate(self.variables)}
+            grad = _derivatives(lag, pos)
             for j in sorted(grad):
-                for k, d in sorted(derivatives(grad[j], self.variables).items()):
+                for k, d in sorted(_derivatives(grad[j], pos).items()):
                     if k <= j:
                         entries.append((j, k, d))
         hess = compile_sparse(entries, inputs, (self.n, self.n))
@@ -282,6 +287,23 @@ def solve_nlp(model, options: Mapping | None = None, time_limit: float | None = 
     """
     return NlpProblem(model).solve(options=options, time_limit=time_limit,
                                    warm_start=warm_start, load_solution=load_solution)
+
+
+def _derivatives(expr, pos: dict) -> dict:
+    """Pyomo's symbolic derivatives of ``expr``: position (``pos[id(var)]``) -> expression."""
+    if expr.__class__ in native_numeric_types:
+        return {}
+    if isinstance(expr, VarData):
+        j = pos.get(id(expr))
+        return {j: 1.0} if j is not None and not expr.fixed else {}
+    if not expr.is_potentially_variable():
+        return {}
+    out = {}
+    for leaf, d in reverse_sd(expr).items():
+        j = pos.get(id(leaf))
+        if j is not None and not leaf.fixed:
+            out[j] = d
+    return out
 
 
 def _degree(expr):

@@ -25,11 +25,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import warnings
-
 import numpy as np
 import scipy.linalg as sla
 
+from .implicit import tangent
+from .linalg import factor, kkt_matrix, solve
 from .result import Status
 
 try:  # Ipopt is bundled by cyipopt-wheels; the oracle still works without it (Newton only)
@@ -104,23 +104,26 @@ class EquilibriumOracle:
         """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start."""
         p = np.asarray(p, dtype=float)
         deadline = time.perf_counter() + self.time_limit
-        J0 = None
+        n_newton = n_relax = 0
         if isinstance(start, Equilibrium):
             z = (start.x.copy(), start.nu.copy(), start.lam.copy(), start.w.copy())
             warm = True
             sens = start.cache.get("sensitivity")
-            J0 = None if sens is None else sens.J  # first Newton step reuses it (chord step)
+            if sens is not None:  # predictor along the tangent, then a chord step with its J
+                zp, ok, it, rn = self._newton(self._predict(start, z, p), p, deadline, sens.J)
+                n_newton += it
+                if ok:
+                    return self._result(zp, p, n_newton, n_relax, rn)
         else:
             x = self.random_start(p, rng) if start is None else self._feasible(np.asarray(start, float), p)
             z = self.estimate_duals(x, p)
             warm = False
-        n_newton = n_relax = 0
         if warm or self.cold_start == "auto":
             z0 = z
-            z, ok, it = self._newton(z, p, deadline, J0)
+            z, ok, it, rn = self._newton(z, p, deadline)
             n_newton += it
             if ok and (warm or self.second_order_ok(z[0], z[2], z[3], p)):
-                return self._result(z, p, n_newton, n_relax)
+                return self._result(z, p, n_newton, n_relax, rn)
             if not warm:
                 z = z0
         # relaxation, handing over to Newton whenever its steps become small
@@ -130,27 +133,36 @@ class EquilibriumOracle:
             x, it, small = self._relax(x, p, deadline, self.max_relaxation - n_relax)
             n_relax += it
             z = self.estimate_duals(x, p)
-            z, ok, itn = self._newton(z, p, deadline)
+            z, ok, itn, rn = self._newton(z, p, deadline)
             n_newton += itn
             if ok:
-                return self._result(z, p, n_newton, n_relax)
+                return self._result(z, p, n_newton, n_relax, rn)
             x = z[0] if np.all(np.isfinite(z[0])) else x
             rounds += 1
             if not small and n_relax >= self.max_relaxation:
                 break
         return self._result(z, p, n_newton, n_relax)
 
-    def _result(self, z, p, n_newton, n_relax) -> Equilibrium:
+    def _result(self, z, p, n_newton, n_relax, rn=None) -> Equilibrium:
         x, nu, lam, w = z
-        res = self.residual(x, nu, lam, w, p)
-        rn = float(np.max(np.abs(res), initial=0.0)) if np.all(np.isfinite(res)) else float("inf")
+        if rn is None:
+            res = self.residual(x, nu, lam, w, p)
+            rn = float(np.max(np.abs(res), initial=0.0)) if np.all(np.isfinite(res)) else float("inf")
         status = Status.CONVERGED if rn <= self.tol else Status.NOT_CONVERGED
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=rn, status=status,
                            newton_iterations=n_newton, relaxation_iterations=n_relax)
 
+    def _predict(self, start, z, p):
+        """Move a warm start along the equilibrium's tangent (first-order predictor)."""
+        if start.p.shape != p.shape or not np.any(p != start.p):
+            return z
+        dx, dnu, dlam = tangent(self.k, start, p - start.p)
+        x = np.clip(z[0] + dx, self.k.x_lb, self.k.x_ub)
+        return (x, z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
+
     # --------------------------------------------------------------- Newton
     def _newton(self, z, p, deadline, J=None):
-        """Semismooth Newton with backtracking; returns (z, converged, iterations).
+        """Semismooth Newton with backtracking; returns (z, converged, iterations, residual).
 
         ``J``, if given, is a game Jacobian from a nearby point used for the first
         step; a step it cannot make acceptable is retried with the exact one.
@@ -159,18 +171,17 @@ class EquilibriumOracle:
         x, nu, lam, w = z
         F = k.F(x, p)
         res = self.residual(x, nu, lam, w, p, F)
-        if np.max(np.abs(res), initial=0.0) <= self.tol:
-            return z, True, 0
+        rinf = float(np.max(np.abs(res), initial=0.0))
+        if rinf <= self.tol:
+            return z, True, 0, rinf
+        norm = np.linalg.norm(res)
+        if not np.isfinite(norm):
+            return z, False, 0, float("inf")
         chord = J is not None
         if J is None:
             J = k.Jx(x, p)
-        norm = np.linalg.norm(res)
-        if not np.isfinite(norm):
-            return z, False, 0
         hx = k.ineq_rhs(p)
         for it in range(1, self.max_newton + 1):
-            if np.max(np.abs(res), initial=0.0) <= self.tol:
-                return (x, nu, lam, w), True, it - 1
             if time.perf_counter() > deadline:
                 break
             xn, nun, lamn, wn = self._newton_target(x, nu, lam, w, p, F, J, hx)
@@ -189,13 +200,14 @@ class EquilibriumOracle:
                 if chord:
                     chord, J = False, k.Jx(x, p)
                     continue
-                return (x, nu, lam, w), False, it
+                return (x, nu, lam, w), False, it, rinf
             chord = False
             x, nu, lam, w, res, norm = xt, nut, lamt, wt, rt, nt
-            if np.max(np.abs(res), initial=0.0) <= self.tol:
-                return (x, nu, lam, w), True, it
+            rinf = float(np.max(np.abs(res), initial=0.0))
+            if rinf <= self.tol:
+                return (x, nu, lam, w), True, it, rinf
             F, J = Ft, k.Jx(x, p)
-        return (x, nu, lam, w), bool(np.max(np.abs(res), initial=0.0) <= self.tol), self.max_newton
+        return (x, nu, lam, w), rinf <= self.tol, self.max_newton, rinf
 
     def _newton_target(self, x, nu, lam, w, p, F, J, hx):
         """Full semismooth Newton step (primal-dual active set), as the new point."""
@@ -208,22 +220,14 @@ class EquilibriumOracle:
         xn[at_lb], xn[at_ub] = k.x_lb[at_lb], k.x_ub[at_ub]
         dxB = xn - x
         act = lam > hx - self.G @ x
-        Gf = self.G[act][:, free]
-        Af = self.A[:, free]
-        nf, ma = int(free.sum()), int(act.sum())
-        n = nf + self.m_e + ma
-        K = np.zeros((n, n))
-        K[:nf, :nf] = J[np.ix_(free, free)]
-        K[:nf, nf:nf + self.m_e] = Af.T
-        K[:nf, nf + self.m_e:] = Gf.T
-        K[nf:nf + self.m_e, :nf] = Af
-        K[nf + self.m_e:, :nf] = Gf
+        nf = int(free.sum())
+        K = kkt_matrix(J, self.A, self.G, None if nf == k.n_x else free, act)
         rhs = np.concatenate([
             -F[free] - J[free] @ dxB,
             k.eq_rhs(p) - self.A @ xn,
             hx[act] - self.G[act] @ xn,
         ])
-        sol = _solve(K, rhs)
+        sol = solve(factor(K, rtol=1e-14), rhs)
         xn[free] += sol[:nf]
         nun = sol[nf:nf + self.m_e]
         lamn = np.zeros(self.m_i)
@@ -414,16 +418,3 @@ def _project(oracle, i, x, p):
         nlp.add_option(key, val)
     xi, _ = nlp.solve(x[sl])
     return np.asarray(xi)
-
-
-def _solve(K, rhs):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", sla.LinAlgWarning)
-            lu = sla.lu_factor(K, check_finite=False)
-        d = np.abs(np.diag(lu[0]))
-        if d.size and d.min() > 1e-14 * max(d.max(), 1.0):
-            return sla.lu_solve(lu, rhs, check_finite=False)
-    except (ValueError, np.linalg.LinAlgError):
-        pass
-    return np.linalg.lstsq(K, rhs, rcond=None)[0]

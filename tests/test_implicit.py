@@ -16,7 +16,7 @@ def test_duopoly_closed_form_nonsymmetric():
     eq = EquilibriumOracle(k, tol=1e-12).solve(np.array([2.0, 1.0]), rng=0)
     Minv = np.linalg.inv(DUOPOLY_M)
     np.testing.assert_allclose(equilibrium_jacobian(k, eq), Minv, atol=1e-10)
-    assert not np.allclose(sensitivity(k, eq).K, sensitivity(k, eq).K.T)
+    assert not np.allclose(sensitivity(k, eq).factor.K, sensitivity(k, eq).factor.K.T)
     _, _, gobj, gcons = leader_gradients(k, eq)
     x = eq.x
     dfdx = np.array([-2 * (x[0] - 3), -2 * (x[1] - 1)])
@@ -55,7 +55,7 @@ def test_singular_kkt_falls_back_and_is_flagged():
     k.jacobians = lambda x, p: (np.zeros_like(J), orig(x, p)[1])  # a degenerate game Jacobian
     try:
         sens = imp.sensitivity(k, eq)
-        assert sens.singular and sens.lu is None
+        assert sens.singular and sens.factor.lu is None
         assert np.all(np.isfinite(imp.vjp(k, eq, np.ones(2))))
     finally:
         k.jacobians = orig
