@@ -62,9 +62,9 @@ PARAMS = {
     "max_effort": Param(float, 20.0, "upper bound on each customer's effort x_i (generous; see docs)"),
     "samples": Param(int, 1, "equilibria sampled from random starts per scored leader strategy"),
     "interconnection": Param(object, None, "networkx graph with 'weight' on every edge, "
-                             "W[i, j] = weight of edge i -> j; default dense U[0,1)+I", cli=""),
-    "losses": Param(object, None, "losses L_i, shape (customers,); default U[50,100]", cli=""),
-    "costs": Param(object, None, "effort costs c_i, shape (customers,); default U[5,10]", cli=""),
+                             "W[i, j] = weight of edge i -> j; default dense U[0,1)+I"),
+    "losses": Param(object, None, "losses L_i, shape (customers,); default U[50,100]"),
+    "costs": Param(object, None, "effort costs c_i, shape (customers,); default U[5,10]"),
 }
 
 EXP_LIMIT = 700.0  # exp(z) overflows float64 above ~709.78

@@ -62,14 +62,14 @@ PARAMS = {
                          "budget definition: 'reimbursement' sum pi_it (1-x_it) <= B (reference "
                          "experiments) or 'expected' sum pi_it p_t (1-cov_t) <= B (paper prose)"),
     "samples": Param(int, 5, "equilibria sampled from random starts per scored leader strategy"),
-    "attractiveness": Param(object, None, "attractiveness a_t, shape (targets,); default N(0,1)", cli=""),
-    "leader_payoffs": Param(object, None, "leader payoff U_t, shape (targets,); default -U[0,10]", cli=""),
+    "attractiveness": Param(object, None, "attractiveness a_t, shape (targets,); default N(0,1)"),
+    "leader_payoffs": Param(object, None, "leader payoff U_t, shape (targets,); default -U[0,10]"),
     "defender_payoffs": Param(object, None, "defender payoffs U_it, shape (defenders, targets); "
-                              "default -U[0,10]", cli=""),
+                              "default -U[0,10]"),
     "coverage": Param(object, None, "coverable targets: boolean mask (defenders, targets) or one "
-                      "list of target indices per defender; default random subsets", cli=""),
+                      "list of target indices per defender; default random subsets"),
     "coverage_graph": Param(object, None, "coverable targets as a networkx bipartite graph "
-                            "(defender nodes bipartite=0, target nodes bipartite=1)", cli=""),
+                            "(defender nodes bipartite=0, target nodes bipartite=1)"),
 }
 
 
