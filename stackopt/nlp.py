@@ -87,9 +87,11 @@ class NlpProblem:
     problem; the variables are the unfixed ones appearing there, and fixed
     variables and Params are constants with their values at construction
     (constraint and variable *bounds* are re-read at every solve).
+    ``exact_hessian=False`` skips compiling the Hessian of the Lagrangian and
+    lets Ipopt use its limited-memory quasi-Newton approximation.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, exact_hessian: bool = True):
         if not hasattr(model, "component_data_objects"):
             raise ValueError(f"model must be a Pyomo ConcreteModel or Block, got {model!r}")
         objs = list(model.component_data_objects(pyo.Objective, active=True, descend_into=True))
@@ -121,7 +123,9 @@ class NlpProblem:
         bodies = [c.body for c in self.constraints]
         self._c = compile_exprs(bodies, self.variables)
         self._jac = compile_jacobian(bodies, self.variables)
-        self._hess, self._hess_nl = self._compile_hessian(fexpr, bodies)
+        self.exact_hessian = bool(exact_hessian)
+        self._hess, self._hess_nl = (self._compile_hessian(fexpr, bodies) if self.exact_hessian
+                                     else (None, np.zeros(0, dtype=np.intp)))
 
     def _compile_hessian(self, fexpr, bodies):
         """Lower triangle of sigma*H_f + sum_i y_i H_ci over the nonlinear functions only."""
@@ -190,10 +194,12 @@ class NlpProblem:
         xl, xu, cl, cu = self.bounds()
         x0 = self.start(warm_start)
         opts = dict(_DEFAULT_OPTIONS)
+        if not self.exact_hessian:
+            opts["hessian_approximation"] = "limited-memory"
         opts.update(options or {})
         if time_limit is not None:
             opts["max_wall_time"] = float(min(time_limit, opts.get("max_wall_time", np.inf)))
-        callbacks = _Callbacks(self)
+        callbacks = _HessianCallbacks(self) if self.exact_hessian else _Callbacks(self)
         start = time.perf_counter()
         problem = cyipopt.Problem(n=self.n, m=self.m, problem_obj=callbacks, lb=xl, ub=xu,
                                   cl=cl, cu=cu)
@@ -232,15 +238,13 @@ class NlpProblem:
 
 
 class _Callbacks:
-    """The object cyipopt calls back into."""
+    """The object cyipopt calls back into (no Hessian: Ipopt approximates it)."""
 
     def __init__(self, prob: NlpProblem):
         self.p = prob
         self.iterations = 0
         self._jac_struct = (prob._jac.rows, prob._jac.cols)
-        self._hess_struct = (prob._hess.rows, prob._hess.cols)
         self._grad_cols = prob._grad.cols
-        self._buf = np.zeros(prob.n + 1 + len(prob._hess_nl))
 
     def objective(self, x):
         return self.p.objective_value(x)
@@ -259,6 +263,19 @@ class _Callbacks:
     def jacobian(self, x):
         return self.p._jac(x)
 
+    def intermediate(self, alg_mod, iter_count, *args):
+        self.iterations = int(iter_count)
+        return True
+
+
+class _HessianCallbacks(_Callbacks):
+    """Callbacks with the exact Hessian of the Lagrangian (lower triangle)."""
+
+    def __init__(self, prob: NlpProblem):
+        super().__init__(prob)
+        self._hess_struct = (prob._hess.rows, prob._hess.cols)
+        self._buf = np.zeros(prob.n + 1 + len(prob._hess_nl))
+
     def hessianstructure(self):
         return self._hess_struct
 
@@ -270,10 +287,6 @@ class _Callbacks:
         if len(self.p._hess_nl):
             buf[n + 1:] = np.asarray(lagrange)[self.p._hess_nl]
         return self.p._hess(buf)
-
-    def intermediate(self, alg_mod, iter_count, *args):
-        self.iterations = int(iter_count)
-        return True
 
 
 def solve_nlp(model, options: Mapping | None = None, time_limit: float | None = None,

@@ -31,6 +31,14 @@ def test_hs071_known_optimum():
     assert res.duals[m.norm] != 0.0
 
 
+def test_limited_memory_hessian_option():
+    m = hs071()
+    prob = NlpProblem(m, exact_hessian=False)
+    res = prob.solve()
+    assert res.status is Status.CONVERGED
+    assert res.objective == pytest.approx(17.0140173, rel=1e-6)
+
+
 def test_load_solution_writes_back():
     m = hs071()
     solve_nlp(m, load_solution=True)

@@ -65,6 +65,9 @@ class ScholtesMpec(Method):
         default=4, domain=PositiveInt,
         doc="eps sweeps from different points: the model's values, then the leader's "
             "variables drawn uniformly in their box (seeded); the best converged one is kept"))
+    CONFIG.declare("exact_hessian", ConfigValue(
+        default=True, domain=bool,
+        doc="compile the exact Hessian of the Lagrangian (False: Ipopt's limited-memory BFGS)"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=PositiveFloat, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
         default={}, domain=dict, doc="further Ipopt options (name -> value)"))
@@ -88,7 +91,7 @@ class ScholtesMpec(Method):
         reg.eps = pyo.Param(mutable=True, initialize=config.eps_initial)
         reg.products = pyo.Constraint(
             range(len(pairs)), rule=lambda b, k: pairs[k].multiplier * pairs[k].slack <= reg.eps)
-        problem = NlpProblem(sl.block)
+        problem = NlpProblem(sl.block, exact_hessian=config.exact_hessian)
         index = {id(v): j for j, v in enumerate(problem.variables)}
         leader_pos = [index.get(id(v)) for v in sl.leader_variables]
         follower_pos = [index.get(id(v)) for v in sl.follower_variables]
