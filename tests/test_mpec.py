@@ -105,6 +105,36 @@ def test_pipeline_builds_kkt_per_follower_and_leaves_user_model_alone():
     assert pyo.value(body) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_params_and_named_expressions_are_translated_to_the_clone():
+    """Leader min (x - a)^2 + y with a mutable Param a = 2 and a named Expression;
+    follower min (y - x)^2 over y in [0, 10] gives y = x, so x = a - 1/2 = 1.5, value 1.75."""
+    g = StackelbergGame("named")
+    m = g.model
+    m.a = pyo.Param(mutable=True, initialize=2.0)
+    m.x = pyo.Var(bounds=(0, 5), initialize=0.0)
+    f = g.add_follower("f")
+    f.y = pyo.Var(bounds=(0, 10))
+    f.gap = pyo.Expression(expr=f.y - m.x)
+    f.obj = pyo.Objective(expr=f.gap ** 2)
+    m.cost = pyo.Expression(expr=(m.x - m.a) ** 2 + f.y)
+    g.set_leader([m.x], m.cost, sense=pyo.minimize)
+    sl = build_single_level(g)
+    from pyomo.core.expr.visitor import identify_mutable_parameters, identify_variables
+    obj = sl.block.objective.expr
+    assert all(v.model() is sl.model for v in identify_variables(obj))
+    assert all(p.model() is sl.model for p in identify_mutable_parameters(obj))
+    out = run("mpec-ipopt", g, starts=1)
+    assert out.claimed_objective == pytest.approx(1.75, rel=1e-6)
+    assert out.leader == pytest.approx([1.5], abs=1e-5)
+
+
+def test_unsupported_function_for_scip_is_named():
+    g = bard()
+    g.set_leader([g.model.x], pyo.atan(g.model.x) + g.model.lower.y, sense=pyo.minimize)
+    with pytest.raises(ValueError, match="function 'atan' .* has no SCIP counterpart"):
+        run("mpec-scip", g, time_limit=10)
+
+
 def test_pipeline_refuses_existing_block_name_and_bad_names():
     g = bard()
     g.model.taken = pyo.Block()

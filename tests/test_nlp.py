@@ -150,3 +150,17 @@ def test_bad_input_raises_value_error():
         solve_nlp(m, warm_start=3)
     with pytest.raises(ValueError, match="Ipopt option 'no_such_option'"):
         solve_nlp(m, options={"no_such_option": 1})
+
+
+def test_more_bad_input():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=1.0)
+    m.x.fix()
+    m.o = pyo.Objective(expr=m.x ** 2)
+    with pytest.raises(ValueError, match="has no unfixed variables"):
+        NlpProblem(m)
+    m.x.unfix()
+    with pytest.raises(ValueError, match=r"warm_start array must have shape \(1,\), got \(2,\)"):
+        solve_nlp(m, warm_start=np.zeros(2))
+    with pytest.raises(ValueError, match="must be a Pyomo ConcreteModel or Block"):
+        NlpProblem("model")
