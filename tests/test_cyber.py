@@ -215,3 +215,45 @@ def test_bad_input(kw, match):
 def test_negative_weights_within_range_are_allowed():
     g = cyber(seed=0, customers=4, interconnection=_graph_negative(-1.0))
     assert g.data["interconnection"][0, 1] == -1.0
+
+
+# ---------------------------------------------------------------- with the oracle
+def test_implicit_gradient_matches_finite_differences():
+    from stackopt.checks import check_gradient
+    game = cyber(seed=1, customers=4, risk_aversion=0.5)
+    rng = np.random.default_rng(3)
+    leader = np.concatenate([rng.uniform(0, 40, 4), rng.uniform(0, 10, 4)])  # I < L: smooth |L - I|
+    out = check_gradient(game, leader, seed=0)
+    assert out["equilibrium_residual"] <= 1e-6
+    assert out["max_relative_error"] < 1e-5
+
+
+def test_full_insurance_is_individually_rational_with_revenue_r_L_spread():
+    # games.md: with I = L a customer has no reason to protect (x = 0), and IR allows
+    # rho = L q + r L sqrt(q (1 - q)), so the revenue is sum_i r L_i sqrt(q_i (1 - q_i)) at x = 0.
+    from stackopt.scoring import evaluate
+    r = 0.5
+    game = cyber(seed=2, customers=4, risk_aversion=r)
+    L = game.data["losses"]
+    q = 1.0 / (1.0 + np.exp(-0.01 * L))
+    s = np.sqrt(q * (1 - q))
+    leader = np.concatenate([L, L * q + r * L * s - 1e-9])
+    ev = evaluate(game, leader, seed=0)
+    assert ev.equilibrium_residual <= 1e-6
+    assert max(abs(v) for v in ev.follower_values.values()) < 1e-6
+    assert ev.leader_objective == pytest.approx(np.sum(r * L * s), abs=1e-5)
+    names = [v.name for v in game.structure().leader_variables]
+    res = SimpleNamespace(leader_values=dict(zip(names, leader)), follower_values=ev.follower_values)
+    assert ir_violation(game, res) < 1e-5
+
+
+def test_solve_result_feeds_ir_violation():
+    import stackopt
+    game = cyber(seed=3, customers=3, risk_aversion=0.3)
+    res = stackopt.solve(game, "gradient", seed=0, steps=30, lr=0.5)
+    assert res.status is not stackopt.Status.ERROR, res.message
+    assert res.equilibrium_residual <= 1e-6
+    total = ir_violation(game, res)
+    assert total >= res.constraint_violation - 1e-12  # a sum of positive parts >= their max
+    gaps = ir_gaps(game, res.leader_values, res.follower_values)
+    assert total == pytest.approx(np.maximum(gaps, 0).sum())

@@ -220,3 +220,28 @@ def test_graph_edge_between_two_targets_is_rejected():
 def test_unknown_parameter_rejected_by_registry():
     with pytest.raises(ValueError, match="unknown parameter 'budgte'"):
         build_game("ssg", seed=0, budgte=1.0)
+
+
+# ---------------------------------------------------------------- with the oracle
+@pytest.mark.parametrize("kind", ["reimbursement", "expected"])
+def test_implicit_gradient_matches_finite_differences(kind):
+    from stackopt.checks import check_gradient
+    game = ssg(seed=1, targets=8, defenders=2, coverable=5, resources=2.0, budget_kind=kind)
+    out = check_gradient(game, seed=0)
+    assert out["equilibrium_residual"] <= 1e-6
+    assert out["max_relative_error"] < 1e-5
+
+
+def test_sampled_equilibria_meet_the_tolerance():
+    from stackopt.kernel import kernel_of
+    from stackopt.scoring import evaluate
+    game = ssg(seed=2, targets=8, defenders=2, coverable=5, resources=2.0, samples=3)
+    k = kernel_of(game)
+    leader = np.random.default_rng(0).uniform(0, 2, k.n_p)
+    ev = evaluate(game, leader, seed=0)
+    assert len(ev.equilibria) == 3
+    assert ev.equilibrium_residual <= 1e-6
+    for e in ev.equilibria:  # each draw is feasible for every defender
+        for sl in k.slices:
+            assert e.x[sl].sum() == pytest.approx(2.0)
+            assert np.all((e.x[sl] >= -1e-12) & (e.x[sl] <= 1 + 1e-12))
