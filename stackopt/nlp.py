@@ -50,6 +50,16 @@ _IPOPT_STATUS = {
     -4: Status.TIME_LIMIT,  # Maximum_CpuTime_Exceeded
     -5: Status.TIME_LIMIT,  # Maximum_WallTime_Exceeded
 }
+_IPOPT_NAMES = {
+    0: "Solve_Succeeded", 1: "Solved_To_Acceptable_Level", 2: "Infeasible_Problem_Detected",
+    3: "Search_Direction_Becomes_Too_Small", 4: "Diverging_Iterates", 5: "User_Requested_Stop",
+    6: "Feasible_Point_Found", -1: "Maximum_Iterations_Exceeded", -2: "Restoration_Failed",
+    -3: "Error_In_Step_Computation", -4: "Maximum_CpuTime_Exceeded",
+    -5: "Maximum_WallTime_Exceeded", -10: "Not_Enough_Degrees_Of_Freedom",
+    -11: "Invalid_Problem_Definition", -12: "Invalid_Option", -13: "Invalid_Number_Detected",
+    -100: "Unrecoverable_Exception", -101: "NonIpopt_Exception_Thrown",
+    -102: "Insufficient_Memory", -199: "Internal_Error",
+}
 _DEFAULT_OPTIONS = {"print_level": 0, "sb": "yes"}
 
 
@@ -224,6 +234,7 @@ class NlpProblem:
         msg = info["status_msg"]
         if isinstance(msg, bytes):
             msg = msg.decode(errors="replace")
+        msg = f"{_IPOPT_NAMES.get(code, f'Ipopt status {code}')}: {msg}"
         xmap = ComponentMap(zip(self.variables, x.tolist()))
         mult = np.asarray(info["mult_g"], float) if self.m else np.zeros(0)
         duals = ComponentMap(zip(self.constraints, mult.tolist()))

@@ -134,6 +134,7 @@ def test_time_limit_gives_time_limit_status():
                                    for i in range(n - 1)))
     res = solve_nlp(m, time_limit=1e-4)
     assert res.status is Status.TIME_LIMIT
+    assert res.message.startswith("Maximum_WallTime_Exceeded")
     res_iter = solve_nlp(m, options={"max_iter": 2})
     assert res_iter.status is Status.MAX_ITERATIONS
 
