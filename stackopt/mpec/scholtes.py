@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.collections import ComponentMap
 from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat, PositiveInt
 
 from ..methods import Method, MethodOutput, register_method
@@ -39,7 +40,10 @@ class ScholtesMpec(Method):
     solution (only the bound ``eps`` changes, so the model is compiled once).
     The sweep is a local method; it is repeated from ``starts`` points (the
     model's initial values, then seeded random leader strategies in the
-    leader's box) and the best converged end point is kept.
+    leader's box) and the best converged end point is kept. With ``polish``
+    that point is refined by one NLP on the active set it identifies
+    (``s = 0`` where ``s <= lambda``, else ``lambda = 0``), which makes the
+    complementarity exact.
 
     The result is a local solution of the optimistic bilevel problem: among
     the followers' equilibria (KKT points) the leader's favourite is chosen.
@@ -68,6 +72,14 @@ class ScholtesMpec(Method):
     CONFIG.declare("exact_hessian", ConfigValue(
         default=True, domain=bool,
         doc="compile the exact Hessian of the Lagrangian (False: Ipopt's limited-memory BFGS)"))
+    CONFIG.declare("polish", ConfigValue(
+        default=True, domain=bool,
+        doc="after the sweep, re-solve on the identified active set with exact complementarity; "
+            "kept when it converges and is not worse by more than polish_tol"))
+    CONFIG.declare("polish_tol", ConfigValue(
+        default=1e-4, domain=PositiveFloat,
+        doc="the polished point is kept unless its objective is worse by more than this "
+            "(relative to max(1, |objective|))"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=PositiveFloat, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
         default={}, domain=dict, doc="further Ipopt options (name -> value)"))
@@ -94,7 +106,6 @@ class ScholtesMpec(Method):
         problem = NlpProblem(sl.block, exact_hessian=config.exact_hessian)
         index = {id(v): j for j, v in enumerate(problem.variables)}
         leader_pos = [index.get(id(v)) for v in sl.leader_variables]
-        follower_pos = [index.get(id(v)) for v in sl.follower_variables]
         prod = _products(problem, pairs, reg)
 
         options = {"max_iter": config.max_iter, "tol": config.tol}
@@ -112,8 +123,8 @@ class ScholtesMpec(Method):
             if run[0] is Status.TIME_LIMIT:
                 break
         converged = [r for r in runs if r[0] is Status.CONVERGED]
+        sign = 1.0 if int(sl.block.objective.sense) == int(pyo.minimize) else -1.0
         if converged:
-            sign = 1.0 if int(sl.block.objective.sense) == int(pyo.minimize) else -1.0
             status, message, final, _ = min(converged, key=lambda r: sign * r[2].objective)
             message += f"; best of {len(converged)} converged start(s) out of {len(runs)}"
         else:
@@ -122,18 +133,31 @@ class ScholtesMpec(Method):
                 status, message = Status.TIME_LIMIT, runs[-1][1]
         history = [h for r in runs for h in r[3]]
         values = final.values if final is not None else x_first
+        x_map = ComponentMap(zip(problem.variables, values))
+        claimed = None if final is None else float(final.objective)
+        if status is Status.CONVERGED and config.polish:
+            remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+            polished = _polish(sl, reg, x_map, config, options, remaining)
+            history.append(dict(polish=1.0, objective=polished.objective if polished else float("nan"),
+                                wall_time_s=time.perf_counter() - start))
+            if polished is not None and polished.ok and (
+                    sign * (polished.objective - claimed) <= config.polish_tol * max(1.0, abs(claimed))):
+                x_map, claimed = polished.x, float(polished.objective)
+                message += "; polished on the identified active set (exact complementarity)"
+            else:
+                message += "; polishing did not confirm the point, Scholtes solution kept"
 
-        def pick(positions, variables):
-            return np.array([values[j] if j is not None else (v.value or 0.0)
-                             for j, v in zip(positions, variables)], dtype=float)
+        def pick(variables):
+            return np.array([x_map[v] if v in x_map else (v.value or 0.0) for v in variables],
+                            dtype=float)
 
         return MethodOutput(
-            leader=pick(leader_pos, sl.leader_variables),
+            leader=pick(sl.leader_variables),
             status=status,
-            claimed_objective=None if final is None else float(final.objective),
+            claimed_objective=claimed,
             message=message,
             history=history,
-            follower_hint=pick(follower_pos, sl.follower_variables),
+            follower_hint=pick(sl.follower_variables),
         )
 
 
@@ -166,6 +190,40 @@ def _sweep(problem, reg, prod, x, config, options, time_limit, clock_start):
                     f"complementarity not reached: max lambda*s = {worst:.3g} > "
                     f"complementarity_tol={config.complementarity_tol:g}", last_good, history)
         eps = max(eps * config.eps_factor, config.eps_final)
+
+
+def _polish(sl, reg, x_map, config, options, time_limit):
+    """Re-solve with the active set the Scholtes solution identifies, complementarity exact.
+
+    For each pair, ``s = 0`` is imposed where ``s <= lambda``, else ``lambda`` is
+    fixed to 0; the regularised products are dropped. Returns the NlpResult
+    (or None when out of time); the model's clone is restored afterwards.
+    """
+    if time_limit is not None and time_limit <= 0:
+        return None
+    for v, val in x_map.items():
+        v.set_value(val, skip_validation=True)
+    blk = pyo.Block(concrete=True)
+    sl.block.add_component("scholtes_polish", blk)
+    blk.active_slack = pyo.ConstraintList()
+    fixed = []
+    for p in sl.pairs:
+        lam = p.multiplier.value or 0.0
+        slack = pyo.value(p.slack)
+        if slack <= lam:
+            blk.active_slack.add(p.slack == 0)
+        elif not p.multiplier.fixed:
+            p.multiplier.fix(0.0)
+            fixed.append(p.multiplier)
+    reg.products.deactivate()
+    try:
+        problem = NlpProblem(sl.block, exact_hessian=config.exact_hessian)
+        return problem.solve(options=options, time_limit=time_limit, warm_start=x_map)
+    finally:
+        for v in fixed:
+            v.unfix()
+        reg.products.activate()
+        sl.block.del_component(blk)
 
 
 def _random_start(x_first, problem, leader_pos, rng):
