@@ -324,11 +324,19 @@ def test_scip_crash_gives_solver_error(monkeypatch):
     assert "exit code 3" in out.message
 
 
+def test_mpec_scip_spawned_process():
+    out = run("mpec-scip", bard(), time_limit=60, start_method="spawn")
+    assert out.status is Status.OPTIMAL
+    assert out.claimed_objective == pytest.approx(5.0, rel=1e-5)
+
+
 def test_mpec_scip_options_are_validated():
     with pytest.raises(ValueError, match="option 'formulation' of method 'mpec-scip'"):
         method_config("mpec-scip", {"formulation": "convex-hull"})
     with pytest.raises(ValueError, match="option 'multiplier_bound'"):
         method_config("mpec-scip", {"multiplier_bound": -1.0})
+    with pytest.raises(ValueError, match=r"(?s)option 'start_method'.*got 'thread'"):
+        method_config("mpec-scip", {"start_method": "thread"})
 
 
 # ---------------------------------------------------------- through solve()

@@ -45,6 +45,14 @@ def _optional_positive(val):
     return val
 
 
+def _optional_start_method(val):
+    if val is None:
+        return None
+    if val not in ("fork", "spawn", "forkserver"):
+        raise ValueError(f"expected 'fork', 'spawn' or 'forkserver', got {val!r}")
+    return val
+
+
 def _optional_path(val):
     return None if val is None else str(val)
 
@@ -85,6 +93,9 @@ class ScipMpec(Method):
     CONFIG.declare("kill_grace", ConfigValue(
         default=30.0, domain=PositiveFloat,
         doc="seconds beyond the time limit after which the SCIP process is killed"))
+    CONFIG.declare("start_method", ConfigValue(
+        default=None, domain=_optional_start_method,
+        doc="how the SCIP process is started: fork (default where available) or spawn"))
     CONFIG.declare("scip_params", ConfigValue(
         default={}, domain=dict, doc="further SCIP parameters (name -> value)"))
     CONFIG.declare("block_name", ConfigValue(
@@ -103,7 +114,8 @@ class ScipMpec(Method):
         limit = max(limit - (time.perf_counter() - start), 1e-3)
         params = {"limits/gap": config.gap_tol, "randomization/randomseedshift": int(seed)}
         params.update(config.scip_params)
-        sol = solve_guarded(problem, limit, params, grace=config.kill_grace)
+        sol = solve_guarded(problem, limit, params, grace=config.kill_grace,
+                            start_method=config.start_method)
 
         def pick(variables):
             out = []
@@ -140,14 +152,23 @@ def _initial(v) -> float:
 
 
 # --------------------------------------------------------------------------- guard
-def solve_guarded(problem: Minlp, time_limit: float, params: dict, grace: float = 30.0) -> dict:
+def solve_guarded(problem: Minlp, time_limit: float, params: dict, grace: float = 30.0,
+                  start_method: str | None = None) -> dict:
     """Solve ``problem`` with SCIP in a child process; never waits past ``time_limit + grace``.
 
     Returns a dict with ``status`` (a :class:`Status`), ``message`` and, when
     SCIP found a solution, ``x``, ``objective``, ``bound``, ``gap``.
+    ``start_method``: multiprocessing start method (default ``fork`` where
+    available: fast; ``spawn`` for parents with many threads).
     """
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
+    import pyscipopt  # noqa: F401  (imported before forking: the child needs no import lock)
+
+    available = mp.get_all_start_methods()
+    if start_method is None:
+        start_method = "fork" if "fork" in available else "spawn"
+    if start_method not in available:
+        raise ValueError(f"start_method must be one of {available}, got {start_method!r}")
+    ctx = mp.get_context(start_method)
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(problem, time_limit, params, send), daemon=True)
     proc.start()
