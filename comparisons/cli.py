@@ -1,0 +1,139 @@
+"""The ``compare`` and ``report`` subcommands of the ``stackopt`` command line.
+
+``stackopt/cli.py`` calls :func:`register` with its argparse subparsers::
+
+    stackopt compare [CONFIG] --db results.sqlite --workers 2 [--scheduler tcp://HOST:PORT]
+    stackopt report results.sqlite --out DIR
+
+CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
+``paper-ssg``, ``paper-cyber``) or a path to a TOML file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return x
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def register(subparsers) -> None:
+    """Add ``compare`` and ``report`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "compare", help="run every method of a config on identical instances into SQLite",
+        description="Run a comparison sweep. Cells already in the database are skipped, so "
+                    "rerunning the same command resumes an interrupted sweep.")
+    p.add_argument("config", nargs="?", default="quick",
+                   help="built-in config name (quick, paper-nfg, paper-ssg, paper-cyber) or a "
+                        "TOML path (default: quick)")
+    p.add_argument("--db", default="results.sqlite", help="results database (default: %(default)s)")
+    p.add_argument("--workers", type=_positive_int, default=2,
+                   help="local worker processes (default: %(default)s)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run cells on this Dask distributed scheduler instead of local processes")
+    p.add_argument("--seeds", default=None, metavar="SPEC",
+                   help='replace every experiment\'s seeds, e.g. "1-5" or "1,3,7-9"')
+    p.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
+                   help="run only these experiments of the config")
+    p.add_argument("--methods", type=_csv, default=None, metavar="NAME[,NAME]",
+                   help="run only these methods")
+    p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
+                   help="replace every experiment's per-cell time limit")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun stored cells whose status is error, solver_error or time_limit")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the cell counts only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=compare_command)
+
+    r = subparsers.add_parser(
+        "report", help="tables and figures from a results database",
+        description="Write report.md, summary.csv, cells.csv and the objective, violation and "
+                    "runtime figures (PNG and SVG) of every experiment in the database.")
+    r.add_argument("db", help="results database written by `stackopt compare`")
+    r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
+    r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
+                   help="report only these experiments")
+    r.set_defaults(func=report_command)
+
+
+def compare_command(args) -> int:
+    from .config import load_config
+    from .runner import plan, run_sweep
+    from .store import Store
+
+    try:
+        config = load_config(args.config, seeds=args.seeds, experiments=args.experiment,
+                             methods=args.methods, time_limit=args.time_limit)
+        store = Store.open(args.db)
+    except ValueError as exc:
+        print(f"stackopt compare: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cells, todo = plan(config, store)
+        for e in config.experiments:
+            n = len(e.cells())
+            print(f"{config.name}/{e.name}: game {e.game}, {len(e.grid_points())} grid points x "
+                  f"{len(e.seeds)} seeds x {len(e.methods)} methods ({', '.join(e.methods)}) = "
+                  f"{n} cells, time limit {e.time_limit:g} s", file=sys.stderr)
+        print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {args.db}", file=sys.stderr)
+        if args.dry_run:
+            return 0
+        summary = run_sweep(config, store, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.no_progress, retry_failed=args.retry_failed,
+                            argv=list(sys.argv))
+    except KeyboardInterrupt:
+        print("stackopt compare: interrupted; finished cells are stored, rerun to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+    print(summary.line())
+    print(f"results in {args.db}; next: stackopt report {args.db} --out report")
+    return 0
+
+
+def report_command(args) -> int:
+    from .report import make_report
+
+    try:
+        paths = make_report(args.db, args.out, experiments=args.experiment)
+    except ValueError as exc:
+        print(f"stackopt report: error: {exc}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(p)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m stackopt.comparisons.cli``), same subcommands."""
+    parser = argparse.ArgumentParser(prog="stackopt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

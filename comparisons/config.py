@@ -1,0 +1,328 @@
+"""Comparison configs: which games, grid points, seeds and methods a sweep runs.
+
+A config is a TOML file holding one or more experiments::
+
+    time_limit = 600            # seconds per cell (defaults for every experiment)
+    seeds = "1-30"              # a list of integers or ranges "1-30", "1,4,7-9"
+
+    [experiments.nfg]
+    game = "nfg"                # stackopt.models.available_games()
+    axis = "budget"             # x axis of the report's figures (default: the varied parameter)
+    [experiments.nfg.grid]      # a list sweeps a parameter, a scalar fixes it
+    budget = [0, 1, 2, 3, 4, 5]
+    actions = 10
+    [experiments.nfg.methods.gradient]   # stackopt.methods.available_methods()
+    steps = 5000                          # options validated by method_config()
+    [experiments.nfg.methods.slsqp]
+    time_limit = 60                       # reserved key: this method's own cell time limit
+
+``all_methods = true`` in an experiment (or at the top) adds every registered
+method with default options, besides those listed. ``plugins = ["module"]``
+names modules to import first (in the parent and in every worker) that
+register extra games or methods. Everything is checked by :func:`load_config`
+before any cell runs: each problem is a ``ValueError`` naming the value.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import import_module, resources
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TIME_LIMIT = 600.0
+DEFAULT_GRACE = 60.0
+
+_TOP_KEYS = {"description", "time_limit", "kill_grace", "seeds", "plugins", "all_methods",
+             "methods", "experiments"}
+_EXP_KEYS = {"description", "game", "grid", "seeds", "methods", "all_methods", "time_limit",
+             "kill_grace", "axis"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a method on one instance (game, parameters, seed)."""
+
+    experiment: str
+    game: str
+    params: tuple  # sorted (name, value) pairs
+    seed: int
+    method: str
+    options: tuple  # sorted (name, value) pairs, as given in the config
+    time_limit: float
+    kill_after: float  # hard wall-clock guard in seconds
+    plugins: tuple = ()
+
+    @property
+    def params_json(self) -> str:
+        return canonical_json(dict(self.params))
+
+    @property
+    def options_json(self) -> str:
+        return canonical_json(dict(self.options))
+
+    @property
+    def key(self) -> tuple:
+        """The store's unique key of this cell."""
+        return (self.experiment, self.game, self.params_json, self.seed, self.method,
+                self.options_json)
+
+
+@dataclass
+class Experiment:
+    name: str
+    game: str
+    grid: dict[str, list]  # every parameter given, varied or fixed (a one-element list)
+    seeds: list[int]
+    methods: dict[str, dict[str, Any]]
+    time_limit: float
+    axis: str | None = None
+    description: str = ""
+    method_time_limits: dict[str, float] = field(default_factory=dict)
+    grace: float = DEFAULT_GRACE
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        names = sorted(self.grid)
+        return [dict(zip(names, vals)) for vals in itertools.product(*(self.grid[n] for n in names))]
+
+    def cells(self, plugins: tuple = ()) -> list[Cell]:
+        out = []
+        for point in self.grid_points():
+            for seed in self.seeds:
+                for method, opts in self.methods.items():
+                    tl = self.method_time_limits.get(method, self.time_limit)
+                    out.append(Cell(self.name, self.game, tuple(sorted(point.items())), seed,
+                                    method, tuple(sorted(opts.items())), tl, tl + self.grace,
+                                    plugins))
+        return out
+
+
+@dataclass
+class Config:
+    name: str
+    text: str
+    experiments: list[Experiment]
+    plugins: tuple = ()
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        return [c for e in self.experiments for c in e.cells(self.plugins)]
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def builtin_configs() -> list[str]:
+    root = resources.files("stackopt.comparisons") / "configs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_config_path(ref: str) -> tuple[str, str]:
+    """``ref`` is a built-in config name (``quick``) or a path; return (name, TOML text)."""
+    path = Path(ref)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"config file {ref!r} does not exist")
+        return path.stem, path.read_text()
+    root = resources.files("stackopt.comparisons") / "configs" / f"{ref}.toml"
+    if not root.is_file():
+        raise ValueError(
+            f"unknown config {ref!r}: not a file and not a built-in config; built-in configs are "
+            f"{builtin_configs()}"
+        )
+    return ref, root.read_text()
+
+
+def parse_seeds(spec: Any, where: str = "seeds") -> list[int]:
+    """Seeds as a list of non-negative integers or a string of ranges like ``"1-5,9"``."""
+    if isinstance(spec, str):
+        seeds: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    lo, hi = (int(x) for x in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    seeds.extend(range(lo, hi + 1))
+                else:
+                    seeds.append(int(part))
+            except ValueError:
+                raise ValueError(
+                    f"{where}: bad seed range {part!r} in {spec!r}; expected e.g. \"1-30\" or \"1,3,5-7\""
+                ) from None
+    elif isinstance(spec, list):
+        seeds = spec
+    else:
+        raise ValueError(
+            f"{where} must be a list of integers or a range string like \"1-30\", got {spec!r}"
+        )
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"{where}: seeds must be non-negative integers, got {s!r}")
+    if not seeds:
+        raise ValueError(f"{where} is empty")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where} lists a seed twice: {spec!r}")
+    return list(seeds)
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_keys(table: dict, allowed: set, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ValueError(f"unknown key {key!r} in {where}; expected one of {sorted(allowed)}")
+
+
+def _table(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a table, got {value!r}")
+    return value
+
+
+def _param_value(value: Any, ptype: type, where: str) -> Any:
+    if ptype is object:  # arrays and other data: the builder checks them
+        return value
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"{where} must be a {ptype.__name__}, got {value!r}")
+    if ptype is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if ptype is int and isinstance(value, bool):
+        raise ValueError(f"{where} must be an int, got {value!r}")
+    if not isinstance(value, ptype):
+        raise ValueError(f"{where} must be a {ptype.__name__}, got {value!r}")
+    return value
+
+
+def import_plugins(plugins: tuple | list) -> None:
+    """Import the config's plugin modules (they register extra games or methods)."""
+    for mod in plugins:
+        try:
+            import_module(mod)
+        except ImportError as exc:
+            raise ValueError(f"plugin module {mod!r} cannot be imported: {exc}") from None
+
+
+def load_config(ref: str, *, seeds: str | list | None = None,
+                experiments: list[str] | None = None, methods: list[str] | None = None,
+                time_limit: float | None = None, check_instances: bool = True) -> Config:
+    """Read and validate a config (built-in name or path); overrides replace config values."""
+    name, text = resolve_config_path(ref)
+    return parse_config(text, name=name, seeds=seeds, experiments=experiments, methods=methods,
+                        time_limit=time_limit, check_instances=check_instances)
+
+
+def parse_config(text: str, *, name: str = "config", seeds: str | list | None = None,
+                 experiments: list[str] | None = None, methods: list[str] | None = None,
+                 time_limit: float | None = None, check_instances: bool = True) -> Config:
+    from stackopt.methods import available_methods, get_method, method_config
+    from stackopt.models import available_games, build_game, game_spec
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config {name!r} is not valid TOML: {exc}") from None
+    _check_keys(raw, _TOP_KEYS, f"config {name!r}")
+    plugins = raw.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
+    import_plugins(plugins)
+    top_methods = _table(raw.get("methods", {}), "[methods]")
+    exps_raw = _table(raw.get("experiments", {}), "[experiments]")
+    if not exps_raw:
+        raise ValueError(f"config {name!r} has no experiments: add an [experiments.NAME] table")
+    if experiments:
+        for e in experiments:
+            if e not in exps_raw:
+                raise ValueError(f"unknown experiment {e!r}; config {name!r} has {sorted(exps_raw)}")
+        exps_raw = {k: v for k, v in exps_raw.items() if k in experiments}
+    games = available_games()
+    registered = available_methods()
+    out = []
+    for ename, exp in exps_raw.items():
+        where = f"experiment {ename!r}"
+        exp = _table(exp, f"[experiments.{ename}]")
+        _check_keys(exp, _EXP_KEYS, where)
+        game = exp.get("game")
+        if not isinstance(game, str):
+            raise ValueError(f"{where} needs game = \"NAME\", one of {games}; got {game!r}")
+        if game not in games:
+            raise ValueError(f"{where}: unknown game {game!r}; expected one of {games}")
+        spec = game_spec(game)
+        grid: dict[str, list] = {}
+        for pname, values in _table(exp.get("grid", {}), f"[experiments.{ename}.grid]").items():
+            if pname not in spec.params:
+                raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}; "
+                                 f"expected one of {sorted(spec.params)}")
+            vals = values if isinstance(values, list) else [values]
+            if not vals:
+                raise ValueError(f"{where}: grid parameter {pname!r} has no values")
+            ptype = spec.params[pname].type
+            grid[pname] = [_param_value(v, ptype, f"{where}: {pname}") for v in vals]
+            if len({canonical_json(v) for v in grid[pname]}) != len(grid[pname]):
+                raise ValueError(f"{where}: grid parameter {pname!r} repeats a value: {values!r}")
+        axis = exp.get("axis")
+        if axis is not None and axis not in grid:
+            raise ValueError(f"{where}: axis {axis!r} is not a grid parameter; grid has {sorted(grid)}")
+        seed_spec = seeds if seeds is not None else exp.get("seeds", raw.get("seeds"))
+        if seed_spec is None:
+            raise ValueError(f"{where} has no seeds: set seeds = \"1-30\" or a list")
+        exp_seeds = parse_seeds(seed_spec, f"{where}: seeds")
+        tl = time_limit if time_limit is not None else exp.get("time_limit",
+                                                               raw.get("time_limit", DEFAULT_TIME_LIMIT))
+        tl = _positive(tl, f"{where}: time_limit")
+        grace = _positive(exp.get("kill_grace", raw.get("kill_grace", DEFAULT_GRACE)),
+                          f"{where}: kill_grace")
+        # methods: top-level defaults, then the experiment's own, then all_methods
+        mtable = dict(_table(top_methods, "[methods]"))
+        mtable.update(_table(exp.get("methods", {}), f"[experiments.{ename}.methods]"))
+        all_flag = exp.get("all_methods", raw.get("all_methods", False))
+        if not isinstance(all_flag, bool):
+            raise ValueError(f"{where}: all_methods must be true or false, got {all_flag!r}")
+        chosen: dict[str, dict] = {}
+        method_tl: dict[str, float] = {}
+        for mname, opts in mtable.items():
+            try:
+                canonical = get_method(mname).name
+                opts = dict(_table(opts, f"[experiments.{ename}.methods.{mname}]"))
+                if "time_limit" in opts:
+                    method_tl[canonical] = _positive(opts.pop("time_limit"),
+                                                     f"time_limit of method {mname!r}")
+                method_config(mname, opts)  # raises ValueError naming a bad option
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            chosen[canonical] = opts
+        if all_flag:
+            for mname in registered:
+                chosen.setdefault(mname, {})
+        if methods:
+            wanted = {get_method(m).name for m in methods}
+            chosen = {m: o for m, o in chosen.items() if m in wanted}
+        if not chosen:
+            raise ValueError(f"{where} runs no method: add [experiments.{ename}.methods.NAME] "
+                             "or all_methods = true")
+        description = exp.get("description", "")
+        if time_limit is not None:  # the command line's limit replaces every other
+            method_tl = {}
+        out.append(Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
+                              description if isinstance(description, str) else "",
+                              {m: t for m, t in method_tl.items() if m in chosen}, grace))
+    config = Config(name, text, out, tuple(plugins), str(raw.get("description", "")))
+    if check_instances:
+        for e in out:
+            for point in e.grid_points():
+                try:
+                    build_game(e.game, e.seeds[0], **point)
+                except ValueError as exc:
+                    raise ValueError(f"experiment {e.name!r}, game {e.game!r} {point}: {exc}") from None
+    return config

@@ -1,0 +1,406 @@
+"""Tables and figures from a results store: ``stackopt report results.sqlite --out DIR``.
+
+For every experiment and grid point, each method's mean and standard error of
+the leader objective, constraint violation, equilibrium residual and time,
+as markdown (``report.md``) and CSV (``summary.csv``, plus ``cells.csv`` with
+every row); the paper's Figure 3 (objective against the swept parameter, one
+line per method, error bars) and Figure 4 (violation), and a runtime plot, as
+PNG and SVG.
+
+Where a cell certified a bound (status ``optimal`` with a ``bound``, as
+``mpec-scip`` does), every method's optimality gap to that bound on the same
+instance is tabulated. Rows of one instance (game, parameters, seed) must all
+carry the same data fingerprint; otherwise the report refuses to compare them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runner import FAILED
+from .store import Store
+
+METRICS = (("objective", "leader_objective"), ("violation", "constraint_violation"),
+           ("residual", "equilibrium_residual"), ("time", "time_s"))
+
+
+class FingerprintMismatch(ValueError):
+    """Rows of one instance were generated from different data."""
+
+
+@dataclass
+class Group:
+    """One method at one grid point of one experiment."""
+
+    experiment: str
+    game: str
+    params: dict[str, Any]
+    method: str
+    pkey: str = ""  # canonical params JSON, as stored
+    rows: list[dict] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+
+    def values(self, column: str) -> np.ndarray:
+        ok = [r for r in self.rows if r["status"] not in FAILED or column == "time_s"]
+        return np.array([_num(r.get(column)) for r in ok], dtype=float)
+
+    def stat(self, column: str) -> tuple[float, float, int]:
+        v = self.values(column)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return math.nan, math.nan, 0
+        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+        return float(v.mean()), se, int(v.size)
+
+    def gap_stat(self) -> tuple[float, float, int]:
+        v = np.array([g for g in self.gaps if math.isfinite(g)], dtype=float)
+        if v.size == 0:
+            return math.nan, math.nan, 0
+        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+        return float(v.mean()), se, int(v.size)
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for r in self.rows:
+            out[r["status"]] += 1
+        return dict(sorted(out.items()))
+
+
+def _num(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def check_fingerprints(rows: list[dict]) -> None:
+    """Raise :class:`FingerprintMismatch` if one instance has rows with different data."""
+    seen: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.get("fingerprint"):
+            seen[(r["game"], r["params"], r["seed"])][r["fingerprint"]].append(
+                f"{r['experiment']}/{r['method']}")
+    bad = {k: v for k, v in seen.items() if len(v) > 1}
+    if bad:
+        (game, params, seed), prints = next(iter(bad.items()))
+        detail = "; ".join(f"{fp[:12]}: {', '.join(sorted(set(who)))}" for fp, who in prints.items())
+        raise FingerprintMismatch(
+            f"refusing to compare: game {game!r} {params} seed {seed} was generated from "
+            f"different data in different rows ({detail}); {len(bad)} instance(s) affected. "
+            "The game's generator changed between runs: rerun into a fresh database."
+        )
+
+
+def _time(r: dict) -> float:
+    t = r.get("wall_time_s")
+    return _num(t if t is not None else r.get("cell_time_s"))
+
+
+def _axis_hints(store: Store) -> dict[str, str]:
+    hints: dict[str, str] = {}
+    for run in store.runs():
+        try:
+            raw = tomllib.loads(run.get("config_text") or "")
+        except tomllib.TOMLDecodeError:
+            continue
+        for name, exp in (raw.get("experiments") or {}).items():
+            if isinstance(exp, dict) and isinstance(exp.get("axis"), str):
+                hints[name] = exp["axis"]
+    return hints
+
+
+def _choose_axis(points: list[dict], hint: str | None) -> str | None:
+    varying = {k for p in points for k in p if len({json.dumps(q.get(k)) for q in points}) > 1}
+    if hint in varying:
+        return hint
+    if not varying:
+        return None
+    return max(sorted(varying), key=lambda k: len({json.dumps(p.get(k)) for p in points}))
+
+
+@dataclass
+class ExperimentTable:
+    name: str
+    game: str
+    axis: str | None
+    groups: list[Group]
+    methods: list[str]
+    points: list[str]  # params json, sorted by axis value
+    initial: dict[str, float]  # params json -> mean initial objective
+    has_bounds: bool
+
+
+def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> list[ExperimentTable]:
+    check_fingerprints(rows)
+    axis_hints = axis_hints or {}
+    for r in rows:
+        r["time_s"] = _time(r)
+    # certified bounds per instance: the tightest among optimal cells
+    bounds: dict[tuple, float] = {}
+    for r in rows:
+        if r["status"] == "optimal" and r.get("bound") is not None and math.isfinite(r["bound"]):
+            key = (r["experiment"], r["params"], r["seed"])
+            b = float(r["bound"])
+            if key not in bounds:
+                bounds[key] = b
+            else:
+                bounds[key] = min(bounds[key], b) if r.get("sense") != "minimize" else max(bounds[key], b)
+    by_exp: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_exp[r["experiment"]].append(r)
+    tables = []
+    for exp, erows in by_exp.items():
+        groups: dict[tuple, Group] = {}
+        init: dict[str, dict[int, float]] = defaultdict(dict)  # point -> seed -> value
+        for r in erows:
+            g = groups.setdefault((r["params"], r["method"]), Group(
+                exp, r["game"], json.loads(r["params"]), r["method"], r["params"]))
+            g.rows.append(r)
+            if r.get("initial_objective") is not None and r["status"] not in FAILED:
+                init[r["params"]].setdefault(r["seed"], float(r["initial_objective"]))
+            b = bounds.get((exp, r["params"], r["seed"]))
+            if b is not None and r["status"] not in FAILED and r.get("leader_objective") is not None:
+                obj = float(r["leader_objective"])
+                g.gaps.append(obj - b if r.get("sense") == "minimize" else b - obj)
+        point_dicts = {p: json.loads(p) for p, _ in groups}
+        axis = _choose_axis(list(point_dicts.values()), axis_hints.get(exp))
+        points = sorted(point_dicts, key=lambda p: _sort_key(point_dicts[p], axis))
+        methods = sorted({m for _, m in groups})
+        tables.append(ExperimentTable(
+            exp, erows[0]["game"], axis,
+            [groups[(p, m)] for p in points for m in methods if (p, m) in groups],
+            methods, points,
+            {p: float(np.mean(list(v.values()))) for p, v in init.items() if v},
+            any(k[0] == exp for k in bounds)))
+    return sorted(tables, key=lambda t: t.name)
+
+
+def _sort_key(point: dict, axis: str | None):
+    others = json.dumps({k: v for k, v in point.items() if k != axis}, sort_keys=True)
+    a = point.get(axis) if axis else None
+    return (others, (0, a, "") if isinstance(a, (int, float)) else (1, 0, str(a)))
+
+
+def _fmt(mean: float, se: float, digits: int = 4) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    m = _g(mean, digits)
+    return m if not math.isfinite(se) else f"{m} ± {_g(se, 2)}"
+
+
+def _g(x: float, digits: int) -> str:
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e-3 and abs(x) < 1e5:
+        return f"{x:.{digits}f}".rstrip("0").rstrip(".") if abs(x) < 10 else f"{x:.{max(1, digits - 1)}f}"
+    return f"{x:.{max(1, digits - 2)}e}"
+
+
+def _label(params: dict, axis: str | None) -> str:
+    if axis is None:
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+    return str(params.get(axis))
+
+
+def _others(params: dict, axis: str | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != axis)
+
+
+# --------------------------------------------------------------------------- outputs
+def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> list[Path]:
+    summary = out / "summary.csv"
+    with open(summary, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["experiment", "game", "params", "axis", "axis_value", "method", "cells",
+                    "failed", "statuses", "initial_objective"]
+                   + [f"{m}_{s}" for m, _ in METRICS for s in ("mean", "se")]
+                   + ["gap_mean", "gap_se", "gap_instances"])
+        for t in tables:
+            for g in t.groups:
+                pj = g.pkey
+                stats = [g.stat(col) for _, col in METRICS]
+                gap = g.gap_stat()
+                w.writerow([t.name, t.game, pj, t.axis or "", g.params.get(t.axis, "") if t.axis else "",
+                            g.method, len(g.rows), sum(g.statuses.get(s, 0) for s in FAILED),
+                            " ".join(f"{k}:{v}" for k, v in g.statuses.items()),
+                            t.initial.get(pj, "")]
+                           + [x for s in stats for x in s[:2]] + [gap[0], gap[1], gap[2]])
+    cells = out / "cells.csv"
+    cols = ["id", "experiment", "game", "params", "seed", "method", "options", "status",
+            "leader_objective", "initial_objective", "constraint_violation",
+            "equilibrium_residual", "wall_time_s", "cell_time_s", "claimed_objective", "bound",
+            "gap", "fingerprint", "worker", "message"]
+    with open(cells, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_short(r.get(c)) for c in cols])
+    return [summary, cells]
+
+
+def _short(v):
+    if isinstance(v, str) and len(v) > 300:
+        return v[:300] + "..."
+    return v
+
+
+def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -> str:
+    lines = [f"# stackopt comparison report", "", f"Results: `{store_path}`.", ""]
+    if runs:
+        last = runs[-1]
+        versions = json.loads(last.get("versions") or "{}")
+        machine = json.loads(last.get("machine") or "{}")
+        lines += [f"Runs: {len(runs)} (last: config `{last.get('config_name')}`, "
+                  f"{last.get('scheduler')}). Machine: {machine.get('platform')}, "
+                  f"{machine.get('cpu_count')} CPUs. Versions: "
+                  + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
+    lines += ["Means over seeds ± standard error. Objective: the leader's, at the equilibrium "
+              "the common oracle reaches; violation: largest positive part of the leader's "
+              "constraints; residual: followers' equilibrium residual; time: the method's wall "
+              "clock in seconds. Failed cells (error, solver_error, time_limit) are counted but "
+              "left out of the means.", ""]
+    for t in tables:
+        ax = t.axis or "grid point"
+        lines += [f"## {t.name} (game `{t.game}`)", ""]
+        by_point = defaultdict(dict)
+        for g in t.groups:
+            by_point[g.pkey][g.method] = g
+        heads = [json.loads(p) for p in t.points]
+        for title, col in (("Leader objective", "leader_objective"),
+                           ("Constraint violation", "constraint_violation")):
+            lines += [f"**{title}**" + (f" ({_others(heads[0], t.axis)})"
+                                         if t.axis and _others(heads[0], t.axis) else ""), ""]
+            lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
+            lines.append("|" + "---|" * (len(heads) + 1))
+            if col == "leader_objective" and t.initial:
+                lines.append("| *initial strategy* | " + " | ".join(
+                    _g(t.initial[p], 4) if p in t.initial else "-" for p in t.points) + " |")
+            for m in t.methods:
+                cells = []
+                for p in t.points:
+                    g = by_point[p].get(m)
+                    if g is None:
+                        cells.append("-")
+                        continue
+                    mean, se, n = g.stat(col)
+                    text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
+                    if 0 < n < len(g.rows):  # some cells failed: say over how many
+                        text += f" ({n}/{len(g.rows)})"
+                    cells.append(text)
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += ["**Per method and grid point**", ""]
+        head = [ax, "method", "cells", "statuses", "objective", "violation", "residual", "time (s)"]
+        if t.has_bounds:
+            head.append("gap to certified bound")
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for g in t.groups:
+            row = [_label(g.params, t.axis), g.method, str(len(g.rows)),
+                   " ".join(f"{k} {v}" for k, v in g.statuses.items())]
+            row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
+                    for name, col in METRICS]
+            if t.has_bounds:
+                gm, gs, gn = g.gap_stat()
+                row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        figs = [f"{t.name}-{k}.png" for k in ("objective", "violation", "runtime")]
+        if t.axis:
+            lines += [f"![objective]({figs[0]}) ![violation]({figs[1]}) ![runtime]({figs[2]})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for t in tables:
+        if t.axis is None:
+            continue
+        series: dict[tuple, list[Group]] = defaultdict(list)
+        for g in t.groups:
+            series[(g.method, _others(g.params, t.axis))].append(g)
+        numeric = all(isinstance(g.params.get(t.axis), (int, float)) for g in t.groups)
+        cats = sorted({str(g.params.get(t.axis)) for g in t.groups})
+        specs = [("objective", "leader_objective", "leader objective (mean ± s.e.)", "linear"),
+                 ("violation", "constraint_violation", "constraint violation (mean ± s.e.)", "symlog"),
+                 ("runtime", "time_s", "method wall time, s (mean ± s.e.)", "log")]
+        for kind, col, ylabel, scale in specs:
+            fig, ax = plt.subplots(figsize=(6.4, 4.2))
+            n = len(series)
+            for k, ((method, other), gs) in enumerate(sorted(series.items())):
+                xs, ys, es = [], [], []
+                for g in gs:
+                    m, s, c = g.stat(col)
+                    if c == 0:
+                        continue
+                    x = g.params.get(t.axis)
+                    xs.append(x if numeric else cats.index(str(x)))
+                    ys.append(m)
+                    es.append(s if math.isfinite(s) else 0.0)
+                if not xs:
+                    continue
+                order = np.argsort(xs)
+                xs = np.asarray(xs, dtype=float)[order]
+                # a small horizontal offset keeps overlapping error bars readable
+                span = (xs.max() - xs.min()) if xs.size > 1 else 1.0
+                off = (k - (n - 1) / 2) * 0.012 * span
+                label = method if not other else f"{method} ({other})"
+                ax.errorbar(xs + off, np.asarray(ys)[order], yerr=np.asarray(es)[order],
+                            marker="o", ms=4, capsize=3, lw=1.4, label=label)
+            if kind == "objective" and t.initial:
+                pts = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items()
+                             if numeric)
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", lw=1,
+                            label="initial leader strategy")
+            if scale == "symlog":
+                ax.set_yscale("symlog", linthresh=1e-5, linscale=0.5)
+                ax.set_ylim(bottom=0)
+                ax.axhline(1e-3, color="grey", ls=":", lw=1, label="1e-3")
+            elif scale == "log":
+                ax.set_yscale("log")
+            if not numeric:
+                ax.set_xticks(range(len(cats)), cats)
+            ax.set_xlabel(t.axis)
+            ax.set_ylabel(ylabel)
+            title = {"objective": "Leader objective", "violation": "Constraint violation",
+                     "runtime": "Runtime"}[kind]
+            ax.set_title(f"{title}: {t.name} ({t.game})")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            for ext in ("png", "svg"):
+                path = out / f"{t.name}-{kind}.{ext}"
+                fig.savefig(path, dpi=130 if ext == "png" else None)
+                written.append(path)
+            plt.close(fig)
+    return written
+
+
+def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> list[Path]:
+    """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths."""
+    with Store.open(db, create=False) as store:
+        rows = store.rows(experiments=experiments)
+        runs = store.runs()
+        hints = _axis_hints(store)
+    if not rows:
+        raise ValueError(f"results database {db!r} has no cells"
+                         + (f" for experiments {experiments}" if experiments else ""))
+    tables = build_tables(rows, hints)
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = write_csv(tables, rows, outdir)
+    paths += figures(tables, outdir)
+    md = outdir / "report.md"
+    md.write_text(markdown(tables, db, runs))
+    return [md] + paths

@@ -1,0 +1,174 @@
+"""The report: tables, figures, gaps to certified bounds, and refusal of mismatched instances."""
+import argparse
+import csv
+import json
+import math
+import os
+import sqlite3
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_harness_toys as toys  # noqa: E402
+
+from stackopt.comparisons import cli  # noqa: E402
+from stackopt.comparisons.config import parse_config  # noqa: E402
+from stackopt.comparisons.report import FingerprintMismatch, make_report  # noqa: E402
+from stackopt.comparisons.runner import run_cell  # noqa: E402
+from stackopt.comparisons.store import Store  # noqa: E402
+
+CONFIG = """
+plugins = ["test_harness_toys"]
+seeds = [1, 2, 3]
+time_limit = 30
+[experiments.toy]
+game = "harness_toy"
+axis = "budget"
+[experiments.toy.grid]
+budget = [0.5, 1.5]
+size = 2
+[experiments.toy.methods.test-sleep]
+[experiments.toy.methods.test-random]
+scale = 2.0
+[experiments.toy.methods.test-exact]
+[experiments.toy.methods.test-crash]
+"""
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A store filled in-process (no workers): 2 budgets x 3 seeds x 4 methods."""
+    config = parse_config(CONFIG, name="toyreport")
+    path = tmp_path / "results.sqlite"
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            assert store.insert(row)
+            assert not store.insert(row)  # the unique key refuses a second copy
+    return path
+
+
+def _summary(out):
+    with open(out / "summary.csv") as fh:
+        return {(r["axis_value"], r["method"]): r for r in csv.DictReader(fh)}
+
+
+def test_report_writes_tables_and_figures(db, tmp_path):
+    out = tmp_path / "report"
+    paths = make_report(str(db), str(out))
+    names = {p.name for p in paths}
+    for kind in ("objective", "violation", "runtime"):
+        for ext in ("png", "svg"):
+            assert f"toy-{kind}.{ext}" in names
+            assert (out / f"toy-{kind}.{ext}").stat().st_size > 1000
+    assert (out / "toy-objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"report.md", "summary.csv", "cells.csv"} <= names
+
+    summary = _summary(out)
+    assert len(summary) == 8
+    # the mean and standard error agree with the closed form of the toy game
+    objs = []
+    for seed in (1, 2, 3):
+        data = toys.toy_data(seed, 2)
+        p = np.random.default_rng(seed).uniform(0.0, 2.0, 1)[0]
+        objs.append(toys.toy_value(data, 1.5, p)[0])
+    row = summary[("1.5", "test-random")]
+    assert float(row["objective_mean"]) == pytest.approx(np.mean(objs), rel=1e-6)
+    assert float(row["objective_se"]) == pytest.approx(np.std(objs, ddof=1) / math.sqrt(3), rel=1e-6)
+    assert row["cells"] == "3" and row["failed"] == "0"
+    crash = summary[("0.5", "test-crash")]
+    assert crash["failed"] == "3" and crash["objective_mean"] in ("", "nan")
+    # gaps to the bound certified by test-exact (status optimal): zero for itself,
+    # non-negative for the feasible initial strategy
+    assert float(summary[("1.5", "test-exact")]["gap_mean"]) == pytest.approx(0.0, abs=1e-9)
+    sleep = summary[("1.5", "test-sleep")]
+    assert int(sleep["gap_instances"]) == 3 and float(sleep["gap_mean"]) > 0
+
+    md = (out / "report.md").read_text()
+    assert "## toy (game `harness_toy`)" in md
+    assert "| budget | 0.5 | 1.5 |" in md
+    assert "gap to certified bound" in md
+    assert "![objective](toy-objective.png)" in md
+    with open(out / "cells.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 24
+
+
+def test_report_refuses_rows_of_one_instance_with_different_data(db, tmp_path):
+    con = sqlite3.connect(db)
+    con.execute("UPDATE cells SET fingerprint = ? WHERE method = 'test-random' AND seed = 2 "
+                "AND params = ?", ("0" * 64, json.dumps({"budget": 1.5, "size": 2},
+                                                         separators=(",", ":"), sort_keys=True)))
+    assert con.total_changes == 1
+    con.commit()
+    con.close()
+    with pytest.raises(FingerprintMismatch,
+                       match=r"refusing to compare: game 'harness_toy' .*budget.:1.5.* seed 2 .*"
+                             r"000000000000: toy/test-random"):
+        make_report(str(db), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_report_errors(db, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        make_report(str(tmp_path / "nothing.sqlite"), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"has no cells for experiments \['other'\]"):
+        make_report(str(db), str(tmp_path / "out"), experiments=["other"])
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="stackopt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    return parser
+
+
+def test_cli_wiring(db, tmp_path, capsys):
+    parser = _parser()
+    args = parser.parse_args(["compare"])
+    assert args.config == "quick" and args.db == "results.sqlite" and args.workers == 2
+    assert args.scheduler is None and args.func is cli.compare_command
+    args = parser.parse_args(["compare", "paper-nfg", "--seeds", "1-5", "--workers", "1",
+                              "--scheduler", "tcp://127.0.0.1:8786", "--methods", "gradient,initial"])
+    assert args.seeds == "1-5" and args.methods == ["gradient", "initial"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "--workers", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+    out = tmp_path / "rep"
+    args = parser.parse_args(["report", str(db), "--out", str(out)])
+    assert args.func(args) == 0 and (out / "report.md").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiments.x]\ngame = "chess"\nseeds = [1]\n')
+    args = parser.parse_args(["compare", str(bad), "--db", str(tmp_path / "new.sqlite")])
+    assert args.func(args) == 2
+    assert "unknown game 'chess'" in capsys.readouterr().err
+    assert not (tmp_path / "new.sqlite").exists()  # nothing started
+    notours = tmp_path / "notes.sqlite"
+    notours.write_text("not a database")
+    args = parser.parse_args(["report", str(notours)])
+    assert args.func(args) == 2
+    assert "not a stackopt results database" in capsys.readouterr().err
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(CONFIG)
+    args = parser.parse_args(["compare", str(cfg), "--db", str(notours)])
+    assert args.func(args) == 2
+    assert "not a stackopt results database" in capsys.readouterr().err
+    args = parser.parse_args(["compare", str(cfg), "--db", str(db), "--dry-run"])
+    assert args.func(args) == 0
+    assert "24 cells, 24 already in" in capsys.readouterr().err
+
+
+def test_stackopt_command_line_reaches_the_harness(db, tmp_path, capsys):
+    from stackopt.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiments.x]\ngame = "nfg"\nseeds = [1]\n[experiments.x.methods.nope]\n')
+    assert main(["compare", str(bad), "--db", str(tmp_path / "new.sqlite")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["report", str(db), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "toy-objective.svg").exists()
