@@ -337,6 +337,13 @@ class TrustRegion(_ScipyMethod):
                                        doc="tolerance on the trust-region radius"))
     CONFIG.declare("initial_tr_radius", ConfigValue(default=1.0, domain=PositiveFloat,
                                                     doc="initial trust-region radius"))
+    CONFIG.declare("initial_barrier_parameter", ConfigValue(
+        default=1e-4, domain=PositiveFloat,
+        doc="initial barrier parameter of the interior-point phase (scipy's default 0.1 leaves the "
+            "result about 1e-3 inside an active bound or constraint: trust-constr stops once a "
+            "barrier subproblem meets gtol)"))
+    CONFIG.declare("initial_barrier_tolerance", ConfigValue(
+        default=1e-4, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
     CONFIG.declare("interior_shift", ConfigValue(
         default=1e-3, domain=PositiveFloat,
         doc="a start on a bound is moved this fraction of the bound range (or this much where "
@@ -359,6 +366,10 @@ class TrustRegion(_ScipyMethod):
                             options={"maxiter": int(config.maxiter), "gtol": float(config.gtol),
                                      "xtol": float(config.xtol),
                                      "initial_tr_radius": float(config.initial_tr_radius),
+                                     "initial_barrier_parameter":
+                                         float(config.initial_barrier_parameter),
+                                     "initial_barrier_tolerance":
+                                         float(config.initial_barrier_tolerance),
                                      "verbose": 0})
 
     def _status(self, res):
