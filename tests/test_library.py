@@ -18,7 +18,8 @@ from scipy.optimize import LinearConstraint, minimize, minimize_scalar, root
 
 import stackopt
 from stackopt.models import build_game
-from stackopt.models.library import KNOWN_OPTIMA, PROBLEMS, _COURNOT, cournot_optimum
+from stackopt.models.library import (GRADIENT_OPTIONS, KNOWN_OPTIMA, PROBLEMS, _COURNOT,
+                                     cournot_optimum)
 
 
 # ------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _brute_force(name, points=41):
 
 
 def test_library_lists_match():
-    assert set(PROBLEMS) == set(KNOWN_OPTIMA) == set(REFERENCE)
+    assert set(PROBLEMS) == set(KNOWN_OPTIMA) == set(REFERENCE) == set(GRADIENT_OPTIONS)
     assert len(PROBLEMS) >= 8
     multi = [n for n in PROBLEMS if len(PROBLEMS[n]().structure().followers) > 1]
     assert len(multi) >= 3, multi
@@ -268,14 +269,6 @@ def test_game_reproduces_optimum_at_optimal_strategy(name):
 # local methods are started at x0 = 2, in the global minimum's basin.
 LOCAL_START = {"bard1988_ex1": [2.0]}
 
-# gradient: learning rate scaled to the size of the leader's box
-GRADIENT_OPTIONS = {
-    "bard1988_ex1": dict(steps=1000, lr=0.05), "shimizu_aiyoshi1981": dict(steps=2000, lr=0.05),
-    "henderson_quandt1958": dict(steps=2000, lr=1.0), "clark_westerberg1990": dict(steps=1000, lr=0.05),
-    "htp_9_3_5": dict(steps=1000, lr=0.05), "desilva1978": dict(steps=1000, lr=0.01),
-    "cournot3": dict(steps=2000, lr=0.5), "gnash10": dict(steps=2000, lr=0.5),
-    "gnash14": dict(steps=2000, lr=0.1), "gnash19": dict(steps=1000, lr=0.1),
-}
 # SCIP cannot close the gap of the gnash MINLPs with L = 150 (power terms
 # Q^(-1/gamma) over a wide box) within a test's time; gnash19 (L = 20) closes.
 SCIP_PROBLEMS = [n for n in PROBLEMS if n not in ("gnash10", "gnash14")]
