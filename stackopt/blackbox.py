@@ -15,10 +15,14 @@ Bounds are the leader's variable bounds; the leader's constraints
 ``body(x*(p), p) <= 0`` become nonlinear inequality constraints. Equilibria are
 cached by leader strategy and every oracle call is warm-started from the
 cached equilibrium nearest to the new strategy, so a finite-difference sweep
-costs one or two Newton steps per coordinate. The time limit is checked before
-every oracle call; when it is reached the optimiser is stopped and the best
-point evaluated so far (feasible first, then lowest objective) is returned with
-status ``TIME_LIMIT``.
+costs one or two Newton steps per coordinate.
+
+Time limit: it is checked before every oracle call, and with a limit the
+optimiser runs in a forked child process (``isolate``) that reports its best
+point as it goes, so the limit also holds while scipy is inside compiled code
+(SLSQP's QP with thousands of leader variables). When the limit is reached the
+best point evaluated so far (feasible first, then lowest objective) is returned
+with status ``TIME_LIMIT``.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ def _common_config() -> ConfigDict:
     cfg.declare("maxiter", ConfigValue(default=100, domain=PositiveInt,
                                        doc="maximum iterations of the scipy optimiser"))
     cfg.declare("fd_step", ConfigValue(default=1e-6, domain=PositiveFloat,
-                                       doc="finite-difference step, relative: h_j = fd_step * max(1, |p_j|)"))
+                                       doc="finite-difference step, relative: "
+                                           "h_j = fd_step * max(1, |p_j|)"))
     cfg.declare("fd_scheme", ConfigValue(default="forward", domain=In(["forward", "central"]),
                                          doc="finite differences: 'forward' (n_p oracle calls per "
                                              "gradient) or 'central' (2 n_p)"))
@@ -229,13 +234,17 @@ class _ScipyMethod(Method):
     and trust-constr factorises dense matrices of that size, so a check between
     oracle calls alone cannot keep the limit. The parent stops the child
     ``kill_grace`` seconds after the limit and returns the best point reported.
+    Without ``fork`` (or inside a daemonic process, which may not start
+    children) the optimiser runs in-process and the limit is checked between
+    oracle calls only.
     """
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()
         deadline = start + time_limit if time_limit is not None else float("inf")
         kernel_of(game)  # compile once in the parent; the child inherits it
-        if time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods():
+        if (time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods()
+                or mp.current_process().daemon):  # daemonic processes may not have children
             return self._optimise(game, config, seed, start, deadline, None)
         return _isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
                          deadline + float(config.kill_grace), time_limit,

@@ -218,3 +218,15 @@ def test_leader_without_bounds_is_allowed():
     for method in ("slsqp", "trust-region"):
         res = stackopt.solve(game, method, seed=0)
         assert res.leader_values["p"] == pytest.approx(3 / 1.1, rel=1e-4)
+
+
+def test_daemonic_process_runs_in_process(monkeypatch):
+    """A daemonic worker may not fork children: the optimiser then runs in-process."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(mp.current_process(), "_config", {**mp.current_process()._config,
+                                                          "daemon": True})
+    assert mp.current_process().daemon
+    res = stackopt.solve(_duopoly(x_init=10.0), "slsqp", seed=0, time_limit=20)
+    assert res.status is Status.CONVERGED
+    assert res.leader_objective == pytest.approx(-9800 / 3, rel=1e-7)
