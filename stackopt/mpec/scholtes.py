@@ -39,8 +39,8 @@ class ScholtesMpec(Method):
     by the factor ``eps_factor``; each NLP is warm-started from the previous
     solution (only the bound ``eps`` changes, so the model is compiled once).
     The sweep is a local method; it is repeated from ``starts`` points (the
-    model's initial values, then seeded random leader strategies in the
-    leader's box) and the best converged end point is kept. With ``polish``
+    model's initial values, then leader strategies spread over the leader's
+    box by a seeded Latin hypercube) and the best converged end point is kept. With ``polish``
     that point is refined by one NLP on the active set it identifies
     (``s = 0`` where ``s <= lambda``, else ``lambda = 0``), which makes the
     complementarity exact.
@@ -68,7 +68,12 @@ class ScholtesMpec(Method):
     CONFIG.declare("starts", ConfigValue(
         default=4, domain=PositiveInt,
         doc="eps sweeps from different points: the model's values, then the leader's "
-            "variables drawn uniformly in their box (seeded); the best converged one is kept"))
+            "variables spread over their box (seeded Latin hypercube); the best converged "
+            "one is kept"))
+    CONFIG.declare("initialize_followers", ConfigValue(
+        default=True, domain=bool,
+        doc="before each sweep, solve once with the leader's variables held at the start "
+            "so that the followers' variables and multipliers start consistent with them"))
     CONFIG.declare("exact_hessian", ConfigValue(
         default=True, domain=bool,
         doc="compile the exact Hessian of the Lagrangian (False: Ipopt's limited-memory BFGS)"))
@@ -82,7 +87,9 @@ class ScholtesMpec(Method):
             "(relative to max(1, |objective|))"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=PositiveFloat, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
-        default={}, domain=dict, doc="further Ipopt options (name -> value)"))
+        default={}, domain=dict,
+        doc="further Ipopt options (name -> value); mu_strategy is 'adaptive' unless given "
+            "(the monotone default stalls on large regularised MPECs)"))
     CONFIG.declare("block_name", ConfigValue(
         default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
     CONFIG.declare("dump", ConfigValue(
@@ -108,15 +115,16 @@ class ScholtesMpec(Method):
         leader_pos = [index.get(id(v)) for v in sl.leader_variables]
         prod = _products(problem, pairs, reg)
 
-        options = {"max_iter": config.max_iter, "tol": config.tol}
+        options = {"max_iter": config.max_iter, "tol": config.tol, "mu_strategy": "adaptive"}
         options.update(config.ipopt_options)
         rng = np.random.default_rng(seed)
         x_first = problem.start()
+        points = [x_first] + _spread_starts(x_first, problem, leader_pos, config.starts - 1, rng)
         runs = []
-        for k in range(config.starts):
-            x0 = x_first if k == 0 else _random_start(x_first, problem, leader_pos, rng)
+        for k, x0 in enumerate(points):
             remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
-            run = _sweep(problem, reg, prod, x0, config, options, remaining, start)
+            run = _sweep(problem, reg, prod, x0, config, options, remaining, start,
+                         sl.leader_variables if config.initialize_followers else ())
             for h in run[3]:
                 h["start"] = k
             runs.append(run)
@@ -144,6 +152,8 @@ class ScholtesMpec(Method):
                     sign * (polished.objective - claimed) <= config.polish_tol * max(1.0, abs(claimed))):
                 x_map, claimed = polished.x, float(polished.objective)
                 message += "; polished on the identified active set (exact complementarity)"
+            elif polished is None:
+                message += "; no time left to polish"
             else:
                 message += "; polishing did not confirm the point, Scholtes solution kept"
 
@@ -161,11 +171,39 @@ class ScholtesMpec(Method):
         )
 
 
-def _sweep(problem, reg, prod, x, config, options, time_limit, clock_start):
-    """One eps sweep from ``x``: (status, message, last converged NlpResult or None, history)."""
+def _sweep(problem, reg, prod, x, config, options, time_limit, clock_start, leader=()):
+    """One eps sweep from ``x``: (status, message, last converged NlpResult or None, history).
+
+    With ``leader`` (the leader's variables), the followers' part of ``x`` is
+    first made consistent with the leader's values: one regularised solve with
+    the leader's variables held at ``x`` (their bounds closed, so nothing is
+    recompiled).
+    """
     begin = time.perf_counter()
     eps = config.eps_initial
     history, last_good, result = [], None, None
+    if time_limit is not None and time_limit <= 0:
+        return Status.TIME_LIMIT, "time limit reached before the first solve", None, history
+    if leader:
+        reg.eps = eps
+        pos = {id(v): j for j, v in enumerate(problem.variables)}
+        saved = [(v, v.lb, v.ub) for v in leader]
+        try:
+            for v in leader:
+                j = pos.get(id(v))
+                if j is not None:
+                    v.setlb(float(x[j]))
+                    v.setub(float(x[j]))
+            held = problem.solve(options=options, time_limit=time_limit, warm_start=x)
+        finally:
+            for v, lb, ub in saved:
+                v.setlb(lb)
+                v.setub(ub)
+        history.append(dict(eps=eps, objective=held.objective, iterations=held.iterations,
+                            complementarity=float(np.max(prod(held.values), initial=0.0)),
+                            wall_time_s=time.perf_counter() - clock_start, leader_held=1.0))
+        if held.ok:
+            x = held.values
     while True:
         reg.eps = eps
         remaining = None
@@ -226,21 +264,28 @@ def _polish(sl, reg, x_map, config, options, time_limit):
         sl.block.del_component(blk)
 
 
-def _random_start(x_first, problem, leader_pos, rng):
-    """``x_first`` with the leader's values drawn uniformly in their box (seeded).
+def _spread_starts(x_first, problem, leader_pos, count, rng):
+    """``count`` copies of ``x_first`` with the leader's values spread over their box.
 
-    A side without a finite bound is replaced by the start value -/+ max(1, |start|).
+    Latin hypercube (seeded): each leader coordinate takes one value in each of
+    ``count`` equal slices of its range. A side without a finite bound is
+    replaced by the start value -/+ max(1, |start|).
     """
-    x = x_first.copy()
+    starts = [x_first.copy() for _ in range(count)]
+    if count == 0:
+        return starts
     xl, xu, _, _ = problem.bounds()
     for j in leader_pos:
         if j is None:
             continue
-        width = max(1.0, abs(x[j]))
-        lo = xl[j] if xl[j] > -1e19 else x[j] - width
-        hi = xu[j] if xu[j] < 1e19 else x[j] + width
-        x[j] = rng.uniform(lo, hi)
-    return x
+        width = max(1.0, abs(x_first[j]))
+        lo = xl[j] if xl[j] > -1e19 else x_first[j] - width
+        hi = xu[j] if xu[j] < 1e19 else x_first[j] + width
+        slots = rng.permutation(count)
+        for x, slot in zip(starts, slots):
+            x[j] = lo + (slot + rng.uniform()) / count * (hi - lo)
+    return starts
+
 
 
 def _products(problem: NlpProblem, pairs, reg):
