@@ -134,6 +134,14 @@ class ExperimentTable:
     points: list[str]  # params json, sorted by axis value
     initial: dict[str, float]  # params json -> mean initial objective
     has_bounds: bool
+    fixed: dict[str, Any] = field(default_factory=dict)  # parameters equal at every point
+    split: list[str] = field(default_factory=list)  # varied parameters other than the axis
+
+    def others(self, params: dict) -> str:
+        return ", ".join(f"{k}={params.get(k)}" for k in self.split)
+
+    def fixed_text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.fixed.items()))
 
 
 def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> list[ExperimentTable]:
@@ -172,12 +180,17 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> 
         axis = _choose_axis(list(point_dicts.values()), axis_hints.get(exp))
         points = sorted(point_dicts, key=lambda p: _sort_key(point_dicts[p], axis))
         methods = sorted({m for _, m in groups})
+        dicts = list(point_dicts.values())
+        names = sorted({k for d in dicts for k in d})
+        fixed = {k: dicts[0].get(k) for k in names
+                 if len({json.dumps(d.get(k)) for d in dicts}) == 1}
+        split = [k for k in names if k not in fixed and k != axis]
         tables.append(ExperimentTable(
             exp, erows[0]["game"], axis,
             [groups[(p, m)] for p in points for m in methods if (p, m) in groups],
             methods, points,
             {p: float(np.mean(list(v.values()))) for p, v in init.items() if v},
-            any(k[0] == exp for k in bounds)))
+            any(k[0] == exp for k in bounds), fixed, split))
     return sorted(tables, key=lambda t: t.name)
 
 
@@ -198,7 +211,8 @@ def _g(x: float, digits: int) -> str:
     if x == 0:
         return "0"
     if abs(x) >= 1e-3 and abs(x) < 1e5:
-        return f"{x:.{digits}f}".rstrip("0").rstrip(".") if abs(x) < 10 else f"{x:.{max(1, digits - 1)}f}"
+        text = f"{x:.{digits if abs(x) < 10 else max(1, digits - 1)}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
     return f"{x:.{max(1, digits - 2)}e}"
 
 
@@ -206,10 +220,6 @@ def _label(params: dict, axis: str | None) -> str:
     if axis is None:
         return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
     return str(params.get(axis))
-
-
-def _others(params: dict, axis: str | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != axis)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -268,33 +278,40 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
     for t in tables:
         ax = t.axis or "grid point"
         lines += [f"## {t.name} (game `{t.game}`)", ""]
+        if t.fixed:
+            lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
         by_point = defaultdict(dict)
         for g in t.groups:
             by_point[g.pkey][g.method] = g
-        heads = [json.loads(p) for p in t.points]
-        for title, col in (("Leader objective", "leader_objective"),
-                           ("Constraint violation", "constraint_violation")):
-            lines += [f"**{title}**" + (f" ({_others(heads[0], t.axis)})"
-                                         if t.axis and _others(heads[0], t.axis) else ""), ""]
-            lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
-            lines.append("|" + "---|" * (len(heads) + 1))
-            if col == "leader_objective" and t.initial:
-                lines.append("| *initial strategy* | " + " | ".join(
-                    _g(t.initial[p], 4) if p in t.initial else "-" for p in t.points) + " |")
-            for m in t.methods:
-                cells = []
-                for p in t.points:
-                    g = by_point[p].get(m)
-                    if g is None:
-                        cells.append("-")
-                        continue
-                    mean, se, n = g.stat(col)
-                    text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
-                    if 0 < n < len(g.rows):  # some cells failed: say over how many
-                        text += f" ({n}/{len(g.rows)})"
-                    cells.append(text)
-                lines.append(f"| {m} | " + " | ".join(cells) + " |")
-            lines.append("")
+        subsets: dict[str, list[str]] = defaultdict(list)  # one wide table per other setting
+        for p in t.points:
+            subsets[t.others(json.loads(p))].append(p)
+        for other, pts in subsets.items():
+            heads = [json.loads(p) for p in pts]
+            for title, col in (("Leader objective", "leader_objective"),
+                               ("Constraint violation", "constraint_violation")):
+                lines += [f"**{title}**" + (f" ({other})" if other else ""), ""]
+                lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
+                lines.append("|" + "---|" * (len(heads) + 1))
+                if col == "leader_objective" and t.initial and "initial" not in t.methods:
+                    lines.append("| *initial strategy* | " + " | ".join(
+                        _g(t.initial[p], 4) if p in t.initial else "-" for p in pts) + " |")
+                for m in t.methods:
+                    cells = []
+                    for p in pts:
+                        g = by_point[p].get(m)
+                        if g is None:
+                            cells.append("-")
+                            continue
+                        mean, se, n = g.stat(col)
+                        text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
+                        if n == 0:  # every cell failed: say how
+                            text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
+                        elif n < len(g.rows):  # some cells failed: say over how many
+                            text += f" ({n}/{len(g.rows)})"
+                        cells.append(text)
+                    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+                lines.append("")
         lines += ["**Per method and grid point**", ""]
         head = [ax, "method", "cells", "statuses", "objective", "violation", "residual", "time (s)"]
         if t.has_bounds:
@@ -312,7 +329,7 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         figs = [f"{t.name}-{k}.png" for k in ("objective", "violation", "runtime")]
-        if t.axis:
+        if _numeric_axis(t):
             lines += [f"![objective]({figs[0]}) ![violation]({figs[1]}) ![runtime]({figs[2]})", ""]
     return "\n".join(lines) + "\n"
 
@@ -324,13 +341,11 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
 
     written = []
     for t in tables:
-        if t.axis is None:
+        if not _numeric_axis(t):  # categories (problem names...): the tables say it better
             continue
         series: dict[tuple, list[Group]] = defaultdict(list)
         for g in t.groups:
-            series[(g.method, _others(g.params, t.axis))].append(g)
-        numeric = all(isinstance(g.params.get(t.axis), (int, float)) for g in t.groups)
-        cats = sorted({str(g.params.get(t.axis)) for g in t.groups})
+            series[(g.method, t.others(g.params))].append(g)
         specs = [("objective", "leader_objective", "leader objective (mean ± s.e.)", "linear"),
                  ("violation", "constraint_violation", "constraint violation (mean ± s.e.)", "symlog"),
                  ("runtime", "time_s", "method wall time, s (mean ± s.e.)", "log")]
@@ -343,8 +358,7 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
                     m, s, c = g.stat(col)
                     if c == 0:
                         continue
-                    x = g.params.get(t.axis)
-                    xs.append(x if numeric else cats.index(str(x)))
+                    xs.append(g.params.get(t.axis))
                     ys.append(m)
                     es.append(s if math.isfinite(s) else 0.0)
                 if not xs:
@@ -357,9 +371,8 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
                 label = method if not other else f"{method} ({other})"
                 ax.errorbar(xs + off, np.asarray(ys)[order], yerr=np.asarray(es)[order],
                             marker="o", ms=4, capsize=3, lw=1.4, label=label)
-            if kind == "objective" and t.initial:
-                pts = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items()
-                             if numeric)
+            if kind == "objective" and t.initial and "initial" not in t.methods:
+                pts = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items())
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", lw=1,
                             label="initial leader strategy")
@@ -369,13 +382,13 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
                 ax.axhline(1e-3, color="grey", ls=":", lw=1, label="1e-3")
             elif scale == "log":
                 ax.set_yscale("log")
-            if not numeric:
-                ax.set_xticks(range(len(cats)), cats)
             ax.set_xlabel(t.axis)
             ax.set_ylabel(ylabel)
             title = {"objective": "Leader objective", "violation": "Constraint violation",
                      "runtime": "Runtime"}[kind]
-            ax.set_title(f"{title}: {t.name} ({t.game})")
+            name = t.name if t.name == t.game else f"{t.name} ({t.game})"
+            fixed = t.fixed_text()
+            ax.set_title(f"{title}: {name}" + (f"\n{fixed}" if fixed else ""), fontsize=10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             fig.tight_layout()
@@ -385,6 +398,12 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
                 written.append(path)
             plt.close(fig)
     return written
+
+
+def _numeric_axis(t: ExperimentTable) -> bool:
+    return t.axis is not None and all(
+        isinstance(g.params.get(t.axis), (int, float)) and not isinstance(g.params.get(t.axis), bool)
+        for g in t.groups)
 
 
 def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> list[Path]:
