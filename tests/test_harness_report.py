@@ -37,11 +37,11 @@ scale = 2.0
 """
 
 
-@pytest.fixture
-def db(tmp_path):
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
     """A store filled in-process (no workers): 2 budgets x 3 seeds x 4 methods."""
     config = parse_config(CONFIG, name="toyreport")
-    path = tmp_path / "results.sqlite"
+    path = tmp_path_factory.mktemp("store") / "results.sqlite"
     with Store.open(path) as store:
         run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
                               scheduler="in-process", versions={}, machine={})
@@ -99,7 +99,11 @@ def test_report_writes_tables_and_figures(db, tmp_path):
 
 
 def test_report_refuses_rows_of_one_instance_with_different_data(db, tmp_path):
+    src = sqlite3.connect(db)
+    db = tmp_path / "copy.sqlite"
     con = sqlite3.connect(db)
+    src.backup(con)
+    src.close()
     con.execute("UPDATE cells SET fingerprint = ? WHERE method = 'test-random' AND seed = 2 "
                 "AND params = ?", ("0" * 64, json.dumps({"budget": 1.5, "size": 2},
                                                          separators=(",", ":"), sort_keys=True)))
