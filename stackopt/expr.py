@@ -33,8 +33,8 @@ _UNARY = {
     "tanh": np.tanh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
     "abs": np.abs, "ceil": np.ceil, "floor": np.floor,
 }
-_EXPAND_LIMIT = 64  # largest product of term counts expanded into monomials
-_SHARE_LIMIT = 2  # a shared subexpression with more terms becomes one auxiliary atom
+_EXPAND_LIMIT = 4  # largest product of term counts expanded into monomials
+_SHARE_LIMIT = 1  # a shared subexpression with more terms becomes one auxiliary atom
 _MAX_POWER = 4  # integer powers up to this are expanded
 
 

@@ -85,12 +85,15 @@ class GradientMethod(Method):
         best = None  # (key, p, objective, violation, equilibrium)
         status = Status.CONVERGED
         sense = float(k.leader_sense)  # pyomo: minimize = 1, maximize = -1
+        backtracks = 0
+        p_prev = p
         for t in range(config.steps + 1):
             if t > 0:
                 if config.resample_every and t % config.resample_every == 0:
                     parts = [oracle.solve(p, rng=rng) for _ in range(n_s)]
                 else:
-                    parts = [self._resolve(oracle, p, e, rng) for e in parts]
+                    p, parts, halvings = self._advance(oracle, p_prev, p, parts)
+                    backtracks += halvings
             lead = [k.leader_all(e.x, p) for e in parts]
             obj = float(np.mean([v[0] for v in lead]))
             cbar = np.mean([v[1] for v in lead], axis=0) if k.n_c else np.zeros(0)
@@ -116,6 +119,7 @@ class GradientMethod(Method):
             lagr = sense * obj + float(lam @ (cbar + s) + 0.5 * mu * np.sum((cbar + s) ** 2))
             history.append(dict(step=t, leader_objective=obj, violation=viol, lagrangian=lagr,
                                 equilibrium_residual=resid))
+            p_prev = p
             lr = config.lr
             if config.lr_decay == "cosine":
                 lr *= 0.5 * (1 + np.cos(np.pi * t / config.steps))
@@ -136,15 +140,20 @@ class GradientMethod(Method):
         _, bp, bobj, bviol, beq = best
         return MethodOutput(leader=bp, status=status, claimed_objective=bobj, history=history,
                             singular_kkt=singular, follower_hint=beq,
-                            message=f"selected iterate: violation {bviol:.3g}")
+                            message=f"selected iterate: violation {bviol:.3g}; "
+                                    f"leader steps halved {backtracks} times")
 
     @staticmethod
-    def _resolve(oracle, p, e, rng):
-        e2 = oracle.solve(p, start=e)
-        if e2.converged:
-            return e2
-        e3 = oracle.solve(p, rng=rng)
-        return e3 if e3.residual < e2.residual else e2
+    def _advance(oracle, p_prev, p, parts, max_halvings: int = 6):
+        """Re-solve every equilibrium at ``p`` warm; where an equilibrium branch cannot be
+        followed (Newton fails: a fold, or an active-set change too large), halve the
+        leader's step, and after ``max_halvings`` stay at ``p_prev``."""
+        for h in range(max_halvings + 1):
+            new = [oracle.solve(p, start=e, fallback=False) for e in parts]
+            if all(e.converged for e in new):
+                return p, new, h
+            p = p_prev + 0.5 * (p - p_prev)
+        return p_prev, parts, max_halvings
 
     @staticmethod
     def _better(best, select, p, obj, viol, sense, tol, eq):

@@ -100,8 +100,13 @@ class EquilibriumOracle:
         return float(np.max(np.abs(self.residual(eq.x, eq.nu, eq.lam, eq.w, eq.p)), initial=0.0))
 
     # ---------------------------------------------------------------- solve
-    def solve(self, p, start: "Equilibrium | np.ndarray | None" = None, rng=None) -> Equilibrium:
-        """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start."""
+    def solve(self, p, start: "Equilibrium | np.ndarray | None" = None, rng=None,
+              fallback: bool = True) -> Equilibrium:
+        """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start.
+
+        With ``fallback=False`` a warm start that Newton cannot finish returns
+        unconverged at once instead of running the relaxation.
+        """
         p = np.asarray(p, dtype=float)
         deadline = time.perf_counter() + self.time_limit
         n_newton = n_relax = 0
@@ -123,6 +128,8 @@ class EquilibriumOracle:
             z, ok, it, rn = self._newton(z, p, deadline)
             n_newton += it
             if ok and (warm or self.second_order_ok(z[0], z[2], z[3], p)):
+                return self._result(z, p, n_newton, n_relax, rn)
+            if warm and not fallback:
                 return self._result(z, p, n_newton, n_relax, rn)
             if not warm:
                 z = z0
@@ -291,6 +298,8 @@ class EquilibriumOracle:
         for key, val in (("print_level", 0), ("sb", "yes"), ("tol", 1e-10), ("max_iter", 500),
                          ("acceptable_tol", 1e-8), ("mu_strategy", "adaptive")):
             nlp.add_option(key, val)
+        if self.k.n_x > 60:  # the exact Hessian block costs a whole game Jacobian here
+            nlp.add_option("hessian_approximation", "limited-memory")
         xi, info = nlp.solve(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]))
         return np.asarray(xi)
 
@@ -329,24 +338,45 @@ class EquilibriumOracle:
             out[sl] = _project(self, i, x, p)
         return out
 
-    def estimate_duals(self, x, p):
-        """Least-squares multipliers for ``x`` given the active bounds and inequalities."""
+    def estimate_duals(self, x, p, tol: float = 1e-6):
+        """Multipliers for ``x`` by least squares on stationarity.
+
+        Bounds and inequalities within ``tol`` of being active are candidates;
+        those whose least-squares multiplier has the wrong sign are released and
+        the others are snapped exactly onto their bound (solvers such as Ipopt
+        stop a hair inside it).
+        """
         k = self.k
+        x = x.copy()
         F = k.F(x, p)
-        scale = 1e-8 * (1 + np.abs(x))
-        at_lb = np.isfinite(k.x_lb) & (x - k.x_lb <= scale)
-        at_ub = np.isfinite(k.x_ub) & (k.x_ub - x <= scale)
-        act = (k.ineq_rhs(p) - self.G @ x) <= 1e-8 * (1 + np.abs(k.ineq.rhs))
-        cols = [self.A.T, self.G[act].T, np.eye(k.n_x)[:, at_lb | at_ub]]
-        B = np.hstack(cols)
-        sol = np.linalg.lstsq(B, -F, rcond=None)[0] if B.shape[1] else np.zeros(0)
+        near_lb = np.isfinite(k.x_lb) & (x - k.x_lb <= tol * (1 + np.abs(k.x_lb)))
+        near_ub = np.isfinite(k.x_ub) & (k.x_ub - x <= tol * (1 + np.abs(k.x_ub)))
+        hx = k.ineq_rhs(p)
+        act = (hx - self.G @ x) <= tol * (1 + np.abs(hx))
+        def fit():
+            bnd = np.nonzero(near_lb | near_ub)[0]
+            B = np.hstack([self.A.T, self.G[act].T, np.eye(k.n_x)[:, bnd]])
+            sol = np.linalg.lstsq(B, -F, rcond=None)[0] if B.shape[1] else np.zeros(0)
+            ma = int(act.sum())
+            return bnd, sol, sol[self.m_e:self.m_e + ma], sol[self.m_e + ma:]
+
+        for _ in range(3):
+            bnd, sol, lam_a, wb = fit()
+            wrong_b = np.where(near_lb[bnd], wb > 0, wb < 0)
+            wrong_a = lam_a < 0
+            if not wrong_b.any() and not wrong_a.any():
+                break
+            near_lb[bnd[wrong_b]] = False
+            near_ub[bnd[wrong_b]] = False
+            act[np.nonzero(act)[0][wrong_a]] = False
+        else:  # signs still wrong after three rounds are clipped to zero below
+            bnd, sol, lam_a, wb = fit()
+        x[near_lb], x[near_ub] = k.x_lb[near_lb], k.x_ub[near_ub]
         nu = sol[: self.m_e]
         lam = np.zeros(self.m_i)
-        lam[act] = np.maximum(sol[self.m_e:self.m_e + int(act.sum())], 0.0)
+        lam[act] = np.maximum(lam_a, 0.0)
         w = np.zeros(k.n_x)
-        idx = np.nonzero(at_lb | at_ub)[0]
-        wb = sol[self.m_e + int(act.sum()):]
-        w[idx] = np.where(at_lb[idx], np.minimum(wb, 0.0), np.maximum(wb, 0.0))
+        w[bnd] = np.where(near_lb[bnd], np.minimum(wb, 0.0), np.maximum(wb, 0.0))
         return x, nu, lam, w
 
 
