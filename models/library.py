@@ -149,11 +149,13 @@ def clark_westerberg1990() -> StackelbergGame:
     """min (x-3)^2 + (y-2)^2 over x in [0, 8], y in argmin (y-5)^2.
 
     Follower: -2x + y <= 1, x - 2y <= 2, x + 2y <= 14. Optimum x=1, y=3. The
-    follower's box y in [0, 10] is never binding (y = min(5, 1+2x, 7-x/2) >= 3).
+    follower's box y in [0, 10] is never binding (y = min(5, 1+2x, 7-x/2) >= 1).
+    The leader starts at x0 = 0 (BOLIB's start x0 = 1 is the optimum); there
+    are local minima at x = 3 (F = 9) and x = 4.4 (F = 9.8).
     """
     g = StackelbergGame("clark_westerberg1990")
     m = g.model
-    m.x = pyo.Var(bounds=(0.0, 8.0), initialize=1.0)
+    m.x = pyo.Var(bounds=(0.0, 8.0), initialize=0.0)
     f = g.add_follower("follower")
     f.y = pyo.Var(bounds=(0.0, 10.0), initialize=1.0)
     f.obj = pyo.Objective(expr=(f.y - 5) ** 2, sense=pyo.minimize)
@@ -174,12 +176,13 @@ def htp_9_3_5() -> StackelbergGame:
     The follower's solution is unique (y1 = min(x, 1), y2 = x - y1) though its
     objective is linear in y2. The source leaves x free; the leader's box is
     x in [0, 10] and the follower's y in [0, 10]^2. Optimum x=3, y=(1, 2).
+    The leader starts at x0 = 0 (BilevelJuMP's start is the optimum).
     """
     g = StackelbergGame("htp_9_3_5")
     m = g.model
-    m.x = pyo.Var(bounds=(0.0, 10.0), initialize=3.0)
+    m.x = pyo.Var(bounds=(0.0, 10.0), initialize=0.0)
     f = g.add_follower("follower")
-    f.y = pyo.Var([1, 2], bounds=(0.0, 10.0), initialize={1: 1.0, 2: 2.0})
+    f.y = pyo.Var([1, 2], bounds=(0.0, 10.0), initialize=0.0)
     f.obj = pyo.Objective(expr=0.5 * f.y[1] ** 2 + f.y[2], sense=pyo.minimize)
     f.split = pyo.Constraint(expr=f.y[1] + f.y[2] == m.x)
     g.set_leader([m.x], objective=0.5 * ((f.y[1] - 2) ** 2 + (f.y[2] - 2) ** 2),
