@@ -128,6 +128,27 @@ def test_params_and_named_expressions_are_translated_to_the_clone():
     assert out.leader == pytest.approx([1.5], abs=1e-5)
 
 
+def test_equality_constrained_follower():
+    """HTP 9.3.5: min 0.5((y1-2)^2 + (y2-2)^2), y in argmin 0.5 y1^2 + y2 s.t. y1 + y2 = x,
+    0 <= y <= 10, x in [0, 10]; the follower plays y1 = min(x, 1), optimum x = 3, value 0.5."""
+    g = StackelbergGame("htp935")
+    m = g.model
+    m.x = pyo.Var(bounds=(0, 10), initialize=0.0)
+    f = g.add_follower("f")
+    f.y = pyo.Var([1, 2], bounds=(0, 10))
+    f.obj = pyo.Objective(expr=0.5 * f.y[1] ** 2 + f.y[2])
+    f.split = pyo.Constraint(expr=f.y[1] + f.y[2] == m.x)
+    g.set_leader([m.x], 0.5 * ((f.y[1] - 2) ** 2 + (f.y[2] - 2) ** 2), sense=pyo.minimize)
+    sl = build_single_level(g)
+    gamma = sl.multipliers[f.split]
+    assert not isinstance(gamma, tuple) and gamma.parent_component().name.endswith("gamma")
+    assert all(p.source is not gamma for p in sl.pairs) and len(sl.pairs) == 4  # bounds only
+    for method in ("mpec-ipopt", "mpec-scip"):
+        out = run(method, g, time_limit=60)
+        assert out.claimed_objective == pytest.approx(0.5, rel=1e-6), method
+        assert out.leader == pytest.approx([3.0], abs=1e-4), method
+
+
 def test_unsupported_function_for_scip_is_named():
     g = bard()
     g.set_leader([g.model.x], pyo.atan(g.model.x) + g.model.lower.y, sense=pyo.minimize)
