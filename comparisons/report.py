@@ -149,6 +149,9 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> 
     axis_hints = axis_hints or {}
     for r in rows:
         r["time_s"] = _time(r)
+        obj, init = _num(r.get("leader_objective")), _num(r.get("initial_objective"))
+        # paired with the same instance's initial strategy, in the leader's favour
+        r["improvement"] = (init - obj) if r.get("sense") == "minimize" else (obj - init)
     # certified bounds per instance: the tightest among optimal cells
     bounds: dict[tuple, float] = {}
     for r in rows:
@@ -230,6 +233,7 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
         w.writerow(["experiment", "game", "params", "axis", "axis_value", "method", "cells",
                     "failed", "statuses", "initial_objective"]
                    + [f"{m}_{s}" for m, _ in METRICS for s in ("mean", "se")]
+                   + ["improvement_mean", "improvement_se"]
                    + ["gap_mean", "gap_se", "gap_instances"])
         for t in tables:
             for g in t.groups:
@@ -240,7 +244,8 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
                             g.method, len(g.rows), sum(g.statuses.get(s, 0) for s in FAILED),
                             " ".join(f"{k}:{v}" for k, v in g.statuses.items()),
                             t.initial.get(pj, "")]
-                           + [x for s in stats for x in s[:2]] + [gap[0], gap[1], gap[2]])
+                           + [x for s in stats for x in s[:2]]
+                           + list(g.stat("improvement")[:2]) + [gap[0], gap[1], gap[2]])
     cells = out / "cells.csv"
     cols = ["id", "experiment", "game", "params", "seed", "method", "options", "status",
             "leader_objective", "initial_objective", "constraint_violation",
@@ -274,7 +279,9 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
               "the common oracle reaches; violation: largest positive part of the leader's "
               "constraints; residual: followers' equilibrium residual; time: the method's wall "
               "clock in seconds. Failed cells (error, solver_error, time_limit) are counted but "
-              "left out of the means.", ""]
+              "left out of the means. Instances differ a lot, so the standard errors of the "
+              "objective mostly measure that spread; the gain figure pairs every cell with the "
+              "initial strategy on the same instance, which shows the methods' differences.", ""]
     for t in tables:
         ax = t.axis or "grid point"
         lines += [f"## {t.name} (game `{t.game}`)", ""]
@@ -328,9 +335,9 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
                 row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-        figs = [f"{t.name}-{k}.png" for k in ("objective", "violation", "runtime")]
         if _numeric_axis(t):
-            lines += [f"![objective]({figs[0]}) ![violation]({figs[1]}) ![runtime]({figs[2]})", ""]
+            lines += [" ".join(f"![{k}]({t.name}-{k}.png)"
+                               for k in ("objective", "improvement", "violation", "runtime")), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +354,9 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
         for g in t.groups:
             series[(g.method, t.others(g.params))].append(g)
         specs = [("objective", "leader_objective", "leader objective (mean ± s.e.)", "linear"),
+                 ("improvement", "improvement",
+                  "objective gain over the initial strategy\n(paired per instance, mean ± s.e.)",
+                  "linear"),
                  ("violation", "constraint_violation", "constraint violation (mean ± s.e.)", "symlog"),
                  ("runtime", "time_s", "method wall time, s (mean ± s.e.)", "log")]
         for kind, col, ylabel, scale in specs:
@@ -385,7 +395,7 @@ def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
             ax.set_xlabel(t.axis)
             ax.set_ylabel(ylabel)
             title = {"objective": "Leader objective", "violation": "Constraint violation",
-                     "runtime": "Runtime"}[kind]
+                     "runtime": "Runtime", "improvement": "Gain over the initial strategy"}[kind]
             name = t.name if t.name == t.game else f"{t.name} ({t.game})"
             fixed = t.fixed_text()
             ax.set_title(f"{title}: {name}" + (f"\n{fixed}" if fixed else ""), fontsize=10)
