@@ -314,7 +314,7 @@ class SparseJacobian:
         return self.program(values)
 
     def dense(self, values: np.ndarray) -> np.ndarray:
-        flat = np.bincount(self.rows * self.shape[1] + self.cols, weights=self.program(values),
+        flat = np.bincount(self.rows * self.shape[1] + self.cols, weights=self.program(values).astype(float),
                            minlength=self.shape[0] * self.shape[1])
         return flat.reshape(self.shape)
 

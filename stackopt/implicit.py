@@ -43,7 +43,7 @@ def tangent(kernel, eq, dp: np.ndarray):
     sens = sensitivity(kernel, eq)
     k = kernel
     free, act = sens.free, sens.active
-    jpdp = np.bincount(k.Jp_rows, weights=sens.Jp * dp[k.Jp_cols], minlength=k.n_x)
+    jpdp = np.bincount(k.Jp_rows, weights=sens.Jp * dp[k.Jp_cols], minlength=k.n_x).astype(float)
     rhs = -np.concatenate([jpdp[free], k.eq.E @ dp if k.eq.E.size else np.zeros(0),
                            k.ineq.E[act] @ dp if k.ineq.E.size else np.zeros(0)])
     d = solve(sens.factor, rhs)
@@ -117,7 +117,8 @@ def leader_gradients(kernel, eq, weights: np.ndarray | None = None, leader_all=N
     obj, cons, Jx, jp = kernel.leader_all(eq.x, eq.p) if leader_all is None else leader_all
     if weights is not None:
         gx = weights @ Jx
-        gp = np.bincount(kernel.Lp_cols, weights=weights[kernel.Lp_rows] * jp, minlength=kernel.n_p)
+        gp = np.bincount(kernel.Lp_cols, weights=weights[kernel.Lp_rows] * jp,
+                         minlength=kernel.n_p).astype(float)
         return obj, cons, gp + vjp(kernel, eq, gx)
     _, Jp = kernel.leader_jacobian(eq.x, eq.p)
     total = Jp + vjp(kernel, eq, Jx.T).T

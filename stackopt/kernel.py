@@ -178,7 +178,8 @@ class GameKernel:
 
     def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(dF/dp)^T u`` from the nonzeros ``data`` of :meth:`jacobians`."""
-        return np.bincount(self.Jp_cols, weights=data * u[self.Jp_rows], minlength=self.n_p)
+        # float even when dF/dp has no nonzeros (bincount of nothing is integer)
+        return np.bincount(self.Jp_cols, weights=data * u[self.Jp_rows], minlength=self.n_p).astype(float)
 
     def follower_objectives(self, x, p) -> np.ndarray:
         """Each follower's objective in minimisation form."""

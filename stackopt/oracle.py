@@ -69,7 +69,7 @@ class EquilibriumOracle:
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "auto", time_limit: float = 60.0):
+                 cold_start: str = "auto", time_limit: float = 60.0, newton_every: int = 5):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
@@ -80,6 +80,7 @@ class EquilibriumOracle:
         self.tol, self.max_newton, self.damping = tol, max_newton, damping
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
         self.cold_start, self.time_limit = cold_start, time_limit
+        self.newton_every = newton_every
         k = kernel
         self.A, self.G = k.eq.M, k.ineq.M
         self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
@@ -133,22 +134,20 @@ class EquilibriumOracle:
                 return self._result(z, p, n_newton, n_relax, rn)
             if not warm:
                 z = z0
-        # relaxation, handing over to Newton whenever its steps become small
+        # relaxation, handing over to Newton every `newton_every` sweeps
         x = z[0]
-        rounds = 0
+        best, best_rn = z, np.inf
         while time.perf_counter() < deadline and n_relax < self.max_relaxation:
-            x, it, small = self._relax(x, p, deadline, self.max_relaxation - n_relax)
+            budget = min(self.newton_every, self.max_relaxation - n_relax)
+            x, it, _ = self._relax(x, p, deadline, budget)
             n_relax += it
-            z = self.estimate_duals(x, p)
-            z, ok, itn, rn = self._newton(z, p, deadline)
+            zt, ok, itn, rn = self._newton(self.estimate_duals(x, p), p, deadline, max_iter=20)
             n_newton += itn
-            if ok:
-                return self._result(z, p, n_newton, n_relax, rn)
-            x = z[0] if np.all(np.isfinite(z[0])) else x
-            rounds += 1
-            if not small and n_relax >= self.max_relaxation:
-                break
-        return self._result(z, p, n_newton, n_relax)
+            if ok and (warm or self.second_order_ok(zt[0], zt[2], zt[3], p)):
+                return self._result(zt, p, n_newton, n_relax, rn)
+            if rn < best_rn:
+                best, best_rn = zt, rn
+        return self._result(best, p, n_newton, n_relax)
 
     def _result(self, z, p, n_newton, n_relax, rn=None) -> Equilibrium:
         x, nu, lam, w = z
@@ -168,7 +167,7 @@ class EquilibriumOracle:
         return (x, z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
 
     # --------------------------------------------------------------- Newton
-    def _newton(self, z, p, deadline, J=None):
+    def _newton(self, z, p, deadline, J=None, max_iter=None):
         """Semismooth Newton with backtracking; returns (z, converged, iterations, residual).
 
         ``J``, if given, is a game Jacobian from a nearby point used for the first
@@ -188,7 +187,8 @@ class EquilibriumOracle:
         if J is None:
             J = k.Jx(x, p)
         hx = k.ineq_rhs(p)
-        for it in range(1, self.max_newton + 1):
+        max_iter = self.max_newton if max_iter is None else min(max_iter, self.max_newton)
+        for it in range(1, max_iter + 1):
             if time.perf_counter() > deadline:
                 break
             xn, nun, lamn, wn = self._newton_target(x, nu, lam, w, p, F, J, hx)
@@ -214,7 +214,7 @@ class EquilibriumOracle:
             if rinf <= self.tol:
                 return (x, nu, lam, w), True, it, rinf
             F, J = Ft, k.Jx(x, p)
-        return (x, nu, lam, w), rinf <= self.tol, self.max_newton, rinf
+        return (x, nu, lam, w), rinf <= self.tol, max_iter, rinf
 
     def _newton_target(self, x, nu, lam, w, p, F, J, hx):
         """Full semismooth Newton step (primal-dual active set), as the new point."""

@@ -283,9 +283,7 @@ MATRIX = (
 )
 
 
-_VJP_BUG = ("stackopt.implicit.vjp raises UFuncTypeError (float64 into an int64 array) when no "
-            "follower's gradient depends on the leader's variables")
-KNOWN_FAILURES = {("gradient", "clark_westerberg1990"): _VJP_BUG, ("gradient", "htp_9_3_5"): _VJP_BUG}
+KNOWN_FAILURES: dict = {}  # (method, problem) -> reason, for cases expected to fail
 
 
 def _case(method, name, tol):
