@@ -9,6 +9,7 @@ from .methods import MethodOutput, Method, available_methods, register_method, s
 from .result import Result, Status
 from .checks import check_gradient
 from .scoring import evaluate
+from .stochastic import equilibria
 from . import blackbox as _blackbox  # noqa: F401  (these imports register the methods)
 from . import gradient as _gradient  # noqa: F401
 from . import mpec as _mpec  # noqa: F401
@@ -16,5 +17,6 @@ from . import mpec as _mpec  # noqa: F401
 __all__ = [
     "StackelbergGame", "solve", "Result", "Status", "Method", "MethodOutput",
     "register_method", "available_methods", "check_gradient", "evaluate",
+    "equilibria",
 ]
 __version__ = "0.1.0"

@@ -12,12 +12,12 @@ Two engines share the KKT residual of :mod:`stackopt.kernel`:
   (cyipopt) with exact derivatives. Robust from cold starts; it hands over to
   Newton once steps are small.
 
-A solve starts from a given equilibrium (warm) or from a seeded random feasible
-point. Newton goes first; from a cold start its answer is kept only if every
-follower's reduced Hessian there is positive semidefinite (a KKT point of a
-non-convex follower may be a saddle or a maximum), otherwise relaxation takes
-over (``cold_start="relaxation"`` always starts with relaxation). It
-returns an :class:`Equilibrium` whose ``status`` tells whether the residual met
+A solve starts from a given equilibrium (warm: Newton along the tangent) or
+from a seeded random feasible point (cold: relaxation, whose dynamics select
+among several equilibria the way the followers' own adjustment would, handing
+over to Newton once its steps are small; ``cold_start="auto"`` tries Newton first and
+keeps its answer if every follower's reduced Hessian is positive semidefinite).
+It returns an :class:`Equilibrium` whose ``status`` tells whether the residual met
 the tolerance. It never loops forever: iteration and time budgets end it.
 """
 from __future__ import annotations
@@ -63,13 +63,14 @@ class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel`.
 
     ``tol`` bounds the infinity norm of the KKT residual. ``cold_start`` picks
-    the first engine for cold starts: ``"auto"`` (Newton, checked by second-order
-    conditions, then relaxation) or ``"relaxation"``.
+    the first engine for cold starts: ``"relaxation"`` (default: the best-response
+    dynamics select the equilibrium, as in the paper) or ``"auto"`` (Newton first,
+    kept if second-order conditions hold; faster where the equilibrium is unique).
     """
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "auto", time_limit: float = 60.0, newton_every: int = 5):
+                 cold_start: str = "relaxation", time_limit: float = 60.0):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
@@ -80,7 +81,6 @@ class EquilibriumOracle:
         self.tol, self.max_newton, self.damping = tol, max_newton, damping
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
         self.cold_start, self.time_limit = cold_start, time_limit
-        self.newton_every = newton_every
         k = kernel
         self.A, self.G = k.eq.M, k.ineq.M
         self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
@@ -134,19 +134,23 @@ class EquilibriumOracle:
                 return self._result(z, p, n_newton, n_relax, rn)
             if not warm:
                 z = z0
-        # relaxation, handing over to Newton every `newton_every` sweeps
+        # relaxation (the followers' best-response dynamics select the equilibrium),
+        # handing over to Newton once its steps are small
         x = z[0]
         best, best_rn = z, np.inf
         while time.perf_counter() < deadline and n_relax < self.max_relaxation:
-            budget = min(self.newton_every, self.max_relaxation - n_relax)
-            x, it, _ = self._relax(x, p, deadline, budget)
+            x, it, handover = self._relax(x, p, deadline, self.max_relaxation - n_relax)
             n_relax += it
+            if not handover:
+                break
             zt, ok, itn, rn = self._newton(self.estimate_duals(x, p), p, deadline, max_iter=20)
             n_newton += itn
             if ok and (warm or self.second_order_ok(zt[0], zt[2], zt[3], p)):
                 return self._result(zt, p, n_newton, n_relax, rn)
             if rn < best_rn:
                 best, best_rn = zt, rn
+        if not np.isfinite(best_rn):
+            best = self.estimate_duals(x, p)
         return self._result(best, p, n_newton, n_relax)
 
     def _result(self, z, p, n_newton, n_relax, rn=None) -> Equilibrium:
@@ -270,15 +274,24 @@ class EquilibriumOracle:
 
     # ------------------------------------------------------------ relaxation
     def _relax(self, x, p, deadline, budget):
-        """Damped simultaneous best response until steps are below relaxation_tol."""
+        """Damped simultaneous best response for at most ``budget`` sweeps.
+
+        Stops early, asking for a Newton hand-over, once steps are below
+        ``relaxation_tol`` (handing over earlier could let Newton converge to an
+        equilibrium the dynamics move away from); the hand-over point is the last
+        best response, whose active bounds Newton then keeps.
+        """
         d = self.damping
         it = 0
         for it in range(1, budget + 1):
             br = np.concatenate([self.best_response(i, x, p) for i in range(len(self.k.slices))])
             step = br - x
             x = x + d * step
-            if np.max(np.abs(step), initial=0.0) <= self.relaxation_tol or time.perf_counter() > deadline:
-                return x, it, True
+            if float(np.max(np.abs(step), initial=0.0)) <= self.relaxation_tol:
+                # hand over the best responses themselves: they carry the active bounds
+                return br, it, True
+            if time.perf_counter() > deadline:
+                break
         return x, it, False
 
     def best_response(self, i: int, x: np.ndarray, p: np.ndarray) -> np.ndarray:

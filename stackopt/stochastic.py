@@ -1,0 +1,55 @@
+"""Stochastic equilibria (paper Definition 2): which equilibria random starts reach, and how often."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernel import kernel_of
+from .oracle import EquilibriumOracle
+
+
+@dataclass
+class EquilibriumClass:
+    """One distinct equilibrium found among the samples."""
+
+    follower_values: dict
+    frequency: float  # share of the converged samples that reached it
+    count: int
+    leader_objective: float
+    constraint_values: np.ndarray
+    residual: float
+
+
+def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
+               distance: float = 1e-4, tol: float = 1e-6) -> list[EquilibriumClass]:
+    """Distinct equilibria reached from ``samples`` seeded random starts, most frequent first.
+
+    Two equilibria are the same when no follower variable differs by more than
+    ``distance``. Samples whose oracle run did not converge are left out (the
+    frequencies are shares of the converged ones).
+    """
+    if not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if not distance > 0:
+        raise ValueError(f"distance must be > 0, got {distance!r}")
+    k = kernel_of(game)
+    p = k.p0 if leader_values is None else k.check_leader(leader_values)
+    oracle = EquilibriumOracle(k, tol=tol)
+    reps: list[list] = []  # [x, count, equilibrium]
+    for s in range(samples):
+        e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
+        if not e.converged:
+            continue
+        for r in reps:
+            if np.max(np.abs(r[0] - e.x)) <= distance:
+                r[1] += 1
+                break
+        else:
+            reps.append([e.x, 1, e])
+    total = sum(r[1] for r in reps)
+    out = []
+    for x, count, e in sorted(reps, key=lambda r: -r[1]):
+        obj, cons = k.leader(x, p)
+        out.append(EquilibriumClass(k.follower_values(x), count / total, count, obj, cons, e.residual))
+    return out
