@@ -95,7 +95,9 @@ def compare_command(args) -> int:
             n = len(e.cells())
             print(f"{config.name}/{e.name}: game {e.game}, {len(e.grid_points())} grid points x "
                   f"{len(e.seeds)} seeds x {len(e.methods)} methods ({', '.join(e.methods)}) = "
-                  f"{n} cells, time limit {e.time_limit:g} s", file=sys.stderr)
+                  f"{n} cells, time limit {e.time_limit:g} s"
+                  + "".join(f", {m} {t:g} s" for m, t in e.method_time_limits.items()),
+                  file=sys.stderr)
         print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {args.db}", file=sys.stderr)
         if args.dry_run:
             return 0

@@ -308,6 +308,7 @@ def parse_config(text: str, *, name: str = "config", seeds: str | list | None = 
         if methods:
             wanted = {get_method(m).name for m in methods}
             chosen = {m: o for m, o in chosen.items() if m in wanted}
+        chosen = dict(sorted(chosen.items()))
         if not chosen:
             raise ValueError(f"{where} runs no method: add [experiments.{ename}.methods.NAME] "
                              "or all_methods = true")

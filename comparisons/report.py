@@ -211,12 +211,14 @@ def _fmt(mean: float, se: float, digits: int = 4) -> str:
 
 
 def _g(x: float, digits: int) -> str:
+    """``digits`` decimals from 1 up, ``digits`` significant figures below 1, else e-notation."""
     if x == 0:
         return "0"
-    if abs(x) >= 1e-3 and abs(x) < 1e5:
-        text = f"{x:.{digits if abs(x) < 10 else max(1, digits - 1)}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    return f"{x:.{max(1, digits - 2)}e}"
+    ax = abs(x)
+    if ax >= 1e5 or ax < 1e-3:
+        return f"{x:.{max(1, digits - 2)}e}"
+    text = f"{x:.{digits}f}" if ax >= 1 else f"{x:.{digits}g}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _label(params: dict, axis: str | None) -> str:
