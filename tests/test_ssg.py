@@ -91,7 +91,7 @@ def test_objectives_and_budget_match_games_md(kind):
 def test_shared_expressions_are_model_components():
     game = ssg(seed=2, **SMALL)
     m = game.model
-    for name in ("unprotected", "coverage", "weight", "partition", "attack", "hit"):
+    for name in ("unprotected", "coverage", "weight", "partition", "exposure", "attack", "hit"):
         assert isinstance(m.component(name), pyo.Expression)
     # the attack distribution is a probability vector
     assert sum(pyo.value(m.attack[t]) for t in range(12)) == pytest.approx(1.0)
