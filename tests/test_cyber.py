@@ -257,3 +257,13 @@ def test_solve_result_feeds_ir_violation():
     assert total >= res.constraint_violation - 1e-12  # a sum of positive parts >= their max
     gaps = ir_gaps(game, res.leader_values, res.follower_values)
     assert total == pytest.approx(np.maximum(gaps, 0).sum())
+
+
+def test_effort_bound_is_not_binding_even_for_a_huge_uninsured_loss():
+    from stackopt.scoring import evaluate
+    game = cyber(seed=1, customers=3, risk_aversion=0.5)
+    leader = np.concatenate([np.full(3, -1e4), np.zeros(3)])  # L - I about 1e4
+    ev = evaluate(game, leader, seed=0)
+    assert ev.equilibrium_residual <= 1e-6
+    efforts = np.array(list(ev.follower_values.values()))
+    assert efforts.max() > 1.0 and efforts.max() < 0.5 * game.data["max_effort"]
