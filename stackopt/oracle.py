@@ -300,11 +300,7 @@ class EquilibriumOracle:
             raise RuntimeError("cyipopt is not installed; install stackopt's dependencies")
         k = self.k
         sl = k.slices[i]
-        eq_rows = k.eq.owner == i
-        in_rows = k.ineq.owner == i
-        M = np.vstack([self.A[eq_rows][:, sl], self.G[in_rows][:, sl]])
-        cl = np.concatenate([k.eq_rhs(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
-        cu = np.concatenate([k.eq_rhs(p)[eq_rows], k.ineq_rhs(p)[in_rows]])
+        M, cl, cu = self.follower_rows(i, p)
         prob = _BestResponse(k, i, x, p, M)
         nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
                               lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
@@ -315,6 +311,17 @@ class EquilibriumOracle:
             nlp.add_option("hessian_approximation", "limited-memory")
         xi, info = nlp.solve(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]))
         return np.asarray(xi)
+
+    def follower_rows(self, i: int, p):
+        """Follower ``i``'s linear rows over its own variables: ``cl <= M x_i <= cu``."""
+        k = self.k
+        sl = k.slices[i]
+        eq_rows, in_rows = k.eq.owner == i, k.ineq.owner == i
+        M = np.vstack([self.A[eq_rows][:, sl], self.G[in_rows][:, sl]])
+        b = k.eq_rhs(p)[eq_rows]
+        cl = np.concatenate([b, np.full(int(in_rows.sum()), -np.inf)])
+        cu = np.concatenate([b, k.ineq_rhs(p)[in_rows]])
+        return M, cl, cu
 
     # -------------------------------------------------------------- starts
     def random_start(self, p, rng) -> np.ndarray:
@@ -450,10 +457,7 @@ class _Projection(_BestResponse):
 def _project(oracle, i, x, p):
     k = oracle.k
     sl = k.slices[i]
-    eq_rows, in_rows = k.eq.owner == i, k.ineq.owner == i
-    M = np.vstack([oracle.A[eq_rows][:, sl], oracle.G[in_rows][:, sl]])
-    cl = np.concatenate([k.eq_rhs(p)[eq_rows], np.full(int(in_rows.sum()), -np.inf)])
-    cu = np.concatenate([k.eq_rhs(p)[eq_rows], k.ineq_rhs(p)[in_rows]])
+    M, cl, cu = oracle.follower_rows(i, p)
     prob = _Projection(k, i, x, p, M, x[sl].copy())
     nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
                           lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
