@@ -47,7 +47,7 @@ def test_good_config_expands_to_cells():
     assert other.seeds == [7] and other.time_limit == 5.0
     keys = [c.key for c in cfg.cells()]
     assert len(keys) == len(set(keys))
-    cell = toy.cells()[0]
+    cell = next(c for c in toy.cells() if c.method == "test-sleep")
     assert cell.params_json == '{"budget":0.0,"size":2}' and cell.options_json == '{"sleep":0.0}'
     limits = {c.method: (c.time_limit, c.kill_after) for c in toy.cells()}
     assert limits == {"test-sleep": (30.0, 90.0), "test-random": (4.0, 64.0)}
