@@ -67,7 +67,7 @@ class GradientMethod(Method):
     CONFIG.declare("select", ConfigValue(
         "best-feasible", In(["best-feasible", "last"]), "which iterate to return"))
     CONFIG.declare("feasibility_tol", ConfigValue(
-        1e-4, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
+        1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
 
     def run(self, game, config, seed, time_limit):
         config = _Options(config.value())  # plain attributes: read every step
