@@ -26,6 +26,11 @@ from typing import Any
 import numpy as np
 
 from .runner import FAILED
+
+# left out of the means: the proposal of a method that failed means nothing. A cell
+# that hit its time limit but returned a strategy is scored like any other (a cell
+# killed by the harness has no objective and drops out on its own).
+EXCLUDED = ("error", "solver_error")
 from .store import Store
 
 METRICS = (("objective", "leader_objective"), ("violation", "constraint_violation"),
@@ -49,7 +54,7 @@ class Group:
     gaps: list[float] = field(default_factory=list)
 
     def values(self, column: str) -> np.ndarray:
-        ok = [r for r in self.rows if r["status"] not in FAILED or column == "time_s"]
+        ok = [r for r in self.rows if r["status"] not in EXCLUDED or column == "time_s"]
         return np.array([_num(r.get(column)) for r in ok], dtype=float)
 
     def stat(self, column: str) -> tuple[float, float, int]:
@@ -173,10 +178,10 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> 
             g = groups.setdefault((r["params"], r["method"]), Group(
                 exp, r["game"], json.loads(r["params"]), r["method"], r["params"]))
             g.rows.append(r)
-            if r.get("initial_objective") is not None and r["status"] not in FAILED:
+            if r.get("initial_objective") is not None and r["status"] not in EXCLUDED:
                 init[r["params"]].setdefault(r["seed"], float(r["initial_objective"]))
             b = bounds.get((exp, r["params"], r["seed"]))
-            if b is not None and r["status"] not in FAILED and r.get("leader_objective") is not None:
+            if b is not None and r["status"] not in EXCLUDED and r.get("leader_objective") is not None:
                 obj = float(r["leader_objective"])
                 g.gaps.append(obj - b if r.get("sense") == "minimize" else b - obj)
         point_dicts = {p: json.loads(p) for p, _ in groups}
@@ -280,8 +285,9 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
     lines += ["Means over seeds ± standard error. Objective: the leader's, at the equilibrium "
               "the common oracle reaches; violation: largest positive part of the leader's "
               "constraints; residual: followers' equilibrium residual; time: the method's wall "
-              "clock in seconds. Failed cells (error, solver_error, time_limit) are counted but "
-              "left out of the means. Instances differ a lot, so the standard errors of the "
+              "clock in seconds. Cells with status error or solver_error, and cells killed at "
+              "their time limit, are counted but left out of the means; a method that stopped "
+              "at its time limit with a strategy is scored like any other. Instances differ a lot, so the standard errors of the "
               "objective mostly measure that spread; the gain figure pairs every cell with the "
               "initial strategy on the same instance, which shows the methods' differences.", ""]
     for t in tables:
@@ -316,11 +322,17 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
                         text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
                         if n == 0:  # every cell failed: say how
                             text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
-                        elif n < len(g.rows):  # some cells failed: say over how many
-                            text += f" ({n}/{len(g.rows)})"
+                        else:
+                            if n < len(g.rows):  # some cells failed: say over how many
+                                text += f" ({n}/{len(g.rows)})"
+                            if g.statuses.get("time_limit"):
+                                text += " †"
                         cells.append(text)
                     lines.append(f"| {m} | " + " | ".join(cells) + " |")
                 lines.append("")
+        if any(g.statuses.get("time_limit") for g in t.groups):
+            lines += ["† some of these cells stopped at their time limit (see the statuses "
+                      "below).", ""]
         lines += ["**Per method and grid point**", ""]
         head = [ax, "method", "cells", "statuses", "objective", "violation", "residual", "time (s)"]
         if t.has_bounds:
