@@ -62,6 +62,9 @@ class GradientMethod(Method):
     CONFIG.declare("multiplier_every", ConfigValue(100, PositiveInt, "steps between multiplier updates (K)"))
     CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
     CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria averaged per step"))
+    CONFIG.declare("jacobian_every", ConfigValue(
+        1, PositiveInt, "steps between fresh game Jacobians in the adjoint (1: exact gradients; "
+        "more reuses the last one while the active sets stay, for games whose Jacobian is costly)"))
     CONFIG.declare("resample_every", ConfigValue(
         0, NonNegativeInt, "steps between fresh random equilibrium draws (0: never)"))
     CONFIG.declare("select", ConfigValue(
@@ -87,6 +90,7 @@ class GradientMethod(Method):
         sense = float(k.leader_sense)  # pyomo: minimize = 1, maximize = -1
         backtracks = 0
         p_prev = p
+        last_sens: list = []
         for t in range(config.steps + 1):
             if t > 0:
                 if config.resample_every and t % config.resample_every == 0:
@@ -112,9 +116,12 @@ class GradientMethod(Method):
             omega = lam + mu * (cbar + s)
             weights = np.concatenate([[sense], omega])
             grad = np.zeros(k.n_p)
-            for e, v in zip(parts, lead):
+            for j, (e, v) in enumerate(zip(parts, lead)):
+                if config.jacobian_every > 1 and t % config.jacobian_every and j < len(last_sens):
+                    sensitivity(k, e, reuse=last_sens[j])
                 grad += leader_gradients(k, e, weights, v)[2]
                 singular |= sensitivity(k, e).singular
+            last_sens = [sensitivity(k, e) for e in parts]
             grad /= n_s
             lagr = sense * obj + float(lam @ (cbar + s) + 0.5 * mu * np.sum((cbar + s) ** 2))
             history.append(dict(step=t, leader_objective=obj, violation=viol, lagrangian=lagr,

@@ -55,8 +55,13 @@ def tangent(kernel, eq, dp: np.ndarray):
     return dx, d[nf:nf + me], dlam
 
 
-def sensitivity(kernel, eq) -> Sensitivity:
-    """Build (once per equilibrium, cached on it) the KKT matrix and its factorisation."""
+def sensitivity(kernel, eq, reuse: Sensitivity | None = None) -> Sensitivity:
+    """Build (once per equilibrium, cached on it) the KKT matrix and its factorisation.
+
+    With ``reuse`` (the sensitivity of a nearby equilibrium with the same active
+    sets), its game Jacobian and factorisation are kept and only ``dF/dp`` is
+    evaluated anew: an approximation that saves the Jacobian where it is costly.
+    """
     sens = eq.cache.get("sensitivity")
     if sens is not None:
         return sens
@@ -68,6 +73,12 @@ def sensitivity(kernel, eq) -> Sensitivity:
     free = ~fixed
     slack = k.ineq_rhs(p) - k.ineq.M @ x
     active = (lam > 0) | (slack <= 1e-9 * (1 + np.abs(k.ineq.rhs)))
+    if (reuse is not None and np.array_equal(reuse.free, free)
+            and np.array_equal(reuse.active, active)):
+        sens = Sensitivity(free=free, active=active, factor=reuse.factor, J=reuse.J,
+                           Jp=k.Jp_values(x, p))
+        eq.cache["sensitivity"] = sens
+        return sens
     J, Jp = k.jacobians(x, p)
     nf = int(free.sum())
     f = factor(kkt_matrix(J, k.eq.M, k.ineq.M, None if nf == k.n_x else free, active))

@@ -88,15 +88,12 @@ class GameKernel:
         for i, g in enumerate(grad_exprs):
             for j, d in derivatives(g, allv).items():
                 (jx if j < self.n_x else jp).append((i, j, d))
-        # one program for dF/dx and dF/dp so their shared subexpressions are evaluated once
-        self._J = compile_sparse(jx + jp, allv, (self.n_x, self.n_x + self.n_p))
-        self._n_jx = len([1 for r, c in zip(self._J.rows, self._J.cols) if c < self.n_x])
-        order_ok = np.all(self._J.cols[: self._n_jx] < self.n_x) and np.all(self._J.cols[self._n_jx:] >= self.n_x)
-        assert order_ok  # compile_sparse keeps entry order
-        self._Jx_flat = self._J.rows[: self._n_jx] * self.n_x + self._J.cols[: self._n_jx]
-        self._Jx_sign = self.x_sense[self._J.rows[: self._n_jx]]
-        self.Jp_rows = self._J.rows[self._n_jx:]
-        self.Jp_cols = self._J.cols[self._n_jx:] - self.n_x
+        # dF/dx (every Newton step) and dF/dp (once per gradient step) as separate programs
+        self._Jxp = compile_sparse(jx, allv, (self.n_x, self.n_x))
+        self._Jpp = compile_sparse([(i, j - self.n_x, d) for i, j, d in jp], allv, (self.n_x, self.n_p))
+        self._Jx_flat = self._Jxp.rows * self.n_x + self._Jxp.cols
+        self._Jx_sign = self.x_sense[self._Jxp.rows]
+        self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
         self._Jp_sign = self.x_sense[self.Jp_rows]
 
         # leader objective and constraints (body <= 0), values and derivatives in one program
@@ -162,18 +159,21 @@ class GameKernel:
 
     def jacobians(self, x, p):
         """``(dF/dx dense, dF/dp nonzeros)``; the nonzeros sit at ``(Jp_rows, Jp_cols)``."""
-        vals = self._J(self.allv(x, p))
-        out = np.zeros(self.n_x * self.n_x)
-        out[self._Jx_flat] = self._Jx_sign * vals[: self._n_jx]  # entries are unique
-        return out.reshape(self.n_x, self.n_x), self._Jp_sign * vals[self._n_jx:]
+        return self.Jx(x, p), self.Jp_values(x, p)
 
     def Jx(self, x, p) -> np.ndarray:
         """Dense ``dF/dx`` (the game Jacobian; not symmetric in general)."""
-        return self.jacobians(x, p)[0]
+        out = np.zeros(self.n_x * self.n_x)
+        out[self._Jx_flat] = self._Jx_sign * self._Jxp(self.allv(x, p))  # entries are unique
+        return out.reshape(self.n_x, self.n_x)
+
+    def Jp_values(self, x, p) -> np.ndarray:
+        """Nonzeros of ``dF/dp`` at ``(Jp_rows, Jp_cols)``."""
+        return self._Jp_sign * self._Jpp(self.allv(x, p))
 
     def Jp(self, x, p) -> sp.csr_matrix:
         """Sparse ``dF/dp``."""
-        data = self.jacobians(x, p)[1]
+        data = self.Jp_values(x, p)
         return sp.csr_matrix((data, (self.Jp_rows, self.Jp_cols)), shape=(self.n_x, self.n_p))
 
     def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
