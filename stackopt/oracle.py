@@ -70,7 +70,7 @@ class EquilibriumOracle:
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "relaxation", time_limit: float = 60.0):
+                 cold_start: str = "relaxation", time_limit: float = 60.0, max_warm_newton: int = 10):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
@@ -81,6 +81,7 @@ class EquilibriumOracle:
         self.tol, self.max_newton, self.damping = tol, max_newton, damping
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
         self.cold_start, self.time_limit = cold_start, time_limit
+        self.max_warm_newton = max_warm_newton  # a warm start that needs more has lost its branch
         k = kernel
         self.A, self.G = k.eq.M, k.ineq.M
         self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
@@ -116,7 +117,8 @@ class EquilibriumOracle:
             warm = True
             sens = start.cache.get("sensitivity")
             if sens is not None:  # predictor along the tangent, then a chord step with its J
-                zp, ok, it, rn = self._newton(self._predict(start, z, p), p, deadline, sens.J)
+                zp, ok, it, rn = self._newton(self._predict(start, z, p), p, deadline, sens.J,
+                                              max_iter=self.max_warm_newton)
                 n_newton += it
                 if ok:
                     return self._result(zp, p, n_newton, n_relax, rn)
@@ -126,7 +128,7 @@ class EquilibriumOracle:
             warm = False
         if warm or self.cold_start == "auto":
             z0 = z
-            z, ok, it, rn = self._newton(z, p, deadline)
+            z, ok, it, rn = self._newton(z, p, deadline, max_iter=self.max_warm_newton if warm else None)
             n_newton += it
             if ok and (warm or self.second_order_ok(z[0], z[2], z[3], p)):
                 return self._result(z, p, n_newton, n_relax, rn)
