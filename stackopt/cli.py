@@ -41,11 +41,15 @@ def _bool(text: str) -> bool:
 def _add_game_params(ap: argparse.ArgumentParser, game: str) -> list[str]:
     spec = game_spec(game)
     g = ap.add_argument_group(f"parameters of game {game!r}")
+    names = []
     for name, prm in spec.params.items():
+        if prm.type not in (int, float, str, bool):
+            continue  # arrays, graphs: passed as data from Python, not as flags
         typ = _bool if prm.type is bool else prm.type
         g.add_argument(prm.cli or _flag(name), dest=f"game__{name}", type=typ, default=None,
                        help=f"{prm.help} (default {prm.default})".replace("%", "%%"))
-    return list(spec.params)
+        names.append(name)
+    return names
 
 
 def _add_method_options(ap: argparse.ArgumentParser, method: str) -> list[str]:
