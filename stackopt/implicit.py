@@ -69,7 +69,9 @@ def sensitivity(kernel, eq, reuse: Sensitivity | None = None) -> Sensitivity:
     x, p, w, lam = eq.x, eq.p, eq.w, eq.lam
     tol_lb = 1e-9 * (1 + np.abs(np.where(np.isfinite(k.x_lb), k.x_lb, 0.0)))
     tol_ub = 1e-9 * (1 + np.abs(np.where(np.isfinite(k.x_ub), k.x_ub, 0.0)))
-    fixed = ((x - k.x_lb <= tol_lb) & (w <= 0)) | ((k.x_ub - x <= tol_ub) & (w >= 0))
+    # a bound whose multiplier vanishes is weakly active: counted free (one-sided derivative
+    # into the interior), which keeps K regular where several bounds meet an equality
+    fixed = ((x - k.x_lb <= tol_lb) & (w < 0)) | ((k.x_ub - x <= tol_ub) & (w > 0))
     free = ~fixed
     slack = k.ineq_rhs(p) - k.ineq.M @ x
     active = (lam > 0) | (slack <= 1e-9 * (1 + np.abs(k.ineq.rhs)))

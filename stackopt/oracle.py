@@ -13,9 +13,10 @@ Two engines share the KKT residual of :mod:`stackopt.kernel`:
   Newton once steps are small.
 
 A solve starts from a given equilibrium (warm: Newton along the tangent) or
-from a seeded random feasible point (cold: relaxation, whose dynamics select
-among several equilibria the way the followers' own adjustment would, handing
-over to Newton once its steps are small; ``cold_start="auto"`` tries Newton first and
+from a seeded random feasible point (cold: projected gradient play where
+projections are cheap, else relaxation; either dynamics selects among several
+equilibria the way the followers' own adjustment would, handing over to
+Newton once its steps are small; ``cold_start="auto"`` tries Newton first and
 keeps its answer if every follower's reduced Hessian is positive semidefinite).
 It returns an :class:`Equilibrium` whose ``status`` tells whether the residual met
 the tolerance. It never loops forever: iteration and time budgets end it.
@@ -50,7 +51,7 @@ class Equilibrium:
     residual: float
     status: Status
     newton_iterations: int = 0
-    relaxation_iterations: int = 0
+    relaxation_iterations: int = 0  # damped best-response sweeps, or gradient-play steps
     message: str = ""
     cache: dict = field(default_factory=dict, repr=False)
 
@@ -63,20 +64,23 @@ class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel`.
 
     ``tol`` bounds the infinity norm of the KKT residual. ``cold_start`` picks
-    the first engine for cold starts: ``"relaxation"`` (default: the best-response
-    dynamics select the equilibrium, as in the paper) or ``"auto"`` (Newton first,
-    kept if second-order conditions hold; faster where the equilibrium is unique).
+    the first engine for cold starts: ``"gradient-play"`` (default: projected
+    gradient play, where every follower's set is a box with at most one
+    positive equality row, e.g. a simplex or a capacity; otherwise, or when it
+    fails, relaxation), ``"relaxation"`` (the paper's damped best response) or
+    ``"auto"`` (Newton first, kept if second-order conditions hold). The
+    learning dynamics select among several equilibria.
     """
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "relaxation", time_limit: float = 60.0, max_warm_newton: int = 10):
+                 cold_start: str = "gradient-play", time_limit: float = 60.0, max_warm_newton: int = 10):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
             raise ValueError(f"damping must be in (0, 1], got {damping!r}")
-        if cold_start not in ("auto", "relaxation"):
-            raise ValueError(f"cold_start must be 'auto' or 'relaxation', got {cold_start!r}")
+        if cold_start not in ("gradient-play", "relaxation", "auto"):
+            raise ValueError(f"cold_start must be 'gradient-play', 'relaxation' or 'auto', got {cold_start!r}")
         self.k = kernel
         self.tol, self.max_newton, self.damping = tol, max_newton, damping
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
@@ -111,7 +115,7 @@ class EquilibriumOracle:
         """
         p = np.asarray(p, dtype=float)
         deadline = time.perf_counter() + self.time_limit
-        n_newton = n_relax = 0
+        n_newton = n_relax = n_play = 0
         if isinstance(start, Equilibrium):
             z = (start.x.copy(), start.nu.copy(), start.lam.copy(), start.w.copy())
             warm = True
@@ -126,6 +130,14 @@ class EquilibriumOracle:
             x = self.random_start(p, rng) if start is None else self._feasible(np.asarray(start, float), p)
             z = self.estimate_duals(x, p)
             warm = False
+        if not warm and self.cold_start == "gradient-play" and self._simple():
+            xg, it, ok = self._gradient_play(z[0], p, deadline)
+            n_play = it
+            if ok:
+                zt, ok, itn, rn = self._newton(self.estimate_duals(xg, p), p, deadline, max_iter=20)
+                n_newton += itn
+                if ok and self.second_order_ok(zt[0], zt[2], zt[3], p):
+                    return self._result(zt, p, n_newton, n_play, rn)
         if warm or self.cold_start == "auto":
             z0 = z
             z, ok, it, rn = self._newton(z, p, deadline, max_iter=self.max_warm_newton if warm else None)
@@ -154,6 +166,71 @@ class EquilibriumOracle:
         if not np.isfinite(best_rn):
             best = self.estimate_duals(x, p)
         return self._result(best, p, n_newton, n_relax)
+
+    # --------------------------------------------------------- gradient play
+    def _simple(self) -> bool:
+        """Every follower's set is a box with at most one equality row of positive
+        coefficients (simplex, capacity): projections are a bisection."""
+        if getattr(self, "_simple_cache", None) is None:
+            k = self.k
+            ok = self.m_i == 0
+            for i, sl in enumerate(k.slices):
+                rows = self.A[k.eq.owner == i][:, sl]
+                if rows.shape[0] > 1 or (rows.shape[0] == 1 and np.any(rows[0] <= 0)):
+                    ok = False
+            self._simple_cache = ok
+        return self._simple_cache
+
+    def _project_simple(self, u, p):
+        k = self.k
+        x = np.clip(u, k.x_lb, k.x_ub)
+        b_all = k.eq_rhs(p)
+        for i, sl in enumerate(k.slices):
+            rows = np.nonzero(k.eq.owner == i)[0]
+            if not rows.size:
+                continue
+            a, b = self.A[rows[0], sl], b_all[rows[0]]
+            lo_b, hi_b, ui = k.x_lb[sl], k.x_ub[sl], u[sl]
+            lo, hi = -1.0, 1.0  # tau brackets: sum a*clip(u - tau a) decreases in tau
+            g = lambda t: a @ np.clip(ui - t * a, lo_b, hi_b) - b  # noqa: E731
+            while g(lo) < 0 and lo > -1e12:
+                lo *= 2
+            while g(hi) > 0 and hi < 1e12:
+                hi *= 2
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                if g(mid) > 0:
+                    lo = mid
+                else:
+                    hi = mid
+                if hi - lo <= 1e-14 * (1 + abs(mid)):
+                    break
+            x[sl] = np.clip(ui - 0.5 * (lo + hi) * a, lo_b, hi_b)
+        return x
+
+    def _gradient_play(self, x, p, deadline, budget=5000, handover=1e-6):
+        """Projected gradient play ``x <- P(x - eta F(x))`` with an adaptive ``eta``.
+
+        Returns ``(x, iterations, converged)``; ``converged`` when steps fell
+        below ``handover``. Non-finite values end it unconverged.
+        """
+        eta, it, worse, prev = 0.5, 0, 0, np.inf
+        for it in range(1, budget + 1):
+            F = self.k.F(x, p)
+            if not np.all(np.isfinite(F)):
+                return x, it, False
+            xn = self._project_simple(x - eta * F, p)
+            size = float(np.max(np.abs(xn - x), initial=0.0))
+            x = xn
+            if size <= handover:
+                return x, it, True
+            worse = worse + 1 if size >= prev else 0
+            prev = size
+            if worse >= 10:  # oscillating: shorter steps
+                eta, worse, prev = 0.5 * eta, 0, np.inf
+            if time.perf_counter() > deadline:
+                break
+        return x, it, False
 
     def _result(self, z, p, n_newton, n_relax, rn=None) -> Equilibrium:
         x, nu, lam, w = z

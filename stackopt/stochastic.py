@@ -22,12 +22,14 @@ class EquilibriumClass:
 
 
 def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
-               distance: float = 1e-4, tol: float = 1e-6) -> list[EquilibriumClass]:
+               distance: float = 1e-4, tol: float = 1e-6, **oracle_options) -> list[EquilibriumClass]:
     """Distinct equilibria reached from ``samples`` seeded random starts, most frequent first.
 
     Two equilibria are the same when no follower variable differs by more than
     ``distance``. Samples whose oracle run did not converge are left out (the
-    frequencies are shares of the converged ones).
+    frequencies are shares of the converged ones). Which equilibria are reached,
+    and how often, depends on the oracle's cold-start dynamics
+    (``oracle_options``, e.g. ``cold_start="relaxation"``).
     """
     if not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -35,7 +37,7 @@ def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
         raise ValueError(f"distance must be > 0, got {distance!r}")
     k = kernel_of(game)
     p = k.p0 if leader_values is None else k.check_leader(leader_values)
-    oracle = EquilibriumOracle(k, tol=tol)
+    oracle = EquilibriumOracle(k, tol=tol, **oracle_options)
     reps: list[list] = []  # [x, count, equilibrium]
     for s in range(samples):
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]))

@@ -27,14 +27,15 @@ def coordination_game():
 
 
 def test_two_equilibria_with_frequencies():
-    found = equilibria(coordination_game(), samples=30, seed=1)
+    # damped best response moves away from the unstable interior equilibrium (0.5, 0.5)
+    found = equilibria(coordination_game(), samples=30, seed=1, cold_start="relaxation")
     xs = sorted(round(c.follower_values["f0.x"], 6) for c in found)
     assert xs == [0.0, 1.0]
     assert sum(c.count for c in found) == 30
     assert abs(sum(c.frequency for c in found) - 1) < 1e-12
     assert all(0 < c.frequency < 1 for c in found)
     assert {round(c.leader_objective, 6) for c in found} == {0.0, 2.0}
-    again = equilibria(coordination_game(), samples=30, seed=1)
+    again = equilibria(coordination_game(), samples=30, seed=1, cold_start="relaxation")
     assert [c.count for c in again] == [c.count for c in found]
 
 
