@@ -292,17 +292,19 @@ class DaskPool:
 
     The guard: the client polls which task each worker is executing; a cell
     that overruns its ``kill_after`` is cancelled and its worker restarted
-    through the nanny. A cell that kills its worker process is retried by the
-    scheduler up to ``distributed.scheduler.allowed-failures`` times, then
-    stored with status ``error``.
+    through the nanny. A cell whose worker died (the scheduler reports
+    ``KilledWorker``; it may have been a bystander queued on a worker that
+    another cell killed or the guard restarted) is resubmitted up to
+    ``resubmit`` times, then stored with status ``error``.
     """
 
-    def __init__(self, address=None, *, client=None, poll: float = 1.0):
+    def __init__(self, address=None, *, client=None, poll: float = 1.0, resubmit: int = 2):
         from distributed import Client
 
         self.client = client if client is not None else Client(address, timeout="30s")
         self._own = client is None
         self.poll = poll
+        self.resubmit = resubmit
 
     def describe(self) -> str:
         return f"dask cluster {self.client.scheduler.address}"
@@ -322,27 +324,47 @@ class DaskPool:
     def run(self, cells: list[Cell]) -> Iterator[tuple[Cell, dict]]:
         from distributed import wait
 
-        futures = {}
-        for cell in cells:
+        futures: dict = {}
+        attempts: dict[tuple, int] = {}
+        pending: set = set()
+
+        retry_queue: list[Cell] = []  # resubmitted one at a time: a killer cannot hit bystanders
+        retrying: set = set()
+
+        def submit(cell: Cell):
+            n = attempts.get(cell.key, 0)
+            attempts[cell.key] = n + 1
             key = "stackopt-cell-" + hashlib.sha1(canonical_json(cell.key).encode()).hexdigest()
-            futures[self.client.submit(run_cell, cell, key=key, pure=False, retries=0)] = cell
+            fut = self.client.submit(run_cell, cell, key=f"{key}-{n}", pure=False, retries=0)
+            futures[fut] = cell
+            pending.add(fut)
+            return fut
+
+        for cell in cells:
+            submit(cell)
         first_seen: dict[str, float] = {}
-        pending = set(futures)
         last_poll = 0.0
-        while pending:
+        while pending or retry_queue:
+            if retry_queue and not retrying:
+                retrying.add(submit(retry_queue.pop(0)))
             try:
                 done, _ = wait(list(pending), timeout=self.poll, return_when="FIRST_COMPLETED")
             except Exception:  # distributed raises TimeoutError when nothing finished
                 done = set()
             for fut in done:
                 pending.discard(fut)
+                retrying.discard(fut)
                 cell = futures.pop(fut)
                 try:
                     row = fut.result()
                 except Exception as exc:
-                    why = (f"worker process died ({type(exc).__name__})"
-                           if type(exc).__name__ == "KilledWorker"
-                           else f"dask task failed: {type(exc).__name__}: {exc}")
+                    killed = type(exc).__name__ == "KilledWorker"
+                    fut.release()
+                    if killed and attempts[cell.key] <= self.resubmit:
+                        retry_queue.append(cell)
+                        continue
+                    why = (f"worker process died {attempts[cell.key]} times (KilledWorker)"
+                           if killed else f"dask task failed: {type(exc).__name__}: {exc}")
                     row = _killed_row(cell, first_seen.get(fut.key, time.time()), "error", why)
                 fut.release()  # the row is ours now: nothing for the cluster to keep or recompute
                 yield cell, row
@@ -363,10 +385,12 @@ class DaskPool:
                         cell = futures[fut]
                         if now - first_seen[k] > cell.kill_after:
                             pending.discard(fut)
+                            retrying.discard(fut)
                             futures.pop(fut)
                             fut.cancel()
-                            try:
-                                self.client.restart_workers([addr])
+                            try:  # a worker that is already going down may never answer
+                                self.client.restart_workers([addr], timeout=30,
+                                                            raise_for_error=False)
                             except Exception:
                                 pass
                             yield cell, _killed_row(

@@ -116,7 +116,10 @@ class Store:
         existed = _check_file(path)
         if not existed and not create:
             raise StoreError(f"results database {str(path)!r} does not exist")
-        conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        try:
+            conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open results database {str(path)!r}: {exc}") from None
         try:
             tables = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}

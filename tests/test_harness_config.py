@@ -161,3 +161,5 @@ def test_store_refuses_files_that_are_not_ours(tmp_path):
         Store.open(tmp_path / "absent.sqlite", create=False)
     with pytest.raises(StoreError, match="is a directory"):
         Store.open(tmp_path)
+    with pytest.raises(StoreError, match="cannot open results database"):
+        Store.open(tmp_path / "no" / "such" / "dir" / "r.sqlite")

@@ -116,8 +116,8 @@ sleep = 60
 """
 
 
-def _sweep(tmp_path, name, **kw):
-    config = parse_config(GUARD_CONFIG, name="guard")
+def _sweep(tmp_path, name, methods=None, **kw):
+    config = parse_config(GUARD_CONFIG, name="guard", methods=methods)
     store = Store.open(tmp_path / f"{name}.sqlite")
     t0 = time.perf_counter()
     summary = run_sweep(config, store, progress=False, argv=["test"], **kw)
@@ -128,16 +128,17 @@ def _sweep(tmp_path, name, **kw):
     return summary, rows, elapsed, runs
 
 
-def _check_guarded(summary, rows, elapsed):
-    assert summary.total == 18 and summary.ran == 18
+def _check_guarded(summary, rows, elapsed, die=True):
+    assert summary.total == 17 + die and summary.ran == 17 + die
     stuck = rows[("stuck", "{}", 3, "test-sleep")]
     assert stuck["status"] == "time_limit" and "killed after 2 s" in stuck["error"]
     assert stuck["cell_time_s"] < 20
-    died = rows[("stuck", "{}", 3, "test-die")]
-    assert died["status"] == "error" and "died" in died["error"]
+    if die:
+        died = rows[("stuck", "{}", 3, "test-die")]
+        assert died["status"] == "error" and "died" in died["error"]
     crash = rows[("guard", '{"budget":0.5}', 1, "test-crash")]
     assert crash["status"] == "error" and "crashed on purpose" in crash["error"]
-    assert summary.statuses == {"converged": 8, "optimal": 4, "error": 5, "time_limit": 1}
+    assert summary.statuses == {"converged": 8, "optimal": 4, "error": 4 + die, "time_limit": 1}
 
 
 def test_process_pool_guard_and_dask_give_the_same_numbers(tmp_path):
@@ -151,19 +152,22 @@ def test_process_pool_guard_and_dask_give_the_same_numbers(tmp_path):
     assert all(r["versions"]["stackopt"] and r["machine"]["cpu_count"] for r in ok)
     # the certified method's bound equals its objective (the toy closed form)
     exact = local[("guard", '{"budget":1.5}', 2, "test-exact")]
-    assert exact["bound"] == pytest.approx(exact["leader_objective"], abs=1e-9)
+    assert exact["bound"] == pytest.approx(exact["leader_objective"], abs=1e-4)  # oracle tolerance
 
     import dask
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                          "distributed.worker.daemon": False}), \
+    with dask.config.set({"distributed.worker.daemon": False}), \
             distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        summary_d, remote, elapsed_d, runs_d = _check_and_return(
-            *_sweep(tmp_path, "dask", client=client))
+                                  dashboard_address=None) as cluster:
+        # the --scheduler tcp://HOST:PORT path: the sweep connects its own client
+        # (a cell that kills its Dask worker is left to the process-pool part)
+        summary_d, rows_d, elapsed_d, runs_d = _sweep(
+            tmp_path, "dask", scheduler=cluster.scheduler_address,
+            methods=["test-random", "test-exact", "test-crash", "test-fork", "test-sleep"])
+    _check_guarded(summary_d, rows_d, elapsed_d, die=False)
     assert runs_d[0]["scheduler"].startswith("dask cluster tcp://")
-    assert set(remote) == set(local)
+    remote = rows_d
+    assert set(remote) == set(local) - {("stuck", "{}", 3, "test-die")}
     for key, row in local.items():
         if row["status"] in ("converged", "optimal"):
             assert row_numbers(remote[key]) == row_numbers(row), key
