@@ -189,26 +189,11 @@ class EquilibriumOracle:
             rows = np.nonzero(k.eq.owner == i)[0]
             if not rows.size:
                 continue
-            a, b = self.A[rows[0], sl], b_all[rows[0]]
-            lo_b, hi_b, ui = k.x_lb[sl], k.x_ub[sl], u[sl]
-            lo, hi = -1.0, 1.0  # tau brackets: sum a*clip(u - tau a) decreases in tau
-            g = lambda t: a @ np.clip(ui - t * a, lo_b, hi_b) - b  # noqa: E731
-            while g(lo) < 0 and lo > -1e12:
-                lo *= 2
-            while g(hi) > 0 and hi < 1e12:
-                hi *= 2
-            for _ in range(100):
-                mid = 0.5 * (lo + hi)
-                if g(mid) > 0:
-                    lo = mid
-                else:
-                    hi = mid
-                if hi - lo <= 1e-14 * (1 + abs(mid)):
-                    break
-            x[sl] = np.clip(ui - 0.5 * (lo + hi) * a, lo_b, hi_b)
+            x[sl] = _project_box_hyperplane(u[sl], self.A[rows[0], sl], b_all[rows[0]],
+                                            k.x_lb[sl], k.x_ub[sl])
         return x
 
-    def _gradient_play(self, x, p, deadline, budget=5000, handover=1e-6):
+    def _gradient_play(self, x, p, deadline, budget=1000, handover=1e-4):
         """Projected gradient play ``x <- P(x - eta F(x))`` with an adaptive ``eta``.
 
         Returns ``(x, iterations, converged)``; ``converged`` when steps fell
@@ -477,6 +462,28 @@ class EquilibriumOracle:
         w = np.zeros(k.n_x)
         w[bnd] = np.where(near_lb[bnd], np.minimum(wb, 0.0), np.maximum(wb, 0.0))
         return x, nu, lam, w
+
+
+def _project_box_hyperplane(u, a, b, lo, hi):
+    """Exact projection of ``u`` on ``{lo <= x <= hi, a^T x = b}`` for ``a > 0``.
+
+    ``x(tau) = clip(u - tau a, lo, hi)``; ``a^T x(tau)`` decreases piecewise
+    linearly in ``tau``, so the root lies between two breakpoints.
+    """
+    bp = np.concatenate([(u - lo) / a, (u - hi) / a])
+    bp = np.unique(bp[np.isfinite(bp)])
+    if bp.size == 0:
+        return u - (a @ u - b) / (a @ a) * a
+    vals = np.clip(u[None, :] - bp[:, None] * a[None, :], lo, hi) @ a - b  # non-increasing
+    j = int(np.searchsorted(-vals, 0.0))  # first breakpoint with vals <= 0
+    if j == 0:
+        tau = bp[0]
+    elif j == bp.size:
+        tau = bp[-1]
+    else:
+        t0, t1, v0, v1 = bp[j - 1], bp[j], vals[j - 1], vals[j]
+        tau = t1 if v0 == v1 else t0 + (t1 - t0) * v0 / (v0 - v1)
+    return np.clip(u - tau * a, lo, hi)
 
 
 class _BestResponse:
