@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from pyomo.repn.standard_repn import generate_standard_repn
 
 from .expr import compile_exprs, compile_sparse, derivatives
@@ -170,11 +169,6 @@ class GameKernel:
     def Jp_values(self, x, p) -> np.ndarray:
         """Nonzeros of ``dF/dp`` at ``(Jp_rows, Jp_cols)``."""
         return self._Jp_sign * self._Jpp(self.allv(x, p))
-
-    def Jp(self, x, p) -> sp.csr_matrix:
-        """Sparse ``dF/dp``."""
-        data = self.Jp_values(x, p)
-        return sp.csr_matrix((data, (self.Jp_rows, self.Jp_cols)), shape=(self.n_x, self.n_p))
 
     def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(dF/dp)^T u`` from the nonzeros ``data`` of :meth:`jacobians`."""

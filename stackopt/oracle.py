@@ -102,9 +102,6 @@ class EquilibriumOracle:
         rb = x - np.clip(x + w, k.x_lb, k.x_ub)
         return np.concatenate([r, req, rin, rb])
 
-    def residual_norm(self, eq: Equilibrium) -> float:
-        return float(np.max(np.abs(self.residual(eq.x, eq.nu, eq.lam, eq.w, eq.p)), initial=0.0))
-
     # ---------------------------------------------------------------- solve
     def solve(self, p, start: "Equilibrium | np.ndarray | None" = None, rng=None,
               fallback: bool = True) -> Equilibrium:

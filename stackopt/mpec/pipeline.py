@@ -223,3 +223,8 @@ class _Translator:
         return replace_expressions(expr, substitution_map=self.map,
                                    descend_into_named_expressions=True,
                                    remove_named_expressions=True)
+
+
+def optional_path(val):
+    """Config domain of the ``dump`` options: a path or None."""
+    return None if val is None else str(val)

@@ -11,7 +11,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat, Positive
 from ..methods import Method, MethodOutput, register_method
 from ..nlp import NlpProblem
 from ..result import Status
-from .pipeline import DEFAULT_BLOCK, build_single_level
+from .pipeline import DEFAULT_BLOCK, build_single_level, optional_path
 
 
 def _fraction(val):
@@ -19,10 +19,6 @@ def _fraction(val):
     if not 0.0 < val < 1.0:
         raise ValueError(f"expected a number strictly between 0 and 1, got {val}")
     return val
-
-
-def _optional_path(val):
-    return None if val is None else str(val)
 
 
 @register_method("mpec-ipopt", "scholtes")
@@ -93,7 +89,7 @@ class ScholtesMpec(Method):
     CONFIG.declare("block_name", ConfigValue(
         default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
     CONFIG.declare("dump", ConfigValue(
-        default=None, domain=_optional_path,
+        default=None, domain=optional_path,
         doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:

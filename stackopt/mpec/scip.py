@@ -21,7 +21,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat, P
 from ..methods import Method, MethodOutput, register_method
 from ..result import Status
 from .minlp import FORMULATIONS, Minlp, reformulate
-from .pipeline import DEFAULT_BLOCK, build_single_level
+from .pipeline import DEFAULT_BLOCK, build_single_level, optional_path
 
 _SCIP_STATUS = {
     "optimal": Status.OPTIMAL,
@@ -51,10 +51,6 @@ def _optional_start_method(val):
     if val not in ("fork", "spawn", "forkserver"):
         raise ValueError(f"expected 'fork', 'spawn' or 'forkserver', got {val!r}")
     return val
-
-
-def _optional_path(val):
-    return None if val is None else str(val)
 
 
 @register_method("mpec-scip", "fortuny-amat-mccarl")
@@ -101,7 +97,7 @@ class ScipMpec(Method):
     CONFIG.declare("block_name", ConfigValue(
         default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
     CONFIG.declare("dump", ConfigValue(
-        default=None, domain=_optional_path,
+        default=None, domain=optional_path,
         doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
