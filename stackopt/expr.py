@@ -38,6 +38,15 @@ _SHARE_LIMIT = 1  # a shared subexpression with more terms becomes one auxiliary
 _MAX_POWER = 4  # integer powers up to this are expanded
 
 
+def _accumulate(poly: dict, mono: tuple, coef: float) -> None:
+    """Add ``coef * mono`` to ``poly``, dropping the monomial where it cancels."""
+    v = poly.get(mono, 0.0) + coef
+    if v == 0.0:
+        poly.pop(mono, None)
+    else:
+        poly[mono] = v
+
+
 class _Builder:
     """Turns expression trees into polynomials over atoms, recording auxiliary nodes."""
 
@@ -84,11 +93,7 @@ class _Builder:
     def add(a: dict, b: dict, scale: float = 1.0) -> dict:
         out = dict(a)
         for m, c in b.items():
-            v = out.get(m, 0.0) + scale * c
-            if v == 0.0:
-                out.pop(m, None)
-            else:
-                out[m] = v
+            _accumulate(out, m, scale * c)
         return out
 
     @staticmethod
@@ -114,12 +119,7 @@ class _Builder:
         out: dict = {}
         for ma, ca in a.items():
             for mb, cb in b.items():
-                m = tuple(sorted(ma + mb)) if ma and mb else (ma or mb)
-                v = out.get(m, 0.0) + ca * cb
-                if v == 0.0:
-                    out.pop(m, None)
-                else:
-                    out[m] = v
+                _accumulate(out, tuple(sorted(ma + mb)) if ma and mb else (ma or mb), ca * cb)
         return out
 
     def power(self, base: dict, e: float) -> dict:
