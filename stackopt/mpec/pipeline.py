@@ -228,3 +228,14 @@ class _Translator:
 def optional_path(val):
     """Config domain of the ``dump`` options: a path or None."""
     return None if val is None else str(val)
+
+
+def declare_pipeline_options(config) -> None:
+    """The options every reformulation mode passes to :func:`build_single_level`."""
+    from pyomo.common.config import ConfigValue
+
+    config.declare("block_name", ConfigValue(
+        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
+    config.declare("dump", ConfigValue(
+        default=None, domain=optional_path,
+        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))

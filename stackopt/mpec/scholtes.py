@@ -11,7 +11,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, PositiveFloat, Positive
 from ..methods import Method, MethodOutput, register_method
 from ..nlp import NlpProblem
 from ..result import Status
-from .pipeline import DEFAULT_BLOCK, build_single_level, optional_path
+from .pipeline import build_single_level, declare_pipeline_options
 
 
 def _fraction(val):
@@ -86,11 +86,7 @@ class ScholtesMpec(Method):
         default={}, domain=dict,
         doc="further Ipopt options (name -> value); mu_strategy is 'adaptive' unless given "
             "(the monotone default stalls on large regularised MPECs)"))
-    CONFIG.declare("block_name", ConfigValue(
-        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
-    CONFIG.declare("dump", ConfigValue(
-        default=None, domain=optional_path,
-        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
+    declare_pipeline_options(CONFIG)
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()

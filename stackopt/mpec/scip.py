@@ -21,7 +21,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat, P
 from ..methods import Method, MethodOutput, register_method
 from ..result import Status
 from .minlp import FORMULATIONS, Minlp, reformulate
-from .pipeline import DEFAULT_BLOCK, build_single_level, optional_path
+from .pipeline import build_single_level, declare_pipeline_options
 
 _SCIP_STATUS = {
     "optimal": Status.OPTIMAL,
@@ -94,11 +94,7 @@ class ScipMpec(Method):
         doc="how the SCIP process is started: fork (default where available) or spawn"))
     CONFIG.declare("scip_params", ConfigValue(
         default={}, domain=dict, doc="further SCIP parameters (name -> value)"))
-    CONFIG.declare("block_name", ConfigValue(
-        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
-    CONFIG.declare("dump", ConfigValue(
-        default=None, domain=optional_path,
-        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
+    declare_pipeline_options(CONFIG)
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()
