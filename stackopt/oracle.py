@@ -128,9 +128,14 @@ class EquilibriumOracle:
             z = self.estimate_duals(x, p)
             warm = False
         if not warm and self.cold_start == "gradient-play" and self._simple():
-            xg, it, ok = self._gradient_play(z[0], p, deadline)
-            n_play = it
-            if ok:
+            # hand over to Newton once steps are small; where Newton cannot finish from
+            # there, play on to smaller steps and try again
+            xg = z[0]
+            for handover in (1e-4, 1e-5, 1e-6, 1e-7):
+                xg, it, ok = self._gradient_play(xg, p, deadline, handover=handover)
+                n_play += it
+                if not ok:
+                    break
                 zt, ok, itn, rn = self._newton(self.estimate_duals(xg, p), p, deadline, max_iter=20)
                 n_newton += itn
                 if ok and self.second_order_ok(zt[0], zt[2], zt[3], p):

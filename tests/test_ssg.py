@@ -245,3 +245,18 @@ def test_sampled_equilibria_meet_the_tolerance():
         for sl in k.slices:
             assert e.x[sl].sum() == pytest.approx(2.0)
             assert np.all((e.x[sl] >= -1e-12) & (e.x[sl] <= 1 + 1e-12))
+
+
+def test_reference_size_cold_starts_converge_by_gradient_play():
+    """Starts where Newton cannot finish from the first hand-over point: gradient play
+    goes on to smaller steps instead of falling back to the slow relaxation."""
+    from stackopt.kernel import kernel_of
+    from stackopt.oracle import EquilibriumOracle
+    game = ssg(seed=1)
+    k = kernel_of(game)
+    oracle = EquilibriumOracle(k, tol=1e-6, time_limit=30)
+    for s in (5, 14, 19):
+        e = oracle.solve(k.p0, rng=np.random.default_rng([0, s]))
+        assert e.converged, (s, e.residual)
+        for sl in k.slices:
+            assert e.x[sl].sum() == pytest.approx(10.0)
