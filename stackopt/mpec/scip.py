@@ -16,10 +16,11 @@ import time
 import traceback
 
 import numpy as np
-from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat
+from pyomo.common.config import Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat
 
 from ..methods import Method, MethodOutput, register_method
 from ..result import Status
+from .linking import link_linear_arguments
 from .minlp import FORMULATIONS, Minlp, reformulate
 from .pipeline import build_single_level, declare_pipeline_options
 
@@ -68,6 +69,10 @@ class ScipMpec(Method):
     optimality by SCIP (spatial branch and bound for nonconvex terms), so it
     is the optimistic bilevel optimum: the leader's favourite among the
     followers' KKT points (the equilibria, when followers are convex).
+    Before SCIP sees it, every linear argument of a singular term (``Q`` in
+    ``Q^(-1/gamma)``) becomes a bounded auxiliary variable, so linear
+    constraints on it tighten the term's relaxation
+    (:mod:`~stackopt.mpec.linking`; option ``link_arguments``).
 
     The result carries SCIP's best bound and relative gap; the status is
     ``OPTIMAL`` when the gap closed (to ``gap_tol``), ``TIME_LIMIT`` at the
@@ -82,6 +87,10 @@ class ScipMpec(Method):
     CONFIG.declare("multiplier_bound", ConfigValue(
         default=None, domain=_optional_positive,
         doc="big-M on the multipliers for formulation='bigm' (None: an indicator constraint)"))
+    CONFIG.declare("link_arguments", ConfigValue(
+        default=True, domain=Bool,
+        doc="give linear arguments of singular terms (negative or fractional powers, "
+            "denominators, log, sqrt) a bounded auxiliary variable that linear constraints reach"))
     CONFIG.declare("gap_tol", ConfigValue(
         default=1e-6, domain=NonNegativeFloat, doc="relative gap at which SCIP stops (limits/gap)"))
     CONFIG.declare("default_time_limit", ConfigValue(
@@ -101,6 +110,8 @@ class ScipMpec(Method):
         sl = build_single_level(game, block_name=config.block_name, dump=config.dump)
         sl.deactivate_complementarity()
         problem = reformulate(sl, config.formulation, config.multiplier_bound)
+        if config.link_arguments:
+            link_linear_arguments(problem)
         index = {name: i for i, name in enumerate(problem.names[: problem.n_model])}
         limit = float(time_limit) if time_limit is not None else config.default_time_limit
         limit = max(limit - (time.perf_counter() - start), 1e-3)
