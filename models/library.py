@@ -277,6 +277,48 @@ def cournot3() -> StackelbergGame:
 _GNASH_FIRMS = dict(c=(10.0, 8.0, 6.0, 4.0, 2.0), K=(5.0,) * 5, b=(1.2, 1.1, 1.0, 0.9, 0.8))
 
 
+def gnash_output_floor(L: float, gamma: float, c=None, K=None, b=None) -> float:
+    """A lower bound on total output Q = x + sum y_i at every followers' equilibrium of ``gnash``.
+
+    It holds for every leader output x in [0, L]. With p(Q) = G Q^(-1/g)
+    (G = 5000^(1/g), g = gamma >= 1), k_i = K_i^(-1/b_i), and the followers'
+    KKT conditions (necessary and sufficient: each follower is convex)
+
+        c_i + k_i y_i - p(Q) (1 - y_i / (g Q)) = l_i - u_i,
+        0 <= l_i _|_ y_i >= 0,  0 <= u_i _|_ L - y_i >= 0,
+
+    (p'(Q) = -p(Q) / (g Q)), one of three cases holds:
+
+    a. some y_i = L: Q >= y_i = L (all outputs are >= 0);
+    b. some y_i = 0 (so u_i = 0): l_i = c_i - p(Q) >= 0, i.e. p(Q) <= c_i,
+       Q >= 5000 / c_i^g >= 5000 / c_max^g;
+    c. every 0 < y_i < L: l_i = u_i = 0; summing the n stationarity rows,
+       C + sum k_i y_i = p(Q) (n - Y / (g Q)) with C = sum c_i, Y = sum y_i <= Q,
+       so (n - 1/g) G Q^(-1/g) <= C + k_max Q. The left side decreases and the
+       right side increases in Q, hence Q >= Q_c, their crossing point.
+
+    So Q >= min(L, 5000 / c_max^g, Q_c), returned slightly rounded down
+    (Q_c by bisection). gnash10: 150; gnash14: about 80; gnash19: 20.
+    """
+    c = _GNASH_FIRMS["c"][1:] if c is None else c
+    K = _GNASH_FIRMS["K"][1:] if K is None else K
+    b = _GNASH_FIRMS["b"][1:] if b is None else b
+    n = len(c)
+    G = 5000.0 ** (1.0 / gamma)
+    k_max = max(Ki ** (-1.0 / bi) for Ki, bi in zip(K, b))
+
+    def phi(q):  # decreasing on (0, inf); Q_c is its root
+        return (n - 1.0 / gamma) * G * q ** (-1.0 / gamma) - sum(c) - k_max * q
+
+    lo, hi = 1e-12, 1.0
+    while phi(hi) > 0:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if phi(mid) > 0 else (lo, mid)
+    return (1.0 - 1e-9) * min(L, 5000.0 / max(c) ** gamma, lo)
+
+
 def gnash(name: str, L: float, gamma: float) -> StackelbergGame:
     """The MacMPEC ``gnash1`` Stackelberg-Nash-Cournot game: a leader and four followers.
 
@@ -286,6 +328,13 @@ def gnash(name: str, L: float, gamma: float) -> StackelbergGame:
     over y_i in [0, L] (exactly the follower conditions MacMPEC's gnash1.mod
     states: its KKT rows use the marginal cost c_i + K_i^(-1/b_i) y_i); strictly
     convex in y_i for gamma >= 1.
+
+    The leader has one constraint that never binds: Q >= :func:`gnash_output_floor`,
+    a bound every followers' equilibrium satisfies for every x in [0, L] (derived
+    there from the followers' KKT conditions), so the bilevel problem is the
+    source's. It keeps Q, hence the price, away from the singularity Q = 0: a
+    global solver's relaxation of Q^(-1/gamma) over Q in [0, 5L] is useless
+    (SCIP's bound stays near -2.5e8 without it).
     """
     c, K, b = (_GNASH_FIRMS[k] for k in ("c", "K", "b"))
     gg = 5000.0 ** (1.0 / gamma)
@@ -305,8 +354,10 @@ def gnash(name: str, L: float, gamma: float) -> StackelbergGame:
             sense=pyo.minimize)
     leader = (c[0] * m.x + b[0] / (b[0] + 1) * K[0] ** (-1.0 / b[0]) * m.x ** ((1 + b[0]) / b[0])
               - m.x * price)
-    g.set_leader([m.x], objective=leader, sense=pyo.minimize)
-    g.data = {"problem": name, "L": L, "gamma": gamma, **{k: list(v) for k, v in _GNASH_FIRMS.items()}}
+    floor = gnash_output_floor(L, gamma, c[1:], K[1:], b[1:])
+    g.set_leader([m.x], objective=leader, sense=pyo.minimize, constraints=[Q >= floor])
+    g.data = {"problem": name, "L": L, "gamma": gamma, "output_floor": floor,
+              **{k: list(v) for k, v in _GNASH_FIRMS.items()}}
     return g
 
 
