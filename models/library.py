@@ -18,7 +18,10 @@ binding there is added (a global MINLP solver with big-M needs it); each
 builder's docstring lists those boxes. The leader's variable bounds are the
 leader's feasible set; where the followers' problem is infeasible for some
 leader values (``bard1988_ex1``), the box is the set of leader values for which
-it is feasible.
+it is feasible. The gnash games carry one leader constraint that never binds,
+total output Q >= a floor every followers' equilibrium satisfies (derived in
+:func:`gnash_output_floor`), which keeps a global solver away from the price's
+singularity at Q = 0.
 
 Problems (``F`` leader, ``f`` follower, ``x`` leader, ``y`` followers):
 
