@@ -119,7 +119,10 @@ def cyber(
             "lower max_effort or the negative weights"
         )
 
-    game = StackelbergGame("cyber", samples=samples)
+    # efforts have a local optimum at 0 besides the best response (the risk term
+    # grows while q moves towards 1/2): gradient play can stop there, so the
+    # followers adjust by best responses, the reference experiments' oracle
+    game = StackelbergGame("cyber", samples=samples, dynamics="best-response")
     game.data.update(interconnection=W, losses=L, costs=c, risk_aversion=r, max_effort=max_effort)
     _build(game, W, L, c, r, max_effort)
     return game

@@ -67,16 +67,24 @@ class StackelbergGame:
     numbers); the comparison harness fingerprints it. ``samples`` is the number
     of equilibria drawn from seeded random starts when a leader strategy is
     scored: 1 for games with a unique equilibrium, more where the followers'
-    equilibrium is a random draw among several.
+    equilibrium is a random draw among several. ``dynamics`` is how the followers
+    adjust from a cold start, which selects the equilibrium where there are
+    several: ``"gradient-play"`` (projected gradient play, the default; the oracle
+    uses best responses where follower sets are not simple) or ``"best-response"``
+    (the paper's damped simultaneous best response, for followers whose objectives
+    have local optima that gradient play would stop at).
     """
 
-    def __init__(self, name: str, *, samples: int = 1):
+    def __init__(self, name: str, *, samples: int = 1, dynamics: str = "gradient-play"):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"game name must be a Python identifier, got {name!r}")
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        if dynamics not in ("gradient-play", "best-response"):
+            raise ValueError(f"dynamics must be 'gradient-play' or 'best-response', got {dynamics!r}")
         self.name = name
         self.samples = samples
+        self.dynamics = dynamics
         self.model = pyo.ConcreteModel(name=name)
         self.data: dict[str, Any] = {}
         self._followers: list[str] = []

@@ -53,6 +53,7 @@ class GameKernel:
         s = game.structure()
         self.structure = s
         self.game_name = game.name
+        self.dynamics = game.dynamics
         xv = list(s.follower_variables)
         pv = list(s.leader_variables)
         self.x_vars, self.p_vars = xv, pv

@@ -64,21 +64,24 @@ class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel`.
 
     ``tol`` bounds the infinity norm of the KKT residual. ``cold_start`` picks
-    the first engine for cold starts: ``"gradient-play"`` (default: projected
-    gradient play, where every follower's set is a box with at most one
-    positive equality row, e.g. a simplex or a capacity; otherwise, or when it
-    fails, relaxation), ``"relaxation"`` (the paper's damped best response) or
+    the first engine for cold starts (default: from the game's ``dynamics``):
+    ``"gradient-play"`` (projected gradient play, where every follower's set is
+    a box with at most one positive equality row, e.g. a simplex or a capacity;
+    otherwise, or when it fails, relaxation), ``"relaxation"`` (the paper's damped best response) or
     ``"auto"`` (Newton first, kept if second-order conditions hold). The
     learning dynamics select among several equilibria.
     """
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str = "gradient-play", time_limit: float = 60.0, max_warm_newton: int = 10):
+                 cold_start: str | None = None, time_limit: float = 60.0, max_warm_newton: int = 10):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
             raise ValueError(f"damping must be in (0, 1], got {damping!r}")
+        if cold_start is None:  # the game's own dynamics
+            dynamics = getattr(kernel, "dynamics", "gradient-play")
+            cold_start = "relaxation" if dynamics == "best-response" else "gradient-play"
         if cold_start not in ("gradient-play", "relaxation", "auto"):
             raise ValueError(f"cold_start must be 'gradient-play', 'relaxation' or 'auto', got {cold_start!r}")
         self.k = kernel

@@ -267,3 +267,35 @@ def test_effort_bound_is_not_binding_even_for_a_huge_uninsured_loss():
     assert ev.equilibrium_residual <= 1e-6
     efforts = np.array(list(ev.follower_values.values()))
     assert efforts.max() > 1.0 and efforts.max() < 0.5 * game.data["max_effort"]
+
+
+def test_cold_equilibrium_is_a_best_response_for_every_customer():
+    """Efforts have a local optimum at 0: at this strategy gradient play stops there with
+    customers who would gain ~0.9 by deviating; the game's best-response dynamics reach a
+    Nash equilibrium (checked on a fine grid of each customer's effort)."""
+    from stackopt.kernel import kernel_of
+    from stackopt.oracle import EquilibriumOracle
+    game = cyber(customers=10, seed=1, risk_aversion=0.5)
+    assert game.dynamics == "best-response"
+    k = kernel_of(game)
+    W, L, c = (game.data[key] for key in ("interconnection", "losses", "costs"))
+    share = np.array([0.775, 1.013, 0.999, 0.995, 0.764, 1.027, 1.0, 1.0, 0.735, 1.001])
+    values = {f"compensation[{i}]": share[i] * L[i] for i in range(10)}
+    values.update({f"premium[{i}]": 0.0 for i in range(10)})
+    p = np.array([values[n] for n in k.p_names])
+    I = share * L
+
+    def utility(i, x):
+        q = 1 / (1 + np.exp((W @ x)[i] - 0.01 * L[i]))
+        return -(L[i] - I[i]) * q - c[i] * x[i] - 0.5 * abs(L[i] - I[i]) * np.sqrt(q * (1 - q))
+
+    def regret(x):
+        grid = np.linspace(0, 20, 4001)
+        return max(max(utility(i, np.where(np.arange(10) == i, g, x)) for g in grid) - utility(i, x)
+                   for i in range(10))
+
+    e = EquilibriumOracle(k).solve(p, rng=np.random.default_rng(0))
+    assert e.converged
+    assert regret(e.x) <= 1e-6
+    local = EquilibriumOracle(k, cold_start="gradient-play").solve(p, rng=np.random.default_rng(0))
+    assert local.converged and regret(local.x) > 0.1  # a KKT point that is no equilibrium

@@ -24,6 +24,10 @@ def test_structure_of_duopoly(duopoly):
 def test_bad_game_name():
     with pytest.raises(ValueError, match="game name must be a Python identifier, got 'a b'"):
         StackelbergGame("a b")
+    with pytest.raises(ValueError, match="dynamics must be 'gradient-play' or 'best-response', got 'br'"):
+        StackelbergGame("g", dynamics="br")
+    with pytest.raises(ValueError, match="samples must be a positive integer, got 0"):
+        StackelbergGame("g", samples=0)
 
 
 def test_duplicate_follower_name():
