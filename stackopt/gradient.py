@@ -3,7 +3,8 @@
 The leader minimises ``L(p, s; lam) = l(x*, p) + lam^T (g + s) + mu/2 ||g + s||^2``
 with ``l`` the leader's objective in minimisation form, ``g <= 0`` the leader's
 constraints evaluated at the equilibrium ``x*(p)`` (their mean over the sampled
-equilibria), and slack variables ``s >= 0`` set to their exact minimiser
+equilibria, or with ``constraints="worst"`` their largest value over them), and
+slack variables ``s >= 0`` set to their exact minimiser
 ``max(0, -g - lam/mu)`` at every step. Each step solves the equilibrium
 (warm-started), takes the total derivative of ``L`` by one adjoint solve of
 the KKT matrix (:mod:`stackopt.implicit`), moves ``p`` by Adam or SGD and
@@ -13,7 +14,9 @@ multipliers become ``max(0, lam + mu g)``.
 With ``samples_per_step = k > 1`` the gradient is averaged over ``k``
 equilibria; each is warm-started from its own previous position, and every
 ``resample_every`` steps all are drawn afresh from seeded random starts (the
-stochastic oracle of paper Definition 2).
+stochastic oracle of paper Definition 2). Tracked branches can drift from the
+distribution fresh draws give (the leader steers them), so with resampling
+only iterates evaluated on fresh draws are candidates for the returned strategy.
 
 The strategy returned is the best iterate whose constraint violation is at
 most ``feasibility_tol`` (``select="best-feasible"``, the default), or the last
@@ -66,7 +69,12 @@ class GradientMethod(Method):
         1, PositiveInt, "steps between fresh game Jacobians in the adjoint (1: exact gradients; "
         "more reuses the last one while the active sets stay, for games whose Jacobian is costly)"))
     CONFIG.declare("resample_every", ConfigValue(
-        0, NonNegativeInt, "steps between fresh random equilibrium draws (0: never)"))
+        0, NonNegativeInt, "steps between fresh random equilibrium draws (0: never); the last "
+        "step draws afresh too, and only iterates scored on fresh draws can be returned"))
+    CONFIG.declare("constraints", ConfigValue(
+        "mean", In(["mean", "worst"]), "leader constraints over the sampled equilibria: their mean "
+        "(in expectation, paper Definition 2) or their worst value (met at every sampled equilibrium, "
+        "so also on average: robust where an equilibrium-dependent budget varies between draws)"))
     CONFIG.declare("select", ConfigValue(
         "best-feasible", In(["best-feasible", "last"]), "which iterate to return"))
     CONFIG.declare("feasibility_tol", ConfigValue(
@@ -88,23 +96,32 @@ class GradientMethod(Method):
         best = None  # (key, p, objective, violation, equilibrium)
         status = Status.CONVERGED
         sense = float(k.leader_sense)  # pyomo: minimize = 1, maximize = -1
-        backtracks = 0
+        backtracks = jumps = 0
         p_prev = p
         last_sens: list = []
         for t in range(config.steps + 1):
+            fresh = t == 0
             if t > 0:
-                if config.resample_every and t % config.resample_every == 0:
+                if config.resample_every and (t % config.resample_every == 0 or t == config.steps):
                     parts = [oracle.solve(p, rng=rng) for _ in range(n_s)]
+                    fresh = True
                 else:
-                    p, parts, halvings = self._advance(oracle, p_prev, p, parts)
+                    p, parts, halvings, jumped = self._advance(oracle, p_prev, p, parts)
                     backtracks += halvings
+                    jumps += jumped
             lead = [k.leader_all(e.x, p) for e in parts]
             obj = float(np.mean([v[0] for v in lead]))
-            cbar = np.mean([v[1] for v in lead], axis=0) if k.n_c else np.zeros(0)
+            cons = np.array([v[1] for v in lead]).reshape(n_s, k.n_c)
+            if config.constraints == "worst":
+                pick = np.argmax(cons, axis=0)  # the sample where each constraint is worst
+                cbar = cons[pick, np.arange(k.n_c)]
+                share = n_s * (np.arange(n_s)[:, None] == pick[None, :])
+            else:
+                cbar, share = cons.mean(axis=0), np.ones((n_s, k.n_c))
             viol = float(np.max(cbar, initial=0.0))
             resid = max(e.residual for e in parts)
             ok = all(e.converged for e in parts)
-            if ok:
+            if ok and (fresh or not config.resample_every):  # with resampling: fresh draws only
                 best = self._better(best, config.select, p, obj, viol, sense, config.feasibility_tol, parts[0])
             if t == config.steps or time.perf_counter() > deadline:
                 if t < config.steps:
@@ -114,11 +131,11 @@ class GradientMethod(Method):
                 break
             s = np.maximum(0.0, -cbar - lam / mu)
             omega = lam + mu * (cbar + s)
-            weights = np.concatenate([[sense], omega])
             grad = np.zeros(k.n_p)
             for j, (e, v) in enumerate(zip(parts, lead)):
                 if config.jacobian_every > 1 and t % config.jacobian_every and j < len(last_sens):
                     sensitivity(k, e, reuse=last_sens[j])
+                weights = np.concatenate([[sense], omega * share[j]])
                 grad += leader_gradients(k, e, weights, v)[2]
                 singular |= sensitivity(k, e).singular
             last_sens = [sensitivity(k, e) for e in parts]
@@ -148,19 +165,29 @@ class GradientMethod(Method):
         return MethodOutput(leader=bp, status=status, claimed_objective=bobj, history=history,
                             singular_kkt=singular, follower_hint=beq,
                             message=f"selected iterate: violation {bviol:.3g}; "
-                                    f"leader steps halved {backtracks} times")
+                                    f"leader steps halved {backtracks} times; "
+                                    f"{jumps} equilibria re-adjusted where their branch ended")
 
     @staticmethod
-    def _advance(oracle, p_prev, p, parts, max_halvings: int = 6):
-        """Re-solve every equilibrium at ``p`` warm; where an equilibrium branch cannot be
-        followed (Newton fails: a fold, or an active-set change too large), halve the
-        leader's step, and after ``max_halvings`` stay at ``p_prev``."""
+    def _advance(oracle, p_prev, p, parts, max_halvings: int = 2):
+        """Re-solve every equilibrium at ``p`` warm; where a branch cannot be followed
+        (Newton fails: an active-set change too large for one step, or a fold where the
+        equilibrium ends), halve the leader's step up to ``max_halvings`` times. A branch
+        still lost then re-adjusts at the shortest step: the oracle's learning dynamics
+        start from its last equilibrium, as the followers would move when theirs is gone.
+        Only if that fails too does the leader stay at ``p_prev``.
+
+        Returns ``(p, equilibria, halvings, jumps)``."""
         for h in range(max_halvings + 1):
-            new = [oracle.solve(p, start=e, fallback=False) for e in parts]
+            q = p_prev + 0.5 ** h * (p - p_prev)
+            new = [oracle.solve(q, start=e, fallback=False) for e in parts]
             if all(e.converged for e in new):
-                return p, new, h
-            p = p_prev + 0.5 * (p - p_prev)
-        return p_prev, parts, max_halvings
+                return q, new, h, 0
+        lost = [not e.converged for e in new]
+        new = [oracle.solve(q, start=e.x) if bad else n for n, e, bad in zip(new, parts, lost)]
+        if all(e.converged for e in new):
+            return q, new, max_halvings, sum(lost)
+        return p_prev, parts, max_halvings, 0
 
     @staticmethod
     def _better(best, select, p, obj, viol, sense, tol, eq):
