@@ -99,6 +99,7 @@ class GradientMethod(Method):
         backtracks = jumps = 0
         p_prev = p
         last_sens: list = []
+        candidates: list = []  # feasible iterates on fresh draws, for the final check
         for t in range(config.steps + 1):
             fresh = t == 0
             if t > 0:
@@ -106,23 +107,20 @@ class GradientMethod(Method):
                     parts = [oracle.solve(p, rng=rng) for _ in range(n_s)]
                     fresh = True
                 else:
-                    p, parts, halvings, jumped = self._advance(oracle, p_prev, p, parts)
+                    p, parts, halvings, jumped = self._advance(oracle, p_prev, p, parts, rng)
                     backtracks += halvings
                     jumps += jumped
             lead = [k.leader_all(e.x, p) for e in parts]
             obj = float(np.mean([v[0] for v in lead]))
-            cons = np.array([v[1] for v in lead]).reshape(n_s, k.n_c)
-            if config.constraints == "worst":
-                pick = np.argmax(cons, axis=0)  # the sample where each constraint is worst
-                cbar = cons[pick, np.arange(k.n_c)]
-                share = n_s * (np.arange(n_s)[:, None] == pick[None, :])
-            else:
-                cbar, share = cons.mean(axis=0), np.ones((n_s, k.n_c))
+            cbar, share = _aggregate(np.array([v[1] for v in lead]).reshape(n_s, k.n_c),
+                                     config.constraints)
             viol = float(np.max(cbar, initial=0.0))
             resid = max(e.residual for e in parts)
             ok = all(e.converged for e in parts)
             if ok and (fresh or not config.resample_every):  # with resampling: fresh draws only
                 best = self._better(best, config.select, p, obj, viol, sense, config.feasibility_tol, parts[0])
+                if viol <= config.feasibility_tol:
+                    candidates.append((sense * obj, p.copy(), obj, viol, parts[0]))
             if t == config.steps or time.perf_counter() > deadline:
                 if t < config.steps:
                     status = Status.TIME_LIMIT
@@ -161,20 +159,24 @@ class GradientMethod(Method):
             return MethodOutput(leader=p, status=Status.NOT_CONVERGED, history=history,
                                 singular_kkt=singular,
                                 message="the equilibrium oracle never converged along the run")
+        checked = ""
+        if config.resample_every and config.select == "best-feasible" and candidates:
+            best, checked = self._confirm(oracle, k, candidates, best, rng, config)
         _, bp, bobj, bviol, beq = best
         return MethodOutput(leader=bp, status=status, claimed_objective=bobj, history=history,
                             singular_kkt=singular, follower_hint=beq,
-                            message=f"selected iterate: violation {bviol:.3g}; "
+                            message=f"selected iterate: violation {bviol:.3g}{checked}; "
                                     f"leader steps halved {backtracks} times; "
                                     f"{jumps} equilibria re-adjusted where their branch ended")
 
     @staticmethod
-    def _advance(oracle, p_prev, p, parts, max_halvings: int = 2):
+    def _advance(oracle, p_prev, p, parts, rng, max_halvings: int = 2):
         """Re-solve every equilibrium at ``p`` warm; where a branch cannot be followed
         (Newton fails: an active-set change too large for one step, or a fold where the
         equilibrium ends), halve the leader's step up to ``max_halvings`` times. A branch
-        still lost then re-adjusts at the shortest step: the oracle's learning dynamics
-        start from its last equilibrium, as the followers would move when theirs is gone.
+        still lost re-adjusts at the shortest step: the oracle's learning dynamics start
+        from its last equilibrium, as the followers would move once theirs is gone (and
+        from random points if they do not settle there).
         Only if that fails too does the leader stay at ``p_prev``.
 
         Returns ``(p, equilibria, halvings, jumps)``."""
@@ -183,11 +185,27 @@ class GradientMethod(Method):
             new = [oracle.solve(q, start=e, fallback=False) for e in parts]
             if all(e.converged for e in new):
                 return q, new, h, 0
-        lost = [not e.converged for e in new]
-        new = [oracle.solve(q, start=e.x) if bad else n for n, e, bad in zip(new, parts, lost)]
+        lost = sum(not e.converged for e in new)
+        new = [e if e.converged else oracle.solve(q, start=old.x, rng=rng) for e, old in zip(new, parts)]
         if all(e.converged for e in new):
-            return q, new, max_halvings, sum(lost)
+            return q, new, max_halvings, lost
         return p_prev, parts, max_halvings, 0
+
+    @staticmethod
+    def _confirm(oracle, k, candidates, best, rng, config, tries: int = 3):
+        """The best feasible iterate may only have been lucky in its draws (with many
+        equilibria, the best of many noisy estimates is biased): confirm it on as many
+        independent fresh draws, else the next best, for up to ``tries`` candidates."""
+        candidates = sorted(candidates, key=lambda c: c[0])
+        for n, (key, p, obj, _, eq) in enumerate(candidates[:tries]):
+            draws = [oracle.solve(p, rng=rng) for _ in range(config.samples_per_step)]
+            if not all(e.converged for e in draws):
+                continue
+            cons = np.array([k.leader_all(e.x, p)[1] for e in draws]).reshape(len(draws), k.n_c)
+            viol = float(np.max(_aggregate(cons, config.constraints)[0], initial=0.0))
+            if viol <= config.feasibility_tol:
+                return ((0, key), p, obj, viol, eq), f", confirmed on fresh draws ({n} rejected before)"
+        return best, f", not confirmed on fresh draws ({min(tries, len(candidates))} tried)"
 
     @staticmethod
     def _better(best, select, p, obj, viol, sense, tol, eq):
@@ -200,3 +218,13 @@ class GradientMethod(Method):
         if best is None or key < best[0]:
             return (key, p.copy(), obj, viol, eq)
         return best
+
+
+def _aggregate(cons: np.ndarray, how: str):
+    """Constraint values over the sampled equilibria (rows) as one vector, and each
+    sample's share of each constraint's gradient (the gradient loop divides by the count)."""
+    n_s, n_c = cons.shape
+    if how == "worst":
+        pick = np.argmax(cons, axis=0)  # the sample where each constraint is worst
+        return cons[pick, np.arange(n_c)], n_s * (np.arange(n_s)[:, None] == pick[None, :])
+    return cons.mean(axis=0), np.ones((n_s, n_c))

@@ -74,7 +74,8 @@ class EquilibriumOracle:
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
                  max_relaxation: int = 300, relaxation_tol: float = 1e-3,
-                 cold_start: str | None = None, time_limit: float = 60.0, max_warm_newton: int = 10):
+                 cold_start: str | None = None, time_limit: float = 60.0, max_warm_newton: int = 10,
+                 cold_restarts: int = 3):
         if not tol > 0:
             raise ValueError(f"oracle tolerance must be > 0, got {tol!r}")
         if not 0 < damping <= 1:
@@ -89,6 +90,7 @@ class EquilibriumOracle:
         self.max_relaxation, self.relaxation_tol = max_relaxation, relaxation_tol
         self.cold_start, self.time_limit = cold_start, time_limit
         self.max_warm_newton = max_warm_newton  # a warm start that needs more has lost its branch
+        self.cold_restarts = cold_restarts  # further random starts for gradient play that does not settle
         k = kernel
         self.A, self.G = k.eq.M, k.ineq.M
         self.m_e, self.m_i = self.A.shape[0], self.G.shape[0]
@@ -111,11 +113,14 @@ class EquilibriumOracle:
         """Equilibrium for leader strategy ``p`` from ``start`` (warm) or a seeded random start.
 
         With ``fallback=False`` a warm start that Newton cannot finish returns
-        unconverged at once instead of running the relaxation.
+        unconverged at once instead of running the relaxation. A start given as
+        follower values runs the cold dynamics from there; with ``rng`` as well,
+        gradient play that does not settle restarts from random points.
         """
         p = np.asarray(p, dtype=float)
         deadline = time.perf_counter() + self.time_limit
         n_newton = n_relax = n_play = 0
+        restarts = self.cold_restarts if start is None or rng is not None else 0
         if isinstance(start, Equilibrium):
             z = (start.x.copy(), start.nu.copy(), start.lam.copy(), start.w.copy())
             warm = True
@@ -127,22 +132,26 @@ class EquilibriumOracle:
                 if ok:
                     return self._result(zp, p, n_newton, n_relax, rn)
         else:
+            rng = np.random.default_rng(rng)  # one stream for the start and any restarts
             x = self.random_start(p, rng) if start is None else self._feasible(np.asarray(start, float), p)
             z = self.estimate_duals(x, p)
             warm = False
         if not warm and self.cold_start == "gradient-play" and self._simple():
             # hand over to Newton once steps are small; where Newton cannot finish from
-            # there, play on to smaller steps and try again
-            xg = z[0]
-            for handover in (1e-4, 1e-5, 1e-6, 1e-7):
-                xg, it, ok = self._gradient_play(xg, p, deadline, handover=handover)
-                n_play += it
-                if not ok:
-                    break
-                zt, ok, itn, rn = self._newton(self.estimate_duals(xg, p), p, deadline, max_iter=20)
-                n_newton += itn
-                if ok and self.second_order_ok(zt[0], zt[2], zt[3], p):
-                    return self._result(zt, p, n_newton, n_play, rn)
+            # there, play on to smaller steps and try again. Play that does not settle
+            # (it can cycle) starts again from further random points when there is
+            # a random stream, and only then falls back to the slower best responses.
+            for attempt in range(1 + restarts):
+                xg = z[0] if attempt == 0 else self.random_start(p, rng)
+                for handover in (1e-4, 1e-5, 1e-6, 1e-7):
+                    xg, it, ok = self._gradient_play(xg, p, deadline, handover=handover)
+                    n_play += it
+                    if not ok:
+                        break
+                    zt, ok, itn, rn = self._newton(self.estimate_duals(xg, p), p, deadline, max_iter=20)
+                    n_newton += itn
+                    if ok and self.second_order_ok(zt[0], zt[2], zt[3], p):
+                        return self._result(zt, p, n_newton, n_play, rn)
         if warm or self.cold_start == "auto":
             z0 = z
             z, ok, it, rn = self._newton(z, p, deadline, max_iter=self.max_warm_newton if warm else None)
