@@ -39,19 +39,19 @@ def _rows(instance, make_game, methods, time_limit, reference, options_for, seed
         except ValueError as exc:  # bad input for this method: report, go on
             out.append(dict(instance=instance, method=method, status="rejected", objective=math.nan,
                             reference=reference, violation=math.nan, wall_s=time.perf_counter() - t0,
-                            total_s=time.perf_counter() - t0, message=str(exc)))
+                            total_s=time.perf_counter() - t0, bound=None, gap=None, message=str(exc)))
             continue
         total = time.perf_counter() - t0
         out.append(dict(instance=instance, method=method, status=res.status.value,
                         objective=res.leader_objective, reference=reference,
                         violation=res.constraint_violation, wall_s=res.wall_time_s, total_s=total,
-                        gap=res.gap, message=res.message.splitlines()[0] if res.message else ""))
+                        bound=res.bound, gap=res.gap, message=res.message.splitlines()[0] if res.message else ""))
         _print_row(out[-1])
     return out
 
 
 _HEADER = (f"{'instance':22s} {'method':13s} {'status':14s} {'leader obj.':>15s} {'reference':>13s} "
-           f"{'rel. err':>9s} {'violation':>9s} {'method s':>9s} {'+score s':>9s}")
+           f"{'rel. err':>9s} {'violation':>9s} {'bound':>13s} {'gap':>8s} {'method s':>9s} {'+score s':>9s}")
 
 
 def _print_row(r):
@@ -60,8 +60,11 @@ def _print_row(r):
            if ref is not None and math.isfinite(r["objective"]) else math.nan)
     ref_s = f"{ref:13.6g}" if ref is not None else f"{'-':>13s}"
     rel_s = f"{rel:9.1e}" if math.isfinite(rel) else f"{'-':>9s}"
+    bound_s = f"{r['bound']:13.8g}" if r.get("bound") is not None else f"{'-':>13s}"
+    gap_s = f"{r['gap']:8.1e}" if r.get("gap") is not None else f"{'-':>8s}"
     print(f"{r['instance']:22s} {r['method']:13s} {r['status']:14s} {r['objective']:15.8g} {ref_s} "
-          f"{rel_s} {r['violation']:9.1e} {r['wall_s']:9.2f} {r['total_s'] - r['wall_s']:9.2f}",
+          f"{rel_s} {r['violation']:9.1e} {bound_s} {gap_s} {r['wall_s']:9.2f} "
+          f"{r['total_s'] - r['wall_s']:9.2f}",
           flush=True)
 
 

@@ -72,7 +72,10 @@ class StackelbergGame:
     several: ``"gradient-play"`` (projected gradient play, the default; the oracle
     uses best responses where follower sets are not simple) or ``"best-response"``
     (the paper's damped simultaneous best response, for followers whose objectives
-    have local optima that gradient play would stop at).
+    have local optima that gradient play would stop at). ``method_options`` maps a
+    method's name to the options the game's author recommends for it (e.g. the
+    gradient method's learning rate for the game's scale); :func:`stackopt.solve`
+    applies them beneath the options a user passes.
     """
 
     def __init__(self, name: str, *, samples: int = 1, dynamics: str = "gradient-play"):
@@ -85,6 +88,7 @@ class StackelbergGame:
         self.name = name
         self.samples = samples
         self.dynamics = dynamics
+        self.method_options: dict[str, dict[str, Any]] = {}
         self.model = pyo.ConcreteModel(name=name)
         self.data: dict[str, Any] = {}
         self._followers: list[str] = []

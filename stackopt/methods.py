@@ -87,7 +87,8 @@ def method_config(name: str, options: dict[str, Any]):
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
           **options) -> Result:
-    """Solve ``game`` with a registered ``method``; options are the method's keyword options.
+    """Solve ``game`` with a registered ``method``; options are the method's keyword options
+    (over the game's recommended ``game.method_options[method]``).
 
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
@@ -100,7 +101,8 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
     cls = get_method(method)
-    config = method_config(method, options)
+    recommended = getattr(game, "method_options", {}).get(cls.name, {})
+    config = method_config(method, {**recommended, **options})
     structure = game.structure()
     start = time.perf_counter()
     try:

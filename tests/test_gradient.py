@@ -63,3 +63,14 @@ def test_failure_inside_a_method_is_a_result(monkeypatch):
     r = solve(make_duopoly(), "gradient", steps=10)
     assert r.status is Status.ERROR and "synthetic failure" in r.message
     assert np.isfinite(r.leader_objective)  # the initial strategy is still scored
+
+
+def test_constraint_aggregates_over_sampled_equilibria():
+    from stackopt.gradient import _aggregate
+    cons = np.array([[0.1, -2.0], [0.3, -1.0], [-0.1, -3.0]])  # 3 draws, 2 constraints
+    mean, share = _aggregate(cons, "mean")
+    assert np.allclose(mean, [0.1, -2.0]) and np.all(share == 1)
+    worst, share = _aggregate(cons, "worst")
+    assert np.allclose(worst, [0.3, -1.0])
+    # the gradient loop averages over the draws: the worst draw carries each constraint alone
+    assert share.tolist() == [[0, 0], [3, 3], [0, 0]]
