@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.optimize as sopt
 
 from .implicit import tangent
 from .linalg import factor, kkt_matrix, solve
@@ -380,6 +381,14 @@ class EquilibriumOracle:
         sl = k.slices[i]
         M, cl, cu = self.follower_rows(i, p)
         prob = _BestResponse(k, i, x, p, M)
+        x0 = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
+        if M.shape[0] == 0:  # bounds only: L-BFGS-B, without Ipopt's set-up cost per solve
+            bounds = sopt.Bounds(k.x_lb[sl], k.x_ub[sl])
+            res = sopt.minimize(lambda v: (prob.objective(v), prob.gradient(v)), x0, jac=True,
+                                method="L-BFGS-B", bounds=bounds,
+                                options=dict(ftol=1e-15, gtol=1e-10, maxiter=500))
+            if res.success and np.all(np.isfinite(res.x)):
+                return np.clip(res.x, k.x_lb[sl], k.x_ub[sl])
         nlp = cyipopt.Problem(n=sl.stop - sl.start, m=M.shape[0], problem_obj=prob,
                               lb=k.x_lb[sl], ub=k.x_ub[sl], cl=cl, cu=cu)
         for key, val in (("print_level", 0), ("sb", "yes"), ("tol", 1e-10), ("max_iter", 500),
@@ -387,7 +396,7 @@ class EquilibriumOracle:
             nlp.add_option(key, val)
         if self.k.n_x > 60:  # the exact Hessian block costs a whole game Jacobian here
             nlp.add_option("hessian_approximation", "limited-memory")
-        xi, info = nlp.solve(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]))
+        xi, info = nlp.solve(x0)
         return np.asarray(xi)
 
     def follower_rows(self, i: int, p):
