@@ -74,3 +74,51 @@ def test_constraint_aggregates_over_sampled_equilibria():
     assert np.allclose(worst, [0.3, -1.0])
     # the gradient loop averages over the draws: the worst draw carries each constraint alone
     assert share.tolist() == [[0, 0], [3, 3], [0, 0]]
+
+
+class _Draw:
+    def __init__(self, x, converged=True):
+        self.x, self.converged = np.asarray(x, float), converged
+
+
+class _StubOracle:
+    """Fresh draws at a leader value p: x = p[0] (so the constraint x - 1 <= 0 holds
+    only below 1); warm starts fail beyond a step of `reach` from where they were."""
+
+    def __init__(self, reach=np.inf):
+        self.reach, self.calls = reach, []
+
+    def solve(self, p, start=None, rng=None, fallback=True):
+        self.calls.append("warm" if isinstance(start, _Draw) else "cold")
+        if isinstance(start, _Draw) and abs(p[0] - start.x[0]) > self.reach:
+            return _Draw(start.x, converged=False)
+        return _Draw([p[0]])
+
+
+def test_choice_is_confirmed_on_fresh_draws():
+    from types import SimpleNamespace
+    from stackopt.gradient import GradientMethod
+    k = SimpleNamespace(n_c=1, leader_all=lambda x, p: (float(p[0]), np.array([x[0] - 1.0])))
+    config = SimpleNamespace(samples_per_step=3, constraints="worst", feasibility_tol=1e-6)
+    # the best candidate looked feasible on its own draws but is not on fresh ones
+    cands = [(-2.0, np.array([2.0]), 2.0, 0.0, None), (-0.5, np.array([0.5]), 0.5, 0.0, None)]
+    best = ((0, -2.0), np.array([2.0]), 2.0, 0.0, None)
+    (key, p, obj, viol, _), msg = GradientMethod._confirm(_StubOracle(), k, cands, best, None, config)
+    assert p[0] == 0.5 and viol == 0.0 and "1 rejected" in msg
+    # none confirmed: the original choice stays, and the message says so
+    out, msg = GradientMethod._confirm(_StubOracle(), k, cands[:1], best, None, config)
+    assert out is best and "not confirmed" in msg
+
+
+def test_lost_branch_halves_then_re_adjusts():
+    from stackopt.gradient import GradientMethod
+    parts = [_Draw([0.0]), _Draw([0.0])]
+    # a step of 1 cannot be followed warm even at a quarter: the branches re-adjust there
+    oracle = _StubOracle(reach=0.1)
+    p, new, halvings, jumps = GradientMethod._advance(oracle, np.array([0.0]), np.array([1.0]), parts, None)
+    assert p[0] == 0.25 and halvings == 2 and jumps == 2 and all(e.converged for e in new)
+    assert oracle.calls.count("cold") == 2
+    # a step within reach is taken whole, warm
+    oracle = _StubOracle(reach=2.0)
+    p, new, halvings, jumps = GradientMethod._advance(oracle, np.array([0.0]), np.array([1.0]), parts, None)
+    assert p[0] == 1.0 and halvings == 0 and jumps == 0 and oracle.calls == ["warm", "warm"]
