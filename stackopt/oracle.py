@@ -68,9 +68,9 @@ class EquilibriumOracle:
     the first engine for cold starts (default: from the game's ``dynamics``):
     ``"gradient-play"`` (projected gradient play, where every follower's set is
     a box with at most one positive equality row, e.g. a simplex or a capacity;
-    otherwise, or when it fails, relaxation), ``"relaxation"`` (the paper's damped best response) or
-    ``"auto"`` (Newton first, kept if second-order conditions hold). The
-    learning dynamics select among several equilibria.
+    otherwise, or when it fails, relaxation), ``"relaxation"`` (the paper's
+    damped best response) or ``"auto"`` (Newton first, kept if second-order
+    conditions hold). The learning dynamics select among several equilibria.
     """
 
     def __init__(self, kernel, tol: float = 1e-6, max_newton: int = 50, damping: float = 0.5,
