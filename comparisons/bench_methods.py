@@ -8,9 +8,9 @@ known-optimum library, in one run: wall time, leader objective, violation, statu
 The leader objective is the one ``stackopt.solve`` reports: the method's final
 leader strategy re-evaluated by the common equilibrium oracle. For library
 problems the relative error is against the published optimum
-(``stackopt.models.library.KNOWN_OPTIMA``); the gradient method gets the
-library's per-problem learning rates (``GRADIENT_OPTIONS``), every other method
-its defaults. Each method starts from the game's own initial leader values.
+(``stackopt.models.library.KNOWN_OPTIMA``); every method runs with the options
+the game recommends (the library's per-problem learning rates for the gradient
+method), else its defaults. Each method starts from the game's own initial leader values.
 """
 from __future__ import annotations
 
@@ -22,20 +22,19 @@ import time
 
 import stackopt
 from stackopt.models import build_game
-from stackopt.models.library import GRADIENT_OPTIONS, KNOWN_OPTIMA, PROBLEMS
+from stackopt.models.library import KNOWN_OPTIMA, PROBLEMS
 
 NFG = dict(players=3, actions=10, budget=2.0)
 NFG_SEED = 1
 
 
-def _rows(instance, make_game, methods, time_limit, reference, options_for, seed):
+def _rows(instance, make_game, methods, time_limit, reference, seed):
     out = []
     for method in methods:
         game = make_game()
-        opts = options_for(method)
         t0 = time.perf_counter()
         try:
-            res = stackopt.solve(game, method, seed=seed, time_limit=time_limit, **opts)
+            res = stackopt.solve(game, method, seed=seed, time_limit=time_limit)
         except ValueError as exc:  # bad input for this method: report, go on
             out.append(dict(instance=instance, method=method, status="rejected", objective=math.nan,
                             reference=reference, violation=math.nan, wall_s=time.perf_counter() - t0,
@@ -96,11 +95,10 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     if not args.skip_nfg:
         rows += _rows("nfg(3,10) s1 B=2", lambda: build_game("nfg", seed=NFG_SEED, **NFG), methods,
-                      args.nfg_time_limit, None, lambda m: {}, args.seed)
+                      args.nfg_time_limit, None, args.seed)
     for p in problems:
         rows += _rows(p, lambda p=p: build_game("library", problem=p), methods,
-                      args.library_time_limit, KNOWN_OPTIMA[p].value,
-                      lambda m, p=p: GRADIENT_OPTIONS[p] if m == "gradient" else {}, args.seed)
+                      args.library_time_limit, KNOWN_OPTIMA[p].value, args.seed)
     print("-" * len(_HEADER))
     print(f"total {time.perf_counter() - t_start:.1f} s; 'method s' is the method's wall time, "
           "'+score s' the re-evaluation by the common oracle")
