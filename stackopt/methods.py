@@ -101,7 +101,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
     cls = get_method(method)
-    recommended = getattr(game, "method_options", {}).get(cls.name, {})
+    recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     structure = game.structure()
     start = time.perf_counter()

@@ -82,8 +82,7 @@ class EquilibriumOracle:
         if not 0 < damping <= 1:
             raise ValueError(f"damping must be in (0, 1], got {damping!r}")
         if cold_start is None:  # the game's own dynamics
-            dynamics = getattr(kernel, "dynamics", "gradient-play")
-            cold_start = "relaxation" if dynamics == "best-response" else "gradient-play"
+            cold_start = "relaxation" if kernel.dynamics == "best-response" else "gradient-play"
         if cold_start not in ("gradient-play", "relaxation", "auto"):
             raise ValueError(f"cold_start must be 'gradient-play', 'relaxation' or 'auto', got {cold_start!r}")
         self.k = kernel

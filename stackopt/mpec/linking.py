@@ -152,15 +152,17 @@ class _Linker:
     def finish(self):
         """Bounds of the auxiliaries from the variables' boxes, linear constraints and domains."""
         p = self.p
-        lin_cons = [(linear_form(tree), lo, hi) for _, tree, lo, hi in p.constraints
-                    if tree[0] == "lin"]
+        lin_cons = []  # (key, scale, constant, lo, hi) of every linear constraint, keyed once
+        for _, tree, c_lo, c_hi in p.constraints:
+            if tree[0] == "lin":
+                c_const, c_coefs = linear_form(tree)
+                lin_cons.append((*_key(c_coefs), c_const, c_lo, c_hi))
         for a, const, coefs, nonneg in self.aux.values():
             lo, hi = _interval(const, coefs, p.lb, p.ub)
             if nonneg:
                 lo = max(lo, 0.0)
             key, scale = _key(coefs)
-            for (c_const, c_coefs), c_lo, c_hi in lin_cons:
-                c_key, c_scale = _key(c_coefs)
+            for c_key, c_scale, c_const, c_lo, c_hi in lin_cons:
                 if c_key != key:
                     continue
                 # body = c_const + s * (a - const), s = c_scale / scale: solve lo <= body <= hi for a
