@@ -123,8 +123,6 @@ def cyber(
     # grows while q moves towards 1/2): gradient play can stop there, so the
     # followers adjust by best responses, the paper's oracle
     game = StackelbergGame("cyber", samples=samples, dynamics="best-response")
-    # premiums and compensations are in the units of the losses (50-100)
-    game.method_options["gradient"] = dict(steps=2000, lr=1.0, mu=100.0)
     game.data.update(interconnection=W, losses=L, costs=c, risk_aversion=r, max_effort=max_effort)
     _build(game, W, L, c, r, max_effort)
     return game

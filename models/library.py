@@ -42,7 +42,6 @@ gnash19               4            -6.11671          (MacMPEC gnash19)
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable, NamedTuple
 
 import pyomo.environ as pyo
@@ -65,13 +64,7 @@ KNOWN_OPTIMA: dict[str, KnownOptimum] = {}
 
 def _problem(name: str, value: float, source: str):
     def deco(fn):
-        @functools.wraps(fn)
-        def build() -> StackelbergGame:
-            game = fn()
-            game.method_options["gradient"] = dict(GRADIENT_OPTIONS[name])
-            return game
-
-        PROBLEMS[name] = build
+        PROBLEMS[name] = fn
         KNOWN_OPTIMA[name] = KnownOptimum(float(value), source)
         return fn
 
@@ -380,19 +373,6 @@ for _name, _L, _g, _opt in (("gnash10", 150.0, 1.0, -230.823), ("gnash14", 150.0
 
     _builder.__doc__ = f"MacMPEC {_name}: gnash1 with L={_L}, gamma={_g}."
     _problem(_name, _opt, _GNASH_SOURCE.format(_name, _L, _g, _opt))(_builder)
-
-
-# Options each problem recommends for the gradient method (``game.method_options``;
-# Adam on the leader's variables): the learning rate is scaled to the size of the
-# leader's box; the paper's lr = 0.01 moves a leader variable by at most ~50 in
-# 5000 steps.
-GRADIENT_OPTIONS: dict[str, dict] = {
-    "bard1988_ex1": dict(steps=1000, lr=0.05), "shimizu_aiyoshi1981": dict(steps=2000, lr=0.05),
-    "henderson_quandt1958": dict(steps=2000, lr=1.0), "clark_westerberg1990": dict(steps=1000, lr=0.05),
-    "htp_9_3_5": dict(steps=1000, lr=0.05), "desilva1978": dict(steps=1000, lr=0.01),
-    "cournot3": dict(steps=2000, lr=0.5), "gnash10": dict(steps=2000, lr=0.5),
-    "gnash14": dict(steps=2000, lr=0.1), "gnash19": dict(steps=1000, lr=0.1),
-}
 
 
 # ------------------------------------------------------------------ registry

@@ -163,11 +163,9 @@ def ssg(
         budget_kind=budget_kind,
     )
     # every random start reaches its own equilibrium here, and the budget depends on
-    # it: average the gradient over 4 tracked draws, redrawn every 125 steps, and
-    # meet the budget at the worst of them (so also in expectation); the softmax
-    # makes the game Jacobian dense, so the adjoint reuses it for 10 steps
-    game.method_options["gradient"] = dict(
-        steps=500, samples_per_step=4, resample_every=125, constraints="worst", jacobian_every=10)
+    # it: track 4 draws and meet the budget at the worst of them (so also in expectation)
+    game.method_options["gradient"] = dict(samples_per_step=4, constraints="worst")
+    game.method_options["implicit-ipopt"] = dict(samples_per_step=4, constraints="worst")
     _build(game, a, u_leader, u_def, mask, resources, rationality, budget, budget_kind)
     return game
 

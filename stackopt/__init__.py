@@ -39,6 +39,7 @@ from .scoring import evaluate
 from .stochastic import equilibria
 from . import blackbox as _blackbox  # noqa: F401  (these imports register the methods)
 from . import gradient as _gradient  # noqa: F401
+from . import reduced_ipopt as _reduced_ipopt  # noqa: F401
 from . import mpec as _mpec  # noqa: F401
 
 __all__ = [

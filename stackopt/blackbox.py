@@ -290,6 +290,7 @@ class _ScipyMethod(Method):
         if box.n_failed:
             message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
         return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
+                            claimed_violation=pt.violation,
                             message=message, history=history, follower_hint=pt.x.copy())
 
     def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract

@@ -27,6 +27,7 @@ class MethodOutput:
     leader: np.ndarray  # leader values, in the order of structure().leader_variables
     status: Status
     claimed_objective: float | None = None
+    claimed_violation: float | None = None  # the violation the method saw at its own equilibrium
     bound: float | None = None
     gap: float | None = None
     singular_kkt: bool = False
@@ -40,6 +41,9 @@ class Method:
 
     name: str = ""
     CONFIG = ConfigDict()
+
+    def check(self, config) -> None:
+        """Raise ``ValueError`` for options that contradict each other (before any work)."""
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         raise NotImplementedError
@@ -104,9 +108,11 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     structure = game.structure()
+    method_obj = cls()
+    method_obj.check(config)
     start = time.perf_counter()
     try:
-        out = cls().run(game, config, int(seed), time_limit)
+        out = method_obj.run(game, config, int(seed), time_limit)
     except Exception as exc:  # a failing solver must not crash a sweep
         initial = np.array([v.value if v.value is not None else 0.0
                             for v in structure.leader_variables], dtype=float)

@@ -10,7 +10,10 @@ class Status(str, enum.Enum):
     """How a method or the equilibrium oracle ended.
 
     ``OPTIMAL`` is only used where a solver certified global optimality (a closed
-    gap); a local method that met its stopping rule says ``CONVERGED``.
+    gap); a local method that met its stopping rule says ``CONVERGED``. Either is
+    reported only where scoring also found the followers' equilibrium at the
+    method's final strategy; where it did not, the status is
+    ``EQUILIBRIUM_NOT_FOUND``.
     """
 
     OPTIMAL = "optimal"
@@ -19,6 +22,7 @@ class Status(str, enum.Enum):
     TIME_LIMIT = "time_limit"
     INFEASIBLE = "infeasible"
     NOT_CONVERGED = "not_converged"
+    EQUILIBRIUM_NOT_FOUND = "equilibrium_not_found"
     SOLVER_ERROR = "solver_error"
     ERROR = "error"
 
@@ -37,6 +41,13 @@ class Result:
     objective). ``constraint_violation`` is the largest positive part over the
     leader's constraints; ``equilibrium_residual`` the largest KKT residual of any
     follower at the reported equilibrium.
+
+    ``claimed_objective`` and ``claimed_violation`` are what the method saw at the
+    equilibrium it tracked (or, for a reformulation, in its single-level model);
+    ``claim_gap`` is the largest of the differences between those and the scored
+    values, where the method claimed any: where several equilibria exist, a
+    method can hold one that the followers' own dynamics from fresh starts do not
+    reach, and the message then says how far apart the two are.
     """
 
     game: str
@@ -51,6 +62,8 @@ class Result:
     leader_values: dict[str, float] = field(default_factory=dict)
     follower_values: dict[str, float] = field(default_factory=dict)
     claimed_objective: float | None = None
+    claimed_violation: float | None = None
+    claim_gap: float | None = None
     bound: float | None = None
     gap: float | None = None
     singular_kkt: bool = False

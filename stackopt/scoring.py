@@ -15,6 +15,8 @@ from .kernel import kernel_of
 from .oracle import Equilibrium, EquilibriumOracle
 from .result import Result, Status
 
+CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
+
 
 @dataclass
 class Evaluation:
@@ -72,17 +74,50 @@ def score(game, out, method: str, seed: int) -> Result:
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       initial_objective=initial.leader_objective,
                       leader_values=k.leader_values(np.nan_to_num(out.leader)),
-                      claimed_objective=out.claimed_objective, bound=out.bound, gap=out.gap,
+                      claimed_objective=out.claimed_objective,
+                      claimed_violation=out.claimed_violation, bound=out.bound, gap=out.gap,
                       singular_kkt=out.singular_kkt, history=out.history,
                       message=(message + f"\nscoring failed: {type(exc).__name__}: {exc}").strip())
+    status = out.status
     if ev.status is not Status.CONVERGED:
         message = (message + f"\nequilibrium oracle did not converge at the final strategy "
                    f"(residual {ev.equilibrium_residual:.3g})").strip()
+        if status in (Status.CONVERGED, Status.OPTIMAL):
+            status = Status.EQUILIBRIUM_NOT_FOUND
+    claim_gap, note = _claim_gap(k, out, ev)
+    if note:
+        message = (message + "\n" + note).strip()
     return Result(
-        game=game.name, method=method, status=out.status, seed=seed,
+        game=game.name, method=method, status=status, seed=seed,
         leader_objective=ev.leader_objective, initial_objective=initial.leader_objective,
         constraint_violation=ev.constraint_violation, equilibrium_residual=ev.equilibrium_residual,
         leader_values=k.leader_values(out.leader), follower_values=ev.follower_values,
-        claimed_objective=out.claimed_objective, bound=out.bound, gap=out.gap,
+        claimed_objective=out.claimed_objective, claimed_violation=out.claimed_violation,
+        claim_gap=claim_gap, bound=out.bound, gap=out.gap,
         singular_kkt=out.singular_kkt, message=message, history=out.history,
     )
+
+
+def _claim_gap(k, out, ev):
+    """How far the method's own view of its strategy is from the scored one, and a
+    message where they differ by more than the scoring's tolerance."""
+    parts = []
+    if out.claimed_objective is not None and np.isfinite(out.claimed_objective):
+        parts.append(abs(ev.leader_objective - out.claimed_objective))
+    if out.claimed_violation is not None and np.isfinite(out.claimed_violation):
+        parts.append(abs(ev.constraint_violation - out.claimed_violation))
+    if not parts:
+        return None, ""
+    gap = float(max(parts))
+    if gap <= CLAIM_TOL * (1.0 + abs(ev.leader_objective)):
+        return gap, ""
+    hint = out.follower_hint
+    x = hint.x if isinstance(hint, Equilibrium) else hint
+    apart = ""
+    if x is not None and ev.equilibria:
+        apart = (f"; the followers' values differ by up to "
+                 f"{float(np.max(np.abs(np.asarray(x) - ev.equilibria[0].x), initial=0.0)):.3g}")
+    viol = "" if out.claimed_violation is None else f", violation {out.claimed_violation:.6g}"
+    return gap, (f"the method's own equilibrium gives objective {out.claimed_objective:.6g}{viol}; "
+                 f"scored from fresh starts: objective {ev.leader_objective:.6g}, violation "
+                 f"{ev.constraint_violation:.6g}{apart}")

@@ -8,7 +8,8 @@
    strategy when scored by stackopt's own oracle.
 3. (method, problem, tolerance) matrix: ``mpec-ipopt`` and ``slsqp`` /
    ``trust-region`` within 1e-4 relative, ``mpec-scip`` within 1e-4 with a
-   certified bound, ``gradient`` within 1e-3.
+   certified bound, ``implicit-ipopt`` within 1e-4 and ``gradient`` within 1e-3,
+   every method with its default options only.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from scipy.optimize import LinearConstraint, minimize, minimize_scalar, root
 import stackopt
 from stackopt import Status
 from stackopt.models import build_game
-from stackopt.models.library import (GRADIENT_OPTIONS, KNOWN_OPTIMA, PROBLEMS, _COURNOT,
-                                     cournot_optimum)
+from stackopt.models.library import KNOWN_OPTIMA, PROBLEMS, _COURNOT, cournot_optimum
 
 
 # ------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def _brute_force(name, points=41):
 
 
 def test_library_lists_match():
-    assert set(PROBLEMS) == set(KNOWN_OPTIMA) == set(REFERENCE) == set(GRADIENT_OPTIONS)
+    assert set(PROBLEMS) == set(KNOWN_OPTIMA) == set(REFERENCE)
     assert len(PROBLEMS) >= 8
     multi = [n for n in PROBLEMS if len(PROBLEMS[n]().structure().followers) > 1]
     assert len(multi) >= 3, multi
@@ -298,6 +298,7 @@ MATRIX = (
     [("mpec-ipopt", n, 1e-4) for n in PROBLEMS]
     + [("mpec-scip", n, 1e-4) for n in SCIP_PROBLEMS]
     + [("gradient", n, 1e-3) for n in PROBLEMS]
+    + [("implicit-ipopt", n, 1e-4) for n in PROBLEMS]
     + [("slsqp", n, 1e-4) for n in PROBLEMS]
     + [("trust-region", n, 1e-4) for n in PROBLEMS]
 )
@@ -329,8 +330,9 @@ def test_method_reaches_published_optimum(method, name, tol):
         for v, val in zip(game.structure().leader_variables, LOCAL_START[name]):
             v.value = val
     res = stackopt.solve(game, method, seed=0, time_limit=30)
-    if method == "gradient":  # the problem's recommended options
-        assert {k: res.options[k] for k in GRADIENT_OPTIONS[name]} == GRADIENT_OPTIONS[name]
+    if method in ("gradient", "implicit-ipopt"):  # defaults only: nothing tuned per problem
+        assert not game.method_options.get(method)
+        assert res.status is Status.CONVERGED, res.message
     known = KNOWN_OPTIMA[name].value
     assert res.status not in (Status.ERROR, Status.SOLVER_ERROR, Status.INFEASIBLE), res.message
     assert res.leader_objective == pytest.approx(known, rel=tol, abs=1e-8), (res.status, res.message)
@@ -350,7 +352,17 @@ def test_local_methods_from_source_start_stop_at_local_minimum():
     trust-constr keeps its iterates strictly inside the bounds (an interior
     point method), so it stops just short of the bound x = 5.
     """
-    for method, tol in (("slsqp", 1e-6), ("trust-region", 1e-3)):
+    for method, tol in (("slsqp", 1e-6), ("trust-region", 1e-3), ("gradient", 1e-6)):
         res = stackopt.solve(build_game("library", problem="bard1988_ex1"), method, seed=0)
         assert res.leader_objective == pytest.approx(25.0, rel=tol)
         assert res.leader_values["x"] == pytest.approx(5.0, abs=1e-3)
+
+
+def test_implicit_ipopt_starts_leave_the_local_minimum():
+    """With its default spread of starts, implicit-ipopt finds bard1988_ex1's global
+    minimum from the source's start x0 = 4, where one run stops at F = 25."""
+    game = build_game("library", problem="bard1988_ex1")
+    one = stackopt.solve(game, "implicit-ipopt", starts=1)
+    assert one.leader_objective == pytest.approx(25.0, rel=1e-6)
+    res = stackopt.solve(game, "implicit-ipopt")
+    assert res.status is Status.CONVERGED and res.leader_objective == pytest.approx(17.0, rel=1e-6)

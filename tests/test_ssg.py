@@ -267,8 +267,8 @@ def test_recommended_gradient_options_apply_beneath_the_users():
     game = ssg(seed=2, targets=8, defenders=2, coverable=5, resources=2.0, budget=0.5)
     r = stackopt.solve(game, "gradient", seed=0, steps=4, samples_per_step=2)
     assert r.options["steps"] == 4 and r.options["samples_per_step"] == 2  # the user's
-    assert r.options["constraints"] == "worst" and r.options["resample_every"] == 125  # the game's
-    assert r.status.value in ("converged", "time_limit")
+    assert r.options["constraints"] == "worst"  # the game's
+    assert r.status.value in ("converged", "max_iterations", "time_limit")
     assert r.constraint_violation <= 1e-6
     with pytest.raises(ValueError, match="unknown option 'stepz'"):
         stackopt.solve(game, "gradient", stepz=3)

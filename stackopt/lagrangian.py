@@ -1,0 +1,280 @@
+"""The augmented Lagrangian outer loop of the gradient method (see :mod:`stackopt.gradient`)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .implicit import sensitivity
+from .methods import MethodOutput
+from .result import Status
+
+MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
+MU_MAX = 1e20  # the penalty stops growing here
+FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
+MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
+SAME_OBJECTIVE = 1e-9  # relative difference of objectives treated as rounding when choosing
+CONFIRM_TRIES = 3  # candidates checked on further fresh draws where equilibria differ between draws
+
+
+def variable_scale(kernel) -> np.ndarray:
+    """Box width where both bounds are finite (and apart), else ``max(1, |p0|)``."""
+    width = kernel.p_ub - kernel.p_lb
+    bounded = np.isfinite(width) & (width > 0)
+    return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0)))
+
+
+class AugmentedLagrangian:
+    """State and outer loop of one gradient-method run on a :class:`~stackopt.reduced.ReducedProblem`."""
+
+    def __init__(self, prob, opts, deadline: float):
+        self.prob, self.o, self.deadline = prob, opts, deadline
+        k = prob.k
+        self.scale = variable_scale(k)
+        self.lam = np.zeros(prob.n_c)
+        self.mu = 1.0
+        self.wf, self.wc = 1.0, np.ones(prob.n_c)
+        self.t = 0
+        self.history: list[dict] = []
+        self.candidates: list = []
+        self.halvings = self.jumps = self.reanchors = self.failed_draws = 0
+        self.singular = False
+        self.note = ""
+        self._solved = False
+        self.best_tracked = None  # best feasible tracked iterate while equilibria look unique
+        self._last_sens: list = []
+
+    # ------------------------------------------------------------ the function
+    def project(self, y, metric=None) -> np.ndarray:
+        """Nearest point of the leader's set in the norm ``||(p - y) / metric||`` (default:
+        the variables' scales)."""
+        return self.prob.leader_set.project(y, self.scale if metric is None else metric)
+
+    def scale_functions(self, pt) -> None:
+        """ALGENCAN's scaling: the objective and each constraint divided by the largest
+        entry of its (scaled-variable) gradient at the start, where that exceeds one."""
+        gf, J = self.prob.jacobian(pt)
+        self.wf = 1.0 / max(1.0, float(np.max(np.abs(gf * self.scale), initial=0.0)))
+        self.wc = 1.0 / np.maximum(1.0, np.max(np.abs(J * self.scale), axis=1, initial=0.0))
+
+    def multipliers(self, pt) -> np.ndarray:
+        """``max(0, lam + mu g)`` of the scaled constraints."""
+        return np.maximum(0.0, self.lam + self.mu * self.wc * pt.cons)
+
+    def value(self, pt) -> float:
+        """The augmented Lagrangian of the scaled problem."""
+        return float(self.wf * pt.f + np.sum(self.multipliers(pt) ** 2 - self.lam ** 2) / (2 * self.mu))
+
+    def measure(self, pt) -> float:
+        """Feasibility and complementarity of the scaled constraints: ``||max(g, -lam/mu)||_inf``."""
+        return float(np.max(np.abs(np.maximum(self.wc * pt.cons, -self.lam / self.mu)), initial=0.0))
+
+    def feasible(self, pt) -> bool:
+        """The stopping rule's feasibility part: the user's violation and the scaled measure."""
+        return pt.violation <= self.o.feasibility_tol and self.measure(pt) <= self.o.feasibility_tol
+
+    def fscale(self, pt) -> float:
+        return max(1.0, abs(self.wf * pt.f))
+
+    def grad(self, pt, exact: bool = False) -> np.ndarray:
+        key = ("grad", self.lam.tobytes(), self.mu)
+        if key not in pt.cache:
+            reuse = (not exact and self.o.jacobian_every > 1 and self.t % self.o.jacobian_every
+                     and len(self._last_sens) == len(pt.equilibria))
+            if reuse:
+                for e, old in zip(pt.equilibria, self._last_sens):
+                    sensitivity(self.prob.k, e, reuse=old)
+            pt.cache[key] = self.wf * self.prob.gradient(pt, self.multipliers(pt) * self.wc / self.wf)
+            self._last_sens = [sensitivity(self.prob.k, e) for e in pt.equilibria]
+            self.singular |= any(s.singular for s in self._last_sens)
+        return pt.cache[key]
+
+    def stationarity(self, pt, g) -> float:
+        """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``."""
+        s = self.scale
+        return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
+
+    # ---------------------------------------------------------------- the loop
+    def solve(self, step) -> MethodOutput:
+        o, prob = self.o, self.prob
+        pt = self.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        if pt is None:
+            late = time.perf_counter() >= self.deadline
+            return MethodOutput(leader=self.project(prob.k.p0),
+                                status=Status.TIME_LIMIT if late else Status.NOT_CONVERGED,
+                                message="the equilibrium oracle did not converge at the initial strategy"
+                                        + (" within the time limit" if late else ""))
+        self.scale_functions(pt)
+        self.mu = o.mu if o.mu is not None else self._initial_penalty(pt)
+        # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
+        omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
+        v_prev, stalls, status = np.inf, 0, None
+        outer, next_check, interval = 0, 1, 1
+        while status is None:
+            pt, status, stalled = self._inner(step, pt, omega)
+            outer += 1
+            stalls = stalls + 1 if stalled else 0
+            if status is None and stalls >= MAX_STALLS:
+                status = Status.NOT_CONVERGED
+                self.note = ("; the line search found no decrease along the projected gradient "
+                             f"{MAX_STALLS} times in a row")
+            if status in (None, Status.CONVERGED):
+                v = self.measure(pt)
+                self.lam = self.multipliers(pt)
+                # a larger penalty only where the subproblem was solved and feasibility did not
+                # improve enough (an inner solve cut short says nothing about the penalty)
+                if (status is None and self._solved and v > o.feasibility_tol
+                        and v > o.penalty_decrease * v_prev):
+                    self.mu = min(self.mu * o.penalty_growth, MU_MAX)
+                v_prev = v
+                omega = max(o.stationarity_tol, 0.1 * omega)
+            # fresh draws at every outer iteration while they move the equilibria, then at
+            # ever longer intervals while they agree with the tracked ones, and at the end
+            if (status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline
+                    and (status is not None or outer >= next_check) and not self._checked(pt)):
+                anchored = self.checkpoint(pt)
+                if anchored is not None and anchored is not pt:  # the followers play other equilibria
+                    pt = anchored
+                    step.reset()
+                    interval = 1
+                    if status is Status.CONVERGED and not self._kkt(pt):
+                        status = None
+                else:
+                    interval *= 2
+                next_check = outer + interval
+        return self._output(status, pt)
+
+    def _inner(self, step, pt, omega):
+        """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
+        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
+        o = self.o
+        for inner in range(o.multiplier_every + 1):
+            g = self.grad(pt)
+            st = self.stationarity(pt, g)
+            self._record(pt, st)
+            fscale = self.fscale(pt)
+            if st <= o.stationarity_tol * fscale and self.feasible(pt):
+                if self.o.jacobian_every == 1 or self._kkt(pt):
+                    return pt, Status.CONVERGED, False
+            if st <= omega * fscale or inner == o.multiplier_every:
+                self._solved = st <= omega * fscale
+                return pt, None, False
+            if self.t >= o.steps:
+                return pt, Status.MAX_ITERATIONS, False
+            if time.perf_counter() > self.deadline:
+                return pt, Status.TIME_LIMIT, False
+            new = step.take(self, pt, g)
+            self.t += 1
+            if new is None:
+                return pt, None, True
+            pt = new
+            self._track(pt)
+            if o.resample_every and self.t % o.resample_every == 0:
+                anchored = self.checkpoint(pt)
+                if anchored is not None and anchored is not pt:
+                    pt = anchored
+                    step.reset()
+        return pt, None, False
+
+    def _checked(self, pt) -> bool:
+        """Whether ``pt``'s strategy was already evaluated on fresh draws."""
+        return any(np.array_equal(c.p, pt.p) for c in self.candidates[-1:])
+
+    def _kkt(self, pt) -> bool:
+        """The stopping rule with exact gradients, at ``pt``."""
+        st = self.stationarity(pt, self.grad(pt, exact=True))
+        return st <= self.o.stationarity_tol * self.fscale(pt) and self.feasible(pt)
+
+    def _initial_penalty(self, pt) -> float:
+        plus = np.maximum(self.wc * pt.cons, 0.0)
+        mu = 10.0 * self.fscale(pt) / max(1.0, 0.5 * float(plus @ plus))
+        return float(np.clip(mu, *MU_RANGE))
+
+    def _record(self, pt, st) -> None:
+        if self.history and self.history[-1]["step"] == self.t:
+            self.history.pop()  # the same step seen again after a multiplier update
+        self.history.append(dict(
+            step=self.t, leader_objective=pt.objective, violation=pt.violation,
+            lagrangian=self.value(pt) if self.mu else pt.f, stationarity=st, mu=self.mu,
+            equilibrium_residual=max(e.residual for e in pt.equilibria), fresh=float(pt.fresh)))
+
+    def _track(self, pt) -> None:
+        """Where equilibria look unique (one sample, no re-anchoring so far), a tracked
+        iterate is as good as a fresh one: keep the best feasible one, to be
+        confirmed on a fresh draw at the end."""
+        if self.prob.samples > 1 or self.reanchors or pt.violation > self.o.feasibility_tol:
+            return
+        if self.best_tracked is None or pt.f < self.best_tracked.f:
+            self.best_tracked = pt
+
+    # ------------------------------------------------------------ fresh draws
+    def checkpoint(self, pt, first: bool = False):
+        """Evaluate ``pt.p`` on fresh draws; they become a candidate for the answer.
+
+        Returns the point to continue from: ``pt`` itself where the fresh draws
+        reach the tracked equilibria, the fresh point where they reach others
+        (re-anchoring), None where no fresh draw converged (then ``pt`` stays)."""
+        fresh = pt if pt.fresh else self.prob.draw(pt.p)
+        if not fresh.converged:
+            self.failed_draws += 1
+            return None if first else pt
+        self.candidates.append(fresh)
+        if first or fresh is pt:
+            return fresh
+        tol = 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
+        if self.prob.distance(fresh, pt) <= tol:
+            return pt
+        self.reanchors += 1
+        return fresh
+
+    # ------------------------------------------------------------------ output
+    def _choose(self):
+        tol = self.o.feasibility_tol
+        if self.o.select == "last":
+            return self.candidates[-1]
+        feasible = [c for c in self.candidates if c.violation <= tol]
+        if not feasible:
+            return min(self.candidates, key=lambda c: c.violation)
+        # the latest of those within rounding of the best objective
+        f_min = min(c.f for c in feasible)
+        return [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))][-1]
+
+    def _confirm(self, best):
+        """With several equilibria the best of many noisy estimates is biased: confirm
+        the choice on as many further fresh draws, else the next best."""
+        tol = self.o.feasibility_tol
+        ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
+        for n, c in enumerate(ranked[:CONFIRM_TRIES]):
+            if time.perf_counter() > self.deadline:
+                break
+            again = self.prob.draw(c.p)
+            if again.converged and again.violation <= tol:
+                return c, f"; confirmed on fresh draws ({n} rejected before)"
+        return best, f"; not confirmed on fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
+
+    def _output(self, status, last) -> MethodOutput:
+        best = self._choose()
+        bt = self.best_tracked
+        if (bt is not None and not self.reanchors and (best.violation > self.o.feasibility_tol or bt.f < best.f)
+                and time.perf_counter() < self.deadline):
+            self.checkpoint(bt)
+            best = self._choose()
+        note = self.note
+        several = self.prob.samples > 1 or self.reanchors > 0
+        if several and self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+            best, note = self._confirm(best)
+        if status is Status.CONVERGED and not np.array_equal(best.p, last.p):
+            status = Status.NOT_CONVERGED
+            note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
+                     "strategy evaluated on fresh draws was better)")
+        st = self.history[-1]["stationarity"] if self.history else float("nan")
+        message = (f"{self.t} steps; stationarity {st:.3g}; selected strategy: violation "
+                   f"{best.violation:.3g}{note}; {self.reanchors} re-anchorings on fresh draws; "
+                   f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
+                   f"where their branch ended; {self.prob.cold_starts} cold starts")
+        if self.failed_draws:
+            message += f"; fresh draws failed {self.failed_draws} times"
+        return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,
+                            claimed_violation=best.violation, history=self.history,
+                            singular_kkt=self.singular, follower_hint=best.equilibria[0],
+                            message=message)

@@ -1,0 +1,159 @@
+"""Inner steps of the gradient method on the augmented Lagrangian, in scaled variables.
+
+Both work in ``u = p / s`` (``s`` the leader variables' scales, see
+:mod:`stackopt.gradient`) and project onto the leader's bounds and linear
+constraints in that metric.
+
+* :class:`SpgStep`: spectral projected gradient (Birgin, Martinez, Raydan 2000)
+  in a diagonal metric: the direction ``P(u - alpha D grad) - u`` with ``D``
+  the inverse running RMS of each coordinate's gradient (Adam's second moment:
+  leader variables whose gradients differ by orders of magnitude, as the
+  subsidies of likely and unlikely joint actions do, move at comparable rates),
+  the Barzilai-Borwein length ``alpha = s'D^-1 s / s'y`` of the last step in
+  that metric, and a non-monotone Armijo line search (Grippo, Lampariello,
+  Lucidi) against the largest of the last ``MEMORY`` values. No learning rate.
+* :class:`AdamStep`: the paper's Adam (or plain SGD) with ``lr`` relative to
+  the scale.
+
+A trial strategy whose equilibrium branch cannot be followed by warm starts
+(a fold, or an active-set change too large for Newton) counts as a failed
+trial and halves the step; after ``MAX_LOST`` such halvings the lost branches
+re-adjust by the followers' dynamics at the last trial, as the followers would
+once theirs is gone, and the step is taken there (a *jump*).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+MEMORY = 10  # non-monotone line search: values the Armijo test compares against
+ARMIJO = 1e-4  # sufficient decrease
+MAX_LOST = 2  # halvings with a lost branch before it re-adjusts
+MAX_MOVE = 10.0  # largest trial move, in scale units, of any variable
+FIRST_MOVE = 0.1  # the first trial moves a variable by at most this many scale units
+ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
+MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
+RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
+
+
+class SpgStep:
+    """Spectral projected gradient steps with a non-monotone line search."""
+
+    def __init__(self, prob, opts):
+        self.prob, self.opts = prob, opts
+        self.v = np.zeros(prob.k.n_p)
+        self.count = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the step length and the reference values (after a re-anchoring or jump)."""
+        self.alpha = None
+        self.refs: deque = deque(maxlen=MEMORY)
+
+    def _metric(self, gu):
+        """Diagonal metric: the inverse running RMS of the scaled gradient (as Adam's
+        second moment), normalised to a largest entry of one."""
+        self.count += 1
+        self.v = RMS_DECAY * self.v + (1 - RMS_DECAY) * gu * gu
+        rms = np.sqrt(self.v / (1 - RMS_DECAY ** self.count))
+        floor = 1e-8 * max(float(rms.max(initial=0.0)), 1e-300)
+        D = 1.0 / np.maximum(rms, floor)
+        return D / D.max()
+
+    def take(self, al, pt, g):
+        """One step from ``pt`` with the augmented Lagrangian gradient ``g``; returns the new
+        point, or None where the line search failed to decrease ``L``."""
+        s = al.scale
+        gu = g * s
+        self.D = D = self._metric(gu)
+        gmax = float(np.max(np.abs(D * gu), initial=0.0))
+        if gmax == 0.0:
+            return None
+        if self.alpha is None:
+            self.alpha = FIRST_MOVE / gmax
+        alpha = min(self.alpha, MAX_MOVE / gmax)
+        L0 = al.value(pt)
+        self.refs.append(L0)
+        ref = max(self.refs)
+        # projected in the metric the step is taken in, so that the direction descends
+        q = al.project(pt.p - alpha * s * D * gu, metric=s * np.sqrt(D))
+        d = q - pt.p
+        gd = float(g @ d)
+        size = float(np.max(np.abs(d / s), initial=0.0))
+        if size == 0.0 or gd >= 0.0:
+            return None
+        t, lost = 1.0, 0
+        while t * size >= MIN_STEP:
+            x = pt.p + t * d
+            trial = self.prob.follow(pt, x)
+            if not trial.converged:
+                lost += 1
+                al.halvings += 1
+                if lost > MAX_LOST:
+                    return self._jump(al, pt, x, trial)
+                t *= 0.5
+                continue
+            Lt = al.value(trial)
+            if Lt <= ref + ARMIJO * t * gd:
+                self._update(al, pt, g, trial)
+                return trial
+            denom = 2.0 * (Lt - L0 - t * gd)
+            t_new = -gd * t * t / denom if denom > 0 else 0.5 * t
+            t = float(np.clip(t_new, 0.1 * t, 0.5 * t))
+        return None
+
+    def _update(self, al, pt, g, trial) -> None:
+        s = al.scale
+        su = (trial.p - pt.p) / s
+        yu = (al.grad(trial) - g) * s
+        sy = float(su @ yu)
+        self.alpha = float(np.clip(su @ (su / self.D) / sy, ALPHA_MIN, ALPHA_MAX)) if sy > 0 else ALPHA_MAX
+
+    def _jump(self, al, pt, x, trial):
+        new = self.prob.readjust(pt, x, trial)
+        if not new.converged:
+            return None
+        al.jumps += 1
+        self.reset()
+        return new
+
+
+class AdamStep:
+    """The paper's Adam (or SGD) steps, ``lr`` relative to each variable's scale."""
+
+    def __init__(self, prob, opts):
+        self.prob, self.opts = prob, opts
+        n = prob.k.n_p
+        self.m1, self.m2, self.count = np.zeros(n), np.zeros(n), 0
+
+    def reset(self) -> None:
+        """Adam's moments carry over multiplier updates, as in the paper."""
+
+    def take(self, al, pt, g):
+        o, s = self.opts, al.scale
+        gu = g * s
+        lr = o.lr
+        if o.lr_decay == "cosine":
+            lr *= 0.5 * (1 + np.cos(np.pi * min(al.t, o.steps) / o.steps))
+        if o.optimizer == "adam":
+            self.count += 1
+            self.m1 = o.beta1 * self.m1 + (1 - o.beta1) * gu
+            self.m2 = o.beta2 * self.m2 + (1 - o.beta2) * gu * gu
+            mh = self.m1 / (1 - o.beta1 ** self.count)
+            vh = self.m2 / (1 - o.beta2 ** self.count)
+            step = lr * mh / (np.sqrt(vh) + 1e-8)
+        else:
+            step = lr * gu
+        q = al.project(pt.p - s * step)
+        for h in range(MAX_LOST + 1):
+            x = pt.p + 0.5 ** h * (q - pt.p)
+            trial = self.prob.follow(pt, x)
+            if trial.converged:
+                return trial
+            al.halvings += 1
+        new = self.prob.readjust(pt, x, trial)
+        if new.converged:
+            al.jumps += 1
+            return new
+        return None
