@@ -68,7 +68,7 @@ from .methods import Method, MethodOutput, register_method
 from .oracle import EquilibriumOracle
 from .reduced import ReducedProblem
 from .result import Status
-from .steps import AdamStep, SpgStep
+from .steps import AdamStep, LbfgsInner, SpgStep
 
 
 def _unit_interval(v):
@@ -101,7 +101,7 @@ class GradientMethod(Method):
     CONFIG = ConfigDict("gradient")
     CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
     CONFIG.declare("optimizer", ConfigValue(
-        "spg", In(["spg", "adam", "sgd"]),
+        "spg", In(["spg", "lbfgs", "adam", "sgd"]),
         "inner steps: spg (spectral projected gradient in a diagonal metric, with a line search; "
         "no learning rate), "
         "adam or sgd (the paper's, with lr relative to each variable's scale)"))
@@ -150,7 +150,8 @@ class GradientMethod(Method):
         from .lagrangian import AugmentedLagrangian
 
         return AugmentedLagrangian(prob, opts, deadline).solve(
-            SpgStep(prob, opts) if opts.optimizer == "spg" else AdamStep(prob, opts))
+            SpgStep(prob, opts) if opts.optimizer == "spg" else
+            LbfgsInner(prob, opts) if opts.optimizer == "lbfgs" else AdamStep(prob, opts))
 
 
 @dataclass

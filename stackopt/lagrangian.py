@@ -41,6 +41,8 @@ class AugmentedLagrangian:
         self.singular = False
         self.note = ""
         self._solved = False
+        self._status = None
+        self._omega = 1.0
         self.best_tracked = None  # best feasible tracked iterate while equilibria look unique
         self._last_sens: list = []
 
@@ -147,6 +149,8 @@ class AugmentedLagrangian:
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
         ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
+        if hasattr(step, "solve"):
+            return self._inner_solver(step, pt, omega)
         o = self.o
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
@@ -175,6 +179,44 @@ class AugmentedLagrangian:
                     pt = anchored
                     step.reset()
         return pt, None, False
+
+    def _inner_solver(self, step, pt, omega):
+        """The inner solve by a solver that drives its own iterations (L-BFGS-B)."""
+        if self._stop(pt, omega):
+            return pt, self._status, False
+        start = self.t
+        pt, _ = step.solve(self, pt, omega, self.o.multiplier_every)
+        status = self._status if self.t > start else None
+        if status is None and self.t == start:
+            return pt, None, True
+        return pt, status, False
+
+    def accept(self, pt) -> bool:
+        """An iterate of an inner solver: record it; True where the inner solve should stop."""
+        self.t += 1
+        self._track(pt)
+        return self._stop(pt, self._omega)
+
+    def _stop(self, pt, omega) -> bool:
+        o = self.o
+        self._omega = omega
+        st = self.stationarity(pt, self.grad(pt))
+        self._record(pt, st)
+        fscale = self.fscale(pt)
+        self._status = None
+        if st <= o.stationarity_tol * fscale and self.feasible(pt):
+            self._status = Status.CONVERGED
+        elif st <= omega * fscale:
+            self._solved = True
+            return True
+        elif self.t >= o.steps:
+            self._status = Status.MAX_ITERATIONS
+        elif time.perf_counter() > self.deadline:
+            self._status = Status.TIME_LIMIT
+        else:
+            self._solved = False
+            return False
+        return True
 
     def _checked(self, pt) -> bool:
         """Whether ``pt``'s strategy was already evaluated on fresh draws."""
