@@ -1,6 +1,7 @@
 """The results store: concurrent creation, claims and leases, corruption, upgrade, read-only."""
 import multiprocessing as mp
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -173,3 +174,84 @@ def test_readonly_writes_nothing(tmp_path):
         with pytest.raises(StoreError, match="SQLite error: attempt to write a readonly"):
             store.insert(_row(KEYS[1]))
     assert (sorted(os.listdir(tmp_path)), path.read_bytes()) == before
+
+
+# --------------------------------------------------------------------------- through the CLI
+RETRY_CONFIG = """
+plugins = ["test_harness_toys"]
+time_limit = 30
+seeds = [1, 2]
+[experiments.toy]
+game = "harness_toy"
+[experiments.toy.methods.test-random]
+[experiments.toy.methods.test-crash]
+"""
+
+
+def _cli(args, capsys):
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_harness_toys  # noqa: F401  (the toy game and methods, in this process too)
+    from stackopt.comparisons.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_corrupted_empty_missing_and_dry_run(tmp_path, capsys):
+    cfg = tmp_path / "retry.toml"
+    cfg.write_text(RETRY_CONFIG)
+    good = tmp_path / "good.sqlite"
+    pages, size = _filled(good)
+    bad = tmp_path / "bad.sqlite"
+    data = bytearray(good.read_bytes())
+    data[(pages // 2) * size:(pages // 2 + 1) * size] = b"\xab" * size
+    bad.write_bytes(bytes(data))
+    for args in (["report", bad, "--out", tmp_path / "rep"], ["compare", cfg, "--db", bad],
+                 ["compare", cfg, "--db", bad, "--dry-run"]):
+        code, out, err = _cli(args, capsys)
+        assert code == 2 and "Traceback" not in err
+        assert re.search(r"error: results database '.*bad.sqlite' is corrupted", err), err
+    assert bad.read_bytes() == bytes(data) and not (tmp_path / "rep").exists()
+
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    code, _, err = _cli(["report", empty, "--out", tmp_path / "rep"], capsys)
+    assert code == 2 and "is an empty file (0 bytes)" in err and "does not exist" not in err
+    code, _, err = _cli(["report", tmp_path / "absent.sqlite"], capsys)
+    assert code == 2 and "does not exist" in err
+
+    new = tmp_path / "new.sqlite"
+    code, _, err = _cli(["compare", cfg, "--db", new, "--dry-run"], capsys)
+    assert code == 0 and "4 cells, 0 already in" in err
+    assert sorted(os.listdir(tmp_path)) == ["bad.sqlite", "empty.sqlite", "good.sqlite",
+                                            "retry.toml"]  # nothing created
+
+
+def test_cli_counts_stored_failures_and_retries_them(tmp_path, capsys):
+    cfg = tmp_path / "retry.toml"
+    cfg.write_text(RETRY_CONFIG)
+    db = tmp_path / "r.sqlite"
+    code, out, err = _cli(["compare", cfg, "--db", db, "--workers", "1"], capsys)
+    assert code == 0
+    assert "4 cells: 0 already stored, 4 run (converged 2, error 2)" in out
+    assert "2 failed: rerun with --retry-failed" in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("[")]  # no terminal: a line per cell
+    assert len(lines) == 4
+    for ln in lines:
+        assert re.fullmatch(r"\[\d/4\] toy seed [12] test-(random|crash): "
+                            r"(converged|error) in \d+\.\d\d s", ln), ln
+    before = db.read_bytes()
+    code, out, err = _cli(["compare", cfg, "--db", db, "--dry-run"], capsys)
+    assert code == 0 and "4 cells, 4 already in" in err and "(2 failed: rerun with --retry-failed)" in err
+    assert db.read_bytes() == before
+    code, out, _ = _cli(["compare", cfg, "--db", db, "--no-progress"], capsys)
+    assert code == 0 and "4 cells: 4 already stored (2 failed: rerun with --retry-failed), 0 run" in out
+    code, out, err = _cli(["compare", cfg, "--db", db, "--retry-failed", "--workers", "1"], capsys)
+    assert code == 0 and "4 cells: 2 already stored, 2 run (error 2), 2 of them failed cells rerun" in out
+    with Store.open(db, readonly=True) as store:
+        runs = [r["id"] for r in store.runs()]
+        rows = store.rows()
+    assert len(rows) == 4 and {r["run_id"] for r in rows if r["status"] == "error"} == {runs[-1]}
