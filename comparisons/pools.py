@@ -162,7 +162,9 @@ class DaskPool:
     ``kill_after`` is cancelled and its worker restarted through the nanny.
     A cell whose worker died (``KilledWorker``) is resubmitted up to
     ``resubmit`` times, one at a time, then stored with status ``error``.
-    At most as many cells are out as the cluster has threads.
+    At most two cells per worker thread are out at a time (one running, one
+    queued), so the cells left are there for other sweeps to claim; an
+    adaptive cluster therefore does not grow on this queue.
     """
 
     def __init__(self, address=None, *, client=None, poll: float = 1.0, resubmit: int = 2,
@@ -184,7 +186,7 @@ class DaskPool:
 
     def _window(self) -> int:
         try:
-            return max(1, sum(self.client.nthreads().values()))
+            return max(1, 2 * sum(self.client.nthreads().values()))
         except Exception:
             return 1
 

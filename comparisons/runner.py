@@ -178,9 +178,9 @@ class SweepSummary:
         stored = f"{self.skipped} already stored"
         if self.skipped_failed:
             stored += f" ({self.skipped_failed} failed: rerun with --retry-failed)"
+        elif self.retried:
+            stored += f" ({self.retried} failed cells cleared by --retry-failed)"
         ran = f"{self.ran} run ({st or 'none'})"
-        if self.retried:
-            ran += f", {self.retried} of them failed cells rerun"
         extra = []
         if self.by_others:
             extra.append(f"{self.by_others} stored by another sweep")

@@ -372,3 +372,44 @@ def test_a_default_daemonic_dask_worker_runs_methods_that_start_processes(tmp_pa
     assert died["status"] == "error" and "worker process died" in died["error"]
     stuck = rows[("stuck", "{}", 3, "test-sleep")]
     assert stuck["status"] == "time_limit" and "killed after 2 s" in stuck["error"]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import io
+
+    from stackopt.comparisons.runner import Progress, SweepSummary
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    config = parse_config(GUARD_CONFIG, name="guard", methods=["test-random", "test-sleep"])
+    cell = config.cells()[0]
+    row = {"status": "converged", "cell_time_s": 0.25}
+    summary = SweepSummary(total=8, skipped=2)
+    plain, term = io.StringIO(), Terminal()
+    for stream in (plain, term):
+        bar = Progress(True, total=8, done=2, name="guard", stream=stream)
+        bar.cell(cell, row, stored=True, summary=summary)
+        bar.cell(cell, None, stored=False, summary=summary)
+        bar.close()
+    assert plain.getvalue().splitlines() == [
+        "[3/8] guard budget=0.5 seed 1 test-random: converged in 0.25 s",
+        "[4/8] guard budget=0.5 seed 1 test-random: stored by another sweep"]
+    assert "4/8" in term.getvalue() and "[3/8]" not in term.getvalue()  # tqdm's bar instead
+    quiet = io.StringIO()
+    Progress(False, total=8, done=2, name="guard", stream=quiet).cell(cell, row, stored=True,
+                                                                       summary=summary)
+    assert quiet.getvalue() == ""
+    with pytest.raises(ValueError, match="progress must be True, False, 'auto', 'bar' or 'lines', "
+                                         "got 'fancy'"):
+        Progress("fancy", total=8, done=2, name="guard")
+
+
+def test_run_sweep_rejects_bad_leases(tmp_path):
+    config = parse_config(GUARD_CONFIG, name="guard", methods=["test-random", "test-sleep"])
+    with Store.open(tmp_path / "r.sqlite") as store:
+        for bad in (0, -1.0, float("nan"), True, "30"):
+            with pytest.raises(ValueError, match="lease must be a positive number of seconds"):
+                run_sweep(config, store, progress=False, lease=bad)
+        assert store.runs() == [] and store.rows() == []  # refused before anything ran

@@ -250,7 +250,7 @@ def test_cli_counts_stored_failures_and_retries_them(tmp_path, capsys):
     code, out, _ = _cli(["compare", cfg, "--db", db, "--no-progress"], capsys)
     assert code == 0 and "4 cells: 4 already stored (2 failed: rerun with --retry-failed), 0 run" in out
     code, out, err = _cli(["compare", cfg, "--db", db, "--retry-failed", "--workers", "1"], capsys)
-    assert code == 0 and "4 cells: 2 already stored, 2 run (error 2), 2 of them failed cells rerun" in out
+    assert code == 0 and "4 cells: 2 already stored (2 failed cells cleared by --retry-failed), 2 run (error 2)" in out
     with Store.open(db, readonly=True) as store:
         runs = [r["id"] for r in store.runs()]
         rows = store.rows()
