@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun stored cells whose status is error, solver_error or time_limit")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cell counts only")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (on a terminal) or per-cell lines (otherwise)")
     p.set_defaults(func=compare_command)
 
     r = subparsers.add_parser(
@@ -79,18 +80,15 @@ def register(subparsers) -> None:
 
 def compare_command(args) -> int:
     from .config import load_config
-    from .runner import plan, run_sweep
+    from .runner import count_failed, run_sweep
     from .store import Store
 
+    store = None
     try:
         config = load_config(args.config, seeds=args.seeds, experiments=args.experiment,
                              methods=args.methods, time_limit=args.time_limit)
-        store = Store.open(args.db)
-    except ValueError as exc:
-        print(f"stackopt compare: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        cells, todo = plan(config, store)
+        stored = Store.peek(args.db)  # reads only: a dry run writes nothing
+        cells = config.cells()
         for e in config.experiments:
             n = len(e.cells())
             print(f"{config.name}/{e.name}: game {e.game}, {len(e.grid_points())} grid points x "
@@ -98,18 +96,26 @@ def compare_command(args) -> int:
                   f"{n} cells, time limit {e.time_limit:g} s"
                   + "".join(f", {m} {t:g} s" for m, t in e.method_time_limits.items()),
                   file=sys.stderr)
-        print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {args.db}", file=sys.stderr)
+        failed = count_failed(cells, stored)
+        print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already in {args.db}"
+              + (f" ({failed} failed: rerun with --retry-failed)" if failed else ""),
+              file=sys.stderr)
         if args.dry_run:
             return 0
+        store = Store.open(args.db)
         summary = run_sweep(config, store, workers=args.workers, scheduler=args.scheduler,
                             progress=not args.no_progress, retry_failed=args.retry_failed,
                             argv=list(sys.argv))
+    except ValueError as exc:  # a bad config or option, or a database we cannot use
+        print(f"stackopt compare: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("stackopt compare: interrupted; finished cells are stored, rerun to resume",
               file=sys.stderr)
         return 130
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     print(summary.line())
     print(f"results in {args.db}; next: stackopt report {args.db} --out report")
     return 0

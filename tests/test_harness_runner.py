@@ -1,10 +1,13 @@
 """Sweeps: resume after SIGKILL, the hard time guard, dead workers, Dask = process pool."""
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -183,3 +186,230 @@ def test_local_pool_rejects_bad_worker_counts():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="workers must be a positive integer"):
             LocalPool(bad)
+
+
+# --------------------------------------------------------------------------- concurrent sweeps
+PROBE = '''
+"""A method that logs each computation and waits for a gate file before its first one."""
+import os, time
+import numpy as np
+from pyomo.common.config import ConfigValue
+from stackopt import Status
+from stackopt.methods import Method, MethodOutput, available_methods, register_method
+import test_harness_toys  # noqa: F401
+
+class ProbeMethod(Method):
+    CONFIG = Method.CONFIG()
+    CONFIG.declare("log", ConfigValue(default="", domain=str, doc="append a line per computation"))
+    CONFIG.declare("gate", ConfigValue(default="", domain=str, doc="wait for this file"))
+    CONFIG.declare("sleep", ConfigValue(default=0.0, domain=float, doc="seconds"))
+
+    def run(self, game, config, seed, time_limit):
+        deadline = time.time() + 120
+        while config.gate and not os.path.exists(config.gate) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(config.sleep)
+        with open(config.log, "a") as fh:
+            fh.write(f"{seed} {os.getpid()} {os.getppid()}\\n")
+        p0 = np.array([v.value for v in game.structure().leader_variables], dtype=float)
+        return MethodOutput(leader=p0, status=Status.CONVERGED)
+
+if "test-probe" not in available_methods():
+    register_method("test-probe")(ProbeMethod)
+'''
+
+
+def _probe_config(tmp_path, seeds="1-16", sleep=0.3):
+    (tmp_path / "harness_probe.py").write_text(PROBE)
+    cfg = tmp_path / "probe.toml"
+    cfg.write_text(f'''
+plugins = ["harness_probe"]
+time_limit = 60
+seeds = "{seeds}"
+[experiments.probe]
+game = "harness_toy"
+[experiments.probe.methods.test-probe]
+log = "{tmp_path / 'computed.log'}"
+gate = "{tmp_path / 'go'}"
+sleep = {sleep}
+''')
+    return cfg
+
+
+def _compare_in(tmp_path, cfg, db, *extra, workers="1"):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [HERE, str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "stackopt.comparisons.cli", "compare", str(cfg), "--db", str(db),
+         "--workers", workers, *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_sweeps_store_and_compute_every_cell_once(tmp_path):
+    cfg = _probe_config(tmp_path)
+    db = tmp_path / "shared.sqlite"
+    Store.open(db).close()
+    procs = [_compare_in(tmp_path, cfg, db) for _ in range(2)]
+    deadline = time.time() + 180
+    while True:  # open the gate once both sweeps hold a claim: both are running cells
+        with Store.open(db, readonly=True) as store:
+            holders = {c["run_id"] for c in store.claims()}
+        if len(holders) == 2:
+            break
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.time() < deadline, "the two sweeps never ran at the same time"
+        time.sleep(0.05)
+    (tmp_path / "go").write_text("")
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+
+    with Store.open(db, readonly=True) as store:
+        rows, runs, claims = store.rows(), store.runs(), store.claims()
+    assert claims == []
+    assert len(rows) == 16 and {r["seed"] for r in rows} == set(range(1, 17))
+    computed = [line.split() for line in (tmp_path / "computed.log").read_text().splitlines()]
+    assert sorted(int(seed) for seed, _, _ in computed) == list(range(1, 17))  # each once
+    # every stored row came from the sweep whose run id it carries, through that sweep's child
+    by_seed = {int(seed): (int(pid), int(ppid)) for seed, pid, ppid in computed}
+    parents: dict = {}
+    for r in rows:
+        pid, ppid = by_seed[r["seed"]]
+        assert r["worker"].endswith(f":{pid}")
+        parents.setdefault(r["run_id"], set()).add(ppid)
+    assert sorted(parents) == sorted(run["id"] for run in runs)
+    assert sorted(ppid for ppids in parents.values() for ppid in ppids) == sorted(
+        p.pid for p in procs)  # one sweep per run id, and both sweeps stored cells
+    counts = Counter(r["run_id"] for r in rows)
+    for out, _ in outs:  # each summary counts what that sweep stored itself
+        m = re.search(r"16 cells: 0 already stored, (\d+) run \(converged (\d+)\), "
+                      r"(\d+) stored by another sweep", out)
+        assert m, out
+        assert int(m.group(1)) == int(m.group(2)) and int(m.group(1)) + int(m.group(3)) == 16
+    assert sorted(int(re.search(r"0 already stored, (\d+) run", o).group(1)) for o, _ in outs) \
+        == sorted(counts.values())
+
+
+def test_a_sweep_takes_over_a_claim_whose_lease_expired(tmp_path):
+    cfg = _probe_config(tmp_path, seeds="1-4", sleep=0.0)
+    (tmp_path / "go").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    config = parse_config(cfg.read_text(), name="probe")
+    keys = [c.key for c in config.cells()]
+    store = Store.open(tmp_path / "r.sqlite")
+    now = time.time()
+    for key, until in ((keys[0], now - 5), (keys[1], now + 3)):  # expired, and expiring soon
+        store.conn.execute(
+            "INSERT INTO claims (experiment, game, params, seed, method, options, run_id, "
+            "claimant, host, pid, claimed_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, 0, "
+            "'run 0 elsewhere:1', 'elsewhere', 1, ?, ?)", (*key, now - 60, until))
+    summary = run_sweep(config, store, workers=1, progress=False, argv=["test"], lease=1.0)
+    rows = store.rows()
+    assert store.claims() == []
+    store.close()
+    assert summary.ran == summary.computed == 4 and summary.taken_over == 2
+    assert sorted(r["seed"] for r in rows) == [1, 2, 3, 4]
+    assert {r["run_id"] for r in rows} == {summary.run_id}
+    assert "2 taken over from expired claims" in summary.line()
+    computed = (tmp_path / "computed.log").read_text().splitlines()
+    assert sorted(int(line.split()[0]) for line in computed) == [1, 2, 3, 4]
+
+
+def test_leases_are_renewed_while_a_cell_runs(tmp_path):
+    cfg = _probe_config(tmp_path, seeds="1", sleep=3.0)
+    (tmp_path / "go").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    config = parse_config(cfg.read_text(), name="probe")
+    key = config.cells()[0].key
+    path = tmp_path / "r.sqlite"
+    Store.open(path).close()
+    out = {}
+
+    def sweep():
+        with Store.open(path) as store:
+            out["summary"] = run_sweep(config, store, workers=1, progress=False, argv=["t"],
+                                       lease=1.0)
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    thief = Store.open(path)
+    stolen, seen = [], 0
+    while thread.is_alive():
+        held = thief.claims()
+        if held:
+            seen += 1
+            stolen.append(thief.claim_next([key], claimant="thief", run_id=None, lease=60).key)
+        time.sleep(0.2)
+    thread.join()
+    thief.close()
+    assert seen >= 5 and stolen == [None] * seen  # held for three 1 s leases, never lost
+    assert out["summary"].ran == 1 and out["summary"].taken_over == 0
+
+
+def _daemonic() -> bool:  # runs on the Dask worker
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)
+
+
+def test_a_default_daemonic_dask_worker_runs_methods_that_start_processes(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    config = parse_config(GUARD_CONFIG, name="guard",
+                          methods=["test-fork", "test-random", "test-die", "test-sleep"])
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert set(client.run(_daemonic).values()) == {True}  # the default: a daemonic worker
+        workers_before = set(client.scheduler_info()["workers"])
+        with Store.open(tmp_path / "dask.sqlite") as store:
+            summary = run_sweep(config, store, client=client, progress=False, argv=["test"])
+            rows = {(r["experiment"], r["params"], r["seed"], r["method"]): r
+                    for r in store.rows()}
+        assert set(client.scheduler_info()["workers"]) == workers_before  # never restarted
+    assert summary.ran == 10
+    forked = [r for k, r in rows.items() if k[3] == "test-fork"]
+    assert len(forked) == 4 and {r["status"] for r in forked} == {"converged"}
+    died = rows[("stuck", "{}", 3, "test-die")]
+    assert died["status"] == "error" and "worker process died" in died["error"]
+    stuck = rows[("stuck", "{}", 3, "test-sleep")]
+    assert stuck["status"] == "time_limit" and "killed after 2 s" in stuck["error"]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import io
+
+    from stackopt.comparisons.runner import Progress, SweepSummary
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    config = parse_config(GUARD_CONFIG, name="guard", methods=["test-random", "test-sleep"])
+    cell = config.cells()[0]
+    row = {"status": "converged", "cell_time_s": 0.25}
+    summary = SweepSummary(total=8, skipped=2)
+    plain, term = io.StringIO(), Terminal()
+    for stream in (plain, term):
+        bar = Progress(True, total=8, done=2, name="guard", stream=stream)
+        bar.cell(cell, row, stored=True, summary=summary)
+        bar.cell(cell, None, stored=False, summary=summary)
+        bar.close()
+    assert plain.getvalue().splitlines() == [
+        "[3/8] guard budget=0.5 seed 1 test-random: converged in 0.25 s",
+        "[4/8] guard budget=0.5 seed 1 test-random: stored by another sweep"]
+    assert "4/8" in term.getvalue() and "[3/8]" not in term.getvalue()  # tqdm's bar instead
+    quiet = io.StringIO()
+    Progress(False, total=8, done=2, name="guard", stream=quiet).cell(cell, row, stored=True,
+                                                                       summary=summary)
+    assert quiet.getvalue() == ""
+    with pytest.raises(ValueError, match="progress must be True, False, 'auto', 'bar' or 'lines', "
+                                         "got 'fancy'"):
+        Progress("fancy", total=8, done=2, name="guard")
+
+
+def test_run_sweep_rejects_bad_leases(tmp_path):
+    config = parse_config(GUARD_CONFIG, name="guard", methods=["test-random", "test-sleep"])
+    with Store.open(tmp_path / "r.sqlite") as store:
+        for bad in (0, -1.0, float("nan"), True, "30"):
+            with pytest.raises(ValueError, match="lease must be a positive number of seconds"):
+                run_sweep(config, store, progress=False, lease=bad)
+        assert store.runs() == [] and store.rows() == []  # refused before anything ran
