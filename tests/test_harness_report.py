@@ -176,3 +176,76 @@ def test_stackopt_command_line_reaches_the_harness(db, tmp_path, capsys):
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["report", str(db), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "toy-objective.svg").exists()
+
+
+# ------------------------------------------------------------------------- figures
+from stackopt.comparisons.figures import REFERENCE_LABEL, VIOLATION_REFERENCE, draw, robust_range  # noqa: E402,E501
+from stackopt.comparisons.report import build_tables  # noqa: E402
+
+
+def test_robust_range_sets_an_outlier_aside():
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -192.0]) == (-3.53, -3.2)
+    assert robust_range([1.0, 1.2, 0.9, 1.1, 40.0]) == (0.9, 1.2)
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -3.1]) is None  # nothing stands out
+    assert robust_range([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert robust_range([1.0, 1.0, 1.0, 50.0]) is None  # the rest has no spread to flatten
+    # a cluster far away is data, not an outlier: at most a fifth of the points is set aside
+    assert robust_range([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 9.0, 9.1, 9.2, 9.3]) is None
+
+
+def _row(method, budget, seed, objective, violation=0.0, status="converged"):
+    return {"experiment": "fig", "game": "harness_toy", "params": json.dumps({"budget": budget}),
+            "seed": seed, "method": method, "status": status, "leader_objective": objective,
+            "initial_objective": -5.0, "constraint_violation": violation,
+            "equilibrium_residual": 1e-9, "wall_time_s": 0.1, "sense": "maximize", "bound": None,
+            "fingerprint": None}
+
+
+def _table(rows):
+    (t,) = build_tables(rows, {"fig": "budget"})
+    return t
+
+
+def test_objective_figure_clips_an_outlier_and_labels_it():
+    rows = [_row(m, b, s, base + 0.1 * b + 0.01 * s)
+            for m, base in (("a", -3.5), ("b", -3.4), ("c", -3.6)) for b in (0.0, 0.5, 1.0)
+            for s in (1, 2)]
+    rows = [r if not (r["method"] == "c" and r["params"] == json.dumps({"budget": 1.0}))
+            else dict(r, leader_objective=-192.0) for r in rows]
+    fig = draw(_table(rows), "objective")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert -6 < low < -3.6 and high < -2.5  # the axis shows the methods, not the outlier...
+    assert any(t.get_text() == "-192" for t in ax.texts)  # ...which is labelled at the edge
+    assert any("beyond the axis" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_objective_figure_without_outliers_is_not_clipped():
+    rows = [_row(m, b, s, base + b) for m, base in (("a", -3.0), ("b", -30.0))
+            for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(rows), "objective").axes[0]
+    low, high = ax.get_ylim()
+    assert low < -30 and high > -2 and not ax.texts
+
+
+def test_means_over_fewer_seeds_are_marked():
+    rows = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    rows = [r if not (r["method"] == "b" and r["seed"] == 2 and "1.0" in r["params"])
+            else dict(r, status="error", leader_objective=None) for r in rows]
+    ax = draw(_table(rows), "objective").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["n=1"]
+    assert any("fewer than 2 seeds" in t.get_text() for t in ax.get_legend().get_texts())
+    full = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(full), "objective").axes[0]
+    assert not ax.texts
+
+
+@pytest.mark.parametrize("largest, drawn", [(1e-7, False), (5e-2, True)])
+def test_violation_reference_line_only_inside_the_range(largest, drawn):
+    rows = [_row(m, b, s, -3.0, violation=largest * b) for m in ("a", "b") for b in (0.0, 1.0)
+            for s in (1, 2)]
+    ax = draw(_table(rows), "violation").axes[0]
+    low, high = ax.get_ylim()
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == REFERENCE_LABEL]
+    assert bool(lines) is drawn
+    assert high < VIOLATION_REFERENCE or drawn  # the line did not stretch the axis
