@@ -3,7 +3,7 @@
 ``stackopt/cli.py`` calls :func:`register` with its argparse subparsers::
 
     stackopt compare [CONFIG] --db results.sqlite --workers 2 [--scheduler tcp://HOST:PORT]
-    stackopt report results.sqlite --out DIR
+    stackopt report results.sqlite --out DIR [--docs docs]
 
 CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 ``paper-ssg``, ``paper-cyber``) or a path to a TOML file.
@@ -11,6 +11,7 @@ CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 
@@ -41,7 +42,8 @@ def _csv(text: str) -> list[str]:
 def register(subparsers) -> None:
     """Add ``compare`` and ``report`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "compare", help="run every method of a config on identical instances into SQLite",
+        "compare", allow_abbrev=False,
+        help="run every method of a config on identical instances into SQLite",
         description="Run a comparison sweep. Cells already in the database are skipped, so "
                     "rerunning the same command resumes an interrupted sweep.")
     p.add_argument("config", nargs="?", default="quick",
@@ -67,13 +69,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=compare_command)
 
     r = subparsers.add_parser(
-        "report", help="tables and figures from a results database",
+        "report", allow_abbrev=False, help="tables and figures from a results database",
         description="Write report.md, summary.csv, cells.csv and the objective, violation and "
                     "runtime figures (PNG and SVG) of every experiment in the database.")
     r.add_argument("db", help="results database written by `stackopt compare`")
     r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
     r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="report only these experiments")
+    r.add_argument("--docs", default=None, metavar="DIR",
+                   help="also write the README's figures (made by the main job, config quick) "
+                        "into DIR, e.g. docs")
     r.set_defaults(func=report_command)
 
 
@@ -119,7 +124,7 @@ def report_command(args) -> int:
     from .report import make_report
 
     try:
-        paths = make_report(args.db, args.out, experiments=args.experiment)
+        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs)
     except ValueError as exc:
         print(f"stackopt report: error: {exc}", file=sys.stderr)
         return 2
@@ -130,8 +135,10 @@ def report_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m stackopt.comparisons.cli``), same subcommands."""
-    parser = argparse.ArgumentParser(prog="stackopt")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="stackopt", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                parser_class=functools.partial(argparse.ArgumentParser,
+                                                               allow_abbrev=False))
     register(sub)
     args = parser.parse_args(argv)
     return args.func(args)

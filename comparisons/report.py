@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .figures import figures, numeric_axis
+from .figures import draw, figures, numeric_axis
 from .runner import FAILED
 
 # left out of the means: the proposal of a method that failed means nothing. A cell
@@ -356,8 +356,20 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
     return "\n".join(lines) + "\n"
 
 
-def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> list[Path]:
-    """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths."""
+# The figures the README shows: file name -> (config, experiment, figure kind). The main job
+# (`stackopt compare`, config quick) makes them; `stackopt report ... --docs docs` writes them.
+README_FIGURES = {
+    "quick-ssg-objective.png": ("quick", "ssg", "objective"),
+}
+
+
+def make_report(db: str, out: str, *, experiments: list[str] | None = None,
+                docs: str | None = None) -> list[Path]:
+    """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths.
+
+    With ``docs``, also write the README's figures (:data:`README_FIGURES`) into that
+    folder; a ValueError names any the database cannot make.
+    """
     with Store.open(db, create=False) as store:
         rows = store.rows(experiments=experiments)
         runs = store.runs()
@@ -372,4 +384,31 @@ def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> l
     paths += figures(tables, outdir)
     md = outdir / "report.md"
     md.write_text(markdown(tables, db, runs))
+    if docs is not None:
+        paths += readme_figures(rows, runs, hints, Path(docs), db)
     return [md] + paths
+
+
+def readme_figures(rows: list[dict], runs: list[dict], hints: dict[str, str], docs: Path,
+                   db: str = "the results database") -> list[Path]:
+    """Draw each of :data:`README_FIGURES` from the rows of its config's runs into ``docs``."""
+    import matplotlib.pyplot as plt
+
+    config_of = {r["id"]: r.get("config_name") for r in runs}
+    written, missing = [], []
+    for name, (config, experiment, kind) in README_FIGURES.items():
+        mine = [r for r in rows if r["experiment"] == experiment
+                and config_of.get(r.get("run_id")) == config]
+        tables = [t for t in build_tables(mine, hints) if numeric_axis(t)] if mine else []
+        if not tables:
+            missing.append(f"{name} (experiment {experiment!r} of config {config!r})")
+            continue
+        docs.mkdir(parents=True, exist_ok=True)
+        fig = draw(tables[0], kind)
+        fig.savefig(docs / name, dpi=130)
+        plt.close(fig)
+        written.append(docs / name)
+    if missing:
+        raise ValueError(f"{db} cannot make the README's figures {', '.join(missing)}: run "
+                         "the main job first (`stackopt compare`, config quick)")
+    return written

@@ -4,8 +4,10 @@ import csv
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,7 +182,7 @@ def test_stackopt_command_line_reaches_the_harness(db, tmp_path, capsys):
 
 # ------------------------------------------------------------------------- figures
 from stackopt.comparisons.figures import REFERENCE_LABEL, VIOLATION_REFERENCE, draw, robust_range  # noqa: E402,E501
-from stackopt.comparisons.report import build_tables  # noqa: E402
+from stackopt.comparisons.report import README_FIGURES, build_tables  # noqa: E402
 
 
 def test_robust_range_sets_an_outlier_aside():
@@ -249,3 +251,60 @@ def test_violation_reference_line_only_inside_the_range(largest, drawn):
     lines = [ln for ln in ax.get_lines() if ln.get_label() == REFERENCE_LABEL]
     assert bool(lines) is drawn
     assert high < VIOLATION_REFERENCE or drawn  # the line did not stretch the axis
+
+
+# ------------------------------------------------------------------ README figures
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUICK = """
+plugins = ["test_harness_toys"]
+seeds = [1, 2]
+time_limit = 30
+[experiments.ssg]
+game = "harness_toy"
+axis = "budget"
+[experiments.ssg.grid]
+budget = [0.5, 1.5]
+[experiments.ssg.methods.test-random]
+[experiments.ssg.methods.test-exact]
+"""
+
+
+def _store(path, name):
+    config = parse_config(QUICK, name=name)
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            store.insert(row)
+    return path
+
+
+def test_report_docs_writes_the_readme_figures(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "results.sqlite", "quick")
+    docs = tmp_path / "docs"
+    assert main(["report", str(db), "--out", str(tmp_path / "report"), "--docs", str(docs)]) == 0
+    for name in README_FIGURES:
+        assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (docs / name).stat().st_size > 1000
+    assert str(docs / "quick-ssg-objective.png") in capsys.readouterr().out
+
+
+def test_readme_shows_only_figures_the_command_makes():
+    text = README.read_text()
+    shown = set(re.findall(r"\]\(docs/([\w.-]+\.png)\)", text))
+    assert shown and shown <= set(README_FIGURES)
+    assert "--docs docs" in text  # the documented command
+
+
+def test_report_docs_names_the_figures_a_store_cannot_make(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "other.sqlite", "paper-ssg")
+    assert main(["report", str(db), "--out", str(tmp_path / "r"), "--docs", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "quick-ssg-objective.png (experiment 'ssg' of config 'quick')" in err
+    assert "stackopt compare" in err
