@@ -319,23 +319,24 @@ def cmd_games(ns) -> int:
         if ns.name:
             for key, p in spec.params.items():
                 flag = p.cli or "--" + key.replace("_", "-")
-                where = flag if p.type in (int, float, str, bool) else "(Python only)"
+                where = flag if p.type in (int, float, str, bool) else f"{key} (Python only)"
                 print(f"  {where:20s} {plain(p.help)} (default {p.default})")
         else:
             print(f"{'':10s} parameters: " + ", ".join(f"{k}={p.default}" for k, p in spec.params.items()))
     if not ns.name:
-        print("\n`stackopt games NAME` shows a game's flags.")
+        print("\nstackopt games NAME shows a game's flags.")
     return 0
 
 
 def cmd_methods(ns) -> int:
     from .methods import _METHODS, available_methods, get_method
 
+    primary = available_methods()  # loads the built-in methods into the registry
     if ns.name is not None and ns.name not in _METHODS:
         print(f"stackopt methods: error: unknown method {ns.name!r}; expected one of "
-              f"{', '.join(available_methods())}", file=sys.stderr)
+              f"{', '.join(primary)}", file=sys.stderr)
         return 2
-    for name in [get_method(ns.name).name] if ns.name else available_methods():
+    for name in [get_method(ns.name).name] if ns.name else primary:
         cls = get_method(name)
         aliases = sorted(k for k, c in _METHODS.items() if c is cls and k != name)
         doc = plain(_dedent(cls.__doc__ or "")).strip()
@@ -344,14 +345,14 @@ def cmd_methods(ns) -> int:
         if ns.name:
             rest = "\n".join(doc.splitlines()[1:]).strip()
             print(("\n" + rest + "\n") if rest else "")
-            print(f"options (flags of `stackopt solve GAME --method {name}`):")
+            print(f"options, as flags of: stackopt solve GAME --method {name}")
             cfg = cls.CONFIG()
             for key in cfg.keys():
                 kw = _option_flag(cfg.get(key), cfg[key])
                 print(f"  --{key.replace('_', '-')} {kw['metavar']}\n      "
                       + _option_help(cfg.get(key), cfg[key]).replace("%%", "%"))
     if not ns.name:
-        print("\n`stackopt methods NAME` lists a method's options.")
+        print("\nstackopt methods NAME shows a method's description and options.")
     return 0
 
 

@@ -171,11 +171,11 @@ def test_every_finite_domain_is_offered_as_choices(method):
 def test_methods_and_games_print_plain_text(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    assert "``" not in out and ":mod:" not in out
+    assert "`" not in out and ":mod:" not in out
     assert "initial" in out and "(None read as 0" in out and "aliases: scholtes" in out
     assert main(["methods", "mpec-ipopt"]) == 0
     out = capsys.readouterr().out
-    assert "``" not in out and ":mod:" not in out and "stackopt.nlp" in out
+    assert "`" not in out and ":mod:" not in out and "stackopt.nlp" in out
     assert "--eps-initial X" in out and "--exact-hessian {true,false}" in out
     assert main(["games"]) == 0
     assert "``" not in capsys.readouterr().out
@@ -198,6 +198,9 @@ def test_console_script_installed(tmp_path):
     assert out.returncode == 0 and "gradient" in out.stdout and "mpec-ipopt" in out.stdout
     out = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0 and "check-gradient" in out.stdout
+    out = subprocess.run([str(SCRIPT), "methods", "mpec-scip"], capture_output=True, text=True,
+                         cwd=tmp_path)  # a fresh process: the registry loads itself
+    assert out.returncode == 0 and "--formulation {bigm,sos1,indicator}" in out.stdout
 
 
 def test_module_entry_point(tmp_path):
