@@ -21,24 +21,15 @@ import re
 import sys
 
 from . import __version__
+from .options import flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
-_COMMON = {"game", "method", "seed", "time_limit", "json", "step", "help"}
 
 Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
 
 
 # ----------------------------------------------------------------------------- values
-def _bool(text: str) -> bool:
-    t = str(text).lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _number(kind: type, words: str, low: float | None = None):
     """An argparse type: ``kind`` parsed from text, at least ``low``, never NaN."""
 
@@ -62,64 +53,6 @@ def _positive(text: str) -> float:
 
 
 _SEED = _number(int, "a non-negative integer", 0)
-
-
-def _option_flag(value, default) -> dict:
-    """``add_argument`` keywords for one ``ConfigValue``: its type, choices and metavar."""
-    from .options import base_type, check, choices, describe, domain_of
-
-    domain = domain_of(value)
-    kind = base_type(domain, default)
-    opts = choices(domain)
-    if kind is bool:
-        return dict(type=_bool, metavar="{true,false}")
-    if opts is not None and all(isinstance(o, str) for o in opts):
-        return dict(type=str, choices=opts, metavar="{" + ",".join(opts) + "}")
-
-    def parse(text: str):
-        if kind is dict:
-            try:
-                v = json.loads(text)
-            except json.JSONDecodeError:
-                v = None
-            if not isinstance(v, dict):
-                raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-        elif kind in (int, float):
-            try:
-                v = kind(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"expected {describe(domain) or ('an integer' if kind is int else 'a number')}, "
-                    f"got {text!r}") from None
-        else:
-            v = None if default is None and text.lower() == "none" else text
-        try:
-            return check(domain, v)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    metavar = {int: "N", float: "X", dict: "JSON"}.get(kind, "VALUE")
-    return dict(type=parse, metavar=metavar)
-
-
-def plain(text: str) -> str:
-    """reStructuredText roles and literals as plain text (``:mod:`~a.b``` -> ``b``)."""
-    text = re.sub(r":[\w:]+:`~?([^`<]*?)\s*<[^`]*>`", r"\1", text)
-    text = re.sub(r":[\w:]+:`~([^`]*)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
-    text = re.sub(r":[\w:]+:`([^`]*)`", r"\1", text)
-    text = re.sub(r"``([^`]*)``", r"\1", text)
-    return re.sub(r"`([^`]*)`_?", r"\1", text)
-
-
-def _option_help(value, default) -> str:
-    from .options import choices, describe, domain_of
-
-    doc = plain(value._description or value._doc or "").strip()
-    domain = domain_of(value)
-    words = describe(domain) if choices(domain) is None else None
-    shown = "none" if default is None else default
-    text = f"{doc}; {words}" if doc and words else (doc or words or "")
-    return (f"{text} (default {shown})" if text else f"default {shown}").replace("%", "%%")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -152,7 +85,7 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
     g = ap.add_argument_group(f"parameters of game {game!r}")
     names, flags = [], {}
     kinds = {int: (_number(int, "an integer"), "N"), float: (_number(float, "a number"), "X"),
-             str: (str, "TEXT"), bool: (_bool, "{true,false}")}
+             str: (str, "TEXT"), bool: (parse_bool, "{true,false}")}
     for name, prm in spec.params.items():
         if prm.type not in kinds:
             continue  # arrays, graphs: passed as data from Python, not as flags
@@ -188,8 +121,8 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
         if key in taken or flag in ap._option_string_actions:
             flag = f"--option-{key.replace('_', '-')}"  # a game parameter has the name
         default = cfg[key]
-        g.add_argument(flag, dest=f"opt__{key}", default=None, help=_option_help(cfg.get(key), default),
-                       **_option_flag(cfg.get(key), default))
+        g.add_argument(flag, dest=f"opt__{key}", default=None, help=flag_help(cfg.get(key), default),
+                       **flag_keywords(cfg.get(key), default))
         names.append(key)
     return names
 
@@ -348,9 +281,9 @@ def cmd_methods(ns) -> int:
             print(f"options, as flags of: stackopt solve GAME --method {name}")
             cfg = cls.CONFIG()
             for key in cfg.keys():
-                kw = _option_flag(cfg.get(key), cfg[key])
+                kw = flag_keywords(cfg.get(key), cfg[key])
                 print(f"  --{key.replace('_', '-')} {kw['metavar']}\n      "
-                      + _option_help(cfg.get(key), cfg[key]).replace("%%", "%"))
+                      + flag_help(cfg.get(key), cfg[key]).replace("%%", "%"))
     if not ns.name:
         print("\nstackopt methods NAME shows a method's description and options.")
     return 0
