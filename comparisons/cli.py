@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 
 
@@ -39,6 +40,27 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _seeds(text: str) -> str:
+    """A seed list, checked here so that its error names --seeds; the config parses it."""
+    from .config import parse_seeds
+
+    try:
+        parse_seeds(text, where="the seed list")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _flagged(message: str, args) -> str:
+    """Name the flag whose value an override error is about (--experiment, --methods)."""
+    for flag, what, given in (("--experiment", "experiment", args.experiment),
+                              ("--methods", "method", args.methods)):
+        m = re.search(rf"unknown {what} '([^']*)'", message)
+        if m and given and m.group(1) in given:
+            return f"argument {flag}: {message}"
+    return message
+
+
 def register(subparsers) -> None:
     """Add ``compare`` and ``report`` to an argparse subparsers object."""
     p = subparsers.add_parser(
@@ -54,7 +76,7 @@ def register(subparsers) -> None:
                    help="local worker processes (default: %(default)s)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run cells on this Dask distributed scheduler instead of local processes")
-    p.add_argument("--seeds", default=None, metavar="SPEC",
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="SPEC",
                    help='replace every experiment\'s seeds, e.g. "1-5" or "1,3,7-9"')
     p.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="run only these experiments of the config")
@@ -92,7 +114,7 @@ def compare_command(args) -> int:
                              methods=args.methods, time_limit=args.time_limit)
         store = Store.open(args.db)
     except ValueError as exc:
-        print(f"stackopt compare: error: {exc}", file=sys.stderr)
+        print(f"stackopt compare: error: {_flagged(str(exc), args)}", file=sys.stderr)
         return 2
     try:
         cells, todo = plan(config, store)

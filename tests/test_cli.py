@@ -97,6 +97,25 @@ def test_errors_name_the_flag(capsys, argv, message):
     assert "Failed casting" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--seeds", "5-1", "--dry-run"], "argument --seeds: the seed list: bad seed range '5-1'"),
+    (["compare", "--seeds", "1,1", "--dry-run"], "argument --seeds: the seed list lists a seed twice"),
+    (["compare", "--workers", "0"], "argument --workers: expected a positive integer, got '0'"),
+])
+def test_compare_flag_errors(capsys, argv, message):
+    assert message in _err(capsys, argv)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--experiment", "nope", "argument --experiment: unknown experiment 'nope'"),
+    ("--methods", "gradient,nope", "argument --methods: unknown method 'nope'"),
+])
+def test_compare_override_errors_name_the_flag(capsys, tmp_path, flag, value, message):
+    db = tmp_path / "x.sqlite"
+    assert main(["compare", flag, value, "--dry-run", "--db", str(db)]) == 2
+    assert message in capsys.readouterr().err and not db.exists()
+
+
 def test_a_game_error_names_the_flag_at_fault(capsys):
     argv = ["solve", "ssg", "--targets", "4", "--defenders", "2", "--coverable", "6", "--steps", "2"]
     assert main(argv) == 2
