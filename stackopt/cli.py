@@ -91,6 +91,8 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
             continue  # arrays, graphs: passed as data from Python, not as flags
         typ, metavar = kinds[prm.type]
         flag = prm.cli or "--" + name.replace("_", "-")
+        if flag in ap._option_string_actions:  # a common flag has the name
+            flag = f"--game-{name.replace('_', '-')}"
         g.add_argument(flag, dest=f"game__{name}", type=typ, default=None, metavar=metavar,
                        help=f"{plain(prm.help)} (default {prm.default})".replace("%", "%%"))
         names.append(name)
@@ -119,7 +121,7 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
     for key in cfg.keys():
         flag = "--" + key.replace("_", "-")
         if key in taken or flag in ap._option_string_actions:
-            flag = f"--option-{key.replace('_', '-')}"  # a game parameter has the name
+            flag = f"--option-{key.replace('_', '-')}"  # a common flag or game parameter has it
         default = cfg[key]
         g.add_argument(flag, dest=f"opt__{key}", default=None, help=flag_help(cfg.get(key), default),
                        **flag_keywords(cfg.get(key), default))
@@ -131,13 +133,19 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
     game, method = _pre_parse(argv)
     game = game if game is not None and not game.startswith("-") else None
     ap = Parser(prog=f"stackopt {command}", description=description)
-    gnames, gflags = _game_arguments(ap, game)
-    mnames = _method_arguments(ap, method if game else None, set(gnames)) if with_method else []
     ap.add_argument("--seed", type=_SEED, default=0, metavar="N",
                     help="seed of the instance and of the method (default 0)")
     if with_method:
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
+        ap.add_argument("--json", action="store_true",
+                        help="print one JSON object (with the leader's and followers' values)")
+    else:
+        ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
+                        help="finite-difference step (default 1e-5)")
+        ap.add_argument("--json", action="store_true", help="print one JSON object")
+    gnames, gflags = _game_arguments(ap, game)
+    mnames = _method_arguments(ap, method if game else None, set(gnames)) if with_method else []
     return ap, gnames, gflags, mnames
 
 
@@ -169,8 +177,6 @@ def _flagged(message: str, flags: dict[str, str], game: str) -> str:
 # ----------------------------------------------------------------------------- commands
 def cmd_solve(argv) -> int:
     ap, gnames, gflags, mnames = _command_parser("solve", argv, _SOLVE_DESCRIPTION, True)
-    ap.add_argument("--json", action="store_true",
-                    help="print one JSON object (with the leader's and followers' values)")
     ns = ap.parse_args(argv)
     game, error = _build_game(ap.prog, ns, gnames, gflags)
     if error:
@@ -207,9 +213,6 @@ def cmd_check_gradient(argv) -> int:
         "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
         "constraints with central finite differences of re-solved equilibria, at a seeded random "
         "leader strategy.", False)
-    ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
-                    help="finite-difference step (default 1e-5)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
     ns = ap.parse_args(argv)
     game, error = _build_game(ap.prog, ns, gnames, gflags)
     if error:

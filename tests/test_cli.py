@@ -227,3 +227,11 @@ def test_module_entry_point(tmp_path):
                           "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["game"] == "nfg"
+
+
+def test_a_method_option_named_like_a_game_parameter_gets_its_own_flag():
+    ap = cli.Parser(prog="t")
+    ap.add_argument("--mu", dest="game__mu")  # say a game had a parameter mu
+    names = cli._method_arguments(ap, "gradient", taken={"steps"})
+    ns = ap.parse_args(["--option-steps", "7", "--option-mu", "2.5", "--mu", "1"])
+    assert "steps" in names and ns.opt__steps == 7 and ns.opt__mu == 2.5 and ns.game__mu == "1"
