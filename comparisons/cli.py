@@ -3,7 +3,7 @@
 ``stackopt/cli.py`` calls :func:`register` with its argparse subparsers::
 
     stackopt compare [CONFIG] --db results.sqlite --workers 2 [--scheduler tcp://HOST:PORT]
-    stackopt report results.sqlite --out DIR
+    stackopt report results.sqlite --out DIR [--docs docs]
 
 CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 ``paper-ssg``, ``paper-cyber``) or a path to a TOML file.
@@ -11,6 +11,8 @@ CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import sys
 
 
@@ -38,10 +40,32 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _seeds(text: str) -> str:
+    """A seed list, checked here so that its error names --seeds; the config parses it."""
+    from .config import parse_seeds
+
+    try:
+        parse_seeds(text, where="the seed list")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _flagged(message: str, args) -> str:
+    """Name the flag whose value an override error is about (--experiment, --methods)."""
+    for flag, what, given in (("--experiment", "experiment", args.experiment),
+                              ("--methods", "method", args.methods)):
+        m = re.search(rf"unknown {what} '([^']*)'", message)
+        if m and given and m.group(1) in given:
+            return f"argument {flag}: {message}"
+    return message
+
+
 def register(subparsers) -> None:
     """Add ``compare`` and ``report`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "compare", help="run every method of a config on identical instances into SQLite",
+        "compare", allow_abbrev=False,
+        help="run every method of a config on identical instances into SQLite",
         description="Run a comparison sweep. Cells already in the database are skipped, so "
                     "rerunning the same command resumes an interrupted sweep.")
     p.add_argument("config", nargs="?", default="quick",
@@ -52,7 +76,7 @@ def register(subparsers) -> None:
                    help="local worker processes (default: %(default)s)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run cells on this Dask distributed scheduler instead of local processes")
-    p.add_argument("--seeds", default=None, metavar="SPEC",
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="SPEC",
                    help='replace every experiment\'s seeds, e.g. "1-5" or "1,3,7-9"')
     p.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="run only these experiments of the config")
@@ -68,13 +92,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=compare_command)
 
     r = subparsers.add_parser(
-        "report", help="tables and figures from a results database",
+        "report", allow_abbrev=False, help="tables and figures from a results database",
         description="Write report.md, summary.csv, cells.csv and the objective, violation and "
                     "runtime figures (PNG and SVG) of every experiment in the database.")
     r.add_argument("db", help="results database written by `stackopt compare`")
     r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
     r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="report only these experiments")
+    r.add_argument("--docs", default=None, metavar="DIR",
+                   help="also write the README's figures (made by the main job, config quick) "
+                        "into DIR, e.g. docs")
     r.set_defaults(func=report_command)
 
 
@@ -89,6 +116,10 @@ def compare_command(args) -> int:
                              methods=args.methods, time_limit=args.time_limit)
         stored = Store.peek(args.db)  # reads only: a dry run writes nothing
         cells = config.cells()
+    except ValueError as exc:
+        print(f"stackopt compare: error: {_flagged(str(exc), args)}", file=sys.stderr)
+        return 2
+    try:
         for e in config.experiments:
             n = len(e.cells())
             print(f"{config.name}/{e.name}: game {e.game}, {len(e.grid_points())} grid points x "
@@ -125,7 +156,7 @@ def report_command(args) -> int:
     from .report import make_report
 
     try:
-        paths = make_report(args.db, args.out, experiments=args.experiment)
+        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs)
     except ValueError as exc:
         print(f"stackopt report: error: {exc}", file=sys.stderr)
         return 2
@@ -136,8 +167,10 @@ def report_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m stackopt.comparisons.cli``), same subcommands."""
-    parser = argparse.ArgumentParser(prog="stackopt")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="stackopt", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                parser_class=functools.partial(argparse.ArgumentParser,
+                                                               allow_abbrev=False))
     register(sub)
     args = parser.parse_args(argv)
     return args.func(args)

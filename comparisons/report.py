@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .figures import draw, figures, numeric_axis
 from .runner import FAILED
 
 # left out of the means: the proposal of a method that failed means nothing. A cell
@@ -349,89 +350,26 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
                 row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-        if _numeric_axis(t):
+        if numeric_axis(t):
             lines += [" ".join(f"![{k}]({t.name}-{k}.png)"
                                for k in ("objective", "improvement", "violation", "runtime")), ""]
     return "\n".join(lines) + "\n"
 
 
-def figures(tables: list[ExperimentTable], out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for t in tables:
-        if not _numeric_axis(t):  # categories (problem names...): the tables say it better
-            continue
-        series: dict[tuple, list[Group]] = defaultdict(list)
-        for g in t.groups:
-            series[(g.method, t.others(g.params))].append(g)
-        specs = [("objective", "leader_objective", "leader objective (mean ± s.e.)", "linear"),
-                 ("improvement", "improvement",
-                  "objective gain over the initial strategy\n(paired per instance, mean ± s.e.)",
-                  "linear"),
-                 ("violation", "constraint_violation", "constraint violation (mean ± s.e.)", "symlog"),
-                 ("runtime", "time_s", "method wall time, s (mean ± s.e.)", "log")]
-        for kind, col, ylabel, scale in specs:
-            fig, ax = plt.subplots(figsize=(6.4, 4.2))
-            n = len(series)
-            for k, ((method, other), gs) in enumerate(sorted(series.items())):
-                xs, ys, es = [], [], []
-                for g in gs:
-                    m, s, c = g.stat(col)
-                    if c == 0:
-                        continue
-                    xs.append(g.params.get(t.axis))
-                    ys.append(m)
-                    es.append(s if math.isfinite(s) else 0.0)
-                if not xs:
-                    continue
-                order = np.argsort(xs)
-                xs = np.asarray(xs, dtype=float)[order]
-                # a small horizontal offset keeps overlapping error bars readable
-                span = (xs.max() - xs.min()) if xs.size > 1 else 1.0
-                off = (k - (n - 1) / 2) * 0.012 * span
-                label = method if not other else f"{method} ({other})"
-                ax.errorbar(xs + off, np.asarray(ys)[order], yerr=np.asarray(es)[order],
-                            marker="o", ms=4, capsize=3, lw=1.4, label=label)
-            if kind == "objective" and t.initial and "initial" not in t.methods:
-                pts = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items())
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", lw=1,
-                            label="initial leader strategy")
-            if scale == "symlog":
-                ax.set_yscale("symlog", linthresh=1e-5, linscale=0.5)
-                ax.set_ylim(bottom=0)
-                ax.axhline(1e-3, color="grey", ls=":", lw=1, label="1e-3")
-            elif scale == "log":
-                ax.set_yscale("log")
-            ax.set_xlabel(t.axis)
-            ax.set_ylabel(ylabel)
-            title = {"objective": "Leader objective", "violation": "Constraint violation",
-                     "runtime": "Runtime", "improvement": "Gain over the initial strategy"}[kind]
-            name = t.name if t.name == t.game else f"{t.name} ({t.game})"
-            fixed = t.fixed_text()
-            ax.set_title(f"{title}: {name}" + (f"\n{fixed}" if fixed else ""), fontsize=10)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            for ext in ("png", "svg"):
-                path = out / f"{t.name}-{kind}.{ext}"
-                fig.savefig(path, dpi=130 if ext == "png" else None)
-                written.append(path)
-            plt.close(fig)
-    return written
+# The figures the README shows: file name -> (config, experiment, figure kind). The main job
+# (`stackopt compare`, config quick) makes them; `stackopt report ... --docs docs` writes them.
+README_FIGURES = {
+    "quick-ssg-objective.png": ("quick", "ssg", "objective"),
+}
 
 
-def _numeric_axis(t: ExperimentTable) -> bool:
-    return t.axis is not None and all(
-        isinstance(g.params.get(t.axis), (int, float)) and not isinstance(g.params.get(t.axis), bool)
-        for g in t.groups)
+def make_report(db: str, out: str, *, experiments: list[str] | None = None,
+                docs: str | None = None) -> list[Path]:
+    """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths.
 
-
-def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> list[Path]:
-    """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths."""
+    With ``docs``, also write the README's figures (:data:`README_FIGURES`) into that
+    folder; a ValueError names any the database cannot make.
+    """
     with Store.open(db, create=False) as store:
         rows = store.rows(experiments=experiments)
         runs = store.runs()
@@ -446,4 +384,31 @@ def make_report(db: str, out: str, *, experiments: list[str] | None = None) -> l
     paths += figures(tables, outdir)
     md = outdir / "report.md"
     md.write_text(markdown(tables, db, runs))
+    if docs is not None:
+        paths += readme_figures(rows, runs, hints, Path(docs), db)
     return [md] + paths
+
+
+def readme_figures(rows: list[dict], runs: list[dict], hints: dict[str, str], docs: Path,
+                   db: str = "the results database") -> list[Path]:
+    """Draw each of :data:`README_FIGURES` from the rows of its config's runs into ``docs``."""
+    import matplotlib.pyplot as plt
+
+    config_of = {r["id"]: r.get("config_name") for r in runs}
+    written, missing = [], []
+    for name, (config, experiment, kind) in README_FIGURES.items():
+        mine = [r for r in rows if r["experiment"] == experiment
+                and config_of.get(r.get("run_id")) == config]
+        tables = [t for t in build_tables(mine, hints) if numeric_axis(t)] if mine else []
+        if not tables:
+            missing.append(f"{name} (experiment {experiment!r} of config {config!r})")
+            continue
+        docs.mkdir(parents=True, exist_ok=True)
+        fig = draw(tables[0], kind)
+        fig.savefig(docs / name, dpi=130)
+        plt.close(fig)
+        written.append(docs / name)
+    if missing:
+        raise ValueError(f"{db} cannot make the README's figures {', '.join(missing)}: run "
+                         "the main job first (`stackopt compare`, config quick)")
+    return written

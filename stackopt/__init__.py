@@ -3,48 +3,46 @@
 Write the game once in Pyomo (:class:`StackelbergGame`), then :func:`solve` it
 with any registered method; every result is scored by the same equilibrium
 oracle.
+
+The public names below are imported on first use (PEP 562), so that
+``import stackopt`` and the command line's ``--help`` do not pay for Pyomo,
+NumPy, SciPy and the methods until something needs them. The game models and
+the comparison harness are the subpackages ``stackopt.models`` and
+``stackopt.comparisons`` (the folders ``models/`` and ``comparisons/`` of a
+checkout, mapped into the package by the install; develop with
+``pip install -e .``).
 """
-import os as _os
+from __future__ import annotations
 
+import importlib as _importlib
 
-def _source_checkout() -> None:
-    """In a source checkout, ``models/`` and ``comparisons/`` sit beside ``stackopt/``;
-    installed, they are ``stackopt.models`` and ``stackopt.comparisons``. Let the
-    package find them in the checkout too (e.g. ``python -m pytest`` from its root)."""
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    root = _os.path.dirname(here)
-    if not _os.path.isdir(_os.path.join(here, "models")) and all(
-            _os.path.isfile(_os.path.join(root, d, "__init__.py")) for d in ("models", "comparisons")) \
-            and _os.path.isfile(_os.path.join(root, "pyproject.toml")):
-        for d in ("models", "comparisons"):
-            import importlib.util as _u
-            import sys as _sys
-            name = f"{__name__}.{d}"
-            if name not in _sys.modules:
-                spec = _u.spec_from_file_location(name, _os.path.join(root, d, "__init__.py"),
-                                                  submodule_search_locations=[_os.path.join(root, d)])
-                mod = _u.module_from_spec(spec)
-                _sys.modules[name] = mod
-                spec.loader.exec_module(mod)
-            globals()[d] = _sys.modules[name]
-
-
-_source_checkout()
-
-from .game import StackelbergGame  # noqa: E402
-from .methods import Method, MethodOutput, available_methods, register_method, solve  # noqa: E402
-from .result import Result, Status  # noqa: E402
-from .checks import check_gradient
-from .scoring import evaluate
-from .stochastic import equilibria
-from . import blackbox as _blackbox  # noqa: F401  (these imports register the methods)
-from . import gradient as _gradient  # noqa: F401
-from . import reduced_ipopt as _reduced_ipopt  # noqa: F401
-from . import mpec as _mpec  # noqa: F401
-
-__all__ = [
-    "StackelbergGame", "solve", "Result", "Status", "Method", "MethodOutput",
-    "register_method", "available_methods", "check_gradient", "evaluate",
-    "equilibria",
-]
 __version__ = "0.1.0"
+
+# public name -> the submodule defining it
+_LAZY = {
+    "StackelbergGame": ".game",
+    "solve": ".methods", "Method": ".methods", "MethodOutput": ".methods",
+    "register_method": ".methods", "available_methods": ".methods",
+    "Result": ".result", "Status": ".result",
+    "check_gradient": ".checks", "GradientCheck": ".checks",
+    "evaluate": ".scoring",
+    "equilibria": ".stochastic",
+}
+_SUBPACKAGES = ("models", "comparisons", "mpec")
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBPACKAGES:
+        value = _importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

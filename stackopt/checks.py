@@ -1,6 +1,8 @@
 """Checking the implicit gradient against central finite differences of re-solved equilibria."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .implicit import leader_gradients
@@ -8,17 +10,80 @@ from .kernel import kernel_of
 from .oracle import EquilibriumOracle
 
 
+@dataclass(frozen=True, repr=False)
+class GradientCheck:
+    """What :func:`check_gradient` found, one row per output.
+
+    ``rows`` names the outputs: ``"objective"`` (the leader's), then each leader
+    constraint by name. ``columns`` names the directions: the leader's variables
+    (by Pyomo name), or ``"direction k"`` for seeded random unit directions.
+    ``implicit`` and ``finite_difference`` are the two directional derivatives
+    (rows x columns); ``relative_errors`` per row is the largest absolute
+    difference divided by the row's largest finite-difference entry.
+    """
+
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    implicit: np.ndarray
+    finite_difference: np.ndarray
+    relative_errors: np.ndarray
+    equilibrium_residual: float
+
+    @property
+    def max_relative_error(self) -> float:
+        """The worst row's relative error."""
+        return float(self.relative_errors.max())
+
+    @property
+    def worst(self) -> str:
+        """The name of the row with the largest relative error."""
+        return self.rows[int(np.argmax(self.relative_errors))]
+
+    def row(self, name: str) -> dict:
+        """One output's two gradients and relative error, by row name."""
+        if name not in self.rows:
+            raise ValueError(f"unknown row {name!r}; rows are {list(self.rows)}")
+        i = self.rows.index(name)
+        return {"implicit": self.implicit[i], "finite_difference": self.finite_difference[i],
+                "relative_error": float(self.relative_errors[i])}
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers, for JSON."""
+        return {"max_relative_error": self.max_relative_error, "worst": self.worst,
+                "equilibrium_residual": float(self.equilibrium_residual),
+                "columns": list(self.columns),
+                "rows": {n: {k: (v.tolist() if hasattr(v, "tolist") else v)
+                             for k, v in self.row(n).items()} for n in self.rows}}
+
+    def __repr__(self) -> str:
+        return (f"GradientCheck(max_relative_error={self.max_relative_error:.3g}, "
+                f"worst={self.worst!r}, rows={len(self.rows)}, columns={len(self.columns)})")
+
+    def __str__(self) -> str:
+        labels = [r if len(r) <= 48 else r[:45] + "..." for r in self.rows]
+        width = max(len(r) for r in labels)
+        lines = [f"implicit gradient vs central finite differences over {len(self.columns)} "
+                 f"directions (equilibrium residual {self.equilibrium_residual:.1e})",
+                 f"  {'output':{width}s}  relative error  largest |finite difference|"]
+        for i, name in enumerate(labels):
+            lines.append(f"  {name:{width}s}  {self.relative_errors[i]:14.3e}  "
+                         f"{np.max(np.abs(self.finite_difference[i]), initial=0.0):.3e}")
+        lines.append(f"max relative error {self.max_relative_error:.3e} ({self.worst})")
+        return "\n".join(lines)
+
+
 def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-5,
-                   max_coordinates: int = 400, tol: float = 1e-12) -> dict:
+                   max_coordinates: int = 400, tol: float = 1e-12) -> GradientCheck:
     """Compare the implicit gradient of the leader's objective and constraints with finite differences.
 
     The leader strategy is ``leader_values`` or, by default, a seeded random point
     in the leader's bounds (within one unit of the lower bound where bounds are
     infinite). Each coordinate (or, beyond ``max_coordinates``, as many seeded
     random directions) is perturbed by ``+-step`` and the equilibrium re-solved to
-    ``tol`` from the base equilibrium. Returns ``max_relative_error`` (over outputs,
-    the largest absolute difference divided by the largest finite-difference
-    entry), the two gradients and the equilibrium residual.
+    ``tol`` from the base equilibrium. Returns a :class:`GradientCheck`: the two
+    gradients by output (objective, then each leader constraint by name) and
+    direction, the relative error of each output and the worst one
+    (``max_relative_error``), and the equilibrium residual.
     """
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
@@ -57,8 +122,8 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     projected = implicit @ dirs.T
     scale = np.maximum(np.max(np.abs(fd), axis=1), 1e-8)
     rel = np.max(np.abs(projected - fd), axis=1) / scale
-    return {
-        "max_relative_error": float(rel.max()),
-        "implicit": projected, "finite_difference": fd,
-        "equilibrium_residual": eq.residual,
-    }
+    columns = (tuple(k.p_names) if k.n_p <= max_coordinates
+               else tuple(f"direction {j + 1}" for j in range(dirs.shape[0])))
+    return GradientCheck(rows=("objective", *k.constraint_names), columns=columns,
+                         implicit=projected, finite_difference=fd, relative_errors=rel,
+                         equilibrium_residual=float(eq.residual))

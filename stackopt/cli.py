@@ -1,176 +1,238 @@
 """The ``stackopt`` command.
 
-    stackopt solve GAME [--<game parameter> V ...] --method M [--<method option> V ...] --seed S --json
-    stackopt check-gradient GAME [--<game parameter> V ...] --seed S --json
-    stackopt theorem1 --C 100 --epsilon 1 --json
+    stackopt solve GAME [--<game parameter> V ...] [--method M] [--<method option> V ...] [--seed S] [--json]
+    stackopt check-gradient GAME [--<game parameter> V ...] [--seed S] [--json]
     stackopt compare [CONFIG] --db results.sqlite --workers 2
-    stackopt report results.sqlite --out DIR
-    stackopt games | methods
+    stackopt report results.sqlite --out DIR [--docs docs]
+    stackopt games [GAME] | methods [METHOD] | theorem1 [--C 100 --epsilon 1]
 
 Game parameters come from the game's registration (``stackopt games`` lists
-them); method options from the method's options (``stackopt methods``).
+them); method options from the method's ``CONFIG`` (``stackopt methods``).
+This module imports Pyomo, NumPy and the methods only once a command needs
+them, so ``stackopt --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import re
 import sys
 
-from . import methods as _methods
-from .models import available_games, build_game, game_spec
+from . import __version__
+from .options import flag_help, flag_keywords, parse_bool, plain
+
+SOLVE_HELP = "solve one game instance with one method"
+CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
+
+Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
 
 
-def _load_methods() -> None:
-    import stackopt  # noqa: F401  (registers every method)
+# ----------------------------------------------------------------------------- values
+def _number(kind: type, words: str, low: float | None = None):
+    """An argparse type: ``kind`` parsed from text, at least ``low``, never NaN."""
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+        if v != v or (low is not None and v < low):
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _positive(text: str) -> float:
+    v = _number(float, "a finite number > 0")(text)
+    if not 0 < v < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
 
 
-def _bool(text: str) -> bool:
-    t = str(text).lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+_SEED = _number(int, "a non-negative integer", 0)
 
 
-def _add_game_params(ap: argparse.ArgumentParser, game: str) -> list[str]:
-    spec = game_spec(game)
-    g = ap.add_argument_group(f"parameters of game {game!r}")
-    names = []
-    for name, prm in spec.params.items():
-        if prm.type not in (int, float, str, bool):
-            continue  # arrays, graphs: passed as data from Python, not as flags
-        typ = _bool if prm.type is bool else prm.type
-        g.add_argument(prm.cli or _flag(name), dest=f"game__{name}", type=typ, default=None,
-                       help=f"{prm.help} (default {prm.default})".replace("%", "%%"))
-        names.append(name)
-    return names
-
-
-def _add_method_options(ap: argparse.ArgumentParser, method: str) -> list[str]:
-    cfg = _methods.get_method(method).CONFIG()
-    g = ap.add_argument_group(f"options of method {method!r}")
-    names = []
-    for key in cfg.keys():
-        default = cfg[key]
-        typ = _bool if isinstance(default, bool) else (type(default) if isinstance(default, (int, float)) else str)
-        if isinstance(default, int) and not isinstance(default, bool):
-            typ = int
-        g.add_argument(_flag(key), dest=f"opt__{key}", type=typ, default=None,
-                       help=_help(cfg.get(key), default))
-        names.append(key)
-    return names
-
-
-def _help(value, default) -> str:
-    text = getattr(value, "_description", None) or getattr(value, "_doc", None) or ""
-    return f"{text} (default {default})".replace("%", "%%")
-
-
-def _game_and_method(argv, sub: str):
-    """Pre-parse the game name and method so their flags can be added to the parser."""
-    pre = argparse.ArgumentParser(add_help=False)
+# ----------------------------------------------------------------------------- parsers
+def _pre_parse(argv) -> tuple[str | None, str]:
+    """The game name and method, so that their flags can be added to the parser."""
+    pre = Parser(add_help=False)
     pre.add_argument("game", nargs="?")
     pre.add_argument("--method", default="gradient")
+    for flag in ("--seed", "--time-limit", "--step"):  # so that their values are not taken for GAME
+        pre.add_argument(flag)
+    pre.add_argument("--json", action="store_true")
     known, _ = pre.parse_known_args(argv)
     return known.game, known.method
 
 
-def _params(ns, names, prefix):
-    out = {}
-    for n in names:
-        v = getattr(ns, f"{prefix}__{n}")
-        if v is not None:
-            out[n] = v
-    return out
+def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
+    """GAME, and the parameters of ``game`` as flags; returns their names and flags."""
+    if game is None:  # e.g. `stackopt solve --help`: answer without importing the models
+        ap.add_argument("game", metavar="GAME",
+                        help="a built-in game (`stackopt games` lists them); `stackopt solve GAME "
+                             "--help` lists its parameters")
+        return [], {}
+    from .models import available_games, game_spec
+
+    ap.add_argument("game", metavar="GAME", choices=available_games(),
+                    help="one of " + ", ".join(available_games()))
+    if game not in available_games():
+        return [], {}
+    spec = game_spec(game)
+    g = ap.add_argument_group(f"parameters of game {game!r}")
+    names, flags = [], {}
+    kinds = {int: (_number(int, "an integer"), "N"), float: (_number(float, "a number"), "X"),
+             str: (str, "TEXT"), bool: (parse_bool, "{true,false}")}
+    for name, prm in spec.params.items():
+        if prm.type not in kinds:
+            continue  # arrays, graphs: passed as data from Python, not as flags
+        typ, metavar = kinds[prm.type]
+        flag = prm.cli or "--" + name.replace("_", "-")
+        if flag in ap._option_string_actions:  # a common flag has the name
+            flag = f"--game-{name.replace('_', '-')}"
+        g.add_argument(flag, dest=f"game__{name}", type=typ, default=None, metavar=metavar,
+                       help=f"{plain(prm.help)} (default {prm.default})".replace("%", "%%"))
+        names.append(name)
+        flags[name] = flag
+    return names, flags
 
 
-def _json_float(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
-    return v
+def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
+    """--method, and the options of ``method`` as flags (None: no method listing)."""
+    if method is None:
+        ap.add_argument("--method", default="gradient", metavar="NAME",
+                        help="solution method (default gradient; `stackopt methods` lists them)")
+        return []
+    from .methods import _METHODS, available_methods, get_method
+
+    primary = available_methods()  # loads the built-in methods into the registry
+    ap.add_argument("--method", default="gradient", choices=sorted(_METHODS), metavar="NAME",
+                    help="solution method, one of " + ", ".join(primary)
+                         + " (default gradient)")
+    if method not in _METHODS:
+        return []
+    cls = get_method(method)
+    cfg = cls.CONFIG()
+    g = ap.add_argument_group(f"options of method {cls.name!r}")
+    names = []
+    for key in cfg.keys():
+        flag = "--" + key.replace("_", "-")
+        if key in taken or flag in ap._option_string_actions:
+            flag = f"--option-{key.replace('_', '-')}"  # a common flag or game parameter has it
+        default = cfg[key]
+        g.add_argument(flag, dest=f"opt__{key}", default=None, help=flag_help(cfg.get(key), default),
+                       **flag_keywords(cfg.get(key), default))
+        names.append(key)
+    return names
 
 
-def cmd_solve(argv) -> int:
-    _load_methods()
-    game, method = _game_and_method(argv, "solve")
-    ap = argparse.ArgumentParser(prog="stackopt solve", description="Solve one game instance with one method.")
-    ap.add_argument("game", choices=available_games())
-    ap.add_argument("--method", default="gradient", choices=_methods.available_methods())
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-limit", type=float, default=None, help="seconds")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    gnames = _add_game_params(ap, game) if game in available_games() else []
-    mnames = _add_method_options(ap, method) if method in _methods.available_methods() else []
-    ns = ap.parse_args(argv)
-    try:
-        g = build_game(ns.game, seed=ns.seed, **_params(ns, gnames, "game"))
-        res = _methods.solve(g, ns.method, seed=ns.seed, time_limit=ns.time_limit,
-                             **_params(ns, mnames, "opt"))
-    except ValueError as exc:
-        print(f"stackopt solve: error: {exc}", file=sys.stderr)
-        return 2
-    out = {"game": res.game, "method": res.method, "seed": res.seed,
-           "leader_objective": res.leader_objective, "initial_objective": res.initial_objective,
-           "constraint_violation": res.constraint_violation,
-           "equilibrium_residual": res.equilibrium_residual, "status": res.status.value,
-           "wall_time_s": res.wall_time_s, "claimed_objective": res.claimed_objective,
-           "bound": res.bound, "gap": res.gap}
-    if ns.json:
-        print(json.dumps({k: _json_float(v) for k, v in out.items()}))
+def _command_parser(command: str, argv, description: str, with_method: bool):
+    game, method = _pre_parse(argv)
+    game = game if game is not None and not game.startswith("-") else None
+    ap = Parser(prog=f"stackopt {command}", description=description)
+    ap.add_argument("--seed", type=_SEED, default=0, metavar="N",
+                    help="seed of the instance and of the method (default 0)")
+    if with_method:
+        ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
+                        help="stop the method after this many seconds")
+        ap.add_argument("--json", action="store_true",
+                        help="print one JSON object (with the leader's and followers' values)")
     else:
-        for k, v in out.items():
-            print(f"{k:22s} {v}")
-        if res.message:
-            print(f"{'message':22s} {res.message.strip()}")
+        ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
+                        help="finite-difference step (default 1e-5)")
+        ap.add_argument("--json", action="store_true", help="print one JSON object")
+    gnames, gflags = _game_arguments(ap, game)
+    mnames = _method_arguments(ap, method if game else None, set(gnames)) if with_method else []
+    return ap, gnames, gflags, mnames
+
+
+def _values(ns, names, prefix) -> dict:
+    return {n: getattr(ns, f"{prefix}__{n}") for n in names
+            if getattr(ns, f"{prefix}__{n}") is not None}
+
+
+def _build_game(prog: str, ns, names, flags):
+    """The game instance, or an error message naming the flag at fault."""
+    from .models import build_game
+
+    params = _values(ns, names, "game")
+    try:
+        return build_game(ns.game, seed=ns.seed, **params), None
+    except ValueError as exc:
+        return None, f"{prog}: error: {_flagged(str(exc), flags, ns.game)}"
+
+
+def _flagged(message: str, flags: dict[str, str], game: str) -> str:
+    """Prefix a game's error with the flag of the first parameter it names."""
+    hits = [(m.start(), name) for name in flags
+            for m in [re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message)] if m]
+    if hits:
+        return f"argument {flags[min(hits)[1]]}: {message}"
+    return f"game {game!r}: {message}"
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_solve(argv) -> int:
+    ap, gnames, gflags, mnames = _command_parser("solve", argv, _SOLVE_DESCRIPTION, True)
+    ns = ap.parse_args(argv)
+    game, error = _build_game(ap.prog, ns, gnames, gflags)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    from .methods import solve
+
+    try:
+        res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
+                    **_values(ns, mnames, "opt"))
+    except ValueError as exc:  # e.g. options a game recommends that clash with the user's
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if ns.json:
+        out = res.to_dict()
+        out.pop("history")  # per-step records: from Python, `solve(...).history`
+        print(json.dumps(_jsonable(out)))
+    else:
+        print(res)
+        if len(res.leader_values) + len(res.follower_values) > 12:
+            print("(every value: add --json)")
     return 0
+
+
+_SOLVE_DESCRIPTION = (
+    "Solve one instance of a built-in game with one method; the result is scored by the common "
+    "equilibrium oracle. The game's parameters and the method's options are flags: `stackopt solve "
+    "GAME --help` lists the game's and the default method's, `stackopt solve GAME --method NAME "
+    "--help` another method's.")
 
 
 def cmd_check_gradient(argv) -> int:
+    ap, gnames, gflags, _ = _command_parser(
+        "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
+        "constraints with central finite differences of re-solved equilibria, at a seeded random "
+        "leader strategy.", False)
+    ns = ap.parse_args(argv)
+    game, error = _build_game(ap.prog, ns, gnames, gflags)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
     from .checks import check_gradient
 
-    game, _ = _game_and_method(argv, "check-gradient")
-    ap = argparse.ArgumentParser(prog="stackopt check-gradient",
-                                 description="Implicit gradient vs central finite differences.")
-    ap.add_argument("game", choices=available_games())
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--step", type=float, default=1e-5)
-    ap.add_argument("--json", action="store_true")
-    gnames = _add_game_params(ap, game) if game in available_games() else []
-    ns = ap.parse_args(argv)
     try:
-        g = build_game(ns.game, seed=ns.seed, **_params(ns, gnames, "game"))
-        r = check_gradient(g, seed=ns.seed, step=ns.step)
-    except ValueError as exc:
-        print(f"stackopt check-gradient: error: {exc}", file=sys.stderr)
+        r = check_gradient(game, seed=ns.seed, step=ns.step)
+    except (ValueError, RuntimeError) as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return 2
-    if ns.json:
-        print(json.dumps({"max_relative_error": r["max_relative_error"]}))
-    else:
-        print(f"max relative error {r['max_relative_error']:.3e} "
-              f"(equilibrium residual {r['equilibrium_residual']:.1e})")
+    print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
     return 0
 
 
-def cmd_theorem1(argv) -> int:
+def cmd_theorem1(ns) -> int:
     from .models.theorem1 import theorem1_report
 
-    ap = argparse.ArgumentParser(prog="stackopt theorem1",
-                                 description="The paper's Theorem-1 example: equilibrium selection rules.")
-    ap.add_argument("--C", type=float, default=100.0)
-    ap.add_argument("--epsilon", type=float, default=1.0)
-    ap.add_argument("--json", action="store_true")
-    ns = ap.parse_args(argv)
-    try:
-        rep = theorem1_report(C=ns.C, epsilon=ns.epsilon)
-    except ValueError as exc:
-        print(f"stackopt theorem1: error: {exc}", file=sys.stderr)
-        return 2
+    rep = theorem1_report(C=ns.C, epsilon=ns.epsilon)
     if ns.json:
         print(json.dumps(rep))
     else:
@@ -180,40 +242,120 @@ def cmd_theorem1(argv) -> int:
     return 0
 
 
-def cmd_list(what: str) -> int:
-    if what == "games":
-        for name in available_games():
-            spec = game_spec(name)
-            params = ", ".join(f"{k}={p.default}" for k, p in spec.params.items())
-            print(f"{name:10s} {spec.doc}\n{'':10s} parameters: {params}")
-    else:
-        _load_methods()
-        for name in _methods.available_methods():
-            cls = _methods.get_method(name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            print(f"{name:14s} {doc}")
+def cmd_games(ns) -> int:
+    from .models import available_games, game_spec
+
+    if ns.name is not None and ns.name not in available_games():
+        print(f"stackopt games: error: unknown game {ns.name!r}; expected one of "
+              f"{', '.join(available_games())}", file=sys.stderr)
+        return 2
+    for name in [ns.name] if ns.name else available_games():
+        spec = game_spec(name)
+        print(f"{name:10s} {plain(spec.doc)}")
+        if ns.name:
+            for key, p in spec.params.items():
+                flag = p.cli or "--" + key.replace("_", "-")
+                where = flag if p.type in (int, float, str, bool) else f"{key} (Python only)"
+                print(f"  {where:20s} {plain(p.help)} (default {p.default})")
+        else:
+            print(f"{'':10s} parameters: " + ", ".join(f"{k}={p.default}" for k, p in spec.params.items()))
+    if not ns.name:
+        print("\nstackopt games NAME shows a game's flags.")
     return 0
 
 
-_COMMANDS = {"solve": cmd_solve, "check-gradient": cmd_check_gradient, "theorem1": cmd_theorem1}
+def cmd_methods(ns) -> int:
+    from .methods import _METHODS, available_methods, get_method
+
+    primary = available_methods()  # loads the built-in methods into the registry
+    if ns.name is not None and ns.name not in _METHODS:
+        print(f"stackopt methods: error: unknown method {ns.name!r}; expected one of "
+              f"{', '.join(primary)}", file=sys.stderr)
+        return 2
+    for name in [get_method(ns.name).name] if ns.name else primary:
+        cls = get_method(name)
+        aliases = sorted(k for k, c in _METHODS.items() if c is cls and k != name)
+        doc = plain(_dedent(cls.__doc__ or "")).strip()
+        print(f"{name:14s} {doc.splitlines()[0] if doc else ''}"
+              + (f"\n{'':14s} aliases: {', '.join(aliases)}" if aliases else ""))
+        if ns.name:
+            rest = "\n".join(doc.splitlines()[1:]).strip()
+            print(("\n" + rest + "\n") if rest else "")
+            print(f"options, as flags of: stackopt solve GAME --method {name}")
+            cfg = cls.CONFIG()
+            for key in cfg.keys():
+                kw = flag_keywords(cfg.get(key), cfg[key])
+                print(f"  --{key.replace('_', '-')} {kw['metavar']}\n      "
+                      + flag_help(cfg.get(key), cfg[key]).replace("%%", "%"))
+    if not ns.name:
+        print("\nstackopt methods NAME shows a method's description and options.")
+    return 0
+
+
+def _dedent(doc: str) -> str:
+    import inspect
+
+    return inspect.cleandoc(doc)
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist"):
+        return _jsonable(v.tolist())
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+        return v + 0.0  # -0.0 -> 0.0
+    return v
+
+
+# ----------------------------------------------------------------------------- main
+_DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient}
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = Parser(prog="stackopt", description="Stackelberg games with one leader and several "
+                "followers in Nash equilibrium, written in Pyomo: implicit-gradient, MPEC and "
+                "black-box methods, and comparisons of them on identical instances.",
+                epilog="`stackopt COMMAND --help` describes a command.",
+                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=20))
+    ap.add_argument("--version", action="version", version=f"stackopt {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                            parser_class=Parser)
+    sub.add_parser("solve", help=SOLVE_HELP, add_help=False)
+    sub.add_parser("check-gradient", help=CHECK_HELP, add_help=False)
+    from .comparisons.cli import register
+
+    register(sub)
+    p = sub.add_parser("games", help="list the built-in games and their parameters",
+                       description="List the built-in games; with a name, the game's flags.")
+    p.add_argument("name", nargs="?", metavar="GAME")
+    p.set_defaults(func=cmd_games)
+    p = sub.add_parser("methods", help="list the solution methods and their options",
+                       description="List the solution methods; with a name, its description and "
+                                   "options (flags of `stackopt solve`).")
+    p.add_argument("name", nargs="?", metavar="METHOD")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("theorem1", help="the paper's Theorem-1 example: equilibrium selection rules",
+                       description="The paper's Theorem-1 example: the leader's strategy and payoff "
+                                   "under each equilibrium selection rule.")
+    p.add_argument("--C", type=_positive, default=100.0, metavar="X",
+                   help="the leader's large payoff C (default 100)")
+    p.add_argument("--epsilon", type=_positive, default=1.0, metavar="X",
+                   help="the leader's small loss eps (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_theorem1)
+    return ap
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _COMMANDS:
-        return _COMMANDS[argv[0]](argv[1:])
-    if argv and argv[0] in ("games", "methods"):
-        return cmd_list(argv[0])
-    ap = argparse.ArgumentParser(prog="stackopt", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    for name in (*_COMMANDS, "games", "methods"):
-        sub.add_parser(name, help=f"see `stackopt {name} --help`")
-    try:
-        from .comparisons.cli import register
-    except ImportError as exc:  # pragma: no cover - the harness ships with the package
-        print(f"stackopt: comparison harness unavailable: {exc}", file=sys.stderr)
-    else:
-        register(sub)
+    if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
+        return _DYNAMIC[argv[0]](argv[1:])
+    ap = _parser()
     ns = ap.parse_args(argv)
     if getattr(ns, "func", None) is None:
         ap.print_help()

@@ -79,8 +79,8 @@ class StackelbergGame:
     """
 
     def __init__(self, name: str, *, samples: int = 1, dynamics: str = "gradient-play"):
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"game name must be a Python identifier, got {name!r}")
+        if not isinstance(name, str) or not name.strip():  # a label, never a component name
+            raise ValueError(f"game name must be a non-empty string, got {name!r}")
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         if dynamics not in ("gradient-play", "best-response"):

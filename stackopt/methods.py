@@ -15,9 +15,27 @@ from typing import Any, Callable
 import numpy as np
 from pyomo.common.config import ConfigDict
 
+from .options import check, domain_of
 from .result import Result, Status
 
 _METHODS: dict[str, type["Method"]] = {}
+# modules whose import registers the built-in methods; imported on the registry's first use
+_BUILTIN_MODULES = ("stackopt.blackbox", "stackopt.gradient", "stackopt.reduced_ipopt", "stackopt.mpec")
+_builtins_loaded = False
+
+
+def _load_builtin_methods() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first, so that a module importing the registry does not recurse
+        import importlib
+
+        try:
+            for module in _BUILTIN_MODULES:
+                importlib.import_module(module)
+        except BaseException:
+            _builtins_loaded = False
+            raise
 
 
 @dataclass
@@ -64,10 +82,12 @@ def register_method(name: str, *aliases: str) -> Callable[[type], type]:
 
 
 def available_methods() -> list[str]:
+    _load_builtin_methods()
     return sorted({cls.name for cls in _METHODS.values()})
 
 
 def get_method(name: str) -> type[Method]:
+    _load_builtin_methods()
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {available_methods()}")
     return _METHODS[name]
@@ -83,7 +103,7 @@ def method_config(name: str, options: dict[str, Any]):
                 f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
             )
         try:
-            cfg[key] = val
+            cfg[key] = check(domain_of(cfg.get(key)), val)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"option {key!r} of method {name!r}: {exc}") from None
     return cfg

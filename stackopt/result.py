@@ -71,6 +71,41 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:  # a projection's -0.0 is shown, stored and printed as 0
+        for name in ("leader_objective", "initial_objective", "constraint_violation",
+                     "equilibrium_residual", "claimed_objective", "bound", "gap"):
+            setattr(self, name, _unsigned(getattr(self, name)))
+        self.leader_values = {k: _unsigned(v) for k, v in self.leader_values.items()}
+        self.follower_values = {k: _unsigned(v) for k, v in self.follower_values.items()}
+
+    def __repr__(self) -> str:
+        return (f"Result(game={self.game!r}, method={self.method!r}, status={self.status.value!r}, "
+                f"leader_objective={_g(self.leader_objective)}, "
+                f"constraint_violation={_g(self.constraint_violation)}, seed={self.seed!r})")
+
+    def __str__(self) -> str:
+        lines = [f"{self.method} on {self.game}" + (f" (seed {self.seed})" if self.seed is not None
+                                                    else "") + f": {self.status.value}"]
+
+        def row(label: str, text: str) -> None:
+            lines.append(f"  {label:21s} {text}")
+
+        row("leader objective", f"{_g(self.leader_objective)} (initial {_g(self.initial_objective)})")
+        row("constraint violation", _g(self.constraint_violation))
+        row("equilibrium residual", _g(self.equilibrium_residual))
+        row("wall time", f"{_g(self.wall_time_s, 3)} s")
+        for label, v in (("claimed objective", self.claimed_objective), ("bound", self.bound),
+                         ("gap", self.gap)):
+            if v is not None:
+                row(label, _g(v))
+        if self.singular_kkt:
+            row("singular KKT", "yes: the gradient fell back to least squares")
+        row("leader values", _values(self.leader_values))
+        row("follower values", _values(self.follower_values))
+        if self.message.strip():
+            row("message", self.message.strip().replace("\n", "\n" + " " * 24))
+        return "\n".join(lines)
+
     def summary(self) -> dict[str, Any]:
         """The scalar fields as a JSON-ready dict (no values, no history)."""
         d = asdict(self)
@@ -83,3 +118,24 @@ class Result:
         d = asdict(self)
         d["status"] = self.status.value
         return d
+
+
+def _unsigned(v):
+    return v + 0.0 if isinstance(v, float) else v  # -0.0 + 0.0 == +0.0; NaN stays NaN
+
+
+def _g(v, digits: int = 6) -> str:
+    """A number in ``digits`` significant figures; -0 as 0."""
+    if v is None:
+        return "none"
+    if isinstance(v, float) and v == 0:
+        return "0"
+    return f"{v:.{digits}g}" if isinstance(v, (int, float)) else str(v)
+
+
+def _values(values: dict[str, float], shown: int = 8) -> str:
+    if not values:
+        return "-"
+    items = list(values.items())
+    text = ", ".join(f"{k} = {_g(v, 5)}" for k, v in items[:shown])
+    return text + (f", ... ({len(items)} values)" if len(items) > shown else "")

@@ -5,6 +5,16 @@ import pytest
 from stackopt import StackelbergGame
 
 
+def pytest_configure(config):
+    import importlib.util
+
+    if importlib.util.find_spec("stackopt.models") is None:  # models/ is mapped in by the install
+        raise pytest.UsageError(
+            "stackopt.models cannot be imported: the checkout's stackopt/ folder shadows the "
+            "installed package (`python -m pytest` puts the current directory first on sys.path). "
+            "Run `pytest` instead, or develop with an editable install: pip install -e \".[test]\"")
+
+
 def make_duopoly(lb=0.0, ub=10.0, constraint=True):
     """Two followers with non-symmetric coupling; equilibrium x = M^{-1} pi, M = [[2, .5], [-1, 3]]."""
     game = StackelbergGame("duopoly")

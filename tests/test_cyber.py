@@ -224,8 +224,8 @@ def test_implicit_gradient_matches_finite_differences():
     rng = np.random.default_rng(3)
     leader = np.concatenate([rng.uniform(0, 40, 4), rng.uniform(0, 10, 4)])  # I < L: smooth |L - I|
     out = check_gradient(game, leader, seed=0)
-    assert out["equilibrium_residual"] <= 1e-6
-    assert out["max_relative_error"] < 1e-5
+    assert out.equilibrium_residual <= 1e-6
+    assert out.max_relative_error < 1e-5
 
 
 def test_full_insurance_is_individually_rational_with_revenue_r_L_spread():

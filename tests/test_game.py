@@ -21,9 +21,39 @@ def test_structure_of_duopoly(duopoly):
     assert len(s.leader_constraints) == 1
 
 
-def test_bad_game_name():
-    with pytest.raises(ValueError, match="game name must be a Python identifier, got 'a b'"):
-        StackelbergGame("a b")
+def test_game_name_is_a_label():
+    for name in ("lq-duopoly", "a b", "Cournot (3 firms, 2024)", "ü"):
+        assert StackelbergGame(name).name == name
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 3])
+def test_game_name_must_be_a_non_empty_string(bad):
+    with pytest.raises(ValueError, match=f"game name must be a non-empty string, got {bad!r}"):
+        StackelbergGame(bad)
+
+
+@pytest.mark.parametrize("bad", ["firm 1", "firm-1", "1firm", ""])
+def test_follower_name_becomes_a_component_so_must_be_an_identifier(bad):
+    g = StackelbergGame("a game")
+    with pytest.raises(ValueError, match=f"follower name must be a Python identifier, got {bad!r}"):
+        g.add_follower(bad)
+
+
+@pytest.mark.parametrize("method", ["gradient", "mpec-ipopt"])
+def test_a_game_named_by_a_label_solves(method):
+    label = "tracking game (1 follower, 2024)"
+    g = StackelbergGame(label)
+    g.model.p = pyo.Var(bounds=(0, 2), initialize=0)
+    f = g.add_follower("f")
+    f.x = pyo.Var(bounds=(-5, 5), initialize=0)
+    f.cost = pyo.Objective(expr=(f.x - g.model.p) ** 2)
+    g.set_leader(variables=[g.model.p], objective=-(f.x - 1) ** 2, sense=pyo.maximize)
+    res = solve(g, method, **({"steps": 300, "lr": 0.05} if method == "gradient" else {}))
+    assert res.game == label and res.status.value == "converged"
+    assert res.leader_values["p"] == pytest.approx(1.0, abs=1e-2)
+
+
+def test_bad_game_dynamics_and_samples():
     with pytest.raises(ValueError, match="dynamics must be 'gradient-play' or 'best-response', got 'br'"):
         StackelbergGame("g", dynamics="br")
     with pytest.raises(ValueError, match="samples must be a positive integer, got 0"):

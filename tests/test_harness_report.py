@@ -4,8 +4,10 @@ import csv
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +178,133 @@ def test_stackopt_command_line_reaches_the_harness(db, tmp_path, capsys):
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["report", str(db), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "toy-objective.svg").exists()
+
+
+# ------------------------------------------------------------------------- figures
+from stackopt.comparisons.figures import REFERENCE_LABEL, VIOLATION_REFERENCE, draw, robust_range  # noqa: E402,E501
+from stackopt.comparisons.report import README_FIGURES, build_tables  # noqa: E402
+
+
+def test_robust_range_sets_an_outlier_aside():
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -192.0]) == (-3.53, -3.2)
+    assert robust_range([1.0, 1.2, 0.9, 1.1, 40.0]) == (0.9, 1.2)
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -3.1]) is None  # nothing stands out
+    assert robust_range([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert robust_range([1.0, 1.0, 1.0, 50.0]) is None  # the rest has no spread to flatten
+    # a cluster far away is data, not an outlier: at most a fifth of the points is set aside
+    assert robust_range([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 9.0, 9.1, 9.2, 9.3]) is None
+
+
+def _row(method, budget, seed, objective, violation=0.0, status="converged"):
+    return {"experiment": "fig", "game": "harness_toy", "params": json.dumps({"budget": budget}),
+            "seed": seed, "method": method, "status": status, "leader_objective": objective,
+            "initial_objective": -5.0, "constraint_violation": violation,
+            "equilibrium_residual": 1e-9, "wall_time_s": 0.1, "sense": "maximize", "bound": None,
+            "fingerprint": None}
+
+
+def _table(rows):
+    (t,) = build_tables(rows, {"fig": "budget"})
+    return t
+
+
+def test_objective_figure_clips_an_outlier_and_labels_it():
+    rows = [_row(m, b, s, base + 0.1 * b + 0.01 * s)
+            for m, base in (("a", -3.5), ("b", -3.4), ("c", -3.6)) for b in (0.0, 0.5, 1.0)
+            for s in (1, 2)]
+    rows = [r if not (r["method"] == "c" and r["params"] == json.dumps({"budget": 1.0}))
+            else dict(r, leader_objective=-192.0) for r in rows]
+    fig = draw(_table(rows), "objective")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert -6 < low < -3.6 and high < -2.5  # the axis shows the methods, not the outlier...
+    assert any(t.get_text() == "-192" for t in ax.texts)  # ...which is labelled at the edge
+    assert any("beyond the axis" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_objective_figure_without_outliers_is_not_clipped():
+    rows = [_row(m, b, s, base + b) for m, base in (("a", -3.0), ("b", -30.0))
+            for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(rows), "objective").axes[0]
+    low, high = ax.get_ylim()
+    assert low < -30 and high > -2 and not ax.texts
+
+
+def test_means_over_fewer_seeds_are_marked():
+    rows = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    rows = [r if not (r["method"] == "b" and r["seed"] == 2 and "1.0" in r["params"])
+            else dict(r, status="error", leader_objective=None) for r in rows]
+    ax = draw(_table(rows), "objective").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["n=1"]
+    assert any("fewer than 2 seeds" in t.get_text() for t in ax.get_legend().get_texts())
+    full = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(full), "objective").axes[0]
+    assert not ax.texts
+
+
+@pytest.mark.parametrize("largest, drawn", [(1e-7, False), (5e-2, True)])
+def test_violation_reference_line_only_inside_the_range(largest, drawn):
+    rows = [_row(m, b, s, -3.0, violation=largest * b) for m in ("a", "b") for b in (0.0, 1.0)
+            for s in (1, 2)]
+    ax = draw(_table(rows), "violation").axes[0]
+    low, high = ax.get_ylim()
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == REFERENCE_LABEL]
+    assert bool(lines) is drawn
+    assert high < VIOLATION_REFERENCE or drawn  # the line did not stretch the axis
+
+
+# ------------------------------------------------------------------ README figures
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUICK = """
+plugins = ["test_harness_toys"]
+seeds = [1, 2]
+time_limit = 30
+[experiments.ssg]
+game = "harness_toy"
+axis = "budget"
+[experiments.ssg.grid]
+budget = [0.5, 1.5]
+[experiments.ssg.methods.test-random]
+[experiments.ssg.methods.test-exact]
+"""
+
+
+def _store(path, name):
+    config = parse_config(QUICK, name=name)
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            store.insert(row)
+    return path
+
+
+def test_report_docs_writes_the_readme_figures(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "results.sqlite", "quick")
+    docs = tmp_path / "docs"
+    assert main(["report", str(db), "--out", str(tmp_path / "report"), "--docs", str(docs)]) == 0
+    for name in README_FIGURES:
+        assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (docs / name).stat().st_size > 1000
+    assert str(docs / "quick-ssg-objective.png") in capsys.readouterr().out
+
+
+def test_readme_shows_only_figures_the_command_makes():
+    text = README.read_text()
+    shown = set(re.findall(r"\]\(docs/([\w.-]+\.png)\)", text))
+    assert shown and shown <= set(README_FIGURES)
+    assert "--docs docs" in text  # the documented command
+
+
+def test_report_docs_names_the_figures_a_store_cannot_make(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "other.sqlite", "paper-ssg")
+    assert main(["report", str(db), "--out", str(tmp_path / "r"), "--docs", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "quick-ssg-objective.png (experiment 'ssg' of config 'quick')" in err
+    assert "stackopt compare" in err

@@ -49,7 +49,8 @@ def _compare(cfg, db):
     return subprocess.Popen(
         [sys.executable, "-m", "stackopt.comparisons.cli", "compare", str(cfg), "--db", str(db),
          "--workers", "2", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cfg.parent)  # outside the checkout: the installed package, not the checkout's stackopt/
 
 
 def _rows(db):

@@ -22,20 +22,20 @@ def test_duopoly_closed_form_nonsymmetric():
     dfdx = np.array([-2 * (x[0] - 3), -2 * (x[1] - 1)])
     np.testing.assert_allclose(gobj, dfdx @ Minv, rtol=1e-10)
     np.testing.assert_allclose(gcons[0], np.ones(2) @ Minv, rtol=1e-10)
-    assert check_gradient(g, seed=0)["max_relative_error"] <= 1e-5
+    assert check_gradient(g, seed=0).max_relative_error <= 1e-5
 
 
 def test_nfg_gradient_vs_finite_differences():
     g = build_game("nfg", seed=1, players=3, actions=4, budget=1.0)
     r = check_gradient(g, seed=1)
-    assert r["max_relative_error"] <= 1e-5
-    assert r["equilibrium_residual"] <= 1e-6
+    assert r.max_relative_error <= 1e-5
+    assert r.equilibrium_residual <= 1e-6
 
 
 def test_active_set_gradient_vs_finite_differences():
     g = _box_game()
     r = check_gradient(g, leader_values=[1.5, -1.0])
-    assert r["max_relative_error"] <= 1e-5
+    assert r.max_relative_error <= 1e-5
     # follower 1 sits at its bound: its equilibrium does not move with pi_1
     k = kernel_of(g)
     eq = EquilibriumOracle(k, tol=1e-12).solve(np.array([1.5, -1.0]), rng=0)

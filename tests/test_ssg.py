@@ -228,8 +228,8 @@ def test_implicit_gradient_matches_finite_differences(kind):
     from stackopt.checks import check_gradient
     game = ssg(seed=1, targets=8, defenders=2, coverable=5, resources=2.0, budget_kind=kind)
     out = check_gradient(game, seed=0)
-    assert out["equilibrium_residual"] <= 1e-6
-    assert out["max_relative_error"] < 1e-5
+    assert out.equilibrium_residual <= 1e-6
+    assert out.max_relative_error < 1e-5
 
 
 def test_sampled_equilibria_meet_the_tolerance():

@@ -1,0 +1,196 @@
+"""The report's figures: one line per method against the swept parameter.
+
+Objective (the paper's Figure 3), gain over the initial strategy, violation
+(Figure 4) and runtime, each as PNG and SVG. Three rules keep them honest:
+
+* a mean over fewer seeds than the figure's fullest point (failed or killed
+  cells drop out of the means) is drawn hollow and labelled ``n=k``;
+* on linear axes an outlier does not flatten the rest: an extreme mean whose
+  gap to the others exceeds :data:`OUTLIER_GAP` times their spread is set
+  aside, the axis covers the others, and the outlier is drawn at the axis edge
+  as a triangle labelled with its value;
+* a reference line (violation 1e-3) is drawn only where it lies inside the
+  plotted range.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+OUTLIER_GAP = 3.0  # an extreme value this many spreads of the rest away is set aside
+OUTLIER_SHARE = 0.2  # at most this share of a figure's points (at least one) is set aside
+VIOLATION_REFERENCE = 1e-3
+REFERENCE_LABEL = "violation 1e-3"
+
+# kind -> (column, y label, scale, title)
+KINDS = {
+    "objective": ("leader_objective", "leader objective (mean ± s.e.)", "linear", "Leader objective"),
+    "improvement": ("improvement", "objective gain over the initial strategy\n"
+                    "(paired per instance, mean ± s.e.)", "linear", "Gain over the initial strategy"),
+    "violation": ("constraint_violation", "constraint violation (mean ± s.e.)", "symlog",
+                  "Constraint violation"),
+    "runtime": ("time_s", "method wall time, s (mean ± s.e.)", "log", "Runtime"),
+}
+
+
+def numeric_axis(t) -> bool:
+    """Whether the table's axis is numeric at every point (else there is no figure)."""
+    return t.axis is not None and all(
+        isinstance(g.params.get(t.axis), (int, float)) and not isinstance(g.params.get(t.axis), bool)
+        for g in t.groups)
+
+
+def robust_range(values, gap: float = OUTLIER_GAP, share: float = OUTLIER_SHARE):
+    """``(low, high)`` of ``values`` without their outliers, or None if there are none.
+
+    Repeatedly, the extreme value (lowest or highest) whose gap to its neighbour
+    exceeds ``gap`` times the range of the remaining values is set aside, at most
+    ``share`` of the values (at least one), keeping at least three.
+    """
+    v = np.sort(np.asarray([x for x in values if math.isfinite(x)], dtype=float))
+    lo, hi, dropped = 0, v.size - 1, 0
+    while dropped < max(1, int(share * v.size)) and hi - lo + 1 > 3:
+        ratios = {}
+        rest = v[hi] - v[lo + 1]
+        if rest > 0 and v[lo + 1] - v[lo] > gap * rest:
+            ratios["low"] = (v[lo + 1] - v[lo]) / rest
+        rest = v[hi - 1] - v[lo]
+        if rest > 0 and v[hi] - v[hi - 1] > gap * rest:
+            ratios["high"] = (v[hi] - v[hi - 1]) / rest
+        if not ratios:
+            break
+        if max(ratios, key=ratios.get) == "low":
+            lo += 1
+        else:
+            hi -= 1
+        dropped += 1
+    return (float(v[lo]), float(v[hi])) if dropped else None
+
+
+def _series(t, col: str) -> dict[str, tuple]:
+    """label -> (x, mean, s.e., n) arrays sorted by x, for every method (and other setting)."""
+    groups = defaultdict(list)
+    for g in t.groups:
+        groups[(g.method, t.others(g.params))].append(g)
+    out = {}
+    for (method, other), gs in sorted(groups.items()):
+        pts = sorted((g.params.get(t.axis),) + g.stat(col) for g in gs if g.stat(col)[2] > 0)
+        if pts:
+            x, m, s, n = (np.array(c, dtype=float) for c in zip(*pts))
+            out[method if not other else f"{method} ({other})"] = (x, m, np.nan_to_num(s), n)
+    return out
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw(t, kind: str):
+    """The matplotlib figure of one kind for one experiment table."""
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+
+    col, ylabel, scale, title = KINDS[kind]
+    series = _series(t, col)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    n_full = max((int(s[3].max()) for s in series.values()), default=0)
+    initial = []
+    if kind == "objective" and t.initial and "initial" not in t.methods:
+        initial = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items())
+    extra = []  # legend entries for the marks below
+    for k, (label, (x, m, s, n)) in enumerate(series.items()):
+        span = (x.max() - x.min()) if x.size > 1 else 1.0
+        off = (k - (len(series) - 1) / 2) * 0.012 * span  # keeps overlapping error bars readable
+        line = ax.errorbar(x + off, m, yerr=s, marker="o", ms=4, capsize=3, lw=1.4, label=label)
+        few = n < n_full
+        if few.any():
+            color = line[0].get_color()
+            ax.plot(x[few] + off, m[few], "o", ms=6, mfc="white", mec=color, zorder=3)
+            for xi, yi, ni in zip(x[few] + off, m[few], n[few]):
+                ax.annotate(f"n={int(ni)}", (xi, yi), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=color)
+            extra.append(Line2D([], [], marker="o", ls="", mfc="white", mec="grey",
+                                label=f"mean over fewer than {n_full} seeds (n shown)"))
+    if initial:
+        ax.plot([p[0] for p in initial], [p[1] for p in initial], "k--", lw=1,
+                label="initial leader strategy")
+    if scale == "linear":
+        values = [v for (_, m, _, _) in series.values() for v in m] + [p[1] for p in initial]
+        if _clip_outliers(ax, series, values):
+            extra.append(Line2D([], [], marker="^", ls="", color="grey",
+                                label="beyond the axis (value shown)"))
+    elif scale == "symlog":
+        ax.set_yscale("symlog", linthresh=1e-5, linscale=0.5)
+        ax.set_ylim(bottom=0)
+        ax.autoscale_view()
+        ax.set_ylim(ax.get_ylim())  # freeze: the reference line must not stretch the axis
+        low, high = ax.get_ylim()
+        if low <= VIOLATION_REFERENCE <= high:
+            ax.axhline(VIOLATION_REFERENCE, color="grey", ls=":", lw=1, label=REFERENCE_LABEL)
+    else:
+        ax.set_yscale("log")
+    ax.set_xlabel(t.axis)
+    ax.set_ylabel(ylabel)
+    name = t.name if t.name == t.game else f"{t.name} ({t.game})"
+    fixed = t.fixed_text()
+    ax.set_title(f"{title}: {name}" + (f"\n{fixed}" if fixed else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = {h.get_label(): h for h in extra}
+    ax.legend(handles + list(unique.values()), labels + list(unique), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _clip_outliers(ax, series, values) -> bool:
+    """Limit the y axis to the values without outliers; mark each outlier at the edge."""
+    kept = robust_range(values)
+    if kept is None:
+        return False
+    low, high = kept
+    lows, highs = [low], [high]
+    for x, m, s, _ in series.values():  # error bars of the kept means, up to one range more
+        inside = (m >= low) & (m <= high)
+        lows += list(m[inside] - s[inside])
+        highs += list(m[inside] + s[inside])
+    spread = max(high - low, 1e-12)
+    low, high = max(min(lows), low - spread), min(max(highs), high + spread)
+    pad = 0.08 * (high - low)
+    low, high = low - pad, high + pad
+    ax.set_ylim(low, high)
+    for (x, m, _, _), line in zip(series.values(), ax.containers):
+        color = line[0].get_color()
+        for xi, yi in zip(x, m):
+            if yi > high or yi < low:
+                edge = high if yi > high else low
+                ax.plot([xi], [edge], "^" if yi > high else "v", color=color, ms=8, clip_on=False,
+                        zorder=4)
+                ax.annotate(f"{yi:.4g}", (xi, edge), textcoords="offset points",
+                            xytext=(6, -10 if yi > high else 4), fontsize=7, color=color)
+    return True
+
+
+def figures(tables, out: Path) -> list[Path]:
+    """Every figure of every table with a numeric axis, as PNG and SVG in ``out``."""
+    plt = _pyplot()
+    written = []
+    for t in tables:
+        if not numeric_axis(t):  # categories (problem names...): the tables say it better
+            continue
+        for kind in KINDS:
+            fig = draw(t, kind)
+            for ext in ("png", "svg"):
+                path = Path(out) / f"{t.name}-{kind}.{ext}"
+                fig.savefig(path, dpi=130 if ext == "png" else None)
+                written.append(path)
+            plt.close(fig)
+    return written

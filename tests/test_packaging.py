@@ -1,0 +1,82 @@
+"""The package imports the same way from a checkout (editable install) and from site-packages,
+and imports its heavy dependencies only when they are used."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import stackopt
+
+HEAVY = ("numpy", "scipy", "pyomo", "networkx", "matplotlib", "dask")
+
+
+def _python(code: str, cwd) -> str:
+    """Run ``code`` in a fresh interpreter outside the checkout (so the install is what imports)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_models_and_comparisons_are_subpackages_not_top_level(tmp_path):
+    out = json.loads(_python(
+        "import importlib.util, json, stackopt.models, stackopt.comparisons.config as c\n"
+        "from importlib import resources\n"
+        "print(json.dumps({'models': stackopt.models.__name__, 'config': c.__name__,\n"
+        "  'top_models': importlib.util.find_spec('models') is not None,\n"
+        "  'top_comparisons': importlib.util.find_spec('comparisons') is not None,\n"
+        "  'quick': resources.files('stackopt.comparisons').joinpath('configs/quick.toml').is_file(),\n"
+        "  'games': stackopt.models.available_games()}))", tmp_path))
+    assert out["models"] == "stackopt.models" and out["config"] == "stackopt.comparisons.config"
+    assert not out["top_models"] and not out["top_comparisons"]
+    assert out["quick"]  # package data travels with the install
+    assert {"nfg", "ssg", "cyber", "library"} <= set(out["games"])
+
+
+def test_import_stackopt_and_the_command_line_help_import_nothing_heavy(tmp_path):
+    out = json.loads(_python(
+        "import contextlib, io, json, sys, stackopt, stackopt.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        stackopt.cli.main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))", tmp_path))
+    assert not set(HEAVY) & set(out), sorted(set(HEAVY) & set(out))
+    out = json.loads(_python(
+        "import contextlib, io, json, sys, stackopt.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        stackopt.cli.main(['solve', '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))", tmp_path))
+    assert not set(HEAVY) & set(out), sorted(set(HEAVY) & set(out))
+
+
+def test_public_names_load_on_first_use(tmp_path):
+    out = json.loads(_python(
+        "import json, sys, stackopt\n"
+        "before = 'pyomo' in sys.modules\n"
+        "solve = stackopt.solve\n"
+        "print(json.dumps({'before': before, 'after': 'pyomo' in sys.modules,\n"
+        "  'methods': stackopt.available_methods(), 'dir': 'StackelbergGame' in dir(stackopt)}))",
+        tmp_path))
+    assert not out["before"] and out["after"] and out["dir"]
+    assert {"gradient", "mpec-ipopt", "mpec-scip", "slsqp", "initial"} <= set(out["methods"])
+
+
+def test_the_registry_loads_the_built_in_methods_without_import_stackopt(tmp_path):
+    out = _python("from stackopt.methods import get_method\nprint(get_method('scholtes').name)",
+                  tmp_path)
+    assert out.strip() == "mpec-ipopt"
+
+
+def test_lazy_names():
+    from stackopt import methods, models
+
+    assert stackopt.solve is methods.solve and stackopt.models is models
+    assert set(stackopt.__all__) <= set(dir(stackopt))
+    with pytest.raises(AttributeError, match="module 'stackopt' has no attribute 'sovle'"):
+        stackopt.sovle  # noqa: B018
