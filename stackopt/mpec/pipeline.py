@@ -5,7 +5,7 @@ altered) and puts everything it generates into one named block on the clone:
 
 - ``objective``: the leader's objective, in the leader's sense;
 - ``leader_constraints``: the leader's constraints, ``body <= 0``;
-- ``followers[name]``: per follower, a copy of its objective and constraints
+- ``followers[name]``: per follower, a copy of its objective (as a minimisation) and constraints
   and, from Pyomo's ``core.kkt`` transformation applied to that block with
   ``parameterize_wrt`` = every other variable the follower's problem uses
   (other followers' and the leader's), a ``kkt`` block with the equality
@@ -16,9 +16,10 @@ altered) and puts everything it generates into one named block on the clone:
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
 original objectives and constraints on the clone are deactivated. Each
-reformulation mode (:mod:`stackopt.mpec.scholtes`, :mod:`stackopt.mpec.scip`)
-only decides how the complementarity pairs ``0 <= multiplier _|_ slack >= 0``
-of :attr:`SingleLevel.pairs` become constraints.
+reformulation mode (:mod:`stackopt.mpec.registry`) only decides how the
+complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
+:attr:`SingleLevel.pairs` become constraints. The followers' variables must
+be continuous (a ``ValueError`` names one that is not).
 
 The KKT conditions are necessary and, for convex followers, sufficient; the
 single-level model chooses the equilibrium in the leader's favour
@@ -37,7 +38,7 @@ from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
 from pyomo.core.expr.visitor import identify_variables, replace_expressions
 from pyomo.mpec import Complementarity
 
-DEFAULT_BLOCK = "stackopt_mpec"
+from .options import DEFAULT_BLOCK
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -145,7 +146,17 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     for f in structure.followers:
         fb = blk.followers[f.name]
         own = [translate.var(v) for v in f.variables]
-        fb.objective = pyo.Objective(expr=translate(f.objective), sense=f.sense)
+        for v in own:
+            if not v.is_continuous():
+                raise ValueError(
+                    f"variable {v.name!r} of follower {f.name!r} has the domain {v.domain.name}; "
+                    "KKT conditions need continuous follower variables")
+        # as a minimisation: core.kkt multiplies the sense into the Lagrangian, and a
+        # maximize sense would stay in the expressions as an enum coefficient
+        # (which the NL writer then writes as the word "maximize")
+        obj = translate(f.objective)
+        fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj,
+                                     sense=pyo.minimize)
         fb.constraints = pyo.ConstraintList()
         copies = []
         for c in f.constraints:
@@ -223,19 +234,3 @@ class _Translator:
         return replace_expressions(expr, substitution_map=self.map,
                                    descend_into_named_expressions=True,
                                    remove_named_expressions=True)
-
-
-def optional_path(val):
-    """Config domain of the ``dump`` options: a path or None."""
-    return None if val is None else str(val)
-
-
-def declare_pipeline_options(config) -> None:
-    """The options every reformulation mode passes to :func:`build_single_level`."""
-    from pyomo.common.config import ConfigValue
-
-    config.declare("block_name", ConfigValue(
-        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
-    config.declare("dump", ConfigValue(
-        default=None, domain=optional_path,
-        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
