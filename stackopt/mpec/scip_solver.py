@@ -54,6 +54,14 @@ _SCIP_STATUS = {
     "inforunbd": Status.NOT_CONVERGED,
     "memlimit": Status.SOLVER_ERROR,
 }
+_EXPLAIN = {
+    "infeasible": "no point satisfies the leader's constraints and every follower's KKT "
+                  "conditions together (a follower whose problem is unbounded or infeasible at "
+                  "every leader strategy has no KKT point)",
+    "unbounded": "the leader's objective is unbounded over the followers' KKT points",
+    "inforunbd": "SCIP proved the single-level model infeasible or unbounded, without "
+                 "telling which",
+}
 # unary functions SCIP's NL reader takes (Pyomo's names)
 _FUNCTIONS = {"exp", "log", "log10", "sqrt", "sin", "cos", "abs"}
 
@@ -197,7 +205,7 @@ def run_scip(workdir: str, columns: int, time_limit: float, params: dict, grace:
         return dict(status=Status.SOLVER_ERROR, message=f"SCIP: {out['error']}{_tail(log)}")
     name = out["status"]
     status = _SCIP_STATUS.get(name, Status.SOLVER_ERROR)
-    message = f"SCIP status {name!r}"
+    message = f"SCIP status {name!r}" + (f": {_EXPLAIN[name]}" if name in _EXPLAIN else "")
     if status is Status.OPTIMAL and out.get("x") is None:
         status, message = Status.SOLVER_ERROR, message + " without a solution"
     if out.get("x") is None and status is Status.TIME_LIMIT:
