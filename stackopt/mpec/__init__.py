@@ -5,9 +5,10 @@ complementarity conditions on a clone of the game's model; a **mode**
 (:mod:`~stackopt.mpec.registry`) writes each complementarity pair as Pyomo
 components, and a **solver** solves the result:
 
-- modes: ``regularization`` (alias ``scholtes``, :mod:`~stackopt.mpec.scholtes`),
+- modes: one module each, imported below (importing one registers it), e.g.
+  ``regularization`` (alias ``scholtes``, :mod:`~stackopt.mpec.scholtes`) and
   ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``,
-  :mod:`~stackopt.mpec.disjunctive`);
+  :mod:`~stackopt.mpec.disjunctive`); :data:`MODES` lists them all;
 - solvers: ``ipopt`` (:mod:`~stackopt.mpec.nlp_solver`, through
   :class:`stackopt.nlp.NlpProblem`) and ``scip`` (:mod:`~stackopt.mpec.scip_solver`:
   Pyomo's NL writer, SCIP's NL reader in a subprocess, singular terms'
