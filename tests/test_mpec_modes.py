@@ -204,3 +204,62 @@ def test_mpec_scip_runs_inside_a_daemonic_process():
         proc.join(30)
     assert status == "optimal", message
     assert objective == pytest.approx(5.0, rel=1e-5)
+
+
+# ------------------------------------------------------------------ smoothing
+def test_smoothing_writes_fischer_burmeister_equations():
+    from stackopt.mpec import build_single_level
+    from stackopt.mpec.smoothing import Smoothing
+
+    sl = build_single_level(bard())
+    sl.deactivate_complementarity()
+    mode = Smoothing(method_config("mpec", {"mode": "smoothing"}))
+    block = mode.apply(sl)
+    assert len(block.equations) == len(sl.pairs)
+    assert mode.schedule() == pytest.approx([1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8])
+    mode.set_parameter(block, 0.25)
+    assert (block.eps.lb, block.eps.ub) == (0.25, 0.25)
+    p = sl.pairs[0]
+    for v in sl.leader_variables + sl.follower_variables:
+        v.set_value(0.0)
+    s = pyo.value(p.slack)
+    assert s > 0
+    p.multiplier.set_value(0.25 / s)  # lambda * s = eps: the equation holds
+    assert pyo.value(block.equations[1].body) == pytest.approx(0.0, abs=1e-12)
+    p.multiplier.set_value(2 * 0.25 / s)
+    assert abs(pyo.value(block.equations[1].body)) > 1e-3
+
+
+def test_smoothing_with_both_solvers():
+    out = run("mpec", bard(), mode="fischer-burmeister", polish=False)
+    assert out.status is Status.CONVERGED
+    assert out.claimed_objective == pytest.approx(5.0, rel=1e-5)
+    assert out.history[-1]["eps"] == pytest.approx(1e-8)
+    assert out.history[-1]["complementarity"] == pytest.approx(1e-8, rel=1e-3)  # pinned to eps
+    glob = run("mpec", bard(), time_limit=5, mode="smoothing", solver="scip")
+    assert glob.status in (Status.OPTIMAL, Status.TIME_LIMIT)
+    assert glob.claimed_objective == pytest.approx(5.0, rel=1e-4)  # SCIP's incumbent
+    assert "smoothing at eps=1e-08" in glob.message
+
+
+def test_a_mode_registered_from_outside_is_usable(monkeypatch):
+    """Adding a mode: a Reformulation subclass and its registration; the ``mpec`` method
+    accepts it by name (here an exact product lambda * s <= 0 for SCIP)."""
+    from stackopt.mpec import Reformulation, register_mode
+
+    monkeypatch.setattr("stackopt.mpec.registry.MODES", dict(MODES))
+
+    @register_mode("exact-product")
+    class ExactProduct(Reformulation):
+        solvers = ("scip",)
+
+        def setup(self, block, sl):
+            block.products = pyo.ConstraintList()
+
+        def add_pair(self, block, k, pair):
+            block.products.add(pair.multiplier * pair.slack <= 0)
+
+    out = run("mpec", bard(), time_limit=60, mode="exact-product")
+    assert out.status is Status.OPTIMAL
+    assert out.claimed_objective == pytest.approx(5.0, rel=1e-5)
+    assert "exact-product" not in MODES  # the registry is restored
