@@ -263,3 +263,36 @@ def test_a_mode_registered_from_outside_is_usable(monkeypatch):
     assert out.status is Status.OPTIMAL
     assert out.claimed_objective == pytest.approx(5.0, rel=1e-5)
     assert "exact-product" not in MODES  # the registry is restored
+
+
+# ------------------------------------------------------------------ non-finite data
+def _with_nan_param():
+    g = shifted()
+    g.model.a = float("nan")
+    return g
+
+
+def _with_inf_coefficient():
+    g = bard()
+    g.model.lower.c3.set_value(float("inf") * g.model.x + 2 * g.model.lower.y <= 14)
+    return g
+
+
+def _with_nan_fixed():
+    g = shifted()
+    g.model.w = pyo.Var(initialize=float("nan"))
+    g.model.w.fix()
+    g.set_leader([g.model.x], (g.model.x - g.model.a) ** 2 + g.model.w * g.model.f.y,
+                 sense=pyo.minimize)
+    return g
+
+
+@pytest.mark.parametrize("make,match", [
+    (_with_nan_param, "parameter 'a' in the leader objective has the non-finite value nan"),
+    (_with_inf_coefficient, r"constraint 'lower.c3' has the non-finite number inf"),
+    (_with_nan_fixed, "variable 'w' in the leader objective has the non-finite value nan"),
+])
+@pytest.mark.parametrize("method", ["mpec-ipopt", "mpec-scip"])
+def test_non_finite_data_is_refused(make, match, method):
+    with pytest.raises(ValueError, match=match):
+        run(method, make(), time_limit=10)
