@@ -145,6 +145,7 @@ def test_unbounded_follower_is_not_called_infeasible_by_ipopt():
     assert out.status is Status.NOT_CONVERGED
     assert "no KKT point of follower 'f'" in out.message and "unbounded" in out.message
     assert 0.0 <= out.leader[0] <= 1.0
+    assert out.claimed_objective is None  # no objective claimed from a failed solve
     res = stackopt.solve(unbounded_follower(), "mpec-ipopt")
     assert res.status is Status.NOT_CONVERGED
     assert 0.0 <= res.leader_values["x"] <= 1.0

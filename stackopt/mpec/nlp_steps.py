@@ -12,6 +12,7 @@ from pyomo.repn.standard_repn import generate_standard_repn
 
 from ..nlp import NlpProblem
 from ..result import Status
+from .registry import clipped
 
 
 class Products:
@@ -207,8 +208,9 @@ def diagnose(problem, sl, x) -> tuple[Status, str]:
     bad = {k: v for k, v in worst.items() if v > tol}
     followers = sorted(k for k in bad if k not in ("leader", "reformulation"))
     pos = {id(v): j for j, v in enumerate(problem.variables)}
-    leader_at = ", ".join(f"{v.name}={x[pos[id(v)]]:.6g}" for v in sl.leader_variables
-                          if id(v) in pos)
+    inside = clipped(sl.leader_variables, [x[pos[id(v)]] if id(v) in pos else (v.value or 0.0)
+                                           for v in sl.leader_variables])
+    leader_at = ", ".join(f"{v.name}={val:.6g}" for v, val in zip(sl.leader_variables, inside))
     if followers:
         names = ", ".join(f"{f!r} (violation {bad[f]:.3g})" for f in followers)
         return Status.NOT_CONVERGED, (

@@ -216,7 +216,10 @@ def run_scip(workdir: str, columns: int, time_limit: float, params: dict, grace:
 
 def _kill(proc) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if hasattr(os, "killpg"):  # the process and anything it started (its own session)
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
     except (ProcessLookupError, PermissionError):
         proc.kill()
     proc.wait(5)
