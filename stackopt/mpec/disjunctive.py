@@ -25,8 +25,9 @@ class Disjunctive(Reformulation):
       bound that is missing is a ``ValueError`` naming the variable and the
       bound). The multiplier side is ``lambda <= multiplier_bound * z`` when
       ``multiplier_bound`` is given; otherwise (multipliers have no natural
-      bound) the SOS1 set ``{lambda, 1 - z}`` (an auxiliary ``w = 1 - z``):
-      ``lambda > 0`` forces ``z = 1``.
+      bound) the SOS1 set ``{lambda, w}`` with ``w = 1 - z``: ``lambda > 0``
+      forces ``z = 1``. (The bilinear ``lambda * (1 - z) <= 0`` is as exact but
+      took 3 to 250 times more nodes on the gnash library problems.)
     - ``formulation='sos1'``: an auxiliary ``t = s(x)``, bounded by ``M_s``
       where that exists, and the SOS1 set ``{lambda, t}``; no bound is needed.
 
@@ -42,7 +43,7 @@ class Disjunctive(Reformulation):
         doc="how a complementarity pair becomes a disjunction: bigm (binary and big-M) or sos1"))
     CONFIG.declare("multiplier_bound", ConfigValue(
         default=None, domain=optional_positive,
-        doc="big-M on the multipliers for formulation='bigm' (None: an SOS1 set instead)"))
+        doc="big-M on the multipliers for formulation='bigm' (None: an SOS1 set {lambda, 1 - z})"))
     solvers = ("scip",)
 
     def setup(self, block, sl) -> None:

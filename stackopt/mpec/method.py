@@ -92,9 +92,11 @@ def _writes(mode_cls) -> str:
 
 @register_method("mpec")
 class Mpec(_MpecBase):
-    """MPEC reformulation: every follower's KKT conditions in one single-level model
-    (:mod:`stackopt.mpec.pipeline`), its complementarity pairs written by a ``mode``
-    and the model solved by a ``solver``.
+    """MPEC reformulation with a chosen ``mode`` (how complementarity is written) and ``solver``.
+
+    Every follower's KKT conditions go into one single-level model
+    (:mod:`stackopt.mpec.pipeline`); the ``mode`` writes its complementarity
+    pairs as constraints and the ``solver`` solves the result.
 
     Modes: ``regularization`` (alias ``scholtes``; lambda * s <= eps),
     ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``; binaries or

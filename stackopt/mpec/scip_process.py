@@ -10,7 +10,7 @@ second)::
 the columns), "columns": number of columns, "time_limit": seconds,
 "params": {SCIP parameter: value}}``. ``result.json``: ``{"status": SCIP's
 status name, "x": values in column order or null, "objective", "bound",
-"gap"}`` (non-finite numbers as null), or ``{"error": message}``. The result
+"gap", "solving_time", "nodes"}`` (non-finite numbers as null), or ``{"error": message}``. The result
 file is written whole (to a temporary name, then renamed). The process exits
 when its parent does.
 """
@@ -46,7 +46,8 @@ def solve(job: dict) -> dict:
     column = {name: j for j, name in enumerate(names[: job["columns"]])}
     model.optimize()
     out = {"status": model.getStatus(), "x": None, "objective": None, "gap": None,
-           "bound": _finite(model.getDualbound())}
+           "bound": _finite(model.getDualbound()), "solving_time": model.getSolvingTime(),
+           "nodes": model.getNTotalNodes()}
     if model.getNSols() > 0:
         sol = model.getBestSol()
         x = [None] * job["columns"]

@@ -128,6 +128,8 @@ class ScipSolver(Solver):
             gap=sol.get("gap"),
             message=message,
             history=[dict(wall_time_s=time.perf_counter() - clock_start,
+                          scip_time_s=float(sol.get("solving_time", float("nan"))),
+                          nodes=float(sol.get("nodes", float("nan"))),
                           n_vars=float(len(columns)), n_linked=float(linked),
                           n_binary=float(sum(1 for v in columns if v.is_binary())))],
             follower_hint=pick(sl.follower_variables) if x is not None else None,
