@@ -9,8 +9,7 @@ import pytest
 import stackopt
 from stackopt import StackelbergGame, Status
 from stackopt.methods import get_method, method_config
-from stackopt.mpec import build_single_level, scip as scip_mod
-from stackopt.mpec.minlp import reformulate
+from stackopt.mpec import build_single_level, scip_solver as scip_mod
 
 
 def bard(y_ub=10.0):
@@ -247,7 +246,7 @@ def test_mpec_ipopt_options_are_validated():
 
 
 # ------------------------------------------------------------------ mpec-scip
-@pytest.mark.parametrize("formulation", ["bigm", "sos1", "indicator"])
+@pytest.mark.parametrize("formulation", ["bigm", "sos1"])
 def test_mpec_scip_bard_certified(formulation):
     out = run("mpec-scip", bard(), time_limit=60, formulation=formulation)
     assert out.status is Status.OPTIMAL
@@ -307,26 +306,29 @@ def test_mpec_scip_time_limit_and_infeasible():
     assert tiny.leader.shape == (1,)
 
 
-def _chatty_hang(problem, time_limit, params):
-    chunk = "x" * 65536 + "\n"
-    for _ in range(200):  # 13 MB of output, far beyond any pipe buffer
-        sys.stdout.write(chunk)
-        sys.stderr.write(chunk)
-    sys.stdout.flush()
-    time.sleep(3600)
+CHATTY_HANG = """
+import sys, time
+chunk = "x" * 65536 + "\\n"
+for _ in range(200):  # 13 MB of output, far beyond any pipe buffer
+    sys.stdout.write(chunk)
+    sys.stderr.write(chunk)
+sys.stdout.flush()
+time.sleep(3600)
+"""
 
 
-def _crash(problem, time_limit, params):
-    os._exit(3)
+def _chatty_hang(job, result):
+    return [sys.executable, "-c", CHATTY_HANG]
 
 
-def test_scip_guard_kills_a_hanging_chatty_solver(monkeypatch):
-    monkeypatch.setattr(scip_mod, "_solve_in_child", _chatty_hang)
-    sl = build_single_level(bard())
-    sl.deactivate_complementarity()
-    problem = reformulate(sl)
+def _crash(job, result):
+    return [sys.executable, "-c", "import os; os._exit(3)"]
+
+
+def test_scip_guard_kills_a_hanging_chatty_solver(monkeypatch, tmp_path):
+    monkeypatch.setattr(scip_mod, "child_command", _chatty_hang)
     start = time.perf_counter()
-    out = scip_mod.solve_guarded(problem, time_limit=0.5, params={}, grace=0.5)
+    out = scip_mod.run_scip(str(tmp_path), columns=1, time_limit=0.5, params={}, grace=0.5)
     elapsed = time.perf_counter() - start
     assert out["status"] is Status.TIME_LIMIT
     assert "killed" in out["message"]
@@ -338,16 +340,10 @@ def test_scip_guard_kills_a_hanging_chatty_solver(monkeypatch):
 
 
 def test_scip_crash_gives_solver_error(monkeypatch):
-    monkeypatch.setattr(scip_mod, "_solve_in_child", _crash)
+    monkeypatch.setattr(scip_mod, "child_command", _crash)
     out = run("mpec-scip", bard(), time_limit=10)
     assert out.status is Status.SOLVER_ERROR
     assert "exit code 3" in out.message
-
-
-def test_mpec_scip_spawned_process():
-    out = run("mpec-scip", bard(), time_limit=60, start_method="spawn")
-    assert out.status is Status.OPTIMAL
-    assert out.claimed_objective == pytest.approx(5.0, rel=1e-5)
 
 
 def test_mpec_scip_options_are_validated():
@@ -355,8 +351,8 @@ def test_mpec_scip_options_are_validated():
         method_config("mpec-scip", {"formulation": "convex-hull"})
     with pytest.raises(ValueError, match="option 'multiplier_bound'"):
         method_config("mpec-scip", {"multiplier_bound": -1.0})
-    with pytest.raises(ValueError, match=r"(?s)option 'start_method'.*got 'thread'"):
-        method_config("mpec-scip", {"start_method": "thread"})
+    with pytest.raises(ValueError, match=r"(?s)option 'kill_grace'.*got -1"):
+        method_config("mpec-scip", {"kill_grace": -1})
 
 
 # ---------------------------------------------------------- through solve()
@@ -367,6 +363,6 @@ def test_registered_names_and_solve_never_raises(monkeypatch):
     assert get_method("fortuny-amat-mccarl") is get_method("mpec-scip")
     res = stackopt.solve(bard(), method="mpec-ipopt", time_limit=1e-6)
     assert res.status is Status.TIME_LIMIT
-    monkeypatch.setattr(scip_mod, "_solve_in_child", _crash)
+    monkeypatch.setattr(scip_mod, "child_command", _crash)
     res = stackopt.solve(bard(), method="mpec-scip", time_limit=10)
     assert res.status is Status.SOLVER_ERROR

@@ -1,26 +1,35 @@
 """MPEC reformulations of a Stackelberg game: the leader plus every follower's KKT conditions.
 
 :mod:`~stackopt.mpec.pipeline` builds one single-level model with
-complementarity conditions on a clone of the game's model; the registered
-methods turn it into something a solver accepts:
+complementarity conditions on a clone of the game's model; a **mode**
+(:mod:`~stackopt.mpec.registry`) writes each complementarity pair as Pyomo
+components, and a **solver** solves the result:
 
-- ``mpec-ipopt`` (alias ``scholtes``, :mod:`~stackopt.mpec.scholtes`):
-  regularised complementarity solved by Ipopt;
-- ``mpec-scip`` (alias ``fortuny-amat-mccarl``, :mod:`~stackopt.mpec.scip`):
-  big-M / SOS1 / indicator MINLP (:mod:`~stackopt.mpec.minlp`), its singular
-  terms' linear arguments made bounded variables (:mod:`~stackopt.mpec.linking`),
-  solved globally by SCIP in a guarded process.
+- modes: one module each, imported below (importing one registers it), e.g.
+  ``regularization`` (alias ``scholtes``, :mod:`~stackopt.mpec.scholtes`) and
+  ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``,
+  :mod:`~stackopt.mpec.disjunctive`); :data:`MODES` lists them all;
+- solvers: ``ipopt`` (:mod:`~stackopt.mpec.nlp_solver`, through
+  :class:`stackopt.nlp.NlpProblem`) and ``scip`` (:mod:`~stackopt.mpec.scip_solver`:
+  Pyomo's NL writer, SCIP's NL reader in a subprocess, singular terms'
+  linear arguments linked by :mod:`~stackopt.mpec.linking`).
 
-Both are optimistic: among the followers' equilibria they choose the one best
+Registered methods (:mod:`~stackopt.mpec.method`): ``mpec`` (``mode`` and
+``solver`` as options), ``mpec-ipopt`` (alias ``scholtes``: regularization +
+ipopt) and ``mpec-scip`` (alias ``fortuny-amat-mccarl``: disjunctive + scip).
+All are optimistic: among the followers' equilibria they choose the one best
 for the leader.
 """
-from .pipeline import DEFAULT_BLOCK, Pair, SingleLevel, build_single_level
-from .minlp import FORMULATIONS, Minlp, reformulate
+from . import scholtes, disjunctive, smoothing  # noqa: F401  reformulation modes (importing one registers it)
+from . import nlp_solver, scip_solver  # noqa: F401  solvers
 from .linking import link_linear_arguments
-from .scholtes import ScholtesMpec
-from .scip import ScipMpec, solve_guarded
+from .method import Mpec, MpecIpopt, MpecScip
+from .options import DEFAULT_BLOCK
+from .pipeline import Pair, SingleLevel, build_single_level
+from .registry import MODES, SOLVERS, Reformulation, Solver, register_mode, register_solver
 
 __all__ = [
-    "DEFAULT_BLOCK", "Pair", "SingleLevel", "build_single_level", "FORMULATIONS", "Minlp",
-    "reformulate", "link_linear_arguments", "ScholtesMpec", "ScipMpec", "solve_guarded",
+    "DEFAULT_BLOCK", "Pair", "SingleLevel", "build_single_level", "link_linear_arguments",
+    "Mpec", "MpecIpopt", "MpecScip", "MODES", "SOLVERS", "Reformulation", "Solver",
+    "register_mode", "register_solver",
 ]

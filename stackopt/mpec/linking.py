@@ -1,4 +1,4 @@
-"""Linear arguments of singular nonlinear terms as bounded auxiliary variables of a :class:`Minlp`.
+"""Linear arguments of singular nonlinear terms as bounded auxiliary variables, on a Pyomo block.
 
 A term such as ``(x + y1 + y2)^(-1/gamma)`` or ``log(x + y)`` has a
 singularity or a domain boundary where its linear argument vanishes. A
@@ -9,186 +9,164 @@ a leader constraint or a valid inequality) does not reach the term, so its
 relaxation stays useless however tight the constraint is.
 
 :func:`link_linear_arguments` gives every distinct such argument one
-auxiliary variable ``a = argument`` (a defining linear equality) and puts
-``a`` in place of the argument in every term. The bounds of ``a`` are
+auxiliary variable ``a`` with the defining linear constraint
+``a = argument`` and puts ``a`` in place of the argument in every active
+objective and constraint of the block (``replace_expressions``). Linear
+forms are read with ``generate_standard_repn``; two arguments share one
+auxiliary when they are the same linear form (up to a common factor) with
+the same constant. The bounds of ``a`` are
 
-- interval arithmetic of the linear form over the variables' bounds;
-- every linear constraint of the problem whose body is ``const + s * form``
+- interval arithmetic of the linear form over the variables' bounds
+  (``compute_bounds_on_expr``);
+- every linear constraint of the block whose body is ``const + s * form``
   (the same variables with proportional coefficients, ``s != 0``), solved
   for ``a``;
 - ``a >= 0`` for the base of a power with a non-integer exponent, and for the
-  argument of ``log`` and ``sqrt`` (the term is undefined below).
+  argument of ``log``, ``log10`` and ``sqrt`` (the term is undefined below).
 
-Each bound is implied by the problem's constraints and the domains of its
-functions, so the feasible set is unchanged; only the relaxation improves.
-Affected terms: bases of powers with a negative or non-integer exponent,
-denominators, arguments of ``log`` and ``sqrt``, whose argument involves at
-least two variables.
+Each bound is implied by the constraints and the domains of the functions,
+so the feasible set is unchanged; only the relaxation improves. Affected
+terms: bases of powers with a negative or non-integer constant exponent,
+denominators, arguments of ``log``, ``log10`` and ``sqrt``, whose argument is
+linear in at least two variables. The walk is Pyomo's non-recursive
+expression visitor: no recursion limit is touched.
 """
 from __future__ import annotations
 
 import math
 
-from .minlp import Minlp
+import pyomo.environ as pyo
+from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
+from pyomo.core.expr import numeric_expr as ne
+from pyomo.core.expr.numvalue import is_constant, native_numeric_types
+from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, replace_expressions
+from pyomo.repn.standard_repn import generate_standard_repn
 
-_SINGULAR_FUNCS = ("log", "sqrt")
-
-
-def link_linear_arguments(problem: Minlp) -> int:
-    """Replace linear arguments of singular terms by bounded auxiliary variables (in place).
-
-    Returns the number of auxiliary variables added.
-    """
-    linker = _Linker(problem)
-    problem.objective = linker.visit(problem.objective)
-    problem.constraints = [(n, linker.visit(t), lo, hi) for n, t, lo, hi in problem.constraints]
-    problem.indicators = [(n, z, a, linker.visit(t), hi) for n, z, a, t, hi in problem.indicators]
-    linker.finish()
-    return len(linker.aux)
+LINKING_BLOCK = "linked_arguments"
+_DOMAIN_FUNCTIONS = ("log", "log10", "sqrt")
 
 
-def linear_form(tree):
-    """``(constant, {variable index: coefficient})`` if ``tree`` is linear, else None."""
-    kind = tree[0]
-    if kind == "c":
-        return float(tree[1]), {}
-    if kind == "v":
-        return 0.0, {tree[1]: 1.0}
-    if kind == "lin":
-        _, const, idx, coef = tree
-        out: dict = {}
-        for i, c in zip(idx, coef):
-            out[i] = out.get(i, 0.0) + c
-        return float(const), out
-    if kind == "+":
-        const, out = 0.0, {}
-        for arg in tree[1]:
-            sub = linear_form(arg)
-            if sub is None:
-                return None
-            const += sub[0]
-            for i, c in sub[1].items():
-                out[i] = out.get(i, 0.0) + c
-        return const, out
-    if kind == "-":
-        sub = linear_form(tree[1])
-        return None if sub is None else (-sub[0], {i: -c for i, c in sub[1].items()})
-    if kind == "*":
-        for a, b in ((tree[1], tree[2]), (tree[2], tree[1])):
-            if a[0] == "c":
-                sub = linear_form(b)
-                if sub is None:
-                    return None
-                s = float(a[1])
-                return s * sub[0], {i: s * c for i, c in sub[1].items()}
-    return None
+class _SingularArguments(StreamBasedExpressionVisitor):
+    """Collects (argument node, must be >= 0) of the singular terms of an expression."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list = []
+
+    def exitNode(self, node, data):
+        cls = node.__class__
+        if issubclass(cls, ne.DivisionExpression):
+            self.found.append((node.args[1], False))
+        elif issubclass(cls, ne.PowExpression):
+            base, expo = node.args
+            if expo.__class__ in native_numeric_types or is_constant(expo) \
+                    or not expo.is_potentially_variable():
+                e = float(pyo.value(expo))
+                if e < 0 or not e.is_integer():
+                    self.found.append((base, not e.is_integer()))
+        elif issubclass(cls, ne.UnaryFunctionExpression) and node.getname() in _DOMAIN_FUNCTIONS:
+            self.found.append((node.args[0], True))
 
 
-def _key(coefs: dict):
-    """Variables and coefficients scaled to a leading coefficient 1, and that scale."""
-    items = sorted((i, c) for i, c in coefs.items() if c != 0.0)
+def _linear_form(expr):
+    """(constant, [(var, coef)]) when ``expr`` is linear in at least two variables, else None."""
+    if expr.__class__ in native_numeric_types or not expr.is_potentially_variable():
+        return None
+    repn = generate_standard_repn(expr, compute_values=True, quadratic=False)
+    if not repn.is_linear():
+        return None
+    terms = [(v, float(c)) for v, c in zip(repn.linear_vars, repn.linear_coefs) if float(c) != 0.0]
+    if len({id(v) for v, _ in terms}) < 2:
+        return None
+    return float(pyo.value(repn.constant)), terms
+
+
+def _key(terms):
+    """Variables and coefficients scaled to a leading coefficient 1 (by name), and that scale."""
+    coefs: dict = {}
+    for v, c in terms:
+        coefs[v.name] = coefs.get(v.name, 0.0) + c
+    items = sorted((n, c) for n, c in coefs.items() if c != 0.0)
     if not items:
         return None, 0.0
     scale = items[0][1]
-    return tuple((i, round(c / scale, 12)) for i, c in items), scale
+    return tuple((n, round(c / scale, 12)) for n, c in items), scale
 
 
-class _Linker:
-    def __init__(self, problem: Minlp):
-        self.p = problem
-        self.memo: dict[int, tuple] = {}
-        self.keep: list = []
-        self.aux: dict = {}  # (form, constant) -> [aux index, constant, coefficients, nonnegative]
-        self.defs: list = []  # the auxiliaries' defining equalities
-
-    def visit(self, tree):
-        hit = self.memo.get(id(tree))
-        if hit is None:
-            hit = self._visit(tree)
-            self.memo[id(tree)] = hit
-            self.keep.append(tree)
-        return hit
-
-    def _visit(self, tree):
-        kind = tree[0]
-        if kind in ("c", "v", "lin"):
-            return tree
-        if kind == "+":
-            return ("+", tuple(self.visit(a) for a in tree[1]))
-        if kind == "*":
-            return ("*", self.visit(tree[1]), self.visit(tree[2]))
-        if kind == "/":
-            return ("/", self.visit(tree[1]), self._argument(tree[2], nonnegative=False))
-        if kind == "^":
-            expo = float(tree[2])
-            if expo < 0 or not expo.is_integer():
-                return ("^", self._argument(tree[1], nonnegative=not expo.is_integer()), tree[2])
-            return ("^", self.visit(tree[1]), tree[2])
-        if kind in _SINGULAR_FUNCS:
-            return (kind, self._argument(tree[1], nonnegative=True))
-        return (kind,) + tuple(self.visit(a) for a in tree[1:])
-
-    def _argument(self, tree, nonnegative: bool):
-        """``tree`` itself, or the auxiliary variable standing for it when it is linear."""
-        form = linear_form(tree)
-        if form is None or sum(1 for c in form[1].values() if c != 0.0) < 2:
-            return self.visit(tree)
-        const, coefs = form
-        key, scale = _key(coefs)
-        # the argument is const + scale * (sum of key's terms); one auxiliary per key and constant
+def link_linear_arguments(block) -> int:
+    """Replace linear arguments of singular terms on ``block`` by bounded auxiliary variables
+    (in place, on a sub-block ``linked_arguments``); returns the number of auxiliaries."""
+    comps = list(block.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
+                                              descend_into=True))
+    finder = _SingularArguments()
+    for comp in comps:
+        finder.walk_expression(comp.expr if comp.ctype is pyo.Objective else comp.body)
+    aux: dict = {}  # (key, constant / scale) -> [index, constant, terms, nonnegative]
+    substitute: dict = {}
+    for node, nonneg in finder.found:
+        if id(node) in substitute:
+            continue
+        form = _linear_form(node)
+        if form is None:
+            continue
+        const, terms = form
+        key, scale = _key(terms)
         full = (key, round(const / scale, 12))
-        entry = self.aux.get(full)
-        if entry is None:
-            a = self.p.add_var(f"linked_argument[{len(self.aux)}]")
-            entry = self.aux[full] = [a, const, coefs, nonnegative]
-            idx = tuple(coefs) + (a,)
-            coef = tuple(coefs.values()) + (-1.0,)
-            self.defs.append((f"linked_argument_def[{len(self.aux) - 1}]",
-                              ("lin", const, idx, coef), 0.0, 0.0))
+        entry = aux.setdefault(full, [len(aux), const, terms, False, key, scale])
+        entry[3] = entry[3] or nonneg
+        substitute[id(node)] = entry
+    if not aux:
+        return 0
+    link = pyo.Block(concrete=True)
+    block.add_component(LINKING_BLOCK, link)
+    link.argument = pyo.Var(range(len(aux)))
+    link.definition = pyo.ConstraintList()
+    for idx, const, terms, _, _, _ in aux.values():
+        link.definition.add(link.argument[idx] == const + sum(c * v for v, c in terms))
+    substitute = {k: link.argument[e[0]] for k, e in substitute.items()}
+    for comp in comps:
+        if comp.ctype is pyo.Objective:
+            comp.expr = replace_expressions(comp.expr, substitute, remove_named_expressions=True)
         else:
-            entry[3] = entry[3] or nonnegative
-        return ("v", entry[0])
+            body = replace_expressions(comp.body, substitute, remove_named_expressions=True)
+            comp.set_value((comp.lower, body, comp.upper) if not comp.equality
+                           else body == comp.upper)
+    _bound(link, aux.values(), comps)
+    return len(aux)
 
-    def finish(self):
-        """Bounds of the auxiliaries from the variables' boxes, linear constraints and domains."""
-        p = self.p
-        lin_cons = []  # (key, scale, constant, lo, hi) of every linear constraint, keyed once
-        for _, tree, c_lo, c_hi in p.constraints:
-            if tree[0] == "lin":
-                c_const, c_coefs = linear_form(tree)
-                lin_cons.append((*_key(c_coefs), c_const, c_lo, c_hi))
-        for a, const, coefs, nonneg in self.aux.values():
-            lo, hi = _interval(const, coefs, p.lb, p.ub)
-            if nonneg:
-                lo = max(lo, 0.0)
-            key, scale = _key(coefs)
-            for c_key, c_scale, c_const, c_lo, c_hi in lin_cons:
-                if c_key != key:
+
+def _bound(link, entries, comps) -> None:
+    """Bounds of the auxiliaries from the variables' boxes, linear constraints and domains."""
+    linear = []  # (key, scale, constant, lower, upper) of every linear constraint, keyed once
+    for c in comps:
+        if c.ctype is not pyo.Constraint:
+            continue
+        repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
+        if not repn.is_linear() or not repn.linear_vars:
+            continue
+        terms = [(v, float(k)) for v, k in zip(repn.linear_vars, repn.linear_coefs)]
+        linear.append((*_key(terms), float(pyo.value(repn.constant)),
+                       None if c.lower is None else float(pyo.value(c.lower)),
+                       None if c.upper is None else float(pyo.value(c.upper))))
+    for idx, const, terms, nonneg, key, scale in entries:
+        lo, hi = compute_bounds_on_expr(const + sum(c * v for v, c in terms))
+        lo = -math.inf if lo is None else lo
+        hi = math.inf if hi is None else hi
+        if nonneg:
+            lo = max(lo, 0.0)
+        for c_key, c_scale, c_const, c_lo, c_hi in linear:
+            if c_key != key:
+                continue
+            # body = c_const + s * (a - const), s = c_scale / scale: solve lo <= body <= hi for a
+            s = c_scale / scale
+            for bound, is_lower in ((c_lo, True), (c_hi, False)):
+                if bound is None:
                     continue
-                # body = c_const + s * (a - const), s = c_scale / scale: solve lo <= body <= hi for a
-                s = c_scale / scale
-                for bound, is_lower in ((c_lo, True), (c_hi, False)):
-                    if bound is None:
-                        continue
-                    val = const + (bound - c_const) / s
-                    if is_lower == (s > 0):
-                        lo = max(lo, val)
-                    else:
-                        hi = min(hi, val)
-            p.lb[a] = lo if math.isfinite(lo) else None
-            p.ub[a] = hi if math.isfinite(hi) else None
-        p.constraints.extend(self.defs)
-
-
-def _interval(const: float, coefs: dict, lb: list, ub: list):
-    lo = hi = const
-    for i, c in coefs.items():
-        lo_i = -math.inf if lb[i] is None else float(lb[i])
-        hi_i = math.inf if ub[i] is None else float(ub[i])
-        if c > 0:
-            lo += c * lo_i
-            hi += c * hi_i
-        elif c < 0:
-            lo += c * hi_i
-            hi += c * lo_i
-    return lo, hi
+                val = const + (bound - c_const) / s
+                if is_lower == (s > 0):
+                    lo = max(lo, val)
+                else:
+                    hi = min(hi, val)
+        var = link.argument[idx]
+        var.setlb(lo if math.isfinite(lo) else None)
+        var.setub(hi if math.isfinite(hi) else None)

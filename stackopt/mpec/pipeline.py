@@ -5,7 +5,7 @@ altered) and puts everything it generates into one named block on the clone:
 
 - ``objective``: the leader's objective, in the leader's sense;
 - ``leader_constraints``: the leader's constraints, ``body <= 0``;
-- ``followers[name]``: per follower, a copy of its objective and constraints
+- ``followers[name]``: per follower, a copy of its objective (as a minimisation) and constraints
   and, from Pyomo's ``core.kkt`` transformation applied to that block with
   ``parameterize_wrt`` = every other variable the follower's problem uses
   (other followers' and the leader's), a ``kkt`` block with the equality
@@ -16,9 +16,10 @@ altered) and puts everything it generates into one named block on the clone:
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
 original objectives and constraints on the clone are deactivated. Each
-reformulation mode (:mod:`stackopt.mpec.scholtes`, :mod:`stackopt.mpec.scip`)
-only decides how the complementarity pairs ``0 <= multiplier _|_ slack >= 0``
-of :attr:`SingleLevel.pairs` become constraints.
+reformulation mode (:mod:`stackopt.mpec.registry`) only decides how the
+complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
+:attr:`SingleLevel.pairs` become constraints. The followers' variables must
+be continuous (a ``ValueError`` names one that is not).
 
 The KKT conditions are necessary and, for convex followers, sufficient; the
 single-level model chooses the equilibrium in the leader's favour
@@ -26,6 +27,7 @@ single-level model chooses the equilibrium in the leader's favour
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,11 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap, ComponentSet
 from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
-from pyomo.core.expr.visitor import identify_variables, replace_expressions
+from pyomo.core.expr.visitor import (StreamBasedExpressionVisitor, identify_variables,
+                                     replace_expressions)
 from pyomo.mpec import Complementarity
 
-DEFAULT_BLOCK = "stackopt_mpec"
+from .options import DEFAULT_BLOCK
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -116,6 +119,7 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
+    check_finite(structure)
     if game.model.component(block_name) is not None:
         raise ValueError(
             f"block name {block_name!r} is already used on the model of game {game.name!r}; "
@@ -144,46 +148,11 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     comps = []
     for f in structure.followers:
         fb = blk.followers[f.name]
-        own = [translate.var(v) for v in f.variables]
-        fb.objective = pyo.Objective(expr=translate(f.objective), sense=f.sense)
-        fb.constraints = pyo.ConstraintList()
-        copies = []
-        for c in f.constraints:
-            lower, body, upper = c.to_bounded_expression()
-            lower = None if lower is None else translate(lower)
-            upper = None if upper is None else translate(upper)
-            body = translate(body)
-            if c.equality:
-                cd = fb.constraints.add(body == upper)
-            else:
-                cd = fb.constraints.add(pyo.inequality(lower, body, upper))
-            copies.append((c, cd))
-        own_set = ComponentSet(own)
-        used = ComponentSet()
-        for e in [fb.objective.expr] + [cd.body for _, cd in copies]:
-            used.update(identify_variables(e, include_fixed=True))
-        params = [v for v in used if v not in own_set]
+        copies, own, used = _follower_copy(fb, f, translate)
+        params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
-        for c, cd in copies:
-            mult = kkt.get_multiplier_from_object(fb, cd)
-            multipliers[c] = mult
-            if cd.equality:
-                continue
-            low, up = mult
-            if low is not None:
-                pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
-            if up is not None:
-                pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
-        for v_user, v in zip(f.variables, own):
-            if v not in used:
-                continue
-            low, up = kkt.get_multiplier_from_object(fb, v)
-            multipliers[v_user] = (low, up)
-            if low is not None:
-                pairs.append(Pair(f.name, low, v - v.lb, v, "lower"))
-            if up is not None:
-                pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
+        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
     sl = SingleLevel(
         model=clone, block=blk,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
@@ -193,6 +162,109 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     if dump is not None:
         sl.dump(dump)
     return sl
+
+
+class _NonFinite(StreamBasedExpressionVisitor):
+    """Raises ValueError at a non-finite number, Param value or fixed variable's value."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+
+    def beforeChild(self, node, child, child_idx):
+        self.check(child)
+        return True, None
+
+    def check(self, leaf) -> None:
+        if leaf.__class__ in native_numeric_types:
+            if not math.isfinite(leaf):
+                raise ValueError(f"the {self.where} has the non-finite number {leaf!r}")
+        elif not leaf.is_expression_type() and (leaf.is_parameter_type() or leaf.is_fixed()) \
+                and not math.isfinite(pyo.value(leaf)):
+            kind = "variable" if leaf.is_variable_type() else "parameter"
+            raise ValueError(f"{kind} {leaf.name!r} in the {self.where} has the non-finite value "
+                             f"{pyo.value(leaf)!r}")
+
+
+def check_finite(structure) -> None:
+    """ValueError naming a non-finite coefficient, right-hand side or bound of the game."""
+    parts = [("leader objective", structure.leader_objective)]
+    parts += [(f"leader constraint {c.name}", c.body) for c in structure.leader_constraints]
+    for f in structure.followers:
+        parts.append((f"objective of follower {f.name!r}", f.objective))
+        for c in f.constraints:
+            parts += [(f"constraint {c.name!r}", e) for e in c.to_bounded_expression()
+                      if e is not None]
+    for where, expr in parts:
+        walker = _NonFinite(where)
+        if hasattr(expr, "is_expression_type") and expr.is_expression_type():
+            walker.walk_expression(expr)
+        else:
+            walker.check(expr)
+    for v in list(structure.leader_variables) + list(structure.follower_variables):
+        for side, bound in (("lower", v.lb), ("upper", v.ub)):
+            if bound is not None and math.isnan(bound):
+                raise ValueError(f"variable {v.name!r} has the {side} bound nan")
+
+
+def _follower_copy(fb, f, translate):
+    """The follower's objective (as a minimisation) and constraints copied onto ``fb``.
+
+    Returns ``(user constraint, copy)`` pairs, the follower's own variables on the
+    clone and every variable its copied problem uses.
+    """
+    own = [translate.var(v) for v in f.variables]
+    for v in own:
+        if not v.is_continuous():
+            raise ValueError(
+                f"variable {v.name!r} of follower {f.name!r} has the domain {v.domain.name}; "
+                "KKT conditions need continuous follower variables")
+    # as a minimisation: core.kkt multiplies the sense into the Lagrangian, and a
+    # maximize sense would stay in the expressions as an enum coefficient
+    # (which the NL writer then writes as the word "maximize")
+    obj = translate(f.objective)
+    fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj, sense=pyo.minimize)
+    fb.constraints = pyo.ConstraintList()
+    copies = []
+    for c in f.constraints:
+        lower, body, upper = c.to_bounded_expression()
+        lower = None if lower is None else translate(lower)
+        upper = None if upper is None else translate(upper)
+        body = translate(body)
+        if c.equality:
+            cd = fb.constraints.add(body == upper)
+        else:
+            cd = fb.constraints.add(pyo.inequality(lower, body, upper))
+        copies.append((c, cd))
+    used = ComponentSet()
+    for e in [fb.objective.expr] + [cd.body for _, cd in copies]:
+        used.update(identify_variables(e, include_fixed=True))
+    return copies, own, used
+
+
+def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
+    """The follower's complementarity pairs; fills ``multipliers`` (user's component -> multiplier)."""
+    pairs = []
+    for c, cd in copies:
+        mult = kkt.get_multiplier_from_object(fb, cd)
+        multipliers[c] = mult
+        if cd.equality:
+            continue
+        low, up = mult
+        if low is not None:
+            pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
+        if up is not None:
+            pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
+    for v_user, v in zip(f.variables, own):
+        if v not in used:
+            continue
+        low, up = kkt.get_multiplier_from_object(fb, v)
+        multipliers[v_user] = (low, up)
+        if low is not None:
+            pairs.append(Pair(f.name, low, v - v.lb, v, "lower"))
+        if up is not None:
+            pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
+    return pairs
 
 
 class _Translator:
@@ -223,19 +295,3 @@ class _Translator:
         return replace_expressions(expr, substitution_map=self.map,
                                    descend_into_named_expressions=True,
                                    remove_named_expressions=True)
-
-
-def optional_path(val):
-    """Config domain of the ``dump`` options: a path or None."""
-    return None if val is None else str(val)
-
-
-def declare_pipeline_options(config) -> None:
-    """The options every reformulation mode passes to :func:`build_single_level`."""
-    from pyomo.common.config import ConfigValue
-
-    config.declare("block_name", ConfigValue(
-        default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))
-    config.declare("dump", ConfigValue(
-        default=None, domain=optional_path,
-        doc="write the single-level model (with complementarity) to this file (.nl, .gms, ...)"))
