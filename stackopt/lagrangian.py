@@ -17,11 +17,13 @@ SAME_OBJECTIVE = 1e-9  # relative difference of objectives treated as rounding w
 CONFIRM_TRIES = 3  # candidates checked on further fresh draws where equilibria differ between draws
 
 
-def variable_scale(kernel) -> np.ndarray:
-    """Box width where both bounds are finite (and apart), else ``max(1, |p0|)``."""
+def variable_scale(kernel, p=None) -> np.ndarray:
+    """Box width where both bounds are finite (and apart), else ``max(1, |p|)`` (``p``
+    defaults to the leader's initial values): steps relative to the value itself where
+    no box says how far a variable may go."""
     width = kernel.p_ub - kernel.p_lb
     bounded = np.isfinite(width) & (width > 0)
-    return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0)))
+    return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0 if p is None else p)))
 
 
 class AugmentedLagrangian:
@@ -31,6 +33,7 @@ class AugmentedLagrangian:
         self.prob, self.o, self.deadline = prob, opts, deadline
         k = prob.k
         self.scale = variable_scale(k)
+        self._unbounded = ~(np.isfinite(k.p_ub - k.p_lb) & (k.p_ub > k.p_lb))
         self.lam = np.zeros(prob.n_c)
         self.mu = 1.0
         self.wf, self.wc = 1.0, np.ones(prob.n_c)
@@ -172,7 +175,7 @@ class AugmentedLagrangian:
             if new is None:
                 return pt, None, True
             pt = new
-            self._track(pt)
+            self._moved(pt)
             if o.resample_every and self.t % o.resample_every == 0:
                 anchored = self.checkpoint(pt)
                 if anchored is not None and anchored is not pt:
@@ -194,7 +197,7 @@ class AugmentedLagrangian:
     def accept(self, pt) -> bool:
         """An iterate of an inner solver: record it; True where the inner solve should stop."""
         self.t += 1
-        self._track(pt)
+        self._moved(pt)
         return self._stop(pt, self._omega)
 
     def _stop(self, pt, omega) -> bool:
@@ -239,6 +242,13 @@ class AugmentedLagrangian:
             step=self.t, leader_objective=pt.objective, violation=pt.violation,
             lagrangian=self.value(pt) if self.mu else pt.f, stationarity=st, mu=self.mu,
             equilibrium_residual=max(e.residual for e in pt.equilibria), fresh=float(pt.fresh)))
+
+    def _moved(self, pt) -> None:
+        """After an accepted step: variables without a box take their scale from their
+        value, and the iterate may be the best tracked one."""
+        if self._unbounded.any():
+            self.scale = np.where(self._unbounded, np.maximum(1.0, np.abs(pt.p)), self.scale)
+        self._track(pt)
 
     def _track(self, pt) -> None:
         """Where equilibria look unique (one sample, no re-anchoring so far), a tracked

