@@ -17,8 +17,10 @@ of a fixed variable needs no recompilation. Immutable Params and numbers are
 constants. Pass one :class:`Parameters` (from :func:`parameters_of`) to
 several compilations to share one parameter vector between their programs.
 
-Derivatives are taken symbolically by Pyomo (``reverse_sd``), never with
-respect to parameters, and compiled the same way (:func:`compile_jacobian`).
+Derivatives are taken symbolically with Pyomo's differentiation rules (the
+expressions ``reverse_sd`` builds, swept only where they are wanted:
+:mod:`stackopt.expr_diff`), never with respect to parameters, and compiled
+the same way (:func:`compile_jacobian`).
 Preparation is linear in the size of the expressions and their derivatives;
 every walk is iterative, so no recursion limit is changed.
 """
@@ -28,10 +30,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from pyomo.common.gc_manager import PauseGC
-from pyomo.core.base.var import VarData
-from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
-from pyomo.core.expr.numvalue import native_numeric_types
 
+from .expr_diff import derivatives, jacobian_entries
 from .expr_params import Parameters, parameters_of
 from .expr_poly import PolyBuilder
 from .expr_program import PolyBatch, Program, SparseJacobian
@@ -76,47 +76,6 @@ def compile_sparse(entries: Iterable[tuple], variables: Sequence, shape: tuple,
                 outputs.append(p)
         return SparseJacobian(np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp),
                               tuple(shape), Program(b, outputs))
-
-
-def _positions(wrt: Sequence) -> dict[int, int]:
-    return {id(v): j for j, v in enumerate(wrt)}
-
-
-def _derivatives(expr, pos: dict[int, int]) -> dict[int, object]:
-    if expr.__class__ in native_numeric_types:
-        return {}
-    if isinstance(expr, VarData):
-        j = pos.get(id(expr))
-        return {j: 1.0} if j is not None and not expr.fixed else {}
-    if not expr.is_potentially_variable():
-        return {}
-    try:
-        ders = reverse_sd(expr)
-    except DifferentiationException as exc:
-        raise ValueError(f"Pyomo cannot differentiate the expression {expr}: {exc}") from None
-    out = {}
-    for leaf, d in ders.items():
-        j = pos.get(id(leaf))
-        if j is not None and isinstance(leaf, VarData) and not leaf.fixed:
-            out[j] = d
-    return out
-
-
-def derivatives(expr, wrt: Sequence) -> dict[int, object]:
-    """Pyomo's symbolic derivatives of ``expr``: position in ``wrt`` -> derivative expression.
-
-    Fixed variables and parameters get no derivative.
-    """
-    with PauseGC():
-        return _derivatives(expr, _positions(wrt))
-
-
-def jacobian_entries(exprs: Iterable, wrt: Sequence) -> list[tuple[int, int, object]]:
-    """``(row, position in wrt, derivative)`` of every structurally nonzero derivative of
-    ``exprs``, columns ascending within each row (one index of ``wrt`` for all rows)."""
-    pos = _positions(wrt)
-    with PauseGC():
-        return [(i, j, d) for i, e in enumerate(exprs) for j, d in sorted(_derivatives(e, pos).items())]
 
 
 def compile_jacobian(exprs: Iterable, variables: Sequence, wrt: Sequence | None = None,

@@ -241,3 +241,28 @@ def test_deep_expressions_compile_without_raising_the_recursion_limit():
     h = 1e-6
     fd = [(prog(vals + h * np.eye(2)[j])[0] - prog(vals - h * np.eye(2)[j])[0]) / (2 * h) for j in range(2)]
     np.testing.assert_allclose(jac.dense(vals)[0], fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("nfg", dict(players=2, actions=3)),
+    ("ssg", dict(targets=6, defenders=2, coverable=3, resources=1.0)),
+    ("cyber", dict(customers=3)),
+])
+def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
+    from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+    from stackopt.models import build_game
+
+    s = build_game(name, **kw).structure()
+    allv = list(s.follower_variables) + list(s.leader_variables)
+    exprs_ = [f.objective for f in s.followers] + [s.leader_objective] + [c.body for c in s.leader_constraints]
+    compared = 0
+    for e in exprs_:
+        ref = reverse_sd(e)
+        ours = derivatives(e, allv)
+        for j, v in enumerate(allv):
+            if v in ref and not (ref[v].__class__ in (int, float) and ref[v] == 0):
+                assert str(ours[j]) == str(ref[v])
+                compared += 1
+            else:
+                assert j not in ours
+    assert compared > 10

@@ -1,0 +1,146 @@
+"""Pyomo's symbolic derivatives, swept once per expression over the nodes that need them.
+
+Pyomo's ``reverse_sd`` differentiates an expression with respect to every
+leaf, keyed in ``ComponentMap`` objects, and walks it with a general visitor;
+for the games here (a follower objective with tens of thousands of terms of
+which only the follower's own variables are wanted) most of that work is
+thrown away. :func:`reverse_symbolic` runs the same reverse sweep with
+Pyomo's own differentiation rules (``diff_with_pyomo``'s rule for each node
+type, so the derivative expressions are the ones ``reverse_sd`` builds), but
+over plain dicts keyed by ``id``, one iterative post-order walk, and only
+through the nodes above at least one wanted variable. Where Pyomo's rule
+table cannot be imported, ``reverse_sd`` itself is used.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from pyomo.common.gc_manager import PauseGC
+from pyomo.core.base.var import VarData
+from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
+from pyomo.core.expr.numvalue import native_numeric_types
+
+try:  # Pyomo's rule table for the reverse symbolic sweep
+    from pyomo.core.expr.calculus.diff_with_pyomo import _diff_GeneralExpression, _diff_map
+except ImportError:  # pragma: no cover - other Pyomo versions
+    _diff_map = None
+
+_NATIVE = native_numeric_types
+
+
+class _Symbolic:
+    """``val_dict`` of the symbolic sweep: every node stands for itself."""
+
+    __slots__ = ()
+
+    def __getitem__(self, node):
+        return node
+
+
+class _ById:
+    """``der_dict`` of the sweep: a plain dict keyed by ``id`` (every node is kept alive
+    by the expression being differentiated)."""
+
+    __slots__ = ("d",)
+
+    def __init__(self, d: dict):
+        self.d = d
+
+    def __getitem__(self, node):
+        return self.d[id(node)]
+
+    def __setitem__(self, node, val):
+        self.d[id(node)] = val
+
+
+def _post_order(root, pos: dict[int, int]):
+    """Nodes above a wanted variable, children first, and the wanted leaves met.
+
+    Returns ``(order, leaves, der)`` with ``der`` holding 0 for every node seen.
+    """
+    der: dict[int, object] = {id(root): 0}
+    wanted: dict[int, bool] = {}
+    order, leaves = [], []
+    stack = [[root, root.args, 0]]
+    while stack:
+        top = stack[-1]
+        kids = top[1]
+        i = top[2]
+        if i < len(kids):
+            top[2] = i + 1
+            c = kids[i]
+            if id(c) in der:
+                continue
+            der[id(c)] = 0
+            if c.__class__ in _NATIVE:
+                continue
+            if c.is_expression_type():
+                stack.append([c, c.args, 0])
+            elif id(c) in pos and isinstance(c, VarData) and not c.fixed:
+                wanted[id(c)] = True
+                leaves.append(c)
+            continue
+        stack.pop()
+        node = top[0]
+        if any(wanted.get(id(c), False) for c in kids):
+            wanted[id(node)] = True
+            order.append(node)
+    return order, leaves, der
+
+
+def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:
+    """Symbolic derivatives of ``expr`` with respect to the unfixed variables whose ``id`` is
+    in ``pos``: ``{pos[id(v)]: derivative expression}`` (structurally nonzero ones only)."""
+    if _diff_map is None:  # pragma: no cover
+        ders = reverse_sd(expr)
+        return {pos[id(v)]: d for v, d in ders.items()
+                if id(v) in pos and isinstance(v, VarData) and not v.fixed}
+    order, leaves, der = _post_order(expr, pos)
+    der[id(expr)] = 1
+    val, dd = _Symbolic(), _ById(der)
+    for node in reversed(order):
+        rule = _diff_map.get(node.__class__)
+        if rule is not None:
+            rule(node, val, dd)
+        elif node.is_named_expression_type():
+            _diff_GeneralExpression(node, val, dd)
+        else:
+            raise DifferentiationException(
+                f"Unsupported expression type for differentiation: {type(node)}")
+    return {pos[id(v)]: der[id(v)] for v in leaves}
+
+
+def _derivatives(expr, pos: dict[int, int]) -> dict[int, object]:
+    if expr.__class__ in _NATIVE:
+        return {}
+    if isinstance(expr, VarData):
+        j = pos.get(id(expr))
+        return {j: 1.0} if j is not None and not expr.fixed else {}
+    if not expr.is_expression_type() or not expr.is_potentially_variable():
+        return {}
+    try:
+        out = reverse_symbolic(expr, pos)
+    except DifferentiationException as exc:
+        raise ValueError(f"Pyomo cannot differentiate the expression {expr}: {exc}") from None
+    return {j: d for j, d in out.items() if not (d.__class__ in _NATIVE and d == 0)}
+
+
+def positions(wrt: Sequence) -> dict[int, int]:
+    return {id(v): j for j, v in enumerate(wrt)}
+
+
+def derivatives(expr, wrt: Sequence) -> dict[int, object]:
+    """Pyomo's symbolic derivatives of ``expr``: position in ``wrt`` -> derivative expression.
+
+    Fixed variables and parameters get no derivative.
+    """
+    with PauseGC():
+        return _derivatives(expr, positions(wrt))
+
+
+def jacobian_entries(exprs: Iterable, wrt: Sequence) -> list[tuple[int, int, object]]:
+    """``(row, position in wrt, derivative)`` of every structurally nonzero derivative of
+    ``exprs``, columns ascending within each row (one index of ``wrt`` for all rows)."""
+    pos = positions(wrt)
+    with PauseGC():
+        return [(i, j, d) for i, e in enumerate(exprs) for j, d in sorted(_derivatives(e, pos).items())]
