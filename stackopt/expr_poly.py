@@ -48,9 +48,13 @@ _HANDLER: dict[type, str | None] = {}
 _IS_EXPR: dict[type, bool] = {}
 
 
-def _handler(cls) -> str | None:
+def _handler(node) -> str | None:
+    cls = node.__class__
     if cls not in _HANDLER:
-        _HANDLER[cls] = next((h for base, h in _BASES if issubclass(cls, base)), None)
+        if node.is_named_expression_type():
+            _HANDLER[cls] = "_named"
+        else:
+            _HANDLER[cls] = next((h for base, h in _BASES if issubclass(cls, base)), None)
     return _HANDLER[cls]
 
 
@@ -86,8 +90,7 @@ class PolyBuilder:
         self.aux_param: list[float] = []
         self.aux_level: list[int] = []
         self.aux_key: dict = {}
-        self.memo: dict[int, list] = {}  # id(expression node) -> [poly, uses]
-        self.leaves: dict[int, dict] = {}
+        self.memo: dict[int, list] = {}  # id(node) -> [poly, uses], leaves included
         self.keep: list = []  # nodes whose ids key the memo stay alive
 
     # ---------------------------------------------------------------- atoms
@@ -120,41 +123,39 @@ class PolyBuilder:
     # ---------------------------------------------------------------- walk
     def poly(self, root) -> dict:
         """Polynomial of ``root`` (counts as one use of it). Do not mutate the result."""
-        if root.__class__ in _NATIVE:
-            return _const(float(root))
-        if not _is_expr(root):
-            return self._leaf(root)
         memo = self.memo
-        if id(root) not in memo:
+        if id(root) not in memo and root.__class__ not in _NATIVE and _is_expr(root):
             stack = [root]
             while stack:
                 node = stack[-1]
-                kids = (node.expr,) if node.is_named_expression_type() else node.args
-                pending = [c for c in kids if _is_expr(c) and id(c) not in memo]
+                kids = node.args
+                pending = [c for c in kids if id(c) not in memo and c.__class__ not in _NATIVE
+                           and _is_expr(c)]
                 if pending:
                     stack.extend(pending)
                     continue
                 stack.pop()
                 if id(node) not in memo:
-                    memo[id(node)] = [self._combine(node, kids), 0]
+                    name = _HANDLER.get(node.__class__) or _handler(node)
+                    if name is None:
+                        raise ValueError(
+                            f"unsupported expression type {node.__class__.__name__} in {node}")
+                    memo[id(node)] = [getattr(self, name)(node, kids), 0]
                     self.keep.append(node)
         return self._use(root)
 
     def _use(self, node) -> dict:
-        if node.__class__ in _NATIVE:
-            return _const(float(node))
         ent = self.memo.get(id(node))
         if ent is None:
-            return self._leaf(node)
-        if ent[1] and len(ent[0]) > _SHARE_LIMIT:
+            if node.__class__ in _NATIVE:
+                return _const(float(node))
+            ent = self._leaf(node)
+        elif ent[1] and len(ent[0]) > _SHARE_LIMIT:
             ent[0] = self.atomize(ent[0])
         ent[1] += 1
         return ent[0]
 
-    def _leaf(self, node) -> dict:
-        hit = self.leaves.get(id(node))
-        if hit is not None:
-            return hit
+    def _leaf(self, node) -> list:
         if isinstance(node, VarData) and id(node) in self.index:
             out = {(self.index[id(node)],): 1.0}
         elif is_parameter(node):
@@ -169,9 +170,9 @@ class PolyBuilder:
             if val is None:
                 raise ValueError(f"{getattr(node, 'name', node)!r} has no value")
             out = _const(float(val))
-        self.leaves[id(node)] = out
+        ent = self.memo[id(node)] = [out, 0]  # one term: never atomized
         self.keep.append(node)
-        return out
+        return ent
 
     def _param(self, node) -> dict:
         pos = self.parameters.position(node)
@@ -188,20 +189,22 @@ class PolyBuilder:
             atom = self.param_atom[pos] = self._new_atom("param", {}, float(pos), 0)
         return {(atom,): 1.0}
 
-    def _combine(self, node, kids) -> dict:
-        if node.is_named_expression_type():
-            return self._use(kids[0])
-        name = _handler(node.__class__)
-        if name is None:
-            raise ValueError(f"unsupported expression type {node.__class__.__name__} in {node}")
-        return getattr(self, name)(node, kids)
-
     # ------------------------------------------------------------ handlers
+    def _named(self, node, kids) -> dict:
+        return self._use(kids[0])
+
     def _sum(self, node, kids) -> dict:
         out: dict = {}
         get = out.get
+        memo_get = self.memo.get
         for kid in kids:
-            for m, c in self._use(kid).items():
+            ent = memo_get(id(kid))
+            if ent is None or (ent[1] and len(ent[0]) > _SHARE_LIMIT):
+                p = self._use(kid)
+            else:
+                ent[1] += 1
+                p = ent[0]
+            for m, c in p.items():
                 v = get(m, 0.0) + c
                 if v == 0.0:
                     out.pop(m, None)
