@@ -12,8 +12,9 @@ that is compiled (follower objectives, leader objective and constraint
 bodies, named expressions entered once); "terms" counts the monomials of all
 compiled programs (values and derivatives: the size of what is produced, which
 grows faster than the source where Jacobians are dense, as in security games).
-Growth columns compare each size with the previous one: ``time x`` the ratio
-of preparation times, ``nodes x`` and ``terms x`` the ratios of the two sizes,
+"prep s" is wall time, "cpu s" the process's CPU time over the same span (the
+figure to compare on a shared, loaded machine). Growth columns compare each
+size with the previous one: ``time x`` the ratio of preparation CPU times, ``nodes x`` and ``terms x`` the ratios of the two sizes,
 and ``exp n``, ``exp t`` the exponents ``log(time x) / log(size x)`` against
 each (1 is linear).
 
@@ -93,11 +94,11 @@ def measure(domain: str, size: int) -> dict:
     t_build = time.perf_counter() - t0
     nodes = expression_size(game)
     rss0 = _rss_mib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     kernel = kernel_of(game)
-    t_prep = time.perf_counter() - t0
+    t_prep, c_prep = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"domain": domain, "size": size, "build_s": t_build, "prep_s": t_prep,
+    return {"domain": domain, "size": size, "build_s": t_build, "prep_s": t_prep, "cpu_s": c_prep,
             "nodes": nodes, "terms": compiled_terms(kernel), "peak_mib": peak,
             "kernel_mib": max(0.0, peak - rss0), "n_x": kernel.n_x, "n_p": kernel.n_p}
 
@@ -112,7 +113,7 @@ def _child(domain: str, size: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'size':>6s}{'n_x':>7s}{'n_p':>8s}{'nodes':>10s}{'terms':>10s}{'build s':>9s}"
-            f"{'prep s':>9s}{'peak MiB':>10s}{'kernel MiB':>11s}{'time x':>8s}{'nodes x':>8s}{'terms x':>8s}"
+            f"{'prep s':>9s}{'cpu s':>8s}{'peak MiB':>10s}{'kernel MiB':>11s}{'time x':>8s}{'nodes x':>8s}{'terms x':>8s}"
             f"{'exp n':>7s}{'exp t':>7s}")
     lines = [head]
     prev = None
@@ -122,12 +123,12 @@ def table(rows: list[dict]) -> str:
             continue
         growth = ""
         if prev is not None:
-            tx = r["prep_s"] / prev["prep_s"]
+            tx = r["cpu_s"] / prev["cpu_s"]
             nx, mx = r["nodes"] / prev["nodes"], r["terms"] / prev["terms"]
             growth = (f"{tx:8.2f}{nx:8.2f}{mx:8.2f}"
                       f"{math.log(tx) / math.log(nx):7.2f}{math.log(tx) / math.log(mx):7.2f}")
         lines.append(f"{r['size']:>6d}{r['n_x']:>7d}{r['n_p']:>8d}{r['nodes']:>10d}{r['terms']:>10d}"
-                     f"{r['build_s']:9.2f}{r['prep_s']:9.2f}{r['peak_mib']:10.0f}"
+                     f"{r['build_s']:9.2f}{r['prep_s']:9.2f}{r['cpu_s']:8.2f}{r['peak_mib']:10.0f}"
                      f"{r['kernel_mib']:11.0f}{growth}")
         prev = r
     return "\n".join(lines)

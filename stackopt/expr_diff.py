@@ -20,6 +20,8 @@ from pyomo.core.base.var import VarData
 from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
 from pyomo.core.expr.numvalue import native_numeric_types
 
+from .expr_poly import is_expression
+
 try:  # Pyomo's rule table for the reverse symbolic sweep
     from pyomo.core.expr.calculus.diff_with_pyomo import _diff_GeneralExpression, _diff_map
 except ImportError:  # pragma: no cover - other Pyomo versions
@@ -54,38 +56,87 @@ class _ById:
 
 
 def _post_order(root, pos: dict[int, int]):
-    """Nodes above a wanted variable, children first, and the wanted leaves met.
-
-    Returns ``(order, leaves, der)`` with ``der`` holding 0 for every node seen.
-    """
-    der: dict[int, object] = {id(root): 0}
-    wanted: dict[int, bool] = {}
+    """Nodes above a wanted variable, children first; the wanted leaves met; the ids of
+    both (``wanted``); and ``der`` holding 0 for every node and leaf seen."""
+    der: dict[int, object] = {}
+    wanted: set[int] = set()
     order, leaves = [], []
-    stack = [[root, root.args, 0]]
+    stack = [root]
     while stack:
-        top = stack[-1]
-        kids = top[1]
-        i = top[2]
-        if i < len(kids):
-            top[2] = i + 1
-            c = kids[i]
-            if id(c) in der:
-                continue
-            der[id(c)] = 0
-            if c.__class__ in _NATIVE:
-                continue
-            if c.is_expression_type():
-                stack.append([c, c.args, 0])
-            elif id(c) in pos and isinstance(c, VarData) and not c.fixed:
-                wanted[id(c)] = True
-                leaves.append(c)
+        node = stack[-1]
+        if id(node) in der:  # pushed by two parents
+            stack.pop()
+            continue
+        kids = node.args
+        pending = [c for c in kids if id(c) not in der and c.__class__ not in _NATIVE
+                   and is_expression(c)]
+        if pending:
+            stack.extend(reversed(pending))  # leftmost first, as Pyomo's walk
             continue
         stack.pop()
-        node = top[0]
-        if any(wanted.get(id(c), False) for c in kids):
-            wanted[id(node)] = True
+        for c in kids:
+            if id(c) not in der:  # a leaf or a number, met for the first time
+                der[id(c)] = 0
+                if id(c) in pos and isinstance(c, VarData) and not c.fixed:
+                    wanted.add(id(c))
+                    leaves.append(c)
+        der[id(node)] = 0
+        if not wanted.isdisjoint(map(id, kids)):
+            wanted.add(id(node))
             order.append(node)
-    return order, leaves, der
+    return order, leaves, wanted, der
+
+
+# the rules of the commonest nodes, written out as Pyomo's are (val_dict[x] is x in the
+# symbolic sweep) but adding only to children above a wanted variable
+def _sum(node, der, wanted):
+    d = der[id(node)]
+    for arg in node.args:
+        if id(arg) in wanted:
+            der[id(arg)] += d
+
+
+def _product(node, der, wanted):
+    d = der[id(node)]
+    arg1, arg2 = node.args
+    if id(arg1) in wanted:
+        der[id(arg1)] += d * arg2
+    if id(arg2) in wanted:
+        der[id(arg2)] += d * arg1
+
+
+def _negation(node, der, wanted):
+    arg = node.args[0]
+    der[id(arg)] -= der[id(node)]
+
+
+def _named(node, der, wanted):
+    arg = node.args[0]
+    der[id(arg)] += der[id(node)]
+
+
+_OWN: dict = {}
+if _diff_map is not None:
+    from pyomo.core.expr.calculus.diff_with_pyomo import (
+        _diff_NegationExpression, _diff_ProductExpression, _diff_SumExpression)
+
+    _OWN = {_diff_SumExpression: _sum, _diff_ProductExpression: _product,
+            _diff_NegationExpression: _negation}
+_RULE: dict[type, tuple] = {}
+
+
+def _rule(node) -> tuple:
+    """``(own rule or None, Pyomo's rule or None)`` for the node's class."""
+    cls = node.__class__
+    hit = _RULE.get(cls)
+    if hit is None:
+        pyomo_rule = _diff_map.get(cls)
+        if pyomo_rule is None and node.is_named_expression_type():
+            hit = (_named, _diff_GeneralExpression)
+        else:
+            hit = (_OWN.get(pyomo_rule), pyomo_rule)
+        _RULE[cls] = hit
+    return hit
 
 
 def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:
@@ -95,15 +146,15 @@ def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:
         ders = reverse_sd(expr)
         return {pos[id(v)]: d for v, d in ders.items()
                 if id(v) in pos and isinstance(v, VarData) and not v.fixed}
-    order, leaves, der = _post_order(expr, pos)
+    order, leaves, wanted, der = _post_order(expr, pos)
     der[id(expr)] = 1
     val, dd = _Symbolic(), _ById(der)
     for node in reversed(order):
-        rule = _diff_map.get(node.__class__)
-        if rule is not None:
-            rule(node, val, dd)
-        elif node.is_named_expression_type():
-            _diff_GeneralExpression(node, val, dd)
+        own, pyomo_rule = _RULE.get(node.__class__) or _rule(node)
+        if own is not None:
+            own(node, der, wanted)
+        elif pyomo_rule is not None:
+            pyomo_rule(node, val, dd)
         else:
             raise DifferentiationException(
                 f"Unsupported expression type for differentiation: {type(node)}")

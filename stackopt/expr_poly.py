@@ -58,7 +58,7 @@ def _handler(node) -> str | None:
     return _HANDLER[cls]
 
 
-def _is_expr(node) -> bool:
+def is_expression(node) -> bool:
     cls = node.__class__
     hit = _IS_EXPR.get(cls)
     if hit is None:
@@ -124,13 +124,13 @@ class PolyBuilder:
     def poly(self, root) -> dict:
         """Polynomial of ``root`` (counts as one use of it). Do not mutate the result."""
         memo = self.memo
-        if id(root) not in memo and root.__class__ not in _NATIVE and _is_expr(root):
+        if id(root) not in memo and root.__class__ not in _NATIVE and is_expression(root):
             stack = [root]
             while stack:
                 node = stack[-1]
                 kids = node.args
                 pending = [c for c in kids if id(c) not in memo and c.__class__ not in _NATIVE
-                           and _is_expr(c)]
+                           and is_expression(c)]
                 if pending:
                     stack.extend(pending)
                     continue
