@@ -34,6 +34,7 @@ class Parameters:
     def __init__(self, items: Iterable = ()):
         self.items: list = []
         self._pos: dict[int, int] = {}
+        self._vars: list = []  # the fixed variables among the items
         for item in items:
             self.add(item)
 
@@ -50,6 +51,8 @@ class Parameters:
             )
         self._pos[id(item)] = len(self.items)
         self.items.append(item)
+        if isinstance(item, VarData):
+            self._vars.append(item)
         return self._pos[id(item)]
 
     def position(self, item) -> int | None:
@@ -66,7 +69,18 @@ class Parameters:
         return [p.name for p in self.items]
 
     def values(self) -> np.ndarray:
-        """Current values, in order; raises ``ValueError`` naming a parameter without a finite value."""
+        """Current values, in order.
+
+        Raises ``ValueError`` naming a parameter without a finite value, or a
+        variable that was fixed at compilation and has been unfixed since
+        (a structural change: the programs must be compiled again).
+        """
+        if self._vars and not all(v.fixed for v in self._vars):
+            v = next(v for v in self._vars if not v.fixed)
+            raise ValueError(
+                f"variable {v.name!r} was fixed when these expressions were compiled and is not "
+                "fixed now; compile them again to treat it as a variable"
+            )
         try:
             out = np.array([p.value for p in self.items], dtype=float)
         except (ValueError, TypeError):

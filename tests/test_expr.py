@@ -266,3 +266,24 @@ def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
             else:
                 assert j not in ours
     assert compared > 10
+
+
+def test_unfixing_a_compiled_parameter_is_refused(model):
+    prog = compile_exprs([model.z * model.x[0]], [model.x[0]])
+    assert prog(np.array([2.0]))[0] == pytest.approx(3.4)
+    model.z.unfix()
+    with pytest.raises(ValueError, match=r"variable 'z' was fixed when these expressions were compiled"):
+        prog(np.array([2.0]))
+
+
+def test_nlp_problem_follows_a_changed_param_without_recompiling():
+    from stackopt.nlp import NlpProblem
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=0.0)
+    m.t = pyo.Param(initialize=1.0, mutable=True)
+    m.obj = pyo.Objective(expr=(m.x - m.t) ** 2)
+    prob = NlpProblem(m)
+    assert prob.solve().x[m.x] == pytest.approx(1.0, abs=1e-6)
+    m.t.set_value(-2.5)
+    assert prob.solve().x[m.x] == pytest.approx(-2.5, abs=1e-6)
