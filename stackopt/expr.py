@@ -49,7 +49,8 @@ def compile_exprs(exprs: Iterable, variables: Sequence,
     ``parameters``: the mutable Params and fixed variables the program reads
     at call time, in this order; ``None`` collects those of ``exprs``. A
     parameter of ``exprs`` missing from a given ``parameters`` raises
-    ``ValueError``.
+    ``ValueError``, or is appended to it if it grows
+    (``Parameters(grow=True)``: one collection shared by several programs).
     """
     with PauseGC():
         b = PolyBuilder(list(variables), parameters)

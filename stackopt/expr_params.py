@@ -29,9 +29,15 @@ def is_parameter(node) -> bool:
 
 
 class Parameters:
-    """Ordered mutable Params and fixed variables; ``values()`` reads them now."""
+    """Ordered mutable Params and fixed variables; ``values()`` reads them now.
 
-    def __init__(self, items: Iterable = ()):
+    ``grow=True``: compilations given this collection append the parameters
+    they meet (positions never change, so programs compiled earlier stay
+    valid); otherwise a parameter missing from it is an error.
+    """
+
+    def __init__(self, items: Iterable = (), grow: bool = False):
+        self.grow = bool(grow)
         self.items: list = []
         self._pos: dict[int, int] = {}
         self._vars: list = []  # the fixed variables among the items

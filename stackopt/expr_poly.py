@@ -74,7 +74,7 @@ class PolyBuilder:
     """Turns expression trees into polynomials over atoms, recording auxiliary nodes.
 
     ``parameters``: the :class:`Parameters` the expressions may use (others
-    raise ``ValueError``); ``None`` collects them as they are met.
+    raise ``ValueError`` unless it grows); ``None`` collects them as they are met.
     """
 
     def __init__(self, variables: Sequence, parameters: Parameters | None = None):
@@ -82,8 +82,8 @@ class PolyBuilder:
         self.index = {id(v): i for i, v in enumerate(variables)}
         if len(self.index) != self.n_vars:
             raise ValueError("the variable list contains a variable twice")
-        self.collect = parameters is None
-        self.parameters = Parameters() if parameters is None else parameters
+        self.parameters = Parameters(grow=True) if parameters is None else parameters
+        self.collect = self.parameters.grow
         self.param_atom: dict[int, int] = {}  # position in parameters -> atom
         self.aux_kind: list[str] = []  # "param" for parameter atoms (level 0)
         self.aux_arg: list[dict] = []

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import compile_exprs, compile_sparse, derivatives, jacobian_entries, parameters_of
+from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
 
 
 def kernel_of(game) -> "GameKernel":
@@ -78,9 +78,7 @@ class GameKernel:
         # follower objectives (minimisation form) and their gradients F
         self.sense = np.array([f.sense for f in s.followers], dtype=float)
         # mutable Params and fixed variables: inputs of every program, read at call time
-        self.parameters = par = parameters_of(
-            [f.objective for f in s.followers] + [s.leader_objective]
-            + [c.body for c in s.leader_constraints], allv)
+        self.parameters = par = Parameters(grow=True)
         self._fobj = compile_exprs([f.objective for f in s.followers], allv, par)
         grad_exprs = []
         for f in s.followers:

@@ -287,3 +287,17 @@ def test_nlp_problem_follows_a_changed_param_without_recompiling():
     assert prob.solve().x[m.x] == pytest.approx(1.0, abs=1e-6)
     m.t.set_value(-2.5)
     assert prob.solve().x[m.x] == pytest.approx(-2.5, abs=1e-6)
+
+
+def test_a_growing_parameter_collection_is_shared_by_programs(model):
+    from stackopt.expr import Parameters
+
+    xs = list(model.x.values())
+    par = Parameters(grow=True)
+    p1 = compile_exprs([model.z * model.x[0]], xs, parameters=par)
+    p2 = compile_exprs([model.q * model.x[1] + model.z], xs, parameters=par)
+    assert [p.name for p in par] == ["z", "q"]
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    theta = par.values()
+    assert p1(vals, theta)[0] == pytest.approx(1.7 * 0.4)
+    assert p2(vals, theta)[0] == pytest.approx(2.5 * 0.7 + 1.7)
