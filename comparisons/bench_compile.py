@@ -14,9 +14,9 @@ compiled programs (values and derivatives: the size of what is produced, which
 grows faster than the source where Jacobians are dense, as in security games).
 "prep s" is wall time, "cpu s" the process's CPU time over the same span (the
 figure to compare on a shared, loaded machine). Growth columns compare each
-size with the previous one: ``time x`` the ratio of preparation CPU times, ``nodes x`` and ``terms x`` the ratios of the two sizes,
-and ``exp n``, ``exp t`` the exponents ``log(time x) / log(size x)`` against
-each (1 is linear).
+size with the previous one: "time x" the ratio of preparation CPU times,
+"nodes x" and "terms x" the ratios of the two sizes, and "exp n", "exp t" the
+exponents log(time x) / log(size x) against each (1 is linear).
 
     python -m stackopt.comparisons.bench_compile [--domains nfg,ssg,cyber] [--quick]
 """
@@ -113,8 +113,8 @@ def _child(domain: str, size: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'size':>6s}{'n_x':>7s}{'n_p':>8s}{'nodes':>10s}{'terms':>10s}{'build s':>9s}"
-            f"{'prep s':>9s}{'cpu s':>8s}{'peak MiB':>10s}{'kernel MiB':>11s}{'time x':>8s}{'nodes x':>8s}{'terms x':>8s}"
-            f"{'exp n':>7s}{'exp t':>7s}")
+            f"{'prep s':>9s}{'cpu s':>8s}{'peak MiB':>10s}{'kernel MiB':>11s}"
+            f"{'time x':>8s}{'nodes x':>8s}{'terms x':>8s}{'exp n':>7s}{'exp t':>7s}")
     lines = [head]
     prev = None
     for r in rows:

@@ -301,3 +301,13 @@ def test_a_growing_parameter_collection_is_shared_by_programs(model):
     theta = par.values()
     assert p1(vals, theta)[0] == pytest.approx(1.7 * 0.4)
     assert p2(vals, theta)[0] == pytest.approx(2.5 * 0.7 + 1.7)
+
+
+def test_bench_compile_measures_one_size_and_names_an_unknown_domain():
+    from stackopt.comparisons import bench_compile
+
+    r = bench_compile.measure("cyber", 3)
+    assert r["nodes"] > 0 and r["terms"] > 0 and r["prep_s"] >= 0 and r["n_x"] == 3
+    assert "exp t" in bench_compile.table([r, dict(r, nodes=2 * r["nodes"], terms=2 * r["terms"])])
+    with pytest.raises(ValueError, match=r"unknown domain 'tsp'"):
+        bench_compile.main(["--domains", "tsp"])
