@@ -6,9 +6,11 @@ for the games here (a follower objective with tens of thousands of terms of
 which only the follower's own variables are wanted) most of that work is
 thrown away. :func:`reverse_symbolic` runs the same reverse sweep with
 Pyomo's own differentiation rules (``diff_with_pyomo``'s rule for each node
-type, so the derivative expressions are the ones ``reverse_sd`` builds), but
-over plain dicts keyed by ``id``, one iterative post-order walk, and only
-through the nodes above at least one wanted variable. Where Pyomo's rule
+type; those of sums, products, negations and named expressions written out
+here the same way), so the derivative expressions are the ones ``reverse_sd``
+builds (the tests compare them), but over plain dicts keyed by ``id``, one
+iterative post-order walk, and only through the nodes above at least one
+wanted variable, adding nothing to children below none. Where Pyomo's rule
 table cannot be imported, ``reverse_sd`` itself is used.
 """
 from __future__ import annotations
