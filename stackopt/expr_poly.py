@@ -70,28 +70,17 @@ def _const(val: float) -> dict:
     return {(): val} if val != 0.0 else {}
 
 
-class PolyBuilder:
-    """Turns expression trees into polynomials over atoms, recording auxiliary nodes.
+class AtomTable:
+    """The auxiliary atoms met so far, and the algebra of polynomials over atoms
+    (expanding small products, making an atom of whatever is not expanded)."""
 
-    ``parameters``: the :class:`Parameters` the expressions may use (others
-    raise ``ValueError`` unless it grows); ``None`` collects them as they are met.
-    """
-
-    def __init__(self, variables: Sequence, parameters: Parameters | None = None):
-        self.n_vars = len(variables)
-        self.index = {id(v): i for i, v in enumerate(variables)}
-        if len(self.index) != self.n_vars:
-            raise ValueError("the variable list contains a variable twice")
-        self.parameters = Parameters(grow=True) if parameters is None else parameters
-        self.collect = self.parameters.grow
-        self.param_atom: dict[int, int] = {}  # position in parameters -> atom
+    def __init__(self, n_vars: int):
+        self.n_vars = n_vars
         self.aux_kind: list[str] = []  # "param" for parameter atoms (level 0)
         self.aux_arg: list[dict] = []
         self.aux_param: list[float] = []
         self.aux_level: list[int] = []
         self.aux_key: dict = {}
-        self.memo: dict[int, list] = {}  # id(node) -> [poly, uses], leaves included
-        self.keep: list = []  # nodes whose ids key the memo stay alive
 
     # ---------------------------------------------------------------- atoms
     def level(self, atom: int) -> int:
@@ -119,6 +108,88 @@ class PolyBuilder:
             if len(mono) == 1 and coef == 1.0:
                 return poly
         return self.aux("id", poly)
+
+    # ------------------------------------------------------------- algebra
+    @staticmethod
+    def scale(a: dict, s: float) -> dict:
+        if s == 0.0:
+            return {}
+        if s == 1.0:
+            return a
+        return {m: c * s for m, c in a.items()}
+
+    def mul(self, a: dict, b: dict) -> dict:
+        if not a or not b:
+            return {}
+        if len(a) == 1 and () in a:
+            return self.scale(b, a[()])
+        if len(b) == 1 and () in b:
+            return self.scale(a, b[()])
+        if len(a) * len(b) > _EXPAND_LIMIT:
+            if len(a) >= len(b):
+                a = self.atomize(a)
+            else:
+                b = self.atomize(b)
+            if len(a) * len(b) > _EXPAND_LIMIT:
+                a, b = self.atomize(a), self.atomize(b)
+        da, db = max(map(len, a)), max(map(len, b))
+        if da + db > _MAX_DEGREE:
+            if da >= db:
+                a, da = self.atomize(a), 1
+            else:
+                b, db = self.atomize(b), 1
+            if da + db > _MAX_DEGREE:
+                a, b = self.atomize(a), self.atomize(b)
+        out: dict = {}
+        get = out.get
+        for ma, ca in a.items():
+            for mb, cb in b.items():
+                mono = tuple(sorted(ma + mb)) if ma and mb else (ma or mb)
+                v = get(mono, 0.0) + ca * cb
+                if v == 0.0:
+                    out.pop(mono, None)
+                else:
+                    out[mono] = v
+        return out
+
+    def power(self, base: dict, e: float) -> dict:
+        if e == 0:
+            return {(): 1.0}
+        if e == 1:
+            return base
+        if not base:
+            return {} if e > 0 else {(): float("inf")}
+        if len(base) == 1 and () in base:
+            return _const(base[()] ** e)
+        if float(e).is_integer() and 1 < e <= _MAX_POWER and len(base) ** int(e) <= _EXPAND_LIMIT:
+            out = base
+            for _ in range(int(e) - 1):
+                out = self.mul(out, base)
+            return out
+        if len(base) == 1:
+            (mono, coef), = base.items()
+            if coef > 0 and float(e).is_integer():  # c^e * (prod atoms)^e, exact
+                return self.scale(self.aux("pow", {mono: 1.0}, float(e)), coef ** e)
+        return self.aux("pow", base, float(e))
+
+
+class PolyBuilder(AtomTable):
+    """Turns expression trees into polynomials over atoms, recording auxiliary nodes.
+
+    ``parameters``: the :class:`Parameters` the expressions may use (others
+    raise ``ValueError`` unless it grows); ``None`` collects them as they are met.
+    """
+
+    def __init__(self, variables: Sequence, parameters: Parameters | None = None):
+        super().__init__(len(variables))
+        self.index = {id(v): i for i, v in enumerate(variables)}
+        if len(self.index) != self.n_vars:
+            raise ValueError("the variable list contains a variable twice")
+        self.parameters = Parameters(grow=True) if parameters is None else parameters
+        self.collect = self.parameters.grow
+        self.param_atom: dict[int, int] = {}  # position in parameters -> atom
+        self.memo: dict[int, list] = {}  # id(node) -> [poly, uses], leaves included
+        self.keep: list = []  # nodes whose ids key the memo stay alive
 
     # ---------------------------------------------------------------- walk
     def poly(self, root) -> dict:
@@ -246,66 +317,3 @@ class PolyBuilder:
             with np.errstate(all="ignore"):
                 return _const(float(UNARY[name](arg.get((), 0.0))))
         return self.aux(name, arg)
-
-    # ------------------------------------------------------------- algebra
-    @staticmethod
-    def scale(a: dict, s: float) -> dict:
-        if s == 0.0:
-            return {}
-        if s == 1.0:
-            return a
-        return {m: c * s for m, c in a.items()}
-
-    def mul(self, a: dict, b: dict) -> dict:
-        if not a or not b:
-            return {}
-        if len(a) == 1 and () in a:
-            return self.scale(b, a[()])
-        if len(b) == 1 and () in b:
-            return self.scale(a, b[()])
-        if len(a) * len(b) > _EXPAND_LIMIT:
-            if len(a) >= len(b):
-                a = self.atomize(a)
-            else:
-                b = self.atomize(b)
-            if len(a) * len(b) > _EXPAND_LIMIT:
-                a, b = self.atomize(a), self.atomize(b)
-        da, db = max(map(len, a)), max(map(len, b))
-        if da + db > _MAX_DEGREE:
-            if da >= db:
-                a, da = self.atomize(a), 1
-            else:
-                b, db = self.atomize(b), 1
-            if da + db > _MAX_DEGREE:
-                a, b = self.atomize(a), self.atomize(b)
-        out: dict = {}
-        get = out.get
-        for ma, ca in a.items():
-            for mb, cb in b.items():
-                mono = tuple(sorted(ma + mb)) if ma and mb else (ma or mb)
-                v = get(mono, 0.0) + ca * cb
-                if v == 0.0:
-                    out.pop(mono, None)
-                else:
-                    out[mono] = v
-        return out
-
-    def power(self, base: dict, e: float) -> dict:
-        if e == 0:
-            return {(): 1.0}
-        if e == 1:
-            return base
-        if not base:
-            return {} if e > 0 else {(): float("inf")}
-        if len(base) == 1 and () in base:
-            return _const(base[()] ** e)
-        if float(e).is_integer() and 1 < e <= _MAX_POWER and len(base) ** int(e) <= _EXPAND_LIMIT:
-            out = base
-            for _ in range(int(e) - 1):
-                out = self.mul(out, base)
-            return out
-        if len(base) == 1:
-            (mono, coef), = base.items()
-            if coef > 0 and float(e).is_integer():  # c^e * (prod atoms)^e, exact
-                return self.scale(self.aux("pow", {mono: 1.0}, float(e)), coef ** e)
-        return self.aux("pow", base, float(e))
