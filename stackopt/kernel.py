@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import compile_exprs, compile_sparse, derivatives
+from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
 
 
 def kernel_of(game) -> "GameKernel":
@@ -77,20 +77,22 @@ class GameKernel:
 
         # follower objectives (minimisation form) and their gradients F
         self.sense = np.array([f.sense for f in s.followers], dtype=float)
-        self._fobj = compile_exprs([f.objective for f in s.followers], allv)
+        # mutable Params and fixed variables: inputs of every program, read at call time
+        self.parameters = par = Parameters(grow=True)
+        self._fobj = compile_exprs([f.objective for f in s.followers], allv, par)
         grad_exprs = []
         for f in s.followers:
             d = derivatives(f.objective, f.variables)
             grad_exprs += [d.get(j, 0.0) for j in range(len(f.variables))]
         self.x_sense = self.sense[self.x_owner]
-        self._F = compile_exprs(grad_exprs, allv)
+        self._F = compile_exprs(grad_exprs, allv, par)
         jx, jp = [], []
-        for i, g in enumerate(grad_exprs):
-            for j, d in derivatives(g, allv).items():
-                (jx if j < self.n_x else jp).append((i, j, d))
+        for i, j, d in jacobian_entries(grad_exprs, allv):
+            (jx if j < self.n_x else jp).append((i, j, d))
         # dF/dx (every Newton step) and dF/dp (once per gradient step) as separate programs
-        self._Jxp = compile_sparse(jx, allv, (self.n_x, self.n_x))
-        self._Jpp = compile_sparse([(i, j - self.n_x, d) for i, j, d in jp], allv, (self.n_x, self.n_p))
+        self._Jxp = compile_sparse(jx, allv, (self.n_x, self.n_x), par)
+        self._Jpp = compile_sparse([(i, j - self.n_x, d) for i, j, d in jp], allv,
+                                   (self.n_x, self.n_p), par)
         self._Jx_flat = self._Jxp.rows * self.n_x + self._Jxp.cols
         self._Jx_sign = self.x_sense[self._Jxp.rows]
         self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
@@ -103,9 +105,8 @@ class GameKernel:
         lexprs = [s.leader_objective] + [c.body for c in s.leader_constraints]
         n_l = len(lexprs)
         entries = [(i, i, e) for i, e in enumerate(lexprs)]  # values first (column = row)
-        entries += [(i, n_l + j, d) for i, e in enumerate(lexprs)
-                    for j, d in sorted(derivatives(e, allv).items())]
-        self._L = compile_sparse(entries, allv, (n_l, n_l + self.n_x + self.n_p))
+        entries += [(i, n_l + j, d) for i, j, d in jacobian_entries(lexprs, allv)]
+        self._L = compile_sparse(entries, allv, (n_l, n_l + self.n_x + self.n_p), par)
         self._n_l = n_l
         val_mask = self._L.cols < n_l
         self._L_val_rows = self._L.rows[val_mask]

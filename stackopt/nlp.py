@@ -94,9 +94,9 @@ class NlpProblem:
 
     ``model``: a ConcreteModel or Block. Its active ``Objective`` (exactly one)
     and active ``Constraint`` data (descending into sub-blocks) define the
-    problem; the variables are the unfixed ones appearing there, and fixed
-    variables and Params are constants with their values at construction
-    (constraint and variable *bounds* are re-read at every solve).
+    problem; the variables are the unfixed ones appearing there. Mutable
+    Params and fixed variables are read at every evaluation (immutable Params
+    are constants), and constraint and variable *bounds* at every solve.
     ``exact_hessian=False`` skips compiling the Hessian of the Lagrangian and
     lets Ipopt use its limited-memory quasi-Newton approximation.
     """
