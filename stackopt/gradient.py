@@ -182,11 +182,11 @@ class GradientMethod(Method):
         Returns ``(p, equilibria, halvings, jumps)``."""
         for h in range(max_halvings + 1):
             q = p_prev + 0.5 ** h * (p - p_prev)
-            new = [oracle.solve(q, start=e, fallback=False) for e in parts]
+            new = [oracle.solve(q, warm=e, fallback=False) for e in parts]
             if all(e.converged for e in new):
                 return q, new, h, 0
         lost = sum(not e.converged for e in new)
-        new = [e if e.converged else oracle.solve(q, start=old.x, rng=rng) for e, old in zip(new, parts)]
+        new = [e if e.converged else oracle.solve(q, x0=old.x, rng=rng) for e, old in zip(new, parts)]
         if all(e.converged for e in new):
             return q, new, max_halvings, lost
         return p_prev, parts, max_halvings, 0

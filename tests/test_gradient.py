@@ -88,10 +88,10 @@ class _StubOracle:
     def __init__(self, reach=np.inf):
         self.reach, self.calls = reach, []
 
-    def solve(self, p, start=None, rng=None, fallback=True):
-        self.calls.append("warm" if isinstance(start, _Draw) else "cold")
-        if isinstance(start, _Draw) and abs(p[0] - start.x[0]) > self.reach:
-            return _Draw(start.x, converged=False)
+    def solve(self, p, *, warm=None, x0=None, rng=None, fallback=True):
+        self.calls.append("warm" if isinstance(warm, _Draw) else "cold")
+        if isinstance(warm, _Draw) and abs(p[0] - warm.x[0]) > self.reach:
+            return _Draw(warm.x, converged=False)
         return _Draw([p[0]])
 
 

@@ -25,7 +25,7 @@ def test_nfg_residual_cold_and_warm():
     assert eq.status is Status.CONVERGED and eq.residual <= 1e-6
     assert np.max(np.abs(o.residual(eq.x, eq.nu, eq.lam, eq.w, eq.p))) <= 1e-6
     p = k.p0 + np.random.default_rng(0).random(k.n_p)
-    warm = o.solve(p, start=eq)
+    warm = o.solve(p, warm=eq)
     assert warm.converged and warm.residual <= 1e-6 and warm.relaxation_iterations == 0
     # each follower's strategy is a distribution
     for sl in k.slices:
@@ -66,7 +66,7 @@ def test_active_bounds_and_inequalities():
     assert abs(x[1, 0]) < 1e-9  # follower 1 pushed to its lower bound
     assert abs(x[0].sum() - 1.2) < 1e-9 and eq.lam[0] > 0  # capacity binds for follower 0
     # warm start across an active-set change
-    eq2 = o.solve(np.array([0.1, 0.2]), start=eq)
+    eq2 = o.solve(np.array([0.1, 0.2]), warm=eq)
     assert eq2.converged and eq2.residual <= 1e-6
 
 

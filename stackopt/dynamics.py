@@ -1,0 +1,113 @@
+"""Cold-start dynamics: how the followers adjust from a start, which selects the equilibrium.
+
+Each dynamics runs from a start until its steps are small and then hands over
+a primal-dual point (:class:`Handover`) for the Newton engine to finish; the
+multipliers come from the dynamics itself (a projection's normal cone, the
+best responses' own multipliers), so no separate dual estimate is needed.
+
+* :class:`GradientPlay` -- projected gradient play ``x <- P(x - eta F(x))``
+  with an adaptive ``eta``, where every follower's set is simple
+  (:attr:`FollowerSets.simple`: projections are exact and cheap).
+* :class:`Relaxation` -- the paper's damped simultaneous best response
+  ``x <- (1 - d) x + d BR(x)``, every best response solved by
+  :class:`~stackopt.best_response.BestResponses`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Handover:
+    """Where a dynamics stopped: ``z = (x, nu, lam, w)``, the steps it took, and
+    whether it settled (its last step was below the hand-over tolerance)."""
+
+    z: tuple
+    steps: int
+    settled: bool
+
+
+class ColdDynamics:
+    """Interface: ``run(x, p, deadline, budget, handover) -> Handover``."""
+
+    name = "abstract"
+
+    def run(self, x, p, deadline: float, budget: int, handover: float) -> Handover:  # pragma: no cover
+        raise NotImplementedError
+
+
+class GradientPlay(ColdDynamics):
+    """Projected gradient play with the step ``eta`` halved after ``patience`` steps
+    that did not shrink (the play oscillates)."""
+
+    name = "gradient-play"
+
+    def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
+        self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
+
+    def run(self, x, p, deadline, budget, handover) -> Handover:
+        k = self.k
+        eta, worse, prev = self.step, 0, np.inf
+        it = 0
+        proj = None
+        for it in range(1, budget + 1):
+            F = k.F(x, p)
+            if not np.all(np.isfinite(F)):
+                return Handover(self._z(x, proj, p), it, False)
+            proj = self.sets.project(x - eta * F, p)
+            size = float(np.max(np.abs(proj.x - x), initial=0.0))
+            x = proj.x
+            if size <= handover:
+                return Handover(self._z(x, proj, p), it, True)
+            worse = worse + 1 if size >= prev else 0
+            prev = size
+            if worse >= self.patience:
+                eta, worse, prev = 0.5 * eta, 0, np.inf
+            if time.perf_counter() > deadline:
+                break
+        return Handover(self._z(x, proj, p), it, False)
+
+    def _z(self, x, proj, p):
+        k = self.k
+        if proj is None:
+            return x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+        return (x,) + self.sets.stationary_duals(x, k.F(x, p), proj)
+
+
+class Relaxation(ColdDynamics):
+    """Damped simultaneous best response; hands over the last best responses themselves
+    (they carry the active bounds, and their multipliers) once the step is below
+    ``handover``. Handing over earlier could let Newton converge to an equilibrium
+    the dynamics move away from."""
+
+    name = "relaxation"
+
+    def __init__(self, kernel, responses, damping: float = 0.5):
+        self.k, self.responses, self.damping = kernel, responses, damping
+
+    def run(self, x, p, deadline, budget, handover) -> Handover:
+        k = self.k
+        d = self.damping
+        it = 0
+        for it in range(1, budget + 1):
+            brs = [self.responses.solve(i, x, p) for i in range(len(k.slices))]
+            br = np.concatenate([b.x for b in brs])
+            step = br - x
+            x = x + d * step
+            if float(np.max(np.abs(step), initial=0.0)) <= handover:
+                return Handover(self._z(br, brs), it, True)
+            if time.perf_counter() > deadline:
+                break
+        return Handover((x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)), it, False)
+
+    def _z(self, x, brs):
+        k = self.k
+        nu, lam, w = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+        for i, (sl, b) in enumerate(zip(k.slices, brs)):
+            nu[k.eq.owner == i] = b.nu
+            lam[k.ineq.owner == i] = b.lam
+            w[sl] = b.w
+        return x, nu, lam, w
