@@ -8,6 +8,9 @@ best responses' own multipliers), so no separate dual estimate is needed.
 * :class:`GradientPlay` -- projected gradient play ``x <- P(x - eta F(x))``
   with an adaptive ``eta``, where every follower's set is simple
   (:attr:`FollowerSets.simple`: projections are exact and cheap).
+* :class:`ImplicitGradientPlay` -- the same flow by linearly implicit Euler
+  steps of the same length, for games where the explicit step leaves the
+  objectives' domain (``log`` of an entropy term: stiff near the boundary).
 * :class:`Relaxation` -- the paper's damped simultaneous best response
   ``x <- (1 - d) x + d BR(x)``, every best response solved by
   :class:`~stackopt.best_response.BestResponses`.
@@ -22,12 +25,14 @@ import numpy as np
 
 @dataclass
 class Handover:
-    """Where a dynamics stopped: ``z = (x, nu, lam, w)``, the steps it took, and
-    whether it settled (its last step was below the hand-over tolerance)."""
+    """Where a dynamics stopped: ``z = (x, nu, lam, w)``, the steps it took, whether
+    it settled (its last step was below the hand-over tolerance), and whether it
+    stopped because ``F`` was not finite at its next point (``stiff``)."""
 
     z: tuple
     steps: int
     settled: bool
+    stiff: bool = False
 
 
 class ColdDynamics:
@@ -56,7 +61,7 @@ class GradientPlay(ColdDynamics):
         for it in range(1, budget + 1):
             F = k.F(x, p)
             if not np.all(np.isfinite(F)):
-                return Handover(self._z(x, proj, p), it, False)
+                return Handover(self._z(x, proj, p), it, False, stiff=True)
             proj = self.sets.project(x - eta * F, p)
             size = float(np.max(np.abs(proj.x - x), initial=0.0))
             x = proj.x
@@ -75,6 +80,45 @@ class GradientPlay(ColdDynamics):
         if proj is None:
             return x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
         return (x,) + self.sets.stationary_duals(x, k.F(x, p), proj)
+
+
+class ImplicitGradientPlay(ColdDynamics):
+    """Projected gradient play by linearly implicit Euler steps: each step solves
+    ``F(x) + (J(x) + I / eta)(x' - x) + normal cone = 0`` by one semismooth step of
+    the :class:`~stackopt.newton.NewtonEngine` (the bounds and rows its active-set
+    rule holds). ``eta`` is the explicit play's step, halved while the next point
+    leaves the objectives' domain and doubled back after. One game Jacobian and one
+    factorization per step: for stiff games, where the explicit step cannot be stable."""
+
+    name = "implicit-gradient-play"
+
+    def __init__(self, newton, step: float = 0.5, min_step: float = 1e-12):
+        self.newton, self.step, self.min_step = newton, step, min_step
+        self.system = newton.system
+
+    def run(self, x, p, deadline, budget, handover, z=None) -> Handover:
+        sysm, k = self.system, self.system.kernel
+        if z is None:
+            z = (x, np.zeros(sysm.m_e), np.zeros(sysm.m_i), np.zeros(k.n_x))
+        F = k.F(z[0], p)
+        eta, it = self.step, 0
+        for it in range(1, budget + 1):
+            J = sysm.jacobian(z[0], p, self.newton.solver.dense)
+            while True:
+                zt = self.newton.target(z, p, F, J, prox=1.0 / eta)
+                Ft = k.F(zt[0], p)
+                if np.all(np.isfinite(Ft)) and all(np.all(np.isfinite(v)) for v in zt):
+                    break
+                eta *= 0.5
+                if eta < self.min_step:
+                    return Handover(z, it, False, stiff=True)
+            size = float(np.max(np.abs(zt[0] - z[0]), initial=0.0))
+            z, F, eta = zt, Ft, min(self.step, 2.0 * eta)
+            if size <= handover:
+                return Handover(z, it, True)
+            if time.perf_counter() > deadline:
+                break
+        return Handover(z, it, False)
 
 
 class Relaxation(ColdDynamics):

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from .linalg import LinearSolver
 from .residual import KKTResidual, Linearization
@@ -90,22 +91,28 @@ class NewtonEngine:
             t *= 0.5
         return None
 
-    def target(self, z, p, F, J, lin: Linearization | None = None):
+    def target(self, z, p, F, J, lin: Linearization | None = None, prox: float = 0.0):
         """The full semismooth Newton step from ``z`` (the new point, not the increment).
 
         ``lin``'s factorization is used where its active set is the one at ``z``.
+        ``prox > 0`` adds ``prox * (x_new - x)`` to the linearised stationarity: a
+        linearly implicit Euler step of length ``1 / prox`` of projected gradient play.
         """
         sysm, k = self.system, self.system.kernel
         x, nu, lam, w = z
+        if prox:
+            J = J + prox * (sp.identity(k.n_x, format="csr") if sp.issparse(J) else np.eye(k.n_x))
+            lin = None
         active = sysm.classify(x, lam, w, p)
         lo, hi, free, rows = active.lower, active.upper, active.free, active.rows
         xn = x.copy()
         xn[lo], xn[hi] = k.x_lb[lo], k.x_ub[hi]
         dxB = xn - x
         JdxB = J @ dxB
-        rhs = [-F[free] - JdxB[free], k.eq_rhs(p) - sysm.A @ xn]
+        b, h = sysm.rhs(p)
+        rhs = [-F[free] - JdxB[free], b - sysm.A_op @ xn]
         if sysm.m_i:
-            rhs.append((k.ineq_rhs(p) - sysm.G @ xn)[rows])
+            rhs.append((h - sysm.G_op @ xn)[rows])
         rhs = np.concatenate(rhs)
         if lin is not None and lin.active == active:
             fac = lin.factor

@@ -26,7 +26,7 @@ import numpy as np
 from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
 
 from .best_response import BestResponses
-from .dynamics import GradientPlay, Relaxation
+from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .equilibrium import Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
@@ -121,6 +121,7 @@ class EquilibriumOracle:
         self.sets = FollowerSets(k)
         self.responses = BestResponses(k, self.sets, cfg, self.counters)
         self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
+        self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
         self.relax = Relaxation(k, self.responses, cfg.damping)
 
     # ---------------------------------------------------------------- solve
@@ -201,11 +202,18 @@ class EquilibriumOracle:
 
     def _play(self, x, p, deadline, tally) -> NewtonResult | None:
         """Gradient play handing over to Newton at each step size of the ladder in turn,
-        playing on from the hand-over point where Newton cannot finish."""
+        playing on from the hand-over point where Newton cannot finish. Where the
+        explicit step leaves the objectives' domain, the implicit integrator takes over."""
         cfg = self.config
+        play, z = self.play, None
         for handover in cfg.handover_ladder:
-            h = self.play.run(x, p, deadline, cfg.play_budget, handover)
+            h = play.run(x, p, deadline, cfg.play_budget, handover) if z is None else \
+                play.run(x, p, deadline, cfg.play_budget, handover, z=z)
             tally[1] += h.steps
+            if h.stiff and play is self.play:
+                play = self.implicit_play
+                h = play.run(x, p, deadline, cfg.play_budget, handover)
+                tally[1] += h.steps
             if not h.settled:
                 return None
             res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
@@ -213,6 +221,7 @@ class EquilibriumOracle:
             if res.converged and self._local_nash(res.z, p):
                 return res
             x = h.z[0]
+            z = h.z if play is self.implicit_play else None
         return None
 
     # -------------------------------------------------------------- helpers

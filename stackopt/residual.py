@@ -95,7 +95,12 @@ class KKTResidual:
         self.n_x, self.m_e, self.m_i = k.n_x, k.eq.n_rows, k.ineq.n_rows
         self.lb, self.ub = k.x_lb, k.x_ub
         self.A, self.G = k.eq.M, k.ineq.M
-        self.AT, self.GT = self.A.T.tocsr(), self.G.T.tocsr()
+        # small row blocks as dense arrays: scipy.sparse's per-call overhead dominates there
+        small = (self.m_e + self.m_i) * self.n_x <= 200_000
+        self.A_op = self.A.toarray() if small else self.A
+        self.G_op = self.G.toarray() if small else self.G
+        self.AT, self.GT = (self.A_op.T, self.G_op.T) if small else (self.A.T.tocsr(), self.G.T.tocsr())
+        self._last_p = self._last_rhs = None
         self._tol_lb = active_tol * (1 + np.abs(np.where(np.isfinite(self.lb), self.lb, 0.0)))
         self._tol_ub = active_tol * (1 + np.abs(np.where(np.isfinite(self.ub), self.ub, 0.0)))
         self._dense_rows = None
@@ -103,18 +108,25 @@ class KKTResidual:
     # ---------------------------------------------------------------- value
     def value(self, x, nu, lam, w, p, F=None) -> np.ndarray:
         """The residual stacked as (stationarity, equalities, inequalities, bounds)."""
-        k = self.kernel
         if F is None:
-            F = k.F(x, p)
+            F = self.kernel.F(x, p)
         r = F + w
         if self.m_e:
             r = r + self.AT @ nu
         if self.m_i:
             r = r + self.GT @ lam
-        req = self.A @ x - k.eq_rhs(p)
-        rin = np.minimum(lam, k.ineq_rhs(p) - self.G @ x)
+        b, h = self.rhs(p)
+        req = self.A_op @ x - b
+        rin = np.minimum(lam, h - self.G_op @ x)
         rb = x - np.clip(x + w, self.lb, self.ub)
         return np.concatenate([r, req, rin, rb])
+
+    def rhs(self, p):
+        """``(b(p), h(p))``, kept for the last ``p``."""
+        if self._last_p is None or not np.array_equal(self._last_p, p):
+            self._last_rhs = (self.kernel.eq_rhs(p), self.kernel.ineq_rhs(p))
+            self._last_p = np.array(p, dtype=float)
+        return self._last_rhs
 
     @staticmethod
     def norm(res: np.ndarray) -> float:
@@ -127,8 +139,8 @@ class KKTResidual:
         lower = (self.lb - x) - w > self._tol_lb
         upper = w - (self.ub - x) > self._tol_ub
         if self.m_i:
-            h = self.kernel.ineq_rhs(p)
-            rows = lam - (h - self.G @ x) > self.active_tol * (1 + np.abs(h))
+            h = self.rhs(p)[1]
+            rows = lam - (h - self.G_op @ x) > self.active_tol * (1 + np.abs(h))
         else:
             rows = np.zeros(0, dtype=bool)
         return ActiveSet(lower=lower, upper=upper & ~lower, rows=rows)

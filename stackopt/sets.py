@@ -94,36 +94,47 @@ class FollowerSets:
                 self.rows.append(None)
         self.simple = simple
         self._centers: dict = {}
+        self._last_p = self._last_rhs = None
 
     # ------------------------------------------------------------ projection
+    def _rhs(self, p):
+        """``(b(p), h(p))``, kept for the last ``p`` (a play projects many times at one ``p``)."""
+        if self._last_p is None or not np.array_equal(self._last_p, p):
+            k = self.kernel
+            self._last_rhs = (k.eq_rhs(p), k.ineq_rhs(p))
+            self._last_p = np.array(p, dtype=float)
+        return self._last_rhs
+
     def project(self, u: np.ndarray, p: np.ndarray) -> Projection:
         """Euclidean projection of ``u`` on every follower's set, with the multipliers."""
         k = self.kernel
         lb, ub = k.x_lb, k.x_ub
         x = np.clip(u, lb, ub)
         nu, lam = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows)
-        ok = True
         if not self.simple:
             ok = self._project_general(u, x, p)
-        else:
-            b_eq = k.eq_rhs(p) if k.eq.n_rows else None
-            h = k.ineq_rhs(p) if k.ineq.n_rows else None
-            for i, sl in enumerate(k.slices):
-                row = self.rows[i]
-                if row is None:
-                    continue
-                kind, r, a = row
-                b = b_eq[r] if kind == "eq" else h[r]
-                if kind == "ineq" and a @ x[sl] <= b:
-                    continue
-                tau = box_row_multiplier(u[sl], a, b, lb[sl], ub[sl])
-                if not np.isfinite(tau):
-                    ok = False
-                    continue
-                x[sl] = np.clip(u[sl] - tau * a, lb[sl], ub[sl])
-                (nu if kind == "eq" else lam)[r] = tau
-        w = u - x - k.eq.M.T @ nu - k.ineq.M.T @ lam
-        w[(x > lb) & (x < ub)] = 0.0
+            w = u - x - k.eq.M.T @ nu - k.ineq.M.T @ lam
+            w[(x > lb) & (x < ub)] = 0.0
+            return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
+        ok = True
+        w = u - x
+        b_eq, h = self._rhs(p)
+        for i, sl in enumerate(k.slices):
+            row = self.rows[i]
+            if row is None:
+                continue
+            kind, r, a = row
+            b = b_eq[r] if kind == "eq" else h[r]
+            if kind == "ineq" and a @ x[sl] <= b:
+                continue
+            tau = box_row_multiplier(u[sl], a, b, lb[sl], ub[sl])
+            if not np.isfinite(tau):
+                ok = False
+                continue
+            v = u[sl] - tau * a
+            x[sl] = np.clip(v, lb[sl], ub[sl])
+            w[sl] = v - x[sl]
+            (nu if kind == "eq" else lam)[r] = tau
         return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
 
     def stationary_duals(self, x: np.ndarray, F: np.ndarray, proj: Projection):
@@ -145,7 +156,12 @@ class FollowerSets:
             if free.any():
                 val = -float(a[free] @ F[sl][free]) / float(a[free] @ a[free])
                 (nu if kind == "eq" else lam)[r] = val
-        g = F + k.eq.M.T @ nu + k.ineq.M.T @ lam
+        g = F.copy()
+        for i, sl in enumerate(k.slices):
+            row = self.rows[i]
+            if row is not None:
+                kind, r, a = row
+                g[sl] += (nu if kind == "eq" else lam)[r] * a
         w = np.where(held, -g, 0.0)
         return nu, lam, w
 
