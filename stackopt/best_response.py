@@ -35,7 +35,11 @@ class BestResponses:
     """Best-response solvers for every follower (see the module docstring)."""
 
     def __init__(self, kernel, sets, config, counters):
-        self.k, self.sets, self.config, self.counters = kernel, sets, config, counters
+        self.k, self.sets, self.counters = kernel, sets, counters
+        # plain attributes: read in every best response
+        keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_exact_hessian_max",
+                "armijo", "min_step")
+        self.config = type("BestResponseOptions", (), {key: config[key] for key in keys})()
 
     def solve(self, i: int, x: np.ndarray, p: np.ndarray) -> BestResponse:
         k = self.k
@@ -85,7 +89,8 @@ class BestResponses:
                 yt = np.clip(y + t * d, lo, hi)
                 full[sl] = yt
                 ft = k.follower_objectives(full, p)[i]
-                if np.isfinite(ft) and ft <= f + cfg.armijo * (g @ (yt - y)):
+                # sufficient decrease, up to rounding in f (near the optimum it is all rounding)
+                if np.isfinite(ft) and ft <= f + cfg.armijo * (g @ (yt - y)) + 1e-14 * abs(f):
                     accepted = True
                     break
                 t *= 0.5

@@ -33,6 +33,7 @@ class Handover:
     steps: int
     settled: bool
     stiff: bool = False
+    distance: float = 0.0  # relaxation: predicted distance from the dynamics' limit
 
 
 class ColdDynamics:
@@ -123,26 +124,37 @@ class ImplicitGradientPlay(ColdDynamics):
 
 class Relaxation(ColdDynamics):
     """Damped simultaneous best response; hands over the last best responses themselves
-    (they carry the active bounds, and their multipliers) once the step is below
-    ``handover``. Handing over earlier could let Newton converge to an equilibrium
-    the dynamics move away from."""
+    (they carry the active bounds, and their multipliers).
+
+    It settles once the best-response step is below ``step_tol``, or once the
+    predicted distance of the best responses from the dynamics' limit,
+    ``step / (1 - rho)`` with ``rho`` the observed contraction of the steps over
+    the last two sweeps, is below ``handover`` (``Handover.distance``): the oracle
+    then keeps Newton's answer only if it lies within that distance."""
 
     name = "relaxation"
 
     def __init__(self, kernel, responses, damping: float = 0.5):
         self.k, self.responses, self.damping = kernel, responses, damping
 
-    def run(self, x, p, deadline, budget, handover) -> Handover:
+    def run(self, x, p, deadline, budget, handover, step_tol=None) -> Handover:
         k = self.k
         d = self.damping
-        it = 0
+        step_tol = handover if step_tol is None else step_tol
+        it, sizes = 0, []
         for it in range(1, budget + 1):
             brs = [self.responses.solve(i, x, p) for i in range(len(k.slices))]
             br = np.concatenate([b.x for b in brs])
             step = br - x
             x = x + d * step
-            if float(np.max(np.abs(step), initial=0.0)) <= handover:
-                return Handover(self._z(br, brs), it, True)
+            size = float(np.max(np.abs(step), initial=0.0))
+            sizes.append(size)
+            if size <= step_tol:
+                return Handover(self._z(br, brs), it, True, distance=size)
+            if len(sizes) >= 3 and sizes[-3] > 0:
+                rho = (size / sizes[-3]) ** 0.5
+                if rho < 1 and size / (1 - rho) <= handover:
+                    return Handover(self._z(br, brs), it, True, distance=size / (1 - rho))
             if time.perf_counter() > deadline:
                 break
         return Handover((x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)), it, False)

@@ -80,6 +80,9 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("damping", ConfigValue(0.5, _damping, "relaxation: x <- (1 - d) x + d BR(x)"))
     d("max_relaxation", ConfigValue(300, PositiveInt, "best-response sweeps per solve"))
     d("relaxation_tol", ConfigValue(1e-3, PositiveFloat, "relaxation step below which Newton takes over"))
+    d("relaxation_ladder", ConfigValue((1.0, 1e-1, 1e-2), _ladder, "predicted distances from the relaxation's "
+      "limit at which Newton takes over earlier; its answer is kept only within that distance and "
+      "where it attracts the damped best-response map"))
     d("armijo", ConfigValue(1e-4, PositiveFloat, "sufficient-decrease constant of the line searches"))
     d("min_step", ConfigValue(1e-4, PositiveFloat, "shortest line-search step"))
     d("active_tol", ConfigValue(1e-10, float, "the active-set rule's tolerance (see stackopt.residual)"))
@@ -184,21 +187,45 @@ class EquilibriumOracle:
             if res.converged and self._local_nash(res.z, p):
                 return self._result(res.z, p, tally, res.residual)
         best = NewtonResult((x,) + zeros, False, 0, np.inf)
+        rungs = list(cfg.relaxation_ladder)
         while time.perf_counter() < deadline and tally[1] < cfg.max_relaxation:
-            h = self.relax.run(x, p, deadline, cfg.max_relaxation - tally[1], cfg.relaxation_tol)
+            rung = rungs.pop(0) if rungs else cfg.relaxation_tol
+            h = self.relax.run(x, p, deadline, cfg.max_relaxation - tally[1], rung, cfg.relaxation_tol)
             tally[1] += h.steps
             x = h.z[0]
             if not h.settled:
                 break
             res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
             tally[0] += res.iterations
-            if res.converged and (not checked or self._local_nash(res.z, p)):
+            early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
+            near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
+                                 and self._attracting(res.z, p))
+            if res.converged and near and (not checked or self._local_nash(res.z, p)):
                 return self._result(res.z, p, tally, res.residual)
             if res.residual < best.residual:
                 best = res
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
         return self._result(best.z, p, tally)
+
+    def _attracting(self, z, p) -> bool:
+        """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
+        its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
+        has spectral radius below one. Checked where followers have bounds only."""
+        k, d = self.kernel, self.config.damping
+        if self.system.m_e or self.system.m_i:
+            return True
+        free = self.system.classify(z[0], z[2], z[3], p).free
+        J = k.Jx(z[0], p)[np.ix_(free, free)]
+        owner = k.x_owner[free]
+        block = owner[:, None] == owner[None, :]
+        D = np.where(block, J, 0.0)
+        try:
+            B = -np.linalg.solve(D, np.where(block, 0.0, J))
+        except np.linalg.LinAlgError:
+            return False
+        M = (1 - d) * np.eye(B.shape[0]) + d * B
+        return bool(B.size == 0 or np.max(np.abs(np.linalg.eigvals(M))) < 1)
 
     def _play(self, x, p, deadline, tally) -> NewtonResult | None:
         """Gradient play handing over to Newton at each step size of the ladder in turn,
