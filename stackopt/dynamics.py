@@ -33,7 +33,17 @@ class Handover:
     steps: int
     settled: bool
     stiff: bool = False
-    distance: float = 0.0  # relaxation: predicted distance from the dynamics' limit
+    distance: float = 0.0  # predicted distance from the dynamics' limit
+    eta: float = 0.0  # gradient play: its step when it stopped (to play on from there)
+
+
+def _distance(sizes, window: int = 10) -> float:
+    """Predicted distance from the limit, ``step / (1 - rho)``, with ``rho`` the steps'
+    contraction per step over the last ``window`` steps (``inf`` if they do not contract)."""
+    if len(sizes) <= window or sizes[-1 - window] <= 0:
+        return float("inf")
+    rho = (sizes[-1] / sizes[-1 - window]) ** (1.0 / window)
+    return sizes[-1] / (1.0 - rho) if rho < 1 else float("inf")
 
 
 class ColdDynamics:
@@ -54,11 +64,12 @@ class GradientPlay(ColdDynamics):
     def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
         self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
 
-    def run(self, x, p, deadline, budget, handover) -> Handover:
+    def run(self, x, p, deadline, budget, handover, eta=None) -> Handover:
         k = self.k
-        eta, worse, prev = self.step, 0, np.inf
+        eta, worse, prev = (self.step if eta is None else eta), 0, np.inf
         it = 0
         proj = None
+        sizes = []
         for it in range(1, budget + 1):
             F = k.F(x, p)
             if not np.all(np.isfinite(F)):
@@ -66,8 +77,9 @@ class GradientPlay(ColdDynamics):
             proj = self.sets.project(x - eta * F, p)
             size = float(np.max(np.abs(proj.x - x), initial=0.0))
             x = proj.x
+            sizes.append(size)
             if size <= handover:
-                return Handover(self._z(x, proj, p), it, True)
+                return Handover(self._z(x, proj, p), it, True, distance=_distance(sizes), eta=eta)
             worse = worse + 1 if size >= prev else 0
             prev = size
             if worse >= self.patience:

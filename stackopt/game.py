@@ -258,25 +258,20 @@ def _check_follower_constraint(c, fname: str, own: set, leader_ids: set) -> None
     if not mixed:
         return
     derivs = derivatives(c.body, mixed)
-    in_own = [v.name for j, v in enumerate(mixed)
-              if any(id(u) in own for u in _variables_of(derivs.get(j, 0.0)))]
-    if in_own:
-        raise ValueError(
-            f"constraint {c.name!r} of follower {fname!r} is not linear in the follower's own "
-            f"variables ({', '.join(in_own)}); follower constraints must be linear in the "
-            "follower's own variables (their right-hand sides may be nonlinear in the leader's)"
-        )
-    by_leader = [v.name for j, v in enumerate(mixed) if _variables_of(derivs.get(j, 0.0))]
-    if by_leader:
+    by_leader = [v.name for j, v in enumerate(mixed)
+                 if not any(id(u) in own for u in _variables_of(derivs.get(j, 0.0)))
+                 and _variables_of(derivs.get(j, 0.0))]
+    if len(by_leader) == len(mixed):
         raise ValueError(
             f"constraint {c.name!r} of follower {fname!r} multiplies the follower's variables "
             f"({', '.join(by_leader)}) by expressions in the leader's variables; the coefficients "
             "of a follower's own variables must be constants (G x_i <= h(leader))"
         )
     raise ValueError(
-        f"constraint {c.name!r} of follower {fname!r} has the follower's variables "
-        f"({', '.join(v.name for v in mixed)}) inside nonlinear terms that cancel; write it as a "
-        "linear expression in the follower's variables plus terms in the leader's"
+        f"constraint {c.name!r} of follower {fname!r} is not linear in the follower's own "
+        f"variables ({', '.join(v.name for v in mixed if v.name not in by_leader)}); follower "
+        "constraints must be linear in the follower's own variables (their right-hand sides may "
+        "be nonlinear in the leader's)"
     )
 
 

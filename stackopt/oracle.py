@@ -187,11 +187,12 @@ class EquilibriumOracle:
             if res.converged and self._local_nash(res.z, p):
                 return self._result(res.z, p, tally, res.residual)
         best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        rungs = list(cfg.relaxation_ladder)
-        while time.perf_counter() < deadline and tally[1] < cfg.max_relaxation:
+        rungs, sweeps = list(cfg.relaxation_ladder), 0
+        while time.perf_counter() < deadline and sweeps < cfg.max_relaxation:
             rung = rungs.pop(0) if rungs else cfg.relaxation_tol
-            h = self.relax.run(x, p, deadline, cfg.max_relaxation - tally[1], rung, cfg.relaxation_tol)
+            h = self.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol)
             tally[1] += h.steps
+            sweeps += h.steps
             x = h.z[0]
             if not h.settled:
                 break
@@ -232,10 +233,11 @@ class EquilibriumOracle:
         playing on from the hand-over point where Newton cannot finish. Where the
         explicit step leaves the objectives' domain, the implicit integrator takes over."""
         cfg = self.config
-        play, z = self.play, None
+        play, z, eta = self.play, None, None
         for handover in cfg.handover_ladder:
-            h = play.run(x, p, deadline, cfg.play_budget, handover) if z is None else \
+            h = play.run(x, p, deadline, cfg.play_budget, handover, eta=eta) if z is None else \
                 play.run(x, p, deadline, cfg.play_budget, handover, z=z)
+            eta = h.eta or None  # play on with the step it had reached
             tally[1] += h.steps
             if h.stiff and play is self.play:
                 play = self.implicit_play
@@ -245,7 +247,9 @@ class EquilibriumOracle:
                 return None
             res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
             tally[0] += res.iterations
-            if res.converged and self._local_nash(res.z, p):
+            # Newton's answer must lie where the play was heading: within the predicted distance
+            near = np.max(np.abs(res.z[0] - h.z[0]), initial=0.0) <= max(2 * h.distance, 10 * handover)
+            if res.converged and near and self._local_nash(res.z, p):
                 return res
             x = h.z[0]
             z = h.z if play is self.implicit_play else None
