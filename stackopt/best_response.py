@@ -60,7 +60,8 @@ class BestResponses:
     # ------------------------------------------------------------ box only
     def _box_newton(self, i, x, p) -> BestResponse:
         """Projected Newton on ``f_i`` over the follower's box (Bertsekas' two-metric
-        projection: Newton on the free variables, gradient on those held at a bound)."""
+        projection: Newton on the free variables, gradient on those held at a bound); a
+        follower with one variable takes secant steps after the first, without the Jacobian."""
         k, cfg = self.k, self.config
         sl = k.slices[i]
         lo, hi = k.x_lb[sl], k.x_ub[sl]
@@ -68,7 +69,8 @@ class BestResponses:
         y = np.clip(x[sl], lo, hi)
         full[sl] = y
         f = k.follower_objectives(full, p)[i]
-        for _ in range(cfg.br_newton_iter):
+        g_prev = y_prev = None
+        for it in range(cfg.br_newton_iter):
             g = k.F(full, p)[sl]
             held = ((y <= lo) & (g > 0)) | ((y >= hi) & (g < 0))
             pg = np.where(held, 0.0, g)
@@ -78,7 +80,11 @@ class BestResponses:
                 return BestResponse(y, np.zeros(0), np.zeros(0), np.where(held, -g, 0.0), True)
             d = -pg
             free = ~held
-            H = k.Jx(full, p)[sl, sl][np.ix_(free, free)]
+            if y.size == 1 and g_prev is not None and y[0] != y_prev[0] and g[0] != g_prev[0]:
+                H = np.array([[(g[0] - g_prev[0]) / (y[0] - y_prev[0])]])  # secant: no Jacobian
+            else:
+                H = k.Jx(full, p)[sl, sl][np.ix_(free, free)]
+            g_prev, y_prev = g, y
             try:
                 L = np.linalg.cholesky(0.5 * (H + H.T))
                 d[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))

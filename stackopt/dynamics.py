@@ -146,8 +146,8 @@ class Relaxation(ColdDynamics):
 
     name = "relaxation"
 
-    def __init__(self, kernel, responses, damping: float = 0.5):
-        self.k, self.responses, self.damping = kernel, responses, damping
+    def __init__(self, kernel, responses, damping: float = 0.5, patience: int = 30):
+        self.k, self.responses, self.damping, self.patience = kernel, responses, damping, patience
 
     def run(self, x, p, deadline, budget, handover, step_tol=None) -> Handover:
         k = self.k
@@ -167,9 +167,11 @@ class Relaxation(ColdDynamics):
                 rho = (size / sizes[-3]) ** 0.5
                 if rho < 1 and size / (1 - rho) <= handover:
                     return Handover(self._z(br, brs), it, True, distance=size / (1 - rho))
+            if len(sizes) > self.patience and size >= min(sizes[:-self.patience]):
+                break  # no smaller step in `patience` sweeps: the damped map does not contract
             if time.perf_counter() > deadline:
                 break
-        return Handover((x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)), it, False)
+        return Handover(self._z(br, brs), it, False)
 
     def _z(self, x, brs):
         k = self.k

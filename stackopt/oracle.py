@@ -80,6 +80,9 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("damping", ConfigValue(0.5, _damping, "relaxation: x <- (1 - d) x + d BR(x)"))
     d("max_relaxation", ConfigValue(300, PositiveInt, "best-response sweeps per solve"))
     d("relaxation_tol", ConfigValue(1e-3, PositiveFloat, "relaxation step below which Newton takes over"))
+    d("relaxation_patience", ConfigValue(30, PositiveInt, "best-response sweeps without a smaller step "
+      "after which the relaxation stops (the damped map does not contract) and Newton is tried from "
+      "its last best responses"))
     d("relaxation_ladder", ConfigValue((1.0, 1e-1, 1e-2), _ladder, "predicted distances from the relaxation's "
       "limit at which Newton takes over earlier; its answer is kept only within that distance and "
       "where it attracts the damped best-response map"))
@@ -125,7 +128,7 @@ class EquilibriumOracle:
         self.responses = BestResponses(k, self.sets, cfg, self.counters)
         self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
         self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
-        self.relax = Relaxation(k, self.responses, cfg.damping)
+        self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
 
     # ---------------------------------------------------------------- solve
     def solve(self, p, *, warm: Equilibrium | None = None, x0: np.ndarray | None = None,
@@ -194,7 +197,12 @@ class EquilibriumOracle:
             tally[1] += h.steps
             sweeps += h.steps
             x = h.z[0]
-            if not h.settled:
+            if not h.settled:  # the best responses do not settle: Newton from their last point
+                res = self.newton.solve(h.z, p, deadline, cfg.max_newton)
+                tally[0] += res.iterations
+                if res.converged and self._local_nash(res.z, p):
+                    return self._result(res.z, p, tally, res.residual,
+                                        message="best responses did not settle; Newton from their last point")
                 break
             res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
             tally[0] += res.iterations
@@ -271,7 +279,7 @@ class EquilibriumOracle:
         """A seeded random feasible point (see :meth:`FollowerSets.random_start`)."""
         return self.sets.random_start(np.asarray(p, dtype=float), rng).x
 
-    def _result(self, z, p, tally, rn=None) -> Equilibrium:
+    def _result(self, z, p, tally, rn=None, message: str = "") -> Equilibrium:
         x, nu, lam, w = z
         if rn is None:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
@@ -281,5 +289,5 @@ class EquilibriumOracle:
         c.dynamics_steps += tally[1]
         c.failures += status is not Status.CONVERGED
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=float(rn), status=status,
-                           newton_iterations=tally[0], relaxation_iterations=tally[1],
+                           newton_iterations=tally[0], relaxation_iterations=tally[1], message=message,
                            system=self.system, solver=self.solver)
