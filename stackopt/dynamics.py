@@ -173,6 +173,24 @@ class Relaxation(ColdDynamics):
                 break
         return Handover(self._z(br, brs), it, False)
 
+    def contracts(self, system, z, p) -> bool:
+        """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
+        its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
+        has spectral radius below one. Checked where followers have bounds only."""
+        k, d = self.k, self.damping
+        if system.m_e or system.m_i:
+            return True
+        free = system.classify(z[0], z[2], z[3], p).free
+        J = k.Jx(z[0], p)[np.ix_(free, free)]
+        owner = k.x_owner[free]
+        block = owner[:, None] == owner[None, :]
+        try:
+            B = -np.linalg.solve(np.where(block, J, 0.0), np.where(block, 0.0, J))
+        except np.linalg.LinAlgError:
+            return False
+        M = (1 - d) * np.eye(B.shape[0]) + d * B
+        return bool(B.size == 0 or np.max(np.abs(np.linalg.eigvals(M))) < 1)
+
     def _z(self, x, brs):
         k = self.k
         nu, lam, w = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)

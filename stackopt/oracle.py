@@ -31,7 +31,7 @@ from .equilibrium import Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
-from .residual import KKTResidual
+from .residual import KKTResidual, second_order_ok
 from .result import Status
 from .sets import FollowerSets
 
@@ -208,7 +208,7 @@ class EquilibriumOracle:
             tally[0] += res.iterations
             early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
             near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
-                                 and self._attracting(res.z, p))
+                                 and self.relax.contracts(self.system, res.z, p))
             if res.converged and near and (not checked or self._local_nash(res.z, p)):
                 return self._result(res.z, p, tally, res.residual)
             if res.residual < best.residual:
@@ -216,25 +216,6 @@ class EquilibriumOracle:
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
         return self._result(best.z, p, tally)
-
-    def _attracting(self, z, p) -> bool:
-        """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
-        its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
-        has spectral radius below one. Checked where followers have bounds only."""
-        k, d = self.kernel, self.config.damping
-        if self.system.m_e or self.system.m_i:
-            return True
-        free = self.system.classify(z[0], z[2], z[3], p).free
-        J = k.Jx(z[0], p)[np.ix_(free, free)]
-        owner = k.x_owner[free]
-        block = owner[:, None] == owner[None, :]
-        D = np.where(block, J, 0.0)
-        try:
-            B = -np.linalg.solve(D, np.where(block, 0.0, J))
-        except np.linalg.LinAlgError:
-            return False
-        M = (1 - d) * np.eye(B.shape[0]) + d * B
-        return bool(B.size == 0 or np.max(np.abs(np.linalg.eigvals(M))) < 1)
 
     def _play(self, x, p, deadline, tally) -> NewtonResult | None:
         """Gradient play handing over to Newton at each step size of the ladder in turn,
@@ -265,11 +246,7 @@ class EquilibriumOracle:
 
     # -------------------------------------------------------------- helpers
     def _local_nash(self, z, p) -> bool:
-        return self.system.second_order_ok(z[0], z[2], z[3], p, tol=self.config.second_order_tol)
-
-    def second_order_ok(self, x, lam, w, p) -> bool:
-        """Every follower's Hessian is PSD on the null space of its active constraints."""
-        return self.system.second_order_ok(x, lam, w, p, tol=self.config.second_order_tol)
+        return second_order_ok(self.system, z[0], z[2], z[3], p, tol=self.config.second_order_tol)
 
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
         """The KKT residual (see :mod:`stackopt.residual`)."""

@@ -150,7 +150,7 @@ class KKTResidual:
         """The game Jacobian ``dF/dx``, dense or sparse."""
         return self.kernel.Jx(x, p) if dense else self.kernel.Jx_sparse(x, p)
 
-    def _rows_dense(self):
+    def rows_dense(self):
         if self._dense_rows is None:
             self._dense_rows = (self.A.toarray(), self.G.toarray())
         return self._dense_rows
@@ -167,7 +167,7 @@ class KKTResidual:
             C = sp.vstack([Af, Gf], format="csr")
             nc = C.shape[0]
             return sp.bmat([[Jf, C.T], [C, sp.csr_matrix((nc, nc))]], format="csc")
-        A, G = self._rows_dense()
+        A, G = self.rows_dense()
         if allfree:
             Jf, Af, Gf = J, A, G[active.rows]
         else:
@@ -234,30 +234,29 @@ class KKTResidual:
         return Linearization(x=x, p=p, active=active, factor=solver.factor(self.matrix(J, active)),
                              J=J, jp=jp)
 
-    # ---------------------------------------------------------- second order
-    def second_order_ok(self, x, lam, w, p, tol: float = 1e-8, J=None) -> bool:
-        """Every follower's Hessian is PSD on the null space of its active constraints.
 
-        Held bounds (the same rule as everywhere) are removed; the test is on
-        the remaining variables and the follower's equalities and active rows.
-        """
-        k = self.kernel
-        J = k.Jx(x, p) if J is None else (J.toarray() if sp.issparse(J) else J)
-        active = self.classify(x, lam, w, p)
-        fixed = active.fixed
-        A, G = self._rows_dense()
-        for i, sl in enumerate(k.slices):
-            free = ~fixed[sl]
-            if not free.any():
-                continue
-            idx = np.arange(sl.start, sl.stop)[free]
-            H = J[np.ix_(idx, idx)]
-            H = 0.5 * (H + H.T)
-            rows = np.vstack([A[k.eq.owner == i][:, idx], G[active.rows & (k.ineq.owner == i)][:, idx]])
-            Z = sla.null_space(rows) if rows.shape[0] else np.eye(idx.size)
-            if Z.shape[1] == 0:
-                continue
-            ev = np.linalg.eigvalsh(Z.T @ H @ Z)
-            if ev.min() < -tol * max(1.0, np.abs(ev).max()):
-                return False
-        return True
+def second_order_ok(system: KKTResidual, x, lam, w, p, tol: float = 1e-8, J=None) -> bool:
+    """Every follower's Hessian is PSD on the null space of its active constraints (a local
+    Nash equilibrium, not merely a KKT point). Held bounds (the one rule of
+    :meth:`KKTResidual.classify`) are removed; the test is on the remaining variables and the
+    follower's equalities and active rows."""
+    k = system.kernel
+    J = k.Jx(x, p) if J is None else (J.toarray() if sp.issparse(J) else J)
+    active = system.classify(x, lam, w, p)
+    fixed = active.fixed
+    A, G = system.rows_dense()
+    for i, sl in enumerate(k.slices):
+        free = ~fixed[sl]
+        if not free.any():
+            continue
+        idx = np.arange(sl.start, sl.stop)[free]
+        H = J[np.ix_(idx, idx)]
+        H = 0.5 * (H + H.T)
+        rows = np.vstack([A[k.eq.owner == i][:, idx], G[active.rows & (k.ineq.owner == i)][:, idx]])
+        Z = sla.null_space(rows) if rows.shape[0] else np.eye(idx.size)
+        if Z.shape[1] == 0:
+            continue
+        ev = np.linalg.eigvalsh(Z.T @ H @ Z)
+        if ev.min() < -tol * max(1.0, np.abs(ev).max()):
+            return False
+    return True
