@@ -185,8 +185,13 @@ def main(argv=None) -> int:
         rows = []
         for size in sizes:
             spent = (time.perf_counter() - start) / 60
-            if spent > args.budget:
-                rows.append(dict(size=size, skipped=f"budget of {args.budget:g} min spent ({spent:.1f} min)"))
+            done = [r for r in rows if "skipped" not in r]
+            # preparation grows about linearly with the expressions: predict it from the last size
+            guess = (done[-1]["prep"] * _data_size(domain, size) / _data_size(domain, done[-1]["size"]) / 60
+                     if done else 0.0)
+            if spent + guess > args.budget:
+                rows.append(dict(size=size, skipped=f"budget of {args.budget:g} min: {spent:.1f} min spent, "
+                                                    f"preparation alone predicted ~{guess:.0f} min"))
                 continue
             largest = size == sizes[-1]
             steps = args.steps
