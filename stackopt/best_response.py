@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nlp import ArrayCallbacks, ipopt_solve
+from .nlp import LinearRowCallbacks, ipopt_solve
 
 
 @dataclass
@@ -122,7 +122,7 @@ class BestResponses:
                             run.mult_g[n_eq:], run.mult_x_U - run.mult_x_L, run.ok)
 
 
-class _Callbacks(ArrayCallbacks):
+class _Callbacks(LinearRowCallbacks):
     """Follower ``i``'s problem with the others held at ``x``, for cyipopt."""
 
     def __init__(self, k, i, x, p, M):
@@ -140,16 +140,6 @@ class _Callbacks(ArrayCallbacks):
 
     def gradient(self, xi):
         return self.k.F(self._full(xi), self.p)[self.sl]
-
-    def constraints(self, xi):
-        return self.M @ xi
-
-    def jacobianstructure(self):
-        r, c = np.indices(self.M.shape)
-        return r.ravel(), c.ravel()
-
-    def jacobian(self, xi):
-        return self.M.ravel()
 
     def hessianstructure(self):
         return self.tril

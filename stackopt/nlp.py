@@ -259,6 +259,23 @@ class ArrayCallbacks:
         return True
 
 
+class LinearRowCallbacks(ArrayCallbacks):
+    """Callbacks of a problem whose constraints are the rows ``c(x) = M x`` of a dense ``M``;
+    subclasses set ``self.M`` and define the objective, its gradient and Hessian."""
+
+    M: np.ndarray
+
+    def constraints(self, x):
+        return self.M @ x
+
+    def jacobianstructure(self):
+        r, c = np.indices(self.M.shape)
+        return r.ravel(), c.ravel()
+
+    def jacobian(self, x):
+        return self.M.ravel()
+
+
 def ipopt_solve(callbacks: ArrayCallbacks, x0, lb, ub, cl, cu, options: Mapping | None = None,
                 time_limit: float | None = None) -> IpoptRun:
     """Solve ``min f(x) s.t. cl <= c(x) <= cu, lb <= x <= ub`` with Ipopt from ``x0``.

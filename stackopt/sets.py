@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nlp import ArrayCallbacks, ipopt_solve
+from .nlp import LinearRowCallbacks, ipopt_solve
 
 
 @dataclass
@@ -226,7 +226,7 @@ class FollowerSets:
         return self.project(u, p).x
 
 
-class _ProjectionQP(ArrayCallbacks):
+class _ProjectionQP(LinearRowCallbacks):
     """``min 1/2 ||x - target||^2`` subject to linear rows ``M x``."""
 
     def __init__(self, M, target):
@@ -239,16 +239,6 @@ class _ProjectionQP(ArrayCallbacks):
 
     def gradient(self, x):
         return x - self.target
-
-    def constraints(self, x):
-        return self.M @ x
-
-    def jacobianstructure(self):
-        r, c = np.indices(self.M.shape)
-        return r.ravel(), c.ravel()
-
-    def jacobian(self, x):
-        return self.M.ravel()
 
     def hessianstructure(self):
         return self.tril
