@@ -126,11 +126,11 @@ class LeaderBlackBox:
         now = time.perf_counter()
         if now >= self.deadline:
             raise _TimeUp()
-        self.oracle.time_limit = float(min(self.config.oracle_time_limit, max(self.deadline - now, 1e-3)))
-        eq = self.oracle.solve(p, start=self._nearest(p), rng=self.rng)
+        self.oracle.config.time_limit = float(min(self.config.oracle_time_limit, max(self.deadline - now, 1e-3)))
+        eq = self.oracle.solve(p, warm=self._nearest(p), rng=self.rng)
         self.n_oracle += 1
         if not eq.converged:  # one more try from a fresh seeded start
-            retry = self.oracle.solve(p, start=None, rng=self.rng)
+            retry = self.oracle.solve(p, rng=self.rng)
             self.n_oracle += 1
             if retry.residual < eq.residual:
                 eq = retry

@@ -112,7 +112,7 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     for j, d in enumerate(dirs):
         vals = []
         for sgn in (1.0, -1.0):
-            e = oracle.solve(p + sgn * step * d, start=eq)
+            e = oracle.solve(p + sgn * step * d, warm=eq)
             if not e.converged:
                 raise RuntimeError(f"the oracle did not converge for a perturbed leader strategy "
                                    f"(residual {e.residual:.3g})")

@@ -2,8 +2,10 @@
 
 A game owns a ``pyo.ConcreteModel``. Each follower is a block on it holding the
 follower's variables, exactly one objective (which may use the other followers'
-and the leader's variables) and optional linear constraints on its own
-variables. The leader names its variables, an objective and inequality
+and the leader's variables) and optional constraints linear in its own
+variables with constant coefficients, whose right-hand sides may be smooth
+nonlinear functions of the leader's variables (``G x_i <= h(p)``,
+``A x_i = b(p)``). The leader names its variables, an objective and inequality
 constraints; the leader's objective and constraints are evaluated at the
 followers' equilibrium.
 """
@@ -19,6 +21,8 @@ from pyomo.core.expr.visitor import identify_variables
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
+from .expr import derivatives
+
 SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
 
 
@@ -31,7 +35,7 @@ class Follower:
     variables: tuple  # VarData, not fixed, in declaration order
     objective: Any  # expression
     sense: int  # pyo.minimize (1) or pyo.maximize (-1)
-    constraints: tuple  # ConstraintData, linear in the follower's own and the leader's variables
+    constraints: tuple  # ConstraintData: linear in the follower's own variables, smooth in the leader's
 
 
 @dataclass(frozen=True)
@@ -220,21 +224,9 @@ class StackelbergGame:
                 f"follower {fname!r} must have exactly one active objective, found {len(objs)}"
             )
         own = {id(v) for v in variables}
-        cons = []
-        for c in block.component_data_objects(pyo.Constraint, active=True, descend_into=True):
-            repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-            if not repn.is_linear():
-                raise ValueError(
-                    f"constraint {c.name!r} of follower {fname!r} is not linear; follower "
-                    "constraints must be linear in the follower's own variables"
-                )
-            for v in repn.linear_vars:
-                if id(v) not in own and id(v) not in leader_ids:
-                    raise ValueError(
-                        f"constraint {c.name!r} of follower {fname!r} uses variable {v.name!r}, "
-                        "which is neither the follower's own nor a leader variable"
-                    )
-            cons.append(c)
+        cons = [c for c in block.component_data_objects(pyo.Constraint, active=True, descend_into=True)]
+        for c in cons:
+            _check_follower_constraint(c, fname, own, leader_ids)
         obj = objs[0]
         _check_expression(obj.expr, f"objective {obj.name!r}")
         return Follower(
@@ -244,6 +236,49 @@ class StackelbergGame:
 
     def __repr__(self) -> str:
         return f"StackelbergGame({self.name!r}, followers={self._followers})"
+
+
+def _check_follower_constraint(c, fname: str, own: set, leader_ids: set) -> None:
+    """A follower constraint must read ``(constant coefficients) . x_i + h(leader) (<=, =) bound``.
+
+    Raises ``ValueError`` naming the constraint and what is wrong: a variable of
+    another follower (or of nobody), a term nonlinear in the follower's own
+    variables, or a coefficient of the follower's variables that depends on
+    the leader's.
+    """
+    repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
+    nonlinear = list(repn.nonlinear_vars or ())
+    for v in list(repn.linear_vars) + nonlinear:
+        if id(v) not in own and id(v) not in leader_ids:
+            raise ValueError(
+                f"constraint {c.name!r} of follower {fname!r} uses variable {v.name!r}, "
+                "which is neither the follower's own nor a leader variable"
+            )
+    mixed = [v for v in nonlinear if id(v) in own]
+    if not mixed:
+        return
+    derivs = derivatives(c.body, mixed)
+    by_leader = [v.name for j, v in enumerate(mixed)
+                 if not any(id(u) in own for u in _variables_of(derivs.get(j, 0.0)))
+                 and _variables_of(derivs.get(j, 0.0))]
+    if len(by_leader) == len(mixed):
+        raise ValueError(
+            f"constraint {c.name!r} of follower {fname!r} multiplies the follower's variables "
+            f"({', '.join(by_leader)}) by expressions in the leader's variables; the coefficients "
+            "of a follower's own variables must be constants (G x_i <= h(leader))"
+        )
+    raise ValueError(
+        f"constraint {c.name!r} of follower {fname!r} is not linear in the follower's own "
+        f"variables ({', '.join(v.name for v in mixed if v.name not in by_leader)}); follower "
+        "constraints must be linear in the follower's own variables (their right-hand sides may "
+        "be nonlinear in the leader's)"
+    )
+
+
+def _variables_of(expr) -> list:
+    if expr.__class__ in native_types or not hasattr(expr, "is_expression_type"):
+        return []
+    return list(identify_variables(expr, include_fixed=False))
 
 
 def _flatten_vars(item, what: str) -> list:

@@ -1,117 +1,64 @@
 """Implicit differentiation of the followers' equilibrium (paper eq. 5), for every game.
 
-At an equilibrium the active constraints hold as equalities and the inactive
-multipliers are zero, so the KKT residual of :mod:`stackopt.kernel` reduces to
+As in JAXopt's ``implicit_diff``, one optimality function is differentiated
+and the linear solve is an argument: the optimality function is the reduced
+KKT residual ``R(y, p) = 0`` of :mod:`stackopt.residual` (its active set from
+the one classifier there), factorised once per equilibrium by
+:meth:`Equilibrium.linearization` with the oracle's linear solver. Then
 
-    F_F(x, p) + A_F^T nu + G_AF^T lam_A = 0,   A x + E p = b,   G_A x + H_A p = h_A
+* :func:`root_vjp`: ``g^T dy/dp = -u^T dR/dp`` with ``K^T u = g`` (the adjoint;
+  ``K`` is not symmetric in multi-follower games, hence the transpose);
+* :func:`root_jvp`: ``dy = -K^{-1} (dR/dp) dp`` (the tangent).
 
-over the free variables F (variables at a bound stay there). Its Jacobian in
-``(x_F, nu, lam_A)`` is the KKT matrix ``K``; the leader needs the
-vector-Jacobian product ``g^T dx/dp = -u^T M`` with ``K^T u = (g_F, 0, 0)`` and
-``M = (dF_F/dp, E, H_A)``. ``K`` is not symmetric in multi-follower games, hence
-the transpose. A singular ``K`` falls back to least squares and is flagged.
+``dR/dp`` is never formed: only its products with vectors. A singular ``K``
+is answered by least squares and flagged (``Linearization.singular``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .linalg import Factor, factor, kkt_matrix, solve
+from .residual import Linearization
 
 
-@dataclass
-class Sensitivity:
-    """The factorised KKT matrix at one equilibrium."""
+def root_vjp(system, lin: Linearization, cotangent: np.ndarray) -> np.ndarray:
+    """``cotangent^T dy*/dp`` for a cotangent on ``y = (x_F, nu, lam_A)`` (vector or columns)."""
+    if lin.factor.n == 0:
+        return np.zeros((system.kernel.n_p,) + np.shape(cotangent)[1:])
+    u = lin.factor.solve(cotangent, trans=True)
+    return -system.p_vjp(lin, u)
 
-    free: np.ndarray  # bool mask over x
-    active: np.ndarray  # bool mask over the inequality rows
-    factor: Factor  # LU of the KKT matrix K (least squares when singular)
-    J: np.ndarray  # dense dF/dx at the equilibrium
-    Jp: np.ndarray  # nonzeros of dF/dp at the equilibrium (kernel.Jp_rows, kernel.Jp_cols)
 
-    @property
-    def singular(self) -> bool:
-        return self.factor.singular
+def root_jvp(system, lin: Linearization, dp: np.ndarray) -> np.ndarray:
+    """``(dy*/dp) dp`` on ``y = (x_F, nu, lam_A)``."""
+    if lin.factor.n == 0:
+        return np.zeros(0)
+    return -lin.factor.solve(system.p_jvp(lin, dp))
+
+
+def sensitivity(kernel, eq, reuse: Linearization | None = None) -> Linearization:
+    """The factorised KKT system at ``eq`` (:meth:`Equilibrium.linearization`).
+
+    With ``reuse`` (the linearization of a nearby equilibrium with the same active
+    set), its game Jacobian and factorization are kept and only ``dF/dp`` is
+    evaluated anew: an approximation that saves the Jacobian where it is costly.
+    """
+    return eq.linearization(reuse=reuse)
 
 
 def tangent(kernel, eq, dp: np.ndarray):
-    """First-order change ``(dx, dnu, dlam)`` of the equilibrium for a leader step ``dp``.
-
-    Uses the factorisation cached on ``eq`` (the oracle's predictor for warm starts).
-    """
-    sens = sensitivity(kernel, eq)
-    k = kernel
-    free, act = sens.free, sens.active
-    jpdp = np.bincount(k.Jp_rows, weights=sens.Jp * dp[k.Jp_cols], minlength=k.n_x).astype(float)
-    rhs = -np.concatenate([jpdp[free], k.eq.E @ dp if k.eq.E.size else np.zeros(0),
-                           k.ineq.E[act] @ dp if k.ineq.E.size else np.zeros(0)])
-    d = solve(sens.factor, rhs)
-    nf, me = int(free.sum()), k.eq.M.shape[0]
-    dx = np.zeros(k.n_x)
-    dx[free] = d[:nf]
-    dlam = np.zeros(k.ineq.M.shape[0])
-    dlam[act] = d[nf + me:]
-    return dx, d[nf:nf + me], dlam
-
-
-def sensitivity(kernel, eq, reuse: Sensitivity | None = None) -> Sensitivity:
-    """Build (once per equilibrium, cached on it) the KKT matrix and its factorisation.
-
-    With ``reuse`` (the sensitivity of a nearby equilibrium with the same active
-    sets), its game Jacobian and factorisation are kept and only ``dF/dp`` is
-    evaluated anew: an approximation that saves the Jacobian where it is costly.
-    """
-    sens = eq.cache.get("sensitivity")
-    if sens is not None:
-        return sens
-    k = kernel
-    x, p, w, lam = eq.x, eq.p, eq.w, eq.lam
-    tol_lb = 1e-9 * (1 + np.abs(np.where(np.isfinite(k.x_lb), k.x_lb, 0.0)))
-    tol_ub = 1e-9 * (1 + np.abs(np.where(np.isfinite(k.x_ub), k.x_ub, 0.0)))
-    # a bound whose multiplier vanishes is weakly active: counted free (one-sided derivative
-    # into the interior), which keeps K regular where several bounds meet an equality
-    fixed = ((x - k.x_lb <= tol_lb) & (w < 0)) | ((k.x_ub - x <= tol_ub) & (w > 0))
-    free = ~fixed
-    slack = k.ineq_rhs(p) - k.ineq.M @ x
-    active = (lam > 0) | (slack <= 1e-9 * (1 + np.abs(k.ineq.rhs)))
-    if (reuse is not None and np.array_equal(reuse.free, free)
-            and np.array_equal(reuse.active, active)):
-        sens = Sensitivity(free=free, active=active, factor=reuse.factor, J=reuse.J,
-                           Jp=k.Jp_values(x, p))
-        eq.cache["sensitivity"] = sens
-        return sens
-    J, Jp = k.jacobians(x, p)
-    nf = int(free.sum())
-    f = factor(kkt_matrix(J, k.eq.M, k.ineq.M, None if nf == k.n_x else free, active))
-    sens = Sensitivity(free=free, active=active, factor=f, J=J, Jp=Jp)
-    eq.cache["sensitivity"] = sens
-    return sens
+    """First-order change ``(dx, dnu, dlam)`` of the equilibrium for a leader step ``dp``."""
+    lin = eq.linearization()
+    return eq.system.split(root_jvp(eq.system, lin, np.asarray(dp, dtype=float)), lin.active)
 
 
 def vjp(kernel, eq, gx: np.ndarray) -> np.ndarray:
     """``gx^T dx*/dp`` for ``gx`` of shape ``(n_x,)`` or ``(n_x, r)``; result ``(n_p,)`` or ``(n_p, r)``."""
-    sens = sensitivity(kernel, eq)
+    lin = eq.linearization()
     gx = np.asarray(gx, dtype=float)
-    vec = gx.ndim == 1
-    g2 = gx[:, None] if vec else gx
-    nf = int(sens.free.sum())
-    n = sens.factor.K.shape[0]
-    rhs = np.zeros((n, g2.shape[1]))
-    rhs[:nf] = g2[sens.free]
-    if n == 0:
-        out = np.zeros((kernel.n_p, g2.shape[1]))
-    else:
-        u = solve(sens.factor, rhs, trans=True)
-        ux = np.zeros((kernel.n_x, g2.shape[1]))
-        ux[sens.free] = u[:nf]
-        me = kernel.eq.M.shape[0]
-        out = -np.column_stack([kernel.Jp_T_dot(sens.Jp, ux[:, r]) for r in range(ux.shape[1])])
-        if me:
-            out -= kernel.eq.E.T @ u[nf:nf + me]
-        if sens.active.any():
-            out -= kernel.ineq.E[sens.active].T @ u[nf + me:]
-    return out[:, 0] if vec else out
+    free = lin.active.free
+    ct = np.zeros((lin.factor.n,) + gx.shape[1:])
+    ct[:int(free.sum())] = gx[free]
+    return root_vjp(eq.system, lin, ct)
 
 
 def equilibrium_jacobian(kernel, eq) -> np.ndarray:

@@ -3,28 +3,27 @@
 ``x`` stacks every follower's variables (follower by follower), ``p`` the
 leader's. The followers' problems become
 
-    follower i:  min_{x_i} f_i(x, p)  s.t.  A_i x_i + E_i p = b_i,  G_i x_i + H_i p <= h_i,
+    follower i:  min_{x_i} f_i(x, p)  s.t.  A_i x_i = b_i(p),  G_i x_i <= h_i(p),
                  lb_i <= x_i <= ub_i
 
-(objectives in minimisation form whatever the user's sense), and their
-stacked KKT residual is
-
-    F(x, p) + A^T nu + G^T lam + w = 0,  A x + E p = b,
-    min(lam, h - H p - G x) = 0,  x - clip(x + w, lb, ub) = 0,
-
-with ``F`` the stacked gradients ``grad_{x_i} f_i`` and ``w`` the bound
-multipliers (``w > 0`` at an upper, ``< 0`` at a lower bound). This one
-residual serves every game: the oracle drives it to zero and the implicit
-gradient differentiates it.
+(objectives in minimisation form whatever the user's sense): constraints are
+linear in the follower's own variables with constant coefficients, and their
+right-hand sides are smooth functions of the leader's variables,
+``b(p) = rhs - E p - psi(p)`` with ``E`` the linear part and ``psi`` a compiled
+nonlinear part (present only where a constraint is nonlinear in the leader's
+variables). The followers' stacked KKT conditions are the residual of
+:mod:`stackopt.residual`, with ``F`` the stacked gradients ``grad_{x_i} f_i``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from .expr import (Parameters, compile_exprs, compile_jacobian, compile_sparse, derivatives,
+                   jacobian_entries)
 
 
 def kernel_of(game) -> "GameKernel":
@@ -34,16 +33,59 @@ def kernel_of(game) -> "GameKernel":
 
 @dataclass
 class LinearRows:
-    """Rows ``M x + E p (= or <=) rhs`` with the follower each row belongs to."""
+    """Rows ``M x (= or <=) b(p)`` with ``b(p) = rhs - E p - psi(p)`` and the follower each row belongs to.
 
-    M: np.ndarray
-    E: np.ndarray
+    ``M`` (rows by ``n_x``) and ``E`` (rows by ``n_p``) are sparse; ``psi`` is
+    the compiled nonlinear part in the leader's variables of the rows listed in
+    ``psi_rows`` (``None`` where every row is linear), ``psi_jac`` its sparse
+    Jacobian. Nothing here is a dense matrix in ``p``: :meth:`rhs_jvp` and
+    :meth:`rhs_vjp` are the products the tangent and the adjoint need.
+    """
+
+    M: sp.csr_matrix
+    E: sp.csr_matrix
     rhs: np.ndarray
     owner: np.ndarray
     names: list
+    psi: object = None
+    psi_jac: object = None
+    psi_rows: np.ndarray = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.M.shape[0]
+
+    @property
+    def depends_on_p(self) -> bool:
+        """Whether any right-hand side depends on the leader's variables."""
+        return self.E.nnz > 0 or self.psi is not None
 
     def rhs_at(self, p: np.ndarray) -> np.ndarray:
-        return self.rhs - self.E @ p if self.E.size else self.rhs
+        """``b(p)``."""
+        out = self.rhs - self.E @ p if self.E.nnz else self.rhs.copy()
+        if self.psi is not None:
+            out[self.psi_rows] -= self.psi(p)
+        return out
+
+    def rhs_jacobian(self, p: np.ndarray) -> sp.csr_matrix:
+        """``db/dp`` as a sparse matrix (rows by ``n_p``)."""
+        out = -self.E
+        if self.psi is not None:
+            j = self.psi_jac
+            out = out - sp.csr_matrix((j(p), (self.psi_rows[j.rows], j.cols)), shape=self.E.shape)
+        return sp.csr_matrix(out)
+
+    def rhs_jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        """``(db/dp) dp``; ``dp`` of shape ``(n_p,)`` or ``(n_p, r)``."""
+        if not self.depends_on_p:
+            return np.zeros((self.n_rows,) + np.shape(dp)[1:])
+        return self.rhs_jacobian(p) @ dp
+
+    def rhs_vjp(self, p: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``(db/dp)^T u``; ``u`` of shape ``(rows,)`` or ``(rows, r)``."""
+        if not self.depends_on_p:
+            return np.zeros((self.E.shape[1],) + np.shape(u)[1:])
+        return self.rhs_jacobian(p).T @ u
 
 
 class GameKernel:
@@ -117,38 +159,39 @@ class GameKernel:
         self._Lx = jc < self.n_x
         self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
         self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
-        self._p_in_eq = bool(np.any(self.eq.E))
-        self._p_in_ineq = bool(np.any(self.ineq.E))
 
     # ----------------------------------------------------------- linear data
     def _linear_rows(self, s, xv, pv):
+        """Every follower constraint as ``M x + E p + psi(p) + const (= or <=) bound``.
+
+        :meth:`StackelbergGame.structure` checked that the only nonlinear part of
+        a constraint is in the leader's variables; it becomes ``psi``.
+        """
         xpos = {id(v): i for i, v in enumerate(xv)}
         ppos = {id(v): i for i, v in enumerate(pv)}
         rows = {"eq": [], "ineq": []}
         for k, f in enumerate(s.followers):
             for c in f.constraints:
                 repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-                mx, mp = np.zeros(len(xv)), np.zeros(len(pv))
-                for v, coef in zip(repn.linear_vars, repn.linear_coefs):
-                    if v.fixed:
-                        continue
-                    if id(v) in xpos:
-                        mx[xpos[id(v)]] += coef
-                    else:
-                        mp[ppos[id(v)]] += coef
+                mx, mp = {}, {}
                 const = float(repn.constant)
                 for v, coef in zip(repn.linear_vars, repn.linear_coefs):
                     if v.fixed:
                         const += coef * v.value
-                lb, ub = c.lb, c.ub
+                    elif id(v) in xpos:
+                        mx[xpos[id(v)]] = mx.get(xpos[id(v)], 0.0) + coef
+                    else:
+                        mp[ppos[id(v)]] = mp.get(ppos[id(v)], 0.0) + coef
+                nl = repn.nonlinear_expr
                 if c.equality:
-                    rows["eq"].append((mx, mp, float(ub) - const, k, c.name))
+                    rows["eq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
                     continue
-                if ub is not None:
-                    rows["ineq"].append((mx, mp, float(ub) - const, k, c.name))
-                if lb is not None:
-                    rows["ineq"].append((-mx, -mp, const - float(lb), k, c.name + " (lower)"))
-        return tuple(_stack(rows[key], len(xv), len(pv)) for key in ("eq", "ineq"))
+                if c.ub is not None:
+                    rows["ineq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
+                if c.lb is not None:
+                    rows["ineq"].append(({j: -a for j, a in mx.items()}, {j: -a for j, a in mp.items()},
+                                         const - float(c.lb), k, c.name + " (lower)", nl, -1.0))
+        return tuple(_stack(rows[key], len(xv), pv) for key in ("eq", "ineq"))
 
     # ------------------------------------------------------------ evaluators
     def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -167,6 +210,20 @@ class GameKernel:
         out = np.zeros(self.n_x * self.n_x)
         out[self._Jx_flat] = self._Jx_sign * self._Jxp(self.allv(x, p))  # entries are unique
         return out.reshape(self.n_x, self.n_x)
+
+    def Jx_sparse(self, x, p) -> sp.csr_matrix:
+        """Sparse ``dF/dx``, the same values as :meth:`Jx`."""
+        vals = self._Jx_sign * self._Jxp(self.allv(x, p))
+        return sp.csr_matrix((vals, (self._Jxp.rows, self._Jxp.cols)), shape=(self.n_x, self.n_x))
+
+    @property
+    def Jx_nnz(self) -> int:
+        """Structural nonzeros of ``dF/dx``."""
+        return int(self._Jxp.rows.size)
+
+    def Jp_dot(self, data: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        """``(dF/dp) dp`` from the nonzeros ``data`` of :meth:`Jp_values`."""
+        return np.bincount(self.Jp_rows, weights=data * dp[self.Jp_cols], minlength=self.n_x).astype(float)
 
     def Jp_values(self, x, p) -> np.ndarray:
         """Nonzeros of ``dF/dp`` at ``(Jp_rows, Jp_cols)``."""
@@ -206,10 +263,12 @@ class GameKernel:
         return jx, out
 
     def eq_rhs(self, p):
-        return self.eq.rhs_at(p) if self._p_in_eq else self.eq.rhs
+        """``b(p)`` of the equality rows."""
+        return self.eq.rhs_at(p)
 
     def ineq_rhs(self, p):
-        return self.ineq.rhs_at(p) if self._p_in_ineq else self.ineq.rhs
+        """``h(p)`` of the inequality rows."""
+        return self.ineq.rhs_at(p)
 
     # --------------------------------------------------------------- helpers
     def project_leader(self, p: np.ndarray) -> np.ndarray:
@@ -244,12 +303,22 @@ def _values(vs):
     return np.array([0.0 if v.value is None else float(v.value) for v in vs])
 
 
-def _stack(rows, n_x, n_p) -> LinearRows:
-    if not rows:
-        return LinearRows(np.zeros((0, n_x)), np.zeros((0, n_p)), np.zeros(0),
-                          np.zeros(0, dtype=np.intp), [])
-    return LinearRows(
-        M=np.array([r[0] for r in rows]), E=np.array([r[1] for r in rows]),
-        rhs=np.array([r[2] for r in rows]), owner=np.array([r[3] for r in rows], dtype=np.intp),
-        names=[r[4] for r in rows],
-    )
+def _stack(rows, n_x, pv) -> LinearRows:
+    n_p = len(pv)
+    n = len(rows)
+
+    def sparse(col):
+        r = [i for i, row in enumerate(rows) for _ in row[col]]
+        c = [j for row in rows for j in row[col]]
+        v = [a for row in rows for a in row[col].values()]
+        return sp.csr_matrix((v, (r, c)), shape=(n, n_x if col == 0 else n_p))
+
+    out = LinearRows(M=sparse(0), E=sparse(1), rhs=np.array([r[2] for r in rows], dtype=float),
+                     owner=np.array([r[3] for r in rows], dtype=np.intp), names=[r[4] for r in rows])
+    nl = [i for i, r in enumerate(rows) if r[5] is not None]
+    if nl:  # nonlinear in the leader's variables: compiled over them alone
+        exprs = [rows[i][6] * rows[i][5] for i in nl]
+        out.psi = compile_exprs(exprs, pv)
+        out.psi_jac = compile_jacobian(exprs, pv)
+        out.psi_rows = np.array(nl, dtype=np.intp)
+    return out

@@ -197,58 +197,128 @@ class NlpProblem:
     def solve(self, options: Mapping | None = None, time_limit: float | None = None,
               warm_start=None, load_solution: bool = False) -> NlpResult:
         """Solve with Ipopt; never raises for solver failures (see ``NlpResult.status``)."""
-        import cyipopt
-
-        if time_limit is not None and not time_limit > 0:
-            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
         xl, xu, cl, cu = self.bounds()
         x0 = self.start(warm_start)
-        opts = dict(_DEFAULT_OPTIONS)
-        if not self.exact_hessian:
-            opts["hessian_approximation"] = "limited-memory"
+        opts = {} if self.exact_hessian else {"hessian_approximation": "limited-memory"}
         opts.update(options or {})
-        if time_limit is not None:
-            opts["max_wall_time"] = float(min(time_limit, opts.get("max_wall_time", np.inf)))
         callbacks = _HessianCallbacks(self) if self.exact_hessian else _Callbacks(self)
-        start = time.perf_counter()
-        problem = cyipopt.Problem(n=self.n, m=self.m, problem_obj=callbacks, lb=xl, ub=xu,
-                                  cl=cl, cu=cu)
-        try:
-            for key, val in opts.items():
-                try:
-                    problem.add_option(key, val)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"Ipopt option {key!r}={val!r} was rejected: {exc}") from None
-            x, info = problem.solve(x0)
-        finally:
-            problem.close()
-        elapsed = time.perf_counter() - start
-        code = int(info["status"])
-        status = _IPOPT_STATUS.get(code, Status.SOLVER_ERROR)
-        x = np.asarray(x, float)
+        run = ipopt_solve(callbacks, x0, xl, xu, cl, cu, options=opts, time_limit=time_limit)
+        x = run.x
         cvals = self._c(x) if self.m else np.zeros(0)
         viol = 0.0
         if self.m:
             viol = float(max(np.max(np.maximum(cl - cvals, 0.0)), np.max(np.maximum(cvals - cu, 0.0))))
         viol = max(viol, float(np.max(np.maximum(xl - x, 0.0))), float(np.max(np.maximum(x - xu, 0.0))))
-        msg = info["status_msg"]
-        if isinstance(msg, bytes):
-            msg = msg.decode(errors="replace")
-        msg = f"{_IPOPT_NAMES.get(code, f'Ipopt status {code}')}: {msg}"
         xmap = ComponentMap(zip(self.variables, x.tolist()))
-        mult = np.asarray(info["mult_g"], float) if self.m else np.zeros(0)
-        duals = ComponentMap(zip(self.constraints, mult.tolist()))
+        duals = ComponentMap(zip(self.constraints, run.mult_g.tolist()))
         obj = self.sense * self.objective_value(x)
         if load_solution:
             for v, val in zip(self.variables, x):
                 v.set_value(float(val), skip_validation=True)
-        return NlpResult(status=status, x=xmap, objective=obj, duals=duals,
-                         iterations=callbacks.iterations, message=str(msg), ipopt_status=code,
-                         wall_time_s=elapsed, values=x, multipliers=mult,
+        return NlpResult(status=run.status, x=xmap, objective=obj, duals=duals,
+                         iterations=run.iterations, message=run.message, ipopt_status=run.code,
+                         wall_time_s=run.wall_time_s, values=x, multipliers=run.mult_g,
                          constraint_violation=viol)
 
 
-class _Callbacks:
+# ------------------------------------------------------------ the array-level adapter
+@dataclass
+class IpoptRun:
+    """Outcome of one array-level Ipopt solve (:func:`ipopt_solve`).
+
+    ``mult_g`` are the constraint multipliers, ``mult_x_L``/``mult_x_U`` the
+    bound multipliers (both ``>= 0``), Ipopt's Lagrangian being
+    ``f + mult_g^T c - mult_x_L^T (x - lb) + mult_x_U^T (x - ub)``.
+    """
+
+    status: Status
+    code: int
+    x: np.ndarray
+    mult_g: np.ndarray
+    mult_x_L: np.ndarray
+    mult_x_U: np.ndarray
+    iterations: int
+    message: str
+    wall_time_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.CONVERGED
+
+
+class ArrayCallbacks:
+    """The callbacks cyipopt calls, over arrays: subclasses define ``objective``,
+    ``gradient``, ``constraints``, ``jacobianstructure``, ``jacobian`` and, for an
+    exact Hessian, ``hessianstructure`` and ``hessian``. ``iterations`` counts
+    Ipopt's iterations."""
+
+    iterations = 0
+
+    def intermediate(self, alg_mod, iter_count, *args):
+        self.iterations = int(iter_count)
+        return True
+
+
+class LinearRowCallbacks(ArrayCallbacks):
+    """Callbacks of a problem whose constraints are the rows ``c(x) = M x`` of a dense ``M``;
+    subclasses set ``self.M`` and define the objective, its gradient and Hessian."""
+
+    M: np.ndarray
+
+    def constraints(self, x):
+        return self.M @ x
+
+    def jacobianstructure(self):
+        r, c = np.indices(self.M.shape)
+        return r.ravel(), c.ravel()
+
+    def jacobian(self, x):
+        return self.M.ravel()
+
+
+def ipopt_solve(callbacks: ArrayCallbacks, x0, lb, ub, cl, cu, options: Mapping | None = None,
+                time_limit: float | None = None) -> IpoptRun:
+    """Solve ``min f(x) s.t. cl <= c(x) <= cu, lb <= x <= ub`` with Ipopt from ``x0``.
+
+    ``options`` are Ipopt options (``print_level`` 0 unless given), ``time_limit``
+    seconds of wall time (``max_wall_time``). Solver failures are a status,
+    never an exception; a rejected option raises ``ValueError``.
+    """
+    import cyipopt
+
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
+    opts = dict(_DEFAULT_OPTIONS)
+    opts.update(options or {})
+    if time_limit is not None:
+        opts["max_wall_time"] = float(min(time_limit, opts.get("max_wall_time", np.inf)))
+    lb, ub = np.asarray(lb, float), np.asarray(ub, float)
+    cl, cu = np.asarray(cl, float), np.asarray(cu, float)
+    start = time.perf_counter()
+    problem = cyipopt.Problem(n=lb.size, m=cl.size, problem_obj=callbacks, lb=lb, ub=ub, cl=cl, cu=cu)
+    try:
+        for key, val in opts.items():
+            try:
+                problem.add_option(key, val)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"Ipopt option {key!r}={val!r} was rejected: {exc}") from None
+        x, info = problem.solve(np.asarray(x0, float))
+    finally:
+        problem.close()
+    code = int(info["status"])
+    msg = info["status_msg"]
+    if isinstance(msg, bytes):
+        msg = msg.decode(errors="replace")
+    return IpoptRun(
+        status=_IPOPT_STATUS.get(code, Status.SOLVER_ERROR), code=code, x=np.asarray(x, float),
+        mult_g=np.asarray(info["mult_g"], float) if cl.size else np.zeros(0),
+        mult_x_L=np.asarray(info["mult_x_L"], float), mult_x_U=np.asarray(info["mult_x_U"], float),
+        iterations=int(getattr(callbacks, "iterations", 0)),
+        message=f"{_IPOPT_NAMES.get(code, f'Ipopt status {code}')}: {msg}",
+        wall_time_s=time.perf_counter() - start)
+
+
+class _Callbacks(ArrayCallbacks):
     """The object cyipopt calls back into (no Hessian: Ipopt approximates it)."""
 
     def __init__(self, prob: NlpProblem):
@@ -273,10 +343,6 @@ class _Callbacks:
 
     def jacobian(self, x):
         return self.p._jac(x)
-
-    def intermediate(self, alg_mod, iter_count, *args):
-        self.iterations = int(iter_count)
-        return True
 
 
 class _HessianCallbacks(_Callbacks):

@@ -79,18 +79,18 @@ class ReducedProblem:
     # ------------------------------------------------------------ equilibria
     def _budget(self) -> None:
         left = self.deadline - time.perf_counter()
-        self.oracle.time_limit = float(max(min(self.oracle_time_limit, left), 1e-3))
+        self.oracle.config.time_limit = float(max(min(self.oracle_time_limit, left), 1e-3))
 
     def _warm(self, p, eq):
         self._budget()
         self.oracle_calls += 1
-        return self.oracle.solve(p, start=eq, fallback=False)
+        return self.oracle.solve(p, warm=eq, fallback=False)
 
     def _cold(self, p, x=None):
         self._budget()
         self.oracle_calls += 1
         self.cold_starts += 1
-        return self.oracle.solve(p, start=x, rng=self.rng)
+        return self.oracle.solve(p, x0=x, rng=self.rng)
 
     def draw(self, p) -> Point:
         """Fresh draws at ``p``: the followers' dynamics from seeded random starts."""

@@ -45,7 +45,7 @@ from .kernel import kernel_of
 from .lagrangian import variable_scale
 from .leaderset import spread_starts
 from .methods import Method, MethodOutput, register_method
-from .nlp import _IPOPT_NAMES, _IPOPT_STATUS
+from .nlp import ArrayCallbacks, ipopt_solve
 from .oracle import EquilibriumOracle
 from .reduced import ReducedProblem
 from .result import Status
@@ -138,8 +138,6 @@ def _violation(prob, pt) -> float:
 
 def _ipopt(prob, anchor, config, deadline, history, start_index):
     """One Ipopt run from ``anchor``; returns ``(point at the answer, status, message)``."""
-    import cyipopt
-
     k, ls = prob.k, prob.leader_set
     per_sample = config.constraints == "worst" and prob.samples > 1
     cb = _Callbacks(prob, anchor, per_sample, deadline, history, start_index)
@@ -149,44 +147,33 @@ def _ipopt(prob, anchor, config, deadline, history, start_index):
     cu = np.concatenate([np.zeros(cb.n_rows), ls.b])
     lb = np.where(np.isfinite(k.p_lb), k.p_lb / s, -_INF)
     ub = np.where(np.isfinite(k.p_ub), k.p_ub / s, _INF)
-    nlp = cyipopt.Problem(n=k.n_p, m=m, problem_obj=cb, lb=lb, ub=ub, cl=cl, cu=cu)
     # the first quasi-Newton step moves a variable by at most FIRST_MOVE of its scale
     gmax = float(np.max(np.abs(cb.gradient(anchor.p / s)), initial=0.0))
-    options = {"print_level": 0, "sb": "yes", "hessian_approximation": "limited-memory",
+    options = {"hessian_approximation": "limited-memory",
                "limited_memory_init_val": max(gmax / FIRST_MOVE, 1.0),
                "tol": config.tol, "max_iter": config.max_iter, "mu_strategy": "adaptive",
                "bound_relax_factor": 0.0}
-    if np.isfinite(deadline):
-        options["max_wall_time"] = max(deadline - time.perf_counter(), 1e-2)
     options.update(config.ipopt_options)
-    try:
-        for key, val in options.items():
-            try:
-                nlp.add_option(key, val)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"Ipopt option {key!r}={val!r} was rejected: {exc}") from None
-        u, info = nlp.solve(anchor.p / s)
-    finally:
-        nlp.close()
-    code = int(info["status"])
-    status = _IPOPT_STATUS.get(code, Status.SOLVER_ERROR)
-    if cb.timed_out:
-        status = Status.TIME_LIMIT
-    name = _IPOPT_NAMES.get(code, f"Ipopt status {code}")
+    left = deadline - time.perf_counter() if np.isfinite(deadline) else None
+    run = ipopt_solve(cb, anchor.p / s, lb, ub, cl, cu, options,
+                      time_limit=max(left, 1e-2) if left is not None else None)
+    status = Status.TIME_LIMIT if cb.timed_out else run.status
+    name = run.message.split(":")[0]
+    u = run.x
     try:
         answer = cb.point(np.asarray(u, dtype=float) * s)
     except _Unevaluable:
         answer = cb.best if cb.best is not None else anchor
         status = Status.NOT_CONVERGED if status is Status.CONVERGED else status
         name += "; no equilibrium at Ipopt's answer, the best point evaluated is returned"
-    return answer, status, f"Ipopt: {name} after {cb.iterations} iterations"
+    return answer, status, f"Ipopt: {name} after {run.iterations} iterations"
 
 
 class _Unevaluable(Exception):
     pass
 
 
-class _Callbacks:
+class _Callbacks(ArrayCallbacks):
     """cyipopt callbacks over a :class:`~stackopt.reduced.ReducedProblem`, caching points."""
 
     def __init__(self, prob, anchor, per_sample, deadline, history, start_index):

@@ -47,7 +47,8 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     for s in range(samples):
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
         if not e.converged and hint is not None:
-            e2 = oracle.solve(p, start=hint if isinstance(hint, Equilibrium) else np.asarray(hint))
+            e2 = (oracle.solve(p, warm=hint) if isinstance(hint, Equilibrium)
+                  else oracle.solve(p, x0=np.asarray(hint)))
             e = e2 if e2.residual < e.residual else e
         eqs.append(e)
     objs, cons = zip(*(k.leader(e.x, p) for e in eqs))

@@ -65,7 +65,7 @@ def test_repeated_points_are_cached_and_warm_started():
     box.constraint_jacobian(np.array([10.0]))  # shares the gradient's oracle calls
     assert box.n_oracle == 2
     # a nearby point is solved from the cached equilibrium by Newton in one step or two
-    eq = box.oracle.solve(np.array([10.5]), start=box._nearest(np.array([10.5])))
+    eq = box.oracle.solve(np.array([10.5]), warm=box._nearest(np.array([10.5])))
     assert eq.converged and eq.newton_iterations <= 2 and eq.relaxation_iterations == 0
 
 

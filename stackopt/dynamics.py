@@ -1,0 +1,201 @@
+"""Cold-start dynamics: how the followers adjust from a start, which selects the equilibrium.
+
+Each dynamics runs from a start until its steps are small and then hands over
+a primal-dual point (:class:`Handover`) for the Newton engine to finish; the
+multipliers come from the dynamics itself (a projection's normal cone, the
+best responses' own multipliers), so no separate dual estimate is needed.
+
+* :class:`GradientPlay` -- projected gradient play ``x <- P(x - eta F(x))``
+  with an adaptive ``eta``, where every follower's set is simple
+  (:attr:`FollowerSets.simple`: projections are exact and cheap).
+* :class:`ImplicitGradientPlay` -- the same flow by linearly implicit Euler
+  steps of the same length, for games where the explicit step leaves the
+  objectives' domain (``log`` of an entropy term: stiff near the boundary).
+* :class:`Relaxation` -- the paper's damped simultaneous best response
+  ``x <- (1 - d) x + d BR(x)``, every best response solved by
+  :class:`~stackopt.best_response.BestResponses`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Handover:
+    """Where a dynamics stopped: ``z = (x, nu, lam, w)``, the steps it took, whether
+    it settled (its last step was below the hand-over tolerance), and whether it
+    stopped because ``F`` was not finite at its next point (``stiff``)."""
+
+    z: tuple
+    steps: int
+    settled: bool
+    stiff: bool = False
+    distance: float = 0.0  # predicted distance from the dynamics' limit
+    eta: float = 0.0  # gradient play: its step when it stopped (to play on from there)
+
+
+def _distance(sizes, window: int = 10) -> float:
+    """Predicted distance from the limit, ``step / (1 - rho)``, with ``rho`` the steps'
+    contraction per step over the last ``window`` steps (``inf`` if they do not contract)."""
+    if len(sizes) <= window or sizes[-1 - window] <= 0:
+        return float("inf")
+    rho = (sizes[-1] / sizes[-1 - window]) ** (1.0 / window)
+    return sizes[-1] / (1.0 - rho) if rho < 1 else float("inf")
+
+
+class ColdDynamics:
+    """Interface: ``run(x, p, deadline, budget, handover) -> Handover``."""
+
+    name = "abstract"
+
+    def run(self, x, p, deadline: float, budget: int, handover: float) -> Handover:  # pragma: no cover
+        raise NotImplementedError
+
+
+class GradientPlay(ColdDynamics):
+    """Projected gradient play with the step ``eta`` halved after ``patience`` steps
+    that did not shrink (the play oscillates)."""
+
+    name = "gradient-play"
+
+    def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
+        self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
+
+    def run(self, x, p, deadline, budget, handover, eta=None) -> Handover:
+        k = self.k
+        eta, worse, prev = (self.step if eta is None else eta), 0, np.inf
+        it = 0
+        proj = None
+        sizes = []
+        for it in range(1, budget + 1):
+            F = k.F(x, p)
+            if not np.all(np.isfinite(F)):
+                return Handover(self._z(x, proj, p), it, False, stiff=True)
+            proj = self.sets.project(x - eta * F, p)
+            size = float(np.max(np.abs(proj.x - x), initial=0.0))
+            x = proj.x
+            sizes.append(size)
+            if size <= handover:
+                return Handover(self._z(x, proj, p), it, True, distance=_distance(sizes), eta=eta)
+            worse = worse + 1 if size >= prev else 0
+            prev = size
+            if worse >= self.patience:
+                eta, worse, prev = 0.5 * eta, 0, np.inf
+            if time.perf_counter() > deadline:
+                break
+        return Handover(self._z(x, proj, p), it, False)
+
+    def _z(self, x, proj, p):
+        k = self.k
+        if proj is None:
+            return x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+        return (x,) + self.sets.stationary_duals(x, k.F(x, p), proj)
+
+
+class ImplicitGradientPlay(ColdDynamics):
+    """Projected gradient play by linearly implicit Euler steps: each step solves
+    ``F(x) + (J(x) + I / eta)(x' - x) + normal cone = 0`` by one semismooth step of
+    the :class:`~stackopt.newton.NewtonEngine` (the bounds and rows its active-set
+    rule holds). ``eta`` is the explicit play's step, halved while the next point
+    leaves the objectives' domain and doubled back after. One game Jacobian and one
+    factorization per step: for stiff games, where the explicit step cannot be stable."""
+
+    name = "implicit-gradient-play"
+
+    def __init__(self, newton, step: float = 0.5, min_step: float = 1e-12):
+        self.newton, self.step, self.min_step = newton, step, min_step
+        self.system = newton.system
+
+    def run(self, x, p, deadline, budget, handover, z=None) -> Handover:
+        sysm, k = self.system, self.system.kernel
+        if z is None:
+            z = (x, np.zeros(sysm.m_e), np.zeros(sysm.m_i), np.zeros(k.n_x))
+        F = k.F(z[0], p)
+        eta, it = self.step, 0
+        for it in range(1, budget + 1):
+            J = sysm.jacobian(z[0], p, self.newton.solver.dense)
+            while True:
+                zt = self.newton.target(z, p, F, J, prox=1.0 / eta)
+                Ft = k.F(zt[0], p)
+                if np.all(np.isfinite(Ft)) and all(np.all(np.isfinite(v)) for v in zt):
+                    break
+                eta *= 0.5
+                if eta < self.min_step:
+                    return Handover(z, it, False, stiff=True)
+            size = float(np.max(np.abs(zt[0] - z[0]), initial=0.0))
+            z, F, eta = zt, Ft, min(self.step, 2.0 * eta)
+            if size <= handover:
+                return Handover(z, it, True)
+            if time.perf_counter() > deadline:
+                break
+        return Handover(z, it, False)
+
+
+class Relaxation(ColdDynamics):
+    """Damped simultaneous best response; hands over the last best responses themselves
+    (they carry the active bounds, and their multipliers).
+
+    It settles once the best-response step is below ``step_tol``, or once the
+    predicted distance of the best responses from the dynamics' limit,
+    ``step / (1 - rho)`` with ``rho`` the observed contraction of the steps over
+    the last two sweeps, is below ``handover`` (``Handover.distance``): the oracle
+    then keeps Newton's answer only if it lies within that distance."""
+
+    name = "relaxation"
+
+    def __init__(self, kernel, responses, damping: float = 0.5, patience: int = 30):
+        self.k, self.responses, self.damping, self.patience = kernel, responses, damping, patience
+
+    def run(self, x, p, deadline, budget, handover, step_tol=None) -> Handover:
+        k = self.k
+        d = self.damping
+        step_tol = handover if step_tol is None else step_tol
+        it, sizes = 0, []
+        for it in range(1, budget + 1):
+            brs = [self.responses.solve(i, x, p) for i in range(len(k.slices))]
+            br = np.concatenate([b.x for b in brs])
+            step = br - x
+            x = x + d * step
+            size = float(np.max(np.abs(step), initial=0.0))
+            sizes.append(size)
+            if size <= step_tol:
+                return Handover(self._z(br, brs), it, True, distance=size)
+            if len(sizes) >= 3 and sizes[-3] > 0:
+                rho = (size / sizes[-3]) ** 0.5
+                if rho < 1 and size / (1 - rho) <= handover:
+                    return Handover(self._z(br, brs), it, True, distance=size / (1 - rho))
+            if len(sizes) > self.patience and size >= min(sizes[:-self.patience]):
+                break  # no smaller step in `patience` sweeps: the damped map does not contract
+            if time.perf_counter() > deadline:
+                break
+        return Handover(self._z(br, brs), it, False)
+
+    def contracts(self, system, z, p) -> bool:
+        """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
+        its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
+        has spectral radius below one. Checked where followers have bounds only."""
+        k, d = self.k, self.damping
+        if system.m_e or system.m_i:
+            return True
+        free = system.classify(z[0], z[2], z[3], p).free
+        J = k.Jx(z[0], p)[np.ix_(free, free)]
+        owner = k.x_owner[free]
+        block = owner[:, None] == owner[None, :]
+        try:
+            B = -np.linalg.solve(np.where(block, J, 0.0), np.where(block, 0.0, J))
+        except np.linalg.LinAlgError:
+            return False
+        M = (1 - d) * np.eye(B.shape[0]) + d * B
+        return bool(B.size == 0 or np.max(np.abs(np.linalg.eigvals(M))) < 1)
+
+    def _z(self, x, brs):
+        k = self.k
+        nu, lam, w = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+        for i, (sl, b) in enumerate(zip(k.slices, brs)):
+            nu[k.eq.owner == i] = b.nu
+            lam[k.ineq.owner == i] = b.lam
+            w[sl] = b.w
+        return x, nu, lam, w

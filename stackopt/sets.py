@@ -1,0 +1,247 @@
+"""The followers' feasible sets: projections onto them and seeded random starts.
+
+Follower ``i``'s set is ``{lb_i <= x_i <= ub_i, A_i x_i = b_i(p), G_i x_i <= h_i(p)}``.
+Where every follower has at most one row besides its box (a simplex, a
+capacity, a budget: *simple* sets) the Euclidean projection is exact and cheap:
+``x(tau) = clip(u - tau a, lo, hi)`` with ``a^T x(tau)`` piecewise linear and
+non-increasing in ``tau``, so the row's multiplier ``tau`` is found by sorting
+breakpoints, and the projection also returns the normal-cone decomposition
+``u - x = tau a + w`` that a hand-over to Newton needs as multipliers. Other
+sets are projected follower by follower with Ipopt (the adapter of
+:mod:`stackopt.nlp`), its status checked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .nlp import LinearRowCallbacks, ipopt_solve
+
+
+@dataclass
+class Projection:
+    """``x = P(u)`` and the normal cone's parts: ``u - x = A^T nu + G^T lam + w``
+    (``lam >= 0``; ``w <= 0`` at lower, ``>= 0`` at upper bounds). ``ok`` is False
+    where some follower's set looked empty or Ipopt failed."""
+
+    x: np.ndarray
+    nu: np.ndarray
+    lam: np.ndarray
+    w: np.ndarray
+    ok: bool = True
+
+
+def box_row_multiplier(u, a, b, lo, hi) -> float:
+    """``tau`` with ``a^T clip(u - tau a, lo, hi) = b``, exactly (``nan`` if no ``tau`` reaches ``b``).
+
+    Coordinate ``j`` (``a_j != 0``) moves between its bounds while ``tau`` is
+    between its two breakpoints, adding ``-a_j^2`` to the slope there; the
+    values at the sorted breakpoints follow from cumulative sums.
+    """
+    nz = a != 0
+    u, a, lo, hi = u[nz], a[nz], lo[nz], hi[nz]
+    s2 = a * a
+    if u.size == 0:
+        return 0.0 if b == 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_lo, t_hi = (u - lo) / a, (u - hi) / a
+    t1, t2 = np.minimum(t_lo, t_hi), np.maximum(t_lo, t_hi)
+    f1, f2 = np.isfinite(t1), np.isfinite(t2)
+    base = -float(s2[~f1].sum())  # slope as tau -> -inf
+    times = np.concatenate([t1[f1], t2[f2]])
+    if times.size == 0:
+        return float((a @ u - b) / s2.sum())
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    after = base + np.cumsum(np.concatenate([-s2[f1], s2[f2]])[order])  # slope right of each event
+    x0 = np.clip(u - times[0] * a, lo, hi)
+    f0 = float(a @ x0)
+    vals = f0 + np.concatenate([[0.0], np.cumsum(after[:-1] * np.diff(times))])
+    tol = 1e-12 * (1.0 + abs(b) + float(np.abs(a) @ np.abs(x0)))  # b at an end of the range
+    if f0 < b - tol:
+        return float(times[0] + (b - f0) / base) if base < 0 else float("nan")
+    below = vals <= b + tol
+    if not below.any():
+        s = after[-1]
+        return float(times[-1] + (b - vals[-1]) / s) if s < 0 else float("nan")
+    j = int(np.argmax(below))
+    if j == 0:
+        return float(times[0])
+    s = after[j - 1]
+    return float(times[j - 1] + (b - vals[j - 1]) / s) if s < 0 else float(times[j - 1])
+
+
+class FollowerSets:
+    """Projections onto every follower's set and seeded random starts (see the module docstring)."""
+
+    def __init__(self, kernel, ipopt_tol: float = 1e-10):
+        k = self.kernel = kernel
+        self.ipopt_tol = ipopt_tol
+        self.rows = []  # per follower: (kind, row index) or None for a box only
+        simple = True
+        for i, sl in enumerate(k.slices):
+            eq = np.nonzero(k.eq.owner == i)[0]
+            ineq = np.nonzero(k.ineq.owner == i)[0]
+            if eq.size + ineq.size > 1:
+                simple = False
+                self.rows.append(None)
+            elif eq.size:
+                self.rows.append(("eq", int(eq[0]), k.eq.M[eq[0]].toarray()[0, sl]))
+            elif ineq.size:
+                self.rows.append(("ineq", int(ineq[0]), k.ineq.M[ineq[0]].toarray()[0, sl]))
+            else:
+                self.rows.append(None)
+        self.simple = simple
+        self._centers: dict = {}
+        self._last_p = self._last_rhs = None
+
+    # ------------------------------------------------------------ projection
+    def _rhs(self, p):
+        """``(b(p), h(p))``, kept for the last ``p`` (a play projects many times at one ``p``)."""
+        if self._last_p is None or not np.array_equal(self._last_p, p):
+            k = self.kernel
+            self._last_rhs = (k.eq_rhs(p), k.ineq_rhs(p))
+            self._last_p = np.array(p, dtype=float)
+        return self._last_rhs
+
+    def project(self, u: np.ndarray, p: np.ndarray) -> Projection:
+        """Euclidean projection of ``u`` on every follower's set, with the multipliers."""
+        k = self.kernel
+        lb, ub = k.x_lb, k.x_ub
+        x = np.clip(u, lb, ub)
+        nu, lam = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows)
+        if not self.simple:
+            ok = self._project_general(u, x, p)
+            w = u - x - k.eq.M.T @ nu - k.ineq.M.T @ lam
+            w[(x > lb) & (x < ub)] = 0.0
+            return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
+        ok = True
+        w = u - x
+        b_eq, h = self._rhs(p)
+        for i, sl in enumerate(k.slices):
+            row = self.rows[i]
+            if row is None:
+                continue
+            kind, r, a = row
+            b = b_eq[r] if kind == "eq" else h[r]
+            if kind == "ineq" and a @ x[sl] <= b:
+                continue
+            tau = box_row_multiplier(u[sl], a, b, lb[sl], ub[sl])
+            if not np.isfinite(tau):
+                ok = False
+                continue
+            v = u[sl] - tau * a
+            x[sl] = np.clip(v, lb[sl], ub[sl])
+            w[sl] = v - x[sl]
+            (nu if kind == "eq" else lam)[r] = tau
+        return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
+
+    def stationary_duals(self, x: np.ndarray, F: np.ndarray, proj: Projection):
+        """Multipliers for ``x`` (a projection's result) from stationarity ``F + A^T nu + w = 0``:
+        the projection says which bounds and rows hold; each follower's row multiplier is the
+        least-squares fit on its free coordinates and the held bounds take the rest.
+        Simple sets only. Returns ``(nu, lam, w)``."""
+        k = self.kernel
+        nu, lam = proj.nu.copy(), proj.lam.copy()
+        held = ((x <= k.x_lb) | (x >= k.x_ub)) & (proj.w != 0)
+        for i, sl in enumerate(k.slices):
+            row = self.rows[i]
+            if row is None:
+                continue
+            kind, r, a = row
+            if kind == "ineq" and proj.lam[r] == 0:
+                continue
+            free = ~held[sl] & (a != 0)
+            if free.any():
+                val = -float(a[free] @ F[sl][free]) / float(a[free] @ a[free])
+                (nu if kind == "eq" else lam)[r] = val
+        g = F.copy()
+        for i, sl in enumerate(k.slices):
+            row = self.rows[i]
+            if row is not None:
+                kind, r, a = row
+                g[sl] += (nu if kind == "eq" else lam)[r] * a
+        w = np.where(held, -g, 0.0)
+        return nu, lam, w
+
+    def _project_general(self, u, x, p) -> bool:
+        """Follower by follower, a QP by Ipopt where the follower has rows; ``x`` is
+        overwritten with the result. Returns whether every solve succeeded."""
+        k = self.kernel
+        ok = True
+        for i, sl in enumerate(k.slices):
+            M, cl, cu = self.follower_rows(i, p)
+            if M.shape[0] == 0:
+                continue
+            run = ipopt_solve(_ProjectionQP(M, u[sl]), x[sl], k.x_lb[sl], k.x_ub[sl], cl, cu,
+                              options={"tol": self.ipopt_tol})
+            ok &= run.ok
+            x[sl] = np.clip(run.x, k.x_lb[sl], k.x_ub[sl])
+        return ok
+
+    def follower_rows(self, i: int, p):
+        """Follower ``i``'s rows over its own variables: ``cl <= M x_i <= cu`` (dense ``M``)."""
+        k = self.kernel
+        sl = k.slices[i]
+        eq_rows, in_rows = k.eq.owner == i, k.ineq.owner == i
+        M = np.vstack([k.eq.M[eq_rows][:, sl].toarray(), k.ineq.M[in_rows][:, sl].toarray()])
+        b = k.eq_rhs(p)[eq_rows]
+        cl = np.concatenate([b, np.full(int(in_rows.sum()), -np.inf)])
+        cu = np.concatenate([b, k.ineq_rhs(p)[in_rows]])
+        return M, cl, cu
+
+    # ---------------------------------------------------------------- starts
+    def random_start(self, p: np.ndarray, rng) -> Projection:
+        """A seeded random feasible point, strictly inside where possible.
+
+        ``u`` is uniform in the bounds (``[-1, 1]`` around a missing bound) and
+        projected on each follower's set; the start is ``c + 0.9 (P(u) - c)``
+        with ``c`` the projection of the bounds' midpoint, so that functions such
+        as ``log`` are defined at the start.
+        """
+        rng = np.random.default_rng(rng)
+        k = self.kernel
+        lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
+        hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
+        u = lo + (hi - lo) * rng.random(k.n_x)
+        depends = k.eq.depends_on_p or k.ineq.depends_on_p
+        key = p.tobytes() if depends else b""
+        c = self._centers.get(key)
+        if c is None:
+            if len(self._centers) > 64:
+                self._centers.clear()
+            c = self._centers[key] = self.project(0.5 * (lo + hi), p).x
+        pu = self.project(u, p)
+        return Projection(x=c + 0.9 * (pu.x - c), nu=pu.nu, lam=pu.lam, w=np.zeros(k.n_x), ok=pu.ok)
+
+    def feasible(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """``u`` (a start given by the caller) projected on the followers' sets."""
+        k = self.kernel
+        u = np.asarray(u, dtype=float)
+        if u.shape != (k.n_x,):
+            raise ValueError(f"follower start must have shape ({k.n_x},), got {u.shape}")
+        if not np.all(np.isfinite(u)):
+            raise ValueError("follower start must be finite")
+        return self.project(u, p).x
+
+
+class _ProjectionQP(LinearRowCallbacks):
+    """``min 1/2 ||x - target||^2`` subject to linear rows ``M x``."""
+
+    def __init__(self, M, target):
+        self.M, self.target = M, np.asarray(target, float)
+        self.tril = np.tril_indices(M.shape[1])
+        self.eye = np.eye(M.shape[1])[self.tril]
+
+    def objective(self, x):
+        return 0.5 * float(np.sum((x - self.target) ** 2))
+
+    def gradient(self, x):
+        return x - self.target
+
+    def hessianstructure(self):
+        return self.tril
+
+    def hessian(self, x, lagrange, obj_factor):
+        return obj_factor * self.eye
