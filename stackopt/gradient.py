@@ -68,7 +68,7 @@ from .methods import Method, MethodOutput, register_method
 from .oracle import EquilibriumOracle
 from .reduced import ReducedProblem
 from .result import Status
-from .steps import AdamStep, LbfgsInner, SpgStep
+from .steps import AdamStep, SpgStep
 
 
 def _unit_interval(v):
@@ -101,10 +101,10 @@ class GradientMethod(Method):
     CONFIG = ConfigDict("gradient")
     CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
     CONFIG.declare("optimizer", ConfigValue(
-        "spg", In(["spg", "lbfgs", "adam", "sgd"]),
-        "inner steps: spg (spectral projected gradient in a diagonal metric, with a line search; "
-        "no learning rate), "
-        "adam or sgd (the paper's, with lr relative to each variable's scale)"))
+        "adam", In(["adam", "sgd", "spg"]),
+        "steps: adam or sgd (the paper's, lr relative to each variable's scale) until they stop "
+        "improving, then spg; or spg throughout (spectral projected gradient in a diagonal metric "
+        "with a line search, no learning rate)"))
     CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat,
                                      "adam/sgd: step relative to each leader variable's scale"))
     CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
@@ -123,7 +123,7 @@ class GradientMethod(Method):
         1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|)"))
     CONFIG.declare("feasibility_tol", ConfigValue(
         1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-9, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
     CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
     CONFIG.declare("jacobian_every", ConfigValue(
         1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
@@ -149,9 +149,8 @@ class GradientMethod(Method):
                               aggregate=opts.constraints, deadline=deadline)
         from .lagrangian import AugmentedLagrangian
 
-        return AugmentedLagrangian(prob, opts, deadline).solve(
-            SpgStep(prob, opts) if opts.optimizer == "spg" else
-            LbfgsInner(prob, opts) if opts.optimizer == "lbfgs" else AdamStep(prob, opts))
+        rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
+        return AugmentedLagrangian(prob, opts, deadline).solve(rules)
 
 
 @dataclass

@@ -13,8 +13,12 @@ MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
-SAME_OBJECTIVE = 1e-9  # relative difference of objectives treated as rounding when choosing
-CONFIRM_TRIES = 3  # candidates checked on further fresh draws where equilibria differ between draws
+SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
+CONFIRM_TRIES = 3
+CONFIRM_DRAWS = 3  # independent fresh draws (of samples_per_step equilibria each) that must agree
+TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
+PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
+TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path  # candidates checked on further fresh draws where equilibria differ between draws
 
 
 def variable_scale(kernel, p=None) -> np.ndarray:
@@ -43,10 +47,12 @@ class AugmentedLagrangian:
         self.halvings = self.jumps = self.reanchors = self.failed_draws = 0
         self.singular = False
         self.note = ""
+        self.switched = None  # the step at which the second step rule took over
+        self._path = np.zeros(k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
         self._status = None
         self._omega = 1.0
-        self.best_tracked = None  # best feasible tracked iterate while equilibria look unique
+        self.tracked: list = []  # the best feasible tracked iterates, checked on fresh draws at the end
         self._last_sens: list = []
 
     # ------------------------------------------------------------ the function
@@ -100,7 +106,9 @@ class AugmentedLagrangian:
         return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
     # ---------------------------------------------------------------- the loop
-    def solve(self, step) -> MethodOutput:
+    def solve(self, steps) -> MethodOutput:
+        """The outer loop over ``steps``: the first step rule, then the second once the
+        first stalls (``steps`` may hold one rule only)."""
         o, prob = self.o, self.prob
         pt = self.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
         if pt is None:
@@ -113,23 +121,27 @@ class AugmentedLagrangian:
         self.mu = o.mu if o.mu is not None else self._initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
         omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
-        v_prev, stalls, status = np.inf, 0, None
+        rules = list(steps)
+        step = rules.pop(0)
+        v_prev, stalls, status, idle = np.inf, 0, None, 0
         outer, next_check, interval = 0, 1, 1
         while status is None:
+            before, start = self.value(pt), pt.p
+            self._path = np.zeros_like(pt.p)
             pt, status, stalled = self._inner(step, pt, omega)
+            gain = before - self.value(pt)  # at the multipliers and penalty of this inner solve
+            net = np.abs(pt.p - start) / self.scale
+            travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
             outer += 1
             stalls = stalls + 1 if stalled else 0
             if status is None and stalls >= MAX_STALLS:
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
                              f"{MAX_STALLS} times in a row")
-            if status in (None, Status.CONVERGED):
+            if status is Status.CONVERGED or (status is None and (self._solved or step.paper)):
                 v = self.measure(pt)
                 self.lam = self.multipliers(pt)
-                # a larger penalty only where the subproblem was solved and feasibility did not
-                # improve enough (an inner solve cut short says nothing about the penalty)
-                if (status is None and self._solved and v > o.feasibility_tol
-                        and v > o.penalty_decrease * v_prev):
+                if status is None and self._solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
                     self.mu = min(self.mu * o.penalty_growth, MU_MAX)
                 v_prev = v
                 omega = max(o.stationarity_tol, 0.1 * omega)
@@ -147,6 +159,13 @@ class AugmentedLagrangian:
                 else:
                     interval *= 2
                 next_check = outer + interval
+            # the first rule has stalled once PATIENCE inner solves in a row either did not
+            # lower the augmented Lagrangian or only circled a point (no variable's net
+            # displacement reached TRAVEL of the longest path): the second rule takes over
+            idle = idle + 1 if gain <= SAME_OBJECTIVE * self.fscale(pt) or not travels else 0
+            if status is None and rules and idle >= PATIENCE:
+                step, idle = rules.pop(0), 0
+                self.switched = self.t
         return self._output(status, pt)
 
     def _inner(self, step, pt, omega):
@@ -174,6 +193,7 @@ class AugmentedLagrangian:
             self.t += 1
             if new is None:
                 return pt, None, True
+            self._path = self._path + np.abs(new.p - pt.p) / self.scale
             pt = new
             self._moved(pt)
             if o.resample_every and self.t % o.resample_every == 0:
@@ -251,13 +271,13 @@ class AugmentedLagrangian:
         self._track(pt)
 
     def _track(self, pt) -> None:
-        """Where equilibria look unique (one sample, no re-anchoring so far), a tracked
-        iterate is as good as a fresh one: keep the best feasible one, to be
-        confirmed on a fresh draw at the end."""
-        if self.prob.samples > 1 or self.reanchors or pt.violation > self.o.feasibility_tol:
+        """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
+        every answer on fresh draws is evaluated on fresh draws itself (the tracked
+        equilibria may not be the ones the followers would reach there)."""
+        if pt.violation > self.o.feasibility_tol:
             return
-        if self.best_tracked is None or pt.f < self.best_tracked.f:
-            self.best_tracked = pt
+        if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
+            self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
 
     # ------------------------------------------------------------ fresh draws
     def checkpoint(self, pt, first: bool = False):
@@ -280,7 +300,9 @@ class AugmentedLagrangian:
         return fresh
 
     # ------------------------------------------------------------------ output
-    def _choose(self):
+    def _choose(self, last=None):
+        """The best candidate; among those within rounding of the best objective, the
+        one at ``last`` (where the run ended) if it is among them, else the latest."""
         tol = self.o.feasibility_tol
         if self.o.select == "last":
             return self.candidates[-1]
@@ -289,7 +311,9 @@ class AugmentedLagrangian:
             return min(self.candidates, key=lambda c: c.violation)
         # the latest of those within rounding of the best objective
         f_min = min(c.f for c in feasible)
-        return [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))][-1]
+        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))]
+        at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
+        return (at_last or near)[-1]
 
     def _confirm(self, best):
         """With several equilibria the best of many noisy estimates is biased: confirm
@@ -299,18 +323,20 @@ class AugmentedLagrangian:
         for n, c in enumerate(ranked[:CONFIRM_TRIES]):
             if time.perf_counter() > self.deadline:
                 break
-            again = self.prob.draw(c.p)
-            if again.converged and again.violation <= tol:
+            again = [self.prob.draw(c.p) for _ in range(CONFIRM_DRAWS)]
+            if all(a.converged and a.violation <= tol for a in again):
                 return c, f"; confirmed on fresh draws ({n} rejected before)"
         return best, f"; not confirmed on fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
 
     def _output(self, status, last) -> MethodOutput:
-        best = self._choose()
-        bt = self.best_tracked
-        if (bt is not None and not self.reanchors and (best.violation > self.o.feasibility_tol or bt.f < best.f)
-                and time.perf_counter() < self.deadline):
-            self.checkpoint(bt)
-            best = self._choose()
+        best = self._choose(last)
+        for c in self.tracked:
+            if time.perf_counter() > self.deadline:
+                break
+            if (best.violation > self.o.feasibility_tol
+                    or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
+                self.checkpoint(c)
+                best = self._choose(last)
         note = self.note
         several = self.prob.samples > 1 or self.reanchors > 0
         if several and self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
@@ -320,7 +346,8 @@ class AugmentedLagrangian:
             note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
                      "strategy evaluated on fresh draws was better)")
         st = self.history[-1]["stationarity"] if self.history else float("nan")
-        message = (f"{self.t} steps; stationarity {st:.3g}; selected strategy: violation "
+        switch = "" if self.switched is None else f" (spg from step {self.switched})"
+        message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
                    f"{best.violation:.3g}{note}; {self.reanchors} re-anchorings on fresh draws; "
                    f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
                    f"where their branch ended; {self.prob.cold_starts} cold starts")

@@ -38,7 +38,10 @@ RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
 
 
 class SpgStep:
-    """Spectral projected gradient steps with a non-monotone line search."""
+    """Spectral projected gradient steps with a non-monotone line search; multipliers
+    are updated once an inner solve met its tolerance (the textbook rule)."""
+
+    paper = False
 
     def __init__(self, prob, opts):
         self.prob, self.opts = prob, opts
@@ -120,7 +123,10 @@ class SpgStep:
 
 
 class AdamStep:
-    """The paper's Adam (or SGD) steps, ``lr`` relative to each variable's scale."""
+    """The paper's Adam (or SGD) steps, ``lr`` relative to each variable's scale; as in
+    the paper, the multipliers are updated every ``multiplier_every`` of its steps."""
+
+    paper = True
 
     def __init__(self, prob, opts):
         self.prob, self.opts = prob, opts
@@ -158,60 +164,3 @@ class AdamStep:
             return new
         return None
 
-
-class LbfgsInner:
-    """Inner solves by SciPy's L-BFGS-B on the augmented Lagrangian over the leader's box
-    (in scaled variables): quasi-Newton curvature follows ridges that first-order steps
-    zig-zag across. For boxes only (linear leader constraints use :class:`SpgStep`)."""
-
-    def __init__(self, prob, opts):
-        self.prob, self.opts = prob, opts
-
-    def reset(self) -> None:
-        """L-BFGS-B keeps no memory between inner solves."""
-
-    def solve(self, al, pt, omega, budget):
-        """Minimise ``L`` from ``pt`` for at most ``budget`` iterations; returns
-        ``(point, iterations)``. Every accepted iterate is reported to ``al.accept``."""
-        from scipy.optimize import minimize
-
-        s = al.scale
-        k = self.prob.k
-        cache = {pt.p.tobytes(): pt}
-        state = {"current": pt, "its": 0}
-
-        def point(u):
-            p = np.clip(u * s, k.p_lb, k.p_ub)
-            key = p.tobytes()
-            if key not in cache:
-                base = state["current"]
-                trial = self.prob.follow(base, p)
-                if not trial.converged:
-                    al.halvings += 1
-                    trial = self.prob.readjust(base, p, trial)
-                    if trial.converged:
-                        al.jumps += 1
-                cache[key] = trial
-            return cache[key]
-
-        def fun(u):
-            q = point(u)
-            if not q.converged:  # no equilibrium here: a value the line search backs away from
-                base = state["current"]
-                return al.value(base) + 1e3 * (1.0 + abs(al.value(base))), al.grad(base) * s
-            return al.value(q), al.grad(q) * s
-
-        def callback(intermediate_result):
-            q = point(intermediate_result.x)
-            state["current"] = q
-            state["its"] += 1
-            if al.accept(q) or state["its"] >= budget:
-                raise StopIteration
-
-        lb = np.where(np.isfinite(k.p_lb), k.p_lb / s, None)
-        ub = np.where(np.isfinite(k.p_ub), k.p_ub / s, None)
-        gtol = omega * al.fscale(pt)
-        minimize(fun, pt.p / s, jac=True, method="L-BFGS-B", bounds=list(zip(lb, ub)),
-                 callback=callback, options=dict(maxiter=budget, maxfun=20 * budget, gtol=gtol,
-                                                 ftol=0.0, maxcor=10))
-        return state["current"], state["its"]

@@ -77,8 +77,8 @@ def test_sgd_and_sampled_equilibria_run():
 
 
 def test_time_limit_is_a_status():
-    g = build_game("nfg", seed=4, players=3, actions=4, budget=0.5)
-    r = solve(g, "gradient", steps=10**6, optimizer="adam", time_limit=1.0)
+    g = build_game("nfg", seed=4, players=3, actions=10, budget=5.0)
+    r = solve(g, "gradient", steps=10**6, time_limit=2.0)
     assert r.status is Status.TIME_LIMIT
     assert r.wall_time_s < 10 and np.isfinite(r.leader_objective)
 
