@@ -133,6 +133,11 @@ def flag_keywords(value, default) -> dict:
                     f"got {text!r}") from None
         else:
             v = None if default is None and text.lower() == "none" else text
+            if default is None and v is not None:  # an optional number given as text
+                try:
+                    v = float(v)
+                except ValueError:
+                    pass
         try:
             return check(domain, v)
         except ValueError as exc:

@@ -59,8 +59,8 @@ def test_constraint_nonlinear_in_the_leader_is_accepted_and_compiled():
 
 def test_bard3_implicit_gradient_matches_finite_differences():
     r = check_gradient(bard3(), leader_values=[0.5, 1.0])
-    assert r["equilibrium_residual"] <= 1e-10
-    assert r["max_relative_error"] <= 1e-6
+    assert r.equilibrium_residual <= 1e-10
+    assert r.max_relative_error <= 1e-6
 
 
 @pytest.mark.parametrize("method,options", [("gradient", dict(steps=1500, lr=0.02)), ("mpec-ipopt", {})])

@@ -30,7 +30,7 @@ def test_negative_zero_prints_as_zero():
 
 
 def test_solved_result_prints_its_values():
-    res = solve(make_duopoly(), "gradient", steps=300, lr=0.05)
+    res = solve(make_duopoly(), "gradient")
     text = str(res)
     assert text.startswith("gradient on duopoly (seed 0): converged")
     assert "pi[2] = 0" in text and not re.search(r"-0(?![.\d])", text)  # pi[2] on its bound
