@@ -162,7 +162,7 @@ def test_follower_with_one_inequality_row_starts_cold_by_gradient_play():
     assert e.converged and e.x[0] == pytest.approx(3.0) and e.lam[0] > 0
 
 
-@pytest.mark.parametrize("seed,start", [(0, 1), (0, 3), (0, 4), (1, 4), (2, 1)])
+@pytest.mark.parametrize("seed,start", [(0, 1), (0, 3), (0, 4), (1, 4), (2, 0)])
 def test_handover_to_newton_keeps_the_equilibrium_gradient_play_selects(seed, start):
     """Games with several equilibria: the cold start (gradient play handing over to Newton
     once its steps are small) lands where the same play, run on to a 1e-11 step, lands."""
