@@ -211,3 +211,133 @@ def test_command_line_takes_a_reference_seed(capsys):
     err = capsys.readouterr().err
     assert "reference_seed must be one of [1, 2, 3, 4, 5] for 'nfg'" in err and "got 7" in err
 
+
+# ---------------------------------------------------------------- the config
+def test_reference_config_runs_the_recorded_settings_on_every_instance():
+    from stackopt.comparisons.config import load_config
+    config = load_config("reference")
+    exps = {e.name: e for e in config.experiments}
+    assert sorted(exps) == ["cyber", "nfg", "ssg", "ssg-all"]
+    for name, e in exps.items():
+        domain = e.game
+        assert e.grid["reference_seed"] == list(ref.REFERENCE_SEEDS[domain])
+        parameter = ref.PARAMETER[domain]
+        assert e.grid[parameter] == [ref.recorded(domain, e.grid["reference_seed"][0]).parameter]
+        assert {"gradient", "mpec-ipopt"} <= set(e.methods)
+        assert e.methods["gradient"] == {}  # the method's defaults and the game's recommendations
+    assert exps["ssg"].grid["reimburse"] == ["coverable"] and exps["ssg-all"].grid["reimburse"] == ["all"]
+    for e in (exps["ssg"], exps["ssg-all"]):
+        assert e.grid["budget_kind"] == ["reimbursement"]
+    assert len(config.cells()) == 2 * (5 + 5 + 9 + 9)
+
+
+# ---------------------------------------------------------------- per-seed table
+TABLE_CONFIG = """
+seeds = [0]
+time_limit = 120
+[experiments.nfg]
+game = "nfg"
+[experiments.nfg.grid]
+reference_seed = [1, 2]
+budget = 2.0
+[experiments.nfg.methods.initial]
+[experiments.nfg-b3]
+game = "nfg"
+[experiments.nfg-b3.grid]
+reference_seed = [1]
+budget = 3.0
+[experiments.nfg-b3.methods.initial]
+[experiments.cyber]
+game = "cyber"
+[experiments.cyber.grid]
+reference_seed = [1]
+risk_aversion = 0.5
+[experiments.cyber.methods.initial]
+"""
+
+
+@pytest.fixture(scope="module")
+def table_db(tmp_path_factory):
+    """A store filled in-process: the initial strategy on three reference instances, a
+    failed cell, and a cyber contract whose premium breaks one customer's IR by 5."""
+    from stackopt.comparisons.config import parse_config
+    from stackopt.comparisons.runner import run_cell
+    from stackopt.comparisons.store import Store
+
+    config = parse_config(TABLE_CONFIG, name="reftable")
+    path = tmp_path_factory.mktemp("store") / "results.sqlite"
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            assert store.insert(row)
+            if cell.experiment == "cyber":
+                # a premium moves no effort: revenue 5, customer 0 worse off by 5
+                priced = dict(row, method="test-premium", leader_objective=5.0,
+                              leader_values={**row["leader_values"], "premium[0]": 5.0})
+                assert store.insert(priced)
+            if cell.experiment == "nfg" and dict(cell.params)["reference_seed"] == 2:
+                assert store.insert(dict(row, method="test-failed", status="error",
+                                         leader_objective=None, constraint_violation=None))
+    return path
+
+
+def _table(capsys, *argv):
+    from stackopt.comparisons.reference_table import main as table_main
+    code = table_main(list(argv))
+    return code, capsys.readouterr()
+
+
+def _line(text, experiment, seed):
+    block = text.split(f"{experiment}: ", 1)[1].split("\n\n")[1]
+    return next(ln for ln in block.splitlines() if ln.startswith(f"| {seed} |"))
+
+
+def test_table_sets_each_method_beside_the_recorded_result(table_db, capsys):
+    from stackopt.comparisons.store import Store
+    code, out = _table(capsys, str(table_db))
+    assert code == 0, out.err
+    text = out.out
+    with Store.open(table_db, create=False) as store:
+        stored = {(r["experiment"], json.loads(r["params"])["reference_seed"], r["method"]): r
+                  for r in store.rows()}
+    line = _line(text, "nfg", 1).split(" | ")
+    rec = ref.recorded("nfg", 1)
+    assert line[1] == f"{rec.objective:.4f}" and line[2] == "0"
+    initial = stored[("nfg", 1, "initial")]["leader_objective"]
+    assert line[3] == f"{initial:.4f}" and line[5] == "converged"
+    assert line[6:] == ["-", "-", "not run |"]  # test-failed ran on seed 2 only
+    line = _line(text, "nfg", 2).split(" | ")
+    assert line[6:] == ["-", "-", "error |"]
+    # the initial strategy never beats the reference's optimised one
+    assert "initial: mean" in text and "on 0 of 2 seeds" in text
+    assert f"largest shortfall {max(ref.recorded('nfg', s).objective - stored[('nfg', s, 'initial')]['leader_objective'] for s in (1, 2)):.4f}" in text
+
+
+def test_table_sums_the_ir_violations_of_cyber_insurance(table_db, capsys):
+    text = _table(capsys, str(table_db), "--experiment", "cyber")[1].out
+    assert "nfg" not in text and "summed IR violation" in text
+    line = _line(text, "cyber", 1).split(" | ")
+    rec = ref.recorded("cyber", 1)
+    assert line[1] == f"{rec.objective:.4f}" and line[2] == f"{rec.violation:.2g}"
+    assert line[3] == "0.0000" and float(line[4]) <= 1e-9  # initial: no contract, no violation
+    assert line[6] == "5.0000" and float(line[7]) == pytest.approx(5.0)  # the premium's breach
+
+
+def test_table_leaves_the_reference_out_where_it_recorded_another_budget(table_db, capsys):
+    text = _table(capsys, str(table_db), "--experiment", "nfg-b3")[1].out
+    line = _line(text, "nfg-b3", 1).split(" | ")
+    assert line[1:3] == ["-", "-"] and "budget=3.0" in text
+    assert "better than the reference" not in text
+
+
+def test_table_errors(tmp_path, table_db, capsys):
+    code, out = _table(capsys, str(tmp_path / "missing.sqlite"))
+    assert code == 2 and "does not exist" in out.err
+    code, out = _table(capsys, str(table_db), "--experiment", "nothing")
+    assert code == 2 and "holds no cells of reference instances" in out.err
+    with pytest.raises(SystemExit):
+        _table(capsys, str(table_db), "--feasibility", "-1")
+    assert "expected a number >= 0, got '-1'" in capsys.readouterr().err
