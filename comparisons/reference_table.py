@@ -9,7 +9,8 @@ For every stored cell whose game was built from a reference instance (a
 ``reference_seed`` parameter), one line per experiment and reference seed: the
 reference gradient method's recorded objective and violation
 (``models/data/reference_results.csv``) beside each stackopt method's scored
-objective and violation. Violations are measured as the reference measured
+objective and violation, and both initial objectives (the leader's initial
+strategy at the reference's recorded equilibrium and as stackopt scores it). Violations are measured as the reference measured
 them: the budget overrun for NFG and security games (stackopt's
 ``constraint_violation``, the game having one budget row), and for cyber
 insurance the sum over customers of the individual-rationality violations,
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from .store import Store
 
 VIOLATION = {"nfg": "budget overrun", "ssg": "budget overrun", "cyber": "summed IR violation"}
+NOTE = {"ssg": "the reference reimbursed every defender-target pair and started its oracle from "
+               "zero coverage, so its initial objective is at another equilibrium than stackopt's"}
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Line:
     seed: int  # the reference seed
     run_seed: int  # the seed the methods and the scoring oracle ran with
     recorded: object | None  # models.reference.Recorded, or None
+    initial: float = math.nan  # stackopt's scored objective of the leader's initial strategy
     cells: dict[str, dict] = field(default_factory=dict)  # method -> objective, violation, status
 
 
@@ -98,6 +102,8 @@ def collect(rows: list[dict]) -> list[Table]:
             if rec is not None and (value is None or float(value) != rec.parameter):
                 rec = None  # the reference recorded another budget / risk aversion
             t.lines[key] = Line(ref_seed, row["seed"], rec)
+        if math.isnan(t.lines[key].initial):
+            t.lines[key].initial = _float(row.get("initial_objective"))
         t.lines[key].cells[row["method"]] = dict(
             objective=_float(row.get("leader_objective")), violation=_violation(row, params),
             status=row["status"])
@@ -122,9 +128,11 @@ def format_table(t: Table, feasibility: float = 1e-6) -> str:
     methods = t.methods
     several = len({ln.run_seed for ln in t.lines.values()}) > 1
     setting = ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
-    out = [f"{t.experiment}: {t.game} {setting} (violation: {VIOLATION.get(t.game, 'constraint')})",
-           ""]
-    head = ["seed", "reference", "ref. viol."]
+    out = [f"{t.experiment}: {t.game} {setting} (violation: {VIOLATION.get(t.game, 'constraint')})"]
+    if t.game in NOTE:
+        out.append(f"note: {NOTE[t.game]}")
+    out.append("")
+    head = ["seed", "ref. initial", "reference", "ref. viol.", "initial"]
     for m in methods:
         head += [m, "viol.", "status"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -132,8 +140,9 @@ def format_table(t: Table, feasibility: float = 1e-6) -> str:
         ln = t.lines[key]
         rec = ln.recorded
         cols = [f"{ln.seed}" + (f"/{ln.run_seed}" if several else ""),
+                _fmt(rec.initial_objective if rec else None, ".4f"),
                 _fmt(rec.objective if rec else None, ".4f"),
-                _fmt(rec.violation if rec else None, ".2g")]
+                _fmt(rec.violation if rec else None, ".2g"), _fmt(ln.initial, ".4f")]
         for m in methods:
             c = ln.cells.get(m)
             cols += ([_fmt(c["objective"], ".4f"), _fmt(c["violation"], ".2g"), c["status"]]

@@ -281,6 +281,12 @@ def table_db(tmp_path_factory):
             if cell.experiment == "nfg" and dict(cell.params)["reference_seed"] == 2:
                 assert store.insert(dict(row, method="test-failed", status="error",
                                          leader_objective=None, constraint_violation=None))
+        for method, objective, violation in (("test-ahead", -3.0, 0.0), ("test-over", -2.0, 0.01)):
+            assert store.insert(dict(  # made by hand: no security-game solve in this test
+                run_id=run, experiment="ssg", game="ssg", seed=0, method=method, options="{}",
+                params=json.dumps({"budget": 1.0, "reference_seed": 36, "reimburse": "all"}),
+                sense="maximize", status="converged", leader_objective=objective,
+                constraint_violation=violation, initial_objective=-3.81))
     return path
 
 
@@ -305,12 +311,14 @@ def test_table_sets_each_method_beside_the_recorded_result(table_db, capsys):
                   for r in store.rows()}
     line = _line(text, "nfg", 1).split(" | ")
     rec = ref.recorded("nfg", 1)
-    assert line[1] == f"{rec.objective:.4f}" and line[2] == "0"
+    assert line[1] == f"{rec.initial_objective:.4f}"
+    assert line[2] == f"{rec.objective:.4f}" and line[3] == "0"
     initial = stored[("nfg", 1, "initial")]["leader_objective"]
-    assert line[3] == f"{initial:.4f}" and line[5] == "converged"
-    assert line[6:] == ["-", "-", "not run |"]  # test-failed ran on seed 2 only
+    assert line[4] == f"{initial:.4f}"  # stackopt's scored initial objective
+    assert line[5] == f"{initial:.4f}" and line[7] == "converged"
+    assert line[8:] == ["-", "-", "not run |"]  # test-failed ran on seed 2 only
     line = _line(text, "nfg", 2).split(" | ")
-    assert line[6:] == ["-", "-", "error |"]
+    assert line[8:] == ["-", "-", "error |"]
     # the initial strategy never beats the reference's optimised one
     assert "initial: mean" in text and "on 0 of 2 seeds" in text
     assert f"largest shortfall {max(ref.recorded('nfg', s).objective - stored[('nfg', s, 'initial')]['leader_objective'] for s in (1, 2)):.4f}" in text
@@ -321,15 +329,27 @@ def test_table_sums_the_ir_violations_of_cyber_insurance(table_db, capsys):
     assert "nfg" not in text and "summed IR violation" in text
     line = _line(text, "cyber", 1).split(" | ")
     rec = ref.recorded("cyber", 1)
-    assert line[1] == f"{rec.objective:.4f}" and line[2] == f"{rec.violation:.2g}"
-    assert line[3] == "0.0000" and float(line[4]) <= 1e-9  # initial: no contract, no violation
-    assert line[6] == "5.0000" and float(line[7]) == pytest.approx(5.0)  # the premium's breach
+    assert line[2] == f"{rec.objective:.4f}" and line[3] == f"{rec.violation:.2g}"
+    assert line[5] == "0.0000" and float(line[6]) <= 1e-9  # initial: no contract, no violation
+    assert line[8] == "5.0000" and float(line[9]) == pytest.approx(5.0)  # the premium's breach
+
+
+def test_table_counts_only_feasible_results_as_better(table_db, capsys):
+    text = _table(capsys, str(table_db), "--experiment", "ssg")[1].out
+    assert "note: the reference reimbursed every defender-target pair" in text
+    line = _line(text, "ssg", 36).split(" | ")
+    rec = ref.recorded("ssg", 36)
+    assert line[1:5] == [f"{rec.initial_objective:.4f}", f"{rec.objective:.4f}", "0", "-3.8100"]
+    assert "test-ahead: mean -3.0000; better than the reference with violation <= 1e-06 on 1 of 1" in text
+    assert "test-over: mean -2.0000; better than the reference with violation <= 1e-06 on 0 of 1" in text
+    text = _table(capsys, str(table_db), "--experiment", "ssg", "--feasibility", "0.1")[1].out
+    assert "test-over: mean -2.0000; better than the reference with violation <= 0.1 on 1 of 1" in text
 
 
 def test_table_leaves_the_reference_out_where_it_recorded_another_budget(table_db, capsys):
     text = _table(capsys, str(table_db), "--experiment", "nfg-b3")[1].out
     line = _line(text, "nfg-b3", 1).split(" | ")
-    assert line[1:3] == ["-", "-"] and "budget=3.0" in text
+    assert line[1:4] == ["-", "-", "-"] and "budget=3.0" in text
     assert "better than the reference" not in text
 
 
