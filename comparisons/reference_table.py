@@ -149,9 +149,11 @@ def format_table(t: Table, feasibility: float = 1e-6) -> str:
                      if c else ["-", "-", "not run"])
         out.append("| " + " | ".join(cols) + " |")
     out.append("")
-    recs = [ln.recorded.objective for ln in t.lines.values() if ln.recorded]
+    recs = [ln.recorded for ln in t.lines.values() if ln.recorded]
     if recs:
-        out.append(f"reference: mean {sum(recs) / len(recs):.4f} over {len(recs)} seeds")
+        gain = sum(r.objective - r.initial_objective for r in recs) / len(recs)
+        out.append(f"reference: mean {sum(r.objective for r in recs) / len(recs):.4f}, mean gain "
+                   f"over its initial {gain:+.4f}, over {len(recs)} seeds")
     for m in methods:
         out.append(_summary(t, m, feasibility))
     return "\n".join(out)
@@ -161,6 +163,10 @@ def _summary(t: Table, m: str, feasibility: float) -> str:
     lines = [ln for ln in t.lines.values() if m in ln.cells]
     objs = [ln.cells[m]["objective"] for ln in lines if not math.isnan(ln.cells[m]["objective"])]
     text = f"{m}: mean {sum(objs) / len(objs):.4f}" if objs else f"{m}: no objective"
+    gains = [ln.cells[m]["objective"] - ln.initial for ln in lines
+             if not math.isnan(ln.cells[m]["objective"] - ln.initial)]
+    if gains:  # over stackopt's scored initial objective of the same instance
+        text += f", mean gain over the initial {sum(gains) / len(gains):+.4f}"
     compared = [ln for ln in lines if ln.recorded]
     if compared:
         wins = sum(_better(t, ln.cells[m], ln.recorded, feasibility) for ln in compared)
