@@ -22,7 +22,10 @@ Reference data: ``W = Uniform[0,1)^(n x n) + I``, ``L_i ~ Uniform[50, 100]``,
 ``W[i, j]`` the ``weight`` of the edge ``i -> j`` (0 where there is no edge); by
 default the dense random ``W`` above as a ``DiGraph`` with self-loops of weight
 ``1 + u``. Users can pass their own graph, e.g. from networkx's generators with
-``weight`` attributes set on every edge.
+``weight`` attributes set on every edge. With ``reference_seed`` (1-5) the
+builder takes ``W``, ``L`` and ``c`` of the reference experiments' own instance
+of that seed (10 customers; see :mod:`stackopt.models.reference`), so results
+compare seed for seed with the paper's recorded ones.
 
 Numerical form. ``q_i`` and ``sqrt(q_i (1 - q_i))`` are shared ``pyo.Expression``
 components written through ``e_i = exp(z_i)``:
@@ -57,6 +60,7 @@ import pyomo.environ as pyo
 from stackopt.game import StackelbergGame
 
 from . import Param, register_game
+from .reference import check_seed, load_instance
 
 PARAMS = {
     "customers": Param(int, 10, "number of customers (followers) n"),
@@ -67,6 +71,8 @@ PARAMS = {
                              "W[i, j] = weight of edge i -> j; default dense U[0,1)+I"),
     "losses": Param(object, None, "losses L_i, shape (customers,); default U[50,100]"),
     "costs": Param(object, None, "effort costs c_i, shape (customers,); default U[5,10]"),
+    "reference_seed": Param(int, None, "use the reference experiments' instance of this seed "
+                            "(1-5; 10 customers) instead of a draw"),
 }
 
 EXP_LIMIT = 700.0  # exp(z) overflows float64 above ~709.78
@@ -83,6 +89,7 @@ def cyber(
     interconnection=None,
     losses=None,
     costs=None,
+    reference_seed: int | None = None,
 ) -> StackelbergGame:
     """Cyber insurance with interconnected customers (see the module docstring).
 
@@ -92,6 +99,8 @@ def cyber(
     ``DiGraph`` with ``customers`` nodes; if its nodes are exactly
     ``0..customers-1`` they are the customer indices, otherwise customers are
     numbered in node insertion order. Every edge must carry a finite ``weight``.
+    ``reference_seed`` loads ``W``, ``L`` and ``c`` of the reference instance of
+    that seed (``customers=10``); it cannot be combined with those three.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -104,6 +113,8 @@ def cyber(
     W = rng.uniform(size=(n, n)) + np.eye(n)
     L = rng.uniform(50.0, 100.0, size=n)
     c = rng.uniform(5.0, 10.0, size=n)
+    if reference_seed is not None:
+        W, L, c = _reference(reference_seed, n, interconnection, losses, costs)
     graph = default_interconnection(W) if interconnection is None else interconnection
     W = interconnection_matrix(graph, n)
     if losses is not None:
@@ -126,6 +137,20 @@ def cyber(
     game.data.update(interconnection=W, losses=L, costs=c, risk_aversion=r, max_effort=max_effort)
     _build(game, W, L, c, r, max_effort)
     return game
+
+
+def _reference(reference_seed, n, interconnection, losses, costs):
+    reference_seed = check_seed("cyber", reference_seed)
+    given = [k for k, v in (("interconnection", interconnection), ("losses", losses),
+                            ("costs", costs)) if v is not None]
+    if given:
+        raise ValueError(f"give either reference_seed or {', '.join(given)}, not both: the "
+                         "reference instance fixes the interconnection, losses and costs")
+    if n != 10:
+        raise ValueError(f"reference_seed={reference_seed} is an instance with customers=10, "
+                         f"got customers={n}")
+    d = load_instance("cyber", reference_seed)
+    return d["W"], d["L"], d["c"]
 
 
 def default_interconnection(W: np.ndarray) -> nx.DiGraph:

@@ -10,7 +10,10 @@ chooses subsidies ``pi_i >= 0`` (one per follower and joint action, dim
 ``n * m**n``) to maximise social welfare ``sum_i E_x[P0_i]`` (base payoffs only)
 subject to the expected subsidy paid, ``E_x[sum_i pi_i(a)] <= budget``.
 Base payoffs: ``P0_i ~ 10 * Uniform[0, 1)`` of shape ``(m,)*n``, drawn from
-``numpy.random.default_rng(seed)``.
+``numpy.random.default_rng(seed)``; or, with ``reference_seed`` (1-5), the
+reference experiments' own payoffs for that seed (n = 3, m = 10; see
+:mod:`stackopt.models.reference`), so that results compare seed for seed with
+the paper's recorded ones.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import pyomo.environ as pyo
 from stackopt.game import StackelbergGame
 
 from . import Param, register_game
+from .reference import check_seed, load_instance
 
 
 def _check(name, value, ok, expected):
@@ -35,17 +39,31 @@ def _check(name, value, ok, expected):
     "budget": Param(float, 0.0, "expected subsidy budget B (>= 0)"),
     "lam": Param(float, 1.0, "follower rationality: entropy weight is 1/lam"),
     "subsidy_cap": Param(float, float("inf"), "upper bound on every subsidy (inf: none)"),
+    "reference_seed": Param(int, None, "use the reference experiments' instance of this seed "
+                            "(1-5; 3 players x 10 actions) instead of a draw"),
 })
 def build_nfg(seed: int = 0, players: int = 3, actions: int = 10, budget: float = 0.0,
               lam: float = 1.0, subsidy_cap: float = float("inf"),
-              payoffs: np.ndarray | None = None) -> StackelbergGame:
-    """Normal-form game with subsidies; ``payoffs`` (shape ``(n,) + (m,)*n``) overrides the draw."""
+              payoffs: np.ndarray | None = None, reference_seed: int | None = None) -> StackelbergGame:
+    """Normal-form game with subsidies; ``payoffs`` (shape ``(n,) + (m,)*n``) overrides the draw.
+
+    ``reference_seed`` loads the reference experiments' payoffs of that seed
+    (their instance has ``players=3``, ``actions=10``; other sizes are refused).
+    """
     _check("players", players, isinstance(players, (int, np.integer)) and players >= 1, "an integer >= 1")
     _check("actions", actions, isinstance(actions, (int, np.integer)) and actions >= 2, "an integer >= 2")
     _check("budget", budget, np.isfinite(budget) and budget >= 0, "a finite number >= 0")
     _check("lam", lam, np.isfinite(lam) and lam > 0, "a finite number > 0")
     _check("subsidy_cap", subsidy_cap, subsidy_cap > 0, "> 0")
     n, m = int(players), int(actions)
+    if reference_seed is not None:
+        reference_seed = check_seed("nfg", reference_seed)
+        if payoffs is not None:
+            raise ValueError("give either payoffs or reference_seed, not both")
+        if (n, m) != (3, 10):
+            raise ValueError(f"reference_seed={reference_seed} is an instance with players=3 and "
+                             f"actions=10, got players={n}, actions={m}")
+        payoffs = load_instance("nfg", reference_seed)["payoffs"]
     if payoffs is None:
         payoffs = 10.0 * np.random.default_rng(seed).random((n,) + (m,) * n)
     payoffs = np.asarray(payoffs, dtype=float)

@@ -10,18 +10,23 @@ from stackopt.models.ssg import ssg
 SMALL = dict(targets=12, defenders=3, coverable=5, resources=2.0)
 
 
-def reference(data, X, PI):
-    """games.md section 2 in NumPy: leader value, defender utilities, both budget spends."""
+def reference(data, X, PI, paid=None):
+    """games.md section 2 in NumPy: leader value, defender utilities, both budget spends.
+
+    ``paid`` is the mask of reimbursed pairs (default: the coverable ones); off a
+    defender's own targets its payoff is 0 and its coverage 0."""
     mask, a, U, Ui = data["coverage"], data["attractiveness"], data["leader_payoffs"], data["defender_payoffs"]
-    unprot = np.prod(np.where(mask, 1.0 - X, 1.0), axis=0)
+    paid = mask if paid is None else paid
+    X = np.where(mask, X, 0.0)
+    unprot = np.prod(1.0 - X, axis=0)
     cov = 1.0 - unprot
     w = np.exp(a - data["rationality"] * cov)
     p = w / w.sum()
     hit = p * (1.0 - cov)
     leader = hit @ U
-    defenders = (mask * hit[None, :] * (Ui + PI)).sum(axis=1)
-    reimb = (mask * PI * (1.0 - X)).sum()
-    expected = (mask * PI * hit[None, :]).sum()
+    defenders = (paid * hit[None, :] * (np.where(mask, Ui, 0.0) + PI)).sum(axis=1)
+    reimb = (paid * PI * (1.0 - X)).sum()
+    expected = (paid * PI * hit[None, :]).sum()
     return leader, defenders, reimb, expected
 
 
@@ -31,16 +36,19 @@ def set_values(game, X, PI):
         b = game.follower(f"defender{i}")
         for t in b.x:
             b.x[t].set_value(X[i, t])
-            game.model.reimbursement[i, t].set_value(PI[i, t])
+    for (i, t), v in game.model.reimbursement.items():
+        v.set_value(PI[i, t])
 
 
 def test_registered_with_its_parameters():
     assert "ssg" in available_games()
     spec = game_spec("ssg")
     for p in ("targets", "defenders", "coverable", "resources", "rationality", "budget",
-              "budget_kind", "samples", "attractiveness", "coverage_graph"):
+              "budget_kind", "samples", "attractiveness", "coverage_graph", "reimburse",
+              "reference_seed"):
         assert p in spec.params
     assert spec.params["budget_kind"].default == "reimbursement"
+    assert spec.params["reimburse"].default == "coverable"
     assert spec.params["targets"].default == 100 and spec.params["defenders"].default == 5
 
 
@@ -53,6 +61,37 @@ def test_reference_size_structure():
     assert len(s.leader_variables) == 250
     assert len(s.leader_constraints) == 1
     assert game.data["coverage"].sum(axis=1).tolist() == [50] * 5
+    assert game.data["resources"] == 10.0
+
+
+@pytest.mark.parametrize("targets, coverable, resources", [
+    (100, 50, 10.0), (20, 10, 2.0), (7, 4, 0.8), (1, 1, 0.2)])
+def test_default_sizes_scale_with_the_targets(targets, coverable, resources):
+    game = ssg(seed=4, targets=targets, defenders=3)
+    assert game.data["coverage"].sum(axis=1).tolist() == [coverable] * 3
+    assert game.data["resources"] == pytest.approx(resources)
+    for f in game.structure().followers:
+        (con,) = f.constraints
+        assert pyo.value(con.upper) == pytest.approx(resources)
+
+
+def test_default_resources_are_a_fifth_of_the_smallest_coverable_set():
+    mask = np.zeros((2, 12), dtype=bool)
+    mask[0, :10] = True
+    mask[1, 4:9] = True
+    assert ssg(seed=0, targets=12, defenders=2, coverage=mask).data["resources"] == 1.0
+    assert ssg(seed=0, targets=12, defenders=2, coverage=mask, resources=3.0).data["resources"] == 3.0
+
+
+def test_command_line_solves_a_small_game_with_the_defaults(capsys):
+    import json
+
+    from stackopt.cli import main
+    assert main(["solve", "ssg", "--targets", "20", "--defenders", "3", "--method", "initial",
+                 "--samples", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "converged" and out["equilibrium_residual"] <= 1e-6
+    assert -10.0 < out["leader_objective"] < 0.0
 
 
 def test_variables_only_on_coverable_targets():
@@ -86,6 +125,38 @@ def test_objectives_and_budget_match_games_md(kind):
     spend = reimb if kind == "reimbursement" else expected
     assert pyo.value(s.leader_constraints[0].body) == pytest.approx(spend - 0.6, rel=1e-12)
     assert not np.isclose(reimb, expected)  # the two definitions really differ
+
+
+@pytest.mark.parametrize("kind", ["reimbursement", "expected"])
+def test_every_pair_reimbursed_matches_games_md(kind):
+    game = ssg(seed=7, budget=0.6, budget_kind=kind, rationality=3.0, reimburse="all", **SMALL)
+    assert game.data["reimburse"] == "all"
+    mask = game.data["coverage"]
+    assert sorted(game.model.reimbursement.keys()) == [(i, t) for i in range(3) for t in range(12)]
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(3, 12))
+    PI = rng.uniform(0, 4, size=(3, 12))
+    set_values(game, X, PI)
+    leader, defenders, reimb, expected = reference(game.data, X, PI, paid=np.ones_like(mask))
+    s = game.structure()
+    assert pyo.value(s.leader_objective) == pytest.approx(leader, rel=1e-12)
+    for i, f in enumerate(s.followers):
+        assert pyo.value(f.objective) == pytest.approx(defenders[i], rel=1e-12)
+    spend = reimb if kind == "reimbursement" else expected
+    assert pyo.value(s.leader_constraints[0].body) == pytest.approx(spend - 0.6, rel=1e-12)
+    # an off-region reimbursement costs its full amount in the reference's budget
+    off = (PI * ~mask).sum()
+    assert reimb == pytest.approx((mask * PI * (1.0 - X)).sum() + off)
+    # the drawn payoffs off a defender's targets do not enter its utility
+    assert np.all(game.data["defender_payoffs"][~mask] < 0)
+
+
+def test_reimbursing_every_pair_changes_the_fingerprint_only_when_chosen():
+    from stackopt.comparisons.runner import fingerprint
+    base = fingerprint(ssg(seed=3, **SMALL))
+    assert fingerprint(ssg(seed=3, reimburse="coverable", **SMALL)) == base
+    assert "reimburse" not in ssg(seed=3, **SMALL).data
+    assert fingerprint(ssg(seed=3, reimburse="all", **SMALL)) != base
 
 
 def test_shared_expressions_are_model_components():
@@ -178,6 +249,7 @@ def _graph(n_def, n_tar):
     (dict(budget=-1.0), r"budget must be a finite number >= 0.0, got -1.0"),
     (dict(budget=float("nan")), r"budget must be a finite number >= 0.0, got nan"),
     (dict(budget_kind="paid"), r"budget_kind must be one of \('reimbursement', 'expected'\), got 'paid'"),
+    (dict(reimburse="some"), r"reimburse must be one of \('coverable', 'all'\), got 'some'"),
     (dict(targets=0), r"targets must be an integer >= 1, got 0"),
     (dict(defenders=2.5), r"defenders must be an integer >= 1, got 2.5"),
     (dict(coverable=13), r"coverable must be <= targets \(12\), got 13"),
@@ -223,10 +295,12 @@ def test_unknown_parameter_rejected_by_registry():
 
 
 # ---------------------------------------------------------------- with the oracle
-@pytest.mark.parametrize("kind", ["reimbursement", "expected"])
-def test_implicit_gradient_matches_finite_differences(kind):
+@pytest.mark.parametrize("kind, reimburse", [("reimbursement", "coverable"), ("expected", "coverable"),
+                                             ("reimbursement", "all")])
+def test_implicit_gradient_matches_finite_differences(kind, reimburse):
     from stackopt.checks import check_gradient
-    game = ssg(seed=1, targets=8, defenders=2, coverable=5, resources=2.0, budget_kind=kind)
+    game = ssg(seed=1, targets=8, defenders=2, coverable=5, resources=2.0, budget_kind=kind,
+               reimburse=reimburse)
     out = check_gradient(game, seed=0)
     assert out.equilibrium_residual <= 1e-6
     assert out.max_relative_error < 1e-5
