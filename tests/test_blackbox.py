@@ -139,8 +139,8 @@ def test_bad_options_are_rejected(bad, match):
 
 # -------------------------------------------------------------- time limit
 def _slow_game():
-    """NFG(2 players, 4 actions): 32 leader variables, so every gradient costs 32 oracle calls."""
-    return build_game("nfg", seed=1, players=2, actions=4, budget=1.0)
+    """NFG(3 players, 5 actions): 375 leader variables, so every gradient costs 375 oracle calls."""
+    return build_game("nfg", seed=1, players=3, actions=5, budget=1.0)
 
 
 @pytest.mark.parametrize("isolate", [True, False])

@@ -228,7 +228,7 @@ def test_reference_config_runs_the_recorded_settings_on_every_instance():
     assert exps["ssg"].grid["reimburse"] == ["coverable"] and exps["ssg-all"].grid["reimburse"] == ["all"]
     for e in (exps["ssg"], exps["ssg-all"]):
         assert e.grid["budget_kind"] == ["reimbursement"]
-    assert len(config.cells()) == 2 * (5 + 5 + 9 + 9)
+    assert len(config.cells()) == 3 * (5 + 5 + 9 + 9)  # gradient, implicit-ipopt, mpec-ipopt
 
 
 # ---------------------------------------------------------------- per-seed table
