@@ -87,6 +87,7 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     """
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
+    game.refresh()
     k = kernel_of(game)
     rng = np.random.default_rng(seed)
     if leader_values is None:

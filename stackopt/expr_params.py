@@ -14,6 +14,7 @@ parameter or back): programs compiled before that change must be rebuilt.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -113,26 +114,41 @@ def _value_or_nan(p):
     return v
 
 
-def parameters_of(exprs: Iterable, variables: Sequence = ()) -> Parameters:
-    """Mutable Params and fixed variables of ``exprs``, in order of first appearance.
-
-    Variables listed in ``variables`` are inputs of their own and are not
-    collected even when fixed. Named expressions are entered; the walk is
-    iterative (any depth).
-    """
-    skip = {id(v) for v in variables}
-    out = Parameters()
+def leaves(exprs: Iterable):
+    """Every leaf of ``exprs`` (numbers, variables, parameters), each object once, in order
+    of first appearance; named expressions are entered and the walk is iterative."""
     seen: set[int] = set()
     for root in exprs:
         stack = [root]
         while stack:
             node = stack.pop()
-            if node.__class__ in native_numeric_types or id(node) in seen:
+            if id(node) in seen:
                 continue
             seen.add(id(node))
-            if node.is_expression_type():
+            if node.__class__ not in native_numeric_types and node.is_expression_type():
                 kids = (node.expr,) if node.is_named_expression_type() else node.args
                 stack.extend(reversed(kids))  # first appearance order
-            elif id(node) not in skip and is_parameter(node):
-                out.add(node)
+            else:
+                yield node
+
+
+def nonfinite_constant(exprs: Iterable):
+    """The first number in ``exprs`` that is not finite (NaN or infinite), or None."""
+    for leaf in leaves(exprs):
+        if leaf.__class__ in native_numeric_types and not math.isfinite(leaf):
+            return leaf
+    return None
+
+
+def parameters_of(exprs: Iterable, variables: Sequence = ()) -> Parameters:
+    """Mutable Params and fixed variables of ``exprs``, in order of first appearance.
+
+    Variables listed in ``variables`` are inputs of their own and are not
+    collected even when fixed.
+    """
+    skip = {id(v) for v in variables}
+    out = Parameters()
+    for node in leaves(exprs):
+        if node.__class__ not in native_numeric_types and id(node) not in skip and is_parameter(node):
+            out.add(node)
     return out

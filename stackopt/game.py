@@ -21,6 +21,8 @@ from pyomo.core.expr.visitor import identify_variables
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
+from .expr_params import nonfinite_constant
+
 from .expr import derivatives
 
 SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
@@ -154,8 +156,47 @@ class StackelbergGame:
     def structure(self) -> GameStructure:
         """Validate the game and return its parts; raises ``ValueError`` naming what is wrong."""
         if "structure" not in self._cache:
+            self._cache.setdefault("signature", self._signature())
             self._cache["structure"] = self._build_structure()
         return self._cache["structure"]
+
+    def refresh(self) -> None:
+        """Bring what was prepared from the model up to date with it (every solve does this).
+
+        A structural change since the last solve (a component added, removed,
+        deactivated or given a new expression, a variable fixed or unfixed, a
+        follower constraint's sides changed) discards the prepared forms, which
+        are rebuilt on use; values (mutable Params, variable bounds, right-hand
+        sides and coefficients, initial values) are read again without
+        recompiling anything.
+        """
+        sig = self._signature()
+        if self._cache.get("signature") != sig:
+            self._cache.clear()
+            self._cache["signature"] = sig
+        elif "kernel" in self._cache:
+            self._cache["kernel"].refresh()
+
+    def _signature(self) -> tuple:
+        """What the compiled form depends on besides values (see :meth:`refresh`)."""
+        parts = [tuple(self._followers)]
+        for fname in self._followers:
+            block = self.model.component(fname)
+            if block is None:
+                parts.append((fname, None))
+                continue
+            parts.append(tuple((id(v), v.fixed) for v in block.component_data_objects(
+                pyo.Var, descend_into=True, sort=False)))
+            parts.append(tuple((id(o), o.active, id(o.expr), int(o.sense)) for o in
+                               block.component_data_objects(pyo.Objective, descend_into=True)))
+            parts.append(tuple((id(c), c.active, id(c.expr), c.equality, c.has_lb(), c.has_ub())
+                               for c in block.component_data_objects(pyo.Constraint, descend_into=True)))
+        if self._leader is not None:
+            for item in self._leader["variables"]:
+                vs = item.values() if isinstance(item, pyo.Var) else [item]
+                parts.append(tuple((id(v), v.fixed) for v in vs if isinstance(v, VarData)))
+            parts.extend(_constraint_signature(c) for c in self._leader["constraints"])
+        return tuple(parts)
 
     def cached(self, key: str, build):
         """Per-game cache for prepared artefacts (cleared when the game changes)."""
@@ -190,7 +231,18 @@ class StackelbergGame:
             lcons.extend(_normalise_leader_constraint(c, k))
         exprs = [("leader objective", obj)] + [(c.name, c.body) for c in lcons]
         exprs += [(f"objective of follower {f.name!r}", f.objective) for f in followers]
+        exprs += [(f"constraint {c.name!r} of follower {f.name!r}", c.body)
+                  for f in followers for c in f.constraints]
+        for v in leader_vars + [v for f in followers for v in f.variables]:
+            if not v.is_continuous():
+                raise ValueError(
+                    f"variable {v.name!r} has the domain {v.domain.name}; stackopt's methods treat "
+                    "every variable as continuous (give it domain=pyo.Reals and bounds)")
         for what, e in exprs:
+            bad = nonfinite_constant([e])
+            if bad is not None:
+                raise ValueError(f"the {what} has the coefficient {bad!r}; expected finite numbers")
+        for what, e in exprs[: 1 + len(lcons) + len(followers)]:
             for v in identify_variables(e, include_fixed=False):
                 if id(v) not in owner:
                     raise ValueError(
@@ -281,6 +333,15 @@ def _variables_of(expr) -> list:
     return list(identify_variables(expr, include_fixed=False))
 
 
+def _constraint_signature(c) -> tuple:
+    """A leader constraint's identity, activity and expression (a component's, per element)."""
+    if isinstance(c, pyo.Constraint):
+        return tuple((id(cd), cd.active, id(cd.expr)) for cd in c.values())
+    if hasattr(c, "active") and hasattr(c, "expr") and not _is_relation(c):
+        return ((id(c), c.active, id(c.expr)),)
+    return ((id(c),),)
+
+
 def _flatten_vars(item, what: str) -> list:
     if isinstance(item, VarData):
         return [item]
@@ -309,6 +370,8 @@ def _normalise_leader_constraint(c, k: int) -> list:
         for cd in c.values():
             out.extend(_normalise_leader_constraint(cd, k))
         return out
+    if hasattr(c, "active") and not _is_relation(c) and not c.active:
+        return []  # a deactivated constraint component
     if hasattr(c, "to_bounded_expression") and not _is_relation(c):
         lower, body, upper = c.to_bounded_expression()
         equality = c.equality

@@ -142,8 +142,8 @@ class GradientMethod(Method):
 
     def run(self, game, config, seed, time_limit):
         opts = Options(**config.value())
+        deadline = time.perf_counter() + (time_limit if time_limit else np.inf)  # preparation included
         k = kernel_of(game)
-        deadline = time.perf_counter() + (time_limit if time_limit else np.inf)
         oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
         prob = ReducedProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
                               aggregate=opts.constraints, deadline=deadline)

@@ -16,6 +16,7 @@ variables). The followers' stacked KKT conditions are the residual of
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,11 +112,6 @@ class GameKernel:
             owner += [k] * len(f.variables)
             start += len(f.variables)
         self.x_owner = np.array(owner, dtype=np.intp)
-        self.x_lb, self.x_ub = _bounds(xv)
-        self.p_lb, self.p_ub = _bounds(pv)
-        self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
-        self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
-        self.eq, self.ineq = self._linear_rows(s, xv, pv)
 
         # follower objectives (minimisation form) and their gradients F
         self.sense = np.array([f.sense for f in s.followers], dtype=float)
@@ -159,8 +155,28 @@ class GameKernel:
         self._Lx = jc < self.n_x
         self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
         self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
+        self.refresh()
 
     # ----------------------------------------------------------- linear data
+    def refresh(self) -> None:
+        """Read the model's values again: variable bounds and initial values, and the
+        followers' linear rows (coefficients and right-hand sides, which may hold
+        mutable Params). Compiled programs read their Params at every call.
+        ``data_key`` changes whenever any of these values (or a Param's) does."""
+        s, xv, pv = self.structure, self.x_vars, self.p_vars
+        self.x_lb, self.x_ub = _bounds(xv)
+        self.p_lb, self.p_ub = _bounds(pv)
+        self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
+        self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
+        self.eq, self.ineq = self._linear_rows(s, xv, pv)
+        params = self.parameters.values()
+        digest = hashlib.sha1()
+        for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0, params,
+                  self.eq.M.data, self.eq.E.data, self.eq.rhs, self.ineq.M.data, self.ineq.E.data,
+                  self.ineq.rhs):
+            digest.update(np.ascontiguousarray(a, dtype=float).tobytes())
+        self.data_key = digest.hexdigest()
+
     def _linear_rows(self, s, xv, pv):
         """Every follower constraint as ``M x + E p + psi(p) + const (= or <=) bound``.
 
@@ -183,6 +199,11 @@ class GameKernel:
                     else:
                         mp[ppos[id(v)]] = mp.get(ppos[id(v)], 0.0) + coef
                 nl = repn.nonlinear_expr
+                bad = [a for a in [const, c.lb, c.ub, *mx.values(), *mp.values()]
+                       if a is not None and not np.isfinite(float(a))]
+                if bad:
+                    raise ValueError(f"constraint {c.name!r} of follower {f.name!r} has the "
+                                     f"coefficient or bound {float(bad[0])!r}; expected finite numbers")
                 if c.equality:
                     rows["eq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
                     continue
@@ -292,6 +313,11 @@ class GameKernel:
 def _bounds(vs):
     lb = np.array([-np.inf if v.lb is None else float(v.lb) for v in vs])
     ub = np.array([np.inf if v.ub is None else float(v.ub) for v in vs])
+    nan = np.nonzero(np.isnan(lb) | np.isnan(ub))[0]
+    if nan.size:
+        v = vs[nan[0]]
+        raise ValueError(f"variable {v.name!r} has the bounds ({v.lb}, {v.ub}); expected numbers "
+                         "or None")
     bad = np.nonzero(lb > ub)[0]
     if bad.size:
         v = vs[bad[0]]
@@ -300,7 +326,12 @@ def _bounds(vs):
 
 
 def _values(vs):
-    return np.array([0.0 if v.value is None else float(v.value) for v in vs])
+    out = np.array([0.0 if v.value is None else float(v.value) for v in vs])
+    bad = np.nonzero(~np.isfinite(out))[0]
+    if bad.size:
+        raise ValueError(f"variable {vs[bad[0]].name!r} has the value {vs[bad[0]].value!r}; "
+                         "expected a finite initial value or None")
+    return out
 
 
 def _stack(rows, n_x, pv) -> LinearRows:

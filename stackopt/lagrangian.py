@@ -113,10 +113,13 @@ class AugmentedLagrangian:
         pt = self.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
         if pt is None:
             late = time.perf_counter() >= self.deadline
+            why = f": {self.failure}" if self.failure else ""
+            infeasible = "no feasible point" in self.failure
             return MethodOutput(leader=self.project(prob.k.p0),
-                                status=Status.TIME_LIMIT if late else Status.NOT_CONVERGED,
+                                status=Status.TIME_LIMIT if late else
+                                Status.INFEASIBLE if infeasible else Status.NOT_CONVERGED,
                                 message="the equilibrium oracle did not converge at the initial strategy"
-                                        + (" within the time limit" if late else ""))
+                                        + (" within the time limit" if late else "") + why)
         self.scale_functions(pt)
         self.mu = o.mu if o.mu is not None else self._initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
@@ -289,6 +292,7 @@ class AugmentedLagrangian:
         fresh = pt if pt.fresh else self.prob.draw(pt.p)
         if not fresh.converged:
             self.failed_draws += 1
+            self.failure = "; ".join(dict.fromkeys(e.message for e in fresh.equilibria if e.message))
             return None if first else pt
         self.candidates.append(fresh)
         if first or fresh is pt:

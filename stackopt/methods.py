@@ -7,6 +7,8 @@ results are comparable like for like.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -102,6 +104,12 @@ def method_config(name: str, options: dict[str, Any]):
             raise ValueError(
                 f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
             )
+        default = cfg.get(key).value()
+        numeric = isinstance(default, numbers.Real) and not isinstance(default, bool)
+        if numeric and isinstance(val, bool):
+            raise ValueError(f"option {key!r} of method {name!r}: expected a number, got {val!r}")
+        if isinstance(val, numbers.Real) and not isinstance(val, bool) and not math.isfinite(val):
+            raise ValueError(f"option {key!r} of method {name!r}: expected a finite number, got {val!r}")
         try:
             cfg[key] = check(domain_of(cfg.get(key)), val)
         except (ValueError, TypeError) as exc:
@@ -120,13 +128,17 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     """
     from .scoring import score
 
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if time_limit is not None and not time_limit > 0:
-        raise ValueError(f"time_limit must be > 0 seconds, got {time_limit!r}")
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real)
+                                   or not time_limit > 0):
+        raise ValueError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
+    if time_limit is not None and not math.isfinite(time_limit):
+        time_limit = None
     cls = get_method(method)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
+    game.refresh()  # what the user changed on the model since the last solve
     structure = game.structure()
     method_obj = cls()
     method_obj.check(config)
@@ -139,10 +151,18 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         out = MethodOutput(leader=initial, status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
     elapsed = time.perf_counter() - start
-    result = score(game, out, method=method, seed=int(seed))
+    deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
+    result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.wall_time_s = elapsed
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
+
+
+def scoring_grace(time_limit: float) -> float:
+    """Seconds past ``time_limit`` that scoring may take (the initial and the final
+    strategy's equilibria): the larger of two seconds and a tenth of the limit.
+    ``solve`` returns within limit + grace (preparing the game counts as the method's)."""
+    return max(2.0, 0.1 * time_limit)
 
 
 def _plain(v):

@@ -107,6 +107,9 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     return cfg
 
 
+DIVERGED = 1e8  # follower values beyond this in magnitude: the dynamics ran away
+
+
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel` (see the module
     docstring); options as keywords, validated by :attr:`CONFIG`."""
@@ -177,6 +180,15 @@ class EquilibriumOracle:
 
     def _cold(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
         cfg, sets = self.config, self.sets
+        empty = sets.infeasible(p)
+        if empty:  # no dynamics can help: say so at once
+            x = np.clip(self.kernel.x0 if start is None else start, self.kernel.x_lb, self.kernel.x_ub)
+            zeros = (np.zeros(self.system.m_e), np.zeros(self.system.m_i), np.zeros(self.kernel.n_x))
+            eq = self._result((x,) + zeros, p, tally, message=(
+                f"follower {', '.join(map(repr, empty))} has no feasible point at this leader strategy "
+                "(its linear constraints and bounds contradict each other)"))
+            eq.status = Status.INFEASIBLE
+            return eq
         x = sets.random_start(p, rng).x if start is None else sets.feasible(start, p)
         if cfg.cold_start == "gradient-play" and sets.simple:
             for attempt in range(1 + restarts):
@@ -197,6 +209,8 @@ class EquilibriumOracle:
             tally[1] += h.steps
             sweeps += h.steps
             x = h.z[0]
+            if np.max(np.abs(x), initial=0.0) > DIVERGED:
+                break
             if not h.settled:  # the best responses do not settle: Newton from their last point
                 res = self.newton.solve(h.z, p, deadline, cfg.max_newton)
                 tally[0] += res.iterations
@@ -215,7 +229,16 @@ class EquilibriumOracle:
                 best = res
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        return self._result(best.z, p, tally)
+        return self._result(best.z, p, tally, message=self._divergence(best.z[0]))
+
+    def _divergence(self, x) -> str:
+        """A message naming the followers whose values ran away (an objective unbounded
+        below on an unbounded set), or nothing."""
+        k = self.kernel
+        far = [k.follower_names[i] for i, sl in enumerate(k.slices)
+               if np.max(np.abs(x[sl]), initial=0.0) > DIVERGED]
+        return (f"follower {', '.join(map(repr, far))} moved beyond {DIVERGED:g}: its problem may be "
+                "unbounded at this leader strategy") if far else ""
 
     def _play(self, x, p, deadline, tally) -> NewtonResult | None:
         """Gradient play handing over to Newton at each step size of the ladder in turn,

@@ -79,8 +79,8 @@ class ImplicitIpopt(Method):
         {}, dict, "further Ipopt options (name -> value)"))
 
     def run(self, game, config, seed, time_limit):
+        start = time.perf_counter()  # the time limit includes preparing the game
         k = kernel_of(game)
-        start = time.perf_counter()
         deadline = start + (time_limit if time_limit else np.inf)
         oracle = EquilibriumOracle(k, tol=config.oracle_tol)
         rng = np.random.default_rng(seed)
@@ -97,7 +97,10 @@ class ImplicitIpopt(Method):
                 break
             anchor = prob.draw(p)
             if not anchor.converged:
-                runs.append((None, Status.NOT_CONVERGED, f"start {s}: no equilibrium at the start"))
+                why = "; ".join(dict.fromkeys(e.message for e in anchor.equilibria if e.message))
+                status = Status.INFEASIBLE if "no feasible point" in why else Status.NOT_CONVERGED
+                runs.append((None, status, f"start {s}: no equilibrium at the start"
+                             + (f" ({why})" if why else "")))
                 continue
             for again in range(config.reanchor + 1):
                 answer, status, message = _ipopt(prob, anchor, config, deadline, history, s)
@@ -119,7 +122,10 @@ def _output(prob, runs, history, config, p_first) -> MethodOutput:
     found = [r for r in runs if r[0] is not None]
     if not found:
         message = "; ".join(r[2] for r in runs) or "no run: the time limit was reached first"
-        return MethodOutput(leader=p_first, status=Status.NOT_CONVERGED if runs else Status.TIME_LIMIT,
+        statuses = {r[1] for r in runs}
+        status = (Status.TIME_LIMIT if not runs else
+                  Status.INFEASIBLE if statuses == {Status.INFEASIBLE} else Status.NOT_CONVERGED)
+        return MethodOutput(leader=p_first, status=status,
                             history=history, message=message)
     tol = config.feasibility_tol
     feasible = [r for r in found if _violation(prob, r[0]) <= tol]

@@ -7,6 +7,7 @@ reported leader objective and constraint values are the means over the draws
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from .oracle import Equilibrium, EquilibriumOracle
 from .result import Result, Status
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
+MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
 
 
 @dataclass
@@ -30,23 +32,34 @@ class Evaluation:
 
 
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
-             hint: Equilibrium | np.ndarray | None = None) -> Evaluation:
+             hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values``.
 
     Draw ``s`` of ``samples`` starts the oracle from the random point seeded by
     ``(seed, s)``. ``hint`` (an equilibrium a method already holds) is used only
-    where a fresh start fails to converge.
+    where a fresh start fails to converge. ``deadline`` (a ``time.perf_counter()``
+    value) bounds the oracle's calls; the game is read from its model first
+    (:meth:`~stackopt.game.StackelbergGame.refresh`).
     """
+    game.refresh()
     k = kernel_of(game)
     p = k.check_leader(leader_values)
     samples = game.samples if samples is None else samples
-    if not isinstance(samples, (int, np.integer)) or samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     oracle = EquilibriumOracle(k, tol=tol)
+    limit = oracle.config.time_limit
+
+    def budget():
+        if deadline is not None:
+            oracle.config.time_limit = float(min(limit, max(deadline - time.perf_counter(), MIN_CALL)))
+
     eqs = []
     for s in range(samples):
+        budget()
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
         if not e.converged and hint is not None:
+            budget()
             e2 = (oracle.solve(p, warm=hint) if isinstance(hint, Equilibrium)
                   else oracle.solve(p, x0=np.asarray(hint)))
             e = e2 if e2.residual < e.residual else e
@@ -64,13 +77,14 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     )
 
 
-def score(game, out, method: str, seed: int) -> Result:
+def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
     """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`."""
     k = kernel_of(game)
-    initial = game.cached(f"initial-evaluation-{seed}", lambda: evaluate(game, k.p0, seed=seed))
+    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}",
+                          lambda: evaluate(game, k.p0, seed=seed, deadline=deadline))
     message = out.message
     try:
-        ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint)
+        ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint, deadline=deadline)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       initial_objective=initial.leader_objective,
@@ -81,8 +95,9 @@ def score(game, out, method: str, seed: int) -> Result:
                       message=(message + f"\nscoring failed: {type(exc).__name__}: {exc}").strip())
     status = out.status
     if ev.status is not Status.CONVERGED:
+        said = "; ".join(dict.fromkeys(e.message for e in ev.equilibria if e.message))
         message = (message + f"\nequilibrium oracle did not converge at the final strategy "
-                   f"(residual {ev.equilibrium_residual:.3g})").strip()
+                   f"(residual {ev.equilibrium_residual:.3g})" + (f": {said}" if said else "")).strip()
         if status in (Status.CONVERGED, Status.OPTIMAL):
             status = Status.EQUILIBRIUM_NOT_FOUND
     claim_gap, note = _claim_gap(k, out, ev)

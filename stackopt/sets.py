@@ -191,6 +191,30 @@ class FollowerSets:
         cu = np.concatenate([b, k.ineq_rhs(p)[in_rows]])
         return M, cl, cu
 
+    def infeasible(self, p) -> list[str]:
+        """The followers whose linear rows and bounds have no common point at ``p``: one
+        LP per follower with rows (HiGHS through SciPy, a few milliseconds)."""
+        from scipy.optimize import linprog
+
+        k, out = self.kernel, []
+        for i, sl in enumerate(k.slices):
+            M, cl, cu = self.follower_rows(i, p)
+            if M.shape[0] == 0:
+                continue
+            eq = np.isfinite(cl) & (cl == cu)
+            up, lo = np.isfinite(cu) & ~eq, np.isfinite(cl) & ~eq
+            A_ub = np.vstack([M[up], -M[lo]])
+            b_ub = np.concatenate([cu[up], -cl[lo]])
+            res = linprog(np.zeros(M.shape[1]), A_ub=A_ub if A_ub.size else None,
+                          b_ub=b_ub if A_ub.size else None, A_eq=M[eq] if eq.any() else None,
+                          b_eq=cl[eq] if eq.any() else None,
+                          bounds=list(zip(np.where(np.isfinite(k.x_lb[sl]), k.x_lb[sl], None),
+                                          np.where(np.isfinite(k.x_ub[sl]), k.x_ub[sl], None))),
+                          method="highs")
+            if res.status == 2:  # infeasible
+                out.append(k.follower_names[i])
+        return out
+
     # ---------------------------------------------------------------- starts
     def random_start(self, p: np.ndarray, rng) -> Projection:
         """A seeded random feasible point, strictly inside where possible.

@@ -35,6 +35,7 @@ def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if not distance > 0:
         raise ValueError(f"distance must be > 0, got {distance!r}")
+    game.refresh()
     k = kernel_of(game)
     p = k.p0 if leader_values is None else k.check_leader(leader_values)
     oracle = EquilibriumOracle(k, tol=tol, **oracle_options)

@@ -183,9 +183,10 @@ def test_bad_seed(duopoly):
         solve(duopoly, "gradient", seed=-1)
 
 
-def test_bad_time_limit(duopoly):
-    with pytest.raises(ValueError, match="time_limit must be > 0 seconds, got 0"):
-        solve(duopoly, "gradient", time_limit=0)
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), True, "10"])
+def test_bad_time_limit(duopoly, bad):
+    with pytest.raises(ValueError, match=r"time_limit must be a number of seconds > 0 \(or None\), got"):
+        solve(duopoly, "gradient", time_limit=bad)
 
 
 def test_user_model_unchanged_by_solve():
