@@ -14,8 +14,8 @@ MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
-CONFIRM_TRIES = 3
-CONFIRM_DRAWS = 3  # independent fresh draws (of samples_per_step equilibria each) that must agree
+CONFIRM_TRIES = 10
+CONFIRM_DRAWS = 5  # independent fresh draws (of samples_per_step equilibria each) that must agree
 TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path  # candidates checked on further fresh draws where equilibria differ between draws
@@ -320,15 +320,20 @@ class AugmentedLagrangian:
         return (at_last or near)[-1]
 
     def _confirm(self, best):
-        """With several equilibria the best of many noisy estimates is biased: confirm
-        the choice on as many further fresh draws, else the next best."""
+        """The followers' dynamics from other random starts may reach other equilibria
+        than those the choice was evaluated on (and with several equilibria the best of
+        many noisy estimates is biased): confirm the choice on ``CONFIRM_DRAWS`` further
+        fresh draws, else the next best. A draw confirms where it is feasible and, with
+        one equilibrium per draw, gives the same objective (the same equilibrium)."""
         tol = self.o.feasibility_tol
         ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
         for n, c in enumerate(ranked[:CONFIRM_TRIES]):
             if time.perf_counter() > self.deadline:
                 break
+            same = SAME_OBJECTIVE * max(1.0, abs(c.f))
             again = [self.prob.draw(c.p) for _ in range(CONFIRM_DRAWS)]
-            if all(a.converged and a.violation <= tol for a in again):
+            if all(a.converged and a.violation <= tol and (self.prob.samples > 1 or abs(a.f - c.f) <= same)
+                   for a in again):
                 return c, f"; confirmed on fresh draws ({n} rejected before)"
         return best, f"; not confirmed on fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
 
@@ -342,8 +347,7 @@ class AugmentedLagrangian:
                 self.checkpoint(c)
                 best = self._choose(last)
         note = self.note
-        several = self.prob.samples > 1 or self.reanchors > 0
-        if several and self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
             best, note = self._confirm(best)
         if status is Status.CONVERGED and not np.array_equal(best.p, last.p):
             status = Status.NOT_CONVERGED
