@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from .answers import SAME_OBJECTIVE, Answers
 from .implicit import sensitivity
 from .methods import MethodOutput
 from .result import Status
@@ -13,12 +14,8 @@ MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
-SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
-CONFIRM_TRIES = 10
-CONFIRM_DRAWS = 5  # independent fresh draws (of samples_per_step equilibria each) that must agree
-TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
-TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path  # candidates checked on further fresh draws where equilibria differ between draws
+TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
 
 
 def variable_scale(kernel, p=None) -> np.ndarray:
@@ -43,16 +40,13 @@ class AugmentedLagrangian:
         self.wf, self.wc = 1.0, np.ones(prob.n_c)
         self.t = 0
         self.history: list[dict] = []
-        self.candidates: list = []
-        self.halvings = self.jumps = self.reanchors = self.failed_draws = 0
+        self.answers = Answers(prob, opts, deadline)
+        self.halvings = self.jumps = 0
         self.singular = False
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
         self._path = np.zeros(k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
-        self._status = None
-        self._omega = 1.0
-        self.tracked: list = []  # the best feasible tracked iterates, checked on fresh draws at the end
         self._last_sens: list = []
 
     # ------------------------------------------------------------ the function
@@ -110,11 +104,12 @@ class AugmentedLagrangian:
         """The outer loop over ``steps``: the first step rule, then the second once the
         first stalls (``steps`` may hold one rule only)."""
         o, prob = self.o, self.prob
-        pt = self.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        ans = self.answers
+        pt = ans.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
         if pt is None:
             late = time.perf_counter() >= self.deadline
-            why = f": {self.failure}" if self.failure else ""
-            infeasible = "no feasible point" in self.failure
+            why = f": {ans.failure}" if ans.failure else ""
+            infeasible = "no feasible point" in ans.failure
             return MethodOutput(leader=self.project(prob.k.p0),
                                 status=Status.TIME_LIMIT if late else
                                 Status.INFEASIBLE if infeasible else Status.NOT_CONVERGED,
@@ -151,8 +146,8 @@ class AugmentedLagrangian:
             # fresh draws at every outer iteration while they move the equilibria, then at
             # ever longer intervals while they agree with the tracked ones, and at the end
             if (status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline
-                    and (status is not None or outer >= next_check) and not self._checked(pt)):
-                anchored = self.checkpoint(pt)
+                    and (status is not None or outer >= next_check) and not ans.checked(pt)):
+                anchored = ans.checkpoint(pt)
                 if anchored is not None and anchored is not pt:  # the followers play other equilibria
                     pt = anchored
                     step.reset()
@@ -174,8 +169,6 @@ class AugmentedLagrangian:
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
         ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
-        if hasattr(step, "solve"):
-            return self._inner_solver(step, pt, omega)
         o = self.o
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
@@ -200,53 +193,11 @@ class AugmentedLagrangian:
             pt = new
             self._moved(pt)
             if o.resample_every and self.t % o.resample_every == 0:
-                anchored = self.checkpoint(pt)
+                anchored = self.answers.checkpoint(pt)
                 if anchored is not None and anchored is not pt:
                     pt = anchored
                     step.reset()
         return pt, None, False
-
-    def _inner_solver(self, step, pt, omega):
-        """The inner solve by a solver that drives its own iterations (L-BFGS-B)."""
-        if self._stop(pt, omega):
-            return pt, self._status, False
-        start = self.t
-        pt, _ = step.solve(self, pt, omega, self.o.multiplier_every)
-        status = self._status if self.t > start else None
-        if status is None and self.t == start:
-            return pt, None, True
-        return pt, status, False
-
-    def accept(self, pt) -> bool:
-        """An iterate of an inner solver: record it; True where the inner solve should stop."""
-        self.t += 1
-        self._moved(pt)
-        return self._stop(pt, self._omega)
-
-    def _stop(self, pt, omega) -> bool:
-        o = self.o
-        self._omega = omega
-        st = self.stationarity(pt, self.grad(pt))
-        self._record(pt, st)
-        fscale = self.fscale(pt)
-        self._status = None
-        if st <= o.stationarity_tol * fscale and self.feasible(pt):
-            self._status = Status.CONVERGED
-        elif st <= omega * fscale:
-            self._solved = True
-            return True
-        elif self.t >= o.steps:
-            self._status = Status.MAX_ITERATIONS
-        elif time.perf_counter() > self.deadline:
-            self._status = Status.TIME_LIMIT
-        else:
-            self._solved = False
-            return False
-        return True
-
-    def _checked(self, pt) -> bool:
-        """Whether ``pt``'s strategy was already evaluated on fresh draws."""
-        return any(np.array_equal(c.p, pt.p) for c in self.candidates[-1:])
 
     def _kkt(self, pt) -> bool:
         """The stopping rule with exact gradients, at ``pt``."""
@@ -271,84 +222,12 @@ class AugmentedLagrangian:
         value, and the iterate may be the best tracked one."""
         if self._unbounded.any():
             self.scale = np.where(self._unbounded, np.maximum(1.0, np.abs(pt.p)), self.scale)
-        self._track(pt)
-
-    def _track(self, pt) -> None:
-        """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
-        every answer on fresh draws is evaluated on fresh draws itself (the tracked
-        equilibria may not be the ones the followers would reach there)."""
-        if pt.violation > self.o.feasibility_tol:
-            return
-        if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
-            self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
-
-    # ------------------------------------------------------------ fresh draws
-    def checkpoint(self, pt, first: bool = False):
-        """Evaluate ``pt.p`` on fresh draws; they become a candidate for the answer.
-
-        Returns the point to continue from: ``pt`` itself where the fresh draws
-        reach the tracked equilibria, the fresh point where they reach others
-        (re-anchoring), None where no fresh draw converged (then ``pt`` stays)."""
-        fresh = pt if pt.fresh else self.prob.draw(pt.p)
-        if not fresh.converged:
-            self.failed_draws += 1
-            self.failure = "; ".join(dict.fromkeys(e.message for e in fresh.equilibria if e.message))
-            return None if first else pt
-        self.candidates.append(fresh)
-        if first or fresh is pt:
-            return fresh
-        tol = 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
-        if self.prob.distance(fresh, pt) <= tol:
-            return pt
-        self.reanchors += 1
-        return fresh
-
-    # ------------------------------------------------------------------ output
-    def _choose(self, last=None):
-        """The best candidate; among those within rounding of the best objective, the
-        one at ``last`` (where the run ended) if it is among them, else the latest."""
-        tol = self.o.feasibility_tol
-        if self.o.select == "last":
-            return self.candidates[-1]
-        feasible = [c for c in self.candidates if c.violation <= tol]
-        if not feasible:
-            return min(self.candidates, key=lambda c: c.violation)
-        # the latest of those within rounding of the best objective
-        f_min = min(c.f for c in feasible)
-        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))]
-        at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
-        return (at_last or near)[-1]
-
-    def _confirm(self, best):
-        """The followers' dynamics from other random starts may reach other equilibria
-        than those the choice was evaluated on (and with several equilibria the best of
-        many noisy estimates is biased): confirm the choice on ``CONFIRM_DRAWS`` further
-        fresh draws, else the next best. A draw confirms where it is feasible and, with
-        one equilibrium per draw, gives the same objective (the same equilibrium)."""
-        tol = self.o.feasibility_tol
-        ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
-        for n, c in enumerate(ranked[:CONFIRM_TRIES]):
-            if time.perf_counter() > self.deadline:
-                break
-            same = SAME_OBJECTIVE * max(1.0, abs(c.f))
-            again = [self.prob.draw(c.p) for _ in range(CONFIRM_DRAWS)]
-            if all(a.converged and a.violation <= tol and (self.prob.samples > 1 or abs(a.f - c.f) <= same)
-                   for a in again):
-                return c, f"; confirmed on fresh draws ({n} rejected before)"
-        return best, f"; not confirmed on fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
+        self.answers.track(pt)
 
     def _output(self, status, last) -> MethodOutput:
-        best = self._choose(last)
-        for c in self.tracked:
-            if time.perf_counter() > self.deadline:
-                break
-            if (best.violation > self.o.feasibility_tol
-                    or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
-                self.checkpoint(c)
-                best = self._choose(last)
-        note = self.note
-        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
-            best, note = self._confirm(best)
+        ans = self.answers
+        best, confirmed = ans.select(last)
+        note = self.note + confirmed
         if status is Status.CONVERGED and not np.array_equal(best.p, last.p):
             status = Status.NOT_CONVERGED
             note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
@@ -356,11 +235,11 @@ class AugmentedLagrangian:
         st = self.history[-1]["stationarity"] if self.history else float("nan")
         switch = "" if self.switched is None else f" (spg from step {self.switched})"
         message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
-                   f"{best.violation:.3g}{note}; {self.reanchors} re-anchorings on fresh draws; "
+                   f"{best.violation:.3g}{note}; {ans.reanchors} re-anchorings on fresh draws; "
                    f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
                    f"where their branch ended; {self.prob.cold_starts} cold starts")
-        if self.failed_draws:
-            message += f"; fresh draws failed {self.failed_draws} times"
+        if ans.failed_draws:
+            message += f"; fresh draws failed {ans.failed_draws} times"
         return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,
                             claimed_violation=best.violation, history=self.history,
                             singular_kkt=self.singular, follower_hint=best.equilibria[0],

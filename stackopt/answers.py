@@ -1,0 +1,110 @@
+"""Which strategy a gradient run returns: strategies evaluated on fresh draws, and their checks.
+
+The gradient method tracks equilibria by warm starts; the followers' own
+dynamics from fresh random starts (what scoring does) may reach other ones.
+:class:`Answers` keeps the strategies evaluated on fresh draws (checkpoints)
+as the candidates for the answer, re-anchors the run where fresh draws reach
+other equilibria than the tracked ones, keeps the best feasible tracked
+iterates to be evaluated on fresh draws at the end, and confirms the final
+choice on further fresh draws.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
+CONFIRM_TRIES = 10  # candidates tried, best first, until one is confirmed
+CONFIRM_DRAWS = 5  # independent fresh draws (of samples_per_step equilibria each) that must agree
+TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
+
+
+class Answers:
+    """Candidates for a gradient run's answer (points of :mod:`stackopt.reduced`)."""
+
+    def __init__(self, prob, opts, deadline: float):
+        self.prob, self.o, self.deadline = prob, opts, deadline
+        self.candidates: list = []  # points evaluated on fresh draws
+        self.tracked: list = []  # the best feasible tracked iterates
+        self.reanchors = self.failed_draws = 0
+        self.failure = ""  # what the oracle said where fresh draws failed
+
+    def checkpoint(self, pt, first: bool = False):
+        """Evaluate ``pt.p`` on fresh draws; they become a candidate for the answer.
+
+        Returns the point to continue from: ``pt`` itself where the fresh draws
+        reach the tracked equilibria, the fresh point where they reach others
+        (re-anchoring), None where no fresh draw converged (then ``pt`` stays)."""
+        fresh = pt if pt.fresh else self.prob.draw(pt.p)
+        if not fresh.converged:
+            self.failed_draws += 1
+            self.failure = "; ".join(dict.fromkeys(e.message for e in fresh.equilibria if e.message))
+            return None if first else pt
+        self.candidates.append(fresh)
+        if first or fresh is pt:
+            return fresh
+        tol = 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
+        if self.prob.distance(fresh, pt) <= tol:
+            return pt
+        self.reanchors += 1
+        return fresh
+
+    def checked(self, pt) -> bool:
+        """Whether ``pt``'s strategy was the last one evaluated on fresh draws."""
+        return any(np.array_equal(c.p, pt.p) for c in self.candidates[-1:])
+
+    def track(self, pt) -> None:
+        """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
+        every answer on fresh draws is evaluated on fresh draws itself."""
+        if pt.violation > self.o.feasibility_tol:
+            return
+        if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
+            self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
+
+    def select(self, last):
+        """The answer and a note on its confirmation: the best candidate after the best
+        tracked iterates were evaluated on fresh draws, confirmed on further ones."""
+        best = self._choose(last)
+        for c in self.tracked:
+            if time.perf_counter() > self.deadline:
+                break
+            if (best.violation > self.o.feasibility_tol
+                    or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
+                self.checkpoint(c)
+                best = self._choose(last)
+        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+            return self._confirm(best)
+        return best, ""
+
+    def _choose(self, last=None):
+        """The best candidate; among those within rounding of the best objective, the
+        one at ``last`` (where the run ended) if it is among them, else the latest."""
+        tol = self.o.feasibility_tol
+        if self.o.select == "last":
+            return self.candidates[-1]
+        feasible = [c for c in self.candidates if c.violation <= tol]
+        if not feasible:
+            return min(self.candidates, key=lambda c: c.violation)
+        f_min = min(c.f for c in feasible)
+        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))]
+        at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
+        return (at_last or near)[-1]
+
+    def _confirm(self, best):
+        """The followers' dynamics from other random starts may reach other equilibria
+        than those the choice was evaluated on (and with several equilibria the best of
+        many noisy estimates is biased): confirm the choice on ``CONFIRM_DRAWS`` further
+        fresh draws, else the next best. A draw confirms where it is feasible and, with
+        one equilibrium per draw, gives the same objective (the same equilibrium)."""
+        tol = self.o.feasibility_tol
+        ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
+        for n, c in enumerate(ranked[:CONFIRM_TRIES]):
+            if time.perf_counter() > self.deadline:
+                break
+            same = SAME_OBJECTIVE * max(1.0, abs(c.f))
+            again = [self.prob.draw(c.p) for _ in range(CONFIRM_DRAWS)]
+            if all(a.converged and a.violation <= tol and (self.prob.samples > 1 or abs(a.f - c.f) <= same)
+                   for a in again):
+                return c, f"; confirmed on fresh draws ({n} rejected before)"
+        return best, f"; not confirmed on fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
