@@ -233,11 +233,6 @@ class StackelbergGame:
         exprs += [(f"objective of follower {f.name!r}", f.objective) for f in followers]
         exprs += [(f"constraint {c.name!r} of follower {f.name!r}", c.body)
                   for f in followers for c in f.constraints]
-        for v in leader_vars + [v for f in followers for v in f.variables]:
-            if not v.is_continuous():
-                raise ValueError(
-                    f"variable {v.name!r} has the domain {v.domain.name}; stackopt's methods treat "
-                    "every variable as continuous (give it domain=pyo.Reals and bounds)")
         for what, e in exprs:
             bad = nonfinite_constant([e])
             if bad is not None:

@@ -61,6 +61,7 @@ class Method:
 
     name: str = ""
     CONFIG = ConfigDict()
+    honours_integers = False  # True: the method checks integer and binary domains itself
 
     def check(self, config) -> None:
         """Raise ``ValueError`` for options that contradict each other (before any work)."""
@@ -140,6 +141,13 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
     structure = game.structure()
+    if not cls.honours_integers:
+        for v in list(structure.leader_variables) + list(structure.follower_variables):
+            if not v.is_continuous():
+                raise ValueError(
+                    f"variable {v.name!r} has the domain {v.domain.name}; method {method!r} treats "
+                    "every variable as continuous (give it domain=pyo.Reals and bounds, or use mpec-scip "
+                    "for integer leader variables)")
     method_obj = cls()
     method_obj.check(config)
     start = time.perf_counter()

@@ -290,7 +290,7 @@ def _with_nan_fixed():
 
 @pytest.mark.parametrize("make,match", [
     (_with_nan_param, "parameter 'a' in the leader objective has the non-finite value nan"),
-    (_with_inf_coefficient, r"constraint 'lower.c3' has the non-finite number inf"),
+    (_with_inf_coefficient, r"constraint 'lower.c3' of follower 'lower' has the coefficient inf"),
     (_with_nan_fixed, "variable 'w' in the leader objective has the non-finite value nan"),
 ])
 @pytest.mark.parametrize("method", ["mpec-ipopt", "mpec-scip"])

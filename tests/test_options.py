@@ -11,7 +11,7 @@ from stackopt.options import base_type, check, choices, describe, domain_of
 @pytest.mark.parametrize("options, message", [
     ({"steps": -5}, "option 'steps' of method 'gradient': expected a positive integer, got -5"),
     ({"steps": "many"}, "option 'steps' of method 'gradient': expected a positive integer, got 'many'"),
-    ({"lr": math.nan}, "option 'lr' of method 'gradient': expected a number > 0, got nan"),
+    ({"lr": math.nan}, "option 'lr' of method 'gradient': expected a finite number, got nan"),
     ({"optimizer": "rmsprop"},
      "option 'optimizer' of method 'gradient': expected one of 'adam', 'sgd', 'spg', got 'rmsprop'"),
     ({"beta1": 1.5}, r"option 'beta1' of method 'gradient': expected a number in \[0, 1\), got 1.5"),

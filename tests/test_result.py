@@ -46,8 +46,6 @@ def _game_with_named_constraints():
     f.cost = pyo.Objective(expr=(f.x[1] - m.p[1]) ** 2 + (f.x[2] - m.p[1] * m.p[2]) ** 2)
     m.budget = pyo.Constraint(expr=f.x[1] + f.x[2] <= 3)
     m.floor = pyo.Constraint(expr=f.x[1] >= 0.1)
-    m.budget.deactivate()
-    m.floor.deactivate()
     g.set_leader(variables=[m.p], objective=-(f.x[1] - 1) ** 2 - (f.x[2] - 1) ** 2,
                  sense=pyo.maximize, constraints=[m.budget, m.floor])
     return g

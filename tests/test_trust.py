@@ -169,7 +169,7 @@ def test_a_mutable_param_set_to_nan_is_refused_naming_it():
 def test_integer_variables_are_refused_naming_them():
     game = duopoly()
     game.model.firm1.x.domain = pyo.Integers
-    with pytest.raises(ValueError, match=r"variable 'firm1.x' has the domain Integers"):
+    with pytest.raises(ValueError, match=r"variable 'firm1.x' has the domain Integers; method 'gradient'"):
         solve(game, "gradient")
 
 

@@ -53,6 +53,7 @@ def _unique(classes):
 
 class _MpecBase(Method):
     preset: tuple | None = None  # (mode, solver) of a preset; None: both are options
+    honours_integers = True  # the pipeline refuses them for Ipopt and follower variables
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()
