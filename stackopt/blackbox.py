@@ -38,6 +38,7 @@ from pyomo.common.config import (Bool, ConfigDict, ConfigValue, In, NonNegativeF
                                  PositiveInt)
 from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
+from .game import initial_leader  # noqa: F401  (the initial method's answer)
 from .kernel import kernel_of
 from .methods import Method, MethodOutput, register_method
 from .oracle import EquilibriumOracle
@@ -479,14 +480,3 @@ class Initial(Method):
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         return MethodOutput(leader=initial_leader(game), status=Status.CONVERGED,
                             message="the leader's initial values")
-
-
-def initial_leader(game) -> np.ndarray:
-    """The leader's variable values in structure order, ``None`` read as 0, clipped to the bounds."""
-    out = []
-    for v in game.structure().leader_variables:
-        val = 0.0 if v.value is None else float(v.value)
-        lo = -np.inf if v.lb is None else float(v.lb)
-        hi = np.inf if v.ub is None else float(v.ub)
-        out.append(min(max(val, lo), hi))
-    return np.array(out, dtype=float)

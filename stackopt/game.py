@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.numvalue import native_types
@@ -326,6 +327,17 @@ def _variables_of(expr) -> list:
     if expr.__class__ in native_types or not hasattr(expr, "is_expression_type"):
         return []
     return list(identify_variables(expr, include_fixed=False))
+
+
+def initial_leader(game) -> np.ndarray:
+    """The leader's variable values in structure order, ``None`` read as 0, clipped to the bounds."""
+    out = []
+    for v in game.structure().leader_variables:
+        val = 0.0 if v.value is None else float(v.value)
+        lo = -np.inf if v.lb is None else float(v.lb)
+        hi = np.inf if v.ub is None else float(v.ub)
+        out.append(min(max(val, lo), hi))
+    return np.array(out, dtype=float)
 
 
 def _constraint_signature(c) -> tuple:

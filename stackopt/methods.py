@@ -154,9 +154,9 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     try:
         out = method_obj.run(game, config, int(seed), time_limit)
     except Exception as exc:  # a failing solver must not crash a sweep
-        initial = np.array([v.value if v.value is not None else 0.0
-                            for v in structure.leader_variables], dtype=float)
-        out = MethodOutput(leader=initial, status=Status.ERROR,
+        from .game import initial_leader
+
+        out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
     elapsed = time.perf_counter() - start
     deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
