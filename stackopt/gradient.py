@@ -15,44 +15,57 @@ is one adjoint solve of the KKT matrix per equilibrium
 (:mod:`stackopt.implicit`).
 
 **Scale-free steps.** Every leader variable has a scale ``s_j``: its box width
-where both bounds are finite, else ``max(1, |p0_j|)``; steps are taken in
-``u = p / s`` so that a problem and its rescaled copy take the same path.
-The default inner solver (``optimizer="spg"``) is the spectral projected
-gradient method (Birgin, Martinez, Raydan 2000) in a diagonal metric (each
-coordinate's gradient divided by its running RMS, as Adam does):
-Barzilai-Borwein step lengths, which adapt to the curvature of ``L`` and need
-no learning rate, with a non-monotone Armijo line search on ``L``; a trial
-whose equilibrium branch cannot be followed counts as a failed trial
-(:mod:`stackopt.steps`). The objective and each constraint are first divided
-by the largest entry of their gradient at the start (ALGENCAN's scaling), so
-that the penalty and the tolerances mean the same whatever the units. ``optimizer="adam"`` (or ``"sgd"``)
-is the paper's variant, with ``lr`` relative to each variable's scale.
+where both bounds are finite, else ``max(1, |p_j|)`` at the current iterate;
+steps are taken in ``u = p / s``, so a problem and its rescaled copy take the
+same path and a variable without a box can grow geometrically. The objective
+and each constraint are first divided by the largest entry of their scaled
+gradient at the start (ALGENCAN's scaling), so that the penalty and the
+tolerances mean the same whatever the units. Two step rules follow each other
+(:mod:`stackopt.steps`):
 
-**Multipliers and penalty** follow the textbook augmented Lagrangian
-(ALGENCAN, Birgin and Martinez 2014): after each inner solve (to a tolerance
-tightened tenfold per outer iteration, or at most ``multiplier_every`` steps)
-``lam <- max(0, lam + mu g)``; where the constraint measure
-``V = ||max(g, -lam/mu)||_inf`` did not fall below ``penalty_decrease * V_prev``,
-``mu <- penalty_growth * mu``. The initial ``mu`` defaults to ALGENCAN's
-scaling ``10 max(1, |f|) / max(1, ||g+||^2 / 2)``.
+1. the paper's Adam with ``lr`` (default 1e-2) *relative to each variable's
+   scale*, multipliers updated every ``multiplier_every`` steps as in the
+   paper's Algorithm 1. Adam travels far and follows curved valleys (the
+   constraints tie variables together) quickly, but does not settle;
+2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
+   (no variable's net displacement reached a tenth of its path), the spectral
+   projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
+   Barzilai-Borwein lengths, which need no learning rate, a non-monotone
+   Armijo line search on ``L``, multipliers updated once an inner solve met its
+   tolerance (tightened tenfold per outer iteration), and ``mu <-
+   penalty_growth * mu`` where the constraint measure ``V = ||max(g,
+   -lam/mu)||_inf`` did not fall below ``penalty_decrease * V_prev`` (the
+   textbook augmented Lagrangian, ALGENCAN). It converges to a stationary point
+   where the equilibrium map is smooth.
+
+``optimizer="spg"`` uses the second rule throughout, ``"sgd"`` plain SGD in
+place of Adam. A trial whose equilibrium branch cannot be followed by warm
+starts counts as a failed trial (halved twice, then the followers re-adjust by
+their own dynamics). The initial ``mu`` defaults to ALGENCAN's
+``10 max(1, |f|) / max(1, ||g+||^2 / 2)`` (scaled functions).
 
 **Stopping rule.** Every step records the stationarity measure
-``||(P(p - s^2 grad L) - p) / s||_inf`` (the scaled projected gradient, in
-units of the objective) and the violation. The method stops, ``converged``,
-once the measure is below ``stationarity_tol * max(1, |f|)`` and ``V`` below
-``feasibility_tol``: a first-order KKT point of the leader's problem. Otherwise
-it ends at ``steps`` (``max_iterations``) or the time limit.
+``||(P(p - s^2 grad L) - p) / s||_inf`` (the scaled projected gradient of the
+scaled augmented Lagrangian) and the violation. The method stops, ``converged``,
+once the measure is below ``stationarity_tol * max(1, |f|)`` and both the
+violation and ``V`` are below ``feasibility_tol``: a first-order KKT point of the
+leader's problem. Otherwise it ends at ``steps`` (``max_iterations``), at the
+time limit, or where the line search finds no decrease three times in a row
+(``not_converged``).
 
-**Several equilibria.** ``samples_per_step`` equilibria are tracked at once.
-At every multiplier update (and every ``resample_every`` steps, and at the
-end) the current strategy is evaluated on fresh draws, the followers' own
-dynamics from seeded random starts, as scoring does; where they reach other
-equilibria than the tracked ones, the method re-anchors on them, so it
-optimises what the followers would play rather than a branch it steered.
-Only strategies evaluated on fresh draws are returned: the best one with
-violation at most ``feasibility_tol`` (``select="best-feasible"``) or the last
-(``select="last"``); where equilibria differ between draws, the choice is
-confirmed on further fresh draws.
+**Several equilibria** (:mod:`stackopt.answers`). ``samples_per_step``
+equilibria are tracked at once. At multiplier updates (every one while fresh
+draws move the equilibria, then at doubling intervals), every
+``resample_every`` steps and at the end, the current strategy is evaluated on
+fresh draws, the followers' own dynamics from seeded random starts, as scoring
+does; where they reach other equilibria than the tracked ones, the method
+re-anchors on them, so it optimises what the followers would play rather than a
+branch it steered. Only strategies evaluated on fresh draws are returned (the
+best feasible tracked iterates are evaluated so at the end): with
+``select="best-feasible"``, of the best ten with violation at most
+``feasibility_tol``, the one with the best mean objective over five further
+fresh draws among those whose mean constraints hold; with ``select="last"`` the
+last.
 """
 from __future__ import annotations
 
