@@ -56,7 +56,12 @@ class Factorization:
 
     def _lstsq(self, rhs, trans):
         K = self.K.toarray() if sp.issparse(self.K) else self.K
-        return np.linalg.lstsq(K.T if trans else K, rhs, rcond=None)[0]
+        if not (np.all(np.isfinite(K)) and np.all(np.isfinite(rhs))):
+            return np.full(rhs.shape, np.nan)  # non-finite data (a point outside the model's domain)
+        try:
+            return np.linalg.lstsq(K.T if trans else K, rhs, rcond=None)[0]
+        except np.linalg.LinAlgError:  # LAPACK's SVD did not converge
+            return np.full(rhs.shape, np.nan)
 
 
 class _DenseFactorization(Factorization):

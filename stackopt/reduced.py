@@ -77,17 +77,18 @@ class ReducedProblem:
         self.cold_starts = 0
 
     # ------------------------------------------------------------ equilibria
-    def _budget(self) -> None:
+    def _budget(self, cap: float | None = None) -> None:
         left = self.deadline - time.perf_counter()
-        self.oracle.config.time_limit = float(max(min(self.oracle_time_limit, left), 1e-3))
+        limit = self.oracle_time_limit if cap is None else min(cap, self.oracle_time_limit)
+        self.oracle.config.time_limit = float(max(min(limit, left), 1e-3))
 
     def _warm(self, p, eq):
         self._budget()
         self.oracle_calls += 1
         return self.oracle.solve(p, warm=eq, fallback=False)
 
-    def _cold(self, p, x=None):
-        self._budget()
+    def _cold(self, p, x=None, cap: float | None = None):
+        self._budget(cap)
         self.oracle_calls += 1
         self.cold_starts += 1
         return self.oracle.solve(p, x0=x, rng=self.rng)
@@ -104,15 +105,16 @@ class ReducedProblem:
         p = np.asarray(p, dtype=float)
         return self.point(p, [self._warm(p, e) for e in base.equilibria], fresh=False)
 
-    def readjust(self, base: Point, p, lost: Point | None = None) -> Point:
+    def readjust(self, base: Point, p, lost: Point | None = None, time_limit: float | None = None) -> Point:
         """Equilibria at ``p`` where the branches of ``base`` end: converged branches of
         ``lost`` (an attempt to follow) stay, the others re-adjust by the followers'
-        dynamics from their last position, as the followers would once theirs is gone."""
+        dynamics from their last position, as the followers would once theirs is gone
+        (each oracle call at most ``time_limit`` seconds, if given)."""
         p = np.asarray(p, dtype=float)
         eqs = []
         for j, old in enumerate(base.equilibria):
             e = lost.equilibria[j] if lost is not None else None
-            eqs.append(e if e is not None and e.converged else self._cold(p, old.x))
+            eqs.append(e if e is not None and e.converged else self._cold(p, old.x, time_limit))
         return self.point(p, eqs, fresh=False)
 
     def point(self, p, equilibria, fresh: bool) -> Point:
