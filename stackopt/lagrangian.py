@@ -172,6 +172,8 @@ class AugmentedLagrangian:
         o = self.o
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
+            if not np.all(np.isfinite(g)):  # a singular system with non-finite data here
+                return pt, None, True
             st = self.stationarity(pt, g)
             self._record(pt, st)
             fscale = self.fscale(pt)

@@ -232,7 +232,12 @@ class _Callbacks(ArrayCallbacks):
 
     def _derivatives(self, pt):
         if "jacobian" not in pt.cache:
-            pt.cache["jacobian"] = self.prob.jacobian(pt, per_sample=self.per_sample)
+            gf, J = self.prob.jacobian(pt, per_sample=self.per_sample)
+            if not (np.all(np.isfinite(gf)) and np.all(np.isfinite(J))):
+                import cyipopt
+
+                raise cyipopt.CyIpoptEvaluationError()
+            pt.cache["jacobian"] = gf, J
         return pt.cache["jacobian"]
 
     # ------------------------------------------- callbacks, in u = p / scale
