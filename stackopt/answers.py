@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
-CONFIRM_TRIES = 10  # candidates tried, best first, until one is confirmed
-CONFIRM_DRAWS = 5  # further fresh draws (of samples_per_step equilibria each) per candidate
+CONFIRM_TRIES = 5  # best feasible candidates evaluated on further fresh draws
+CONFIRM_EQUILIBRIA = 5  # further equilibria drawn per candidate (in draws of samples_per_step)
 TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
 
 
@@ -49,6 +49,11 @@ class Answers:
             return pt
         self.reanchors += 1
         return fresh
+
+    def best_fresh(self) -> float:
+        """The best objective (minimisation form) of a feasible candidate so far."""
+        tol = self.o.feasibility_tol
+        return min((c.f for c in self.candidates if c.violation <= tol), default=np.inf)
 
     def checked(self, pt) -> bool:
         """Whether ``pt``'s strategy was the last one evaluated on fresh draws."""
@@ -95,16 +100,18 @@ class Answers:
         """The followers' dynamics from other random starts may reach other equilibria
         than those a candidate was evaluated on (and with several equilibria the best
         of many noisy estimates is biased). Each of the ``CONFIRM_TRIES`` best feasible
-        candidates is evaluated on ``CONFIRM_DRAWS`` further fresh draws; the answer is
+        candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
         the one with the best mean objective over its draws among those whose mean
         constraints hold: an estimate of what a fresh draw gives, as scoring draws."""
         tol = self.o.feasibility_tol
         ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
+        # about CONFIRM_EQUILIBRIA equilibria per candidate: fewer draws where each holds several
+        n_draws = max(1, round(CONFIRM_EQUILIBRIA / self.prob.samples))
         scored = []
         for c in ranked[:CONFIRM_TRIES]:
             if time.perf_counter() > self.deadline:
                 break
-            draws = [c] + [self.prob.draw(c.p) for _ in range(CONFIRM_DRAWS)]
+            draws = [c] + [self.prob.draw(c.p) for _ in range(n_draws)]
             if not all(d.converged for d in draws):
                 continue
             mean_f = float(np.mean([d.f for d in draws]))
@@ -114,5 +121,5 @@ class Answers:
         if not scored:
             return best, f"; no candidate stayed feasible on further fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
         mean_f, choice = min(scored, key=lambda t: t[0])
-        return choice, (f"; chosen by its mean objective over {CONFIRM_DRAWS + 1} fresh draws "
+        return choice, (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
                         f"({self.prob.sense * mean_f:.6g}) among {len(scored)} candidates")

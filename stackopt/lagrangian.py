@@ -16,6 +16,8 @@ FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relati
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
+STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
+IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
 
 
 def variable_scale(kernel, p=None) -> np.ndarray:
@@ -123,6 +125,7 @@ class AugmentedLagrangian:
         step = rules.pop(0)
         v_prev, stalls, status, idle = np.inf, 0, None, 0
         outer, next_check, interval = 0, 1, 1
+        best_fresh, no_gain = ans.best_fresh(), 0
         while status is None:
             before, start = self.value(pt), pt.p
             self._path = np.zeros_like(pt.p)
@@ -157,6 +160,15 @@ class AugmentedLagrangian:
                 else:
                     interval *= 2
                 next_check = outer + interval
+                # with several equilibria per step no KKT point is ever certified: stop once
+                # STOCHASTIC_PATIENCE checkpoints in a row did not improve on fresh draws
+                now = ans.best_fresh()
+                improved = best_fresh - now > IMPROVEMENT * max(1.0, abs(now))
+                best_fresh, no_gain = min(best_fresh, now), 0 if improved else no_gain + 1
+                if status is None and prob.samples > 1 and no_gain >= STOCHASTIC_PATIENCE:
+                    status = Status.NOT_CONVERGED
+                    self.note = (f"; stopped: {STOCHASTIC_PATIENCE} evaluations on fresh draws in a "
+                                 "row without improvement")
             # the first rule has stalled once PATIENCE inner solves in a row either did not
             # lower the augmented Lagrangian or only circled a point (no variable's net
             # displacement reached TRAVEL of the longest path): the second rule takes over
