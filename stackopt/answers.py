@@ -79,7 +79,7 @@ class Answers:
                 self.checkpoint(c)
                 best = self._choose(last)
         if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
-            return self._confirm(best)
+            return self.confirm(best)
         return best, ""
 
     def _choose(self, last=None):
@@ -96,7 +96,7 @@ class Answers:
         at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
         return (at_last or near)[-1]
 
-    def _confirm(self, best):
+    def confirm(self, best):
         """The followers' dynamics from other random starts may reach other equilibria
         than those a candidate was evaluated on (and with several equilibria the best
         of many noisy estimates is biased). Each of the ``CONFIRM_TRIES`` best feasible

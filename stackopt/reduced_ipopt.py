@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
                                  PositiveFloat, PositiveInt)
 
+from .answers import Answers
 from .kernel import kernel_of
 from .lagrangian import variable_scale
 from .leaderset import spread_starts
@@ -112,14 +114,14 @@ class ImplicitIpopt(Method):
                 anchor = fresh  # the followers reach other equilibria there: optimise on those
                 if time.perf_counter() > deadline:
                     break
-        return _output(prob, runs, history, config, p_first)
+        return _output(prob, runs, history, config, p_first, deadline)
 
 
 def _same(pt) -> float:
     return 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
 
 
-def _output(prob, runs, history, config, p_first) -> MethodOutput:
+def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
     found = [r for r in runs if r[0] is not None]
     if not found:
         message = "; ".join(r[2] for r in runs) or "no run: the time limit was reached first"
@@ -131,7 +133,14 @@ def _output(prob, runs, history, config, p_first) -> MethodOutput:
     tol = config.feasibility_tol
     feasible = [r for r in found if _violation(prob, r[0]) <= tol]
     best = min(feasible, key=lambda r: r[0].f) if feasible else min(found, key=lambda r: _violation(prob, r[0]))
+    note = ""
+    if feasible:  # the answer whose mean over further fresh draws is best, as the gradient method's
+        answers = Answers(prob, SimpleNamespace(feasibility_tol=tol, select="best-feasible"), deadline)
+        answers.candidates = [r[0] for r in feasible]
+        choice, note = answers.confirm(best[0])
+        best = next(r for r in feasible if r[0] is choice)
     pt, status, message = best
+    message += note
     message += (f"; best of {len(found)} answers from {len(set(h['start'] for h in history))} starts; "
                 f"{prob.cold_starts} cold starts")
     return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=pt.objective,
