@@ -28,7 +28,8 @@ tolerances mean the same whatever the units. Two step rules follow each other
    paper's Algorithm 1. Adam travels far and follows curved valleys (the
    constraints tie variables together) quickly, but does not settle;
 2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
-   (no variable's net displacement reached a tenth of its path), the spectral
+   (no variable's net displacement reached a tenth of its path), and for the
+   last tenth of the step budget in any case, the spectral
    projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
    Barzilai-Borwein lengths, which need no learning rate, a non-monotone
    Armijo line search on ``L``, multipliers updated once an inner solve met its

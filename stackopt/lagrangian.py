@@ -16,6 +16,7 @@ FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relati
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
+POLISH_AT = 0.9  # share of the step budget after which the second rule takes over in any case
 STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
 IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
 
@@ -173,7 +174,8 @@ class AugmentedLagrangian:
             # lower the augmented Lagrangian or only circled a point (no variable's net
             # displacement reached TRAVEL of the longest path): the second rule takes over
             idle = idle + 1 if gain <= SAME_OBJECTIVE * self.fscale(pt) or not travels else 0
-            if status is None and rules and idle >= PATIENCE:
+            late = self.t >= POLISH_AT * o.steps  # the last steps polish in any case
+            if status is None and rules and (idle >= PATIENCE or late):
                 step, idle = rules.pop(0), 0
                 self.switched = self.t
         return self._output(status, pt)
