@@ -243,7 +243,8 @@ def _compare_in(tmp_path, cfg, db, *extra, workers="1"):
     return subprocess.Popen(
         [sys.executable, "-m", "stackopt.comparisons.cli", "compare", str(cfg), "--db", str(db),
          "--workers", workers, *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path)  # outside the checkout: the installed package, not the checkout's stackopt/
 
 
 def test_two_concurrent_sweeps_store_and_compute_every_cell_once(tmp_path):

@@ -178,7 +178,7 @@ def _ssg_reference_forward(d, omega=5.0, tol=1e-4, max_iterations=100):
     return float(p @ (v * d["leader_payoffs"]))
 
 
-def test_ssg_initial_objective_at_the_reference_equilibrium():
+def test_ssg_initial_objective_at_the_reference_equilibrium(tmp_path):
     """The instance is right: the reference's own dynamics give the recorded value (float32
     digits). stackopt's scoring reaches other equilibria of the same game from its
     random starts, a few thousandths away."""
@@ -191,7 +191,8 @@ def test_ssg_initial_objective_at_the_reference_equilibrium():
     env = {**os.environ, **{v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                "MKL_NUM_THREADS")}}
     out = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         cwd=tmp_path)  # outside the checkout: the installed package is imported
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(recorded, abs=2e-6)
     game = build_game("ssg", reference_seed=seed, budget=1.0)
     ev = stackopt.evaluate(game, np.zeros(len(game.structure().leader_variables)), seed=0,
