@@ -41,10 +41,11 @@ class BestResponses:
                 "armijo", "min_step")
         self.config = type("BestResponseOptions", (), {key: config[key] for key in keys})()
 
-    def solve(self, i: int, x: np.ndarray, p: np.ndarray) -> BestResponse:
+    def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses") -> BestResponse:
+        """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
         k = self.k
         sl = k.slices[i]
-        self.counters.best_responses += 1
+        setattr(self.counters, purpose, getattr(self.counters, purpose) + 1)
         has_rows = bool(np.any(k.eq.owner == i) or np.any(k.ineq.owner == i))
         if not has_rows:
             br = self._box_newton(i, x, p)

@@ -62,7 +62,9 @@ class OracleCounters:
     from a previous equilibrium; ``newton_iterations``; ``dynamics_steps``
     (gradient-play steps or best-response sweeps); ``best_responses`` solved
     and ``best_response_failures`` (the solver did not report success);
-    ``failures``: solves that returned unconverged.
+    ``deviations``: local Nash equilibria left because a follower gained by
+    deviating, and ``deviation_responses`` the best responses the searches for
+    such deviations solved (:mod:`stackopt.deviation`); ``failures``: solves that returned unconverged.
     """
 
     cold_starts: int = 0
@@ -71,6 +73,8 @@ class OracleCounters:
     dynamics_steps: int = 0
     best_responses: int = 0
     best_response_failures: int = 0
+    deviations: int = 0
+    deviation_responses: int = 0
     failures: int = 0
 
     def reset(self) -> None:

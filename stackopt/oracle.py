@@ -27,6 +27,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, Pos
 
 from .best_response import BestResponses
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
+from .deviation import Deviations
 from .equilibrium import Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
@@ -97,6 +98,13 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("pivot_tol", ConfigValue(1e-12, PositiveFloat, "relative pivot below which the KKT matrix of an "
       "equilibrium is singular (then least squares, flagged)"))
     d("newton_pivot_tol", ConfigValue(1e-14, PositiveFloat, "the same for Newton steps"))
+    d("deviation_rounds", ConfigValue(3, NonNegativeInt, "cold starts: searches for a follower's "
+      "profitable deviation from a local Nash equilibrium, each followed by the dynamics from the "
+      "deviation (see stackopt.deviation); 0: local Nash equilibria are accepted as they are"))
+    d("deviation_starts", ConfigValue(1, NonNegativeInt, "random starts per follower of a deviation "
+      "search, besides the corners of its set"))
+    d("deviation_tol", ConfigValue(1e-6, PositiveFloat, "relative objective improvement that makes "
+      "a deviation profitable"))
     d("br_tol", ConfigValue(1e-10, PositiveFloat, "best responses: optimality tolerance"))
     d("br_acceptable_tol", ConfigValue(1e-8, PositiveFloat, "best responses: Ipopt's acceptable_tol"))
     d("br_max_iter", ConfigValue(500, PositiveInt, "best responses: Ipopt's max_iter"))
@@ -132,6 +140,7 @@ class EquilibriumOracle:
         self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
         self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
+        self.deviations = Deviations(k, self.sets, self.responses, cfg.deviation_starts, cfg.deviation_tol)
 
     # ---------------------------------------------------------------- solve
     def solve(self, p, *, warm: Equilibrium | None = None, x0: np.ndarray | None = None,
@@ -179,6 +188,27 @@ class EquilibriumOracle:
         return res
 
     def _cold(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
+        """The dynamics from ``start``; where they reach a local Nash equilibrium from which
+        a follower gains by deviating (``checked`` solves only), the dynamics again from
+        the deviation, up to ``deviation_rounds`` times."""
+        eq = self._dynamics(start, p, deadline, rng, restarts, tally, checked)
+        for _ in range(self.config.deviation_rounds if checked else 0):
+            if not eq.converged:
+                return eq
+            dev = self.deviations.find(eq.x, p, rng, deadline)
+            if dev is None:
+                return eq
+            self.counters.deviations += 1
+            eq = self._dynamics(dev, p, deadline, rng, 0, tally, checked)
+        if checked and eq.converged and self.config.deviation_rounds:
+            if self.deviations.find(eq.x, p, rng, deadline) is not None:
+                eq.status = Status.NOT_CONVERGED
+                self.counters.failures += 1
+                eq.message = (f"a follower still gains by deviating after "
+                              f"{self.config.deviation_rounds} rounds of adjustment")
+        return eq
+
+    def _dynamics(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
         cfg, sets = self.config, self.sets
         empty = sets.infeasible(p)
         if empty:  # no dynamics can help: say so at once
