@@ -34,6 +34,7 @@ MAX_MOVE = 10.0  # largest trial move, in scale units, of any variable
 FIRST_MOVE = 0.1  # the first trial moves a variable by at most this many scale units
 ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
 MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
+PROBE = 1e-7  # scale units of the one-variable probes on a kink
 RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
 
 
@@ -50,9 +51,11 @@ class SpgStep:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the step length and the reference values (after a re-anchoring or jump)."""
+        """Forget the step length, the reference values and the held variables (after a
+        re-anchoring or jump)."""
         self.alpha = None
         self.refs: deque = deque(maxlen=MEMORY)
+        self.held = np.zeros(self.prob.k.n_p, dtype=bool)
 
     def _metric(self, gu):
         """Diagonal metric: the inverse running RMS of the scaled gradient (as Adam's
@@ -66,10 +69,52 @@ class SpgStep:
 
     def take(self, al, pt, g):
         """One step from ``pt`` with the augmented Lagrangian gradient ``g``; returns the new
-        point, or None where the line search failed to decrease ``L``."""
-        s = al.scale
-        gu = g * s
-        self.D = D = self._metric(gu)
+        point, or None where the line search failed to decrease ``L``.
+
+        A search that fails from a Barzilai-Borwein length (which collapses after a step
+        across a kink, where the gradients differ by much over a short step) is tried
+        once more from the first length ``FIRST_MOVE``. Where that fails too, the point
+        may sit on a kink of ``L`` (an ``abs`` in the game, an active-set change of the
+        equilibria): each variable is probed alone by ``PROBE`` scale units along its
+        descent direction and against it; those along which ``L`` decreases neither way
+        are held (the face of the kink, as a bound holds a variable) until the next
+        re-anchoring or jump, and the search is run on the others. Held variables count
+        as stationary in the stopping rule (zero is in the subdifferential along them)."""
+        self.D = self._metric(g * al.scale)
+        fresh = self.alpha is None
+        new = self._search(al, pt, g)
+        if new is None and not fresh:
+            self.alpha = None
+            new = self._search(al, pt, g)
+        if new is None and self._hold(al, pt, g):
+            self.alpha = None
+            new = self._search(al, pt, g)
+        return new
+
+    def _hold(self, al, pt, g) -> bool:
+        """Probe each free variable alone, both ways; hold those along which ``L`` decreases
+        neither way (a kink with ``L`` rising on both sides: zero is in its subdifferential
+        along that variable). Returns whether any variable was newly held."""
+        s, L0, held = al.scale, al.value(pt), False
+        for j in np.flatnonzero((g != 0) & ~self.held):
+            rises = True
+            for sign in (-np.sign(g[j]), np.sign(g[j])):
+                y = pt.p.copy()
+                y[j] += PROBE * s[j] * sign
+                if not np.allclose(al.project(y), y, rtol=0.0, atol=1e-3 * PROBE * s[j]):
+                    rises = False  # leaves the leader's set: the projection decides, not a kink
+                    break
+                trial = self.prob.follow(pt, y)
+                if not trial.converged or al.value(trial) < L0:
+                    rises = False
+                    break
+            if rises:
+                self.held[j] = held = True
+        return held
+
+    def _search(self, al, pt, g):
+        s, D = al.scale, self.D
+        gu = np.where(self.held, 0.0, g) * s
         gmax = float(np.max(np.abs(D * gu), initial=0.0))
         if gmax == 0.0:
             return None
@@ -77,7 +122,8 @@ class SpgStep:
             self.alpha = FIRST_MOVE / gmax
         alpha = min(self.alpha, MAX_MOVE / gmax)
         L0 = al.value(pt)
-        self.refs.append(L0)
+        if not self.refs or self.refs[-1] != L0:
+            self.refs.append(L0)
         ref = max(self.refs)
         # projected in the metric the step is taken in, so that the direction descends
         q = al.project(pt.p - alpha * s * D * gu, metric=s * np.sqrt(D))
