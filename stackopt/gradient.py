@@ -29,15 +29,18 @@ tolerances mean the same whatever the units. Two step rules follow each other
    constraints tie variables together) quickly, but does not settle;
 2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
    (no variable's net displacement reached a tenth of its path), and for the
-   last tenth of the step budget in any case, the spectral
+   second half of the step budget in any case, the spectral
    projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
    Barzilai-Borwein lengths, which need no learning rate, a non-monotone
-   Armijo line search on ``L``, multipliers updated once an inner solve met its
-   tolerance (tightened tenfold per outer iteration), and ``mu <-
-   penalty_growth * mu`` where the constraint measure ``V = ||max(g,
-   -lam/mu)||_inf`` did not fall below ``penalty_decrease * V_prev`` (the
-   textbook augmented Lagrangian, ALGENCAN). It converges to a stationary point
-   where the equilibrium map is smooth.
+   Armijo line search on ``L``, multipliers updated after every inner solve
+   that did not stall (it met its tolerance, tightened tenfold per outer
+   iteration, or used ``multiplier_every`` steps), and ``mu <-
+   penalty_growth * mu`` where an inner solve met its tolerance and the
+   constraint measure ``V = ||max(g, -lam/mu)||_inf`` did not fall below
+   ``penalty_decrease * V_prev`` (the textbook augmented Lagrangian, ALGENCAN).
+   It converges to a stationary point where the equilibrium map is smooth; on
+   a kink of ``L`` (an ``abs`` in the game) variables along which ``L`` rises
+   both ways are held and count as stationary (:class:`~stackopt.steps.SpgStep`).
 
 ``optimizer="spg"`` uses the second rule throughout, ``"sgd"`` plain SGD in
 place of Adam. A trial whose equilibrium branch cannot be followed by warm
@@ -61,7 +64,10 @@ draws move the equilibria, then at doubling intervals), every
 fresh draws, the followers' own dynamics from seeded random starts, as scoring
 does; where they reach other equilibria than the tracked ones, the method
 re-anchors on them, so it optimises what the followers would play rather than a
-branch it steered. Only strategies evaluated on fresh draws are returned (the
+branch it steered. After every inner solve the tracked equilibria are checked
+for a follower's profitable deviation (:mod:`stackopt.deviation`): a branch that
+stopped being a Nash equilibrium is left for the one the followers reach from
+the deviation. Only strategies evaluated on fresh draws are returned (the
 best feasible tracked iterates are evaluated so at the end): with
 ``select="best-feasible"``, of the best ten with violation at most
 ``feasibility_tol``, the one with the best mean objective over five further

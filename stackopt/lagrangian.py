@@ -16,7 +16,7 @@ FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relati
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
-POLISH_AT = 0.9  # share of the step budget after which the second rule takes over in any case
+POLISH_AT = 0.5  # share of the step budget after which the second rule takes over in any case
 STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
 IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
 
@@ -44,13 +44,14 @@ class AugmentedLagrangian:
         self.t = 0
         self.history: list[dict] = []
         self.answers = Answers(prob, opts, deadline)
-        self.halvings = self.jumps = 0
+        self.halvings = self.jumps = self.settled = 0
         self.singular = False
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
         self._path = np.zeros(k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
         self._last_sens: list = []
+        self.step = None  # the step rule in use
 
     # ------------------------------------------------------------ the function
     def project(self, y, metric=None) -> np.ndarray:
@@ -98,8 +99,13 @@ class AugmentedLagrangian:
         return pt.cache[key]
 
     def stationarity(self, pt, g) -> float:
-        """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``."""
+        """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``; variables the
+        step rule holds on a kink of ``L`` (see :class:`~stackopt.steps.SpgStep`) count
+        as stationary."""
         s = self.scale
+        held = getattr(self.step, "held", None)
+        if held is not None and held.any():
+            g = np.where(held, 0.0, g)
         return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
     # ---------------------------------------------------------------- the loop
@@ -123,7 +129,7 @@ class AugmentedLagrangian:
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
         omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
         rules = list(steps)
-        step = rules.pop(0)
+        step = self.step = rules.pop(0)
         v_prev, stalls, status, idle = np.inf, 0, None, 0
         outer, next_check, interval = 0, 1, 1
         best_fresh, no_gain = ans.best_fresh(), 0
@@ -135,12 +141,22 @@ class AugmentedLagrangian:
             net = np.abs(pt.p - start) / self.scale
             travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
             outer += 1
+            if status in (None, Status.CONVERGED) and time.perf_counter() < self.deadline:
+                settled = prob.settle(pt)  # a tracked branch may stop being an equilibrium
+                if settled is not pt and settled.converged:
+                    pt, status = settled, None
+                    step.reset()
+                    self.settled += 1
             stalls = stalls + 1 if stalled else 0
             if status is None and stalls >= MAX_STALLS:
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
                              f"{MAX_STALLS} times in a row")
-            if status is Status.CONVERGED or (status is None and (self._solved or step.paper)):
+            # multipliers at the end of every inner solve that did not stall (ALGENCAN: met
+            # its tolerance or used its steps); the penalty grows where an inner solve met
+            # its tolerance and the constraint measure did not fall enough since the last
+            # update (an inner solve that used its steps is no evidence against mu)
+            if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
                 v = self.measure(pt)
                 self.lam = self.multipliers(pt)
                 if status is None and self._solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
@@ -177,6 +193,7 @@ class AugmentedLagrangian:
             late = self.t >= POLISH_AT * o.steps  # the last steps polish in any case
             if status is None and rules and (idle >= PATIENCE or late):
                 step, idle = rules.pop(0), 0
+                self.step = step
                 self.switched = self.t
         return self._output(status, pt)
 
@@ -253,7 +270,8 @@ class AugmentedLagrangian:
         message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
                    f"{best.violation:.3g}{note}; {ans.reanchors} re-anchorings on fresh draws; "
                    f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
-                   f"where their branch ended; {self.prob.cold_starts} cold starts")
+                   f"where their branch ended; {self.settled} where a follower gained by deviating; "
+                   f"{self.prob.cold_starts} cold starts")
         if ans.failed_draws:
             message += f"; fresh draws failed {ans.failed_draws} times"
         return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,

@@ -117,6 +117,22 @@ class ReducedProblem:
             eqs.append(e if e is not None and e.converged else self._cold(p, old.x, time_limit))
         return self.point(p, eqs, fresh=False)
 
+    def settle(self, pt: Point) -> Point:
+        """``pt`` itself where no follower gains by deviating from its equilibria (see
+        :mod:`stackopt.deviation`); else a point whose equilibria the followers reached by
+        their dynamics from the deviation (tracked branches that stopped being Nash
+        equilibria: a follower's far-away response became better)."""
+        if not self.oracle.config.deviation_rounds:
+            return pt
+        devs = []
+        for e in pt.equilibria:
+            self._budget()
+            devs.append(self.oracle.deviations.find(e.x, pt.p, self.rng, self.deadline))
+        if all(d is None for d in devs):
+            return pt
+        eqs = [e if d is None else self._cold(pt.p, d) for e, d in zip(pt.equilibria, devs)]
+        return self.point(pt.p, eqs, fresh=False)
+
     def point(self, p, equilibria, fresh: bool) -> Point:
         k = self.k
         values = [k.leader_all(e.x, p) for e in equilibria]
