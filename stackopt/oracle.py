@@ -9,7 +9,8 @@ simple, else damped best responses), which select among several equilibria
 the way the followers' own adjustment would; Newton finishes once the
 dynamics' steps are small, and its answer is kept if every follower's reduced
 Hessian is positive semidefinite (a local Nash equilibrium, not merely a KKT
-point). A warm start that Newton cannot finish falls back to the cold dynamics
+point) and no follower gains by a unilateral deviation (a Nash equilibrium;
+:mod:`stackopt.coldstart`, :mod:`stackopt.deviation`). A warm start that Newton cannot finish falls back to the cold dynamics
 from the warm start's values unless ``fallback=False``.
 
 Every solve returns an :class:`~stackopt.equilibrium.Equilibrium` whose
@@ -26,13 +27,14 @@ import numpy as np
 from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
 
 from .best_response import BestResponses
+from .coldstart import ColdStart
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .deviation import Deviations
 from .equilibrium import Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
-from .residual import KKTResidual, second_order_ok
+from .residual import KKTResidual
 from .result import Status
 from .sets import FollowerSets
 
@@ -115,9 +117,6 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     return cfg
 
 
-DIVERGED = 1e8  # follower values beyond this in magnitude: the dynamics ran away
-
-
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel` (see the module
     docstring); options as keywords, validated by :attr:`CONFIG`."""
@@ -141,6 +140,7 @@ class EquilibriumOracle:
         self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
         self.deviations = Deviations(k, self.sets, self.responses, cfg.deviation_starts, cfg.deviation_tol)
+        self.cold = ColdStart(self)
 
     # ---------------------------------------------------------------- solve
     def solve(self, p, *, warm: Equilibrium | None = None, x0: np.ndarray | None = None,
@@ -171,8 +171,8 @@ class EquilibriumOracle:
         else:
             start, restarts = None, self.config.cold_restarts
         self.counters.cold_starts += 1
-        return self._cold(start, p, deadline, np.random.default_rng(rng), restarts, tally,
-                          checked=warm is None)
+        return self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts, tally,
+                             checked=warm is None)
 
     def _warm(self, warm, p, deadline, tally) -> NewtonResult:
         z = (warm.x.copy(), warm.nu.copy(), warm.lam.copy(), warm.w.copy())
@@ -187,120 +187,7 @@ class EquilibriumOracle:
         tally[0] += res.iterations
         return res
 
-    def _cold(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
-        """The dynamics from ``start``; where they reach a local Nash equilibrium from which
-        a follower gains by deviating (``checked`` solves only), the dynamics again from
-        the deviation, up to ``deviation_rounds`` times."""
-        eq = self._dynamics(start, p, deadline, rng, restarts, tally, checked)
-        for _ in range(self.config.deviation_rounds if checked else 0):
-            if not eq.converged:
-                return eq
-            dev = self.deviations.find(eq.x, p, rng, deadline)
-            if dev is None:
-                return eq
-            self.counters.deviations += 1
-            eq = self._dynamics(dev, p, deadline, rng, 0, tally, checked)
-        if checked and eq.converged and self.config.deviation_rounds:
-            if self.deviations.find(eq.x, p, rng, deadline) is not None:
-                eq.status = Status.NOT_CONVERGED
-                self.counters.failures += 1
-                eq.message = (f"a follower still gains by deviating after "
-                              f"{self.config.deviation_rounds} rounds of adjustment")
-        return eq
-
-    def _dynamics(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
-        cfg, sets = self.config, self.sets
-        empty = sets.infeasible(p)
-        if empty:  # no dynamics can help: say so at once
-            x = np.clip(self.kernel.x0 if start is None else start, self.kernel.x_lb, self.kernel.x_ub)
-            zeros = (np.zeros(self.system.m_e), np.zeros(self.system.m_i), np.zeros(self.kernel.n_x))
-            eq = self._result((x,) + zeros, p, tally, message=(
-                f"follower {', '.join(map(repr, empty))} has no feasible point at this leader strategy "
-                "(its linear constraints and bounds contradict each other)"))
-            eq.status = Status.INFEASIBLE
-            return eq
-        x = sets.random_start(p, rng).x if start is None else sets.feasible(start, p)
-        if cfg.cold_start == "gradient-play" and sets.simple:
-            for attempt in range(1 + restarts):
-                res = self._play(x if attempt == 0 else sets.random_start(p, rng).x, p, deadline, tally)
-                if res is not None:
-                    return self._result(res.z, p, tally, res.residual)
-        zeros = (np.zeros(self.system.m_e), np.zeros(self.system.m_i), np.zeros(self.kernel.n_x))
-        if cfg.cold_start == "auto":
-            res = self.newton.solve((x,) + zeros, p, deadline, cfg.max_newton)
-            tally[0] += res.iterations
-            if res.converged and self._local_nash(res.z, p):
-                return self._result(res.z, p, tally, res.residual)
-        best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        rungs, sweeps = list(cfg.relaxation_ladder), 0
-        while time.perf_counter() < deadline and sweeps < cfg.max_relaxation:
-            rung = rungs.pop(0) if rungs else cfg.relaxation_tol
-            h = self.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol)
-            tally[1] += h.steps
-            sweeps += h.steps
-            x = h.z[0]
-            if np.max(np.abs(x), initial=0.0) > DIVERGED:
-                break
-            if not h.settled:  # the best responses do not settle: Newton from their last point
-                res = self.newton.solve(h.z, p, deadline, cfg.max_newton)
-                tally[0] += res.iterations
-                if res.converged and self._local_nash(res.z, p):
-                    return self._result(res.z, p, tally, res.residual,
-                                        message="best responses did not settle; Newton from their last point")
-                break
-            res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
-            tally[0] += res.iterations
-            early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
-            near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
-                                 and self.relax.contracts(self.system, res.z, p))
-            if res.converged and near and (not checked or self._local_nash(res.z, p)):
-                return self._result(res.z, p, tally, res.residual)
-            if res.residual < best.residual:
-                best = res
-        if not np.isfinite(best.residual):
-            best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        return self._result(best.z, p, tally, message=self._divergence(best.z[0]))
-
-    def _divergence(self, x) -> str:
-        """A message naming the followers whose values ran away (an objective unbounded
-        below on an unbounded set), or nothing."""
-        k = self.kernel
-        far = [k.follower_names[i] for i, sl in enumerate(k.slices)
-               if np.max(np.abs(x[sl]), initial=0.0) > DIVERGED]
-        return (f"follower {', '.join(map(repr, far))} moved beyond {DIVERGED:g}: its problem may be "
-                "unbounded at this leader strategy") if far else ""
-
-    def _play(self, x, p, deadline, tally) -> NewtonResult | None:
-        """Gradient play handing over to Newton at each step size of the ladder in turn,
-        playing on from the hand-over point where Newton cannot finish. Where the
-        explicit step leaves the objectives' domain, the implicit integrator takes over."""
-        cfg = self.config
-        play, z, eta = self.play, None, None
-        for handover in cfg.handover_ladder:
-            h = play.run(x, p, deadline, cfg.play_budget, handover, eta=eta) if z is None else \
-                play.run(x, p, deadline, cfg.play_budget, handover, z=z)
-            eta = h.eta or None  # play on with the step it had reached
-            tally[1] += h.steps
-            if h.stiff and play is self.play:
-                play = self.implicit_play
-                h = play.run(x, p, deadline, cfg.play_budget, handover)
-                tally[1] += h.steps
-            if not h.settled:
-                return None
-            res = self.newton.solve(h.z, p, deadline, cfg.handover_newton)
-            tally[0] += res.iterations
-            # Newton's answer must lie where the play was heading: within the predicted distance
-            near = np.max(np.abs(res.z[0] - h.z[0]), initial=0.0) <= max(2 * h.distance, 10 * handover)
-            if res.converged and near and self._local_nash(res.z, p):
-                return res
-            x = h.z[0]
-            z = h.z if play is self.implicit_play else None
-        return None
-
     # -------------------------------------------------------------- helpers
-    def _local_nash(self, z, p) -> bool:
-        return second_order_ok(self.system, z[0], z[2], z[3], p, tol=self.config.second_order_tol)
-
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
         """The KKT residual (see :mod:`stackopt.residual`)."""
         return self.system.value(x, nu, lam, w, p)
