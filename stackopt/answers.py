@@ -14,10 +14,14 @@ import time
 
 import numpy as np
 
+from .result import Status
+
 SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
 CONFIRM_TRIES = 5  # best feasible candidates evaluated on further fresh draws
 CONFIRM_EQUILIBRIA = 5  # further equilibria drawn per candidate (in draws of samples_per_step)
 TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
+STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
+IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
 
 
 class Answers:
@@ -29,6 +33,8 @@ class Answers:
         self.tracked: list = []  # the best feasible tracked iterates
         self.reanchors = self.failed_draws = 0
         self.failure = ""  # what the oracle said where fresh draws failed
+        self.next_check, self.interval = 1, 1  # the schedule of fresh draws, in outer iterations
+        self.best, self.no_gain = np.inf, 0  # the best answer on fresh draws, checks since it improved
 
     def checkpoint(self, pt, first: bool = False):
         """Evaluate ``pt.p`` on fresh draws; they become a candidate for the answer.
@@ -42,6 +48,8 @@ class Answers:
             self.failure = "; ".join(dict.fromkeys(e.message for e in fresh.equilibria if e.message))
             return None if first else pt
         self.candidates.append(fresh)
+        if first:
+            self.best = self.best_fresh()
         if first or fresh is pt:
             return fresh
         tol = 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
@@ -49,6 +57,35 @@ class Answers:
             return pt
         self.reanchors += 1
         return fresh
+
+    def scheduled(self, pt, status, outer: int, step, kkt):
+        """Fresh draws after outer iteration ``outer``: at every one while they move the
+        equilibria, then at ever longer intervals while they agree with the tracked ones,
+        and at the end (``status`` set). Returns the point to go on from (re-anchored
+        where the followers play other equilibria; ``step`` is reset then), the status
+        (a convergence at a re-anchored point is re-checked by ``kkt``) and a note where
+        the run ends here."""
+        if (status is None and outer < self.next_check) or self.checked(pt):
+            return pt, status, ""
+        anchored = self.checkpoint(pt)
+        if anchored is not None and anchored is not pt:
+            pt = anchored
+            step.reset()
+            self.interval = 1
+            if status is Status.CONVERGED and not kkt(pt):
+                status = None
+        else:
+            self.interval *= 2
+        self.next_check = outer + self.interval
+        # with several equilibria per step no KKT point is ever certified: stop once
+        # STOCHASTIC_PATIENCE checkpoints in a row did not improve on fresh draws
+        now = self.best_fresh()
+        improved = self.best - now > IMPROVEMENT * max(1.0, abs(now))
+        self.best, self.no_gain = min(self.best, now), 0 if improved else self.no_gain + 1
+        if status is None and self.prob.samples > 1 and self.no_gain >= STOCHASTIC_PATIENCE:
+            return pt, Status.NOT_CONVERGED, (f"; stopped: {STOCHASTIC_PATIENCE} evaluations on fresh draws "
+                                "in a row without improvement")
+        return pt, status, ""
 
     def best_fresh(self) -> float:
         """The best objective (minimisation form) of a feasible candidate so far."""

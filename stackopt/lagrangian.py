@@ -6,141 +6,56 @@ import time
 import numpy as np
 
 from .answers import SAME_OBJECTIVE, Answers
-from .implicit import sensitivity
+from .merit import ScaledLagrangian
 from .methods import MethodOutput
 from .result import Status
 
-MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
 POLISH_AT = 0.5  # share of the step budget after which the second rule takes over in any case
-STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
-IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
 
 
-def variable_scale(kernel, p=None) -> np.ndarray:
-    """Box width where both bounds are finite (and apart), else ``max(1, |p|)`` (``p``
-    defaults to the leader's initial values): steps relative to the value itself where
-    no box says how far a variable may go."""
-    width = kernel.p_ub - kernel.p_lb
-    bounded = np.isfinite(width) & (width > 0)
-    return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0 if p is None else p)))
-
-
-class AugmentedLagrangian:
+class AugmentedLagrangian(ScaledLagrangian):
     """State and outer loop of one gradient-method run on a :class:`~stackopt.reduced.ReducedProblem`."""
 
     def __init__(self, prob, opts, deadline: float):
-        self.prob, self.o, self.deadline = prob, opts, deadline
-        k = prob.k
-        self.scale = variable_scale(k)
-        self._unbounded = ~(np.isfinite(k.p_ub - k.p_lb) & (k.p_ub > k.p_lb))
-        self.lam = np.zeros(prob.n_c)
-        self.mu = 1.0
-        self.wf, self.wc = 1.0, np.ones(prob.n_c)
-        self.t = 0
+        super().__init__(prob, opts)
+        self.deadline = deadline
         self.history: list[dict] = []
         self.answers = Answers(prob, opts, deadline)
         self.halvings = self.jumps = self.settled = 0
-        self.singular = False
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
-        self._path = np.zeros(k.n_p)  # each variable's path length in the current inner solve
+        self._path = np.zeros(prob.k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
-        self._last_sens: list = []
-        self.step = None  # the step rule in use
-
-    # ------------------------------------------------------------ the function
-    def project(self, y, metric=None) -> np.ndarray:
-        """Nearest point of the leader's set in the norm ``||(p - y) / metric||`` (default:
-        the variables' scales)."""
-        return self.prob.leader_set.project(y, self.scale if metric is None else metric)
-
-    def scale_functions(self, pt) -> None:
-        """ALGENCAN's scaling: the objective and each constraint divided by the largest
-        entry of its (scaled-variable) gradient at the start, where that exceeds one."""
-        gf, J = self.prob.jacobian(pt)
-        self.wf = 1.0 / max(1.0, float(np.max(np.abs(gf * self.scale), initial=0.0)))
-        self.wc = 1.0 / np.maximum(1.0, np.max(np.abs(J * self.scale), axis=1, initial=0.0))
-
-    def multipliers(self, pt) -> np.ndarray:
-        """``max(0, lam + mu g)`` of the scaled constraints."""
-        return np.maximum(0.0, self.lam + self.mu * self.wc * pt.cons)
-
-    def value(self, pt) -> float:
-        """The augmented Lagrangian of the scaled problem."""
-        return float(self.wf * pt.f + np.sum(self.multipliers(pt) ** 2 - self.lam ** 2) / (2 * self.mu))
-
-    def measure(self, pt) -> float:
-        """Feasibility and complementarity of the scaled constraints: ``||max(g, -lam/mu)||_inf``."""
-        return float(np.max(np.abs(np.maximum(self.wc * pt.cons, -self.lam / self.mu)), initial=0.0))
-
-    def feasible(self, pt) -> bool:
-        """The stopping rule's feasibility part: the user's violation and the scaled measure."""
-        return pt.violation <= self.o.feasibility_tol and self.measure(pt) <= self.o.feasibility_tol
-
-    def fscale(self, pt) -> float:
-        return max(1.0, abs(self.wf * pt.f))
-
-    def grad(self, pt, exact: bool = False) -> np.ndarray:
-        key = ("grad", self.lam.tobytes(), self.mu)
-        if key not in pt.cache:
-            reuse = (not exact and self.o.jacobian_every > 1 and self.t % self.o.jacobian_every
-                     and len(self._last_sens) == len(pt.equilibria))
-            if reuse:
-                for e, old in zip(pt.equilibria, self._last_sens):
-                    sensitivity(self.prob.k, e, reuse=old)
-            pt.cache[key] = self.wf * self.prob.gradient(pt, self.multipliers(pt) * self.wc / self.wf)
-            self._last_sens = [sensitivity(self.prob.k, e) for e in pt.equilibria]
-            self.singular |= any(s.singular for s in self._last_sens)
-        return pt.cache[key]
-
-    def stationarity(self, pt, g) -> float:
-        """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``; variables the
-        step rule holds on a kink of ``L`` (see :class:`~stackopt.steps.SpgStep`) count
-        as stationary."""
-        s = self.scale
-        held = getattr(self.step, "held", None)
-        if held is not None and held.any():
-            g = np.where(held, 0.0, g)
-        return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
     # ---------------------------------------------------------------- the loop
     def solve(self, steps) -> MethodOutput:
         """The outer loop over ``steps``: the first step rule, then the second once the
         first stalls (``steps`` may hold one rule only)."""
         o, prob = self.o, self.prob
-        ans = self.answers
-        pt = ans.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        pt = self.answers.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
         if pt is None:
-            late = time.perf_counter() >= self.deadline
-            why = f": {ans.failure}" if ans.failure else ""
-            infeasible = "no feasible point" in ans.failure
-            return MethodOutput(leader=self.project(prob.k.p0),
-                                status=Status.TIME_LIMIT if late else
-                                Status.INFEASIBLE if infeasible else Status.NOT_CONVERGED,
-                                message="the equilibrium oracle did not converge at the initial strategy"
-                                        + (" within the time limit" if late else "") + why)
+            return self._no_start()
         self.scale_functions(pt)
-        self.mu = o.mu if o.mu is not None else self._initial_penalty(pt)
+        self.mu = o.mu if o.mu is not None else self.initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
-        omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
+        self.omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
         rules = list(steps)
         step = self.step = rules.pop(0)
-        v_prev, stalls, status, idle = np.inf, 0, None, 0
-        outer, next_check, interval = 0, 1, 1
-        best_fresh, no_gain = ans.best_fresh(), 0
+        self.v_prev, stalls, status, idle = np.inf, 0, None, 0
+        self.outer = 0
         while status is None:
             before, start = self.value(pt), pt.p
             self._path = np.zeros_like(pt.p)
-            pt, status, stalled = self._inner(step, pt, omega)
+            pt, status, stalled = self._inner(step, pt, self.omega)
             gain = before - self.value(pt)  # at the multipliers and penalty of this inner solve
             net = np.abs(pt.p - start) / self.scale
             travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
-            outer += 1
+            self.outer += 1
             if status in (None, Status.CONVERGED) and time.perf_counter() < self.deadline:
                 settled = prob.settle(pt)  # a tracked branch may stop being an equilibrium
                 if settled is not pt and settled.converged:
@@ -152,40 +67,11 @@ class AugmentedLagrangian:
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
                              f"{MAX_STALLS} times in a row")
-            # multipliers at the end of every inner solve that did not stall (ALGENCAN: met
-            # its tolerance or used its steps); the penalty grows where an inner solve met
-            # its tolerance and the constraint measure did not fall enough since the last
-            # update (an inner solve that used its steps is no evidence against mu)
             if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
-                v = self.measure(pt)
-                self.lam = self.multipliers(pt)
-                if status is None and self._solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
-                    self.mu = min(self.mu * o.penalty_growth, MU_MAX)
-                v_prev = v
-                omega = max(o.stationarity_tol, 0.1 * omega)
-            # fresh draws at every outer iteration while they move the equilibria, then at
-            # ever longer intervals while they agree with the tracked ones, and at the end
-            if (status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline
-                    and (status is not None or outer >= next_check) and not ans.checked(pt)):
-                anchored = ans.checkpoint(pt)
-                if anchored is not None and anchored is not pt:  # the followers play other equilibria
-                    pt = anchored
-                    step.reset()
-                    interval = 1
-                    if status is Status.CONVERGED and not self._kkt(pt):
-                        status = None
-                else:
-                    interval *= 2
-                next_check = outer + interval
-                # with several equilibria per step no KKT point is ever certified: stop once
-                # STOCHASTIC_PATIENCE checkpoints in a row did not improve on fresh draws
-                now = ans.best_fresh()
-                improved = best_fresh - now > IMPROVEMENT * max(1.0, abs(now))
-                best_fresh, no_gain = min(best_fresh, now), 0 if improved else no_gain + 1
-                if status is None and prob.samples > 1 and no_gain >= STOCHASTIC_PATIENCE:
-                    status = Status.NOT_CONVERGED
-                    self.note = (f"; stopped: {STOCHASTIC_PATIENCE} evaluations on fresh draws in a "
-                                 "row without improvement")
+                self._update_multipliers(pt, status)
+            if status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline:
+                pt, status, note = self.answers.scheduled(pt, status, self.outer, step, self.kkt)
+                self.note = note or self.note
             # the first rule has stalled once PATIENCE inner solves in a row either did not
             # lower the augmented Lagrangian or only circled a point (no variable's net
             # displacement reached TRAVEL of the longest path): the second rule takes over
@@ -196,6 +82,30 @@ class AugmentedLagrangian:
                 self.step = step
                 self.switched = self.t
         return self._output(status, pt)
+
+    def _no_start(self) -> MethodOutput:
+        """The result where no fresh draw converged at the initial strategy."""
+        ans, p0 = self.answers, self.project(self.prob.k.p0)
+        late = time.perf_counter() >= self.deadline
+        why = f": {ans.failure}" if ans.failure else ""
+        status = (Status.TIME_LIMIT if late else
+                  Status.INFEASIBLE if "no feasible point" in ans.failure else Status.NOT_CONVERGED)
+        return MethodOutput(leader=p0, status=status, message=(
+            "the equilibrium oracle did not converge at the initial strategy"
+            + (" within the time limit" if late else "") + why))
+
+    def _update_multipliers(self, pt, status) -> None:
+        """Multipliers at the end of every inner solve that did not stall (ALGENCAN: it met
+        its tolerance or used its steps); the penalty grows where an inner solve met its
+        tolerance and the constraint measure did not fall enough since the last update
+        (an inner solve that used its steps is no evidence against mu)."""
+        o = self.o
+        v = self.measure(pt)
+        self.lam = self.multipliers(pt)
+        if status is None and self._solved and v > o.feasibility_tol and v > o.penalty_decrease * self.v_prev:
+            self.mu = min(self.mu * o.penalty_growth, MU_MAX)
+        self.v_prev = v
+        self.omega = max(o.stationarity_tol, 0.1 * self.omega)
 
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
@@ -209,7 +119,7 @@ class AugmentedLagrangian:
             self._record(pt, st)
             fscale = self.fscale(pt)
             if st <= o.stationarity_tol * fscale and self.feasible(pt):
-                if self.o.jacobian_every == 1 or self._kkt(pt):
+                if self.o.jacobian_every == 1 or self.kkt(pt):
                     return pt, Status.CONVERGED, False
             if st <= omega * fscale or inner == o.multiplier_every:
                 self._solved = st <= omega * fscale
@@ -231,16 +141,6 @@ class AugmentedLagrangian:
                     pt = anchored
                     step.reset()
         return pt, None, False
-
-    def _kkt(self, pt) -> bool:
-        """The stopping rule with exact gradients, at ``pt``."""
-        st = self.stationarity(pt, self.grad(pt, exact=True))
-        return st <= self.o.stationarity_tol * self.fscale(pt) and self.feasible(pt)
-
-    def _initial_penalty(self, pt) -> float:
-        plus = np.maximum(self.wc * pt.cons, 0.0)
-        mu = 10.0 * self.fscale(pt) / max(1.0, 0.5 * float(plus @ plus))
-        return float(np.clip(mu, *MU_RANGE))
 
     def _record(self, pt, st) -> None:
         if self.history and self.history[-1]["step"] == self.t:

@@ -44,7 +44,7 @@ from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, 
 
 from .answers import Answers
 from .kernel import kernel_of
-from .lagrangian import variable_scale
+from .merit import variable_scale
 from .leaderset import spread_starts
 from .methods import Method, MethodOutput, register_method
 from .nlp import ArrayCallbacks, ipopt_solve
