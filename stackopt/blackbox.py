@@ -8,8 +8,6 @@ finite differences of those evaluations. Registered methods:
 * ``slsqp``: ``scipy.optimize.minimize(method="SLSQP")``;
 * ``trust-region``: ``scipy.optimize.minimize(method="trust-constr")``
   (alias ``trust-constr``);
-* ``initial``: the leader's initial values (``None`` read as 0, clipped to the
-  bounds); the baseline every method should beat.
 
 Bounds are the leader's variable bounds; the leader's constraints
 ``body(x*(p), p) <= 0`` become nonlinear inequality constraints. Equilibria are
@@ -18,7 +16,7 @@ cached equilibrium nearest to the new strategy, so a finite-difference sweep
 costs one or two Newton steps per coordinate.
 
 Time limit: it is checked before every oracle call, and with a limit the
-optimiser runs in a forked child process (``isolate``) that reports its best
+optimiser runs in a forked child process (``isolate``, :mod:`stackopt.isolate`) that reports its best
 point as it goes, so the limit also holds while scipy is inside compiled code
 (SLSQP's QP with thousands of leader variables). When the limit is reached the
 best point evaluated so far (feasible first, then lowest objective) is returned
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-import traceback
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from pyomo.common.config import (Bool, ConfigDict, ConfigValue, In, NonNegativeF
                                  PositiveInt)
 from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
-from .game import initial_leader  # noqa: F401  (the initial method's answer)
+from .isolate import isolated
 from .kernel import kernel_of
 from .methods import Method, MethodOutput, register_method
 from .oracle import EquilibriumOracle
@@ -247,7 +244,7 @@ class _ScipyMethod(Method):
         if (time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods()
                 or mp.current_process().daemon):  # daemonic processes may not have children
             return self._optimise(game, config, seed, start, deadline, None)
-        return _isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
+        return isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
                          deadline + float(config.kill_grace), time_limit,
                          kernel_of(game).p0.copy())
 
@@ -398,70 +395,6 @@ def _best_payload(box, pt):
             "n_oracle": box.n_oracle, "n_failed": box.n_failed}
 
 
-def _isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:
-    """Run ``task(report)`` in a forked child; stop it at ``hard_deadline``.
-
-    The child sends ``("best", payload)`` and ``("history", entry)`` as it
-    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
-    """
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-
-    def child():
-        recv.close()
-        try:
-            out = task(lambda kind, payload: send.send((kind, payload)))
-            send.send(("done", out))
-        except BaseException as exc:  # the parent turns it into an exception of its own
-            send.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
-        finally:
-            send.close()
-
-    proc = ctx.Process(target=child, daemon=True)
-    proc.start()
-    send.close()
-    best, history, outcome = None, [], None
-    try:
-        while True:
-            remaining = hard_deadline - time.perf_counter()
-            if remaining <= 0 or not recv.poll(remaining):
-                break
-            try:
-                kind, payload = recv.recv()
-            except EOFError:  # the child died without a word
-                outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
-                                    f"{proc.exitcode})")
-                break
-            if kind == "best" and payload is not None:
-                best = payload
-            elif kind == "history":
-                history.append(payload)
-            else:
-                outcome = (kind, payload)
-                break
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
-        recv.close()
-    if outcome is not None and outcome[0] == "done":
-        return outcome[1]
-    if outcome is not None:
-        raise RuntimeError(outcome[1])
-    message = (f"time limit of {time_limit:g} s reached inside the optimiser; the optimiser "
-               "process was stopped and the best point it reported is returned")
-    if best is None:
-        return MethodOutput(leader=fallback, status=Status.TIME_LIMIT,
-                            message=message.replace("the best point it reported is returned",
-                                                    "it reported no point: the initial point is "
-                                                    "returned"), history=history)
-    if best["n_failed"]:
-        message += f"; the oracle did not converge at {best['n_failed']} of {best['n_oracle']} calls"
-    return MethodOutput(leader=best["p"], status=Status.TIME_LIMIT,
-                        claimed_objective=best["objective"], message=message, history=history,
-                        follower_hint=best["x"])
-
-
 def _interior(p, lb, ub, frac):
     """``p`` moved strictly inside ``[lb, ub]`` where it sits on (or beyond) a bound."""
     width = np.where(np.isfinite(ub - lb), ub - lb, 1.0)
@@ -469,14 +402,3 @@ def _interior(p, lb, ub, frac):
     lo = np.where(lb < ub, lb + shift, lb)
     hi = np.where(lb < ub, ub - shift, ub)
     return np.minimum(np.maximum(p, lo), hi)
-
-
-@register_method("initial")
-class Initial(Method):
-    """The leader's initial values (``None`` read as 0, clipped to the bounds)."""
-
-    CONFIG = ConfigDict()
-
-    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
-        return MethodOutput(leader=initial_leader(game), status=Status.CONVERGED,
-                            message="the leader's initial values")

@@ -22,7 +22,7 @@ from .result import Result, Status
 
 _METHODS: dict[str, type["Method"]] = {}
 # modules whose import registers the built-in methods; imported on the registry's first use
-_BUILTIN_MODULES = ("stackopt.blackbox", "stackopt.gradient", "stackopt.reduced_ipopt", "stackopt.mpec")
+_BUILTIN_MODULES = ("stackopt.blackbox", "stackopt.initial", "stackopt.gradient", "stackopt.reduced_ipopt", "stackopt.mpec")
 _builtins_loaded = False
 
 

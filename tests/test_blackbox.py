@@ -9,7 +9,9 @@ import pytest
 
 import stackopt
 from stackopt import Status
-from stackopt.blackbox import LeaderBlackBox, _isolated, initial_leader
+from stackopt.blackbox import LeaderBlackBox
+from stackopt.game import initial_leader
+from stackopt.isolate import isolated as _isolated
 from stackopt.methods import MethodOutput, method_config
 from stackopt.models import build_game
 

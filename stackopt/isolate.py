@@ -1,0 +1,80 @@
+"""An optimiser in a forked child process, stopped at a hard deadline with its best point kept.
+
+Scipy's optimisers spend long stretches in compiled code (SLSQP's QP with
+thousands of variables) where no Python-level time check runs. ``isolated``
+runs the optimisation in a forked child that reports its best point and its
+history as it goes; at the deadline the child is killed and the best point
+reported so far is returned with status ``TIME_LIMIT``.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import traceback
+
+from .methods import MethodOutput
+from .result import Status
+
+
+def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:
+    """Run ``task(report)`` in a forked child; stop it at ``hard_deadline``.
+
+    The child sends ``("best", payload)`` and ``("history", entry)`` as it
+    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
+    """
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        recv.close()
+        try:
+            out = task(lambda kind, payload: send.send((kind, payload)))
+            send.send(("done", out))
+        except BaseException as exc:  # the parent turns it into an exception of its own
+            send.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
+        finally:
+            send.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    best, history, outcome = None, [], None
+    try:
+        while True:
+            remaining = hard_deadline - time.perf_counter()
+            if remaining <= 0 or not recv.poll(remaining):
+                break
+            try:
+                kind, payload = recv.recv()
+            except EOFError:  # the child died without a word
+                outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
+                                    f"{proc.exitcode})")
+                break
+            if kind == "best" and payload is not None:
+                best = payload
+            elif kind == "history":
+                history.append(payload)
+            else:
+                outcome = (kind, payload)
+                break
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if outcome is not None and outcome[0] == "done":
+        return outcome[1]
+    if outcome is not None:
+        raise RuntimeError(outcome[1])
+    message = (f"time limit of {time_limit:g} s reached inside the optimiser; the optimiser "
+               "process was stopped and the best point it reported is returned")
+    if best is None:
+        return MethodOutput(leader=fallback, status=Status.TIME_LIMIT,
+                            message=message.replace("the best point it reported is returned",
+                                                    "it reported no point: the initial point is "
+                                                    "returned"), history=history)
+    if best["n_failed"]:
+        message += f"; the oracle did not converge at {best['n_failed']} of {best['n_oracle']} calls"
+    return MethodOutput(leader=best["p"], status=Status.TIME_LIMIT,
+                        claimed_objective=best["objective"], message=message, history=history,
+                        follower_hint=best["x"])
