@@ -11,14 +11,17 @@ of :mod:`stackopt.best_response`) from the lower and the upper corner of its
 set and from ``deviation_starts`` seeded random points of it. A response
 whose objective is lower by more than ``deviation_tol`` (relative, at least
 absolute) is a profitable deviation; the oracle then lets the followers
-adjust from there. Where every follower's objective is convex in its own
-variables, the search finds nothing and costs a few best responses.
+adjust from there. Followers whose objective is provably convex in their own
+variables (:mod:`stackopt.convexity`) are not searched: their KKT points are
+best responses.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
+
+from .convexity import convex_in_own
 
 
 class Deviations:
@@ -28,6 +31,8 @@ class Deviations:
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
         self.found = 0  # profitable deviations found, over all searches
+        # followers whose objective is provably convex in their own variables need no search
+        self.convex = [convex_in_own(f.objective, f.variables, f.sense) for f in kernel.structure.followers]
 
     def _starts(self, x, p, rng) -> list[np.ndarray]:
         k = self.k
@@ -39,9 +44,13 @@ class Deviations:
         """Follower values after one follower's profitable deviation from ``x``, or None
         where none was found."""
         k = self.k
+        if all(self.convex):
+            return None
         f = k.follower_objectives(x, p)
         starts = self._starts(x, p, rng)
         for i, sl in enumerate(k.slices):
+            if self.convex[i]:
+                continue
             bar = f[i] - self.tol * max(1.0, abs(f[i]))
             tried: list[np.ndarray] = []
             for s in starts:

@@ -5,7 +5,9 @@ import pytest
 
 import stackopt
 from stackopt import StackelbergGame
+from stackopt.convexity import convex_in_own
 from stackopt.kernel import kernel_of
+from stackopt.models import build_game
 from stackopt.oracle import EquilibriumOracle
 
 
@@ -67,3 +69,28 @@ def test_spg_holds_a_variable_on_a_kink_and_stops_there():
     r = stackopt.solve(kink_game(), method="gradient", optimizer="spg", seed=0)
     assert r.status.value == "converged", r.message
     assert r.leader_values["p"] == pytest.approx(1.3, abs=1e-6)
+
+
+def test_convexity_in_own_variables_is_proved_or_left_open():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], bounds=(0, 1))
+    m.y = pyo.Var(bounds=(-1, 1))  # another player's variable: data
+    own = [m.x[0], m.x[1]]
+    entropy = sum(m.x[j] * pyo.log(m.x[j]) for j in range(2))
+    assert convex_in_own(m.y * m.x[0] - 3 * m.x[1] + m.y ** 3, own)  # affine in own, any data
+    assert convex_in_own(-(m.y * m.x[0]) + 0.5 * entropy + (m.x[0] - m.y) ** 2, own)
+    assert convex_in_own(m.y * m.x[0] - 0.5 * entropy, own, sign=-1)  # maximised: concave
+    assert not convex_in_own(-(m.y * m.x[0] - 0.5 * entropy), own, sign=-1)
+    assert not convex_in_own(-entropy, own)
+    assert not convex_in_own(1 / (1 + pyo.exp(-m.x[0])), own)  # a sigmoid
+    assert not convex_in_own(m.x[0] * m.x[1], own)
+    assert not convex_in_own(m.y * m.x[0] ** 2, own)  # the data's sign decides
+
+
+def test_games_with_convex_followers_skip_the_search():
+    def flags(game):
+        o = EquilibriumOracle(kernel_of(game))
+        return o.deviations.convex
+    assert all(flags(build_game("nfg", seed=1, players=2, actions=3)))  # payoff - entropy
+    assert not any(flags(build_game("cyber", seed=1, customers=2)))  # breach probabilities
+    assert flags(two_wells()) == [False]
