@@ -2,7 +2,9 @@
 
 From ``start`` (or a seeded random feasible point), gradient play where every
 follower's set is simple, handing over to Newton once its steps are small
-(the hand-over ladder of step sizes); otherwise, or where a game declares
+(the hand-over ladder of step sizes; where the play's steps shrink far from an
+equilibrium from every start, the first local Nash point Newton reached from
+where it stopped); otherwise, or where a game declares
 ``dynamics="best-response"``, the damped best responses with Newton taking over
 (the relaxation ladder of predicted distances). An answer is kept where it
 passes the second-order (local Nash) test and no follower gains by a
@@ -30,6 +32,7 @@ class ColdStart:
 
     def __init__(self, oracle):
         self.o = oracle
+        self._far = None  # a local Nash point Newton reached far from where gradient play stopped
 
     def run(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
         """The dynamics from ``start``; where they reach a local Nash equilibrium from which
@@ -66,10 +69,15 @@ class ColdStart:
             return eq
         x = sets.random_start(p, rng).x if start is None else sets.feasible(start, p)
         if cfg.cold_start == "gradient-play" and sets.simple:
+            self._far = None
             for attempt in range(1 + restarts):
                 res = self._play(x if attempt == 0 else sets.random_start(p, rng).x, p, deadline, tally)
                 if res is not None:
                     return o._result(res.z, p, tally, res.residual)
+            if self._far is not None:  # the play crawled; Newton from where it stopped found one
+                return o._result(self._far.z, p, tally, self._far.residual, message=(
+                    "gradient play did not converge (its steps shrank far from an equilibrium); "
+                    "Newton from its last point"))
         if cfg.cold_start == "auto":
             res = newton.solve((x,) + zeros, p, deadline, cfg.max_newton)
             tally[0] += res.iterations
@@ -135,8 +143,10 @@ class ColdStart:
             tally[0] += res.iterations
             # Newton's answer must lie where the play was heading: within the predicted distance
             near = np.max(np.abs(res.z[0] - h.z[0]), initial=0.0) <= max(2 * h.distance, 10 * handover)
-            if res.converged and near and self._local_nash(res.z, p):
-                return res
+            if res.converged and self._local_nash(res.z, p):
+                if near:
+                    return res
+                self._far = self._far or res  # the first local Nash point Newton reached
             x = h.z[0]
             z = h.z if play is self.o.implicit_play else None
         return None
