@@ -2,9 +2,10 @@
 
 From ``start`` (or a seeded random feasible point), gradient play where every
 follower's set is simple, handing over to Newton once its steps are small
-(the hand-over ladder of step sizes; where the play's steps shrink far from an
-equilibrium from every start, the first local Nash point Newton reached from
-where it stopped); otherwise, or where a game declares
+(the hand-over ladder of step sizes; where the play circles without settling,
+Newton from its last point; where its steps shrink far from an equilibrium
+from every start, the first local Nash point Newton reached from where it
+stopped); otherwise, or where a game declares
 ``dynamics="best-response"``, the damped best responses with Newton taking over
 (the relaxation ladder of predicted distances). An answer is kept where it
 passes the second-order (local Nash) test and no follower gains by a
@@ -33,6 +34,7 @@ class ColdStart:
     def __init__(self, oracle):
         self.o = oracle
         self._far = None  # a local Nash point Newton reached far from where gradient play stopped
+        self._note = ""  # how the last gradient play ended, where not as planned
 
     def run(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
         """The dynamics from ``start``; where they reach a local Nash equilibrium from which
@@ -71,9 +73,10 @@ class ColdStart:
         if cfg.cold_start == "gradient-play" and sets.simple:
             self._far = None
             for attempt in range(1 + restarts):
+                self._note = ""
                 res = self._play(x if attempt == 0 else sets.random_start(p, rng).x, p, deadline, tally)
                 if res is not None:
-                    return o._result(res.z, p, tally, res.residual)
+                    return o._result(res.z, p, tally, res.residual, message=self._note)
             if self._far is not None:  # the play crawled; Newton from where it stopped found one
                 return o._result(self._far.z, p, tally, self._far.residual, message=(
                     "gradient play did not converge (its steps shrank far from an equilibrium); "
@@ -137,8 +140,13 @@ class ColdStart:
                 play = self.o.implicit_play
                 h = play.run(x, p, deadline, cfg.play_budget, handover)
                 tally[1] += h.steps
-            if not h.settled:
-                return None
+            if not h.settled:  # the play circles (no potential): Newton from its last point
+                res = self.o.newton.solve(h.z, p, deadline, cfg.handover_newton)
+                tally[0] += res.iterations
+                if h.stiff or not (res.converged and self._local_nash(res.z, p)):
+                    return None
+                self._note = "gradient play did not settle; Newton from its last point"
+                return res
             res = self.o.newton.solve(h.z, p, deadline, cfg.handover_newton)
             tally[0] += res.iterations
             # Newton's answer must lie where the play was heading: within the predicted distance
