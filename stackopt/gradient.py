@@ -29,7 +29,7 @@ tolerances mean the same whatever the units. Two step rules follow each other
    constraints tie variables together) quickly, but does not settle;
 2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
    (no variable's net displacement reached a tenth of its path), and for the
-   second half of the step budget in any case, the spectral
+   last three tenths of the step budget in any case, the spectral
    projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
    Barzilai-Borwein lengths, which need no learning rate, a non-monotone
    Armijo line search on ``L``, multipliers updated after every inner solve

@@ -15,7 +15,7 @@ FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relati
 MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
-POLISH_AT = 0.5  # share of the step budget after which the second rule takes over in any case
+POLISH_AT = 0.7  # share of the step budget after which the second rule takes over in any case
 
 
 class AugmentedLagrangian(ScaledLagrangian):
