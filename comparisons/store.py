@@ -28,6 +28,9 @@ from .storefile import (BUSY_TIMEOUT_S, CELL_COLUMNS, KEY_COLUMNS, SCHEMA_NAME, 
                         check_file, sqlite_error, connect, prepare, translated)
 
 
+_OPEN: dict[str, int] = {}  # open connections of this process, by the database's real path
+
+
 class Store(ClaimsMixin):
     """An open results database; use :meth:`open`."""
 
@@ -45,7 +48,12 @@ class Store(ClaimsMixin):
         0-byte file is a StoreError saying which it is.
         """
         path = Path(path)
-        state = check_file(path)
+        # A raw read of the file's header would close a descriptor on it, which drops every
+        # POSIX lock this process holds on it, SQLite's included: another process could then
+        # checkpoint and delete the WAL under this process's open connections, and their later
+        # commits would be lost. The header is read only where no connection here is open.
+        key = os.path.realpath(path)
+        state = "sqlite" if _OPEN.get(key) else check_file(path)
         if state == "absent" and (readonly or not create):
             raise StoreError(f"results database {str(path)!r} does not exist")
         if state == "empty" and (readonly or not create):
@@ -62,7 +70,10 @@ class Store(ClaimsMixin):
             if isinstance(exc, sqlite3.Error):
                 raise sqlite_error(path, exc) from None
             raise
-        return cls(conn, path)
+        _OPEN[key] = _OPEN.get(key, 0) + 1
+        store = cls(conn, path)
+        store._key = key
+        return store
 
     @classmethod
     def peek(cls, path: str | os.PathLike) -> dict[tuple, str]:
@@ -73,6 +84,12 @@ class Store(ClaimsMixin):
             return store.stored()
 
     def close(self) -> None:
+        key = getattr(self, "_key", None)
+        if key is not None:
+            self._key = None
+            _OPEN[key] -= 1
+            if not _OPEN[key]:
+                del _OPEN[key]
         self.conn.close()
 
     def __enter__(self):
