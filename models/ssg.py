@@ -118,23 +118,11 @@ PARAMS = {
 
 @register_game("ssg", params=PARAMS)
 def ssg(
-    seed: int = 0,
-    *,
-    targets: int = 100,
-    defenders: int = 5,
-    coverable: int | None = None,
-    resources: float | None = None,
-    rationality: float = 5.0,
-    budget: float = 1.0,
-    budget_kind: str = "reimbursement",
-    reimburse: str = "coverable",
-    reference_seed: int | None = None,
-    samples: int = 5,
-    attractiveness=None,
-    leader_payoffs=None,
-    defender_payoffs=None,
-    coverage=None,
-    coverage_graph=None,
+    seed: int = 0, *, targets: int = 100, defenders: int = 5, coverable: int | None = None,
+    resources: float | None = None, rationality: float = 5.0, budget: float = 1.0,
+    budget_kind: str = "reimbursement", reimburse: str = "coverable",
+    reference_seed: int | None = None, samples: int = 5, attractiveness=None,
+    leader_payoffs=None, defender_payoffs=None, coverage=None, coverage_graph=None,
 ) -> StackelbergGame:
     """Security game with multiple defenders and a reimbursing leader (see the module docstring).
 
@@ -169,20 +157,8 @@ def ssg(
     arrays = dict(attractiveness=attractiveness, leader_payoffs=leader_payoffs,
                   defender_payoffs=defender_payoffs, coverage=coverage,
                   coverage_graph=coverage_graph)
-    if reference_seed is not None:
-        a, u_leader, u_def, mask, resources = _reference(
-            reference_seed, targets, defenders, resources, arrays)
-    else:
-        a, u_leader, u_def, mask = _draw(seed, targets, defenders, coverable, arrays)
-        if resources is None:  # a fifth of the smallest coverable set: 10 of 50
-            resources = float(mask.sum(axis=1).min()) / 5.0
-    for i in range(defenders):
-        size = int(mask[i].sum())
-        if size < resources - 1e-12:
-            raise ValueError(
-                f"defender {i} may cover {size} targets but must place resources={resources} "
-                "units with at most 1 per target; give it at least that many coverable targets"
-            )
+    a, u_leader, u_def, mask, resources = _instance(
+        seed, targets, defenders, coverable, resources, reference_seed, arrays)
 
     game = StackelbergGame("ssg", samples=samples)
     game.data.update(
@@ -198,6 +174,25 @@ def ssg(
     game.method_options["implicit-ipopt"] = dict(samples_per_step=4, constraints="worst")
     _build(game, a, u_leader, u_def, mask, resources, rationality, budget, budget_kind, reimburse)
     return game
+
+
+def _instance(seed, targets, defenders, coverable, resources, reference_seed, arrays):
+    """The instance's arrays and resources (the reference's or the seeded draw), checked."""
+    if reference_seed is not None:
+        a, u_leader, u_def, mask, resources = _reference(
+            reference_seed, targets, defenders, resources, arrays)
+    else:
+        a, u_leader, u_def, mask = _draw(seed, targets, defenders, coverable, arrays)
+        if resources is None:  # a fifth of the smallest coverable set: 10 of 50
+            resources = float(mask.sum(axis=1).min()) / 5.0
+    for i in range(defenders):
+        size = int(mask[i].sum())
+        if size < resources - 1e-12:
+            raise ValueError(
+                f"defender {i} may cover {size} targets but must place resources={resources} "
+                "units with at most 1 per target; give it at least that many coverable targets"
+            )
+    return a, u_leader, u_def, mask, resources
 
 
 def _draw(seed, targets, defenders, coverable, arrays):

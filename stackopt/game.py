@@ -11,57 +11,16 @@ followers' equilibrium.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.var import VarData
-from pyomo.core.expr.numvalue import native_types
-from pyomo.core.expr.visitor import identify_variables
-from pyomo.core.expr.expr_common import ExpressionType
-from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr_params import nonfinite_constant
-
-from .expr import derivatives
+from .structure import (  # noqa: F401  (Follower, LeaderConstraint: re-exported)
+    Follower, GameStructure, LeaderConstraint, _is_relation, build_structure)
 
 SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
-
-
-@dataclass(frozen=True)
-class Follower:
-    """A validated follower: its block, variables, objective and linear constraints."""
-
-    name: str
-    block: Any
-    variables: tuple  # VarData, not fixed, in declaration order
-    objective: Any  # expression
-    sense: int  # pyo.minimize (1) or pyo.maximize (-1)
-    constraints: tuple  # ConstraintData: linear in the follower's own variables, smooth in the leader's
-
-
-@dataclass(frozen=True)
-class LeaderConstraint:
-    """``body <= 0`` after normalisation, with the user's text for messages."""
-
-    name: str
-    body: Any
-
-
-@dataclass(frozen=True)
-class GameStructure:
-    """What :meth:`StackelbergGame.structure` checked and extracted."""
-
-    followers: tuple
-    leader_variables: tuple
-    leader_objective: Any
-    leader_sense: int
-    leader_constraints: tuple
-
-    @property
-    def follower_variables(self) -> tuple:
-        return tuple(v for f in self.followers for v in f.variables)
 
 
 class StackelbergGame:
@@ -158,7 +117,8 @@ class StackelbergGame:
         """Validate the game and return its parts; raises ``ValueError`` naming what is wrong."""
         if "structure" not in self._cache:
             self._cache.setdefault("signature", self._signature())
-            self._cache["structure"] = self._build_structure()
+            self._cache["structure"] = build_structure(self.name, self.model, self._followers,
+                                                        self._leader)
         return self._cache["structure"]
 
     def refresh(self) -> None:
@@ -205,128 +165,8 @@ class StackelbergGame:
             self._cache[key] = build()
         return self._cache[key]
 
-    def _build_structure(self) -> GameStructure:
-        if not self._followers:
-            raise ValueError(f"game {self.name!r} has no followers: call add_follower()")
-        if self._leader is None:
-            raise ValueError(f"game {self.name!r} has no leader: call set_leader()")
-        owner: dict[int, str] = {}
-        leader_vars = []
-        for item in self._leader["variables"]:
-            for v in _flatten_vars(item, "leader variable"):
-                if v.fixed:
-                    continue
-                owner[id(v)] = "leader"
-                leader_vars.append(v)
-        leader_ids = set(owner)
-        followers = []
-        for fname in self._followers:
-            f = self._build_follower(fname, owner, leader_ids)
-            followers.append(f)
-        if not leader_vars:
-            raise ValueError("the leader has no (unfixed) variables: pass them in set_leader(variables=...)")
-        obj = self._leader["objective"]
-        _check_expression(obj, "leader objective")
-        lcons = []
-        for k, c in enumerate(self._leader["constraints"]):
-            lcons.extend(_normalise_leader_constraint(c, k))
-        exprs = [("leader objective", obj)] + [(c.name, c.body) for c in lcons]
-        exprs += [(f"objective of follower {f.name!r}", f.objective) for f in followers]
-        exprs += [(f"constraint {c.name!r} of follower {f.name!r}", c.body)
-                  for f in followers for c in f.constraints]
-        for what, e in exprs:
-            bad = nonfinite_constant([e])
-            if bad is not None:
-                raise ValueError(f"the {what} has the coefficient {bad!r}; expected finite numbers")
-        for what, e in exprs[: 1 + len(lcons) + len(followers)]:
-            for v in identify_variables(e, include_fixed=False):
-                if id(v) not in owner:
-                    raise ValueError(
-                        f"variable {v.name!r} in the {what} belongs to nobody: declare it on a "
-                        "follower block or pass it in set_leader(variables=...)"
-                    )
-        return GameStructure(
-            followers=tuple(followers),
-            leader_variables=tuple(leader_vars),
-            leader_objective=obj,
-            leader_sense=self._leader["sense"],
-            leader_constraints=tuple(lcons),
-        )
-
-    def _build_follower(self, fname: str, owner: dict, leader_ids: set) -> Follower:
-        block = self.model.component(fname)
-        variables = []
-        for v in block.component_data_objects(pyo.Var, descend_into=True, sort=False):
-            if owner.get(id(v)) == "leader":
-                raise ValueError(f"leader variable {v.name!r} is declared on follower {fname!r}")
-            if id(v) in owner:
-                raise ValueError(f"variable {v.name!r} belongs to two followers")
-            owner[id(v)] = fname
-            if not v.fixed:
-                variables.append(v)
-        if not variables:
-            raise ValueError(f"follower {fname!r} has no (unfixed) variables: declare a pyo.Var on its block")
-        objs = list(block.component_data_objects(pyo.Objective, active=True, descend_into=True))
-        if len(objs) != 1:
-            raise ValueError(
-                f"follower {fname!r} must have exactly one active objective, found {len(objs)}"
-            )
-        own = {id(v) for v in variables}
-        cons = [c for c in block.component_data_objects(pyo.Constraint, active=True, descend_into=True)]
-        for c in cons:
-            _check_follower_constraint(c, fname, own, leader_ids)
-        obj = objs[0]
-        _check_expression(obj.expr, f"objective {obj.name!r}")
-        return Follower(
-            name=fname, block=block, variables=tuple(variables), objective=obj.expr,
-            sense=int(obj.sense), constraints=tuple(cons),
-        )
-
     def __repr__(self) -> str:
         return f"StackelbergGame({self.name!r}, followers={self._followers})"
-
-
-def _check_follower_constraint(c, fname: str, own: set, leader_ids: set) -> None:
-    """A follower constraint must read ``(constant coefficients) . x_i + h(leader) (<=, =) bound``.
-
-    Raises ``ValueError`` naming the constraint and what is wrong: a variable of
-    another follower (or of nobody), a term nonlinear in the follower's own
-    variables, or a coefficient of the follower's variables that depends on
-    the leader's.
-    """
-    repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-    nonlinear = list(repn.nonlinear_vars or ())
-    for v in list(repn.linear_vars) + nonlinear:
-        if id(v) not in own and id(v) not in leader_ids:
-            raise ValueError(
-                f"constraint {c.name!r} of follower {fname!r} uses variable {v.name!r}, "
-                "which is neither the follower's own nor a leader variable"
-            )
-    mixed = [v for v in nonlinear if id(v) in own]
-    if not mixed:
-        return
-    derivs = derivatives(c.body, mixed)
-    by_leader = [v.name for j, v in enumerate(mixed)
-                 if not any(id(u) in own for u in _variables_of(derivs.get(j, 0.0)))
-                 and _variables_of(derivs.get(j, 0.0))]
-    if len(by_leader) == len(mixed):
-        raise ValueError(
-            f"constraint {c.name!r} of follower {fname!r} multiplies the follower's variables "
-            f"({', '.join(by_leader)}) by expressions in the leader's variables; the coefficients "
-            "of a follower's own variables must be constants (G x_i <= h(leader))"
-        )
-    raise ValueError(
-        f"constraint {c.name!r} of follower {fname!r} is not linear in the follower's own "
-        f"variables ({', '.join(v.name for v in mixed if v.name not in by_leader)}); follower "
-        "constraints must be linear in the follower's own variables (their right-hand sides may "
-        "be nonlinear in the leader's)"
-    )
-
-
-def _variables_of(expr) -> list:
-    if expr.__class__ in native_types or not hasattr(expr, "is_expression_type"):
-        return []
-    return list(identify_variables(expr, include_fixed=False))
 
 
 def initial_leader(game) -> np.ndarray:
@@ -347,60 +187,3 @@ def _constraint_signature(c) -> tuple:
     if hasattr(c, "active") and hasattr(c, "expr") and not _is_relation(c):
         return ((id(c), c.active, id(c.expr)),)
     return ((id(c),),)
-
-
-def _flatten_vars(item, what: str) -> list:
-    if isinstance(item, VarData):
-        return [item]
-    if isinstance(item, pyo.Var):
-        return list(item.values())
-    raise ValueError(f"{what} must be a pyo.Var or one of its elements, got {item!r}")
-
-
-def _check_expression(expr, what: str) -> None:
-    if expr is None:
-        raise ValueError(f"the {what} is missing")
-    if _is_relation(expr):
-        raise ValueError(f"the {what} must be a numeric expression, got the relation {expr}")
-    if expr.__class__ not in native_types and not hasattr(expr, "is_expression_type"):
-        raise ValueError(f"the {what} must be a Pyomo expression or a number, got {expr!r}")
-
-
-def _is_relation(expr) -> bool:
-    return hasattr(expr, "is_expression_type") and expr.is_expression_type(ExpressionType.RELATIONAL)
-
-
-def _normalise_leader_constraint(c, k: int) -> list:
-    """Turn an inequality into one or two ``body <= 0`` forms."""
-    if isinstance(c, pyo.Constraint) and c.is_indexed():
-        out = []
-        for cd in c.values():
-            out.extend(_normalise_leader_constraint(cd, k))
-        return out
-    if hasattr(c, "active") and not _is_relation(c) and not c.active:
-        return []  # a deactivated constraint component
-    if hasattr(c, "to_bounded_expression") and not _is_relation(c):
-        lower, body, upper = c.to_bounded_expression()
-        equality = c.equality
-        text = c.name
-    elif not _is_relation(c):
-        raise ValueError(
-            f"leader constraint {k} must be an inequality such as `expr <= c`, got {c!r}"
-        )
-    else:
-        tmp = pyo.Constraint(expr=c)
-        tmp.construct()
-        lower, body, upper = tmp.to_bounded_expression()
-        equality = tmp.equality
-        text = str(c)
-    if equality:
-        raise ValueError(
-            f"leader constraint {k} ({text}) is not an inequality; the leader's constraints must "
-            "be inequalities (`<=`, `>=` or ranged)"
-        )
-    out = []
-    if upper is not None:
-        out.append(LeaderConstraint(name=f"{text} (upper)" if lower is not None else text, body=body - upper))
-    if lower is not None:
-        out.append(LeaderConstraint(name=f"{text} (lower)" if upper is not None else text, body=lower - body))
-    return out

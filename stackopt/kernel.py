@@ -17,14 +17,13 @@ variables). The followers' stacked KKT conditions are the residual of
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import (Parameters, compile_exprs, compile_jacobian, compile_sparse, derivatives,
-                   jacobian_entries)
+from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from .kernel_leader import LeaderEvaluators
+from .rows import LinearRows, linear_rows  # noqa: F401  (LinearRows: re-exported)
 
 
 def kernel_of(game) -> "GameKernel":
@@ -32,65 +31,10 @@ def kernel_of(game) -> "GameKernel":
     return game.cached("kernel", lambda: GameKernel(game))
 
 
-@dataclass
-class LinearRows:
-    """Rows ``M x (= or <=) b(p)`` with ``b(p) = rhs - E p - psi(p)`` and the follower each row belongs to.
-
-    ``M`` (rows by ``n_x``) and ``E`` (rows by ``n_p``) are sparse; ``psi`` is
-    the compiled nonlinear part in the leader's variables of the rows listed in
-    ``psi_rows`` (``None`` where every row is linear), ``psi_jac`` its sparse
-    Jacobian. Nothing here is a dense matrix in ``p``: :meth:`rhs_jvp` and
-    :meth:`rhs_vjp` are the products the tangent and the adjoint need.
-    """
-
-    M: sp.csr_matrix
-    E: sp.csr_matrix
-    rhs: np.ndarray
-    owner: np.ndarray
-    names: list
-    psi: object = None
-    psi_jac: object = None
-    psi_rows: np.ndarray = None
-
-    @property
-    def n_rows(self) -> int:
-        return self.M.shape[0]
-
-    @property
-    def depends_on_p(self) -> bool:
-        """Whether any right-hand side depends on the leader's variables."""
-        return self.E.nnz > 0 or self.psi is not None
-
-    def rhs_at(self, p: np.ndarray) -> np.ndarray:
-        """``b(p)``."""
-        out = self.rhs - self.E @ p if self.E.nnz else self.rhs.copy()
-        if self.psi is not None:
-            out[self.psi_rows] -= self.psi(p)
-        return out
-
-    def rhs_jacobian(self, p: np.ndarray) -> sp.csr_matrix:
-        """``db/dp`` as a sparse matrix (rows by ``n_p``)."""
-        out = -self.E
-        if self.psi is not None:
-            j = self.psi_jac
-            out = out - sp.csr_matrix((j(p), (self.psi_rows[j.rows], j.cols)), shape=self.E.shape)
-        return sp.csr_matrix(out)
-
-    def rhs_jvp(self, p: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        """``(db/dp) dp``; ``dp`` of shape ``(n_p,)`` or ``(n_p, r)``."""
-        if not self.depends_on_p:
-            return np.zeros((self.n_rows,) + np.shape(dp)[1:])
-        return self.rhs_jacobian(p) @ dp
-
-    def rhs_vjp(self, p: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``(db/dp)^T u``; ``u`` of shape ``(rows,)`` or ``(rows, r)``."""
-        if not self.depends_on_p:
-            return np.zeros((self.E.shape[1],) + np.shape(u)[1:])
-        return self.rhs_jacobian(p).T @ u
-
-
-class GameKernel:
-    """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`."""
+class GameKernel(LeaderEvaluators):
+    """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`
+    (the leader's evaluators come from :class:`~stackopt.kernel_leader.LeaderEvaluators`,
+    the followers' linear rows from :func:`stackopt.rows.linear_rows`)."""
 
     def __init__(self, game):
         s = game.structure()
@@ -105,6 +49,15 @@ class GameKernel:
         self.x_names = [v.name for v in xv]
         self.p_names = [v.name for v in pv]
         self.follower_names = [f.name for f in s.followers]
+        self._index_followers(s)
+        # mutable Params and fixed variables: inputs of every program, read at call time
+        self.parameters = Parameters(grow=True)
+        self._compile_followers(s, allv)
+        self._compile_leader(s, allv)
+        self.refresh()
+
+    def _index_followers(self, s) -> None:
+        """Each follower's slice of ``x`` and the follower owning each entry of ``x``."""
         self.slices, start = [], 0
         owner = []
         for k, f in enumerate(s.followers):
@@ -113,10 +66,10 @@ class GameKernel:
             start += len(f.variables)
         self.x_owner = np.array(owner, dtype=np.intp)
 
-        # follower objectives (minimisation form) and their gradients F
+    def _compile_followers(self, s, allv) -> None:
+        """Follower objectives (minimisation form), their gradients ``F`` and its Jacobians."""
+        par = self.parameters
         self.sense = np.array([f.sense for f in s.followers], dtype=float)
-        # mutable Params and fixed variables: inputs of every program, read at call time
-        self.parameters = par = Parameters(grow=True)
         self._fobj = compile_exprs([f.objective for f in s.followers], allv, par)
         grad_exprs = []
         for f in s.followers:
@@ -136,27 +89,6 @@ class GameKernel:
         self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
         self._Jp_sign = self.x_sense[self.Jp_rows]
 
-        # leader objective and constraints (body <= 0), values and derivatives in one program
-        self.leader_sense = int(s.leader_sense)
-        self.constraint_names = [c.name for c in s.leader_constraints]
-        self.n_c = len(s.leader_constraints)
-        lexprs = [s.leader_objective] + [c.body for c in s.leader_constraints]
-        n_l = len(lexprs)
-        entries = [(i, i, e) for i, e in enumerate(lexprs)]  # values first (column = row)
-        entries += [(i, n_l + j, d) for i, j, d in jacobian_entries(lexprs, allv)]
-        self._L = compile_sparse(entries, allv, (n_l, n_l + self.n_x + self.n_p), par)
-        self._n_l = n_l
-        val_mask = self._L.cols < n_l
-        self._L_val_rows = self._L.rows[val_mask]
-        self._L_nval = int(val_mask.sum())
-        assert np.all(val_mask[: self._L_nval])
-        jc = self._L.cols[self._L_nval:] - n_l
-        jr = self._L.rows[self._L_nval:]
-        self._Lx = jc < self.n_x
-        self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
-        self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
-        self.refresh()
-
     # ----------------------------------------------------------- linear data
     def refresh(self) -> None:
         """Read the model's values again: variable bounds and initial values, and the
@@ -168,7 +100,7 @@ class GameKernel:
         self.p_lb, self.p_ub = _bounds(pv)
         self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
         self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
-        self.eq, self.ineq = self._linear_rows(s, xv, pv)
+        self.eq, self.ineq = linear_rows(s, xv, pv)
         params = self.parameters.values()
         digest = hashlib.sha1()
         for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0, params,
@@ -176,43 +108,6 @@ class GameKernel:
                   self.ineq.rhs):
             digest.update(np.ascontiguousarray(a, dtype=float).tobytes())
         self.data_key = digest.hexdigest()
-
-    def _linear_rows(self, s, xv, pv):
-        """Every follower constraint as ``M x + E p + psi(p) + const (= or <=) bound``.
-
-        :meth:`StackelbergGame.structure` checked that the only nonlinear part of
-        a constraint is in the leader's variables; it becomes ``psi``.
-        """
-        xpos = {id(v): i for i, v in enumerate(xv)}
-        ppos = {id(v): i for i, v in enumerate(pv)}
-        rows = {"eq": [], "ineq": []}
-        for k, f in enumerate(s.followers):
-            for c in f.constraints:
-                repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-                mx, mp = {}, {}
-                const = float(repn.constant)
-                for v, coef in zip(repn.linear_vars, repn.linear_coefs):
-                    if v.fixed:
-                        const += coef * v.value
-                    elif id(v) in xpos:
-                        mx[xpos[id(v)]] = mx.get(xpos[id(v)], 0.0) + coef
-                    else:
-                        mp[ppos[id(v)]] = mp.get(ppos[id(v)], 0.0) + coef
-                nl = repn.nonlinear_expr
-                bad = [a for a in [const, c.lb, c.ub, *mx.values(), *mp.values()]
-                       if a is not None and not np.isfinite(float(a))]
-                if bad:
-                    raise ValueError(f"constraint {c.name!r} of follower {f.name!r} has the "
-                                     f"coefficient or bound {float(bad[0])!r}; expected finite numbers")
-                if c.equality:
-                    rows["eq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
-                    continue
-                if c.ub is not None:
-                    rows["ineq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
-                if c.lb is not None:
-                    rows["ineq"].append(({j: -a for j, a in mx.items()}, {j: -a for j, a in mp.items()},
-                                         const - float(c.lb), k, c.name + " (lower)", nl, -1.0))
-        return tuple(_stack(rows[key], len(xv), pv) for key in ("eq", "ineq"))
 
     # ------------------------------------------------------------ evaluators
     def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -258,30 +153,6 @@ class GameKernel:
     def follower_objectives(self, x, p) -> np.ndarray:
         """Each follower's objective in minimisation form."""
         return self.sense * self._fobj(self.allv(x, p))
-
-    def leader_all(self, x, p):
-        """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
-        derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at
-        ``(Lp_rows, Lp_cols)``."""
-        vals = self._L(self.allv(x, p))
-        v = np.zeros(self._n_l)
-        v[self._L_val_rows] = vals[: self._L_nval]
-        jac = vals[self._L_nval:]
-        jx = np.zeros(self._n_l * self.n_x)
-        jx[self._Lx_flat] = jac[self._Lx]
-        return float(v[0]), v[1:], jx.reshape(self._n_l, self.n_x), jac[~self._Lx]
-
-    def leader(self, x, p):
-        """``(objective, constraint bodies)``."""
-        obj, cons, _, _ = self.leader_all(x, p)
-        return obj, cons
-
-    def leader_jacobian(self, x, p):
-        """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
-        _, _, jx, jp = self.leader_all(x, p)
-        out = np.zeros((self._n_l, self.n_p))
-        np.add.at(out, (self.Lp_rows, self.Lp_cols), jp)
-        return jx, out
 
     def eq_rhs(self, p):
         """``b(p)`` of the equality rows."""
@@ -331,25 +202,4 @@ def _values(vs):
     if bad.size:
         raise ValueError(f"variable {vs[bad[0]].name!r} has the value {vs[bad[0]].value!r}; "
                          "expected a finite initial value or None")
-    return out
-
-
-def _stack(rows, n_x, pv) -> LinearRows:
-    n_p = len(pv)
-    n = len(rows)
-
-    def sparse(col):
-        r = [i for i, row in enumerate(rows) for _ in row[col]]
-        c = [j for row in rows for j in row[col]]
-        v = [a for row in rows for a in row[col].values()]
-        return sp.csr_matrix((v, (r, c)), shape=(n, n_x if col == 0 else n_p))
-
-    out = LinearRows(M=sparse(0), E=sparse(1), rhs=np.array([r[2] for r in rows], dtype=float),
-                     owner=np.array([r[3] for r in rows], dtype=np.intp), names=[r[4] for r in rows])
-    nl = [i for i, r in enumerate(rows) if r[5] is not None]
-    if nl:  # nonlinear in the leader's variables: compiled over them alone
-        exprs = [rows[i][6] * rows[i][5] for i in nl]
-        out.psi = compile_exprs(exprs, pv)
-        out.psi_jac = compile_jacobian(exprs, pv)
-        out.psi_rows = np.array(nl, dtype=np.intp)
     return out

@@ -112,7 +112,7 @@ class FollowerSets:
         x = np.clip(u, lb, ub)
         nu, lam = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows)
         if not self.simple:
-            ok = self._project_general(u, x, p)
+            ok = _project_general(self, u, x, p)
             w = u - x - k.eq.M.T @ nu - k.ineq.M.T @ lam
             w[(x > lb) & (x < ub)] = 0.0
             return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
@@ -165,21 +165,6 @@ class FollowerSets:
         w = np.where(held, -g, 0.0)
         return nu, lam, w
 
-    def _project_general(self, u, x, p) -> bool:
-        """Follower by follower, a QP by Ipopt where the follower has rows; ``x`` is
-        overwritten with the result. Returns whether every solve succeeded."""
-        k = self.kernel
-        ok = True
-        for i, sl in enumerate(k.slices):
-            M, cl, cu = self.follower_rows(i, p)
-            if M.shape[0] == 0:
-                continue
-            run = ipopt_solve(_ProjectionQP(M, u[sl]), x[sl], k.x_lb[sl], k.x_ub[sl], cl, cu,
-                              options={"tol": self.ipopt_tol})
-            ok &= run.ok
-            x[sl] = np.clip(run.x, k.x_lb[sl], k.x_ub[sl])
-        return ok
-
     def follower_rows(self, i: int, p):
         """Follower ``i``'s rows over its own variables: ``cl <= M x_i <= cu`` (dense ``M``)."""
         k = self.kernel
@@ -192,28 +177,9 @@ class FollowerSets:
         return M, cl, cu
 
     def infeasible(self, p) -> list[str]:
-        """The followers whose linear rows and bounds have no common point at ``p``: one
-        LP per follower with rows (HiGHS through SciPy, a few milliseconds)."""
-        from scipy.optimize import linprog
-
-        k, out = self.kernel, []
-        for i, sl in enumerate(k.slices):
-            M, cl, cu = self.follower_rows(i, p)
-            if M.shape[0] == 0:
-                continue
-            eq = np.isfinite(cl) & (cl == cu)
-            up, lo = np.isfinite(cu) & ~eq, np.isfinite(cl) & ~eq
-            A_ub = np.vstack([M[up], -M[lo]])
-            b_ub = np.concatenate([cu[up], -cl[lo]])
-            res = linprog(np.zeros(M.shape[1]), A_ub=A_ub if A_ub.size else None,
-                          b_ub=b_ub if A_ub.size else None, A_eq=M[eq] if eq.any() else None,
-                          b_eq=cl[eq] if eq.any() else None,
-                          bounds=list(zip(np.where(np.isfinite(k.x_lb[sl]), k.x_lb[sl], None),
-                                          np.where(np.isfinite(k.x_ub[sl]), k.x_ub[sl], None))),
-                          method="highs")
-            if res.status == 2:  # infeasible
-                out.append(k.follower_names[i])
-        return out
+        """The followers whose linear rows and bounds have no common point at ``p``
+        (see :func:`infeasible_followers`)."""
+        return infeasible_followers(self, p)
 
     # ---------------------------------------------------------------- starts
     def random_start(self, p: np.ndarray, rng) -> Projection:
@@ -248,6 +214,47 @@ class FollowerSets:
         if not np.all(np.isfinite(u)):
             raise ValueError("follower start must be finite")
         return self.project(u, p).x
+
+
+def _project_general(sets: FollowerSets, u, x, p) -> bool:
+    """Follower by follower, a QP by Ipopt where the follower has rows; ``x`` is
+    overwritten with the result. Returns whether every solve succeeded."""
+    k = sets.kernel
+    ok = True
+    for i, sl in enumerate(k.slices):
+        M, cl, cu = sets.follower_rows(i, p)
+        if M.shape[0] == 0:
+            continue
+        run = ipopt_solve(_ProjectionQP(M, u[sl]), x[sl], k.x_lb[sl], k.x_ub[sl], cl, cu,
+                          options={"tol": sets.ipopt_tol})
+        ok &= run.ok
+        x[sl] = np.clip(run.x, k.x_lb[sl], k.x_ub[sl])
+    return ok
+
+
+def infeasible_followers(sets: FollowerSets, p) -> list[str]:
+    """The followers whose linear rows and bounds have no common point at ``p``: one
+    LP per follower with rows (HiGHS through SciPy, a few milliseconds)."""
+    from scipy.optimize import linprog
+
+    k, out = sets.kernel, []
+    for i, sl in enumerate(k.slices):
+        M, cl, cu = sets.follower_rows(i, p)
+        if M.shape[0] == 0:
+            continue
+        eq = np.isfinite(cl) & (cl == cu)
+        up, lo = np.isfinite(cu) & ~eq, np.isfinite(cl) & ~eq
+        A_ub = np.vstack([M[up], -M[lo]])
+        b_ub = np.concatenate([cu[up], -cl[lo]])
+        res = linprog(np.zeros(M.shape[1]), A_ub=A_ub if A_ub.size else None,
+                      b_ub=b_ub if A_ub.size else None, A_eq=M[eq] if eq.any() else None,
+                      b_eq=cl[eq] if eq.any() else None,
+                      bounds=list(zip(np.where(np.isfinite(k.x_lb[sl]), k.x_lb[sl], None),
+                                      np.where(np.isfinite(k.x_ub[sl]), k.x_ub[sl], None))),
+                      method="highs")
+        if res.status == 2:  # infeasible
+            out.append(k.follower_names[i])
+    return out
 
 
 class _ProjectionQP(LinearRowCallbacks):
