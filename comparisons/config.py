@@ -225,19 +225,45 @@ def load_config(ref: str, *, seeds: str | list | None = None,
 def parse_config(text: str, *, name: str = "config", seeds: str | list | None = None,
                  experiments: list[str] | None = None, methods: list[str] | None = None,
                  time_limit: float | None = None, check_instances: bool = True) -> Config:
-    from stackopt.methods import available_methods, get_method, method_config
-    from stackopt.models import available_games, build_game, game_spec
+    """Validate a config's TOML ``text``; overrides replace config values (see :func:`load_config`)."""
+    from stackopt.methods import available_methods
+    from stackopt.models import available_games
 
+    raw = _read_toml(text, name)
+    plugins = _plugins(raw)
+    import_plugins(plugins)
+    top_methods = _table(raw.get("methods", {}), "[methods]")
+    exps_raw = _selected_experiments(raw, name, experiments)
+    games = available_games()
+    registered = available_methods()
+    out = [_experiment(ename, exp, raw, top_methods, games=games, registered=registered,
+                       seeds=seeds, methods=methods, time_limit=time_limit)
+           for ename, exp in exps_raw.items()]
+    config = Config(name, text, out, tuple(plugins), str(raw.get("description", "")))
+    if check_instances:
+        _check_instances(out)
+    return config
+
+
+def _read_toml(text: str, name: str) -> dict:
+    """The config's top-level table, with only known keys."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config {name!r} is not valid TOML: {exc}") from None
     _check_keys(raw, _TOP_KEYS, f"config {name!r}")
+    return raw
+
+
+def _plugins(raw: dict) -> list[str]:
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
-    import_plugins(plugins)
-    top_methods = _table(raw.get("methods", {}), "[methods]")
+    return plugins
+
+
+def _selected_experiments(raw: dict, name: str, experiments: list[str] | None) -> dict:
+    """The [experiments] tables, narrowed to ``experiments`` when given."""
     exps_raw = _table(raw.get("experiments", {}), "[experiments]")
     if not exps_raw:
         raise ValueError(f"config {name!r} has no experiments: add an [experiments.NAME] table")
@@ -246,84 +272,117 @@ def parse_config(text: str, *, name: str = "config", seeds: str | list | None = 
             if e not in exps_raw:
                 raise ValueError(f"unknown experiment {e!r}; config {name!r} has {sorted(exps_raw)}")
         exps_raw = {k: v for k, v in exps_raw.items() if k in experiments}
-    games = available_games()
-    registered = available_methods()
-    out = []
-    for ename, exp in exps_raw.items():
-        where = f"experiment {ename!r}"
-        exp = _table(exp, f"[experiments.{ename}]")
-        _check_keys(exp, _EXP_KEYS, where)
-        game = exp.get("game")
-        if not isinstance(game, str):
-            raise ValueError(f"{where} needs game = \"NAME\", one of {games}; got {game!r}")
-        if game not in games:
-            raise ValueError(f"{where}: unknown game {game!r}; expected one of {games}")
-        spec = game_spec(game)
-        grid: dict[str, list] = {}
-        for pname, values in _table(exp.get("grid", {}), f"[experiments.{ename}.grid]").items():
-            if pname not in spec.params:
-                raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}; "
-                                 f"expected one of {sorted(spec.params)}")
-            vals = values if isinstance(values, list) else [values]
-            if not vals:
-                raise ValueError(f"{where}: grid parameter {pname!r} has no values")
-            ptype = spec.params[pname].type
-            grid[pname] = [_param_value(v, ptype, f"{where}: {pname}") for v in vals]
-            if len({canonical_json(v) for v in grid[pname]}) != len(grid[pname]):
-                raise ValueError(f"{where}: grid parameter {pname!r} repeats a value: {values!r}")
-        axis = exp.get("axis")
-        if axis is not None and axis not in grid:
-            raise ValueError(f"{where}: axis {axis!r} is not a grid parameter; grid has {sorted(grid)}")
-        seed_spec = seeds if seeds is not None else exp.get("seeds", raw.get("seeds"))
-        if seed_spec is None:
-            raise ValueError(f"{where} has no seeds: set seeds = \"1-30\" or a list")
-        exp_seeds = parse_seeds(seed_spec, f"{where}: seeds")
-        tl = time_limit if time_limit is not None else exp.get("time_limit",
-                                                               raw.get("time_limit", DEFAULT_TIME_LIMIT))
-        tl = _positive(tl, f"{where}: time_limit")
-        grace = _positive(exp.get("kill_grace", raw.get("kill_grace", DEFAULT_GRACE)),
-                          f"{where}: kill_grace")
-        # methods: top-level defaults, then the experiment's own, then all_methods
-        mtable = dict(_table(top_methods, "[methods]"))
-        mtable.update(_table(exp.get("methods", {}), f"[experiments.{ename}.methods]"))
-        all_flag = exp.get("all_methods", raw.get("all_methods", False))
-        if not isinstance(all_flag, bool):
-            raise ValueError(f"{where}: all_methods must be true or false, got {all_flag!r}")
-        chosen: dict[str, dict] = {}
-        method_tl: dict[str, float] = {}
-        for mname, opts in mtable.items():
+    return exps_raw
+
+
+def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: list[str],
+                registered: list[str], seeds: str | list | None, methods: list[str] | None,
+                time_limit: float | None) -> Experiment:
+    """One [experiments.NAME] table, checked; the command line's overrides replace its values."""
+    where = f"experiment {ename!r}"
+    exp = _table(exp, f"[experiments.{ename}]")
+    _check_keys(exp, _EXP_KEYS, where)
+    game = _game(exp, where, games)
+    grid = _grid(exp, ename, game)
+    axis = exp.get("axis")
+    if axis is not None and axis not in grid:
+        raise ValueError(f"{where}: axis {axis!r} is not a grid parameter; grid has {sorted(grid)}")
+    seed_spec = seeds if seeds is not None else exp.get("seeds", raw.get("seeds"))
+    if seed_spec is None:
+        raise ValueError(f"{where} has no seeds: set seeds = \"1-30\" or a list")
+    exp_seeds = parse_seeds(seed_spec, f"{where}: seeds")
+    tl = time_limit if time_limit is not None else exp.get("time_limit",
+                                                           raw.get("time_limit", DEFAULT_TIME_LIMIT))
+    tl = _positive(tl, f"{where}: time_limit")
+    grace = _positive(exp.get("kill_grace", raw.get("kill_grace", DEFAULT_GRACE)),
+                      f"{where}: kill_grace")
+    chosen, method_tl = _methods(exp, raw, top_methods, ename, registered, methods)
+    description = exp.get("description", "")
+    if time_limit is not None:  # the command line's limit replaces every other
+        method_tl = {}
+    return Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
+                      description if isinstance(description, str) else "",
+                      {m: t for m, t in method_tl.items() if m in chosen}, grace)
+
+
+def _game(exp: dict, where: str, games: list[str]) -> str:
+    game = exp.get("game")
+    if not isinstance(game, str):
+        raise ValueError(f"{where} needs game = \"NAME\", one of {games}; got {game!r}")
+    if game not in games:
+        raise ValueError(f"{where}: unknown game {game!r}; expected one of {games}")
+    return game
+
+
+def _grid(exp: dict, ename: str, game: str) -> dict[str, list]:
+    """The experiment's grid: every parameter's values, typed and checked against the game."""
+    from stackopt.models import game_spec
+
+    where = f"experiment {ename!r}"
+    spec = game_spec(game)
+    grid: dict[str, list] = {}
+    for pname, values in _table(exp.get("grid", {}), f"[experiments.{ename}.grid]").items():
+        if pname not in spec.params:
+            raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}; "
+                             f"expected one of {sorted(spec.params)}")
+        vals = values if isinstance(values, list) else [values]
+        if not vals:
+            raise ValueError(f"{where}: grid parameter {pname!r} has no values")
+        ptype = spec.params[pname].type
+        grid[pname] = [_param_value(v, ptype, f"{where}: {pname}") for v in vals]
+        if len({canonical_json(v) for v in grid[pname]}) != len(grid[pname]):
+            raise ValueError(f"{where}: grid parameter {pname!r} repeats a value: {values!r}")
+    return grid
+
+
+def _methods(exp: dict, raw: dict, top_methods: dict, ename: str, registered: list[str],
+             methods: list[str] | None) -> tuple[dict[str, dict], dict[str, float]]:
+    """The experiment's methods (canonical name -> options) and their own time limits.
+
+    Top-level defaults, then the experiment's own, then all_methods; ``methods``
+    (the command line's) narrows the choice.
+    """
+    from stackopt.methods import get_method, method_config
+
+    where = f"experiment {ename!r}"
+    mtable = dict(_table(top_methods, "[methods]"))
+    mtable.update(_table(exp.get("methods", {}), f"[experiments.{ename}.methods]"))
+    all_flag = exp.get("all_methods", raw.get("all_methods", False))
+    if not isinstance(all_flag, bool):
+        raise ValueError(f"{where}: all_methods must be true or false, got {all_flag!r}")
+    chosen: dict[str, dict] = {}
+    method_tl: dict[str, float] = {}
+    for mname, opts in mtable.items():
+        try:
+            canonical = get_method(mname).name
+            opts = dict(_table(opts, f"[experiments.{ename}.methods.{mname}]"))
+            if "time_limit" in opts:
+                method_tl[canonical] = _positive(opts.pop("time_limit"),
+                                                 f"time_limit of method {mname!r}")
+            method_config(mname, opts)  # raises ValueError naming a bad option
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        chosen[canonical] = opts
+    if all_flag:
+        for mname in registered:
+            chosen.setdefault(mname, {})
+    if methods:
+        wanted = {get_method(m).name for m in methods}
+        chosen = {m: o for m, o in chosen.items() if m in wanted}
+    chosen = dict(sorted(chosen.items()))
+    if not chosen:
+        raise ValueError(f"{where} runs no method: add [experiments.{ename}.methods.NAME] "
+                         "or all_methods = true")
+    return chosen, method_tl
+
+
+def _check_instances(experiments: list[Experiment]) -> None:
+    """Build every grid point's game once (first seed): a bad parameter fails before any cell runs."""
+    from stackopt.models import build_game
+
+    for e in experiments:
+        for point in e.grid_points():
             try:
-                canonical = get_method(mname).name
-                opts = dict(_table(opts, f"[experiments.{ename}.methods.{mname}]"))
-                if "time_limit" in opts:
-                    method_tl[canonical] = _positive(opts.pop("time_limit"),
-                                                     f"time_limit of method {mname!r}")
-                method_config(mname, opts)  # raises ValueError naming a bad option
+                build_game(e.game, e.seeds[0], **point)
             except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            chosen[canonical] = opts
-        if all_flag:
-            for mname in registered:
-                chosen.setdefault(mname, {})
-        if methods:
-            wanted = {get_method(m).name for m in methods}
-            chosen = {m: o for m, o in chosen.items() if m in wanted}
-        chosen = dict(sorted(chosen.items()))
-        if not chosen:
-            raise ValueError(f"{where} runs no method: add [experiments.{ename}.methods.NAME] "
-                             "or all_methods = true")
-        description = exp.get("description", "")
-        if time_limit is not None:  # the command line's limit replaces every other
-            method_tl = {}
-        out.append(Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
-                              description if isinstance(description, str) else "",
-                              {m: t for m, t in method_tl.items() if m in chosen}, grace))
-    config = Config(name, text, out, tuple(plugins), str(raw.get("description", "")))
-    if check_instances:
-        for e in out:
-            for point in e.grid_points():
-                try:
-                    build_game(e.game, e.seeds[0], **point)
-                except ValueError as exc:
-                    raise ValueError(f"experiment {e.name!r}, game {e.game!r} {point}: {exc}") from None
-    return config
+                raise ValueError(f"experiment {e.name!r}, game {e.game!r} {point}: {exc}") from None

@@ -11,6 +11,7 @@ Where a cell certified a bound (status ``optimal`` with a ``bound``, as
 ``mpec-scip`` does), every method's optimality gap to that bound on the same
 instance is tabulated. Rows of one instance (game, parameters, seed) must all
 carry the same data fingerprint; otherwise the report refuses to compare them.
+The summary tables come from :mod:`.tables`; this module writes them out.
 """
 from __future__ import annotations
 
@@ -19,93 +20,16 @@ import json
 import math
 import tomllib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from .figures import draw, figures, numeric_axis
 from .runner import FAILED
-
-# left out of the means: the proposal of a method that failed means nothing. A cell
-# that hit its time limit but returned a strategy is scored like any other (a cell
-# killed by the harness has no objective and drops out on its own).
-EXCLUDED = ("error", "solver_error")
 from .store import Store
+from .tables import (EXCLUDED, ExperimentTable, FingerprintMismatch, Group, build_tables,
+                     check_fingerprints)
 
 METRICS = (("objective", "leader_objective"), ("violation", "constraint_violation"),
            ("residual", "equilibrium_residual"), ("time", "time_s"))
-
-
-class FingerprintMismatch(ValueError):
-    """Rows of one instance were generated from different data."""
-
-
-@dataclass
-class Group:
-    """One method at one grid point of one experiment."""
-
-    experiment: str
-    game: str
-    params: dict[str, Any]
-    method: str
-    pkey: str = ""  # canonical params JSON, as stored
-    rows: list[dict] = field(default_factory=list)
-    gaps: list[float] = field(default_factory=list)
-
-    def values(self, column: str) -> np.ndarray:
-        ok = [r for r in self.rows if r["status"] not in EXCLUDED or column == "time_s"]
-        return np.array([_num(r.get(column)) for r in ok], dtype=float)
-
-    def stat(self, column: str) -> tuple[float, float, int]:
-        v = self.values(column)
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            return math.nan, math.nan, 0
-        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-        return float(v.mean()), se, int(v.size)
-
-    def gap_stat(self) -> tuple[float, float, int]:
-        v = np.array([g for g in self.gaps if math.isfinite(g)], dtype=float)
-        if v.size == 0:
-            return math.nan, math.nan, 0
-        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-        return float(v.mean()), se, int(v.size)
-
-    @property
-    def statuses(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for r in self.rows:
-            out[r["status"]] += 1
-        return dict(sorted(out.items()))
-
-
-def _num(v) -> float:
-    return math.nan if v is None else float(v)
-
-
-def check_fingerprints(rows: list[dict]) -> None:
-    """Raise :class:`FingerprintMismatch` if one instance has rows with different data."""
-    seen: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r.get("fingerprint"):
-            seen[(r["game"], r["params"], r["seed"])][r["fingerprint"]].append(
-                f"{r['experiment']}/{r['method']}")
-    bad = {k: v for k, v in seen.items() if len(v) > 1}
-    if bad:
-        (game, params, seed), prints = next(iter(bad.items()))
-        detail = "; ".join(f"{fp[:12]}: {', '.join(sorted(set(who)))}" for fp, who in prints.items())
-        raise FingerprintMismatch(
-            f"refusing to compare: game {game!r} {params} seed {seed} was generated from "
-            f"different data in different rows ({detail}); {len(bad)} instance(s) affected. "
-            "The game's generator changed between runs: rerun into a fresh database."
-        )
-
-
-def _time(r: dict) -> float:
-    t = r.get("wall_time_s")
-    return _num(t if t is not None else r.get("cell_time_s"))
 
 
 def _axis_hints(store: Store) -> dict[str, str]:
@@ -119,94 +43,6 @@ def _axis_hints(store: Store) -> dict[str, str]:
             if isinstance(exp, dict) and isinstance(exp.get("axis"), str):
                 hints[name] = exp["axis"]
     return hints
-
-
-def _choose_axis(points: list[dict], hint: str | None) -> str | None:
-    varying = {k for p in points for k in p if len({json.dumps(q.get(k)) for q in points}) > 1}
-    if hint in varying:
-        return hint
-    if not varying:
-        return None
-    return max(sorted(varying), key=lambda k: len({json.dumps(p.get(k)) for p in points}))
-
-
-@dataclass
-class ExperimentTable:
-    name: str
-    game: str
-    axis: str | None
-    groups: list[Group]
-    methods: list[str]
-    points: list[str]  # params json, sorted by axis value
-    initial: dict[str, float]  # params json -> mean initial objective
-    has_bounds: bool
-    fixed: dict[str, Any] = field(default_factory=dict)  # parameters equal at every point
-    split: list[str] = field(default_factory=list)  # varied parameters other than the axis
-
-    def others(self, params: dict) -> str:
-        return ", ".join(f"{k}={params.get(k)}" for k in self.split)
-
-    def fixed_text(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.fixed.items()))
-
-
-def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> list[ExperimentTable]:
-    check_fingerprints(rows)
-    axis_hints = axis_hints or {}
-    for r in rows:
-        r["time_s"] = _time(r)
-        obj, init = _num(r.get("leader_objective")), _num(r.get("initial_objective"))
-        # paired with the same instance's initial strategy, in the leader's favour
-        r["improvement"] = (init - obj) if r.get("sense") == "minimize" else (obj - init)
-    # certified bounds per instance: the tightest among optimal cells
-    bounds: dict[tuple, float] = {}
-    for r in rows:
-        if r["status"] == "optimal" and r.get("bound") is not None and math.isfinite(r["bound"]):
-            key = (r["experiment"], r["params"], r["seed"])
-            b = float(r["bound"])
-            if key not in bounds:
-                bounds[key] = b
-            else:
-                bounds[key] = min(bounds[key], b) if r.get("sense") != "minimize" else max(bounds[key], b)
-    by_exp: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_exp[r["experiment"]].append(r)
-    tables = []
-    for exp, erows in by_exp.items():
-        groups: dict[tuple, Group] = {}
-        init: dict[str, dict[int, float]] = defaultdict(dict)  # point -> seed -> value
-        for r in erows:
-            g = groups.setdefault((r["params"], r["method"]), Group(
-                exp, r["game"], json.loads(r["params"]), r["method"], r["params"]))
-            g.rows.append(r)
-            if r.get("initial_objective") is not None and r["status"] not in EXCLUDED:
-                init[r["params"]].setdefault(r["seed"], float(r["initial_objective"]))
-            b = bounds.get((exp, r["params"], r["seed"]))
-            if b is not None and r["status"] not in EXCLUDED and r.get("leader_objective") is not None:
-                obj = float(r["leader_objective"])
-                g.gaps.append(obj - b if r.get("sense") == "minimize" else b - obj)
-        point_dicts = {p: json.loads(p) for p, _ in groups}
-        axis = _choose_axis(list(point_dicts.values()), axis_hints.get(exp))
-        points = sorted(point_dicts, key=lambda p: _sort_key(point_dicts[p], axis))
-        methods = sorted({m for _, m in groups})
-        dicts = list(point_dicts.values())
-        names = sorted({k for d in dicts for k in d})
-        fixed = {k: dicts[0].get(k) for k in names
-                 if len({json.dumps(d.get(k)) for d in dicts}) == 1}
-        split = [k for k in names if k not in fixed and k != axis]
-        tables.append(ExperimentTable(
-            exp, erows[0]["game"], axis,
-            [groups[(p, m)] for p in points for m in methods if (p, m) in groups],
-            methods, points,
-            {p: float(np.mean(list(v.values()))) for p, v in init.items() if v},
-            any(k[0] == exp for k in bounds), fixed, split))
-    return sorted(tables, key=lambda t: t.name)
-
-
-def _sort_key(point: dict, axis: str | None):
-    others = json.dumps({k: v for k, v in point.items() if k != axis}, sort_keys=True)
-    a = point.get(axis) if axis else None
-    return (others, (0, a, "") if isinstance(a, (int, float)) else (1, 0, str(a)))
 
 
 def _fmt(mean: float, se: float, digits: int = 4) -> str:
@@ -274,6 +110,14 @@ def _short(v):
 
 
 def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -> str:
+    """The text of report.md: what was run and how to read it, then one section per experiment."""
+    lines = _preamble(store_path, runs)
+    for t in tables:
+        lines += _section(t)
+    return "\n".join(lines) + "\n"
+
+
+def _preamble(store_path: str, runs: list[dict]) -> list[str]:
     lines = [f"# stackopt comparison report", "", f"Results: `{store_path}`.", ""]
     if runs:
         last = runs[-1]
@@ -291,69 +135,88 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
               "at its time limit with a strategy is scored like any other. Instances differ a lot, so the standard errors of the "
               "objective mostly measure that spread; the gain figure pairs every cell with the "
               "initial strategy on the same instance, which shows the methods' differences.", ""]
-    for t in tables:
-        ax = t.axis or "grid point"
-        lines += [f"## {t.name} (game `{t.game}`)", ""]
-        if t.fixed:
-            lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
-        by_point = defaultdict(dict)
-        for g in t.groups:
-            by_point[g.pkey][g.method] = g
-        subsets: dict[str, list[str]] = defaultdict(list)  # one wide table per other setting
-        for p in t.points:
-            subsets[t.others(json.loads(p))].append(p)
-        for other, pts in subsets.items():
-            heads = [json.loads(p) for p in pts]
-            for title, col in (("Leader objective", "leader_objective"),
-                               ("Constraint violation", "constraint_violation")):
-                lines += [f"**{title}**" + (f" ({other})" if other else ""), ""]
-                lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
-                lines.append("|" + "---|" * (len(heads) + 1))
-                if col == "leader_objective" and t.initial and "initial" not in t.methods:
-                    lines.append("| *initial strategy* | " + " | ".join(
-                        _g(t.initial[p], 4) if p in t.initial else "-" for p in pts) + " |")
-                for m in t.methods:
-                    cells = []
-                    for p in pts:
-                        g = by_point[p].get(m)
-                        if g is None:
-                            cells.append("-")
-                            continue
-                        mean, se, n = g.stat(col)
-                        text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
-                        if n == 0:  # every cell failed: say how
-                            text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
-                        else:
-                            if n < len(g.rows):  # some cells failed: say over how many
-                                text += f" ({n}/{len(g.rows)})"
-                            if g.statuses.get("time_limit"):
-                                text += " †"
-                        cells.append(text)
-                    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-                lines.append("")
-        if any(g.statuses.get("time_limit") for g in t.groups):
-            lines += ["† some of these cells stopped at their time limit (see the statuses "
-                      "below).", ""]
-        lines += ["**Per method and grid point**", ""]
-        head = [ax, "method", "cells", "statuses", "objective", "violation", "residual", "time (s)"]
+    return lines
+
+
+def _section(t: ExperimentTable) -> list[str]:
+    """One experiment: its wide tables, the per-method table and its figures."""
+    lines = [f"## {t.name} (game `{t.game}`)", ""]
+    if t.fixed:
+        lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
+    lines += _wide_tables(t)
+    if any(g.statuses.get("time_limit") for g in t.groups):
+        lines += ["† some of these cells stopped at their time limit (see the statuses "
+                  "below).", ""]
+    lines += _detail_table(t)
+    if numeric_axis(t):
+        lines += [" ".join(f"![{k}]({t.name}-{k}.png)"
+                           for k in ("objective", "improvement", "violation", "runtime")), ""]
+    return lines
+
+
+def _wide_tables(t: ExperimentTable) -> list[str]:
+    """Objective and violation, one column per grid point: a pair of tables per other setting."""
+    ax = t.axis or "grid point"
+    by_point = defaultdict(dict)
+    for g in t.groups:
+        by_point[g.pkey][g.method] = g
+    subsets: dict[str, list[str]] = defaultdict(list)  # one wide table per other setting
+    for p in t.points:
+        subsets[t.others(json.loads(p))].append(p)
+    lines: list[str] = []
+    for other, pts in subsets.items():
+        heads = [json.loads(p) for p in pts]
+        for title, col in (("Leader objective", "leader_objective"),
+                           ("Constraint violation", "constraint_violation")):
+            lines += [f"**{title}**" + (f" ({other})" if other else ""), ""]
+            lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
+            lines.append("|" + "---|" * (len(heads) + 1))
+            if col == "leader_objective" and t.initial and "initial" not in t.methods:
+                lines.append("| *initial strategy* | " + " | ".join(
+                    _g(t.initial[p], 4) if p in t.initial else "-" for p in pts) + " |")
+            for m in t.methods:
+                cells = [_wide_cell(by_point[p].get(m), col) for p in pts]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
+
+
+def _wide_cell(g: Group | None, col: str) -> str:
+    """A method's mean ± se at one grid point, or how its cells failed."""
+    if g is None:
+        return "-"
+    mean, se, n = g.stat(col)
+    text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
+    if n == 0:  # every cell failed: say how
+        text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
+    else:
+        if n < len(g.rows):  # some cells failed: say over how many
+            text += f" ({n}/{len(g.rows)})"
+        if g.statuses.get("time_limit"):
+            text += " †"
+    return text
+
+
+def _detail_table(t: ExperimentTable) -> list[str]:
+    """Every metric (and the gap to a certified bound) per method and grid point."""
+    lines = ["**Per method and grid point**", ""]
+    head = [t.axis or "grid point", "method", "cells", "statuses", "objective", "violation",
+            "residual", "time (s)"]
+    if t.has_bounds:
+        head.append("gap to certified bound")
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for g in t.groups:
+        row = [_label(g.params, t.axis), g.method, str(len(g.rows)),
+               " ".join(f"{k} {v}" for k, v in g.statuses.items())]
+        row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
+                for name, col in METRICS]
         if t.has_bounds:
-            head.append("gap to certified bound")
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        for g in t.groups:
-            row = [_label(g.params, t.axis), g.method, str(len(g.rows)),
-                   " ".join(f"{k} {v}" for k, v in g.statuses.items())]
-            row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
-                    for name, col in METRICS]
-            if t.has_bounds:
-                gm, gs, gn = g.gap_stat()
-                row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-        if numeric_axis(t):
-            lines += [" ".join(f"![{k}]({t.name}-{k}.png)"
-                               for k in ("objective", "improvement", "violation", "runtime")), ""]
-    return "\n".join(lines) + "\n"
+            gm, gs, gn = g.gap_stat()
+            row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
 
 
 # The figures the README shows: file name -> (config, experiment, figure kind). The main job
@@ -412,3 +275,8 @@ def readme_figures(rows: list[dict], runs: list[dict], hints: dict[str, str], do
         raise ValueError(f"{db} cannot make the README's figures {', '.join(missing)}: run "
                          "the main job first (`stackopt compare`, config quick)")
     return written
+
+
+__all__ = ["make_report", "readme_figures", "README_FIGURES", "markdown", "write_csv", "METRICS",
+           "build_tables", "check_fingerprints", "ExperimentTable", "Group",
+           "FingerprintMismatch", "EXCLUDED"]

@@ -2,12 +2,13 @@
 
 Only the parent process of a sweep writes to it, but several sweeps may share
 one database (on one machine, or a shared disk that honours SQLite's locks):
-they divide its cells through claims (:mod:`.claims`). The database runs in
-WAL mode with full synchronisation and each finished cell is one
-transaction, so a sweep killed at any moment, SIGKILL included, loses at most
-the cells that were still running and never leaves a half-written row. A
-UNIQUE key on (experiment, game, params, seed, method, options) makes every
-cell appear at most once; re-running a sweep skips the keys already stored.
+they divide its cells through claims (:mod:`.claims`), and each records its
+run (:mod:`.runs`). The database runs in WAL mode with full synchronisation
+and each finished cell is one transaction, so a sweep killed at any moment,
+SIGKILL included, loses at most the cells that were still running and never
+leaves a half-written row. A UNIQUE key on (experiment, game, params, seed,
+method, options) makes every cell appear at most once; re-running a sweep
+skips the keys already stored.
 
 Opening is safe under concurrency and checks the file (:mod:`.storefile`): a
 foreign, corrupted or empty file is a :class:`StoreError` saying which, as is
@@ -18,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from .claims import Claim, ClaimsMixin
+from .runs import RunsMixin
 from .storefile import (BUSY_TIMEOUT_S, CELL_COLUMNS, KEY_COLUMNS, SCHEMA_NAME, SCHEMA_VERSION,
                         StoreError, Transaction, JSON_COLUMNS, KEY_SQL, KEY_WHERE,
                         check_file, sqlite_error, connect, prepare, translated)
@@ -31,7 +32,7 @@ from .storefile import (BUSY_TIMEOUT_S, CELL_COLUMNS, KEY_COLUMNS, SCHEMA_NAME, 
 _OPEN: dict[str, int] = {}  # open connections of this process, by the database's real path
 
 
-class Store(ClaimsMixin):
+class Store(ClaimsMixin, RunsMixin):
     """An open results database; use :meth:`open`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
@@ -97,27 +98,6 @@ class Store(ClaimsMixin):
 
     def __exit__(self, *exc):
         self.close()
-
-    # ------------------------------------------------------------------ runs
-    @translated
-    def start_run(self, *, config_name: str, config_text: str, argv: list[str],
-                  scheduler: str, versions: dict, machine: dict) -> int:
-        with self._transaction():
-            cur = self.conn.execute(
-                "INSERT INTO runs (started_at, config_name, config_text, argv, scheduler, versions,"
-                " machine) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), config_name, config_text, json.dumps(argv), scheduler,
-                 json.dumps(versions), json.dumps(machine)))
-        return int(cur.lastrowid)
-
-    @translated
-    def finish_run(self, run_id: int) -> None:
-        with self._transaction():
-            self.conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (time.time(), run_id))
-
-    @translated
-    def runs(self) -> list[dict]:
-        return self._dicts("SELECT * FROM runs ORDER BY id")
 
     # ----------------------------------------------------------------- cells
     @translated
