@@ -38,6 +38,17 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
     proc = ctx.Process(target=child, daemon=True)
     proc.start()
     send.close()
+    best, history, outcome = _collect(proc, recv, hard_deadline)
+    if outcome is not None and outcome[0] == "done":
+        return outcome[1]
+    if outcome is not None:
+        raise RuntimeError(outcome[1])
+    return _timed_out(best, history, time_limit, fallback)
+
+
+def _collect(proc, recv, hard_deadline: float):
+    """The child's reports until it ends or ``hard_deadline`` passes (then it is killed):
+    ``(best payload or None, history, ("done" | "error", payload) or None at the deadline)``."""
     best, history, outcome = None, [], None
     try:
         while True:
@@ -62,10 +73,11 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
             proc.kill()
         proc.join()
         recv.close()
-    if outcome is not None and outcome[0] == "done":
-        return outcome[1]
-    if outcome is not None:
-        raise RuntimeError(outcome[1])
+    return best, history, outcome
+
+
+def _timed_out(best, history, time_limit: float, fallback) -> MethodOutput:
+    """The ``TIME_LIMIT`` output: the best point the child reported, else ``fallback``."""
     message = (f"time limit of {time_limit:g} s reached inside the optimiser; the optimiser "
                "process was stopped and the best point it reported is returned")
     if best is None:

@@ -39,7 +39,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         o, prob = self.o, self.prob
         pt = self.answers.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
         if pt is None:
-            return self._no_start()
+            return _no_start(self.answers, self.project(prob.k.p0), self.deadline)
         self.scale_functions(pt)
         self.mu = o.mu if o.mu is not None else self.initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
@@ -83,27 +83,13 @@ class AugmentedLagrangian(ScaledLagrangian):
                 self.switched = self.t
         return self._output(status, pt)
 
-    def _no_start(self) -> MethodOutput:
-        """The result where no fresh draw converged at the initial strategy."""
-        ans, p0 = self.answers, self.project(self.prob.k.p0)
-        late = time.perf_counter() >= self.deadline
-        why = f": {ans.failure}" if ans.failure else ""
-        status = (Status.TIME_LIMIT if late else
-                  Status.INFEASIBLE if "no feasible point" in ans.failure else Status.NOT_CONVERGED)
-        return MethodOutput(leader=p0, status=status, message=(
-            "the equilibrium oracle did not converge at the initial strategy"
-            + (" within the time limit" if late else "") + why))
-
     def _update_multipliers(self, pt, status) -> None:
         """Multipliers at the end of every inner solve that did not stall (ALGENCAN: it met
-        its tolerance or used its steps); the penalty grows where an inner solve met its
-        tolerance and the constraint measure did not fall enough since the last update
-        (an inner solve that used its steps is no evidence against mu)."""
+        its tolerance or used its steps), the penalty by :func:`_next_penalty`."""
         o = self.o
         v = self.measure(pt)
         self.lam = self.multipliers(pt)
-        if status is None and self._solved and v > o.feasibility_tol and v > o.penalty_decrease * self.v_prev:
-            self.mu = min(self.mu * o.penalty_growth, MU_MAX)
+        self.mu = _next_penalty(o, self.mu, v, self.v_prev, status is None and self._solved)
         self.v_prev = v
         self.omega = max(o.stationarity_tol, 0.1 * self.omega)
 
@@ -178,3 +164,25 @@ class AugmentedLagrangian(ScaledLagrangian):
                             claimed_violation=best.violation, history=self.history,
                             singular_kkt=self.singular, follower_hint=best.equilibria[0],
                             message=message)
+
+
+def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
+    """The penalty after a multiplier update: it grows (by ``penalty_growth``, up to
+    ``MU_MAX``) where the inner solve met its tolerance (``solved``) and the constraint
+    measure ``v`` did not fall enough since the last update (neither to ``feasibility_tol``
+    nor to ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence
+    against ``mu``."""
+    if solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
+        return min(mu * o.penalty_growth, MU_MAX)
+    return mu
+
+
+def _no_start(answers, p0, deadline: float) -> MethodOutput:
+    """The result where no fresh draw converged at the initial strategy ``p0``."""
+    late = time.perf_counter() >= deadline
+    why = f": {answers.failure}" if answers.failure else ""
+    status = (Status.TIME_LIMIT if late else
+              Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
+    return MethodOutput(leader=p0, status=status, message=(
+        "the equilibrium oracle did not converge at the initial strategy"
+        + (" within the time limit" if late else "") + why))
