@@ -3,8 +3,8 @@
 ``BR_i(x_-i, p) = argmin f_i(x_i, x_-i, p)`` over follower ``i``'s set, solved
 from the follower's current values (a local solver: the followers' own
 adjustment). Followers with a box only are solved by a projected Newton
-method on their block of the game Jacobian (no solver set-up per call);
-followers with rows, and any projected Newton run that does not finish, by
+method on their block of the game Jacobian, all responses of a sweep at once
+(:mod:`stackopt.box_response`; no solver set-up per call); followers with rows, and any projected Newton run that does not finish, by
 Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
 return status checked: a failure is counted and the result flagged, never
 taken silently.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .box_response import BoxNewtonBatch
 from .nlp import LinearRowCallbacks, ipopt_solve
 
 
@@ -39,73 +40,44 @@ class BestResponses:
         # plain attributes: read in every best response
         keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_exact_hessian_max",
                 "armijo", "min_step")
-        self.config = type("BestResponseOptions", (), {key: config[key] for key in keys})()
+        self.config = cfg = type("BestResponseOptions", (), {key: config[key] for key in keys})()
+        self.box_only = np.array([not (np.any(kernel.eq.owner == i) or np.any(kernel.ineq.owner == i))
+                                  for i in range(len(kernel.slices))], dtype=bool)
+        self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
 
     def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses") -> BestResponse:
         """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
+        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, purpose)[0]
+
+    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
+              purpose: str = "best_responses") -> list[BestResponse]:
+        """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point), counted
+        in the counter ``purpose``: box-only followers' all at once, the rest one by one."""
+        k = self.k
+        setattr(self.counters, purpose, getattr(self.counters, purpose) + len(owners))
+        out: list = [None] * len(owners)
+        box = np.flatnonzero(self.box_only[owners])
+        if box.size:
+            Y, w, ok = self.box.solve(owners[box], X[box], p)
+            at = 0
+            for r, b in enumerate(box):
+                sl = k.slices[owners[b]]
+                m = sl.stop - sl.start
+                if ok[r]:
+                    out[b] = BestResponse(Y[r, sl], np.zeros(0), np.zeros(0), w[at:at + m], True)
+                at += m
+        return [br if br is not None else self._solve_one(int(i), X[b], p)
+                for b, (i, br) in enumerate(zip(owners, out))]
+
+    def _solve_one(self, i, x, p) -> BestResponse:
         k = self.k
         sl = k.slices[i]
-        setattr(self.counters, purpose, getattr(self.counters, purpose) + 1)
-        has_rows = bool(np.any(k.eq.owner == i) or np.any(k.ineq.owner == i))
-        if not has_rows:
-            br = self._box_newton(i, x, p)
-            if br.ok:
-                return br
         br = self._ipopt(i, x, p)
         if not br.ok:
             self.counters.best_response_failures += 1
         if not np.all(np.isfinite(br.x)):
             br.x = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
         return br
-
-    # ------------------------------------------------------------ box only
-    def _box_newton(self, i, x, p) -> BestResponse:
-        """Projected Newton on ``f_i`` over the follower's box (Bertsekas' two-metric
-        projection: Newton on the free variables, gradient on those held at a bound); a
-        follower with one variable takes secant steps after the first, without the Jacobian."""
-        k, cfg = self.k, self.config
-        sl = k.slices[i]
-        lo, hi = k.x_lb[sl], k.x_ub[sl]
-        full = x.copy()
-        y = np.clip(x[sl], lo, hi)
-        full[sl] = y
-        f = k.follower_objectives(full, p)[i]
-        g_prev = y_prev = None
-        for it in range(cfg.br_newton_iter):
-            g = k.F(full, p)[sl]
-            held = ((y <= lo) & (g > 0)) | ((y >= hi) & (g < 0))
-            pg = np.where(held, 0.0, g)
-            if not np.all(np.isfinite(pg)) or not np.isfinite(f):
-                break
-            if np.max(np.abs(pg), initial=0.0) <= cfg.br_tol:
-                return BestResponse(y, np.zeros(0), np.zeros(0), np.where(held, -g, 0.0), True)
-            d = -pg
-            free = ~held
-            if y.size == 1 and g_prev is not None and y[0] != y_prev[0] and g[0] != g_prev[0]:
-                H = np.array([[(g[0] - g_prev[0]) / (y[0] - y_prev[0])]])  # secant: no Jacobian
-            else:
-                H = k.Jx(full, p)[sl, sl][np.ix_(free, free)]
-            g_prev, y_prev = g, y
-            try:
-                L = np.linalg.cholesky(0.5 * (H + H.T))
-                d[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))
-            except np.linalg.LinAlgError:  # not convex here: a gradient step
-                pass
-            t, accepted = 1.0, False
-            while t >= cfg.min_step:
-                yt = np.clip(y + t * d, lo, hi)
-                full[sl] = yt
-                ft = k.follower_objectives(full, p)[i]
-                # sufficient decrease, up to rounding in f (near the optimum it is all rounding)
-                if np.isfinite(ft) and ft <= f + cfg.armijo * (g @ (yt - y)) + 1e-14 * abs(f):
-                    accepted = True
-                    break
-                t *= 0.5
-            if not accepted:
-                full[sl] = y
-                break
-            y, f = yt, ft
-        return BestResponse(y, np.zeros(0), np.zeros(0), np.zeros(y.size), False)
 
     # ----------------------------------------------------------------- Ipopt
     def _ipopt(self, i, x, p) -> BestResponse:

@@ -86,11 +86,20 @@ class ColdStart:
             tally[0] += res.iterations
             if res.converged and self._local_nash(res.z, p):
                 return o._result(res.z, p, tally, res.residual)
+        return self._relaxation(x, p, deadline, tally, checked)
+
+    def _relaxation(self, x, p, deadline, tally, checked) -> Equilibrium:
+        """Damped best responses with Newton taking over (the relaxation ladder); where the
+        damped map does not contract, ``d`` halved down to ``min_damping``."""
+        o = self.o
+        cfg, newton = o.config, o.newton
+        zeros = (np.zeros(o.system.m_e), np.zeros(o.system.m_i), np.zeros(o.kernel.n_x))
         best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        rungs, sweeps = list(cfg.relaxation_ladder), 0
+        rungs, sweeps, d = list(cfg.relaxation_ladder), 0, cfg.damping
+        rung = None
         while time.perf_counter() < deadline and sweeps < cfg.max_relaxation:
-            rung = rungs.pop(0) if rungs else cfg.relaxation_tol
-            h = o.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol)
+            rung = (rungs.pop(0) if rungs else cfg.relaxation_tol) if rung is None else rung
+            h = o.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol, damping=d)
             tally[1] += h.steps
             sweeps += h.steps
             x = h.z[0]
@@ -102,12 +111,16 @@ class ColdStart:
                 if res.converged and self._local_nash(res.z, p):
                     return o._result(res.z, p, tally, res.residual,
                                      message="best responses did not settle; Newton from their last point")
-                break
+                if 0.5 * d < cfg.min_damping:
+                    break
+                d *= 0.5  # the damped map does not contract: damp more, from where it stopped
+                continue
+            rung = None
             res = newton.solve(h.z, p, deadline, cfg.handover_newton)
             tally[0] += res.iterations
             early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
             near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
-                                 and o.relax.contracts(o.system, res.z, p))
+                                 and o.relax.contracts(o.system, res.z, p, damping=d))
             if res.converged and near and (not checked or self._local_nash(res.z, p)):
                 return o._result(res.z, p, tally, res.residual)
             if res.residual < best.residual:

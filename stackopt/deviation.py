@@ -48,24 +48,28 @@ class Deviations:
             return None
         f = k.follower_objectives(x, p)
         starts = self._starts(x, p, rng)
+        owners, rows = [], []
         for i, sl in enumerate(k.slices):
             if self.convex[i]:
                 continue
-            bar = f[i] - self.tol * max(1.0, abs(f[i]))
             tried: list[np.ndarray] = []
             for s in starts:
-                if time.perf_counter() > deadline:
-                    return None
                 if np.allclose(s[sl], x[sl]) or any(np.allclose(s[sl], t) for t in tried):
                     continue
                 tried.append(s[sl])
                 y = x.copy()
                 y[sl] = s[sl]
-                br = self.responses.solve(i, y, p, purpose="deviation_responses")
-                if not br.ok:
-                    continue
-                y[sl] = br.x
-                if k.follower_objectives(y, p)[i] < bar:
-                    self.found += 1
-                    return y
+                owners.append(i)
+                rows.append(y)
+        if not rows or time.perf_counter() > deadline:
+            return None
+        # every response at once; the first profitable one in follower order, then start order
+        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses")
+        for i, y, br in zip(owners, rows, brs):
+            if not br.ok:
+                continue
+            y[k.slices[i]] = br.x
+            if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
+                self.found += 1
+                return y
         return None

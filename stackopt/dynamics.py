@@ -149,13 +149,14 @@ class Relaxation(ColdDynamics):
     def __init__(self, kernel, responses, damping: float = 0.5, patience: int = 30):
         self.k, self.responses, self.damping, self.patience = kernel, responses, damping, patience
 
-    def run(self, x, p, deadline, budget, handover, step_tol=None) -> Handover:
+    def run(self, x, p, deadline, budget, handover, step_tol=None, damping=None) -> Handover:
         k = self.k
-        d = self.damping
+        d = self.damping if damping is None else damping
         step_tol = handover if step_tol is None else step_tol
         it, sizes = 0, []
+        owners = np.arange(len(k.slices))
         for it in range(1, budget + 1):
-            brs = [self.responses.solve(i, x, p) for i in range(len(k.slices))]
+            brs = self.responses.batch(owners, np.broadcast_to(x, (owners.size, x.size)), p)
             br = np.concatenate([b.x for b in brs])
             step = br - x
             x = x + d * step
@@ -173,11 +174,11 @@ class Relaxation(ColdDynamics):
                 break
         return Handover(self._z(br, brs), it, False)
 
-    def contracts(self, system, z, p) -> bool:
+    def contracts(self, system, z, p, damping=None) -> bool:
         """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
         its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
         has spectral radius below one. Checked where followers have bounds only."""
-        k, d = self.k, self.damping
+        k, d = self.k, (self.damping if damping is None else damping)
         if system.m_e or system.m_i:
             return True
         free = system.classify(z[0], z[2], z[3], p).free

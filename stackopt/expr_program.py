@@ -45,6 +45,7 @@ class PolyBatch:
         self.rows = np.array(rows, dtype=np.intp)
         self.n_terms = len(rows)
         self.has_const = bool(np.any(self.const))
+        self._sum = None
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         if not self.n_terms:
@@ -59,6 +60,26 @@ class PolyBatch:
         out = np.bincount(self.rows, weights=terms, minlength=self.n_out)
         if self.has_const:
             out += self.const
+        return out
+
+
+    def batch(self, v: np.ndarray) -> np.ndarray:
+        """The polynomials at several points at once: ``v`` holds one column per point."""
+        if not self.n_terms:
+            return np.repeat(self.const[:, None], v.shape[1], axis=1)
+        if self._sum is None:  # row sums of the terms as one sparse product
+            import scipy.sparse as sp
+            self._sum = sp.csr_matrix((np.ones(self.n_terms), (self.rows, np.arange(self.n_terms))),
+                                      shape=(self.n_out, self.n_terms))
+        parts = []
+        for coef, cols in self.groups:
+            t = coef[:, None] * v[cols[0]]
+            for c in cols[1:]:
+                t *= v[c]
+            parts.append(t)
+        out = self._sum @ (parts[0] if len(parts) == 1 else np.concatenate(parts))
+        if self.has_const:
+            out += self.const[:, None]
         return out
 
 
@@ -131,6 +152,29 @@ class Program:
     def __call__(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         with np.errstate(all="ignore"):
             return self.out(self.atoms(np.asarray(values, dtype=float), params))
+
+    def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """The expressions at several points: ``values`` of shape ``(points, n_vars)``,
+        the result ``(points, n_out)``; one NumPy call per level for all points."""
+        values = np.asarray(values, dtype=float)
+        v = np.empty((self.n_vars + self.n_aux, values.shape[0]))
+        v[: self.n_vars] = values.T
+        with np.errstate(all="ignore"):
+            if self._param_atoms.size:
+                if params is None:
+                    params = self.parameters.values()
+                v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][:, None]
+            for batch, target, funcs in self.levels:
+                u = batch.batch(v)
+                for kind, pos, param in funcs:
+                    if kind == "pow":
+                        u[pos] = np.power(u[pos], param[:, None])
+                    elif kind == "powv":
+                        u[pos] = np.power(u[pos], v[param])
+                    else:
+                        u[pos] = UNARY[kind](u[pos])
+                v[target] = u
+            return self.out.batch(v).T
 
 
 class SparseJacobian:

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from .kernel_batch import BatchEvaluators
 from .kernel_leader import LeaderEvaluators
 from .rows import LinearRows, linear_rows  # noqa: F401  (LinearRows: re-exported)
 
@@ -31,7 +32,7 @@ def kernel_of(game) -> "GameKernel":
     return game.cached("kernel", lambda: GameKernel(game))
 
 
-class GameKernel(LeaderEvaluators):
+class GameKernel(LeaderEvaluators, BatchEvaluators):
     """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`
     (the leader's evaluators come from :class:`~stackopt.kernel_leader.LeaderEvaluators`,
     the followers' linear rows from :func:`stackopt.rows.linear_rows`)."""

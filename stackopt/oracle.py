@@ -81,6 +81,9 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("cold_restarts", ConfigValue(3, NonNegativeInt, "further random starts when gradient play does "
       "not settle (with a random stream), before best responses"))
     d("damping", ConfigValue(0.5, _damping, "relaxation: x <- (1 - d) x + d BR(x)"))
+    d("min_damping", ConfigValue(0.05, PositiveFloat, "relaxation: where the damped map does not "
+      "contract (relaxation_patience sweeps without a smaller step) and Newton cannot finish from its "
+      "last point, d is halved and the relaxation goes on, down to this"))
     d("max_relaxation", ConfigValue(300, PositiveInt, "best-response sweeps per solve"))
     d("relaxation_tol", ConfigValue(1e-3, PositiveFloat, "relaxation step below which Newton takes over"))
     d("relaxation_patience", ConfigValue(30, PositiveInt, "best-response sweeps without a smaller step "
