@@ -20,6 +20,11 @@ defenders, T // 2 coverable targets each; cyber insurance with n in {5, 10,
 * ``ref s/step``: the reference implementation's mean time per gradient step
   (forward + backward) from its published runtime CSVs, and ``ref/warm``.
 
+A last table counts the oracle's solves (cold starts and warm solves) that
+each method and the scoring of its answer performed (``Result.oracle_solves``),
+at the smallest size of each domain, every method with its defaults and a
+time limit of ``--work-limit`` seconds.
+
 Reference numbers: github guaguakai/equilibrium_gradient at commit 68a09ee,
 files ``{qre,ssg,cyber}/exp/runtime/{A,N}<size>_constrained_diffmulti.csv``,
 columns ``forward`` and ``backward`` (seconds over 100 gradient steps; the
@@ -33,7 +38,7 @@ slower than one thread did. The benchmark restarts itself with
 ``OPENBLAS_NUM_THREADS`` (and the OpenMP/MKL equivalents) set, and stops
 starting new sizes once ``--budget`` minutes are spent (those rows say so).
 
-    python -m stackopt.comparisons.bench_scaling [--steps 7] [--cold 3] [--budget 15]
+    python -m stackopt.comparisons.bench_scaling [--steps 7] [--cold 3] [--budget 15] [--work-limit 20]
 """
 from __future__ import annotations
 
@@ -162,6 +167,26 @@ def _print_table(title, domain, rows):
               f"{b['cold'] / a['cold']:.1f}, game data x{_data_size(domain, b['size']) / _data_size(domain, a['size']):.0f}")
 
 
+WORK_METHODS = ("gradient", "implicit-ipopt", "slsqp", "mpec-ipopt")
+
+
+def _print_work(args) -> None:
+    """Each method's oracle solves (cold starts, warm solves) and the scoring's, at the
+    smallest size of each domain, every method with its defaults and ``--work-limit`` s."""
+    from stackopt import solve
+    print(f"\nOracle solves per method at the smallest sizes (defaults, time limit {args.work_limit:g} s): "
+          "cold starts / warm solves")
+    print(f"{'game':>10s}{'method':>16s}{'status':>16s}{'time s':>8s}{'method':>14s}{'scoring':>10s}")
+    for _, domain, sizes in DOMAINS:
+        if domain not in args.domains or domain == "nfg3":
+            continue
+        for method in WORK_METHODS:
+            r = solve(_build(domain, sizes[0]), method, seed=0, time_limit=args.work_limit)
+            m, s = r.oracle_solves["method"], r.oracle_solves["scoring"]
+            print(f"{domain + str(sizes[0]):>10s}{method:>16s}{r.status.value:>16s}{r.wall_time_s:8.1f}"
+                  f"{m['cold_starts']:>7d} / {m['warm_solves']:<5d}{s['cold_starts']:>5d} / {s['warm_solves']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=7, help="warm steps timed per size")
@@ -169,6 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cold", type=int, default=3, help="cold equilibria timed per size")
     ap.add_argument("--budget", type=float, default=15.0, help="minutes after which no new size starts")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (0: leave as the environment says)")
+    ap.add_argument("--work-limit", type=float, default=20.0, help="seconds per method of the oracle-solves "
+                    "table (0: no table)")
     ap.add_argument("--domains", nargs="*", default=[d for _, d, _ in DOMAINS], help="subset of nfg2 nfg3 ssg cyber")
     args = ap.parse_args(argv)
     if args.blas_threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.blas_threads):
@@ -201,6 +228,8 @@ def main(argv=None) -> int:
             finally:
                 args.steps = steps
         _print_table(title, domain, rows)
+    if args.work_limit > 0:
+        _print_work(args)
     print(f"\ntotal {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 

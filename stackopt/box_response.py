@@ -104,7 +104,8 @@ class BoxNewtonBatch:
                 pass
         j = start[scalar]
         conv = (H_scalar[scalar] > 0) & ~held[j]
-        d[j[conv]] = -g[j[conv]] / H_scalar[scalar][conv]
+        root = np.sqrt(H_scalar[scalar][conv])  # as the Cholesky solve of the 1 x 1 block rounds
+        d[j[conv]] = -((g[j[conv]] / root) / root)
         return d
 
     def _search(self, A, X, p, owner, y, f, g, d, lo, hi, start, vr, vc, active):

@@ -83,3 +83,14 @@ class OracleCounters:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Every oracle's solves in this process (children run by :mod:`stackopt.isolate` add
+# theirs): :func:`stackopt.solve` reports the method's and the scoring's share.
+WORK = {"cold_starts": 0, "warm_solves": 0}
+
+
+def work_since(before: dict) -> dict:
+    """The solves counted in :data:`WORK` since the snapshot ``before``."""
+    return {key: WORK[key] - before.get(key, 0) for key in WORK}
+

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import time
 import traceback
 
+from .equilibrium import WORK, work_since
 from .methods import MethodOutput
 from .result import Status
 
@@ -27,11 +28,16 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
 
     def child():
         recv.close()
+        before = dict(WORK)
+
+        def report(kind, payload):
+            send.send(("work", work_since(before)))  # the parent counts the child's oracle solves
+            send.send((kind, payload))
         try:
-            out = task(lambda kind, payload: send.send((kind, payload)))
-            send.send(("done", out))
+            out = task(report)
+            report("done", out)
         except BaseException as exc:  # the parent turns it into an exception of its own
-            send.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
+            report("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
         finally:
             send.close()
 
@@ -49,7 +55,7 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
 def _collect(proc, recv, hard_deadline: float):
     """The child's reports until it ends or ``hard_deadline`` passes (then it is killed):
     ``(best payload or None, history, ("done" | "error", payload) or None at the deadline)``."""
-    best, history, outcome = None, [], None
+    best, history, outcome, work = None, [], None, {}
     try:
         while True:
             remaining = hard_deadline - time.perf_counter()
@@ -61,7 +67,9 @@ def _collect(proc, recv, hard_deadline: float):
                 outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
                                     f"{proc.exitcode})")
                 break
-            if kind == "best" and payload is not None:
+            if kind == "work":
+                work = payload
+            elif kind == "best" and payload is not None:
                 best = payload
             elif kind == "history":
                 history.append(payload)
@@ -73,6 +81,8 @@ def _collect(proc, recv, hard_deadline: float):
             proc.kill()
         proc.join()
         recv.close()
+        for key, n in work.items():
+            WORK[key] += n
     return best, history, outcome
 
 

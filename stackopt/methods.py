@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from pyomo.common.config import ConfigDict
 
+from .equilibrium import WORK, work_since
 from .options import check, domain_of
 from .result import Result, Status
 
@@ -150,7 +151,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
                     "for integer leader variables)")
     method_obj = cls()
     method_obj.check(config)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), dict(WORK)
     try:
         out = method_obj.run(game, config, int(seed), time_limit)
     except Exception as exc:  # a failing solver must not crash a sweep
@@ -158,10 +159,11 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
 
         out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
-    elapsed = time.perf_counter() - start
+    elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
     deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
     result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.wall_time_s = elapsed
+    result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
 

@@ -30,7 +30,7 @@ from .best_response import BestResponses
 from .coldstart import ColdStart
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .deviation import Deviations
-from .equilibrium import Equilibrium, OracleCounters
+from .equilibrium import WORK, Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
@@ -165,6 +165,7 @@ class EquilibriumOracle:
         tally = [0, 0]  # Newton iterations, dynamics steps
         if warm is not None:
             self.counters.warm_solves += 1
+            WORK["warm_solves"] += 1
             res = self._warm(warm, p, deadline, tally)
             if res.converged or not fallback:
                 return self._result(res.z, p, tally, res.residual)
@@ -174,6 +175,7 @@ class EquilibriumOracle:
         else:
             start, restarts = None, self.config.cold_restarts
         self.counters.cold_starts += 1
+        WORK["cold_starts"] += 1
         return self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts, tally,
                              checked=warm is None)
 

@@ -48,6 +48,10 @@ class Result:
     values, where the method claimed any: where several equilibria exist, a
     method can hold one that the followers' own dynamics from fresh starts do not
     reach, and the message then says how far apart the two are.
+
+    ``oracle_solves`` counts the equilibrium oracle's work: ``{"method": {...},
+    "scoring": {...}}``, each with ``cold_starts`` (solves by the followers'
+    dynamics from a start) and ``warm_solves`` (from a nearby equilibrium).
     """
 
     game: str
@@ -70,6 +74,7 @@ class Result:
     message: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    oracle_solves: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # a projection's -0.0 is shown, stored and printed as 0
         for name in ("leader_objective", "initial_objective", "constraint_violation",

@@ -72,3 +72,16 @@ def test_check_gradient_unknown_row():
     r = check_gradient(_game_with_named_constraints(), seed=1)
     with pytest.raises(ValueError, match=r"unknown row 'cost'; rows are \['objective', 'budget', 'floor'\]"):
         r.row("cost")
+
+
+@pytest.mark.parametrize("method", ["gradient", "slsqp", "initial"])
+def test_result_counts_the_oracles_cold_starts_of_method_and_scoring(method):
+    r = solve(make_duopoly(), method, seed=0)
+    work = r.oracle_solves
+    assert set(work) == {"method", "scoring"}
+    assert work["scoring"]["cold_starts"] >= 1  # fresh draws at the final strategy
+    if method == "initial":
+        assert work["method"] == {"cold_starts": 0, "warm_solves": 0}
+    else:  # slsqp runs in a child process, whose solves are reported back
+        assert work["method"]["cold_starts"] >= 1
+        assert work["method"]["cold_starts"] + work["method"]["warm_solves"] >= 2
