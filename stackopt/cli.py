@@ -175,12 +175,20 @@ def _flagged(message: str, flags: dict[str, str], game: str) -> str:
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_solve(argv) -> int:
-    ap, gnames, gflags, mnames = _command_parser("solve", argv, _SOLVE_DESCRIPTION, True)
+def _game_command(name, argv, description, with_method):
+    """Parse a command that builds one game: ``(parser, namespace, game, method option names)``,
+    the game None where it could not be built (the error printed)."""
+    ap, gnames, gflags, mnames = _command_parser(name, argv, description, with_method)
     ns = ap.parse_args(argv)
     game, error = _build_game(ap.prog, ns, gnames, gflags)
     if error:
         print(error, file=sys.stderr)
+    return ap, ns, game, mnames
+
+
+def cmd_solve(argv) -> int:
+    ap, ns, game, mnames = _game_command("solve", argv, _SOLVE_DESCRIPTION, True)
+    if game is None:
         return 2
     from .methods import solve
 
@@ -209,14 +217,11 @@ _SOLVE_DESCRIPTION = (
 
 
 def cmd_check_gradient(argv) -> int:
-    ap, gnames, gflags, _ = _command_parser(
+    ap, ns, game, _ = _game_command(
         "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
         "constraints with central finite differences of re-solved equilibria, at a seeded random "
         "leader strategy.", False)
-    ns = ap.parse_args(argv)
-    game, error = _build_game(ap.prog, ns, gnames, gflags)
-    if error:
-        print(error, file=sys.stderr)
+    if game is None:
         return 2
     from .checks import check_gradient
 

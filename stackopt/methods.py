@@ -18,7 +18,7 @@ import numpy as np
 from pyomo.common.config import ConfigDict
 
 from .equilibrium import WORK, work_since
-from .options import check, domain_of
+from .options import check, domain_of, registrar
 from .result import Result, Status
 
 _METHODS: dict[str, type["Method"]] = {}
@@ -73,16 +73,7 @@ class Method:
 
 def register_method(name: str, *aliases: str) -> Callable[[type], type]:
     """Class decorator registering a :class:`Method` under ``name`` (and aliases)."""
-
-    def deco(cls):
-        cls.name = name
-        for n in (name, *aliases):
-            if n in _METHODS and _METHODS[n] is not cls:
-                raise ValueError(f"method name {n!r} is already registered")
-            _METHODS[n] = cls
-        return cls
-
-    return deco
+    return registrar(_METHODS, "method", name, aliases)
 
 
 def available_methods() -> list[str]:

@@ -173,3 +173,21 @@ def plain(text: str) -> str:
     text = re.sub(r":[\w:]+:`([^`]*)`", r"\1", text)
     text = re.sub(r"``([^`]*)``", r"\1", text)
     return re.sub(r"`([^`]*)`_?", r"\1", text)
+
+
+def registrar(table: dict, kind: str, name: str, aliases=()):
+    """A class decorator entering a class in ``table`` under ``name`` and ``aliases``
+    (setting its ``name`` and ``aliases``); a name taken by another class is an error
+    naming the ``kind`` (method, mode, solver)."""
+
+    def deco(cls):
+        cls.name = name
+        cls.aliases = tuple(aliases)
+        for n in (name, *aliases):
+            if n in table and table[n] is not cls:
+                raise ValueError(f"{kind} name {n!r} is already registered")
+            table[n] = cls
+        return cls
+
+    return deco
+

@@ -18,6 +18,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.config import ConfigDict, ConfigValue
 
+from ..options import registrar
 from .options import finite_positive, fraction
 
 MODES: dict[str, type["Reformulation"]] = {}
@@ -27,25 +28,12 @@ MODE_BLOCK = "reformulation"  # name of the mode's block inside the single-level
 
 def register_mode(name: str, *aliases: str):
     """Class decorator registering a :class:`Reformulation` under ``name`` (and aliases)."""
-    return _register(MODES, "mode", name, aliases)
+    return registrar(MODES, "mode", name, aliases)
 
 
 def register_solver(name: str, *aliases: str):
     """Class decorator registering a :class:`Solver` under ``name`` (and aliases)."""
-    return _register(SOLVERS, "solver", name, aliases)
-
-
-def _register(table, kind, name, aliases):
-    def deco(cls):
-        cls.name = name
-        cls.aliases = tuple(aliases)
-        for n in (name, *aliases):
-            if n in table and table[n] is not cls:
-                raise ValueError(f"{kind} name {n!r} is already registered")
-            table[n] = cls
-        return cls
-
-    return deco
+    return registrar(SOLVERS, "solver", name, aliases)
 
 
 def get_mode(name) -> type["Reformulation"]:
