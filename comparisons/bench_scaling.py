@@ -183,7 +183,7 @@ def _print_work(args) -> None:
         for method in WORK_METHODS:
             r = solve(_build(domain, sizes[0]), method, seed=0, time_limit=args.work_limit)
             m, s = r.oracle_solves["method"], r.oracle_solves["scoring"]
-            print(f"{domain + str(sizes[0]):>10s}{method:>16s}{r.status.value:>16s}{r.wall_time_s:8.1f}"
+            print(f"{f'{domain} {sizes[0]}':>10s}{method:>16s}{r.status.value:>16s}{r.wall_time_s:8.1f}"
                   f"{m['cold_starts']:>7d} / {m['warm_solves']:<5d}{s['cold_starts']:>5d} / {s['warm_solves']}")
 
 
