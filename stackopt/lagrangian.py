@@ -26,7 +26,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         self.deadline = deadline
         self.history: list[dict] = []
         self.answers = Answers(prob, opts, deadline)
-        self.halvings = self.jumps = self.settled = 0
+        self.halvings = self.jumps = self.settled = self.refused = 0
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
         self._path = np.zeros(prob.k.n_p)  # each variable's path length in the current inner solve
@@ -156,7 +156,8 @@ class AugmentedLagrangian(ScaledLagrangian):
         message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
                    f"{best.violation:.3g}{note}; {ans.reanchors} re-anchorings on fresh draws; "
                    f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
-                   f"where their branch ended; {self.settled} where a follower gained by deviating; "
+                   f"where their branch ended ({self.refused} refused: worse for the leader); "
+                   f"{self.settled} where a follower gained by deviating; "
                    f"{self.prob.cold_starts} cold starts")
         if ans.failed_draws:
             message += f"; fresh draws failed {ans.failed_draws} times"

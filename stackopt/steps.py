@@ -19,7 +19,12 @@ A trial strategy whose equilibrium branch cannot be followed by warm starts
 (a fold, or an active-set change too large for Newton) counts as a failed
 trial and halves the step; after ``MAX_LOST`` such halvings the lost branches
 re-adjust by the followers' dynamics at the last trial, as the followers would
-once theirs is gone, and the step is taken there (a *jump*).
+once theirs is gone, and the step is taken there (a *jump*). Adam, which has
+no line search, refuses a jump to an equilibrium where the leader's objective
+is worse and the violation no smaller (it stays, its momentum cleared): on
+cyber insurance a premium pushed past a fold otherwise drops the revenue of
+the branch it had climbed (126 to -98 in one step on one instance) and the
+run rarely climbs back.
 """
 from __future__ import annotations
 
@@ -205,8 +210,14 @@ class AdamStep:
                 return trial
             al.halvings += 1
         new = self.prob.readjust(pt, x, trial)
-        if new.converged:
-            al.jumps += 1
-            return new
-        return None
+        if not new.converged:
+            return None
+        if new.f > pt.f and new.violation >= pt.violation:
+            # past the fold the followers settle where the leader does worse and is no more
+            # feasible: the step is refused, and the momentum that carried it there forgotten
+            self.m1[:] = 0.0
+            al.refused += 1
+            return pt
+        al.jumps += 1
+        return new
 

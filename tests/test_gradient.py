@@ -196,16 +196,32 @@ class _StubProblem:
 
 
 class _Point:
-    def __init__(self, p, converged=True):
+    def __init__(self, p, converged=True, f=0.0, violation=0.0):
         self.p, self.converged = np.asarray(p, float), converged
+        self.f, self.violation = f, violation
 
 
 class _StubLagrangian:
     scale = np.ones(1)
-    t, halvings, jumps = 0, 0, 0
+    t, halvings, jumps, refused = 0, 0, 0, 0
 
     def project(self, y, metric=None):
         return np.clip(y, -10, 10)
+
+
+def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
+    from stackopt.gradient import GradientMethod, Options
+    from stackopt.steps import AdamStep
+    opts = Options(**GradientMethod.CONFIG().value())
+    prob, al = _StubProblem(reach=0.0), _StubLagrangian()
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=base.violation)
+    step, start = AdamStep(prob, opts), _Point([0.0], f=-2.0, violation=0.5)
+    assert step.take(al, start, np.array([-1.0])) is start  # stays where it was
+    assert al.refused == 1 and al.jumps == 0 and np.all(step.m1 == 0.0)
+    # worse for the objective but more feasible: taken
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=0.1)
+    new = step.take(al, start, np.array([-1.0]))
+    assert new is not start and al.jumps == 1 and al.refused == 1
 
 
 def test_lost_branch_halves_then_re_adjusts():
