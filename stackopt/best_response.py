@@ -4,8 +4,10 @@
 from the follower's current values (a local solver: the followers' own
 adjustment). Followers with a box only are solved by a projected Newton
 method on their block of the game Jacobian, all responses of a sweep at once
-(:mod:`stackopt.box_response`; no solver set-up per call); followers with rows, and any projected Newton run that does not finish, by
-Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
+(:mod:`stackopt.box_response`; no solver set-up per call); followers with a
+box and one row (a simplex, a budget) by spectral projected gradient on the
+exact projection (:mod:`stackopt.row_response`); other followers with rows,
+and any run of those two that does not finish, by Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
 return status checked: a failure is counted and the result flagged, never
 taken silently.
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 from .box_response import BoxNewtonBatch
 from .nlp import LinearRowCallbacks, ipopt_solve
+from .row_response import RowResponses
 
 
 @dataclass
@@ -38,12 +41,13 @@ class BestResponses:
     def __init__(self, kernel, sets, config, counters):
         self.k, self.sets, self.counters = kernel, sets, counters
         # plain attributes: read in every best response
-        keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_exact_hessian_max",
-                "armijo", "min_step")
+        keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_spg_iter",
+                "br_exact_hessian_max", "armijo", "min_step")
         self.config = cfg = type("BestResponseOptions", (), {key: config[key] for key in keys})()
         self.box_only = np.array([not (np.any(kernel.eq.owner == i) or np.any(kernel.ineq.owner == i))
                                   for i in range(len(kernel.slices))], dtype=bool)
         self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
+        self.rows = RowResponses(kernel, sets, cfg.br_tol, cfg.br_spg_iter)
 
     def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses") -> BestResponse:
         """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
@@ -72,6 +76,14 @@ class BestResponses:
     def _solve_one(self, i, x, p) -> BestResponse:
         k = self.k
         sl = k.slices[i]
+        if self.rows.applies(i):  # a box and one row: exact projections, no solver set-up
+            out = self.rows.solve(i, x, p)
+            if out is not None:
+                y, tau, w = out
+                kind = self.sets.rows[i][0]
+                row = np.array([tau])
+                return BestResponse(y, row if kind == "eq" else np.zeros(0),
+                                    row if kind == "ineq" else np.zeros(0), w, True)
         br = self._ipopt(i, x, p)
         if not br.ok:
             self.counters.best_response_failures += 1

@@ -115,6 +115,8 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("br_max_iter", ConfigValue(500, PositiveInt, "best responses: Ipopt's max_iter"))
     d("br_newton_iter", ConfigValue(50, PositiveInt, "best responses of box-only followers: "
       "projected Newton steps before Ipopt takes over"))
+    d("br_spg_iter", ConfigValue(500, PositiveInt, "best responses of followers with a box and one row: "
+      "spectral projected gradient steps before Ipopt takes over"))
     d("br_exact_hessian_max", ConfigValue(60, PositiveInt, "best responses: largest game (followers' "
       "variables) for which Ipopt gets the exact Hessian block (each costs a game Jacobian)"))
     return cfg

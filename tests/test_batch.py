@@ -45,3 +45,21 @@ def test_relaxation_damps_more_where_the_damped_map_does_not_contract():
     assert not stuck.converged
     eq = EquilibriumOracle(k).solve(k.p0, rng=0)
     assert eq.converged and eq.residual <= 1e-6
+
+
+@pytest.mark.parametrize("name,params", [
+    ("ssg", dict(targets=12, defenders=3, coverable=6)), ("nfg", dict(players=3, actions=4))])
+def test_projected_gradient_responses_on_a_box_and_a_row_match_ipopt(name, params):
+    k = kernel_of(build_game(name, seed=4, **params))
+    o = EquilibriumOracle(k)
+    rng = np.random.default_rng(2)
+    for i in range(len(k.slices)):
+        x = o.random_start(k.p0, rng)
+        assert o.responses.rows.applies(i) and o.responses.rows.solve(i, x, k.p0) is not None
+        br = o.responses.solve(i, x, k.p0)
+        ref = o.responses._ipopt(i, x, k.p0)  # a different solver on the same problem
+        assert br.ok and ref.ok
+        np.testing.assert_allclose(br.x, ref.x, atol=1e-6)
+        np.testing.assert_allclose(np.concatenate([br.nu, br.lam]), np.concatenate([ref.nu, ref.lam]), atol=1e-5)
+        np.testing.assert_allclose(br.w, ref.w, atol=1e-5)
+    assert o.counters.best_response_failures == 0
