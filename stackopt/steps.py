@@ -21,10 +21,12 @@ trial and halves the step; after ``MAX_LOST`` such halvings the lost branches
 re-adjust by the followers' dynamics at the last trial, as the followers would
 once theirs is gone, and the step is taken there (a *jump*). Adam, which has
 no line search, refuses a jump to an equilibrium where the leader's objective
-is worse and the violation no smaller (it stays, its momentum cleared): on
-cyber insurance a premium pushed past a fold otherwise drops the revenue of
-the branch it had climbed (126 to -98 in one step on one instance) and the
-run rarely climbs back.
+is worse by more than ``JUMP_LOSS`` of its magnitude and the violation no
+smaller (it stays, its momentum cleared): on cyber insurance a premium pushed
+past a fold otherwise drops the revenue of the branch it had climbed (126 to
+-98 in one step on one instance) and the run rarely climbs back; the small
+losses of crossing between nearby branches (0.2% on the security game) are
+taken, as the followers' own re-adjustment would.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
 MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
 PROBE = 1e-7  # scale units of the one-variable probes on a kink
 RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
+JUMP_LOSS = 0.1  # Adam refuses a re-adjustment losing more than this share of the objective's magnitude
 
 
 class SpgStep:
@@ -212,9 +215,10 @@ class AdamStep:
         new = self.prob.readjust(pt, x, trial)
         if not new.converged:
             return None
-        if new.f > pt.f and new.violation >= pt.violation:
-            # past the fold the followers settle where the leader does worse and is no more
-            # feasible: the step is refused, and the momentum that carried it there forgotten
+        loss = new.f - pt.f
+        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and new.violation >= pt.violation:
+            # past the fold the followers settle where the leader does much worse and is no
+            # more feasible: the step is refused, and the momentum that carried it there forgotten
             self.m1[:] = 0.0
             al.refused += 1
             return pt

@@ -218,10 +218,13 @@ def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
     step, start = AdamStep(prob, opts), _Point([0.0], f=-2.0, violation=0.5)
     assert step.take(al, start, np.array([-1.0])) is start  # stays where it was
     assert al.refused == 1 and al.jumps == 0 and np.all(step.m1 == 0.0)
+    # worse by less than JUMP_LOSS of the objective's magnitude: taken
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 0.01, violation=base.violation)
+    assert step.take(al, start, np.array([-1.0])) is not start and al.jumps == 1
     # worse for the objective but more feasible: taken
     prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=0.1)
     new = step.take(al, start, np.array([-1.0]))
-    assert new is not start and al.jumps == 1 and al.refused == 1
+    assert new is not start and al.jumps == 2 and al.refused == 1
 
 
 def test_lost_branch_halves_then_re_adjusts():
