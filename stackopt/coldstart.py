@@ -7,7 +7,9 @@ Newton from its last point; where its steps shrink far from an equilibrium
 from every start, the first local Nash point Newton reached from where it
 stopped); otherwise, or where a game declares
 ``dynamics="best-response"``, the damped best responses with Newton taking over
-(the relaxation ladder of predicted distances). An answer is kept where it
+(the relaxation ladder of predicted distances; where the damped map does not
+contract and Newton cannot finish from its last point, the damping halved, down
+to ``min_damping``). An answer is kept where it
 passes the second-order (local Nash) test and no follower gains by a
 unilateral deviation (:mod:`stackopt.deviation`); from a profitable deviation
 the dynamics go on, up to ``deviation_rounds`` times. A follower without a
