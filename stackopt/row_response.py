@@ -6,7 +6,9 @@ the others held, is found without a solver set-up: spectral projected gradient
 (Birgin, Martinez, Raydan 2000) with Barzilai-Borwein lengths and a
 non-monotone Armijo search (the largest of the last ``MEMORY`` values), from
 the follower's current values, until the projected gradient
-``|P(y - g) - y|`` is below ``tol``. The row's and the bounds' multipliers
+``|P(y - g) - y|`` is below ``tol`` (or below ``sqrt(tol)`` where rounding
+leaves no descent direction: the projected step no longer lowers ``f`` in
+floating point). The row's and the bounds' multipliers
 then follow from stationarity ``g + a tau + w = 0`` (``tau`` fitted on the free
 coordinates, ``w`` on the held bounds). A run that does not finish within
 ``max_iter`` steps returns None: the caller falls back on Ipopt.
