@@ -47,21 +47,23 @@ class PolyBatch:
         self.has_const = bool(np.any(self.const))
         self._sum = None
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        if not self.n_terms:
-            return self.const.copy()
+    def _terms(self, v: np.ndarray) -> np.ndarray:
+        """Every term's value (a column per point where ``v`` has one per point)."""
         parts = []
         for coef, cols in self.groups:
-            t = coef * v[cols[0]]
+            t = (coef if v.ndim == 1 else coef[:, None]) * v[cols[0]]
             for c in cols[1:]:
                 t *= v[c]
             parts.append(t)
-        terms = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        out = np.bincount(self.rows, weights=terms, minlength=self.n_out)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        if not self.n_terms:
+            return self.const.copy()
+        out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
         if self.has_const:
             out += self.const
         return out
-
 
     def batch(self, v: np.ndarray) -> np.ndarray:
         """The polynomials at several points at once: ``v`` holds one column per point."""
@@ -71,13 +73,7 @@ class PolyBatch:
             import scipy.sparse as sp
             self._sum = sp.csr_matrix((np.ones(self.n_terms), (self.rows, np.arange(self.n_terms))),
                                       shape=(self.n_out, self.n_terms))
-        parts = []
-        for coef, cols in self.groups:
-            t = coef[:, None] * v[cols[0]]
-            for c in cols[1:]:
-                t *= v[c]
-            parts.append(t)
-        out = self._sum @ (parts[0] if len(parts) == 1 else np.concatenate(parts))
+        out = self._sum @ self._terms(v)
         if self.has_const:
             out += self.const[:, None]
         return out
@@ -126,8 +122,10 @@ class Program:
         return len(self.parameters)
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
-        v = np.empty(self.n_vars + self.n_aux)
+        """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
+        v = np.empty((self.n_vars + self.n_aux,) + values.shape[1:])
         v[: self.n_vars] = values
+        col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
         if self._param_atoms.size:
             if params is None:
                 params = self.parameters.values()
@@ -136,12 +134,12 @@ class Program:
                     f"params must hold {len(self.parameters)} values (the program's parameters), "
                     f"got {len(params)}"
                 )
-            v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos]
+            v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][col]
         for batch, target, funcs in self.levels:
-            u = batch(v)
+            u = batch(v) if values.ndim == 1 else batch.batch(v)
             for kind, pos, param in funcs:
                 if kind == "pow":
-                    u[pos] = np.power(u[pos], param)
+                    u[pos] = np.power(u[pos], param[col])
                 elif kind == "powv":
                     u[pos] = np.power(u[pos], v[param])
                 else:
@@ -156,25 +154,8 @@ class Program:
     def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """The expressions at several points: ``values`` of shape ``(points, n_vars)``,
         the result ``(points, n_out)``; one NumPy call per level for all points."""
-        values = np.asarray(values, dtype=float)
-        v = np.empty((self.n_vars + self.n_aux, values.shape[0]))
-        v[: self.n_vars] = values.T
         with np.errstate(all="ignore"):
-            if self._param_atoms.size:
-                if params is None:
-                    params = self.parameters.values()
-                v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][:, None]
-            for batch, target, funcs in self.levels:
-                u = batch.batch(v)
-                for kind, pos, param in funcs:
-                    if kind == "pow":
-                        u[pos] = np.power(u[pos], param[:, None])
-                    elif kind == "powv":
-                        u[pos] = np.power(u[pos], v[param])
-                    else:
-                        u[pos] = UNARY[kind](u[pos])
-                v[target] = u
-            return self.out.batch(v).T
+            return self.out.batch(self.atoms(np.asarray(values, dtype=float).T, params)).T
 
 
 class SparseJacobian:

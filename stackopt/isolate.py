@@ -31,7 +31,8 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
         before = dict(WORK)
 
         def report(kind, payload):
-            send.send(("work", work_since(before)))  # the parent counts the child's oracle solves
+            if kind != "history":  # with each best point and the end: the child's oracle solves
+                send.send(("work", work_since(before)))
             send.send((kind, payload))
         try:
             out = task(report)

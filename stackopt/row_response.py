@@ -1,16 +1,16 @@
 """Best responses of followers whose set is a box and one linear row, by spectral projected gradient.
 
 The follower's set ``lo <= y <= hi, a^T y = b`` (or ``<= b``) has an exact
-projection (:func:`stackopt.sets.box_row_multiplier`), so its best response,
+projection (:func:`stackopt.sets.project_box_row`), so its best response,
 the others held, is found without a solver set-up: spectral projected gradient
 (Birgin, Martinez, Raydan 2000) with Barzilai-Borwein lengths and a
 non-monotone Armijo search (the largest of the last ``MEMORY`` values), from
 the follower's current values, until the projected gradient
 ``|P(y - g) - y|`` is below ``tol`` (or below ``sqrt(tol)`` where rounding
 leaves no descent direction: the projected step no longer lowers ``f`` in
-floating point). The row's and the bounds' multipliers
-then follow from stationarity ``g + a tau + w = 0`` (``tau`` fitted on the free
-coordinates, ``w`` on the held bounds). A run that does not finish within
+floating point). The row's and the bounds' multipliers then follow from the
+projection of ``y - g``, which returns ``y`` at a stationary point:
+``-g = a tau + w`` with ``w`` nonzero only on coordinates held at a bound. A run that does not finish within
 ``max_iter`` steps returns None: the caller falls back on Ipopt.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import deque
 
 import numpy as np
 
-from .sets import box_row_multiplier
+from .sets import project_box_row
 
 MEMORY = 10  # non-monotone search: values the Armijo test compares against
 ARMIJO = 1e-4
@@ -37,16 +37,6 @@ class RowResponses:
         """Follower ``i``'s set is a box and exactly one row."""
         return self.sets.simple and self.sets.rows[i] is not None
 
-    def _project(self, u, kind, a, b, lo, hi):
-        """``(P(u), tau)`` onto the box and the row (``tau = 0`` where an inequality is slack)."""
-        x = np.clip(u, lo, hi)
-        if kind == "ineq" and a @ x <= b:
-            return x, 0.0
-        tau = box_row_multiplier(u, a, b, lo, hi)
-        if not np.isfinite(tau):
-            return None, np.nan
-        return np.clip(u - tau * a, lo, hi), tau
-
     def solve(self, i: int, x: np.ndarray, p: np.ndarray):
         """``(y, tau, w)`` for follower ``i`` from ``x``: its response, the row's multiplier
         and the bounds'; None where the method did not finish."""
@@ -56,7 +46,7 @@ class RowResponses:
         b = float((k.eq_rhs(p) if kind == "eq" else k.ineq_rhs(p))[r])
         lo, hi = k.x_lb[sl], k.x_ub[sl]
         full = np.array(x, dtype=float)
-        y, _ = self._project(full[sl], kind, a, b, lo, hi)
+        y, _, _ = project_box_row(full[sl], kind, a, b, lo, hi)
         if y is None:
             return None
         full[sl] = y
@@ -65,7 +55,7 @@ class RowResponses:
         for _ in range(self.max_iter):
             if not (np.isfinite(f) and np.all(np.isfinite(g))):
                 return None
-            q, _ = self._project(y - g, kind, a, b, lo, hi)
+            q, _, _ = project_box_row(y - g, kind, a, b, lo, hi)
             if q is None:
                 return None
             pg = float(np.max(np.abs(q - y), initial=0.0))
@@ -73,7 +63,7 @@ class RowResponses:
                 return (y,) + self._duals(y, g, kind, a, b, lo, hi)
             if alpha is None:
                 alpha = 1.0 / max(pg, 1e-300) * min(1.0, pg)
-            q, _ = self._project(y - alpha * g, kind, a, b, lo, hi)
+            q, _, _ = project_box_row(y - alpha * g, kind, a, b, lo, hi)
             d = q - y
             gd = float(g @ d)
             if not gd < 0:  # no descent left in floating point: stationary if nearly so
@@ -99,7 +89,7 @@ class RowResponses:
     def _duals(self, y, g, kind, a, b, lo, hi):
         """``(tau, w)`` from the projection of ``y - g`` (which returns ``y`` at a stationary
         point): ``-g = a tau + w``, ``w`` nonzero only on coordinates held at a bound."""
-        q, tau = self._project(y - g, kind, a, b, lo, hi)
+        q, tau, _ = project_box_row(y - g, kind, a, b, lo, hi)
         w = -g - tau * a
         w[(y > lo) & (y < hi)] = 0.0
         return float(tau), w

@@ -72,6 +72,22 @@ def box_row_multiplier(u, a, b, lo, hi) -> float:
     return float(times[j - 1] + (b - vals[j - 1]) / s) if s < 0 else float(times[j - 1])
 
 
+def project_box_row(u, kind: str, a, b: float, lo, hi):
+    """``(P(u), tau, w)``: the projection of one follower's ``u`` on its box and its row
+    ``a^T x = b`` (``kind == "eq"``) or ``<= b`` (``tau = 0`` where the inequality is slack
+    at the box's projection), and the bounds' part ``w = u - tau a - P(u)`` of the normal
+    cone; ``(None, nan, None)`` where no point of the box meets the row."""
+    x = np.clip(u, lo, hi)
+    if kind == "ineq" and a @ x <= b:
+        return x, 0.0, u - x
+    tau = box_row_multiplier(u, a, b, lo, hi)
+    if not np.isfinite(tau):
+        return None, float("nan"), None
+    v = u - tau * a
+    x = np.clip(v, lo, hi)
+    return x, tau, v - x
+
+
 class FollowerSets:
     """Projections onto every follower's set and seeded random starts (see the module docstring)."""
 
@@ -124,16 +140,11 @@ class FollowerSets:
             if row is None:
                 continue
             kind, r, a = row
-            b = b_eq[r] if kind == "eq" else h[r]
-            if kind == "ineq" and a @ x[sl] <= b:
-                continue
-            tau = box_row_multiplier(u[sl], a, b, lb[sl], ub[sl])
-            if not np.isfinite(tau):
+            xi, tau, wi = project_box_row(u[sl], kind, a, b_eq[r] if kind == "eq" else h[r], lb[sl], ub[sl])
+            if xi is None:
                 ok = False
                 continue
-            v = u[sl] - tau * a
-            x[sl] = np.clip(v, lb[sl], ub[sl])
-            w[sl] = v - x[sl]
+            x[sl], w[sl] = xi, wi
             (nu if kind == "eq" else lam)[r] = tau
         return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
 
