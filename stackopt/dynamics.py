@@ -56,10 +56,14 @@ class ColdDynamics:
 
 
 class GradientPlay(ColdDynamics):
-    """Projected gradient play with the step ``eta`` halved after ``patience`` steps
-    that did not shrink (the play oscillates)."""
+    """Projected gradient play with the step ``eta`` halved where the play oscillates or
+    circles: ``patience`` steps that did not shrink, over which the play's net
+    displacement is less than half the length of its path. Steps that keep their size
+    along a steady direction (the play drifting towards a distant equilibrium) keep
+    ``eta``: halving there would shrink the steps without bringing the play nearer."""
 
     name = "gradient-play"
+    CIRCLING = 0.5  # net displacement / path length below which a window oscillates or circles
 
     def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
         self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
@@ -70,20 +74,27 @@ class GradientPlay(ColdDynamics):
         it = 0
         proj = None
         sizes = []
+        anchor, path = x, 0.0  # where the current window of non-shrinking steps began, its length
         for it in range(1, budget + 1):
             F = k.F(x, p)
             if not np.all(np.isfinite(F)):
                 return Handover(self._z(x, proj, p), it, False, stiff=True)
             proj = self.sets.project(x - eta * F, p)
             size = float(np.max(np.abs(proj.x - x), initial=0.0))
+            if size < prev:
+                anchor, path, worse = x, 0.0, 0
+            else:
+                worse += 1
+            path += float(np.linalg.norm(proj.x - x))
             x = proj.x
             sizes.append(size)
             if size <= handover:
                 return Handover(self._z(x, proj, p), it, True, distance=_distance(sizes), eta=eta)
-            worse = worse + 1 if size >= prev else 0
             prev = size
             if worse >= self.patience:
-                eta, worse, prev = 0.5 * eta, 0, np.inf
+                if np.linalg.norm(x - anchor) < self.CIRCLING * path:
+                    eta, prev = 0.5 * eta, np.inf
+                anchor, path, worse = x, 0.0, 0
             if time.perf_counter() > deadline:
                 break
         return Handover(self._z(x, proj, p), it, False)

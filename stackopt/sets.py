@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .boxrow import project_box_row, project_rows  # noqa: F401  (project_box_row: re-exported)
 from .nlp import LinearRowCallbacks, ipopt_solve
 
 
@@ -30,62 +31,6 @@ class Projection:
     lam: np.ndarray
     w: np.ndarray
     ok: bool = True
-
-
-def box_row_multiplier(u, a, b, lo, hi) -> float:
-    """``tau`` with ``a^T clip(u - tau a, lo, hi) = b``, exactly (``nan`` if no ``tau`` reaches ``b``).
-
-    Coordinate ``j`` (``a_j != 0``) moves between its bounds while ``tau`` is
-    between its two breakpoints, adding ``-a_j^2`` to the slope there; the
-    values at the sorted breakpoints follow from cumulative sums.
-    """
-    nz = a != 0
-    u, a, lo, hi = u[nz], a[nz], lo[nz], hi[nz]
-    s2 = a * a
-    if u.size == 0:
-        return 0.0 if b == 0 else float("nan")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t_lo, t_hi = (u - lo) / a, (u - hi) / a
-    t1, t2 = np.minimum(t_lo, t_hi), np.maximum(t_lo, t_hi)
-    f1, f2 = np.isfinite(t1), np.isfinite(t2)
-    base = -float(s2[~f1].sum())  # slope as tau -> -inf
-    times = np.concatenate([t1[f1], t2[f2]])
-    if times.size == 0:
-        return float((a @ u - b) / s2.sum())
-    order = np.argsort(times, kind="stable")
-    times = times[order]
-    after = base + np.cumsum(np.concatenate([-s2[f1], s2[f2]])[order])  # slope right of each event
-    x0 = np.clip(u - times[0] * a, lo, hi)
-    f0 = float(a @ x0)
-    vals = f0 + np.concatenate([[0.0], np.cumsum(after[:-1] * np.diff(times))])
-    tol = 1e-12 * (1.0 + abs(b) + float(np.abs(a) @ np.abs(x0)))  # b at an end of the range
-    if f0 < b - tol:
-        return float(times[0] + (b - f0) / base) if base < 0 else float("nan")
-    below = vals <= b + tol
-    if not below.any():
-        s = after[-1]
-        return float(times[-1] + (b - vals[-1]) / s) if s < 0 else float("nan")
-    j = int(np.argmax(below))
-    if j == 0:
-        return float(times[0])
-    s = after[j - 1]
-    return float(times[j - 1] + (b - vals[j - 1]) / s) if s < 0 else float(times[j - 1])
-
-
-def project_box_row(u, kind: str, a, b: float, lo, hi):
-    """``(P(u), tau, w)``: the projection of one follower's ``u`` on its box and its row
-    ``a^T x = b`` (``kind == "eq"``) or ``<= b`` (``tau = 0`` where the inequality is slack
-    at the box's projection), and the bounds' part ``w = u - tau a - P(u)`` of the normal
-    cone; ``(None, nan, None)`` where no point of the box meets the row."""
-    x = np.clip(u, lo, hi)
-    if kind == "ineq" and a @ x <= b:
-        return x, 0.0, u - x
-    tau = box_row_multiplier(u, a, b, lo, hi)
-    if not np.isfinite(tau):
-        return None, float("nan"), None
-    v = u - tau * a
-    x = np.clip(v, lo, hi)
-    return x, tau, v - x
 
 
 class FollowerSets:
@@ -109,7 +54,9 @@ class FollowerSets:
             else:
                 self.rows.append(None)
         self.simple = simple
+        self._blocks = _padded_blocks(k, self.rows) if simple else None
         self._centers: dict = {}
+        self._empty: dict = {}  # infeasible followers, by p where the rows depend on it
         self._last_p = self._last_rhs = None
 
     # ------------------------------------------------------------ projection
@@ -132,21 +79,20 @@ class FollowerSets:
             w = u - x - k.eq.M.T @ nu - k.ineq.M.T @ lam
             w[(x > lb) & (x < ub)] = 0.0
             return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
-        ok = True
         w = u - x
+        if self._blocks is None:  # box only
+            return Projection(x=x, nu=nu, lam=lam, w=w)
+        idx, valid, eq, r, A = self._blocks
         b_eq, h = self._rhs(p)
-        for i, sl in enumerate(k.slices):
-            row = self.rows[i]
-            if row is None:
-                continue
-            kind, r, a = row
-            xi, tau, wi = project_box_row(u[sl], kind, a, b_eq[r] if kind == "eq" else h[r], lb[sl], ub[sl])
-            if xi is None:
-                ok = False
-                continue
-            x[sl], w[sl] = xi, wi
-            (nu if kind == "eq" else lam)[r] = tau
-        return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
+        b = np.empty(r.size)
+        b[eq], b[~eq] = b_eq[r[eq]], h[r[~eq]]
+        X, tau, W = project_rows(np.where(valid, u[idx], 0.0), eq, A, b, np.where(valid, lb[idx], 0.0),
+                                 np.where(valid, ub[idx], 0.0))
+        fine = np.isfinite(tau)
+        take = valid & fine[:, None]
+        x[idx[take]], w[idx[take]] = X[take], W[take]
+        nu[r[eq & fine]], lam[r[~eq & fine]] = tau[eq & fine], tau[~eq & fine]
+        return Projection(x=x, nu=nu, lam=lam, w=w, ok=bool(fine.all()))
 
     def stationary_duals(self, x: np.ndarray, F: np.ndarray, proj: Projection):
         """Multipliers for ``x`` (a projection's result) from stationarity ``F + A^T nu + w = 0``:
@@ -189,8 +135,15 @@ class FollowerSets:
 
     def infeasible(self, p) -> list[str]:
         """The followers whose linear rows and bounds have no common point at ``p``
-        (see :func:`infeasible_followers`)."""
-        return infeasible_followers(self, p)
+        (see :func:`infeasible_followers`), kept per ``p`` where the rows depend on it
+        and once otherwise."""
+        k = self.kernel
+        key = np.asarray(p, dtype=float).tobytes() if (k.eq.depends_on_p or k.ineq.depends_on_p) else b""
+        if key not in self._empty:
+            if len(self._empty) > 64:
+                self._empty.clear()
+            self._empty[key] = infeasible_followers(self, p)
+        return list(self._empty[key])
 
     # ---------------------------------------------------------------- starts
     def random_start(self, p: np.ndarray, rng) -> Projection:
@@ -227,6 +180,27 @@ class FollowerSets:
         return self.project(u, p).x
 
 
+def _padded_blocks(k, rows):
+    """The followers with a row as one padded array: ``(idx, valid, eq, r, A)``, row ``q``
+    follower ``q``'s variable indices (``valid`` its own entries), whether its row is an
+    equality, the row's index among the kernel's equalities or inequalities, and its
+    coefficients; ``None`` where no follower has a row."""
+    have = [(i, row) for i, row in enumerate(rows) if row is not None]
+    if not have:
+        return None
+    width = max(k.slices[i].stop - k.slices[i].start for i, _ in have)
+    idx = np.zeros((len(have), width), dtype=np.intp)
+    valid = np.zeros((len(have), width), dtype=bool)
+    A = np.zeros((len(have), width))
+    for q, (i, (kind, r, a)) in enumerate(have):
+        sl = k.slices[i]
+        n = sl.stop - sl.start
+        idx[q, :n], valid[q, :n], A[q, :n] = np.arange(sl.start, sl.stop), True, a
+    eq = np.array([row[0] == "eq" for _, row in have])
+    r = np.array([row[1] for _, row in have], dtype=np.intp)
+    return idx, valid, eq, r, A
+
+
 def _project_general(sets: FollowerSets, u, x, p) -> bool:
     """Follower by follower, a QP by Ipopt where the follower has rows; ``x`` is
     overwritten with the result. Returns whether every solve succeeded."""
@@ -249,7 +223,10 @@ def infeasible_followers(sets: FollowerSets, p) -> list[str]:
     from scipy.optimize import linprog
 
     k, out = sets.kernel, []
+    with_rows = set(k.eq.owner.tolist()) | set(k.ineq.owner.tolist())
     for i, sl in enumerate(k.slices):
+        if i not in with_rows:
+            continue
         M, cl, cu = sets.follower_rows(i, p)
         if M.shape[0] == 0:
             continue

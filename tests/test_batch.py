@@ -63,3 +63,39 @@ def test_projected_gradient_responses_on_a_box_and_a_row_match_ipopt(name, param
         np.testing.assert_allclose(np.concatenate([br.nu, br.lam]), np.concatenate([ref.nu, ref.lam]), atol=1e-5)
         np.testing.assert_allclose(br.w, ref.w, atol=1e-5)
     assert o.counters.best_response_failures == 0
+
+
+def test_box_and_row_projections_of_many_blocks_satisfy_their_optimality_conditions():
+    """Random blocks of different lengths (bounds missing, coefficients zero or negative,
+    equalities and inequalities) projected at once: every result is in its box, meets its
+    row, and ``u - x = tau a + w`` with ``w`` the bounds' normal cone (the projection's
+    optimality conditions); a row no point of the box meets gives ``nan``; each block
+    projected alone gives the same point."""
+    from stackopt.boxrow import project_box_row, project_rows
+    rng = np.random.default_rng(0)
+    B, W = 400, 9
+    n = rng.integers(1, W + 1, B)
+    valid = np.arange(W)[None, :] < n[:, None]
+    A = np.where(valid, rng.choice([0.0, 1.0, -1.0, 2.5, 0.3], (B, W)), 0.0)
+    LO = np.where(rng.random((B, W)) < 0.2, -np.inf, rng.normal(size=(B, W)) - 1)
+    HI = np.where(rng.random((B, W)) < 0.2, np.inf, np.where(np.isfinite(LO), LO, -1) + np.abs(rng.normal(size=(B, W))))
+    LO, HI = np.where(valid, LO, 0.0), np.where(valid, HI, 0.0)
+    U = np.where(valid, 3 * rng.normal(size=(B, W)), 0.0)
+    b = rng.normal(size=B) * n
+    eq = rng.random(B) < 0.6
+    X, tau, Wn = project_rows(U, eq, A, b, LO, HI)
+    with np.errstate(invalid="ignore"):
+        lo_row = np.where(A > 0, A * LO, A * HI).sum(axis=1, where=A != 0)
+        hi_row = np.where(A > 0, A * HI, A * LO).sum(axis=1, where=A != 0)
+    reach = np.where(eq, (lo_row <= b + 1e-9) & (b - 1e-9 <= hi_row), lo_row <= b + 1e-9)
+    assert np.array_equal(np.isfinite(tau), reach) and reach.sum() > 100 and (~reach).sum() > 10
+    for r in np.flatnonzero(reach):
+        v, x, a, w = valid[r], X[r, valid[r]], A[r, valid[r]], Wn[r, valid[r]]
+        lo, hi = LO[r, v], HI[r, v]
+        assert np.all(x >= lo) and np.all(x <= hi)
+        assert (a @ x == pytest.approx(b[r], abs=1e-9)) if eq[r] else (a @ x <= b[r] + 1e-9)
+        assert eq[r] or tau[r] >= 0 and (tau[r] == 0 or a @ x == pytest.approx(b[r], abs=1e-9))
+        np.testing.assert_allclose(U[r, v] - x, tau[r] * a + w, atol=1e-9)
+        assert np.all(w[x < hi] <= 1e-9) and np.all(w[x > lo] >= -1e-9)  # w > 0 only at hi, < 0 only at lo
+        one, t1, _ = project_box_row(U[r, v], "eq" if eq[r] else "ineq", a, b[r], lo, hi)
+        np.testing.assert_allclose(one, x, atol=1e-12)

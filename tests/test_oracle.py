@@ -179,3 +179,26 @@ def test_handover_to_newton_keeps_the_equilibrium_gradient_play_selects(seed, st
     h = play.run(x0, k.p0, time.perf_counter() + 60, 20_000, 1e-11)
     assert e.converged and h.settled and o.counters.best_responses == 0
     np.testing.assert_allclose(e.x, h.z[0], atol=1e-8)
+
+
+def test_gradient_play_halves_its_step_where_it_oscillates_not_where_it_drifts():
+    """A linear objective on a long interval: the play moves at a constant step along one
+    direction (no halving: it reaches the bound); a stiff quadratic with the step above
+    its stability limit: the play flips back and forth, halves its step and settles."""
+    import time
+    from stackopt.dynamics import GradientPlay
+    for expr, target in ((lambda y: -y, 100.0), (lambda y: 3.0 * (y - 40.0) ** 2, 40.0)):
+        g = StackelbergGame("one")
+        m = g.model
+        m.x = pyo.Var(bounds=(0, 1), initialize=0)
+        f = g.add_follower("f")
+        f.y = pyo.Var(bounds=(0, 100), initialize=0)
+        f.obj = pyo.Objective(expr=expr(f.y) + m.x * f.y)
+        g.set_leader([m.x], f.y, sense=pyo.minimize)
+        k = kernel_of(g)
+        o = EquilibriumOracle(k)
+        h = GradientPlay(k, o.sets, step=0.5, patience=10).run(np.array([0.0]), np.array([0.0]),
+                                                               time.perf_counter() + 60, 5000, 1e-9)
+        assert h.settled and h.z[0][0] == pytest.approx(target, abs=1e-6)
+        assert (h.eta == 0.5) == (target == 100.0)
+
