@@ -56,7 +56,8 @@ class BestResponses:
     def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
               purpose: str = "best_responses") -> list[BestResponse]:
         """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point), counted
-        in the counter ``purpose``: box-only followers' all at once, the rest one by one."""
+        in the counter ``purpose``: box-only followers' all at once, then those with a box and one row
+        all at once, the rest (and any of those that did not finish) one by one by Ipopt."""
         k = self.k
         setattr(self.counters, purpose, getattr(self.counters, purpose) + len(owners))
         out: list = [None] * len(owners)
@@ -70,20 +71,22 @@ class BestResponses:
                 if ok[r]:
                     out[b] = BestResponse(Y[r, sl], np.zeros(0), np.zeros(0), w[at:at + m], True)
                 at += m
+        rows = np.array([b for b, i in enumerate(owners) if out[b] is None and self.rows.applies(int(i))],
+                        dtype=np.intp)
+        if rows.size:  # a box and one row: exact projections, no solver set-up
+            for b, res in zip(rows, self.rows.batch(owners[rows], X[rows], p)):
+                if res is not None:
+                    y, tau, w = res
+                    row, eq = np.array([tau]), self.sets.rows[owners[b]][0] == "eq"
+                    out[b] = BestResponse(y, row if eq else np.zeros(0), np.zeros(0) if eq else row, w, True)
         return [br if br is not None else self._solve_one(int(i), X[b], p)
                 for b, (i, br) in enumerate(zip(owners, out))]
 
     def _solve_one(self, i, x, p) -> BestResponse:
+        """Follower ``i``'s response by Ipopt (general polyhedra, and where the batched
+        methods did not finish)."""
         k = self.k
         sl = k.slices[i]
-        if self.rows.applies(i):  # a box and one row: exact projections, no solver set-up
-            out = self.rows.solve(i, x, p)
-            if out is not None:
-                y, tau, w = out
-                kind = self.sets.rows[i][0]
-                row = np.array([tau])
-                return BestResponse(y, row if kind == "eq" else np.zeros(0),
-                                    row if kind == "ineq" else np.zeros(0), w, True)
         br = self._ipopt(i, x, p)
         if not br.ok:
             self.counters.best_response_failures += 1

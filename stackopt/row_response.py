@@ -1,7 +1,7 @@
 """Best responses of followers whose set is a box and one linear row, by spectral projected gradient.
 
 The follower's set ``lo <= y <= hi, a^T y = b`` (or ``<= b``) has an exact
-projection (:func:`stackopt.sets.project_box_row`), so its best response,
+projection (:func:`stackopt.boxrow.project_rows`), so its best response,
 the others held, is found without a solver set-up: spectral projected gradient
 (Birgin, Martinez, Raydan 2000) with Barzilai-Borwein lengths and a
 non-monotone Armijo search (the largest of the last ``MEMORY`` values), from
@@ -15,11 +15,9 @@ projection of ``y - g``, which returns ``y`` at a stationary point:
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
-from .sets import project_box_row
+from .boxrow import project_rows
 
 MEMORY = 10  # non-monotone search: values the Armijo test compares against
 ARMIJO = 1e-4
@@ -28,7 +26,9 @@ MIN_STEP = 1e-14  # relative step below which the search has failed
 
 
 class RowResponses:
-    """Spectral projected gradient best responses (see the module docstring)."""
+    """Spectral projected gradient best responses (see the module docstring), every
+    requested response at once: one batched evaluation of the objectives and gradients
+    and one padded projection (:func:`stackopt.boxrow.project_rows`) per step of all runs."""
 
     def __init__(self, kernel, sets, tol: float, max_iter: int):
         self.k, self.sets, self.tol, self.max_iter = kernel, sets, tol, max_iter
@@ -40,56 +40,107 @@ class RowResponses:
     def solve(self, i: int, x: np.ndarray, p: np.ndarray):
         """``(y, tau, w)`` for follower ``i`` from ``x``: its response, the row's multiplier
         and the bounds'; None where the method did not finish."""
-        k = self.k
-        sl = k.slices[i]
-        kind, r, a = self.sets.rows[i]
-        b = float((k.eq_rhs(p) if kind == "eq" else k.ineq_rhs(p))[r])
-        lo, hi = k.x_lb[sl], k.x_ub[sl]
-        full = np.array(x, dtype=float)
-        y, _, _ = project_box_row(full[sl], kind, a, b, lo, hi)
-        if y is None:
-            return None
-        full[sl] = y
-        f, g = k.follower_objectives(full, p)[i], k.F(full, p)[sl]
-        refs, alpha = deque([f], maxlen=MEMORY), None
-        for _ in range(self.max_iter):
-            if not (np.isfinite(f) and np.all(np.isfinite(g))):
-                return None
-            q, _, _ = project_box_row(y - g, kind, a, b, lo, hi)
-            if q is None:
-                return None
-            pg = float(np.max(np.abs(q - y), initial=0.0))
-            if pg <= self.tol:
-                return (y,) + self._duals(y, g, kind, a, b, lo, hi)
-            if alpha is None:
-                alpha = 1.0 / max(pg, 1e-300) * min(1.0, pg)
-            q, _, _ = project_box_row(y - alpha * g, kind, a, b, lo, hi)
-            d = q - y
-            gd = float(g @ d)
-            if not gd < 0:  # no descent left in floating point: stationary if nearly so
-                return (y,) + self._duals(y, g, kind, a, b, lo, hi) if pg <= np.sqrt(self.tol) else None
-            t, ref = 1.0, max(refs)
-            while True:
-                full[sl] = y + t * d
-                ft = k.follower_objectives(full, p)[i]
-                if np.isfinite(ft) and ft <= ref + ARMIJO * t * gd:
-                    break
-                t *= 0.5
-                if t * float(np.max(np.abs(d))) <= MIN_STEP * (1.0 + float(np.max(np.abs(y)))):
-                    return None
-            yt = y + t * d
-            gt = k.F(full, p)[sl]
-            s, v = yt - y, gt - g
-            sv = float(s @ v)
-            alpha = float(np.clip((s @ s) / sv, ALPHA_MIN, ALPHA_MAX)) if sv > 0 else ALPHA_MAX
-            y, f, g = yt, ft, gt
-            refs.append(f)
-        return None
+        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p)[0]
 
-    def _duals(self, y, g, kind, a, b, lo, hi):
-        """``(tau, w)`` from the projection of ``y - g`` (which returns ``y`` at a stationary
-        point): ``-g = a tau + w``, ``w`` nonzero only on coordinates held at a bound."""
-        q, tau, _ = project_box_row(y - g, kind, a, b, lo, hi)
+    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray) -> list:
+        """:meth:`solve` for follower ``owners[b]`` from ``X[b]``, every row at once."""
+        k, B = self.k, len(owners)
+        idx, valid, eq, _, A, of = self.sets.blocks
+        q = of[owners]
+        idx, valid, eq, A, b = idx[q], valid[q], eq[q], A[q], self.sets.row_rhs(p)[q]
+        LO, HI = np.where(valid, k.x_lb[idx], 0.0), np.where(valid, k.x_ub[idx], 0.0)
+
+        def project(U, at=slice(None)):  # rows ``at`` of the batch
+            return project_rows(np.where(valid[at], U, 0.0), eq[at], A[at], b[at], LO[at], HI[at])
+
+        rows = np.arange(B)
+        full = np.array(X, dtype=float)
+        Y, tau, _ = project(full[rows[:, None], idx])
+        out: list = [None] * B
+        live = np.isfinite(tau)
+        put = valid & live[:, None]
+        full[np.broadcast_to(rows[:, None], idx.shape)[put], idx[put]] = Y[put]
+        f = np.full(B, np.nan)
+        G = np.zeros_like(Y)
+        f[live], G[live] = self._values(full[live], owners[live], idx[live], valid[live], p)
+        refs = np.full((B, MEMORY), -np.inf)
+        refs[:, 0] = f
+        alpha = np.full(B, np.nan)
+        for it in range(self.max_iter):
+            live &= np.isfinite(f) & np.all(np.isfinite(G), axis=1)
+            L = np.flatnonzero(live)
+            if not L.size:
+                break
+            Q, tq, _ = project(Y[L] - G[L], L)
+            pg = np.max(np.abs(Q - Y[L]), axis=1, initial=0.0)
+            fine = np.isfinite(tq)
+            done = fine & (pg <= self.tol)
+            first = np.isnan(alpha[L])
+            alpha[L[first]] = 1.0 / np.maximum(pg[first], 1e-300) * np.minimum(1.0, pg[first])
+            D, td, _ = project(Y[L] - alpha[L, None] * G[L], L)
+            D = D - Y[L]
+            gd = np.sum(G[L] * D, axis=1)
+            flat = fine & ~done & np.isfinite(td) & ~(gd < 0)  # no descent left in floating point
+            done |= flat & (pg <= np.sqrt(self.tol))
+            for j in np.flatnonzero(done):
+                out[L[j]] = self._answer(L[j], Y, G, tq[j], idx, valid, A)
+            go = fine & ~done & ~flat & np.isfinite(td)
+            live[L[~go]] = False
+            L, D, gd = L[go], D[go], gd[go]
+            if not L.size:
+                break
+            t, ok = self._search(L, full, Y, f, D, gd, refs.max(axis=1)[L], owners, idx, valid, p)
+            L, t, D = L[ok], t[ok], D[ok]
+            live[np.setdiff1d(np.flatnonzero(live), L)] = False
+            if not L.size:
+                break
+            S = t[:, None] * D
+            Yt = Y[L] + S
+            ft, Gt = self._values(full[L], owners[L], idx[L], valid[L], p)
+            V = Gt - G[L]
+            sv = np.sum(S * V, axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                alpha[L] = np.where(sv > 0, np.clip(np.sum(S * S, axis=1) / sv, ALPHA_MIN, ALPHA_MAX), ALPHA_MAX)
+            Y[L], f[L], G[L] = Yt, ft, Gt
+            refs[L, (it + 1) % MEMORY] = ft
+        return out
+
+    def _values(self, full, owners, idx, valid, p):
+        """Each row's own objective and own gradient (padded, 0 off its block)."""
+        k, n = self.k, len(owners)
+        f = k.follower_objectives_batch(full, p)[np.arange(n), owners]
+        G = np.where(valid, np.take_along_axis(k.F_batch(full, p), idx, axis=1), 0.0)
+        return f, G
+
+    def _search(self, L, full, Y, f, D, gd, ref, owners, idx, valid, p):
+        """Non-monotone Armijo search of rows ``L`` along ``D``; ``full`` holds each accepted
+        point. Returns the steps and which rows found one."""
+        t = np.ones(L.size)
+        ok = np.zeros(L.size, dtype=bool)
+        pend = np.arange(L.size)
+        scale = MIN_STEP * (1.0 + np.max(np.abs(Y[L]), axis=1, initial=0.0))
+        big = np.max(np.abs(D), axis=1, initial=0.0)
+        while pend.size:
+            rows = L[pend]
+            P = full[rows]
+            Yt = Y[rows] + t[pend, None] * D[pend]
+            cols = np.broadcast_to(np.arange(rows.size)[:, None], idx[rows].shape)
+            P[cols[valid[rows]], idx[rows][valid[rows]]] = Yt[valid[rows]]
+            ft = self.k.follower_objectives_batch(P, p)[np.arange(rows.size), owners[rows]]
+            good = np.isfinite(ft) & (ft <= ref[pend] + ARMIJO * t[pend] * gd[pend])
+            full[rows[good]] = P[good]
+            ok[pend[good]] = True
+            pend = pend[~good]
+            t[pend] *= 0.5
+            pend = pend[t[pend] * big[pend] > scale[pend]]
+        return t, ok
+
+    def _answer(self, b, Y, G, tau, idx, valid, A):
+        """``(y, tau, w)`` at a stationary point of row ``b``: ``-g = a tau + w``, ``w``
+        nonzero only on coordinates held at a bound."""
+        k, v = self.k, valid[b]
+        y, g, a = Y[b, v], G[b, v], A[b, v]
+        lo, hi = k.x_lb[idx[b, v]], k.x_ub[idx[b, v]]
         w = -g - tau * a
         w[(y > lo) & (y < hi)] = 0.0
-        return float(tau), w
+        return y.copy(), float(tau), w

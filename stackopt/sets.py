@@ -54,7 +54,7 @@ class FollowerSets:
             else:
                 self.rows.append(None)
         self.simple = simple
-        self._blocks = _padded_blocks(k, self.rows) if simple else None
+        self.blocks = _padded_blocks(k, self.rows) if simple else None
         self._centers: dict = {}
         self._empty: dict = {}  # infeasible followers, by p where the rows depend on it
         self._last_p = self._last_rhs = None
@@ -80,12 +80,10 @@ class FollowerSets:
             w[(x > lb) & (x < ub)] = 0.0
             return Projection(x=x, nu=nu, lam=lam, w=w, ok=ok)
         w = u - x
-        if self._blocks is None:  # box only
+        if self.blocks is None:  # box only
             return Projection(x=x, nu=nu, lam=lam, w=w)
-        idx, valid, eq, r, A = self._blocks
-        b_eq, h = self._rhs(p)
-        b = np.empty(r.size)
-        b[eq], b[~eq] = b_eq[r[eq]], h[r[~eq]]
+        idx, valid, eq, r, A, _ = self.blocks
+        b = self.row_rhs(p)
         X, tau, W = project_rows(np.where(valid, u[idx], 0.0), eq, A, b, np.where(valid, lb[idx], 0.0),
                                  np.where(valid, ub[idx], 0.0))
         fine = np.isfinite(tau)
@@ -93,6 +91,14 @@ class FollowerSets:
         x[idx[take]], w[idx[take]] = X[take], W[take]
         nu[r[eq & fine]], lam[r[~eq & fine]] = tau[eq & fine], tau[~eq & fine]
         return Projection(x=x, nu=nu, lam=lam, w=w, ok=bool(fine.all()))
+
+    def row_rhs(self, p) -> np.ndarray:
+        """The right-hand side of each padded block's row (:attr:`blocks`) at ``p``."""
+        _, _, eq, r, _, _ = self.blocks
+        b_eq, h = self._rhs(p)
+        b = np.empty(r.size)
+        b[eq], b[~eq] = b_eq[r[eq]], h[r[~eq]]
+        return b
 
     def stationary_duals(self, x: np.ndarray, F: np.ndarray, proj: Projection):
         """Multipliers for ``x`` (a projection's result) from stationarity ``F + A^T nu + w = 0``:
@@ -181,10 +187,11 @@ class FollowerSets:
 
 
 def _padded_blocks(k, rows):
-    """The followers with a row as one padded array: ``(idx, valid, eq, r, A)``, row ``q``
-    follower ``q``'s variable indices (``valid`` its own entries), whether its row is an
-    equality, the row's index among the kernel's equalities or inequalities, and its
-    coefficients; ``None`` where no follower has a row."""
+    """The followers with a row as one padded array: ``(idx, valid, eq, r, A, of)``, row
+    ``q`` one follower's variable indices (``valid`` its own entries), whether its row is
+    an equality, the row's index among the kernel's equalities or inequalities, and its
+    coefficients; ``of[i]`` is follower ``i``'s row (-1 without a row); ``None`` where no
+    follower has a row."""
     have = [(i, row) for i, row in enumerate(rows) if row is not None]
     if not have:
         return None
@@ -198,7 +205,9 @@ def _padded_blocks(k, rows):
         idx[q, :n], valid[q, :n], A[q, :n] = np.arange(sl.start, sl.stop), True, a
     eq = np.array([row[0] == "eq" for _, row in have])
     r = np.array([row[1] for _, row in have], dtype=np.intp)
-    return idx, valid, eq, r, A
+    of = np.full(len(rows), -1, dtype=np.intp)
+    of[[i for i, _ in have]] = np.arange(len(have))
+    return idx, valid, eq, r, A, of
 
 
 def _project_general(sets: FollowerSets, u, x, p) -> bool:

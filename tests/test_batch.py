@@ -63,6 +63,16 @@ def test_projected_gradient_responses_on_a_box_and_a_row_match_ipopt(name, param
         np.testing.assert_allclose(np.concatenate([br.nu, br.lam]), np.concatenate([ref.nu, ref.lam]), atol=1e-5)
         np.testing.assert_allclose(br.w, ref.w, atol=1e-5)
     assert o.counters.best_response_failures == 0
+    # every follower from three points at once (runs that finish at different steps) as one by one
+    X = np.array([o.random_start(k.p0, rng) for _ in range(3)])
+    owners = np.repeat(np.arange(len(k.slices)), 3)
+    rows = np.tile(X, (len(k.slices), 1))
+    together = o.responses.rows.batch(owners, rows, k.p0)
+    for i, x, res in zip(owners, rows, together):
+        alone = o.responses.rows.solve(int(i), x, k.p0)
+        assert res is not None and alone is not None
+        for a, b in zip(res, alone):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_box_and_row_projections_of_many_blocks_satisfy_their_optimality_conditions():
