@@ -5,8 +5,9 @@ full point ``X[b]`` (the others' values held there, its own the start):
 Bertsekas' two-metric projected Newton on ``f_i`` over the follower's box
 (Newton on the free variables, gradient on those held at a bound; a follower
 with one variable takes secant steps after the first), with an Armijo search
-per row. All rows are evaluated together (:meth:`GameKernel.F_batch`, one
-NumPy call per level of the compiled programs for every row), so a sweep of
+per row. All rows are evaluated together, each for its own follower's entries
+only (:meth:`GameKernel.F_own`: a few NumPy calls per level of the compiled
+programs for every row), so a sweep of
 every follower's best response costs a few batched evaluations instead of a
 solve per follower.
 """
@@ -44,7 +45,7 @@ class BoxNewtonBatch:
         X = np.array(X, dtype=float)
         y = np.clip(X[vr, vc], lo, hi)
         X[vr, vc] = y
-        f = k.follower_objectives_batch(X, p)[np.arange(B), owner]
+        f = k.follower_objective_own(X, p, owner)
         w, ok = np.zeros(y.size), np.zeros(B, dtype=bool)
         active = np.isfinite(f)
         g_prev, y_prev, has_prev = np.zeros(y.size), np.zeros(y.size), np.zeros(B, dtype=bool)
@@ -53,7 +54,7 @@ class BoxNewtonBatch:
             A = np.flatnonzero(active)
             if not A.size:
                 break
-            G[A] = k.F_batch(X[A], p)
+            G[A] = k.F_own(X[A], p, owner[A])
             fa = active[vr]
             g = np.where(fa, G[vr, vc], 0.0)
             held = ((y <= lo) & (g > 0)) | ((y >= hi) & (g < 0))
@@ -86,7 +87,7 @@ class BoxNewtonBatch:
         if secant.size:
             j = start[secant]
             H_scalar[secant] = (g[j] - g_prev[j]) / (y[j] - y_prev[j])
-        J = k.Jx_batch(X[need], p) if need.size else None
+        J = k.Jx_own(X[need], p, owner[need]) if need.size else None
         for r, b in enumerate(need):
             at, lr, lc = self.blocks[owner[b]]
             H = np.zeros((m[b], m[b]))
@@ -119,7 +120,7 @@ class BoxNewtonBatch:
             Xt = X[pend].copy()
             pos = np.searchsorted(pend, vr[fe])
             Xt[pos, vc[fe]] = yt
-            ft = k.follower_objectives_batch(Xt, p)[np.arange(pend.size), owner[pend]]
+            ft = k.follower_objective_own(Xt, p, owner[pend])
             dec = np.zeros(len(owner))
             np.add.at(dec, vr[fe], g[fe] * (yt - y[fe]))
             good = np.isfinite(ft) & (ft <= f[pend] + self.armijo * dec[pend] + 1e-14 * np.abs(f[pend]))

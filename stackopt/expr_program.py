@@ -123,9 +123,18 @@ class Program:
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
-        v = np.empty((self.n_vars + self.n_aux,) + values.shape[1:])
+        v = self.start(values, params)
+        for batch, target, funcs in self.levels:
+            u = batch(v) if values.ndim == 1 else batch.batch(v)
+            self.apply(funcs, u, v)
+            v[target] = u
+        return v
+
+    def start(self, values: np.ndarray, params: np.ndarray | None = None, extra: int = 0) -> np.ndarray:
+        """The atom array with the variables' and parameters' values written (``extra``
+        more rows after the atoms, for the caller's use)."""
+        v = np.empty((self.n_vars + self.n_aux + extra,) + values.shape[1:])
         v[: self.n_vars] = values
-        col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
         if self._param_atoms.size:
             if params is None:
                 params = self.parameters.values()
@@ -134,18 +143,21 @@ class Program:
                     f"params must hold {len(self.parameters)} values (the program's parameters), "
                     f"got {len(params)}"
                 )
+            col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
             v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][col]
-        for batch, target, funcs in self.levels:
-            u = batch(v) if values.ndim == 1 else batch.batch(v)
-            for kind, pos, param in funcs:
-                if kind == "pow":
-                    u[pos] = np.power(u[pos], param[col])
-                elif kind == "powv":
-                    u[pos] = np.power(u[pos], v[param])
-                else:
-                    u[pos] = UNARY[kind](u[pos])
-            v[target] = u
         return v
+
+    @staticmethod
+    def apply(funcs, u: np.ndarray, v: np.ndarray) -> None:
+        """A level's functions applied in place to its polynomials' values ``u``."""
+        col = (slice(None),) + (None,) * (u.ndim - 1)
+        for kind, pos, param in funcs:
+            if kind == "pow":
+                u[pos] = np.power(u[pos], param[col])
+            elif kind == "powv":
+                u[pos] = np.power(u[pos], v[param])
+            else:
+                u[pos] = UNARY[kind](u[pos])
 
     def __call__(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         with np.errstate(all="ignore"):

@@ -3,11 +3,16 @@
 Row ``b`` of ``X`` is one full vector of the followers' values; every compiled
 program runs once for all rows (:meth:`stackopt.expr_program.Program.batch`),
 which is what a sweep of best responses needs: each follower's response from
-its own point, the others held.
+its own point, the others held. Where row ``b`` needs only follower
+``owner[b]``'s own entries, the ``*_own`` evaluators compute just those
+(:class:`~stackopt.expr_grouped.GroupedProgram`: the work of one full evaluation
+for a sweep of every follower, not one per follower), to the same bits.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .expr_grouped import GroupedProgram
 
 
 class BatchEvaluators:
@@ -36,3 +41,34 @@ class BatchEvaluators:
     @property
     def Jx_cols(self) -> np.ndarray:
         return self._Jxp.cols
+
+    # ------------------------------------------------ each row its owner's entries only
+    def _grouped(self, name: str) -> GroupedProgram:
+        """The grouped program ``name`` (built at first use)."""
+        cache = self.__dict__.setdefault("_grouped_programs", {})
+        if name not in cache:
+            n = len(self.slices)
+            if name == "F":
+                cache[name] = GroupedProgram(self._F, [np.arange(sl.start, sl.stop) for sl in self.slices])
+            elif name == "fobj":
+                cache[name] = GroupedProgram(self._fobj, [np.array([i]) for i in range(n)])
+            else:
+                rows, cols = self.Jx_rows, self.Jx_cols
+                own = self.x_owner[rows] == self.x_owner[cols]
+                cache[name] = GroupedProgram(self._Jxp.program,
+                                             [np.flatnonzero(own & (self.x_owner[rows] == i)) for i in range(n)])
+        return cache[name]
+
+    def F_own(self, X, p, owner) -> np.ndarray:
+        """:meth:`F_batch` where row ``b`` needs follower ``owner[b]``'s block only (``nan`` elsewhere)."""
+        return self.x_sense * self._grouped("F")(self._rows(X, p), owner)
+
+    def follower_objective_own(self, X, p, owner) -> np.ndarray:
+        """Follower ``owner[b]``'s objective at row ``b`` of ``X``: shape ``(rows,)``."""
+        owner = np.asarray(owner, dtype=np.intp)
+        vals = self._grouped("fobj")(self._rows(X, p), owner)[np.arange(owner.size), owner]
+        return self.sense[owner] * vals
+
+    def Jx_own(self, X, p, owner) -> np.ndarray:
+        """:meth:`Jx_batch` where row ``b`` needs follower ``owner[b]``'s own block only."""
+        return self._Jx_sign * self._grouped("Jx")(self._rows(X, p), owner)

@@ -107,9 +107,9 @@ class RowResponses:
 
     def _values(self, full, owners, idx, valid, p):
         """Each row's own objective and own gradient (padded, 0 off its block)."""
-        k, n = self.k, len(owners)
-        f = k.follower_objectives_batch(full, p)[np.arange(n), owners]
-        G = np.where(valid, np.take_along_axis(k.F_batch(full, p), idx, axis=1), 0.0)
+        k = self.k
+        f = k.follower_objective_own(full, p, owners)
+        G = np.where(valid, np.take_along_axis(k.F_own(full, p, owners), idx, axis=1), 0.0)
         return f, G
 
     def _search(self, L, full, Y, f, D, gd, ref, owners, idx, valid, p):
@@ -126,7 +126,7 @@ class RowResponses:
             Yt = Y[rows] + t[pend, None] * D[pend]
             cols = np.broadcast_to(np.arange(rows.size)[:, None], idx[rows].shape)
             P[cols[valid[rows]], idx[rows][valid[rows]]] = Yt[valid[rows]]
-            ft = self.k.follower_objectives_batch(P, p)[np.arange(rows.size), owners[rows]]
+            ft = self.k.follower_objective_own(P, p, owners[rows])
             good = np.isfinite(ft) & (ft <= ref[pend] + ARMIJO * t[pend] * gd[pend])
             full[rows[good]] = P[good]
             ok[pend[good]] = True

@@ -21,6 +21,14 @@ def test_batched_programs_equal_pointwise(name, params):
         np.testing.assert_allclose(F[b], k.F(x, k.p0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(f[b], k.follower_objectives(x, k.p0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(J[b], k.Jx(x, k.p0)[k.Jx_rows, k.Jx_cols], rtol=1e-12, atol=1e-12)
+    # each row its owner's entries only: the same bits as the full batch there, nan elsewhere
+    owner = np.arange(X.shape[0]) % len(k.slices)
+    own = k.x_owner[k.Jx_rows] == k.x_owner[k.Jx_cols]
+    Fo, fo, Jo = k.F_own(X, k.p0, owner), k.follower_objective_own(X, k.p0, owner), k.Jx_own(X, k.p0, owner)
+    for b, i in enumerate(owner):
+        sl, at = k.slices[i], own & (k.x_owner[k.Jx_rows] == i)
+        assert np.array_equal(Fo[b, sl], F[b, sl]) and fo[b] == f[b, i] and np.array_equal(Jo[b, at], J[b, at])
+        assert np.isnan(np.delete(Fo[b], np.arange(sl.start, sl.stop))).all() and np.isnan(Jo[b, ~at]).all()
 
 
 def test_batched_best_responses_match_ipopt_one_by_one():
