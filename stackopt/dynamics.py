@@ -57,44 +57,42 @@ class ColdDynamics:
 
 class GradientPlay(ColdDynamics):
     """Projected gradient play with the step ``eta`` halved where the play oscillates or
-    circles: ``patience`` steps that did not shrink, over which the play's net
-    displacement is less than half the length of its path. Steps that keep their size
+    circles without contracting: over a window of ``patience`` steps, the mean step is
+    not below ``CONTRACT`` times the previous window's and the play's net displacement
+    is less than ``CIRCLING`` times the length of its path. Steps that keep their size
     along a steady direction (the play drifting towards a distant equilibrium) keep
-    ``eta``: halving there would shrink the steps without bringing the play nearer."""
+    ``eta``: halving there would shrink the steps without bringing the play nearer;
+    a play circling at a steady size (no potential: gradient play of a game need not
+    converge at a given step) has its step halved until it contracts."""
 
     name = "gradient-play"
     CIRCLING = 0.5  # net displacement / path length below which a window oscillates or circles
+    CONTRACT = 0.9  # mean step / previous window's above which a window did not contract
 
     def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
         self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
 
     def run(self, x, p, deadline, budget, handover, eta=None) -> Handover:
         k = self.k
-        eta, worse, prev = (self.step if eta is None else eta), 0, np.inf
-        it = 0
-        proj = None
-        sizes = []
-        anchor, path = x, 0.0  # where the current window of non-shrinking steps began, its length
+        eta = self.step if eta is None else eta
+        it, proj, sizes = 0, None, []
+        anchor, path, last = x, 0.0, np.inf  # the window's start, its path length, the last window's mean step
         for it in range(1, budget + 1):
             F = k.F(x, p)
             if not np.all(np.isfinite(F)):
                 return Handover(self._z(x, proj, p), it, False, stiff=True)
             proj = self.sets.project(x - eta * F, p)
             size = float(np.max(np.abs(proj.x - x), initial=0.0))
-            if size < prev:
-                anchor, path, worse = x, 0.0, 0
-            else:
-                worse += 1
             path += float(np.linalg.norm(proj.x - x))
             x = proj.x
             sizes.append(size)
             if size <= handover:
                 return Handover(self._z(x, proj, p), it, True, distance=_distance(sizes), eta=eta)
-            prev = size
-            if worse >= self.patience:
-                if np.linalg.norm(x - anchor) < self.CIRCLING * path:
-                    eta, prev = 0.5 * eta, np.inf
-                anchor, path, worse = x, 0.0, 0
+            if it % self.patience == 0:
+                mean = float(np.mean(sizes[-self.patience:]))
+                if mean >= self.CONTRACT * last and np.linalg.norm(x - anchor) < self.CIRCLING * path:
+                    eta, mean = 0.5 * eta, np.inf
+                anchor, path, last = x, 0.0, mean
             if time.perf_counter() > deadline:
                 break
         return Handover(self._z(x, proj, p), it, False)

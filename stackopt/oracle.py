@@ -76,8 +76,9 @@ def _options(cfg: ConfigDict) -> ConfigDict:
       "which Newton takes over, tried in turn where Newton cannot finish from the previous one"))
     d("play_step", ConfigValue(0.5, PositiveFloat, "initial gradient-play step eta"))
     d("play_budget", ConfigValue(1000, PositiveInt, "gradient-play steps per hand-over attempt"))
-    d("play_patience", ConfigValue(10, PositiveInt, "gradient-play steps that do not shrink before "
-      "eta is halved"))
+    d("play_patience", ConfigValue(10, PositiveInt, "gradient-play steps per window of its oscillation "
+      "test: eta is halved where a window's mean step is not below 0.9 times the previous window's and "
+      "the play's net displacement over it is under half its path"))
     d("cold_restarts", ConfigValue(3, NonNegativeInt, "further random starts when gradient play does "
       "not settle (with a random stream), before best responses"))
     d("damping", ConfigValue(0.5, _damping, "relaxation: x <- (1 - d) x + d BR(x)"))

@@ -362,3 +362,26 @@ def test_cold_start_where_gradient_play_drifts_keeps_its_step_and_converges():
     e = EquilibriumOracle(k).solve(k.p0, rng=np.random.default_rng([1, 3]))
     assert e.converged and e.message == ""
     assert e.newton_iterations <= 5 and e.relaxation_iterations <= 300
+
+
+def test_cold_start_where_gradient_play_circles_halves_its_step_and_settles():
+    """A small security game where gradient play at its first step circles at a steady
+    size (its step sizes rising and falling, so never ten in a row without shrinking):
+    the play ran its whole budget of 1000 steps before Newton finished from its last
+    point. The window test sees a window that neither contracts nor gets anywhere,
+    halves the step, and the play settles in under a hundred steps, at the same
+    equilibrium."""
+    from stackopt.kernel import kernel_of
+    from stackopt.oracle import EquilibriumOracle
+    k = kernel_of(build_game("ssg", seed=2, targets=8, defenders=2, coverable=5, resources=1.0, budget=0.5))
+    o = EquilibriumOracle(k, tol=1e-9)
+    p = k.p0 + 0.3 * np.random.default_rng(5).random(k.n_p)
+    e = o.solve(p, rng=np.random.default_rng([9, 0]))
+    assert e.converged and e.message == "" and e.relaxation_iterations < 100
+    # Newton from where a long play at a small step stops: the same point
+    from stackopt.dynamics import GradientPlay
+    import time
+    h = GradientPlay(k, o.sets, step=0.05).run(o.random_start(p, np.random.default_rng([9, 0])), p,
+                                             time.perf_counter() + 60, 20_000, 1e-12)
+    assert h.settled
+    np.testing.assert_allclose(e.x, h.z[0], atol=1e-7)
