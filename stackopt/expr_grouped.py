@@ -35,7 +35,7 @@ def _layer_atoms(batch: PolyBatch, width: int, one: int) -> tuple[np.ndarray, np
 class GroupedProgram:
     """``program`` evaluated at rows of ``values``, row ``b`` for outputs ``groups[owner[b]]`` only."""
 
-    CACHE = 256  # owner patterns whose index arrays are kept
+    CACHE_BYTES = 32 << 20  # index arrays of owner patterns kept, at most this many bytes
 
     def __init__(self, program: Program, groups: list[np.ndarray]):
         self.program = program
@@ -47,6 +47,7 @@ class GroupedProgram:
         self.groups = [np.asarray(g, dtype=np.intp) for g in groups]
         self.need = [self._ancestors(g, n_atoms) for g in self.groups]
         self._cache: dict = {}
+        self._cached_bytes = 0
 
     def _ancestors(self, outputs: np.ndarray, n_atoms: int) -> list[np.ndarray]:
         """The terms of every layer that ``outputs`` depend on (ascending, per layer)."""
@@ -70,8 +71,6 @@ class GroupedProgram:
         key = owner.tobytes()
         plan = self._cache.get(key)
         if plan is None:
-            if len(self._cache) >= self.CACHE:
-                self._cache.clear()
             B = owner.size
             per = []
             for li in range(len(self.layers)):
@@ -82,7 +81,12 @@ class GroupedProgram:
             mask = np.ones((B, self.program.n_out), dtype=bool)
             for b, g in enumerate(owner):
                 mask[b, self.groups[g]] = False
+            size = mask.nbytes + sum(a.nbytes for layer in per for a in layer)
+            if self._cached_bytes + size > self.CACHE_BYTES:
+                self._cache.clear()
+                self._cached_bytes = 0
             plan = self._cache[key] = (per, mask)
+            self._cached_bytes += size
         return plan
 
     def __call__(self, values: np.ndarray, owner: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
