@@ -14,7 +14,9 @@ defenders, T // 2 coverable targets each; cyber insurance with n in {5, 10,
   objective and constraints, a sign step of the game's learning rate,
   projected on the leader's bounds), median of ``--steps`` steps
   (``--steps-large`` at the largest size of each domain);
-* ``cold/warm``: the cold equilibrium in warm steps;
+* ``cold/warm``: the cold equilibrium in warm steps; ``dyn``: the followers'
+  dynamics steps in it (gradient-play steps or best-response sweeps, median),
+  which select the equilibrium and bound the cold start from below;
 * ``peak MiB``: peak memory traced (``tracemalloc``) over one cold solve and
   three warm steps; ``rss MiB``: the process's peak resident size so far;
 * ``ref s/step``: the reference implementation's mean time per gradient step
@@ -112,11 +114,12 @@ def _row(domain: str, size: int, args) -> dict:
     k = kernel_of(game)
     prep = time.perf_counter() - t0
     oracle = EquilibriumOracle(k)
-    colds, eq, n_ok = [], None, 0
+    colds, dyn, eq, n_ok = [], [], None, 0
     for s in range(args.cold):
         t0 = time.perf_counter()
         e = oracle.solve(k.p0, rng=np.random.default_rng([0, s]))
         colds.append(time.perf_counter() - t0)
+        dyn.append(e.relaxation_iterations)
         n_ok += e.converged
         eq = e if eq is None and e.converged else eq
     lr = float(game.method_options.get("gradient", {}).get("lr", 1e-2))
@@ -138,7 +141,7 @@ def _row(domain: str, size: int, args) -> dict:
     tracemalloc.stop()
     cold, step = float(np.median(colds)), (float(np.median(warm)) if warm else float("nan"))
     ref = REFERENCE.get(domain if domain != "nfg3" else "", {}).get(size)
-    return dict(size=size, n_cold=len(colds), prep=prep, cold=cold, warm=step, steps=len(warm), peak=peak / 2 ** 20,
+    return dict(size=size, n_cold=len(colds), prep=prep, cold=cold, dyn=float(np.median(dyn)), warm=step, steps=len(warm), peak=peak / 2 ** 20,
                 rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ref=ref,
                 cold_ok=n_ok, counters=oracle.counters.as_dict())
 
@@ -150,7 +153,7 @@ def len_cold(r) -> int:
 def _print_table(title, domain, rows):
     print(f"\n{title}")
     print(f"{'size':>6s}{'prep s':>9s}{'cold ms':>10s}{'conv':>6s}{'warm ms':>10s}{'steps':>7s}"
-          f"{'cold/warm':>11s}{'peak MiB':>10s}{'rss MiB':>9s}{'ref s/step':>12s}{'ref/warm':>10s}")
+          f"{'cold/warm':>11s}{'dyn':>6s}{'peak MiB':>10s}{'rss MiB':>9s}{'ref s/step':>12s}{'ref/warm':>10s}")
     for r in rows:
         if "skipped" in r:
             print(f"{r['size']:>6d}  skipped: {r['skipped']}")
@@ -159,7 +162,7 @@ def _print_table(title, domain, rows):
         ratio = f"{r['ref'] / r['warm']:10.0f}" if r["ref"] else f"{'-':>10s}"
         print(f"{r['size']:>6d}{r['prep']:9.2f}{1e3 * r['cold']:10.1f}{r['cold_ok']:>4d}/{len_cold(r)}"
               f"{1e3 * r['warm']:10.2f}{r['steps']:7d}"
-              f"{r['cold'] / r['warm']:11.1f}{r['peak']:10.1f}{r['rss']:9.0f}{ref}{ratio}")
+              f"{r['cold'] / r['warm']:11.1f}{r['dyn']:6.0f}{r['peak']:10.1f}{r['rss']:9.0f}{ref}{ratio}")
     done = [r for r in rows if "skipped" not in r]
     if len(done) >= 2:
         a, b = done[0], done[-1]
