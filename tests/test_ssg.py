@@ -385,3 +385,18 @@ def test_cold_start_where_gradient_play_circles_halves_its_step_and_settles():
                                              time.perf_counter() + 60, 20_000, 1e-12)
     assert h.settled
     np.testing.assert_allclose(e.x, h.z[0], atol=1e-7)
+
+
+def test_cold_start_keeps_newtons_local_nash_point_where_no_hand_over_is_near(monkeypatch):
+    """Where Newton, from every hand-over of every restart, reaches a local Nash point but
+    never one near where the play was heading (here forced: a coarse hand-over and no
+    predicted distance), the cold start returns the first such point and says so."""
+    import stackopt.dynamics as dyn
+    from stackopt.kernel import kernel_of
+    from stackopt.oracle import EquilibriumOracle
+    monkeypatch.setattr(dyn, "_distance", lambda sizes, window=10: 0.0)
+    k = kernel_of(build_game("ssg", seed=0, targets=20, defenders=5, coverable=10))
+    o = EquilibriumOracle(k, handover_ladder=(1e-2,))
+    e = o.solve(k.p0, rng=np.random.default_rng([0, 0]))
+    assert e.converged and "its steps shrank far from an equilibrium" in e.message
+    assert np.max(np.abs(o.residual(e.x, e.nu, e.lam, e.w, e.p))) <= o.config.tol
