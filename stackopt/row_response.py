@@ -91,17 +91,14 @@ class RowResponses:
                 break
             t, ok = self._search(L, full, Y, f, D, gd, refs.max(axis=1)[L], owners, idx, valid, p)
             L, t, D = L[ok], t[ok], D[ok]
-            live[np.setdiff1d(np.flatnonzero(live), L)] = False
+            live[:] = False
+            live[L] = True  # the rows whose search found a step
             if not L.size:
                 break
-            S = t[:, None] * D
-            Yt = Y[L] + S
             ft, Gt = self._values(full[L], owners[L], idx[L], valid[L], p)
-            V = Gt - G[L]
-            sv = np.sum(S * V, axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                alpha[L] = np.where(sv > 0, np.clip(np.sum(S * S, axis=1) / sv, ALPHA_MIN, ALPHA_MAX), ALPHA_MAX)
-            Y[L], f[L], G[L] = Yt, ft, Gt
+            S = t[:, None] * D
+            alpha[L] = _spectral(S, Gt - G[L])
+            Y[L], f[L], G[L] = Y[L] + S, ft, Gt
             refs[L, (it + 1) % MEMORY] = ft
         return out
 
@@ -144,3 +141,11 @@ class RowResponses:
         w = -g - tau * a
         w[(y > lo) & (y < hi)] = 0.0
         return y.copy(), float(tau), w
+
+
+def _spectral(S, V) -> np.ndarray:
+    """Barzilai-Borwein lengths ``s^T s / s^T v`` per row, safeguarded (``ALPHA_MAX`` where
+    ``s^T v <= 0``: no curvature seen)."""
+    sv = np.sum(S * V, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sv > 0, np.clip(np.sum(S * S, axis=1) / sv, ALPHA_MIN, ALPHA_MAX), ALPHA_MAX)

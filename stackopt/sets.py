@@ -108,25 +108,18 @@ class FollowerSets:
         k = self.kernel
         nu, lam = proj.nu.copy(), proj.lam.copy()
         held = ((x <= k.x_lb) | (x >= k.x_ub)) & (proj.w != 0)
+        g = F.copy()
         for i, sl in enumerate(k.slices):
             row = self.rows[i]
             if row is None:
                 continue
             kind, r, a = row
-            if kind == "ineq" and proj.lam[r] == 0:
-                continue
+            mult = nu if kind == "eq" else lam
             free = ~held[sl] & (a != 0)
-            if free.any():
-                val = -float(a[free] @ F[sl][free]) / float(a[free] @ a[free])
-                (nu if kind == "eq" else lam)[r] = val
-        g = F.copy()
-        for i, sl in enumerate(k.slices):
-            row = self.rows[i]
-            if row is not None:
-                kind, r, a = row
-                g[sl] += (nu if kind == "eq" else lam)[r] * a
-        w = np.where(held, -g, 0.0)
-        return nu, lam, w
+            if (kind == "eq" or proj.lam[r] != 0) and free.any():
+                mult[r] = -float(a[free] @ F[sl][free]) / float(a[free] @ a[free])
+            g[sl] += mult[r] * a
+        return nu, lam, np.where(held, -g, 0.0)
 
     def follower_rows(self, i: int, p):
         """Follower ``i``'s rows over its own variables: ``cl <= M x_i <= cu`` (dense ``M``)."""
