@@ -84,11 +84,6 @@ def project_rows(U, eq, A, b, LO, HI):
     return X, tau, V - X
 
 
-def box_row_multiplier(u, a, b, lo, hi) -> float:
-    """One block's :func:`row_multipliers`."""
-    return float(row_multipliers(u[None], a[None], np.array([b], dtype=float), lo[None], hi[None])[0])
-
-
 def project_box_row(u, kind: str, a, b: float, lo, hi):
     """One block's :func:`project_rows` (``kind``: ``"eq"`` or ``"ineq"``):
     ``(P(u), tau, w)``, or ``(None, nan, None)`` where no point of the box meets the row."""

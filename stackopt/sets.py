@@ -2,11 +2,10 @@
 
 Follower ``i``'s set is ``{lb_i <= x_i <= ub_i, A_i x_i = b_i(p), G_i x_i <= h_i(p)}``.
 Where every follower has at most one row besides its box (a simplex, a
-capacity, a budget: *simple* sets) the Euclidean projection is exact and cheap:
-``x(tau) = clip(u - tau a, lo, hi)`` with ``a^T x(tau)`` piecewise linear and
-non-increasing in ``tau``, so the row's multiplier ``tau`` is found by sorting
-breakpoints, and the projection also returns the normal-cone decomposition
-``u - x = tau a + w`` that a hand-over to Newton needs as multipliers. Other
+capacity, a budget: *simple* sets) the Euclidean projection is exact and cheap,
+every follower's block at once (:mod:`stackopt.boxrow`), and it also returns the
+normal-cone decomposition ``u - x = tau a + w`` that a hand-over to Newton needs
+as multipliers. Other
 sets are projected follower by follower with Ipopt (the adapter of
 :mod:`stackopt.nlp`), its status checked.
 """
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxrow import project_box_row, project_rows  # noqa: F401  (project_box_row: re-exported)
+from .boxrow import project_rows
 from .nlp import LinearRowCallbacks, ipopt_solve
 
 
