@@ -6,9 +6,10 @@ linear and non-increasing in ``tau``: coordinate ``j`` (``a_j != 0``) moves
 between its bounds while ``tau`` is between its two breakpoints, adding
 ``-a_j^2`` to the slope there, so the row's multiplier ``tau`` follows from the
 sorted breakpoints and cumulative sums. Blocks of different lengths share one
-padded array (row ``r`` of ``U``, ``A``, ``LO``, ``HI``; ``valid`` marks the
-block's own entries), so a projection of every follower's block is a few NumPy
-calls, not a loop over followers.
+padded array (row ``r`` of ``U``, ``A``, ``LO``, ``HI``; a padding entry has
+``a = 0`` and ``u = lo = hi = 0``, so it neither moves nor meets the row), and a
+projection of every follower's block is a few NumPy calls, not a loop over
+followers.
 """
 from __future__ import annotations
 
