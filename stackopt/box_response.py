@@ -26,11 +26,8 @@ class BoxNewtonBatch:
         self.sizes = sizes
         # each follower's block of the Jacobian's nonzeros: (positions, local rows, local cols)
         rows, cols = k.Jx_rows, k.Jx_cols
-        own = k.x_owner[rows] == k.x_owner[cols]
-        self.blocks = []
-        for i, sl in enumerate(k.slices):
-            at = np.flatnonzero(own & (k.x_owner[rows] == i))
-            self.blocks.append((at, rows[at] - sl.start, cols[at] - sl.start))
+        self.blocks = [(at, rows[at] - sl.start, cols[at] - sl.start)
+                       for at, sl in zip(k.Jx_own_entries, k.slices)]
 
     def solve(self, owner: np.ndarray, X: np.ndarray, p: np.ndarray):
         """Responses of rows ``(owner[b], X[b])``: ``(X, w, ok)`` with each row's own block

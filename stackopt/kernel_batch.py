@@ -1,10 +1,10 @@
 """A game kernel's evaluators at several follower points at once (one leader strategy).
 
 Row ``b`` of ``X`` is one full vector of the followers' values; every compiled
-program runs once for all rows (:meth:`stackopt.expr_program.Program.batch`),
-which is what a sweep of best responses needs: each follower's response from
-its own point, the others held. Where row ``b`` needs only follower
-``owner[b]``'s own entries, the ``*_own`` evaluators compute just those
+program runs once for all rows (:meth:`stackopt.expr_program.Program.batch`).
+A sweep of best responses (each follower's response from its own point, the
+others held) needs at row ``b`` only follower ``owner[b]``'s own entries: the
+``*_own`` evaluators, which the batched responses use, compute just those
 (:class:`~stackopt.expr_grouped.GroupedProgram`: the work of one full evaluation
 for a sweep of every follower, not one per follower), to the same bits.
 """
@@ -53,11 +53,17 @@ class BatchEvaluators:
             elif name == "fobj":
                 cache[name] = GroupedProgram(self._fobj, [np.array([i]) for i in range(n)])
             else:
-                rows, cols = self.Jx_rows, self.Jx_cols
-                own = self.x_owner[rows] == self.x_owner[cols]
-                cache[name] = GroupedProgram(self._Jxp.program,
-                                             [np.flatnonzero(own & (self.x_owner[rows] == i)) for i in range(n)])
+                cache[name] = GroupedProgram(self._Jxp.program, self.Jx_own_entries)
         return cache[name]
+
+    @property
+    def Jx_own_entries(self) -> list[np.ndarray]:
+        """Per follower, the positions among ``(Jx_rows, Jx_cols)`` of its own block of ``dF/dx``."""
+        if "_Jx_own" not in self.__dict__:
+            rows, cols = self.Jx_rows, self.Jx_cols
+            own = self.x_owner[rows] == self.x_owner[cols]
+            self._Jx_own = [np.flatnonzero(own & (self.x_owner[rows] == i)) for i in range(len(self.slices))]
+        return self._Jx_own
 
     def F_own(self, X, p, owner) -> np.ndarray:
         """:meth:`F_batch` where row ``b`` needs follower ``owner[b]``'s block only (``nan`` elsewhere)."""

@@ -135,13 +135,18 @@ class FollowerSets:
         """The followers whose linear rows and bounds have no common point at ``p``
         (see :func:`infeasible_followers`), kept per ``p`` where the rows depend on it
         and once otherwise."""
+        return list(self._by_p(self._empty, p, lambda: infeasible_followers(self, p)))
+
+    def _by_p(self, cache: dict, p, compute):
+        """``compute()`` kept in ``cache`` per ``p`` where the followers' rows depend on it,
+        once otherwise (at most 64 values kept)."""
         k = self.kernel
         key = np.asarray(p, dtype=float).tobytes() if (k.eq.depends_on_p or k.ineq.depends_on_p) else b""
-        if key not in self._empty:
-            if len(self._empty) > 64:
-                self._empty.clear()
-            self._empty[key] = infeasible_followers(self, p)
-        return list(self._empty[key])
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = compute()
+        return cache[key]
 
     # ---------------------------------------------------------------- starts
     def random_start(self, p: np.ndarray, rng) -> Projection:
@@ -157,13 +162,7 @@ class FollowerSets:
         lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
         hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
         u = lo + (hi - lo) * rng.random(k.n_x)
-        depends = k.eq.depends_on_p or k.ineq.depends_on_p
-        key = p.tobytes() if depends else b""
-        c = self._centers.get(key)
-        if c is None:
-            if len(self._centers) > 64:
-                self._centers.clear()
-            c = self._centers[key] = self.project(0.5 * (lo + hi), p).x
+        c = self._by_p(self._centers, p, lambda: self.project(0.5 * (lo + hi), p).x)
         pu = self.project(u, p)
         return Projection(x=c + 0.9 * (pu.x - c), nu=pu.nu, lam=pu.lam, w=np.zeros(k.n_x), ok=pu.ok)
 
