@@ -9,7 +9,10 @@ box and one row (a simplex, a budget) by spectral projected gradient on the
 exact projection (:mod:`stackopt.row_response`); other followers with rows,
 and any run of those two that does not finish, by Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
 return status checked: a failure is counted and the result flagged, never
-taken silently.
+taken silently. A follower bound by smooth rows (:mod:`stackopt.smooth_rows`:
+its nonlinear, leader-dependent or coupling constraints and the shared ones)
+responds over the set the others' values leave it, by Ipopt, with the exact
+Hessian of its Lagrangian in its own variables.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ class BestResponse:
     lam: np.ndarray
     w: np.ndarray
     ok: bool
+    smooth: dict | None = None  # smooth row index -> the follower's multiplier of it
 
 
 class BestResponses:
@@ -44,8 +48,7 @@ class BestResponses:
         keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_spg_iter",
                 "br_exact_hessian_max", "armijo", "min_step")
         self.config = cfg = type("BestResponseOptions", (), {key: config[key] for key in keys})()
-        self.box_only = np.array([not (np.any(kernel.eq.owner == i) or np.any(kernel.ineq.owner == i))
-                                  for i in range(len(kernel.slices))], dtype=bool)
+        self.box_only = np.array([not kernel.constrained(i) for i in range(len(kernel.slices))], dtype=bool)
         self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
         self.rows = RowResponses(kernel, sets, cfg.br_tol, cfg.br_spg_iter)
 
@@ -104,6 +107,17 @@ class BestResponses:
         if k.n_x > cfg.br_exact_hessian_max:  # the exact Hessian block costs a whole game Jacobian
             opts["hessian_approximation"] = "limited-memory"
         x0 = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
+        rows = k.smooth.response_rows(i, sl) if k.smooth is not None else None
+        if rows is not None and rows.rows.size:
+            n_lin = M.shape[0]
+            cl = np.concatenate([cl, np.where(rows.equality, 0.0, -np.inf)])
+            cu = np.concatenate([cu, np.zeros(rows.rows.size)])
+            run = ipopt_solve(_SmoothCallbacks(k, i, x, p, M, rows), x0, k.x_lb[sl], k.x_ub[sl], cl, cu,
+                              options=opts)
+            n_eq = int(np.sum(k.eq.owner == i))
+            return BestResponse(np.clip(run.x, k.x_lb[sl], k.x_ub[sl]), run.mult_g[:n_eq],
+                                run.mult_g[n_eq:n_lin], run.mult_x_U - run.mult_x_L, run.ok,
+                                smooth=dict(zip(rows.rows.tolist(), run.mult_g[n_lin:].tolist())))
         run = ipopt_solve(_Callbacks(k, i, x, p, M), x0, k.x_lb[sl], k.x_ub[sl], cl, cu, options=opts)
         n_eq = int(np.sum(k.eq.owner == i))
         return BestResponse(np.clip(run.x, k.x_lb[sl], k.x_ub[sl]), run.mult_g[:n_eq],
@@ -135,3 +149,42 @@ class _Callbacks(LinearRowCallbacks):
     def hessian(self, xi, lagrange, obj_factor):
         H = self.k.Jx(self._full(xi), self.p)[self.sl, self.sl]
         return obj_factor * (0.5 * (H + H.T))[self.tril]
+
+
+class _SmoothCallbacks(_Callbacks):
+    """Follower ``i``'s problem with the others held at ``x``, its linear rows ``M`` and the
+    smooth rows binding it (``rows``, :meth:`SmoothRows.response_rows`), for cyipopt."""
+
+    def __init__(self, k, i, x, p, M, rows):
+        super().__init__(k, i, x, p, M)
+        self.rows, self.sm = rows, k.smooth
+        r, c = np.indices(M.shape)
+        n_lin = M.shape[0]
+        self.jac_struct = (np.concatenate([r.ravel(), n_lin + rows.jac_row]),
+                           np.concatenate([c.ravel(), rows.jac_col]))
+        keep = rows.hess_j <= rows.hess_i  # lower triangle
+        self.h_keep = np.flatnonzero(keep)
+        self.h_struct = (np.concatenate([self.tril[0], rows.hess_i[keep]]),
+                         np.concatenate([self.tril[1], rows.hess_j[keep]]))
+
+    def constraints(self, xi):
+        c = self.sm.values(self._full(xi), self.p)[self.rows.rows]
+        return np.concatenate([self.M @ xi, c])
+
+    def jacobianstructure(self):
+        return self.jac_struct
+
+    def jacobian(self, xi):
+        jac = self.sm.derivatives(self._full(xi), self.p)[1]
+        return np.concatenate([self.M.ravel(), jac[self.rows.jac_at]])
+
+    def hessianstructure(self):
+        return self.h_struct
+
+    def hessian(self, xi, lagrange, obj_factor):
+        full = self._full(xi)
+        H = self.k.Jx(full, self.p)[self.sl, self.sl]
+        mu = np.asarray(lagrange)[self.M.shape[0]:]
+        d2 = self.sm.second_derivatives(full, self.p)[self.rows.hess_at[self.h_keep]]
+        return np.concatenate([obj_factor * (0.5 * (H + H.T))[self.tril],
+                               mu[self.rows.hess_row[self.h_keep]] * d2])

@@ -176,4 +176,4 @@ class ColdStart:
 
     def _local_nash(self, z, p) -> bool:
         o = self.o
-        return second_order_ok(o.system, z[0], z[2], z[3], p, tol=o.config.second_order_tol)
+        return second_order_ok(o.system, z[0], z[2], z[3], p, tol=o.config.second_order_tol, nu=z[1])

@@ -17,6 +17,11 @@ follower's own variables (the others' and the leader's variables are data):
 Anything else (a sigmoid of an effort, a quantal response) is "don't know":
 the search then runs. The walk is recursive with a depth cap; an expression
 deeper than the cap is "don't know".
+
+A follower's *set* in its own variables is convex where every constraint binding
+it is (:func:`convex_constraint`): ``body <= ub`` with ``body`` convex,
+``lb <= body`` with ``body`` concave, an equality affine in the own variables
+(a nonlinear equality makes the set non-convex: allowed, and searched).
 """
 from __future__ import annotations
 
@@ -120,3 +125,14 @@ def _is_number(e) -> bool:
 def convex_in_own(expr, own_vars, sign: float = 1.0) -> bool:
     """Whether ``sign * expr`` is provably convex in ``own_vars`` (see the module docstring)."""
     return _Walk(own_vars).convex(expr, float(sign))
+
+
+def convex_constraint(constraint, side: str, own_vars) -> bool:
+    """Whether one side of ``constraint`` (``"upper"``: ``body <= ub``, ``"lower"``:
+    ``lb <= body``, ``"equality"``) is provably a convex set in ``own_vars`` (see the
+    module docstring)."""
+    walk = _Walk(own_vars)
+    body = constraint.body
+    if side == "equality":
+        return walk.affine(body)
+    return walk.convex(body, 1.0 if side == "upper" else -1.0)

@@ -12,8 +12,11 @@ set and from ``deviation_starts`` seeded random points of it. A response
 whose objective is lower by more than ``deviation_tol`` (relative, at least
 absolute) is a profitable deviation; the oracle then lets the followers
 adjust from there. Followers whose objective is provably convex in their own
-variables (:mod:`stackopt.convexity`) are not searched: their KKT points are
-best responses.
+variables, and whose set is (every constraint binding them, :mod:`stackopt.convexity`;
+linear rows always are), are not searched: their KKT points are best responses.
+The others are *searched*: :attr:`Deviations.searched` names them and why (a
+non-convex objective, or a constraint such as a nonlinear equality that makes
+the set non-convex).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import time
 
 import numpy as np
 
-from .convexity import convex_in_own
+from .convexity import convex_constraint, convex_in_own
 
 
 class Deviations:
@@ -31,8 +34,21 @@ class Deviations:
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
         self.found = 0  # profitable deviations found, over all searches
-        # followers whose objective is provably convex in their own variables need no search
-        self.convex = [convex_in_own(f.objective, f.variables, f.sense) for f in kernel.structure.followers]
+        # followers whose objective and set are provably convex in their own variables need no search
+        self.searched: dict[str, str] = {}
+        for i, f in enumerate(kernel.structure.followers):
+            why = []
+            if not convex_in_own(f.objective, f.variables, f.sense):
+                why.append("its objective is not provably convex in its own variables")
+            if kernel.smooth is not None:
+                bad = sorted({c.name for c, side in kernel.smooth.constraints_of(i)
+                              if not convex_constraint(c, side, f.variables)})
+                if bad:
+                    why.append(f"its set is not provably convex in its own variables "
+                               f"({', '.join(bad)})")
+            if why:
+                self.searched[f.name] = "; ".join(why)
+        self.convex = [f.name not in self.searched for f in kernel.structure.followers]
 
     def _starts(self, x, p, rng) -> list[np.ndarray]:
         k = self.k

@@ -13,7 +13,9 @@ best responses' own multipliers), so no separate dual estimate is needed.
   objectives' domain (``log`` of an entropy term: stiff near the boundary).
 * :class:`Relaxation` -- the paper's damped simultaneous best response
   ``x <- (1 - d) x + d BR(x)``, every best response solved by
-  :class:`~stackopt.best_response.BestResponses`.
+  :class:`~stackopt.best_response.BestResponses` (over the set the others' values
+  leave the follower, in a generalized Nash game: then ``d <= 1 / coupling``, which
+  keeps a jointly convex set).
 """
 from __future__ import annotations
 
@@ -125,7 +127,7 @@ class ImplicitGradientPlay(ColdDynamics):
         F = k.F(z[0], p)
         eta, it = self.step, 0
         for it in range(1, budget + 1):
-            J = sysm.jacobian(z[0], p, self.newton.solver.dense)
+            J = sysm.jacobian(z[0], p, self.newton.solver.dense, z[1], z[2])
             while True:
                 zt = self.newton.target(z, p, F, J, prox=1.0 / eta)
                 Ft = k.F(zt[0], p)
@@ -157,10 +159,11 @@ class Relaxation(ColdDynamics):
 
     def __init__(self, kernel, responses, damping: float = 0.5, patience: int = 30):
         self.k, self.responses, self.damping, self.patience = kernel, responses, damping, patience
+        self.cap = 1.0 / max(1, coupling(kernel))
 
     def run(self, x, p, deadline, budget, handover, step_tol=None, damping=None) -> Handover:
         k = self.k
-        d = self.damping if damping is None else damping
+        d = min(self.damping if damping is None else damping, self.cap)
         step_tol = handover if step_tol is None else step_tol
         it, sizes = 0, []
         owners = np.arange(len(k.slices))
@@ -187,7 +190,7 @@ class Relaxation(ColdDynamics):
         """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
         its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
         has spectral radius below one. Checked where followers have bounds only."""
-        k, d = self.k, (self.damping if damping is None else damping)
+        k, d = self.k, min(self.damping if damping is None else damping, self.cap)
         if system.m_e or system.m_i:
             return True
         free = system.classify(z[0], z[2], z[3], p).free
@@ -203,9 +206,29 @@ class Relaxation(ColdDynamics):
 
     def _z(self, x, brs):
         k = self.k
-        nu, lam, w = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+        nu, lam, w = np.zeros(k.n_eq), np.zeros(k.n_ineq), np.zeros(k.n_x)
+        me, mi = k.eq.n_rows, k.ineq.n_rows
         for i, (sl, b) in enumerate(zip(k.slices, brs)):
-            nu[k.eq.owner == i] = b.nu
-            lam[k.ineq.owner == i] = b.lam
+            nu[:me][k.eq.owner == i] = b.nu
+            lam[:mi][k.ineq.owner == i] = b.lam
             w[sl] = b.w
+        if k.smooth is not None:  # the followers' own multipliers of the smooth rows, by slot
+            sigma = k.smooth.slot_multipliers({i: b.smooth for i, b in enumerate(brs) if b.smooth})
+            nu[me:], lam[mi:] = sigma[:k.smooth.n_eq], np.maximum(sigma[k.smooth.n_eq:], 0.0)
         return x, nu, lam, w
+
+
+def coupling(kernel) -> int:
+    """The largest number of followers whose variables one smooth row uses (1 without any):
+    a damped simultaneous best response ``x + d (BR(x) - x)`` with ``d <= 1 / coupling``
+    is a convex combination of ``x`` and points where one follower responded, so it
+    stays in a jointly convex set that each response respects."""
+    sm = kernel.smooth
+    if sm is None:
+        return 1
+    owners = [set() for _ in range(sm.n_rows)]
+    rows, cols = sm.jacobian_structure
+    for r, j in zip(rows, cols):
+        if j < kernel.n_x:
+            owners[r].add(int(kernel.x_owner[j]))
+    return max((len(o) for o in owners), default=1)

@@ -49,7 +49,7 @@ class Equilibrium:
                 raise ValueError("this Equilibrium carries no KKT system: build it with an "
                                  "EquilibriumOracle (or pass system= and solver=)")
             self._linearization = self.system.linearize(self.x, self.lam, self.w, self.p,
-                                                        self.solver, reuse=reuse)
+                                                        self.solver, reuse=reuse, nu=self.nu)
         return self._linearization
 
 

@@ -6,13 +6,17 @@ leader's. The followers' problems become
     follower i:  min_{x_i} f_i(x, p)  s.t.  A_i x_i = b_i(p),  G_i x_i <= h_i(p),
                  lb_i <= x_i <= ub_i
 
-(objectives in minimisation form whatever the user's sense): constraints are
-linear in the follower's own variables with constant coefficients, and their
+(objectives in minimisation form whatever the user's sense): the *linear rows*
+are linear in the follower's own variables with constant coefficients, and their
 right-hand sides are smooth functions of the leader's variables,
 ``b(p) = rhs - E p - psi(p)`` with ``E`` the linear part and ``psi`` a compiled
 nonlinear part (present only where a constraint is nonlinear in the leader's
-variables). The followers' stacked KKT conditions are the residual of
-:mod:`stackopt.residual`, with ``F`` the stacked gradients ``grad_{x_i} f_i``.
+variables). Every other follower constraint and every shared constraint is a
+*smooth row* ``c_r(x, p) (<= or =) 0`` of :mod:`stackopt.smooth_rows`
+(``kernel.smooth``, ``None`` where there are none), with multipliers per follower
+or shared as the game's concept says. The followers' stacked KKT conditions are
+the residual of :mod:`stackopt.residual`, with ``F`` the stacked gradients
+``grad_{x_i} f_i``.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobi
 from .kernel_batch import BatchEvaluators
 from .kernel_leader import LeaderEvaluators
 from .rows import LinearRows, linear_rows  # noqa: F401  (LinearRows: re-exported)
+from .smooth_rows import smooth_rows
 
 
 def kernel_of(game) -> "GameKernel":
@@ -55,6 +60,7 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
         self.parameters = Parameters(grow=True)
         self._compile_followers(s, allv)
         self._compile_leader(s, allv)
+        self.smooth = smooth_rows(s, xv, pv, self.x_owner, self.parameters)
         self.refresh()
 
     def _index_followers(self, s) -> None:
@@ -102,13 +108,32 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
         self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
         self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
         self.eq, self.ineq = linear_rows(s, xv, pv)
+        if self.smooth is not None:
+            self.smooth.refresh()
         params = self.parameters.values()
         digest = hashlib.sha1()
         for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0, params,
                   self.eq.M.data, self.eq.E.data, self.eq.rhs, self.ineq.M.data, self.ineq.E.data,
                   self.ineq.rhs):
             digest.update(np.ascontiguousarray(a, dtype=float).tobytes())
+        if self.smooth is not None:
+            digest.update(np.ascontiguousarray(self.smooth.bound, dtype=float).tobytes())
         self.data_key = digest.hexdigest()
+
+    @property
+    def n_eq(self) -> int:
+        """Equality multipliers: the linear equality rows', then the smooth equality slots'."""
+        return self.eq.n_rows + (self.smooth.n_eq if self.smooth is not None else 0)
+
+    @property
+    def n_ineq(self) -> int:
+        """Inequality multipliers: the linear inequality rows', then the smooth inequality slots'."""
+        return self.ineq.n_rows + (self.smooth.n_in if self.smooth is not None else 0)
+
+    def constrained(self, i: int) -> bool:
+        """Whether follower ``i`` has any constraint besides its bounds."""
+        return bool(np.any(self.eq.owner == i) or np.any(self.ineq.owner == i)
+                    or (self.smooth is not None and self.smooth.rows_of(i).size))
 
     # ------------------------------------------------------------ evaluators
     def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:

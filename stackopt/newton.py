@@ -1,8 +1,8 @@
 """The Newton engine: semismooth Newton (a primal-dual active-set step) on the KKT residual.
 
 Each step takes the active set of :meth:`KKTResidual.classify` at the current
-point, holds those bounds and rows as equalities, zeroes the other
-multipliers and solves the reduced KKT system for the full step; a
+point, holds those bounds and rows as equalities (smooth rows linearised there),
+zeroes the other multipliers and solves the reduced KKT system for the full step; a
 backtracking line search on the residual's 2-norm (Armijo constant
 ``armijo``, shortest step ``min_step``) accepts it. Warm-started from a nearby
 equilibrium it converges in one to three steps. Given the linearization of a
@@ -54,7 +54,7 @@ class NewtonEngine:
         if not np.isfinite(rinf):
             return NewtonResult(z, False, 0, rinf)
         norm = float(np.linalg.norm(res))
-        J = chord.J if chord is not None else sysm.jacobian(x, p, self.solver.dense)
+        J = chord.J if chord is not None else sysm.jacobian(x, p, self.solver.dense, nu, lam)
         lin = chord
         it = 0
         while it < max_iter:
@@ -65,7 +65,7 @@ class NewtonEngine:
             step = self._line_search((x, nu, lam, w), target, p, norm)
             if step is None:
                 if lin is not None:  # the chord step failed: retry with the exact Jacobian
-                    lin, J = None, sysm.jacobian(x, p, self.solver.dense)
+                    lin, J = None, sysm.jacobian(x, p, self.solver.dense, nu, lam)
                     continue
                 return NewtonResult((x, nu, lam, w), False, it, rinf)
             lin = None
@@ -73,7 +73,7 @@ class NewtonEngine:
             rinf = sysm.norm(res)
             if rinf <= self.tol:
                 return NewtonResult((x, nu, lam, w), True, it, rinf)
-            J = sysm.jacobian(x, p, self.solver.dense)
+            J = sysm.jacobian(x, p, self.solver.dense, nu, lam)
         return NewtonResult((x, nu, lam, w), rinf <= self.tol, it, rinf)
 
     def _line_search(self, z, target, p, norm):
@@ -111,13 +111,18 @@ class NewtonEngine:
         JdxB = J @ dxB
         b, h = sysm.rhs(p)
         rhs = [-F[free] - JdxB[free], b - sysm.A_op @ xn]
-        if sysm.m_i:
+        sm = sysm.smooth
+        if sm is not None:  # the slots' rows linearised at x: c + C (xn - x) (= or held) 0
+            c = sm.slot_values(x, p) + sm.C(x, p, False) @ dxB
+            rhs.append(-c[:sm.n_eq])
+            rhs.append(np.concatenate([h - sysm.G_op @ xn, -c[sm.n_eq:]])[rows])
+        elif sysm.m_i:
             rhs.append((h - sysm.G_op @ xn)[rows])
         rhs = np.concatenate(rhs)
         if lin is not None and lin.active == active:
             fac = lin.factor
         else:
-            fac = self.solver.factor(sysm.matrix(J, active))
+            fac = self.solver.factor(sysm.matrix(J, active, x, p))
         dx, nun, lamn = sysm.split(fac.solve(rhs), active)
         xn[free] += dx[free]
         step = xn - x
@@ -125,9 +130,11 @@ class NewtonEngine:
         fixed = ~free
         if fixed.any():
             g = F + J @ step
-            if sysm.m_e:
-                g = g + sysm.AT @ nun
-            if sysm.m_i:
-                g = g + sysm.GT @ lamn
+            if sysm.me_lin:
+                g = g + sysm.AT @ nun[:sysm.me_lin]
+            if sysm.mi_lin:
+                g = g + sysm.GT @ lamn[:sysm.mi_lin]
+            if sm is not None:
+                g = g + sm.B(x, p, False).T @ sysm.sigma(nun, lamn)
             wn[fixed] = -g[fixed]
         return xn, nun, lamn, wn

@@ -1,8 +1,8 @@
 """The followers' linear rows ``M x (= or <=) b(p)``, read from their constraints.
 
-:func:`linear_rows` reads every follower constraint (already checked by
-:mod:`stackopt.structure`: linear in the follower's own variables with constant
-coefficients) as ``M x + E p + psi(p) + const (= or <=) bound`` and stacks the
+:func:`linear_rows` reads every follower constraint that :mod:`stackopt.structure`
+found linear in the follower's own variables with constant coefficients (the
+others, :attr:`Follower.smooth`, are :mod:`stackopt.smooth_rows`'s) as ``M x + E p + psi(p) + const (= or <=) bound`` and stacks the
 equality and the inequality rows into one :class:`LinearRows` each.
 """
 from __future__ import annotations
@@ -85,7 +85,10 @@ def linear_rows(s, xv, pv) -> tuple:
     ppos = {id(v): i for i, v in enumerate(pv)}
     rows = {"eq": [], "ineq": []}
     for k, f in enumerate(s.followers):
+        smooth = {id(c) for c in f.smooth}
         for c in f.constraints:
+            if id(c) in smooth:
+                continue
             repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
             mx, mp = {}, {}
             const = float(repn.constant)

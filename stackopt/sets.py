@@ -7,7 +7,16 @@ every follower's block at once (:mod:`stackopt.boxrow`), and it also returns the
 normal-cone decomposition ``u - x = tau a + w`` that a hand-over to Newton needs
 as multipliers. Other
 sets are projected follower by follower with Ipopt (the adapter of
-:mod:`stackopt.nlp`), its status checked.
+:mod:`stackopt.nlp`), its status checked. Where the game has smooth rows
+(:mod:`stackopt.smooth_rows`: nonlinear, leader-dependent or coupling
+constraints, shared constraints) a follower's set depends on the others'
+values (a generalized Nash game), and the projection is onto the *joint* set of
+every follower's constraints and the shared ones at once: one QP-like problem by
+Ipopt, exact derivatives where every smooth row uses only its followers'
+variables. Its result is feasible for every follower at once, which the cold
+starts need; for a game whose rows are its followers' own and shared ones, it is
+the projection of the variational inequality whose solution is the variational
+equilibrium.
 """
 from __future__ import annotations
 
@@ -15,8 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import scipy.sparse as sp
+
 from .boxrow import project_rows
-from .nlp import LinearRowCallbacks, ipopt_solve
+from .nlp import ArrayCallbacks, LinearRowCallbacks, ipopt_solve
+from .result import Status
 
 
 @dataclass
@@ -30,6 +42,7 @@ class Projection:
     lam: np.ndarray
     w: np.ndarray
     ok: bool = True
+    status: Status | None = None  # Ipopt's, where a joint projection ran
 
 
 class FollowerSets:
@@ -39,11 +52,13 @@ class FollowerSets:
         k = self.kernel = kernel
         self.ipopt_tol = ipopt_tol
         self.rows = []  # per follower: (kind, row index) or None for a box only
-        simple = True
+        simple = k.smooth is None  # smooth rows: the joint set, by Ipopt
         for i, sl in enumerate(k.slices):
             eq = np.nonzero(k.eq.owner == i)[0]
             ineq = np.nonzero(k.ineq.owner == i)[0]
-            if eq.size + ineq.size > 1:
+            if not simple:
+                self.rows.append(None)
+            elif eq.size + ineq.size > 1:
                 simple = False
                 self.rows.append(None)
             elif eq.size:
@@ -72,6 +87,8 @@ class FollowerSets:
         k = self.kernel
         lb, ub = k.x_lb, k.x_ub
         x = np.clip(u, lb, ub)
+        if k.smooth is not None:
+            return _project_joint(self, u, p)
         nu, lam = np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows)
         if not self.simple:
             ok = _project_general(self, u, x, p)
@@ -164,7 +181,11 @@ class FollowerSets:
         u = lo + (hi - lo) * rng.random(k.n_x)
         c = self._by_p(self._centers, p, lambda: self.project(0.5 * (lo + hi), p).x)
         pu = self.project(u, p)
-        return Projection(x=c + 0.9 * (pu.x - c), nu=pu.nu, lam=pu.lam, w=np.zeros(k.n_x), ok=pu.ok)
+        x = c + 0.9 * (pu.x - c)
+        if k.smooth is not None:  # a nonlinear set (an equality): back onto it
+            back = self.project(x, p)
+            x, pu = back.x, Projection(back.x, pu.nu, pu.lam, pu.w, pu.ok and back.ok)
+        return Projection(x=x, nu=pu.nu, lam=pu.lam, w=np.zeros(k.n_x), ok=pu.ok)
 
     def feasible(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``u`` (a start given by the caller) projected on the followers' sets."""
@@ -223,6 +244,12 @@ def infeasible_followers(sets: FollowerSets, p) -> list[str]:
     from scipy.optimize import linprog
 
     k, out = sets.kernel, []
+    if k.smooth is not None:  # the joint set: Ipopt's own test, naming every follower it binds
+        lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
+        hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
+        if _project_joint(sets, 0.5 * (lo + hi), p).status is Status.INFEASIBLE:
+            bound = sorted({i for fs in k.smooth.followers for i in fs})
+            return [k.follower_names[i] for i in bound]
     with_rows = set(k.eq.owner.tolist()) | set(k.ineq.owner.tolist())
     for i, sl in enumerate(k.slices):
         if i not in with_rows:
@@ -264,3 +291,85 @@ class _ProjectionQP(LinearRowCallbacks):
 
     def hessian(self, x, lagrange, obj_factor):
         return obj_factor * self.eye
+
+
+def _project_joint(sets: FollowerSets, u, p) -> Projection:
+    """The projection of ``u`` on the joint set of every follower's constraints (linear and
+    smooth rows) and the shared ones, by Ipopt; the multipliers of the smooth rows go to
+    every slot of their row. ``ok`` where Ipopt converged; ``status`` Ipopt's."""
+    k = sets.kernel
+    sm = k.smooth
+    b, h = sets._rhs(p)
+    me, mi = k.eq.n_rows, k.ineq.n_rows
+    eq = sm.equality
+    cl = np.concatenate([b, np.full(mi, -np.inf), np.zeros(sm.n_rows)])
+    cu = np.concatenate([b, h, np.zeros(sm.n_rows)])
+    cl[me + mi:][~eq] = -np.inf
+    prob = _JointProjectionQP(k, u, p)
+    opts = {"tol": sets.ipopt_tol}
+    if not sm.self_contained:
+        opts["hessian_approximation"] = "limited-memory"
+    x0 = np.clip(u, k.x_lb, k.x_ub)
+    run = ipopt_solve(prob, x0, k.x_lb, k.x_ub, cl, cu, options=opts)
+    x = np.clip(run.x, k.x_lb, k.x_ub)
+    mult = run.mult_g
+    mu = mult[me + mi:]
+    sigma = mu[sm.slot_row]
+    nu = np.concatenate([mult[:me], sigma[:sm.n_eq]])
+    lam = np.concatenate([np.maximum(mult[me:me + mi], 0.0), np.maximum(sigma[sm.n_eq:], 0.0)])
+    w = u - x - k.eq.M.T @ mult[:me] - k.ineq.M.T @ mult[me:me + mi] - _row_gradients(sm, x, p).T @ mu
+    w[(x > k.x_lb) & (x < k.x_ub)] = 0.0
+    return Projection(x=x, nu=nu, lam=lam, w=w, ok=run.ok, status=run.status)
+
+
+def _row_gradients(sm, x, p) -> sp.csr_matrix:
+    """Every smooth row's gradient in ``x`` (rows by ``n_x``)."""
+    jac = sm.derivatives(x, p)[1]
+    rows, cols = sm.jacobian_structure
+    isx = cols < sm.n_x
+    return sp.csr_matrix((jac[isx], (rows[isx], cols[isx])), shape=(sm.n_rows, sm.n_x))
+
+
+class _JointProjectionQP(ArrayCallbacks):
+    """``min 1/2 ||x - u||^2`` over every follower's linear rows and the smooth rows at ``p``."""
+
+    def __init__(self, k, u, p):
+        self.k, self.u, self.p = k, np.asarray(u, float), np.asarray(p, float)
+        sm = self.sm = k.smooth
+        self.M = sp.vstack([k.eq.M, k.ineq.M], format="coo")
+        jr, jc = sm.jacobian_structure
+        isx = jc < sm.n_x
+        self.jx = np.flatnonzero(isx)
+        off = self.M.shape[0]
+        self.jac_struct = (np.concatenate([self.M.row, off + jr[isx]]), np.concatenate([self.M.col, jc[isx]]))
+        # lower triangle of I + sum_r mu_r hess c_r: identity, then each row's entries
+        h_row, h_j, h_v = sm.hessian_structure
+        keep = (h_v < sm.n_x) & (h_v <= h_j)
+        self.h_at = np.flatnonzero(keep)
+        self.h_row = h_row[keep]
+        n = k.n_x
+        self.hess_struct = (np.concatenate([np.arange(n), h_j[keep]]),
+                            np.concatenate([np.arange(n), h_v[keep]]))
+
+    def objective(self, x):
+        return 0.5 * float(np.sum((x - self.u) ** 2))
+
+    def gradient(self, x):
+        return x - self.u
+
+    def constraints(self, x):
+        return np.concatenate([self.M @ x, self.sm.values(x, self.p)])
+
+    def jacobianstructure(self):
+        return self.jac_struct
+
+    def jacobian(self, x):
+        return np.concatenate([self.M.data, self.sm.derivatives(x, self.p)[1][self.jx]])
+
+    def hessianstructure(self):
+        return self.hess_struct
+
+    def hessian(self, x, lagrange, obj_factor):
+        mu = np.asarray(lagrange)[self.M.shape[0]:]
+        vals = self.sm.second_derivatives(x, self.p)[self.h_at] * mu[self.h_row]
+        return np.concatenate([np.full(self.k.n_x, obj_factor), vals])

@@ -95,16 +95,18 @@ def test_follower_without_objective():
         g.structure()
 
 
-def test_nonlinear_follower_constraint():
+def test_nonlinear_follower_constraint_is_a_smooth_row():
     g, f = _base()
     f.obj = pyo.Objective(expr=f.x**2)
     f.c = pyo.Constraint(expr=f.x**2 <= 0.5)
+    f.d = pyo.Constraint(expr=f.x <= g.model.p)  # linear in x, constant coefficient: a linear row
     g.set_leader([g.model.p], g.model.p)
-    with pytest.raises(ValueError, match="constraint 'f.c' of follower 'f' is not linear"):
-        g.structure()
+    (fs,) = g.structure().followers
+    assert [c.name for c in fs.constraints] == ["f.c", "f.d"]
+    assert [c.name for c in fs.smooth] == ["f.c"]
 
 
-def test_follower_constraint_on_other_followers_variable():
+def test_follower_constraint_on_other_followers_variable_binds_the_follower_only():
     g, f = _base()
     h = g.add_follower("h")
     h.y = pyo.Var(bounds=(0, 1))
@@ -112,7 +114,20 @@ def test_follower_constraint_on_other_followers_variable():
     f.obj = pyo.Objective(expr=f.x**2)
     f.c = pyo.Constraint(expr=f.x + h.y <= 1)
     g.set_leader([g.model.p], g.model.p)
-    with pytest.raises(ValueError, match="uses variable 'h.y', which is neither the follower's own"):
+    fs, hs = g.structure().followers
+    assert [c.name for c in fs.smooth] == ["f.c"] and hs.smooth == ()
+
+
+def test_follower_constraint_without_its_own_variables_is_rejected():
+    g, f = _base()
+    h = g.add_follower("h")
+    h.y = pyo.Var(bounds=(0, 1))
+    h.obj = pyo.Objective(expr=h.y**2)
+    f.obj = pyo.Objective(expr=f.x**2)
+    f.c = pyo.Constraint(expr=h.y <= 1)
+    g.set_leader([g.model.p], g.model.p)
+    with pytest.raises(ValueError, match="constraint 'f.c' of follower 'f' uses none of the follower's "
+                                         r"own variables but other followers' \(h.y\).*add_shared_constraint"):
         g.structure()
 
 

@@ -1,0 +1,163 @@
+"""Generalized followers: smooth constraints (nonlinear in the follower's own variables,
+coefficients in the leader's, other followers' variables), shared constraints under each
+equilibrium concept, through the kernel, the one KKT residual, Newton and the implicit gradient."""
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from stackopt import StackelbergGame, check_gradient
+from stackopt.implicit import equilibrium_jacobian
+from stackopt.kernel import kernel_of
+from stackopt.linalg import make_solver
+from stackopt.newton import NewtonEngine
+from stackopt.oracle import EquilibriumOracle
+from stackopt.residual import KKTResidual
+
+
+def coupled(shared="variational", shared_weights=None):
+    """Two followers, every new form at once, every constraint active at p = (1, 1.2): a has
+    a disk (nonlinear in its own variables) of the leader's radius p2; b a budget with the
+    leader's coefficient (p1 y1 <= 2) and a constraint using a's variable (y2 + u1 <= 3: it
+    binds b only); the shared cap u2 + y1 + y2 + 0.1 u1^2 <= 2.83 + p2^2 binds both."""
+    g = StackelbergGame("coupled", shared=shared, shared_weights=shared_weights)
+    m = g.model
+    m.p = pyo.Var([1, 2], bounds=(0.5, 2.0), initialize={1: 1.0, 2: 1.2})
+    a, b = g.add_follower("a"), g.add_follower("b")
+    a.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    b.y = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    a.obj = pyo.Objective(expr=(a.u[1] - 3) ** 2 + (a.u[2] - 2) ** 2)
+    b.obj = pyo.Objective(expr=(b.y[1] - 4) ** 2 + (b.y[2] - 4) ** 2 + 0.3 * a.u[1] * b.y[1])
+    a.disk = pyo.Constraint(expr=a.u[1] ** 2 + a.u[2] ** 2 <= m.p[2] ** 2)
+    b.budget = pyo.Constraint(expr=m.p[1] * b.y[1] <= 2)
+    b.room = pyo.Constraint(expr=b.y[2] + a.u[1] <= 3)
+    g.add_shared_constraint("cap", a.u[2] + b.y[1] + b.y[2] + 0.1 * a.u[1] ** 2 <= 2.83 + m.p[2] ** 2)
+    g.set_leader([m.p], objective=a.u[1] + 2 * a.u[2] + 3 * b.y[1], sense=pyo.maximize)
+    return g
+
+
+def _fd(fun, v, h=1e-6):
+    cols = []
+    for j in range(v.size):
+        e = np.zeros(v.size)
+        e[j] = h
+        cols.append((fun(v + e) - fun(v - e)) / (2 * h))
+    return np.column_stack(cols)
+
+
+@pytest.mark.parametrize("concept", ["variational", "any"])
+def test_smooth_rows_compile_values_and_every_derivative(concept):
+    k = kernel_of(coupled(concept))
+    sm = k.smooth
+    assert k.eq.n_rows == k.ineq.n_rows == 0
+    assert sm.names == ["a.disk", "b.budget", "b.room", "cap"]
+    assert sm.n_slots == (4 if concept == "variational" else 5) and sm.n_eq == 0
+    assert not sm.self_contained  # b.room uses a's variable
+    rng = np.random.default_rng(0)
+    x, p = rng.uniform(-1, 1, 4), np.array([1.3, 0.8])
+    c = sm.values(x, p)
+    u1, u2, y1, y2 = x
+    np.testing.assert_allclose(c, [u1 ** 2 + u2 ** 2 - 0.64, 1.3 * y1 - 2, y2 + u1 - 3,
+                                   u2 + y1 + y2 + 0.1 * u1 ** 2 - 2.83 - 0.64])
+    Cfd = _fd(lambda z: sm.values(z, p), x)[sm.slot_row]
+    np.testing.assert_allclose(sm.C(x, p, True), Cfd, atol=1e-8)
+    np.testing.assert_allclose(sm.C(x, p, False).toarray(), Cfd, atol=1e-8)
+    np.testing.assert_allclose(sm.Cp(x, p).toarray(), _fd(lambda q: sm.values(x, q), p)[sm.slot_row], atol=1e-8)
+    # B: each slot's gradient in its followers' variables only (b.room: b's y, not a's u1)
+    B = sm.B(x, p, True)
+    room = sm.names.index("b.room")
+    np.testing.assert_allclose(B[sm.slot_row == room], [[0.0, 0.0, 0.0, 1.0]])
+    sigma = rng.uniform(0.5, 1.5, sm.n_slots)
+    np.testing.assert_allclose(sm.stationarity(x, p, sigma), B.T @ sigma)
+    np.testing.assert_allclose(sm.hessian_x(x, p, sigma, True),
+                               _fd(lambda z: sm.stationarity(z, p, sigma), x), atol=1e-7)
+    np.testing.assert_allclose(sm.hessian_p(x, p, sigma).toarray(),
+                               _fd(lambda q: sm.stationarity(x, q, sigma), p), atol=1e-7)
+
+
+def test_weighted_concept_scales_each_followers_multiplier():
+    k = kernel_of(coupled("weighted", {"a": 2.0, "b": 0.5}))
+    sm = k.smooth
+    cap = sm.names.index("cap")
+    (m,) = np.flatnonzero(sm.slot_row == cap)
+    x, p = np.array([0.3, -0.2, 0.7, 0.1]), np.array([1.0, 1.0])
+    np.testing.assert_allclose(sm.B(x, p, True)[m], [0.2 * 0.3 / 2.0, 1 / 2.0, 1 / 0.5, 1 / 0.5])
+
+
+def test_kkt_matrix_is_the_reduced_residuals_jacobian():
+    """With the active set fixed, the KKT matrix is the derivative of the reduced residual
+    (stationarity on the free variables, the active rows) in (x_F, multipliers), and
+    p_jvp its derivative in p: both checked against central differences."""
+    g = coupled()
+    k = kernel_of(g)
+    sysm = KKTResidual(k)
+    rng = np.random.default_rng(1)
+    x, p = rng.uniform(-0.5, 0.5, 4), np.array([1.1, 1.4])
+    nu = np.zeros(0)
+    lam = rng.uniform(0.5, 1.0, k.n_ineq)
+    c = k.smooth.slot_values(x, p)
+    lam[[0, 2]] = -c[[0, 2]] + 1.0  # rows 0 and 2 held, the others slack
+    lam[[1, 3]] = 0.0
+    w = np.zeros(4)
+    active = sysm.classify(x, lam, w, p)
+    assert active.rows.tolist() == [True, False, True, False]
+    for dense in (True, False):
+        J = sysm.jacobian(x, p, dense, nu, lam)
+        K = sysm.matrix(J, active, x, p)
+        K = K if dense else K.toarray()
+
+        def reduced(y, q=p):
+            xx, ll = y[:4], lam.copy()
+            ll[active.rows] = y[4:]
+            stat = k.F(xx, q) + k.smooth.stationarity(xx, q, ll)
+            return np.concatenate([stat, k.smooth.slot_values(xx, q)[active.rows]])
+
+        y = np.concatenate([x, lam[active.rows]])
+        np.testing.assert_allclose(K, _fd(reduced, y), atol=1e-7)
+    lin = sysm.linearize(x, lam, w, p, make_solver("dense"), nu=nu)
+    dp = np.array([0.3, -0.7])
+    np.testing.assert_allclose(sysm.p_jvp(lin, dp), _fd(lambda q: reduced(y, q), p) @ dp, atol=1e-7)
+    u = rng.standard_normal(K.shape[0])
+    np.testing.assert_allclose(sysm.p_vjp(lin, u), u @ _fd(lambda q: reduced(y, q), p), atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["dense", "sparse"])
+def test_newton_solves_the_disk_in_closed_form(solver):
+    """One follower: min (u1 - p)^2 + (u2 - 1)^2 on the unit disk: u = (p, 1) / |(p, 1)|."""
+    g = StackelbergGame("disk")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
+    f = g.add_follower("f")
+    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0)
+    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
+    f.disk = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 <= 1)
+    g.set_leader([m.p], objective=f.u[1] + 2 * f.u[2])
+    k = kernel_of(g)
+    sysm = KKTResidual(k)
+    res = NewtonEngine(sysm, make_solver(solver), 1e-12).solve(
+        (np.array([0.3, 0.2]), np.zeros(0), np.zeros(1), np.zeros(2)), np.array([2.0]), np.inf, 50)
+    assert res.converged
+    np.testing.assert_allclose(res.z[0], np.array([2.0, 1.0]) / np.sqrt(5.0), atol=1e-12)
+    np.testing.assert_allclose(res.z[2], [np.sqrt(5.0) - 1.0], atol=1e-12)  # 2(u - t) + 2 lam u = 0
+
+
+@pytest.mark.parametrize("concept", ["variational", "weighted"])
+def test_implicit_gradient_with_active_nonlinear_and_shared_constraints(concept):
+    g = coupled(concept, {"a": 1.0, "b": 3.0} if concept == "weighted" else None)
+    k = kernel_of(g)
+    e = EquilibriumOracle(k, tol=1e-12).solve(np.array([1.0, 1.2]), rng=0)
+    assert e.converged
+    assert np.all(e.lam > 1e-3)  # every row active: the disk, the budget, the room, the cap
+    assert not e.linearization().singular
+    check = check_gradient(g, leader_values=[1.0, 1.2])
+    assert check.max_relative_error <= 1e-6
+
+
+def test_any_concept_has_a_singular_kkt_matrix_where_a_shared_constraint_binds():
+    g = coupled("any")
+    k = kernel_of(g)
+    e = EquilibriumOracle(k, tol=1e-10).solve(np.array([1.0, 1.2]), rng=0)
+    assert e.converged
+    cap = np.flatnonzero(k.smooth.slot_row == k.smooth.names.index("cap"))
+    assert np.all(k.smooth.slot_values(e.x, e.p)[cap] > -1e-8)  # the cap binds
+    assert e.linearization().singular
+    assert np.all(np.isfinite(equilibrium_jacobian(k, e)))  # least squares, flagged
