@@ -31,7 +31,7 @@ class GameSpec:
 
 
 _GAMES: dict[str, GameSpec] = {}
-_MODULES = ("nfg", "ssg", "cyber", "library")
+_MODULES = ("nfg", "ssg", "cyber", "library", "gnep")
 
 
 def register_game(name: str, params: dict[str, Param]):

@@ -2,7 +2,8 @@
 
 Write the game once in Pyomo (:class:`StackelbergGame`), then :func:`solve` it
 with any registered method; every result is scored by the same equilibrium
-oracle.
+oracle. :func:`equilibrium` is the followers' (generalized) Nash equilibrium at
+given leader values.
 
 The public names below are imported on first use (PEP 562), so that
 ``import stackopt`` and the command line's ``--help`` do not pay for Pyomo,
@@ -15,6 +16,8 @@ checkout, mapped into the package by the install; develop with
 from __future__ import annotations
 
 import importlib as _importlib
+import sys as _sys
+import types as _types
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,7 @@ _LAZY = {
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
+    "equilibrium": ".nash", "NashEquilibrium": ".nash",
 }
 _SUBPACKAGES = ("models", "comparisons", "mpec")
 
@@ -46,3 +50,17 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
+
+
+class _Package(_types.ModuleType):
+    """The package keeps its public functions under their names: the oracle's module
+    ``stackopt.equilibrium`` (what the oracle returns) shares the name of the function
+    :func:`equilibrium`, and importing it must not bind the module over the function."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

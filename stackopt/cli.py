@@ -2,6 +2,7 @@
 
     stackopt solve GAME [--<game parameter> V ...] [--method M] [--<method option> V ...] [--seed S] [--json]
     stackopt check-gradient GAME [--<game parameter> V ...] [--seed S] [--json]
+    stackopt equilibrium GAME [--<game parameter> V ...] [--leader JSON] [--seed S] [--json]
     stackopt compare [CONFIG] --db results.sqlite --workers 2
     stackopt report results.sqlite --out DIR [--docs docs]
     stackopt games [GAME] | methods [METHOD] | theorem1 [--C 100 --epsilon 1]
@@ -25,6 +26,7 @@ from .options import flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
+EQUILIBRIUM_HELP = "the followers' (generalized) Nash equilibrium at given leader values"
 
 Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
 
@@ -61,7 +63,7 @@ def _pre_parse(argv) -> tuple[str | None, str]:
     pre = Parser(add_help=False)
     pre.add_argument("game", nargs="?")
     pre.add_argument("--method", default="gradient")
-    for flag in ("--seed", "--time-limit", "--step"):  # so that their values are not taken for GAME
+    for flag in ("--seed", "--time-limit", "--step", "--leader"):  # so that their values are not taken for GAME
         pre.add_argument(flag)
     pre.add_argument("--json", action="store_true")
     known, _ = pre.parse_known_args(argv)
@@ -135,7 +137,12 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
     ap = Parser(prog=f"stackopt {command}", description=description)
     ap.add_argument("--seed", type=_SEED, default=0, metavar="N",
                     help="seed of the instance and of the method (default 0)")
-    if with_method:
+    if command == "equilibrium":
+        ap.add_argument("--leader", type=_leader_values, default=None, metavar="JSON",
+                        help="the leader's values by Pyomo name, e.g. '{\"p[1]\": 2.0}' "
+                             "(default: its initial values)")
+        ap.add_argument("--json", action="store_true", help="print one JSON object")
+    elif with_method:
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
         ap.add_argument("--json", action="store_true",
@@ -234,6 +241,35 @@ def cmd_check_gradient(argv) -> int:
     return 0
 
 
+def _leader_values(text: str) -> dict:
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of name: number, got {text!r}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of name: number, got {text!r}")
+    return v
+
+
+def cmd_equilibrium(argv) -> int:
+    ap, ns, game, _ = _game_command(
+        "equilibrium", argv, "The followers' (generalized) Nash equilibrium of a built-in game at "
+        "given leader values (the leader's initial values by default): the equilibrium oracle from "
+        "a seeded start; the followers' values and the constraints' multipliers by name.", False)
+    if game is None:
+        return 2
+    from .nash import equilibrium
+
+    try:
+        r = equilibrium(game, leader_values=ns.leader, seed=ns.seed)
+    except ValueError as exc:
+        print(f"{ap.prog}: error: argument --leader: {exc}" if ns.leader is not None and "leader" in str(exc)
+              else f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
+    return 0
+
+
 def cmd_theorem1(ns) -> int:
     from .models.theorem1 import theorem1_report
 
@@ -318,7 +354,7 @@ def _jsonable(v):
 
 
 # ----------------------------------------------------------------------------- main
-_DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient}
+_DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient, "equilibrium": cmd_equilibrium}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -332,6 +368,7 @@ def _parser() -> argparse.ArgumentParser:
                             parser_class=Parser)
     sub.add_parser("solve", help=SOLVE_HELP, add_help=False)
     sub.add_parser("check-gradient", help=CHECK_HELP, add_help=False)
+    sub.add_parser("equilibrium", help=EQUILIBRIUM_HELP, add_help=False)
     from .comparisons.cli import register
 
     register(sub)

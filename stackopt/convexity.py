@@ -9,7 +9,9 @@ follower's own variables (the others' and the leader's variables are data):
 
 * an expression affine in the own variables is convex (products with factors
   free of own variables, whatever their sign, included);
-* sums of convex terms; a non-negative constant times a convex term;
+* sums of convex terms; a non-negative constant times a convex term, or a factor
+  free of own variables that is provably non-negative (a variable whose lower
+  bound is at least 0, such as a leader's price) times one;
 * ``v * log(v)`` (entropy), ``exp(a)``, ``a ** k`` for even integer ``k`` and
   ``a ** k`` with ``k >= 1`` where ``a`` is a single own variable with a
   non-negative lower bound, ``a`` affine.
@@ -81,6 +83,9 @@ class _Walk:
                 if _is_number(c):
                     s = sign * float(value(c))
                     return s == 0 or self.convex(rest, 1.0 if s > 0 else -1.0, depth + 1)
+            for c, rest in ((a, b), (b, a)):
+                if self.free(c) and _nonnegative(c):
+                    return self.convex(rest, sign, depth + 1)
             return sign > 0 and self._entropy(a, b)
         if isinstance(e, ne.DivisionExpression) and _is_number(e.args[1]):
             d = float(value(e.args[1]))
@@ -116,6 +121,15 @@ def _unwrap(e):
     while hasattr(e, "is_named_expression_type") and e.is_named_expression_type():
         e = e.expr
     return e
+
+
+def _nonnegative(e) -> bool:
+    """``e`` is a variable whose values are at least 0 (a lower bound, or a fixed value)."""
+    if isinstance(e, VarData):
+        if e.fixed:
+            return e.value is not None and e.value >= 0
+        return e.lb is not None and e.lb >= 0
+    return False
 
 
 def _is_number(e) -> bool:

@@ -11,7 +11,11 @@ dynamics' steps are small, and its answer is kept if every follower's reduced
 Hessian is positive semidefinite (a local Nash equilibrium, not merely a KKT
 point) and no follower gains by a unilateral deviation (a Nash equilibrium;
 :mod:`stackopt.coldstart`, :mod:`stackopt.deviation`). A warm start that Newton cannot finish falls back to the cold dynamics
-from the warm start's values unless ``fallback=False``.
+from the warm start's values unless ``fallback=False``. In a generalized Nash
+game (smooth or shared constraints: :mod:`stackopt.smooth_rows`) every
+follower's best response is over the set the others' values leave it, and
+the KKT residual carries the shared constraints' multipliers as the game's
+concept says (:func:`default_cold_start` says how such games start cold).
 
 Every solve returns an :class:`~stackopt.equilibrium.Equilibrium` whose
 ``status`` says whether the residual met ``tol``; iteration and time budgets
@@ -67,7 +71,8 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("time_limit", ConfigValue(60.0, PositiveFloat, "seconds allowed for one solve"))
     d("cold_start", ConfigValue(None, _cold_start, "cold-start dynamics: 'gradient-play', 'relaxation' "
       "(damped best response) or 'auto' (Newton first, kept if second-order conditions hold); "
-      "None: the game's own dynamics"))
+      "None: the game's own dynamics, and 'auto' for a game with smooth or shared constraints "
+      "under Rosen's normalized concepts (shared='variational' or 'weighted')"))
     d("max_newton", ConfigValue(50, PositiveInt, "Newton steps of an 'auto' cold start"))
     d("max_warm_newton", ConfigValue(10, PositiveInt, "Newton steps of a warm solve; a warm start "
       "that needs more has lost its branch"))
@@ -123,6 +128,21 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     return cfg
 
 
+def default_cold_start(kernel) -> str:
+    """The game's own dynamics: ``"relaxation"`` for ``dynamics="best-response"``; else
+    ``"auto"`` where the game has smooth rows (nonlinear, leader-dependent, coupling or
+    shared constraints) and its shared concept is a normalized one (its projections are
+    Ipopt solves, and a normalized equilibrium needs no dynamics to select it where the
+    game is monotone: Newton from the start, the dynamics where Newton does not reach a
+    local Nash equilibrium), ``"gradient-play"`` otherwise (best responses where the
+    followers' sets are not simple, as for ``shared="any"``)."""
+    if kernel.dynamics == "best-response":
+        return "relaxation"
+    if kernel.smooth is not None and kernel.structure.concept != "any":
+        return "auto"
+    return "gradient-play"
+
+
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel` (see the module
     docstring); options as keywords, validated by :attr:`CONFIG`."""
@@ -132,7 +152,7 @@ class EquilibriumOracle:
     def __init__(self, kernel, **options):
         self.config = cfg = self.CONFIG(options)
         if cfg.cold_start is None:
-            cfg.cold_start = "relaxation" if kernel.dynamics == "best-response" else "gradient-play"
+            cfg.cold_start = default_cold_start(kernel)
         self.kernel = k = kernel
         self.counters = OracleCounters()
         self.system = KKTResidual(k, active_tol=cfg.active_tol)

@@ -161,3 +161,95 @@ def test_any_concept_has_a_singular_kkt_matrix_where_a_shared_constraint_binds()
     assert np.all(k.smooth.slot_values(e.x, e.p)[cap] > -1e-8)  # the cap binds
     assert e.linearization().singular
     assert np.all(np.isfinite(equilibrium_jacobian(k, e)))  # least squares, flagged
+
+
+# ------------------------------------------------------------------ declaring the game
+def _pair(**kw):
+    g = StackelbergGame("pair", **kw)
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 1), initialize=0.0)
+    a, b = g.add_follower("a"), g.add_follower("b")
+    a.x = pyo.Var(bounds=(0, 10), initialize=0.0)
+    b.x = pyo.Var(bounds=(0, 10), initialize=0.0)
+    c = g.add_follower("c")
+    c.x = pyo.Var(bounds=(0, 10), initialize=0.0)
+    for f in (a, b, c):
+        f.obj = pyo.Objective(expr=(f.x - 6) ** 2)
+    g.set_leader([m.p], objective=a.x)
+    return g, a, b, c
+
+
+def test_shared_constraint_binds_the_followers_whose_variables_appear_or_those_named():
+    g, a, b, c = _pair()
+    comp = g.add_shared_constraint("cap", a.x + b.x <= 10 + g.model.p)
+    assert g.model.cap is comp
+    g.add_shared_constraint("cap2", a.x + 2 * b.x + c.x <= 30, followers=["a", "c"])
+    s = g.structure()
+    assert [(sc.name, sc.followers) for sc in s.shared] == [("cap", ("a", "b")), ("cap2", ("a", "c"))]
+    e = stackopt_equilibrium(g)
+    assert e.converged
+    np.testing.assert_allclose([e.follower_values[n] for n in ("a.x", "b.x", "c.x")], [5, 5, 6], atol=1e-8)
+    assert e.multipliers == pytest.approx({"cap": 2.0, "cap2": 0.0}, abs=1e-8)
+
+
+def test_shared_constraint_input_is_checked():
+    g, a, b, c = _pair()
+    with pytest.raises(ValueError, match=r"shared constraint 'cap' names 'd', which is not a follower"):
+        g.add_shared_constraint("cap", a.x + b.x <= 10, followers=["a", "d"])
+    with pytest.raises(ValueError, match="must be a relation such as"):
+        g.add_shared_constraint("cap", a.x + b.x)
+    with pytest.raises(ValueError, match="shared constraint name 'p' is already used on the model"):
+        g.add_shared_constraint("p", a.x + b.x <= 10)
+    g.add_shared_constraint("cap", a.x + b.x <= 10, followers=["a", "c"])
+    with pytest.raises(ValueError, match=r"the shared constraint 'cap' names follower 'c', whose variables "
+                                         "do not appear in it"):
+        g.structure()
+
+
+def test_shared_constraint_without_followers_and_unowned_constraints_are_errors():
+    g, a, b, c = _pair()
+    g.add_shared_constraint("lead", g.model.p <= 1)
+    with pytest.raises(ValueError, match="'lead' uses no follower's variables.*set_leader"):
+        g.structure()
+    g, a, b, c = _pair()
+    g.model.extra = pyo.Constraint(expr=a.x + b.x <= 1)
+    with pytest.raises(ValueError, match=r"constraint 'extra' on the model belongs to no follower, is not "
+                                         r"shared and is not the leader's.*add_shared_constraint"):
+        g.structure()
+    g.model.extra.deactivate()  # a deactivated constraint is no one's: fine
+    g.structure()
+
+
+def test_shared_concept_and_weights_are_checked():
+    with pytest.raises(ValueError, match="shared must be one of"):
+        StackelbergGame("g", shared="normalized")
+    with pytest.raises(ValueError, match="shared='weighted' needs shared_weights"):
+        StackelbergGame("g", shared="weighted")
+    with pytest.raises(ValueError, match=r"shared_weights\['a'\] must be a finite number > 0, got -1"):
+        StackelbergGame("g", shared="weighted", shared_weights={"a": -1})
+    with pytest.raises(ValueError, match="with shared='any' pass none"):
+        StackelbergGame("g", shared="any", shared_weights={"a": 1.0})
+    g, a, b, c = _pair(shared="weighted", shared_weights={"a": 1.0, "z": 2.0})
+    g.add_shared_constraint("cap", a.x + b.x <= 10)
+    with pytest.raises(ValueError, match="shared_weights names 'z', which is not a follower"):
+        g.structure()
+    g.shared_weights = {"a": 1.0}
+    with pytest.raises(ValueError, match="needs a weight for every follower a shared constraint binds.*'b'"):
+        g.structure()
+
+
+def test_weighted_equilibrium_is_rosens_normalized_one():
+    """Both want x = 6 under x_a + x_b <= 10. Follower i's multiplier is s / r_i:
+    2 (x_i - 6) + s / r_i = 0, so r_a (x_a - 6) = r_b (x_b - 6); with r = (1, 3) and the
+    cap binding, x_a = 4.5, x_b = 5.5 and Rosen's common multiplier s = 3."""
+    g, a, b, c = _pair(shared="weighted", shared_weights={"a": 1.0, "b": 3.0})
+    g.add_shared_constraint("cap", a.x + b.x <= 10)
+    e = stackopt_equilibrium(g)
+    assert e.follower_values["a.x"] == pytest.approx(4.5, abs=1e-8)
+    assert e.follower_values["b.x"] == pytest.approx(5.5, abs=1e-8)
+    assert e.multipliers["cap"] == pytest.approx(3.0, abs=1e-8)
+
+
+def stackopt_equilibrium(g, **kw):
+    import stackopt
+    return stackopt.equilibrium(g, **kw)

@@ -119,6 +119,11 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
+    if structure.shared:
+        raise ValueError(
+            f"the MPEC reformulation does not write shared constraints "
+            f"({', '.join(repr(s.name) for s in structure.shared)}): solve games with shared "
+            "constraints with gradient, implicit-ipopt, slsqp or trust-region")
     check_finite(structure)
     if game.model.component(block_name) is not None:
         raise ValueError(
