@@ -15,6 +15,7 @@ name                  followers  equilibrium at the leader's initial values
 harker                2          (5, 9): Harker (1991), variational
 river_basin           3          (21.1448, 16.0279, 2.7260): Krawczyk, Uryasev (2000)
 disk_budget           2          closed form (disks whose radius the leader's price sets)
+disk_cap              2          closed form (a disk and a shared cap, both binding)
 price_budget          2          closed form (budgets p x <= B with the leader's price)
 ====================  =========  ==============================================
 """
@@ -256,6 +257,38 @@ KNOWN_EQUILIBRIA["disk_budget"] = KnownEquilibrium(
     "derived here in closed form (disk_budget_equilibrium at p = 1)")
 
 
+# ----------------------------------------------------------------------------- disk and cap
+@_problem("disk_cap")
+def disk_cap() -> StackelbergGame:
+    """A disk and a shared cap, both binding: player a chooses u on the disk |u|^2 <= p^2
+    (p the leader's, 1 initially) and minimises |u - (3, 2)|^2; player b minimises
+    (y - 4)^2; the shared cap u2 + y <= 3.155 binds both (one multiplier s).
+
+    At p = 1 the variational equilibrium is u = (0.96, 0.28), y = 2.875, with the disk's
+    multiplier l = 2.125 and s = 2.25: stationarity 2 (u1 - 3) + 2 l u1 = 0 gives
+    l = 3 / 0.96 - 1; 2 (u2 - 2) + 2 l u2 + s = 0 gives s = 3.44 - 1.19; b's
+    2 (y - 4) + s = 0 gives y = 4 - s / 2, and u2 + y = 3.155 (the data were chosen so).
+    The leader maximises u1 + y."""
+    g = StackelbergGame("disk_cap")
+    m = g.model
+    m.p = pyo.Var(bounds=(0.9, 1.1), initialize=1.0)
+    a, b = g.add_follower("a"), g.add_follower("b")
+    a.u = pyo.Var([1, 2], bounds=(-5.0, 5.0), initialize=0.0)
+    b.y = pyo.Var(bounds=(-10.0, 10.0), initialize=0.0)
+    a.cost = pyo.Objective(expr=(a.u[1] - 3.0) ** 2 + (a.u[2] - 2.0) ** 2)
+    b.cost = pyo.Objective(expr=(b.y - 4.0) ** 2)
+    a.disk = pyo.Constraint(expr=a.u[1] ** 2 + a.u[2] ** 2 <= m.p ** 2)
+    g.add_shared_constraint("cap", a.u[2] + b.y <= 3.155)
+    g.set_leader([m.p], objective=a.u[1] + b.y, sense=pyo.maximize)
+    g.data = {"problem": "disk_cap"}
+    return g
+
+
+KNOWN_EQUILIBRIA["disk_cap"] = KnownEquilibrium(
+    {"a.u[1]": 0.96, "a.u[2]": 0.28, "b.y": 2.875},
+    "derived here in closed form (disk_cap's docstring: the data were chosen so)")
+
+
 # ----------------------------------------------------------------------------- budgets
 def price_budget_equilibrium(p: float) -> dict:
     """The equilibrium of :func:`price_budget` at price ``p``, in closed form.
@@ -307,7 +340,7 @@ KNOWN_EQUILIBRIA["price_budget"] = KnownEquilibrium(
 @register_game("gnep", params={
     "problem": Param(str, "harker", "which generalized Nash game: " + ", ".join(PROBLEMS)),
     "shared": Param(str, "variational", "the shared constraints' equilibrium concept: variational, "
-                    "any (harker, river_basin)"),
+                    "any (harker, river_basin, disk_cap)"),
 })
 def gnep(seed: int = 0, problem: str = "harker", shared: str = "variational") -> StackelbergGame:
     """Generalized Nash games with published or closed-form equilibria, with a leader (seed unused)."""
@@ -315,6 +348,10 @@ def gnep(seed: int = 0, problem: str = "harker", shared: str = "variational") ->
         raise ValueError(f"unknown gnep problem {problem!r}; expected one of {sorted(PROBLEMS)}")
     if problem in ("harker", "river_basin"):
         return PROBLEMS[problem](shared=shared)
+    if problem == "disk_cap":
+        g = PROBLEMS[problem]()
+        g.shared = shared
+        return g
     if shared != "variational":
         raise ValueError(f"gnep problem {problem!r} has no shared constraint; shared must be "
                          f"'variational', got {shared!r}")
