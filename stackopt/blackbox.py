@@ -152,6 +152,12 @@ class SLSQP(_ScipyMethod):
 
     Objective and constraint gradients are finite differences of the
     equilibrium oracle (``fd_step``, ``fd_scheme``).
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
     """
 
     CONFIG = _common_config()
@@ -184,6 +190,12 @@ class TrustRegion(_ScipyMethod):
 
     Gradients are finite differences of the equilibrium oracle; Hessians of the
     objective and constraints are BFGS approximations.
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
     """
 
     CONFIG = _common_config()

@@ -5,7 +5,9 @@ follower's set is simple, handing over to Newton once its steps are small
 (the hand-over ladder of step sizes; where the play circles without settling,
 Newton from its last point; where its steps shrink far from an equilibrium
 from every start, the first local Nash point Newton reached from where it
-stopped); otherwise, or where a game declares
+stopped); in a generalized Nash game under a normalized concept, Newton from
+the start, then the same play on the joint set where its fixed points are the
+normalized equilibria; otherwise, or where a game declares
 ``dynamics="best-response"``, the damped best responses with Newton taking over
 (the relaxation ladder of predicted distances; where the damped map does not
 contract and Newton cannot finish from its last point, the damping halved, down
@@ -88,6 +90,11 @@ class ColdStart:
             tally[0] += res.iterations
             if res.converged and self._local_nash(res.z, p):
                 return o._result(res.z, p, tally, res.residual)
+        if cfg.cold_start in ("auto", "gradient-play") and o.joint_play is not None:
+            self._note = ""  # the projection method of the normalized equilibria' inequality
+            res = self._play(x, p, deadline, tally, o.joint_play)
+            if res is not None:
+                return o._result(res.z, p, tally, res.residual, message=self._note)
         return self._relaxation(x, p, deadline, tally, checked)
 
     def _relaxation(self, x, p, deadline, tally, checked) -> Equilibrium:
@@ -140,18 +147,19 @@ class ColdStart:
         return (f"follower {', '.join(map(repr, far))} moved beyond {DIVERGED:g}: its problem may be "
                 "unbounded at this leader strategy") if far else ""
 
-    def _play(self, x, p, deadline, tally) -> NewtonResult | None:
-        """Gradient play handing over to Newton at each step size of the ladder in turn,
-        playing on from the hand-over point where Newton cannot finish. Where the
-        explicit step leaves the objectives' domain, the implicit integrator takes over."""
+    def _play(self, x, p, deadline, tally, play=None) -> NewtonResult | None:
+        """Gradient play (``play``, by default the oracle's) handing over to Newton at each
+        step size of the ladder in turn, playing on from the hand-over point where Newton
+        cannot finish. Where the explicit step leaves the objectives' domain, the implicit
+        integrator takes over (the followers' own sets only)."""
         cfg = self.o.config
-        play, z, eta = self.o.play, None, None
+        play, z, eta = (self.o.play if play is None else play), None, None
         for handover in cfg.handover_ladder:
             h = play.run(x, p, deadline, cfg.play_budget, handover, eta=eta) if z is None else \
                 play.run(x, p, deadline, cfg.play_budget, handover, z=z)
             eta = h.eta or None  # play on with the step it had reached
             tally[1] += h.steps
-            if h.stiff and play is self.o.play:
+            if h.stiff and play is self.o.play:  # not the joint play: its projections are Ipopt's
                 play = self.o.implicit_play
                 h = play.run(x, p, deadline, cfg.play_budget, handover)
                 tally[1] += h.steps

@@ -7,7 +7,11 @@ best responses' own multipliers), so no separate dual estimate is needed.
 
 * :class:`GradientPlay` -- projected gradient play ``x <- P(x - eta F(x))``
   with an adaptive ``eta``, where every follower's set is simple
-  (:attr:`FollowerSets.simple`: projections are exact and cheap).
+  (:attr:`FollowerSets.simple`: projections are exact and cheap); in a
+  generalized Nash game whose smooth rows use only their followers' variables,
+  the same play on the *joint* set (projections by Ipopt) with ``F`` weighted by
+  Rosen's weights: the projection method of the variational inequality whose
+  solutions are the normalized equilibria (:func:`joint_play_applies`).
 * :class:`ImplicitGradientPlay` -- the same flow by linearly implicit Euler
   steps of the same length, for games where the explicit step leaves the
   objectives' domain (``log`` of an entropy term: stiff near the boundary).
@@ -71,18 +75,24 @@ class GradientPlay(ColdDynamics):
     CIRCLING = 0.5  # net displacement / path length below which a window oscillates or circles
     CONTRACT = 0.9  # mean step / previous window's above which a window did not contract
 
-    def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10):
+    def __init__(self, kernel, sets, step: float = 0.5, patience: int = 10, weights=None):
         self.k, self.sets, self.step, self.patience = kernel, sets, step, patience
+        # Rosen's weight of each variable's follower (the joint set's play), or None
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)[kernel.x_owner]
 
     def run(self, x, p, deadline, budget, handover, eta=None) -> Handover:
         k = self.k
         eta = self.step if eta is None else eta
         it, proj, sizes = 0, None, []
         anchor, path, last = x, 0.0, np.inf  # the window's start, its path length, the last window's mean step
+        self._eta = eta
         for it in range(1, budget + 1):
             F = k.F(x, p)
             if not np.all(np.isfinite(F)):
                 return Handover(self._z(x, proj, p), it, False, stiff=True)
+            if self.weights is not None:
+                F = self.weights * F
+            self._eta = eta
             proj = self.sets.project(x - eta * F, p)
             size = float(np.max(np.abs(proj.x - x), initial=0.0))
             path += float(np.linalg.norm(proj.x - x))
@@ -102,7 +112,9 @@ class GradientPlay(ColdDynamics):
     def _z(self, x, proj, p):
         k = self.k
         if proj is None:
-            return x, np.zeros(k.eq.n_rows), np.zeros(k.ineq.n_rows), np.zeros(k.n_x)
+            return x, np.zeros(k.n_eq), np.zeros(k.n_ineq), np.zeros(k.n_x)
+        if not self.sets.simple:  # the joint set: -eta r F is the projection's normal cone
+            return joint_duals(k, proj, self._eta, self.weights)
         return (x,) + self.sets.stationary_duals(x, k.F(x, p), proj)
 
 
@@ -216,6 +228,34 @@ class Relaxation(ColdDynamics):
             sigma = k.smooth.slot_multipliers({i: b.smooth for i, b in enumerate(brs) if b.smooth})
             nu[me:], lam[mi:] = sigma[:k.smooth.n_eq], np.maximum(sigma[k.smooth.n_eq:], 0.0)
         return x, nu, lam, w
+
+
+def joint_play_applies(kernel) -> bool:
+    """Whether projected gradient play on the joint set finds the game's equilibria: smooth
+    rows (:mod:`stackopt.smooth_rows`) under a normalized concept (``"variational"``,
+    ``"weighted"``), each row in its followers' variables only. The play's fixed points
+    ``x = P(x - eta r F(x))`` are then exactly the normalized equilibria (a follower's
+    own row that uses another follower's variables would bind that one too)."""
+    sm = kernel.smooth
+    return sm is not None and kernel.structure.concept != "any" and sm.self_contained
+
+
+def joint_duals(kernel, proj, eta: float, weights=None) -> tuple:
+    """``z`` at a joint projection ``x = P(x - eta r F(x))``: its normal cone's parts divided
+    by ``eta`` (and by the follower's weight ``r``, for the rows and bounds that are one
+    follower's; a shared row's multiplier is Rosen's common one)."""
+    k = kernel
+    r = np.ones(k.n_x) if weights is None else weights
+    me, mi = k.eq.n_rows, k.ineq.n_rows
+    by = np.ones(len(k.slices)) if weights is None else np.array([r[sl.start] for sl in k.slices])
+    nu, lam = proj.nu / eta, proj.lam / eta
+    nu[:me] /= by[k.eq.owner]
+    lam[:mi] /= by[k.ineq.owner]
+    own = k.smooth.owner[k.smooth.slot_row]  # a follower's own row: its weight; shared: none
+    scale = np.where(own >= 0, by[np.maximum(own, 0)], 1.0)
+    nu[me:] /= scale[:k.smooth.n_eq]
+    lam[mi:] /= scale[k.smooth.n_eq:]
+    return proj.x, nu, lam, proj.w / (eta * r)
 
 
 def coupling(kernel) -> int:

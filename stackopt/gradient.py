@@ -116,7 +116,14 @@ def _greater_than_one(v):
 
 @register_method("gradient", "augmented-lagrangian")
 class GradientMethod(Method):
-    """Augmented Lagrangian with scale-free projected steps through the followers' equilibrium."""
+    """Augmented Lagrangian with scale-free projected steps through the followers' equilibrium.
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
+    """
 
     CONFIG = ConfigDict("gradient")
     CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))

@@ -32,7 +32,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, Pos
 
 from .best_response import BestResponses
 from .coldstart import ColdStart
-from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
+from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation, joint_play_applies
 from .deviation import Deviations
 from .equilibrium import WORK, Equilibrium, OracleCounters
 from .implicit import tangent
@@ -133,9 +133,11 @@ def default_cold_start(kernel) -> str:
     ``"auto"`` where the game has smooth rows (nonlinear, leader-dependent, coupling or
     shared constraints) and its shared concept is a normalized one (its projections are
     Ipopt solves, and a normalized equilibrium needs no dynamics to select it where the
-    game is monotone: Newton from the start, the dynamics where Newton does not reach a
-    local Nash equilibrium), ``"gradient-play"`` otherwise (best responses where the
-    followers' sets are not simple, as for ``shared="any"``)."""
+    game is monotone: Newton from the start; where Newton does not reach a local Nash
+    equilibrium, projected gradient play on the joint set where it finds the normalized
+    equilibria (:func:`~stackopt.dynamics.joint_play_applies`), then best responses),
+    ``"gradient-play"`` otherwise (best responses where the followers' sets are not
+    simple, as for ``shared="any"``)."""
     if kernel.dynamics == "best-response":
         return "relaxation"
     if kernel.smooth is not None and kernel.structure.concept != "any":
@@ -164,6 +166,8 @@ class EquilibriumOracle:
         self.responses = BestResponses(k, self.sets, cfg, self.counters)
         self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
         self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
+        self.joint_play = (GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience,
+                                        weights=k.structure.weights) if joint_play_applies(k) else None)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
         self.deviations = Deviations(k, self.sets, self.responses, cfg.deviation_starts, cfg.deviation_tol)
         self.cold = ColdStart(self)

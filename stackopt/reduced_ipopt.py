@@ -61,7 +61,14 @@ READJUST_LIMIT = 2.0  # seconds per oracle call where a trial point's branch end
 
 @register_method("implicit-ipopt", "reduced-ipopt")
 class ImplicitIpopt(Method):
-    """Ipopt on the leader's reduced problem with implicit gradients and a quasi-Newton Hessian."""
+    """Ipopt on the leader's reduced problem with implicit gradients and a quasi-Newton Hessian.
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
+    """
 
     CONFIG = ConfigDict("implicit-ipopt")
     CONFIG.declare("max_iter", ConfigValue(500, PositiveInt, "Ipopt iterations per run"))

@@ -253,3 +253,26 @@ def test_weighted_equilibrium_is_rosens_normalized_one():
 def stackopt_equilibrium(g, **kw):
     import stackopt
     return stackopt.equilibrium(g, **kw)
+
+
+@pytest.mark.parametrize("cold_start", ["gradient-play", "relaxation", "auto"])
+def test_every_cold_start_reaches_the_normalized_equilibrium(cold_start):
+    """Newton from the start ('auto', the default here), projected gradient play on the
+    joint set (the projection method of the variational inequality, weighted by Rosen's
+    weights) and the followers' best responses all end at the same weighted equilibrium."""
+    from stackopt.dynamics import joint_play_applies
+    g, a, b, c = _pair(shared="weighted", shared_weights={"a": 1.0, "b": 3.0})
+    g.add_shared_constraint("cap", a.x + b.x <= 10)
+    k = kernel_of(g)
+    assert joint_play_applies(k) and EquilibriumOracle(k).config.cold_start == "auto"
+    e = EquilibriumOracle(k, cold_start=cold_start).solve(np.array([0.0]), rng=3)
+    assert e.converged
+    np.testing.assert_allclose(e.x, [4.5, 5.5, 6.0], atol=1e-8)
+    np.testing.assert_allclose(e.lam, [3.0], atol=1e-7)
+
+
+def test_joint_play_does_not_apply_where_a_followers_row_uses_anothers_variables():
+    from stackopt.dynamics import joint_play_applies
+    k = kernel_of(coupled())  # b.room uses a.u[1]
+    assert not joint_play_applies(k) and EquilibriumOracle(k).joint_play is None
+    assert not joint_play_applies(kernel_of(coupled("any")))

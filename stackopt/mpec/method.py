@@ -11,6 +11,11 @@
 
 The modes and solvers must be imported before this module (the package's
 ``__init__`` does), since the ``mpec`` method's options are read from them.
+
+Generalized Nash games: each follower's own constraints (nonlinear in its
+variables, with the leader's coefficients, using other followers' variables)
+are written with their KKT conditions, the others' variables as parameters;
+shared constraints are refused by name (:func:`~stackopt.mpec.pipeline.build_single_level`).
 """
 from __future__ import annotations
 
