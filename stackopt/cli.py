@@ -223,22 +223,31 @@ _SOLVE_DESCRIPTION = (
     "--help` another method's.")
 
 
-def cmd_check_gradient(argv) -> int:
-    ap, ns, game, _ = _game_command(
-        "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
-        "constraints with central finite differences of re-solved equilibria, at a seeded random "
-        "leader strategy.", False)
+def _report_command(name, argv, description, compute) -> int:
+    """A command that builds one game and prints what ``compute(game, namespace)`` returns
+    (its text, or its ``to_dict()`` as JSON with ``--json``); a ``ValueError`` or
+    ``RuntimeError`` it raises is the command's error."""
+    ap, ns, game, _ = _game_command(name, argv, description, False)
     if game is None:
         return 2
-    from .checks import check_gradient
-
     try:
-        r = check_gradient(game, seed=ns.seed, step=ns.step)
+        r = compute(game, ns)
     except (ValueError, RuntimeError) as exc:
         print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
     return 0
+
+
+def cmd_check_gradient(argv) -> int:
+    def compute(game, ns):
+        from .checks import check_gradient
+        return check_gradient(game, seed=ns.seed, step=ns.step)
+
+    return _report_command(
+        "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
+        "constraints with central finite differences of re-solved equilibria, at a seeded random "
+        "leader strategy.", compute)
 
 
 def _leader_values(text: str) -> dict:
@@ -252,22 +261,17 @@ def _leader_values(text: str) -> dict:
 
 
 def cmd_equilibrium(argv) -> int:
-    ap, ns, game, _ = _game_command(
+    def compute(game, ns):
+        from .nash import equilibrium
+        try:
+            return equilibrium(game, leader_values=ns.leader, seed=ns.seed)
+        except ValueError as exc:  # the game was built: a bad value is the --leader one's
+            raise ValueError(f"argument --leader: {exc}" if "leader_values" in str(exc) else str(exc)) from None
+
+    return _report_command(
         "equilibrium", argv, "The followers' (generalized) Nash equilibrium of a built-in game at "
         "given leader values (the leader's initial values by default): the equilibrium oracle from "
-        "a seeded start; the followers' values and the constraints' multipliers by name.", False)
-    if game is None:
-        return 2
-    from .nash import equilibrium
-
-    try:
-        r = equilibrium(game, leader_values=ns.leader, seed=ns.seed)
-    except ValueError as exc:
-        print(f"{ap.prog}: error: argument --leader: {exc}" if ns.leader is not None and "leader" in str(exc)
-              else f"{ap.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
-    return 0
+        "a seeded start; the followers' values and the constraints' multipliers by name.", compute)
 
 
 def cmd_theorem1(ns) -> int:

@@ -309,8 +309,10 @@ def _project_joint(sets: FollowerSets, u, p) -> Projection:
     opts = {"tol": sets.ipopt_tol}
     if not sm.self_contained:
         opts["hessian_approximation"] = "limited-memory"
-    x0 = np.clip(u, k.x_lb, k.x_ub)
-    run = ipopt_solve(prob, x0, k.x_lb, k.x_ub, cl, cu, options=opts)
+    for x0 in _joint_starts(k, u):  # Ipopt from u itself, then from points of the box
+        run = ipopt_solve(prob, x0, k.x_lb, k.x_ub, cl, cu, options=opts)
+        if run.ok:
+            break
     x = np.clip(run.x, k.x_lb, k.x_ub)
     mult = run.mult_g
     mu = mult[me + mi:]
@@ -320,6 +322,18 @@ def _project_joint(sets: FollowerSets, u, p) -> Projection:
     w = u - x - k.eq.M.T @ mult[:me] - k.ineq.M.T @ mult[me:me + mi] - _row_gradients(sm, x, p).T @ mu
     w[(x > k.x_lb) & (x < k.x_ub)] = 0.0
     return Projection(x=x, nu=nu, lam=lam, w=w, ok=run.ok, status=run.status)
+
+
+def _joint_starts(k, u):
+    """Ipopt's starts for a joint projection: ``u`` in the box, then two fixed points of the
+    box off its centre (a nonlinear set such as a circle has no usable derivative at
+    the centre, where a projection of the midpoint would start)."""
+    yield np.clip(u, k.x_lb, k.x_ub)
+    lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
+    hi = np.where(np.isfinite(k.x_ub), k.x_ub, np.maximum(k.x_lb, 0.0) + 1.0)
+    t = (np.arange(1, k.n_x + 1) * 0.6180339887498949) % 1.0  # spread over the coordinates
+    for frac in (0.25 + 0.5 * t, 0.75 - 0.5 * t):
+        yield lo + frac * (hi - lo)
 
 
 def _row_gradients(sm, x, p) -> sp.csr_matrix:

@@ -106,26 +106,25 @@ def test_nonlinear_follower_constraint_is_a_smooth_row():
     assert [c.name for c in fs.smooth] == ["f.c"]
 
 
-def test_follower_constraint_on_other_followers_variable_binds_the_follower_only():
+def _with_h(constraint):
+    """Followers f and h, f's constraint ``constraint(f.x, h.y)``."""
     g, f = _base()
     h = g.add_follower("h")
     h.y = pyo.Var(bounds=(0, 1))
     h.obj = pyo.Objective(expr=h.y**2)
     f.obj = pyo.Objective(expr=f.x**2)
-    f.c = pyo.Constraint(expr=f.x + h.y <= 1)
+    f.c = pyo.Constraint(expr=constraint(f.x, h.y))
     g.set_leader([g.model.p], g.model.p)
-    fs, hs = g.structure().followers
+    return g
+
+
+def test_follower_constraint_on_other_followers_variable_binds_the_follower_only():
+    fs, hs = _with_h(lambda x, y: x + y <= 1).structure().followers
     assert [c.name for c in fs.smooth] == ["f.c"] and hs.smooth == ()
 
 
 def test_follower_constraint_without_its_own_variables_is_rejected():
-    g, f = _base()
-    h = g.add_follower("h")
-    h.y = pyo.Var(bounds=(0, 1))
-    h.obj = pyo.Objective(expr=h.y**2)
-    f.obj = pyo.Objective(expr=f.x**2)
-    f.c = pyo.Constraint(expr=h.y <= 1)
-    g.set_leader([g.model.p], g.model.p)
+    g = _with_h(lambda x, y: y <= 1)
     with pytest.raises(ValueError, match="constraint 'f.c' of follower 'f' uses none of the follower's "
                                          r"own variables but other followers' \(h.y\).*add_shared_constraint"):
         g.structure()

@@ -276,3 +276,42 @@ def test_joint_play_does_not_apply_where_a_followers_row_uses_anothers_variables
     k = kernel_of(coupled())  # b.room uses a.u[1]
     assert not joint_play_applies(k) and EquilibriumOracle(k).joint_play is None
     assert not joint_play_applies(kernel_of(coupled("any")))
+
+
+def test_edits_of_shared_constraints_are_read_at_the_next_solve():
+    """The model is the source of truth: a mutable Param in a shared constraint is re-read,
+    a new expression or a deactivated shared constraint rebuilds."""
+    g, a, b, c = _pair()
+    g.model.level = pyo.Param(mutable=True, initialize=10.0)
+    g.add_shared_constraint("cap", a.x + b.x <= g.model.level)
+    first = stackopt_equilibrium(g)
+    assert first.follower_values["a.x"] == pytest.approx(5.0, abs=1e-8)
+    g.model.level = 8.0
+    assert stackopt_equilibrium(g).follower_values["a.x"] == pytest.approx(4.0, abs=1e-8)
+    g.model.cap.set_value(a.x + 3 * b.x <= 8.0)
+    r = stackopt_equilibrium(g)  # 2 (x_a - 6) + s = 0, 2 (x_b - 6) + 3 s = 0, x_a + 3 x_b = 8: s = 3.2
+    assert (r.follower_values["a.x"], r.follower_values["b.x"]) == pytest.approx((4.4, 1.2), abs=1e-8)
+    assert r.multipliers["cap"] == pytest.approx(3.2, abs=1e-8)
+    g.model.cap.deactivate()
+    assert stackopt_equilibrium(g).follower_values["a.x"] == pytest.approx(6.0, abs=1e-8)
+
+
+def test_a_nonlinear_equality_is_allowed_and_its_follower_searched():
+    """A circle u1^2 + u2^2 = 1 (a non-convex set): the follower's KKT points are checked by a
+    search for a better response, and the result names it; the nearest point to (2, 1)
+    on the circle is the answer from every start."""
+    g = StackelbergGame("circle")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
+    f = g.add_follower("f")
+    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
+    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
+    g.set_leader([m.p], objective=f.u[1])
+    for seed in range(3):
+        r = stackopt_equilibrium(g, seed=seed)
+        assert r.converged
+        assert (r.follower_values["f.u[1]"], r.follower_values["f.u[2]"]) == pytest.approx(
+            (2 / np.sqrt(5), 1 / np.sqrt(5)), abs=1e-8)
+    assert r.searched == {"f": "its set is not provably convex in its own variables (f.circle)"}
+    assert "follower 'f' searched" in str(r)
