@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 import scipy.sparse as sp
 
 from .boxrow import project_rows

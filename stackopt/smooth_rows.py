@@ -154,7 +154,6 @@ class SmoothRows:
         self.n_eq = int(sum(rows[r].side == "equality" for r, _ in slots))
         self.n_in = self.n_slots - self.n_eq
         self.slot_of = {(r, i): (m, w[i]) for m, (r, w) in enumerate(slots) for i in w}
-        self.slot_bound_scale = np.ones(self.n_slots)
 
     def _index(self, x_owner) -> None:
         """Index arrays of B, C, Cp and the second derivatives over the compiled entries."""
@@ -317,10 +316,6 @@ class SmoothRows:
                 sigma[m] += lam / w
                 count[m] += 1
         return np.where(count > 0, sigma / np.maximum(count, 1), 0.0)
-
-    def split(self, sigma) -> tuple:
-        """``(equality slots, inequality slots)`` of ``sigma``."""
-        return sigma[: self.n_eq], sigma[self.n_eq:]
 
 
 def _assemble(r, c, vals, n_rows: int, n_cols: int, dense: bool):
