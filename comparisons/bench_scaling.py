@@ -96,7 +96,7 @@ class _Stepper:
         self.weights = np.concatenate([[float(kernel.leader_sense)], np.ones(kernel.n_c)])
 
     def step(self, p, eq):
-        from stackopt.implicit import leader_gradients
+        from stackopt.oracle import leader_gradients
         k, np = self.k, self.np
         e = self.oracle.solve(p, warm=eq, fallback=False)
         if not e.converged:

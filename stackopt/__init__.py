@@ -21,14 +21,14 @@ __version__ = "0.1.0"
 # public name -> the submodule defining it
 _LAZY = {
     "StackelbergGame": ".game",
-    "solve": ".methods", "Method": ".methods", "MethodOutput": ".methods",
+    "solve": ".api", "Method": ".methods", "MethodOutput": ".methods",
     "register_method": ".methods", "available_methods": ".methods",
-    "Result": ".result", "Status": ".result",
+    "Result": ".core", "Status": ".core",
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
 }
-_SUBPACKAGES = ("models", "comparisons", "mpec")
+_SUBPACKAGES = ("models", "comparisons", "methods")
 
 __all__ = sorted(_LAZY)
 

@@ -31,10 +31,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from pyomo.common.gc_manager import PauseGC
 
-from .expr_diff import derivatives, jacobian_entries
-from .expr_params import Parameters, parameters_of
-from .expr_poly import PolyBuilder
-from .expr_program import PolyBatch, Program, SparseJacobian
+from .diff import derivatives, jacobian_entries
+from .params import Parameters, parameters_of
+from .poly import PolyBuilder
+from .program import PolyBatch, Program, SparseJacobian
 
 __all__ = [
     "Parameters", "Program", "SparseJacobian", "PolyBatch", "compile_exprs", "compile_sparse",

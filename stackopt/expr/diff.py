@@ -22,7 +22,7 @@ from pyomo.core.base.var import VarData
 from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
 from pyomo.core.expr.numvalue import native_numeric_types
 
-from .expr_poly import is_expression
+from .poly import is_expression
 
 try:  # Pyomo's rule table for the reverse symbolic sweep
     from pyomo.core.expr.calculus.diff_with_pyomo import _diff_GeneralExpression, _diff_map

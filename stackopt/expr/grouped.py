@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .expr_program import PolyBatch, Program
+from .program import PolyBatch, Program
 
 
 def _layer_atoms(batch: PolyBatch, width: int, one: int) -> tuple[np.ndarray, np.ndarray]:

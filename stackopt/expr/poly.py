@@ -23,7 +23,7 @@ from pyomo.core.base.var import VarData
 from pyomo.core.expr import numeric_expr as ne
 from pyomo.core.expr.numvalue import native_numeric_types, value
 
-from .expr_params import Parameters, is_parameter
+from .params import Parameters, is_parameter
 
 UNARY = {
     "log": np.log, "log10": np.log10, "exp": np.exp, "sqrt": np.sqrt,

@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .expr_params import Parameters
-from .expr_poly import UNARY, PolyBuilder
+from .params import Parameters
+from .poly import UNARY, PolyBuilder
 
 
 class PolyBatch:

@@ -17,8 +17,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.var import VarData
 
-from .structure import (  # noqa: F401  (Follower, LeaderConstraint: re-exported)
-    Follower, GameStructure, LeaderConstraint, _is_relation, build_structure)
+from .structure import GameStructure, _is_relation, build_structure
 
 SENSES = {pyo.minimize: "minimize", pyo.maximize: "maximize"}
 

@@ -19,8 +19,8 @@ from pyomo.core.expr.visitor import identify_variables
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import derivatives
-from .expr_params import nonfinite_constant
+from stackopt.expr import derivatives
+from stackopt.expr import nonfinite_constant
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .expr_grouped import GroupedProgram
+from stackopt.expr import GroupedProgram
 
 
 class BatchEvaluators:

@@ -21,10 +21,10 @@ import hashlib
 import numpy as np
 import scipy.sparse as sp
 
-from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
-from .kernel_batch import BatchEvaluators
-from .kernel_leader import LeaderEvaluators
-from .rows import LinearRows, linear_rows  # noqa: F401  (LinearRows: re-exported)
+from stackopt.expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from .batch import BatchEvaluators
+from .leader import LeaderEvaluators
+from .rows import linear_rows
 
 
 def kernel_of(game) -> "GameKernel":

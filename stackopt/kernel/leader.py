@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .expr import compile_sparse, jacobian_entries
+from stackopt.expr import compile_sparse, jacobian_entries
 
 
 class LeaderEvaluators:

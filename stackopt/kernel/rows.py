@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import compile_exprs, compile_jacobian
+from stackopt.expr import compile_exprs, compile_jacobian
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .result import Status
+from stackopt.core import Status
 
 SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
 CONFIRM_TRIES = 5  # best feasible candidates evaluated on further fresh draws

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .implicit import leader_gradients, sensitivity
+from stackopt.oracle import leader_gradients, sensitivity
 from .leaderset import LeaderSet
 
 

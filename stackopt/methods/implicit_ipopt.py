@@ -42,16 +42,16 @@ import numpy as np
 from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
                                  PositiveFloat, PositiveInt)
 
-from .answers import Answers
-from .kernel import kernel_of
-from .merit import variable_scale
-from .leaderset import spread_starts
-from .methods import Method, MethodOutput, register_method
-from .nlp import ArrayCallbacks, ipopt_solve
-from .oracle import EquilibriumOracle
-from .reduced import ReducedProblem
-from .result import Status
-from .steps import FIRST_MOVE
+from stackopt.leader import Answers
+from stackopt.kernel import kernel_of
+from stackopt.leader import variable_scale
+from stackopt.leader import spread_starts
+from .registry import Method, MethodOutput, register_method
+from stackopt.solvers import ArrayCallbacks, ipopt_solve
+from stackopt.oracle import EquilibriumOracle
+from stackopt.leader import ReducedProblem
+from stackopt.core import Status
+from stackopt.leader import FIRST_MOVE
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pyomo.common.config import ConfigDict
 
-from .game import initial_leader
-from .methods import Method, MethodOutput, register_method
-from .result import Status
+from stackopt.game import initial_leader
+from .registry import Method, MethodOutput, register_method
+from stackopt.core import Status
 
 
 @register_method("initial")

@@ -25,7 +25,7 @@ import numpy as np
 from .equilibrium import Equilibrium
 from .newton import NewtonResult
 from .residual import second_order_ok
-from .result import Status
+from stackopt.core import Status
 
 DIVERGED = 1e8  # follower values beyond this in magnitude: the dynamics ran away
 

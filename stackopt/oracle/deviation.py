@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .convexity import convex_in_own
+from stackopt.game import convex_in_own
 
 
 class Deviations:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .result import Status
+from stackopt.core import Status
 
 
 @dataclass

@@ -26,7 +26,7 @@ import time
 import numpy as np
 from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
 
-from .best_response import BestResponses
+from .responses.best import BestResponses
 from .coldstart import ColdStart
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .deviation import Deviations
@@ -35,7 +35,7 @@ from .implicit import tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
 from .residual import KKTResidual
-from .result import Status
+from stackopt.core import Status
 from .sets import FollowerSets
 
 __all__ = ["Equilibrium", "EquilibriumOracle", "OracleCounters"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .boxrow import project_rows
-from .nlp import LinearRowCallbacks, ipopt_solve
+from stackopt.solvers import LinearRowCallbacks, ipopt_solve
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .result import Status
+from stackopt.core import Status
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 

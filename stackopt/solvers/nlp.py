@@ -12,8 +12,7 @@ a regularisation parameter) can change between solves without recompiling.
 
 Nothing is written onto the model unless ``load_solution=True``. The
 array-level adapter underneath (:func:`ipopt_solve`, :class:`ArrayCallbacks`,
-:class:`LinearRowCallbacks`, :class:`IpoptRun`) lives in :mod:`stackopt.ipopt`
-and is re-exported here.
+:class:`LinearRowCallbacks`, :class:`IpoptRun`) lives in :mod:`stackopt.solvers.ipopt`.
 
 >>> result = solve_nlp(model, time_limit=10)
 >>> result.status, result.objective, result.x[model.x]
@@ -32,11 +31,9 @@ from pyomo.core.base.var import VarData
 from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
 from pyomo.core.expr.numvalue import native_numeric_types
 
-from .expr import compile_exprs, compile_jacobian, compile_sparse
-from .ipopt import (  # noqa: F401  (IpoptRun, LinearRowCallbacks: re-exported)
-    _INF, ArrayCallbacks, IpoptRun, LinearRowCallbacks, ipopt_solve,
-)
-from .result import Status
+from stackopt.expr import compile_exprs, compile_jacobian, compile_sparse
+from .ipopt import _INF, ArrayCallbacks, ipopt_solve
+from stackopt.core import Status
 
 
 @dataclass

@@ -12,9 +12,9 @@ import multiprocessing as mp
 import time
 import traceback
 
-from .equilibrium import WORK, work_since
-from .methods import MethodOutput
-from .result import Status
+from stackopt.oracle import WORK, work_since
+from ..registry import MethodOutput
+from stackopt.core import Status
 
 
 def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:

@@ -35,10 +35,10 @@ from pyomo.common.config import (Bool, ConfigDict, ConfigValue, In, NonNegativeF
 from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from .isolate import isolated
-from .kernel import kernel_of
-from .leaderbox import LeaderBlackBox, _TimeUp
-from .methods import Method, MethodOutput, register_method
-from .result import Status
+from stackopt.kernel import kernel_of
+from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+from ..registry import Method, MethodOutput, register_method
+from stackopt.core import Status
 
 
 def _common_config() -> ConfigDict:

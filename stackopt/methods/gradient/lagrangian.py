@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 
-from .answers import SAME_OBJECTIVE, Answers
+from stackopt.leader import SAME_OBJECTIVE, Answers
 from .merit import ScaledLagrangian
-from .methods import MethodOutput
-from .result import Status
+from ..registry import MethodOutput
+from stackopt.core import Status
 
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one

@@ -13,18 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .implicit import sensitivity
+from stackopt.leader import variable_scale
+from stackopt.oracle import sensitivity
 
 MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
-
-
-def variable_scale(kernel, p=None) -> np.ndarray:
-    """Box width where both bounds are finite (and apart), else ``max(1, |p|)`` (``p``
-    defaults to the leader's initial values): steps relative to the value itself where
-    no box says how far a variable may go."""
-    width = kernel.p_ub - kernel.p_lb
-    bounded = np.isfinite(width) & (width > 0)
-    return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0 if p is None else p)))
 
 
 class ScaledLagrangian:

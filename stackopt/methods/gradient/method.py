@@ -83,11 +83,11 @@ import numpy as np
 from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
                                  PositiveFloat, PositiveInt)
 
-from .kernel import kernel_of
-from .methods import Method, MethodOutput, register_method
-from .oracle import EquilibriumOracle
-from .reduced import ReducedProblem
-from .result import Status
+from stackopt.kernel import kernel_of
+from ..registry import Method, MethodOutput, register_method
+from stackopt.oracle import EquilibriumOracle
+from stackopt.leader import ReducedProblem
+from stackopt.core import Status
 from .steps import AdamStep, SpgStep
 
 

@@ -34,11 +34,12 @@ from collections import deque
 
 import numpy as np
 
+from stackopt.leader import FIRST_MOVE
+
 MEMORY = 10  # non-monotone line search: values the Armijo test compares against
 ARMIJO = 1e-4  # sufficient decrease
 MAX_LOST = 2  # halvings with a lost branch before it re-adjusts
 MAX_MOVE = 10.0  # largest trial move, in scale units, of any variable
-FIRST_MOVE = 0.1  # the first trial moves a variable by at most this many scale units
 ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
 MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
 PROBE = 1e-7  # scale units of the one-variable probes on a kink

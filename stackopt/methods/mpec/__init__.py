@@ -20,8 +20,7 @@ ipopt) and ``mpec-scip`` (alias ``fortuny-amat-mccarl``: disjunctive + scip).
 All are optimistic: among the followers' equilibria they choose the one best
 for the leader.
 """
-from . import scholtes, disjunctive, smoothing  # noqa: F401  reformulation modes (importing one registers it)
-from . import nlp_solver, scip_solver  # noqa: F401  solvers
+from . import modes, solvers  # noqa: F401  (importing them registers the modes and solvers)
 from .linking import link_linear_arguments
 from .method import Mpec, MpecIpopt, MpecScip
 from .options import DEFAULT_BLOCK

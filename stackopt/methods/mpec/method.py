@@ -18,14 +18,14 @@ import time
 
 from pyomo.common.config import ConfigDict, ConfigValue
 
-from ..methods import Method, MethodOutput, register_method
-from .disjunctive import Disjunctive
-from .nlp_solver import IpoptSolver
+from ..registry import Method, MethodOutput, register_method
+from .modes.disjunctive import Disjunctive
+from .solvers.nlp import IpoptSolver
 from .options import merge, pipeline_options
 from .pipeline import build_single_level
 from .registry import MODES, SOLVERS, get_mode, get_solver
-from .scholtes import Regularization
-from .scip_solver import ScipSolver
+from .modes.scholtes import Regularization
+from .solvers.scip import ScipSolver
 
 
 def _mode_name(val) -> str:

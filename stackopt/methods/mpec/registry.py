@@ -18,7 +18,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.config import ConfigDict, ConfigValue
 
-from ..options import registrar
+from stackopt.core import registrar
 from .options import finite_positive, fraction
 
 MODES: dict[str, type["Reformulation"]] = {}

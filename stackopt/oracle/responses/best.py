@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .box_response import BoxNewtonBatch
-from .nlp import LinearRowCallbacks, ipopt_solve
-from .row_response import RowResponses
+from .box import BoxNewtonBatch
+from stackopt.solvers import LinearRowCallbacks, ipopt_solve
+from .row import RowResponses
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxrow import project_rows
+from ..boxrow import project_rows
 
 MEMORY = 10  # non-monotone search: values the Armijo test compares against
 ARMIJO = 1e-4

@@ -6,8 +6,8 @@ import pyomo.environ as pyo
 from pyomo.common.config import ConfigDict, ConfigValue, In
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .options import optional_positive
-from .registry import Reformulation, register_mode
+from ..options import optional_positive
+from ..registry import Reformulation, register_mode
 
 FORMULATIONS = ("bigm", "sos1")
 

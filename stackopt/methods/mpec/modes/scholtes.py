@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from .registry import Reformulation, continuation_options, register_mode
+from ..registry import Reformulation, continuation_options, register_mode
 
 
 @register_mode("regularization", "scholtes")

@@ -16,12 +16,12 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 from pyomo.common.config import ConfigDict, ConfigValue
 
-from ..methods import MethodOutput
-from ..nlp import NlpProblem
-from ..result import Status
+from ...registry import MethodOutput
+from stackopt.solvers import NlpProblem
+from stackopt.core import Status
 from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
-from .options import finite_positive, flag, mapping, positive_int
-from .registry import Solver, clipped, register_solver
+from ..options import finite_positive, flag, mapping, positive_int
+from ..registry import Solver, clipped, register_solver
 
 
 @register_solver("ipopt")

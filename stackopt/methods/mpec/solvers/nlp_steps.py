@@ -10,9 +10,9 @@ import scipy.sparse as sp
 from pyomo.common.collections import ComponentSet
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from ..nlp import NlpProblem
-from ..result import Status
-from .registry import clipped
+from stackopt.solvers import NlpProblem
+from stackopt.core import Status
+from ..registry import clipped
 
 
 class Products:

@@ -32,11 +32,11 @@ from pyomo.core.expr.numeric_expr import UnaryFunctionExpression
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor
 from pyomo.repn.plugins.nl_writer import NLWriter
 
-from ..methods import MethodOutput
-from ..result import Status
-from .linking import link_linear_arguments
-from .options import finite_nonnegative, finite_positive, flag, mapping
-from .registry import Solver, clipped, register_solver
+from ...registry import MethodOutput
+from stackopt.core import Status
+from ..linking import link_linear_arguments
+from ..options import finite_nonnegative, finite_positive, flag, mapping
+from ..registry import Solver, clipped, register_solver
 
 CHILD = Path(__file__).with_name("scip_process.py")
 
