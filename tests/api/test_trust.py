@@ -250,7 +250,7 @@ def test_an_unbounded_follower_is_named():
 
 # ---------------------------------------------------------------- time limits
 def test_time_limit_bounds_the_whole_solve():
-    from stackopt.methods import scoring_grace
+    from stackopt.api import scoring_grace
     game = build_game("ssg", seed=1, targets=60, defenders=5)
     t0 = time.perf_counter()
     r = solve(game, "gradient", steps=10**6, time_limit=5.0)

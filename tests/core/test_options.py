@@ -5,7 +5,7 @@ import pytest
 from pyomo.common.config import Bool, ConfigValue, In, NonNegativeFloat, PositiveInt
 
 from stackopt.methods import method_config
-from stackopt.options import base_type, check, choices, describe, domain_of
+from stackopt.core.options import base_type, check, choices, describe, domain_of
 
 
 @pytest.mark.parametrize("options, message", [

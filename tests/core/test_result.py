@@ -6,7 +6,7 @@ import pyomo.environ as pyo
 import pytest
 
 from stackopt import GradientCheck, Result, StackelbergGame, Status, check_gradient, solve
-from conftest import make_duopoly
+from games import make_duopoly
 
 
 def test_result_repr_is_one_short_line_without_the_history():

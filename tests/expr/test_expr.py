@@ -204,7 +204,7 @@ def test_parameter_array_of_the_wrong_length(model):
 
 def test_kernel_reads_a_changed_param_without_recompiling():
     from stackopt.kernel import kernel_of
-    from conftest import make_duopoly
+    from games import make_duopoly
 
     g = make_duopoly()
     g.model.a = pyo.Param(initialize=1.0, mutable=True)
@@ -277,7 +277,7 @@ def test_unfixing_a_compiled_parameter_is_refused(model):
 
 
 def test_nlp_problem_follows_a_changed_param_without_recompiling():
-    from stackopt.nlp import NlpProblem
+    from stackopt.solvers import NlpProblem
 
     m = pyo.ConcreteModel()
     m.x = pyo.Var(initialize=0.0)

@@ -3,7 +3,7 @@ import pyomo.environ as pyo
 import pytest
 
 from stackopt import StackelbergGame, solve
-from conftest import make_duopoly
+from games import make_duopoly
 
 
 def _base():

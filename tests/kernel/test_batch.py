@@ -89,7 +89,7 @@ def test_box_and_row_projections_of_many_blocks_satisfy_their_optimality_conditi
     row, and ``u - x = tau a + w`` with ``w`` the bounds' normal cone (the projection's
     optimality conditions); a row no point of the box meets gives ``nan``; each block
     projected alone gives the same point."""
-    from stackopt.boxrow import project_box_row, project_rows
+    from stackopt.oracle.boxrow import project_box_row, project_rows
     rng = np.random.default_rng(0)
     B, W = 400, 9
     n = rng.integers(1, W + 1, B)

@@ -9,9 +9,9 @@ import pytest
 
 import stackopt
 from stackopt import Status
-from stackopt.blackbox import LeaderBlackBox
+from stackopt.leader import LeaderBlackBox
 from stackopt.game import initial_leader
-from stackopt.isolate import isolated as _isolated
+from stackopt.methods.blackbox.isolate import isolated as _isolated
 from stackopt.methods import MethodOutput, method_config
 from stackopt.models import build_game
 
@@ -201,7 +201,7 @@ def test_a_failure_inside_the_method_becomes_a_status(monkeypatch):
     def broken(*args, **kwargs):
         raise FloatingPointError("scipy exploded")
 
-    monkeypatch.setattr("stackopt.blackbox.minimize", broken)
+    monkeypatch.setattr("stackopt.methods.blackbox.method.minimize", broken)
     res = stackopt.solve(_duopoly(x_init=10.0), "slsqp", seed=0)
     assert res.status is Status.ERROR and "scipy exploded" in res.message
     res = stackopt.solve(_duopoly(x_init=10.0), "slsqp", seed=0, time_limit=20)  # in the child

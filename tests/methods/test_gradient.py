@@ -5,7 +5,7 @@ import pytest
 
 from stackopt import StackelbergGame, Status, solve
 from stackopt.models import build_game
-from conftest import make_duopoly
+from games import make_duopoly
 
 
 def test_duopoly_reaches_known_optimum_with_defaults():
@@ -84,7 +84,7 @@ def test_time_limit_is_a_status():
 
 
 def test_failure_inside_a_method_is_a_result(monkeypatch):
-    import stackopt.reduced as red
+    import stackopt.leader.reduced as red
 
     def boom(*a, **k):
         raise FloatingPointError("synthetic failure")
@@ -101,7 +101,7 @@ def test_contradicting_options_are_an_error_naming_both():
 
 
 def test_constraint_aggregates_over_sampled_equilibria():
-    from stackopt.reduced import aggregate
+    from stackopt.leader.reduced import aggregate
     cons = np.array([[0.1, -2.0], [0.3, -1.0], [-0.1, -3.0]])  # 3 draws, 2 constraints
     mean, share = aggregate(cons, "mean")
     assert np.allclose(mean, [0.1, -2.0]) and np.all(share == 1)
@@ -114,11 +114,11 @@ def test_constraint_aggregates_over_sampled_equilibria():
 def test_stationarity_measure_matches_finite_differences():
     """The recorded stationarity is the scaled projected gradient of the augmented
     Lagrangian; rebuilt from central differences of re-solved equilibria it agrees."""
-    from stackopt.gradient import Options, GradientMethod
+    from stackopt.methods.gradient.method import Options, GradientMethod
     from stackopt.kernel import kernel_of
-    from stackopt.lagrangian import AugmentedLagrangian
+    from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
     from stackopt.oracle import EquilibriumOracle
-    from stackopt.reduced import ReducedProblem
+    from stackopt.leader import ReducedProblem
 
     game = make_duopoly()
     k = kernel_of(game)
@@ -153,7 +153,7 @@ def test_leader_constraints_in_its_own_variables_are_kept_exactly():
     game.set_leader([m.a], objective=f.y[1] + 2 * f.y[2], sense=pyo.maximize,
                     constraints=[m.a[1] + m.a[2] <= 1.5])
     seen = []
-    import stackopt.reduced as red
+    import stackopt.leader.reduced as red
     orig = red.ReducedProblem.point
 
     def spy(self, p, eqs, fresh):
@@ -210,8 +210,8 @@ class _StubLagrangian:
 
 
 def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
-    from stackopt.gradient import GradientMethod, Options
-    from stackopt.steps import AdamStep
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import AdamStep
     opts = Options(**GradientMethod.CONFIG().value())
     prob, al = _StubProblem(reach=0.0), _StubLagrangian()
     prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=base.violation)
@@ -228,8 +228,8 @@ def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
 
 
 def test_lost_branch_halves_then_re_adjusts():
-    from stackopt.gradient import GradientMethod, Options
-    from stackopt.steps import AdamStep
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import AdamStep
     opts = Options(**{**GradientMethod.CONFIG().value(), "optimizer": "sgd", "lr": 1.0})
     # a step of 1 cannot be followed warm even at a quarter: the branch re-adjusts there
     prob, al = _StubProblem(reach=0.1), _StubLagrangian()

@@ -379,7 +379,7 @@ def test_cold_start_where_gradient_play_circles_halves_its_step_and_settles():
     e = o.solve(p, rng=np.random.default_rng([9, 0]))
     assert e.converged and e.message == "" and e.relaxation_iterations < 100
     # Newton from where a long play at a small step stops: the same point
-    from stackopt.dynamics import GradientPlay
+    from stackopt.oracle.dynamics import GradientPlay
     import time
     h = GradientPlay(k, o.sets, step=0.05).run(o.random_start(p, np.random.default_rng([9, 0])), p,
                                              time.perf_counter() + 60, 20_000, 1e-12)
@@ -391,7 +391,7 @@ def test_cold_start_keeps_newtons_local_nash_point_where_no_hand_over_is_near(mo
     """Where Newton, from every hand-over of every restart, reaches a local Nash point but
     never one near where the play was heading (here forced: a coarse hand-over and no
     predicted distance), the cold start returns the first such point and says so."""
-    import stackopt.dynamics as dyn
+    import stackopt.oracle.dynamics as dyn
     from stackopt.kernel import kernel_of
     from stackopt.oracle import EquilibriumOracle
     monkeypatch.setattr(dyn, "_distance", lambda sizes, window=10: 0.0)

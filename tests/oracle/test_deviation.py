@@ -5,7 +5,7 @@ import pytest
 
 import stackopt
 from stackopt import StackelbergGame
-from stackopt.convexity import convex_in_own
+from stackopt.game import convex_in_own
 from stackopt.kernel import kernel_of
 from stackopt.models import build_game
 from stackopt.oracle import EquilibriumOracle

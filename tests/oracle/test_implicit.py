@@ -4,11 +4,11 @@ import dataclasses
 import numpy as np
 
 from stackopt import check_gradient
-from stackopt.implicit import equilibrium_jacobian, leader_gradients, sensitivity
+from stackopt.oracle import equilibrium_jacobian, leader_gradients, sensitivity
 from stackopt.kernel import kernel_of
 from stackopt.models import build_game
 from stackopt.oracle import EquilibriumOracle
-from conftest import DUOPOLY_M, make_duopoly
+from games import DUOPOLY_M, make_duopoly
 from test_oracle import _box_game
 
 
@@ -51,7 +51,7 @@ def test_singular_kkt_falls_back_and_is_flagged():
     sens = sensitivity(k, eq)
     assert not sens.singular
     eq = dataclasses.replace(eq)  # the same equilibrium, not yet linearised
-    import stackopt.implicit as imp
+    import stackopt.oracle.implicit as imp
     J = k.Jx(eq.x, eq.p)
     orig = k.Jx
     k.Jx = lambda x, p: np.zeros_like(J)  # a degenerate game Jacobian

@@ -7,12 +7,12 @@ import scipy.sparse as sp
 
 import stackopt
 from stackopt import StackelbergGame, check_gradient
-from stackopt.implicit import equilibrium_jacobian, leader_gradients
+from stackopt.oracle import equilibrium_jacobian, leader_gradients
 from stackopt.kernel import kernel_of
-from stackopt.linalg import DenseLU, IterativeSolver, SparseLU, make_solver
+from stackopt.oracle.linalg import DenseLU, IterativeSolver, SparseLU, make_solver
 from stackopt.models import build_game
 from stackopt.oracle import EquilibriumOracle
-from conftest import make_duopoly
+from games import make_duopoly
 
 BARD3_OPTIMUM = -12.6787  # MacMPEC bard3 (Bard 1988, Convex two-level optimization)
 

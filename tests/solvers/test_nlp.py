@@ -3,8 +3,8 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
-from stackopt.nlp import NlpProblem, solve_nlp
-from stackopt.result import Status
+from stackopt.solvers import NlpProblem, solve_nlp
+from stackopt.core import Status
 
 
 def hs071():

@@ -9,7 +9,8 @@ import pytest
 import stackopt
 from stackopt import StackelbergGame, Status
 from stackopt.methods import get_method, method_config
-from stackopt.mpec import build_single_level, scip_solver as scip_mod
+from stackopt.methods.mpec import build_single_level
+from stackopt.methods.mpec.solvers import scip as scip_mod
 
 
 def bard(y_ub=10.0):

@@ -5,8 +5,8 @@ from pyomo.core.expr.visitor import identify_variables
 from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt import Status
-from stackopt.mpec.linking import link_linear_arguments
-from stackopt.mpec.scip_solver import run_scip, write_nl
+from stackopt.methods.mpec.linking import link_linear_arguments
+from stackopt.methods.mpec.solvers.scip import run_scip, write_nl
 
 
 def _model():

@@ -9,8 +9,9 @@ import pytest
 import stackopt
 from stackopt import StackelbergGame, Status
 from stackopt.methods import get_method, method_config
-from stackopt.mpec import MODES, SOLVERS, scip_solver
-from stackopt.mpec.scip_process import _finite
+from stackopt.methods.mpec import MODES, SOLVERS
+from stackopt.methods.mpec.solvers import scip as scip_solver
+from stackopt.methods.mpec.solvers.scip_process import _finite
 
 from test_mpec import bard, cournot, run
 
@@ -209,8 +210,8 @@ def test_mpec_scip_runs_inside_a_daemonic_process():
 
 # ------------------------------------------------------------------ smoothing
 def test_smoothing_writes_fischer_burmeister_equations():
-    from stackopt.mpec import build_single_level
-    from stackopt.mpec.smoothing import Smoothing
+    from stackopt.methods.mpec import build_single_level
+    from stackopt.methods.mpec.modes.smoothing import Smoothing
 
     sl = build_single_level(bard())
     sl.deactivate_complementarity()
@@ -246,9 +247,9 @@ def test_smoothing_with_both_solvers():
 def test_a_mode_registered_from_outside_is_usable(monkeypatch):
     """Adding a mode: a Reformulation subclass and its registration; the ``mpec`` method
     accepts it by name (here an exact product lambda * s <= 0 for SCIP)."""
-    from stackopt.mpec import Reformulation, register_mode
+    from stackopt.methods.mpec import Reformulation, register_mode
 
-    monkeypatch.setattr("stackopt.mpec.registry.MODES", dict(MODES))
+    monkeypatch.setattr("stackopt.methods.mpec.registry.MODES", dict(MODES))
 
     @register_mode("exact-product")
     class ExactProduct(Reformulation):
