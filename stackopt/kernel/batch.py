@@ -16,7 +16,20 @@ from stackopt.expr import GroupedProgram
 
 
 class BatchEvaluators:
-    """Mixin of :class:`~stackopt.kernel.GameKernel`: batched ``F``, objectives and ``dF/dx``."""
+    """Batched ``F``, objectives and ``dF/dx`` of a :class:`~stackopt.kernel.GameKernel`, from its
+    compiled programs (``F``: the stacked gradients, ``fobj``: the objectives, ``Jxp``: the
+    sparse ``dF/dx``), the signs that put them in minimisation form, and each follower's slice
+    of ``x`` with the follower owning each entry."""
+
+    def __init__(self, F, fobj, Jxp, sense, x_sense, Jx_sign, slices, x_owner):
+        self._F, self._fobj, self._Jxp = F, fobj, Jxp
+        self.sense, self.x_sense, self._Jx_sign = sense, x_sense, Jx_sign
+        self.slices, self.x_owner = slices, x_owner
+        self._grouped_programs: dict[str, GroupedProgram] = {}  # built at first use
+        rows, cols = self.Jx_rows, self.Jx_cols
+        own = self.x_owner[rows] == self.x_owner[cols]
+        #: per follower, the positions among ``(Jx_rows, Jx_cols)`` of its own block of ``dF/dx``
+        self.Jx_own_entries = [np.flatnonzero(own & (self.x_owner[rows] == i)) for i in range(len(slices))]
 
     def _rows(self, X, p) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, dtype=float))
@@ -45,7 +58,7 @@ class BatchEvaluators:
     # ------------------------------------------------ each row its owner's entries only
     def _grouped(self, name: str) -> GroupedProgram:
         """The grouped program ``name`` (built at first use)."""
-        cache = self.__dict__.setdefault("_grouped_programs", {})
+        cache = self._grouped_programs
         if name not in cache:
             n = len(self.slices)
             if name == "F":
@@ -55,15 +68,6 @@ class BatchEvaluators:
             else:
                 cache[name] = GroupedProgram(self._Jxp.program, self.Jx_own_entries)
         return cache[name]
-
-    @property
-    def Jx_own_entries(self) -> list[np.ndarray]:
-        """Per follower, the positions among ``(Jx_rows, Jx_cols)`` of its own block of ``dF/dx``."""
-        if "_Jx_own" not in self.__dict__:
-            rows, cols = self.Jx_rows, self.Jx_cols
-            own = self.x_owner[rows] == self.x_owner[cols]
-            self._Jx_own = [np.flatnonzero(own & (self.x_owner[rows] == i)) for i in range(len(self.slices))]
-        return self._Jx_own
 
     def F_own(self, X, p, owner) -> np.ndarray:
         """:meth:`F_batch` where row ``b`` needs follower ``owner[b]``'s block only (``nan`` elsewhere)."""

@@ -32,10 +32,11 @@ def kernel_of(game) -> "GameKernel":
     return game.cached("kernel", lambda: GameKernel(game))
 
 
-class GameKernel(LeaderEvaluators, BatchEvaluators):
+class GameKernel:
     """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`
-    (the leader's evaluators come from :class:`~stackopt.kernel_leader.LeaderEvaluators`,
-    the followers' linear rows from :func:`stackopt.rows.linear_rows`)."""
+    (the leader's evaluators are a :class:`~stackopt.kernel.leader.LeaderEvaluators`, the
+    batched ones a :class:`~stackopt.kernel.batch.BatchEvaluators`, both built from the
+    kernel's programs; the followers' linear rows come from :func:`stackopt.kernel.rows.linear_rows`)."""
 
     def __init__(self, game):
         s = game.structure()
@@ -54,7 +55,11 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
         # mutable Params and fixed variables: inputs of every program, read at call time
         self.parameters = Parameters(grow=True)
         self._compile_followers(s, allv)
-        self._compile_leader(s, allv)
+        self.batch = BatchEvaluators(self._F, self._fobj, self._Jxp, self.sense, self.x_sense,
+                                     self._Jx_sign, self.slices, self.x_owner)
+        self.leader_side = ls = LeaderEvaluators(s, allv, self.n_x, self.n_p, self.parameters)
+        self.leader_sense, self.constraint_names, self.n_c = ls.leader_sense, ls.constraint_names, ls.n_c
+        self.Lp_rows, self.Lp_cols = ls.Lp_rows, ls.Lp_cols
         self.refresh()
 
     def _index_followers(self, s) -> None:
@@ -162,6 +167,59 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
     def ineq_rhs(self, p):
         """``h(p)`` of the inequality rows."""
         return self.ineq.rhs_at(p)
+
+    # ------------------------------------------ the leader's side (LeaderEvaluators)
+    def leader_all(self, x, p):
+        """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
+        derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at
+        ``(Lp_rows, Lp_cols)``."""
+        return self.leader_side.leader_all(x, p)
+
+    def leader(self, x, p):
+        """``(objective, constraint bodies)``."""
+        return self.leader_side.leader(x, p)
+
+    def leader_jacobian(self, x, p):
+        """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
+        return self.leader_side.leader_jacobian(x, p)
+
+    # ---------------------------------- many follower points at once (BatchEvaluators)
+    def F_batch(self, X, p) -> np.ndarray:
+        """:meth:`F` at every row of ``X``: shape ``(rows, n_x)``."""
+        return self.batch.F_batch(X, p)
+
+    def follower_objectives_batch(self, X, p) -> np.ndarray:
+        """:meth:`follower_objectives` at every row of ``X``: shape ``(rows, followers)``."""
+        return self.batch.follower_objectives_batch(X, p)
+
+    def Jx_batch(self, X, p) -> np.ndarray:
+        """The nonzeros of :meth:`Jx` (at ``(Jx_rows, Jx_cols)``) at every row of ``X``."""
+        return self.batch.Jx_batch(X, p)
+
+    @property
+    def Jx_rows(self) -> np.ndarray:
+        return self.batch.Jx_rows
+
+    @property
+    def Jx_cols(self) -> np.ndarray:
+        return self.batch.Jx_cols
+
+    @property
+    def Jx_own_entries(self) -> list[np.ndarray]:
+        """Per follower, the positions among ``(Jx_rows, Jx_cols)`` of its own block of ``dF/dx``."""
+        return self.batch.Jx_own_entries
+
+    def F_own(self, X, p, owner) -> np.ndarray:
+        """:meth:`F_batch` where row ``b`` needs follower ``owner[b]``'s block only (``nan`` elsewhere)."""
+        return self.batch.F_own(X, p, owner)
+
+    def follower_objective_own(self, X, p, owner) -> np.ndarray:
+        """Follower ``owner[b]``'s objective at row ``b`` of ``X``: shape ``(rows,)``."""
+        return self.batch.follower_objective_own(X, p, owner)
+
+    def Jx_own(self, X, p, owner) -> np.ndarray:
+        """:meth:`Jx_batch` where row ``b`` needs follower ``owner[b]``'s own block only."""
+        return self.batch.Jx_own(X, p, owner)
 
     # --------------------------------------------------------------- helpers
     def project_leader(self, p: np.ndarray) -> np.ndarray:

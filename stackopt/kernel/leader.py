@@ -2,7 +2,7 @@
 
 The leader's objective and constraint bodies (``<= 0`` feasible) are compiled,
 values and derivatives in ``x`` and ``p``, into one sparse program over the
-kernel's inputs; :class:`LeaderEvaluators` (a base of ``GameKernel``) compiles
+kernel's inputs; :class:`LeaderEvaluators` (held by ``GameKernel``) compiles
 it and reads the values and Jacobians out of its output.
 """
 from __future__ import annotations
@@ -13,8 +13,15 @@ from stackopt.expr import compile_sparse, jacobian_entries
 
 
 class LeaderEvaluators:
-    """The leader's evaluators of :class:`~stackopt.kernel.GameKernel` (which sets ``n_x``,
-    ``n_p``, ``parameters`` and ``allv`` before calling :meth:`_compile_leader`)."""
+    """The leader's evaluators of a game's structure ``s`` over the kernel's inputs ``allv``
+    (the followers' ``n_x`` variables, then the leader's ``n_p``) and its ``parameters``."""
+
+    def __init__(self, s, allv, n_x: int, n_p: int, parameters):
+        self.n_x, self.n_p, self.parameters = n_x, n_p, parameters
+        self._compile_leader(s, allv)
+
+    def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, p])
 
     def _compile_leader(self, s, allv) -> None:
         """Leader objective and constraints (body <= 0), values and derivatives in one program."""

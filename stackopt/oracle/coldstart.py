@@ -66,7 +66,7 @@ class ColdStart:
         empty = sets.infeasible(p)
         if empty:  # no dynamics can help: say so at once
             x = np.clip(k.x0 if start is None else start, k.x_lb, k.x_ub)
-            eq = o._result((x,) + zeros, p, tally, message=(
+            eq = o.finish((x,) + zeros, p, tally, message=(
                 f"follower {', '.join(map(repr, empty))} has no feasible point at this leader strategy "
                 "(its linear constraints and bounds contradict each other)"))
             eq.status = Status.INFEASIBLE
@@ -78,16 +78,16 @@ class ColdStart:
                 self._note = ""
                 res = self._play(x if attempt == 0 else sets.random_start(p, rng).x, p, deadline, tally)
                 if res is not None:
-                    return o._result(res.z, p, tally, res.residual, message=self._note)
+                    return o.finish(res.z, p, tally, res.residual, message=self._note)
             if self._far is not None:  # the play crawled; Newton from where it stopped found one
-                return o._result(self._far.z, p, tally, self._far.residual, message=(
+                return o.finish(self._far.z, p, tally, self._far.residual, message=(
                     "gradient play did not converge (its steps shrank far from an equilibrium); "
                     "Newton from its last point"))
         if cfg.cold_start == "auto":
             res = newton.solve((x,) + zeros, p, deadline, cfg.max_newton)
             tally[0] += res.iterations
             if res.converged and self._local_nash(res.z, p):
-                return o._result(res.z, p, tally, res.residual)
+                return o.finish(res.z, p, tally, res.residual)
         return self._relaxation(x, p, deadline, tally, checked)
 
     def _relaxation(self, x, p, deadline, tally, checked) -> Equilibrium:
@@ -111,7 +111,7 @@ class ColdStart:
                 res = newton.solve(h.z, p, deadline, cfg.max_newton)
                 tally[0] += res.iterations
                 if res.converged and self._local_nash(res.z, p):
-                    return o._result(res.z, p, tally, res.residual,
+                    return o.finish(res.z, p, tally, res.residual,
                                      message="best responses did not settle; Newton from their last point")
                 if 0.5 * d < cfg.min_damping:
                     break
@@ -124,12 +124,12 @@ class ColdStart:
             near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
                                  and o.relax.contracts(o.system, res.z, p, damping=d))
             if res.converged and near and (not checked or self._local_nash(res.z, p)):
-                return o._result(res.z, p, tally, res.residual)
+                return o.finish(res.z, p, tally, res.residual)
             if res.residual < best.residual:
                 best = res
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        return o._result(best.z, p, tally, message=self._divergence(best.z[0]))
+        return o.finish(best.z, p, tally, message=self._divergence(best.z[0]))
 
     def _divergence(self, x) -> str:
         """A message naming the followers whose values ran away (an objective unbounded

@@ -171,7 +171,7 @@ class EquilibriumOracle:
             WORK["warm_solves"] += 1
             res = self._warm(warm, p, deadline, tally)
             if res.converged or not fallback:
-                return self._result(res.z, p, tally, res.residual)
+                return self.finish(res.z, p, tally, res.residual)
             start, restarts = warm.x, (self.config.cold_restarts if rng is not None else 0)
         elif x0 is not None:
             start, restarts = x0, (self.config.cold_restarts if rng is not None else 0)
@@ -204,7 +204,10 @@ class EquilibriumOracle:
         """A seeded random feasible point (see :meth:`FollowerSets.random_start`)."""
         return self.sets.random_start(np.asarray(p, dtype=float), rng).x
 
-    def _result(self, z, p, tally, rn=None, message: str = "") -> Equilibrium:
+    def finish(self, z, p, tally, rn=None, message: str = "") -> Equilibrium:
+        """The :class:`Equilibrium` a solve ends with at the point ``z = (x, nu, lam, w)``:
+        converged where the residual norm ``rn`` (computed where not given) meets ``tol``;
+        the solve's ``tally`` (Newton iterations, dynamics steps) is added to :attr:`counters`."""
         x, nu, lam, w = z
         if rn is None:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
