@@ -42,7 +42,8 @@ gnash19               4            -6.11671          (MacMPEC gnash19)
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pyomo.environ as pyo
 

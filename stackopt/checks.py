@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stackopt.oracle import leader_gradients
 from stackopt.kernel import kernel_of
-from stackopt.oracle import EquilibriumOracle
+from stackopt.oracle import EquilibriumOracle, leader_gradients
 
 
 @dataclass(frozen=True, repr=False)

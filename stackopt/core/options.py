@@ -15,7 +15,6 @@ import re
 from typing import Any
 
 
-
 @functools.cache
 def _named() -> dict:
     """Pyomo's named domains: (words, base type). Imported on first use (the CLI's --help

@@ -5,28 +5,28 @@ with a few unary functions. A compiled :class:`Program` keeps them in that
 form: every expression becomes a polynomial (coefficient, atoms) over *atoms*,
 which are the variables, the parameters, and auxiliary nodes for whatever is
 not polynomial (``log``, ``exp``, ``sqrt``, non-integer powers, ...) and for
-shared subexpressions (:mod:`stackopt.expr_poly`). Evaluation gathers atom
+shared subexpressions (:mod:`stackopt.expr.poly`). Evaluation gathers atom
 values with index arrays, multiplies the factors of all monomials of one
 degree at once, and sums monomials into outputs with ``np.bincount``;
-auxiliary nodes are evaluated level by level (:mod:`stackopt.expr_program`).
+auxiliary nodes are evaluated level by level (:mod:`stackopt.expr.program`).
 No Pyomo expression is walked after compilation.
 
 Mutable Params and fixed variables are *parameters*: inputs read at call
-time (:mod:`stackopt.expr_params`), so changing a Param's value or the value
+time (:mod:`stackopt.expr.params`), so changing a Param's value or the value
 of a fixed variable needs no recompilation. Immutable Params and numbers are
 constants. Pass one :class:`Parameters` (from :func:`parameters_of`) to
 several compilations to share one parameter vector between their programs.
 
 Derivatives are taken symbolically with Pyomo's differentiation rules (the
 expressions ``reverse_sd`` builds, swept only where they are wanted:
-:mod:`stackopt.expr_diff`), never with respect to parameters, and compiled
+:mod:`stackopt.expr.diff`), never with respect to parameters, and compiled
 the same way (:func:`compile_jacobian`).
 Preparation is linear in the size of the expressions and their derivatives;
 every walk is iterative, so no recursion limit is changed.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pyomo.common.gc_manager import PauseGC

@@ -15,7 +15,7 @@ table cannot be imported, ``reverse_sd`` itself is used.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from pyomo.common.gc_manager import PauseGC
 from pyomo.core.base.var import VarData
@@ -120,7 +120,10 @@ def _named(node, der, wanted):
 _OWN: dict = {}
 if _diff_map is not None:
     from pyomo.core.expr.calculus.diff_with_pyomo import (
-        _diff_NegationExpression, _diff_ProductExpression, _diff_SumExpression)
+        _diff_NegationExpression,
+        _diff_ProductExpression,
+        _diff_SumExpression,
+    )
 
     _OWN = {_diff_SumExpression: _sum, _diff_ProductExpression: _product,
             _diff_NegationExpression: _negation}

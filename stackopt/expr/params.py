@@ -1,6 +1,6 @@
 """Parameters of compiled programs: mutable Params and fixed variables, read at call time.
 
-A compiled :class:`~stackopt.expr_program.Program` treats every mutable
+A compiled :class:`~stackopt.expr.program.Program` treats every mutable
 ``Param`` and every fixed ``Var`` of its expressions as an *input*, so a user
 who changes a Param's value or fixes a variable at a new value evaluates the
 edited model without recompiling. :class:`Parameters` is the ordered list of
@@ -15,7 +15,7 @@ parameter or back): programs compiled before that change must be rebuilt.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pyomo.core.base.var import VarData

@@ -16,7 +16,7 @@ expression DAG plus the size of the polynomials produced.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from pyomo.core.base.var import VarData

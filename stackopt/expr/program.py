@@ -7,7 +7,7 @@ expression is walked after compilation.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -3,7 +3,7 @@
 Where a follower's objective (minimisation form) is convex in its own
 variables for any values of the others', each of its KKT points is its best
 response, so no search for a better far-away response
-(:mod:`stackopt.deviation`) is needed. :func:`convex_in_own` proves it from
+(:mod:`stackopt.oracle.deviation`) is needed. :func:`convex_in_own` proves it from
 the expression's structure, by rules of disciplined convex programming in the
 follower's own variables (the others' and the leader's variables are data):
 

@@ -11,7 +11,8 @@ followers' equilibrium.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo

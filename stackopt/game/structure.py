@@ -14,13 +14,12 @@ from typing import Any
 
 import pyomo.environ as pyo
 from pyomo.core.base.var import VarData
+from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.core.expr.numvalue import native_types
 from pyomo.core.expr.visitor import identify_variables
-from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from stackopt.expr import derivatives
-from stackopt.expr import nonfinite_constant
+from stackopt.expr import derivatives, nonfinite_constant
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """A game kernel's evaluators at several follower points at once (one leader strategy).
 
 Row ``b`` of ``X`` is one full vector of the followers' values; every compiled
-program runs once for all rows (:meth:`stackopt.expr_program.Program.batch`).
+program runs once for all rows (:meth:`stackopt.expr.program.Program.batch`).
 A sweep of best responses (each follower's response from its own point, the
 others held) needs at row ``b`` only follower ``owner[b]``'s own entries: the
 ``*_own`` evaluators, which the batched responses use, compute just those
-(:class:`~stackopt.expr_grouped.GroupedProgram`: the work of one full evaluation
+(:class:`~stackopt.expr.grouped.GroupedProgram`: the work of one full evaluation
 for a sweep of every follower, not one per follower), to the same bits.
 """
 from __future__ import annotations

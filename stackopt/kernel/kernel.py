@@ -12,7 +12,7 @@ right-hand sides are smooth functions of the leader's variables,
 ``b(p) = rhs - E p - psi(p)`` with ``E`` the linear part and ``psi`` a compiled
 nonlinear part (present only where a constraint is nonlinear in the leader's
 variables). The followers' stacked KKT conditions are the residual of
-:mod:`stackopt.residual`, with ``F`` the stacked gradients ``grad_{x_i} f_i``.
+:mod:`stackopt.oracle.residual`, with ``F`` the stacked gradients ``grad_{x_i} f_i``.
 """
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from stackopt.expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+
 from .batch import BatchEvaluators
 from .leader import LeaderEvaluators
 from .rows import linear_rows
 
 
-def kernel_of(game) -> "GameKernel":
+def kernel_of(game) -> GameKernel:
     """The game's kernel, built on first use and cached on the game."""
     return game.cached("kernel", lambda: GameKernel(game))
 

@@ -1,7 +1,7 @@
 """The followers' linear rows ``M x (= or <=) b(p)``, read from their constraints.
 
 :func:`linear_rows` reads every follower constraint (already checked by
-:mod:`stackopt.structure`: linear in the follower's own variables with constant
+:mod:`stackopt.game.structure`: linear in the follower's own variables with constant
 coefficients) as ``M x + E p + psi(p) + const (= or <=) bound`` and stacks the
 equality and the inequality rows into one :class:`LinearRows` each.
 """

@@ -25,7 +25,7 @@ IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws tha
 
 
 class Answers:
-    """Candidates for a gradient run's answer (points of :mod:`stackopt.reduced`)."""
+    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.reduced`)."""
 
     def __init__(self, prob, opts, deadline: float):
         self.prob, self.o, self.deadline = prob, opts, deadline
@@ -156,7 +156,8 @@ class Answers:
             if mean_v <= tol:
                 scored.append((mean_f, c))
         if not scored:
-            return best, f"; no candidate stayed feasible on further fresh draws ({min(CONFIRM_TRIES, len(ranked))} tried)"
+            return best, (f"; no candidate stayed feasible on further fresh draws "
+                          f"({min(CONFIRM_TRIES, len(ranked))} tried)")
         mean_f, choice = min(scored, key=lambda t: t[0])
         return choice, (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
                         f"({self.prob.sense * mean_f:.6g}) among {len(scored)} candidates")

@@ -5,7 +5,7 @@
 where it fails), caches equilibria by strategy, keeps the best point evaluated
 so far (feasible first, then lowest objective) and takes finite-difference
 derivatives from shared oracle calls. It is what the scipy optimisers of
-:mod:`stackopt.blackbox` see; past its deadline a new oracle call raises
+:mod:`stackopt.methods.blackbox.method` see; past its deadline a new oracle call raises
 ``_TimeUp``.
 """
 from __future__ import annotations

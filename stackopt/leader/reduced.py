@@ -1,7 +1,7 @@
 """The leader's reduced problem: its objective and constraints as functions of its own variables.
 
 ``p -> x*(p)`` (the followers' equilibria) ``-> l(x*, p), g(x*, p)``, with total
-derivatives by the implicit function theorem (:mod:`stackopt.implicit`: one
+derivatives by the implicit function theorem (:mod:`stackopt.oracle.implicit`: one
 factorisation of the KKT matrix per equilibrium, one adjoint solve per
 right-hand side). The gradient method and the Ipopt method both work on it.
 
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stackopt.oracle import leader_gradients, sensitivity
+
 from .leaderset import LeaderSet
 
 
@@ -119,7 +120,7 @@ class ReducedProblem:
 
     def settle(self, pt: Point) -> Point:
         """``pt`` itself where no follower gains by deviating from its equilibria (see
-        :mod:`stackopt.deviation`); else a point whose equilibria the followers reached by
+        :mod:`stackopt.oracle.deviation`); else a point whose equilibria the followers reached by
         their dynamics from the deviation (tracked branches that stopped being Nash
         equilibria: a follower's far-away response became better)."""
         if not self.oracle.config.deviation_rounds:

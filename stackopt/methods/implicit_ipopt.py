@@ -8,8 +8,8 @@ is handed to Ipopt (through cyipopt) as an ordinary NLP: ``f`` and ``g``
 evaluated at the followers' equilibrium ``x*(p)``, their gradient and Jacobian
 by the implicit function theorem (one factorisation of the KKT matrix per
 equilibrium and one adjoint solve with ``1 + n_g`` right-hand sides,
-:mod:`stackopt.implicit`), a limited-memory quasi-Newton Hessian, and the
-leader's linear constraints in its own variables (:mod:`stackopt.leaderset`)
+:mod:`stackopt.oracle.implicit`), a limited-memory quasi-Newton Hessian, and the
+leader's linear constraints in its own variables (:mod:`stackopt.leader.leaderset`)
 as linear constraints. It is the paper's gradient with Ipopt's superlinear
 convergence and exact constraint handling in place of a penalty.
 
@@ -39,19 +39,23 @@ from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
-from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
-                                 PositiveFloat, PositiveInt)
+from pyomo.common.config import (
+    ConfigDict,
+    ConfigValue,
+    In,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
-from stackopt.leader import Answers
-from stackopt.kernel import kernel_of
-from stackopt.leader import variable_scale
-from stackopt.leader import spread_starts
-from .registry import Method, MethodOutput, register_method
-from stackopt.solvers import ArrayCallbacks, ipopt_solve
-from stackopt.oracle import EquilibriumOracle
-from stackopt.leader import ReducedProblem
 from stackopt.core import Status
-from stackopt.leader import FIRST_MOVE
+from stackopt.kernel import kernel_of
+from stackopt.leader import FIRST_MOVE, Answers, ReducedProblem, spread_starts, variable_scale
+from stackopt.oracle import EquilibriumOracle
+from stackopt.solvers import ArrayCallbacks, ipopt_solve
+
+from .registry import Method, MethodOutput, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
@@ -105,7 +109,7 @@ class ImplicitIpopt(Method):
                 runs.append((None, status, f"start {s}: no equilibrium at the start"
                              + (f" ({why})" if why else "")))
                 continue
-            for again in range(config.reanchor + 1):
+            for _ in range(config.reanchor + 1):
                 answer, status, message = _ipopt(prob, anchor, config, deadline, history, s)
                 fresh = prob.draw(answer.p) if answer.converged else answer
                 runs.append((fresh if fresh.converged else None, status, f"start {s}: {message}"))
@@ -190,7 +194,7 @@ class _Unevaluable(Exception):
 
 
 class _Callbacks(ArrayCallbacks):
-    """cyipopt callbacks over a :class:`~stackopt.reduced.ReducedProblem`, caching points."""
+    """cyipopt callbacks over a :class:`~stackopt.leader.reduced.ReducedProblem`, caching points."""
 
     def __init__(self, prob, anchor, per_sample, deadline, history, start_index):
         self.prob, self.anchor, self.per_sample = prob, anchor, per_sample

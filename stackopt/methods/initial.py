@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pyomo.common.config import ConfigDict
 
-from stackopt.game import initial_leader
-from .registry import Method, MethodOutput, register_method
 from stackopt.core import Status
+from stackopt.game import initial_leader
+
+from .registry import Method, MethodOutput, register_method
 
 
 @register_method("initial")

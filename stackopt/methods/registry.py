@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pyomo.common.config import ConfigDict
 
 from stackopt.core import Status, check, domain_of, registrar
 
-_METHODS: dict[str, type["Method"]] = {}
+_METHODS: dict[str, type[Method]] = {}
 # modules whose import registers the built-in methods; imported on the registry's first use
 _BUILTIN_MODULES = ("stackopt.methods.blackbox", "stackopt.methods.initial", "stackopt.methods.gradient",
                     "stackopt.methods.implicit_ipopt", "stackopt.methods.mpec")

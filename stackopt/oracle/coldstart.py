@@ -11,7 +11,7 @@ stopped); otherwise, or where a game declares
 contract and Newton cannot finish from its last point, the damping halved, down
 to ``min_damping``). An answer is kept where it
 passes the second-order (local Nash) test and no follower gains by a
-unilateral deviation (:mod:`stackopt.deviation`); from a profitable deviation
+unilateral deviation (:mod:`stackopt.oracle.deviation`); from a profitable deviation
 the dynamics go on, up to ``deviation_rounds`` times. A follower without a
 feasible point is named at once, one whose values run away as possibly
 unbounded. Options are the oracle's (:attr:`EquilibriumOracle.CONFIG`).
@@ -22,10 +22,11 @@ import time
 
 import numpy as np
 
+from stackopt.core import Status
+
 from .equilibrium import Equilibrium
 from .newton import NewtonResult
 from .residual import second_order_ok
-from stackopt.core import Status
 
 DIVERGED = 1e8  # follower values beyond this in magnitude: the dynamics ran away
 

@@ -7,12 +7,12 @@ probability through a sigmoid, a quantal response), a far-away response may
 still be better, and a leader strategy built on such a point is one the
 followers would leave. :class:`Deviations` looks for a better response of
 each follower in turn, the others held: its best response (the local solver
-of :mod:`stackopt.best_response`) from the lower and the upper corner of its
+of :mod:`stackopt.oracle.responses.best`) from the lower and the upper corner of its
 set and from ``deviation_starts`` seeded random points of it. A response
 whose objective is lower by more than ``deviation_tol`` (relative, at least
 absolute) is a profitable deviation; the oracle then lets the followers
 adjust from there. Followers whose objective is provably convex in their own
-variables (:mod:`stackopt.convexity`) are not searched: their KKT points are
+variables (:mod:`stackopt.game.convexity`) are not searched: their KKT points are
 best responses.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ best responses' own multipliers), so no separate dual estimate is needed.
   objectives' domain (``log`` of an entropy term: stiff near the boundary).
 * :class:`Relaxation` -- the paper's damped simultaneous best response
   ``x <- (1 - d) x + d BR(x)``, every best response solved by
-  :class:`~stackopt.best_response.BestResponses`.
+  :class:`~stackopt.oracle.responses.best.BestResponses`.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class GradientPlay(ColdDynamics):
 class ImplicitGradientPlay(ColdDynamics):
     """Projected gradient play by linearly implicit Euler steps: each step solves
     ``F(x) + (J(x) + I / eta)(x' - x) + normal cone = 0`` by one semismooth step of
-    the :class:`~stackopt.newton.NewtonEngine` (the bounds and rows its active-set
+    the :class:`~stackopt.oracle.newton.NewtonEngine` (the bounds and rows its active-set
     rule holds). ``eta`` is the explicit play's step, halved while the next point
     leaves the objectives' domain and doubled back after. One game Jacobian and one
     factorization per step: for stiff games, where the explicit step cannot be stable."""

@@ -64,7 +64,7 @@ class OracleCounters:
     and ``best_response_failures`` (the solver did not report success);
     ``deviations``: local Nash equilibria left because a follower gained by
     deviating, and ``deviation_responses`` the best responses the searches for
-    such deviations solved (:mod:`stackopt.deviation`); ``failures``: solves that returned unconverged.
+    such deviations solved (:mod:`stackopt.oracle.deviation`); ``failures``: solves that returned unconverged.
     """
 
     cold_starts: int = 0
@@ -85,7 +85,7 @@ class OracleCounters:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-# Every oracle's solves in this process (children run by :mod:`stackopt.isolate` add
+# Every oracle's solves in this process (children run by :mod:`stackopt.methods.blackbox.isolate` add
 # theirs): :func:`stackopt.solve` reports the method's and the scoring's share.
 WORK = {"cold_starts": 0, "warm_solves": 0}
 

@@ -2,7 +2,7 @@
 
 As in JAXopt's ``implicit_diff``, one optimality function is differentiated
 and the linear solve is an argument: the optimality function is the reduced
-KKT residual ``R(y, p) = 0`` of :mod:`stackopt.residual` (its active set from
+KKT residual ``R(y, p) = 0`` of :mod:`stackopt.oracle.residual` (its active set from
 the one classifier there), factorised once per equilibrium by
 :meth:`Equilibrium.linearization` with the oracle's linear solver. Then
 

@@ -1,19 +1,20 @@
 """The equilibrium oracle: the followers' Nash equilibrium for a leader strategy.
 
 ``oracle.solve(p, warm=eq)`` follows a nearby equilibrium: a predictor along
-its tangent, then the :class:`~stackopt.newton.NewtonEngine`. Without ``warm``
+its tangent, then the :class:`~stackopt.oracle.newton.NewtonEngine`. Without ``warm``
 the followers start cold, from ``x0`` or a seeded random feasible point drawn
 from ``rng``, and adjust by the game's dynamics
-(:mod:`stackopt.dynamics`: gradient play where every follower's set is
+(:mod:`stackopt.oracle.dynamics`: gradient play where every follower's set is
 simple, else damped best responses), which select among several equilibria
 the way the followers' own adjustment would; Newton finishes once the
 dynamics' steps are small, and its answer is kept if every follower's reduced
 Hessian is positive semidefinite (a local Nash equilibrium, not merely a KKT
 point) and no follower gains by a unilateral deviation (a Nash equilibrium;
-:mod:`stackopt.coldstart`, :mod:`stackopt.deviation`). A warm start that Newton cannot finish falls back to the cold dynamics
-from the warm start's values unless ``fallback=False``.
+:mod:`stackopt.oracle.coldstart`, :mod:`stackopt.oracle.deviation`). A warm start that
+Newton cannot finish falls back to the cold dynamics from the warm start's values unless
+``fallback=False``.
 
-Every solve returns an :class:`~stackopt.equilibrium.Equilibrium` whose
+Every solve returns an :class:`~stackopt.oracle.equilibrium.Equilibrium` whose
 ``status`` says whether the residual met ``tol``; iteration and time budgets
 end every loop. All constants are options of :attr:`EquilibriumOracle.CONFIG`;
 :attr:`EquilibriumOracle.counters` counts cold starts, warm solves, Newton
@@ -26,16 +27,17 @@ import time
 import numpy as np
 from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
 
-from .responses.best import BestResponses
+from stackopt.core import Status
+
 from .coldstart import ColdStart
-from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .deviation import Deviations
+from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .equilibrium import WORK, Equilibrium, OracleCounters
 from .implicit import tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
 from .residual import KKTResidual
-from stackopt.core import Status
+from .responses.best import BestResponses
 from .sets import FollowerSets
 
 __all__ = ["Equilibrium", "EquilibriumOracle", "OracleCounters"]
@@ -95,7 +97,7 @@ def _options(cfg: ConfigDict) -> ConfigDict:
       "where it attracts the damped best-response map"))
     d("armijo", ConfigValue(1e-4, PositiveFloat, "sufficient-decrease constant of the line searches"))
     d("min_step", ConfigValue(1e-4, PositiveFloat, "shortest line-search step"))
-    d("active_tol", ConfigValue(1e-10, float, "the active-set rule's tolerance (see stackopt.residual)"))
+    d("active_tol", ConfigValue(1e-10, float, "the active-set rule's tolerance (see stackopt.oracle.residual)"))
     d("second_order_tol", ConfigValue(1e-8, PositiveFloat, "relative eigenvalue tolerance of the "
       "second-order (local Nash) test"))
     d("linear_solver", ConfigValue("auto", In(SOLVERS), "KKT solves: 'dense' LU, 'sparse' LU, "
@@ -106,7 +108,7 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d("newton_pivot_tol", ConfigValue(1e-14, PositiveFloat, "the same for Newton steps"))
     d("deviation_rounds", ConfigValue(3, NonNegativeInt, "cold starts: searches for a follower's "
       "profitable deviation from a local Nash equilibrium, each followed by the dynamics from the "
-      "deviation (see stackopt.deviation); 0: local Nash equilibria are accepted as they are"))
+      "deviation (see stackopt.oracle.deviation); 0: local Nash equilibria are accepted as they are"))
     d("deviation_starts", ConfigValue(1, NonNegativeInt, "random starts per follower of a deviation "
       "search, besides the corners of its set"))
     d("deviation_tol", ConfigValue(1e-6, PositiveFloat, "relative objective improvement that makes "
@@ -197,7 +199,7 @@ class EquilibriumOracle:
 
     # -------------------------------------------------------------- helpers
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
-        """The KKT residual (see :mod:`stackopt.residual`)."""
+        """The KKT residual (see :mod:`stackopt.oracle.residual`)."""
         return self.system.value(x, nu, lam, w, p)
 
     def random_start(self, p, rng) -> np.ndarray:

@@ -27,7 +27,7 @@ multipliers, active inequality multipliers):
 whose Jacobian in ``y`` is the KKT matrix ``K`` (:meth:`KKTResidual.matrix`)
 and whose Jacobian in ``p`` is only ever applied to vectors
 (:meth:`KKTResidual.p_jvp`, :meth:`KKTResidual.p_vjp`). :meth:`linearize`
-factorises ``K`` with the linear solver passed in (:mod:`stackopt.linalg`).
+factorises ``K`` with the linear solver passed in (:mod:`stackopt.oracle.linalg`).
 """
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ class KKTResidual:
 
     def p_jvp(self, lin: Linearization, dp: np.ndarray) -> np.ndarray:
         """``(dR/dp) dp`` for a leader direction ``dp``: the reduced residual's change."""
-        k, x, p = self.kernel, lin.x, lin.p
+        k, p = self.kernel, lin.p
         free = lin.active.free
         parts = [k.Jp_dot(lin.jp, dp)[free], -k.eq.rhs_jvp(p, dp)]
         if self.m_i:

@@ -3,11 +3,11 @@
 Follower ``i``'s set is ``{lb_i <= x_i <= ub_i, A_i x_i = b_i(p), G_i x_i <= h_i(p)}``.
 Where every follower has at most one row besides its box (a simplex, a
 capacity, a budget: *simple* sets) the Euclidean projection is exact and cheap,
-every follower's block at once (:mod:`stackopt.boxrow`), and it also returns the
+every follower's block at once (:mod:`stackopt.oracle.boxrow`), and it also returns the
 normal-cone decomposition ``u - x = tau a + w`` that a hand-over to Newton needs
 as multipliers. Other
 sets are projected follower by follower with Ipopt (the adapter of
-:mod:`stackopt.nlp`), its status checked.
+:mod:`stackopt.solvers.nlp`), its status checked.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxrow import project_rows
 from stackopt.solvers import LinearRowCallbacks, ipopt_solve
+
+from .boxrow import project_rows
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _padded_blocks(k, rows):
     idx = np.zeros((len(have), width), dtype=np.intp)
     valid = np.zeros((len(have), width), dtype=bool)
     A = np.zeros((len(have), width))
-    for q, (i, (kind, r, a)) in enumerate(have):
+    for q, (i, (_, _, a)) in enumerate(have):
         sl = k.slices[i]
         n = sl.stop - sl.start
         idx[q, :n], valid[q, :n], A[q, :n] = np.arange(sl.start, sl.stop), True, a

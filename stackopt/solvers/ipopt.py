@@ -3,16 +3,16 @@
 :func:`ipopt_solve` hands a problem given by callbacks over NumPy arrays
 (:class:`ArrayCallbacks`; :class:`LinearRowCallbacks` for constraints that are
 the rows of a dense matrix) to ``cyipopt.Problem`` and returns an
-:class:`IpoptRun`: Ipopt's return code mapped to a :class:`~stackopt.result.Status`,
+:class:`IpoptRun`: Ipopt's return code mapped to a :class:`~stackopt.core.result.Status`,
 the solution, the multipliers and a message naming the return code. Solver
-failures are a status, never an exception. :mod:`stackopt.nlp` builds Pyomo
+failures are a status, never an exception. :mod:`stackopt.solvers.nlp` builds Pyomo
 NLPs on it (and re-exports these names).
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

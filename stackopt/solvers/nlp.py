@@ -19,21 +19,22 @@ array-level adapter underneath (:func:`ipopt_solve`, :class:`ArrayCallbacks`,
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
-from pyomo.core.expr.visitor import identify_variables
-
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
 from pyomo.core.expr.numvalue import native_numeric_types
+from pyomo.core.expr.visitor import identify_variables
 
-from stackopt.expr import compile_exprs, compile_jacobian, compile_sparse
-from .ipopt import _INF, ArrayCallbacks, ipopt_solve
 from stackopt.core import Status
+from stackopt.expr import compile_exprs, compile_jacobian, compile_sparse
+
+from .ipopt import _INF, ArrayCallbacks, ipopt_solve
 
 
 @dataclass

@@ -1,5 +1,4 @@
 """Distinct equilibria and their frequencies from seeded random starts."""
-import numpy as np
 import pyomo.environ as pyo
 import pytest
 

@@ -9,7 +9,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import test_harness_toys  # noqa: E402,F401  (registers the toy game and methods)
 
 from stackopt.comparisons.config import (  # noqa: E402
-    builtin_configs, load_config, parse_config, parse_seeds,
+    builtin_configs,
+    load_config,
+    parse_config,
+    parse_seeds,
 )
 from stackopt.comparisons.store import Store, StoreError  # noqa: E402
 

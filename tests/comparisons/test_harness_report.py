@@ -254,7 +254,7 @@ def test_violation_reference_line_only_inside_the_range(largest, drawn):
 
 
 # ------------------------------------------------------------------ README figures
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 QUICK = """
 plugins = ["test_harness_toys"]
 seeds = [1, 2]

@@ -123,7 +123,7 @@ def _filled(path):
     with Store.open(path) as store:
         for seed in range(1, 120):
             store.insert(_row(("toy", "harness_toy", '{"budget":1.0}', seed, "test-random",
-                               '{"scale":%d}' % seed)) | {"history": [{"step": i} for i in range(60)]})
+                               f'{{"scale":{seed}}}')) | {"history": [{"step": i} for i in range(60)]})
     con = sqlite3.connect(path)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pages = con.execute("PRAGMA page_count").fetchone()[0]
@@ -193,6 +193,7 @@ def _cli(args, capsys):
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import test_harness_toys  # noqa: F401  (the toy game and methods, in this process too)
+
     from stackopt.comparisons.cli import main
 
     code = main([str(a) for a in args])

@@ -4,8 +4,8 @@ import math
 import pytest
 from pyomo.common.config import Bool, ConfigValue, In, NonNegativeFloat, PositiveInt
 
-from stackopt.methods import method_config
 from stackopt.core.options import base_type, check, choices, describe, domain_of
+from stackopt.methods import method_config
 
 
 @pytest.mark.parametrize("options, message", [

@@ -4,9 +4,9 @@ import re
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from games import make_duopoly
 
 from stackopt import GradientCheck, Result, StackelbergGame, Status, check_gradient, solve
-from games import make_duopoly
 
 
 def test_result_repr_is_one_short_line_without_the_history():

@@ -203,8 +203,9 @@ def test_parameter_array_of_the_wrong_length(model):
 
 
 def test_kernel_reads_a_changed_param_without_recompiling():
-    from stackopt.kernel import kernel_of
     from games import make_duopoly
+
+    from stackopt.kernel import kernel_of
 
     g = make_duopoly()
     g.model.a = pyo.Param(initialize=1.0, mutable=True)
@@ -250,6 +251,7 @@ def test_deep_expressions_compile_without_raising_the_recursion_limit():
 ])
 def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
     from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+
     from stackopt.models import build_game
 
     s = build_game(name, **kw).structure()

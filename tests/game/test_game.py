@@ -1,9 +1,9 @@
 """Every validation error of the game API names the component and what was expected."""
 import pyomo.environ as pyo
 import pytest
+from games import make_duopoly
 
 from stackopt import StackelbergGame, solve
-from games import make_duopoly
 
 
 def _base():

@@ -9,10 +9,10 @@ import pytest
 
 import stackopt
 from stackopt import Status
-from stackopt.leader import LeaderBlackBox
 from stackopt.game import initial_leader
-from stackopt.methods.blackbox.isolate import isolated as _isolated
+from stackopt.leader import LeaderBlackBox
 from stackopt.methods import MethodOutput, method_config
+from stackopt.methods.blackbox.isolate import isolated as _isolated
 from stackopt.models import build_game
 
 

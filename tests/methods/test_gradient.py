@@ -2,10 +2,10 @@
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from games import make_duopoly
 
 from stackopt import StackelbergGame, Status, solve
 from stackopt.models import build_game
-from games import make_duopoly
 
 
 def test_duopoly_reaches_known_optimum_with_defaults():
@@ -114,11 +114,11 @@ def test_constraint_aggregates_over_sampled_equilibria():
 def test_stationarity_measure_matches_finite_differences():
     """The recorded stationarity is the scaled projected gradient of the augmented
     Lagrangian; rebuilt from central differences of re-solved equilibria it agrees."""
-    from stackopt.methods.gradient.method import Options, GradientMethod
     from stackopt.kernel import kernel_of
-    from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
-    from stackopt.oracle import EquilibriumOracle
     from stackopt.leader import ReducedProblem
+    from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.oracle import EquilibriumOracle
 
     game = make_duopoly()
     k = kernel_of(game)

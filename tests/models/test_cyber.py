@@ -7,7 +7,13 @@ import pyomo.environ as pyo
 import pytest
 
 from stackopt.models import available_games, build_game, game_spec
-from stackopt.models.cyber import cyber, default_interconnection, interconnection_matrix, ir_gaps, ir_violation
+from stackopt.models.cyber import (
+    cyber,
+    default_interconnection,
+    interconnection_matrix,
+    ir_gaps,
+    ir_violation,
+)
 
 
 def reference(data, x, comp, prem):
@@ -283,7 +289,7 @@ def test_cold_equilibrium_is_a_best_response_for_every_customer():
     values = {f"compensation[{i}]": share[i] * L[i] for i in range(10)}
     values.update({f"premium[{i}]": 0.0 for i in range(10)})
     p = np.array([values[n] for n in k.p_names])
-    I = share * L
+    I = share * L  # noqa: E741  (the paper's name for compensations)
 
     def utility(i, x):
         q = 1 / (1 + np.exp((W @ x)[i] - 0.01 * L[i]))

@@ -22,7 +22,7 @@ from scipy.optimize import LinearConstraint, minimize, minimize_scalar, root
 import stackopt
 from stackopt import Status
 from stackopt.models import build_game
-from stackopt.models.library import KNOWN_OPTIMA, PROBLEMS, _COURNOT, cournot_optimum
+from stackopt.models.library import _COURNOT, KNOWN_OPTIMA, PROBLEMS, cournot_optimum
 
 
 # ------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_gnash_output_floor_never_binds(name):
 LOCAL_START = {"bard1988_ex1": [2.0]}
 
 # mpec-scip certifies every problem; the gnash games need their output floor
-# (a leader constraint) carried to the price term by stackopt.mpec.linking.
+# (a leader constraint) carried to the price term by stackopt.methods.mpec.linking.
 SCIP_PROBLEMS = list(PROBLEMS)
 
 MATRIX = (

@@ -219,7 +219,7 @@ def test_reference_config_runs_the_recorded_settings_on_every_instance():
     config = load_config("reference")
     exps = {e.name: e for e in config.experiments}
     assert sorted(exps) == ["cyber", "nfg", "ssg", "ssg-all"]
-    for name, e in exps.items():
+    for e in exps.values():
         domain = e.game
         assert e.grid["reference_seed"] == list(ref.REFERENCE_SEEDS[domain])
         parameter = ref.PARAMETER[domain]
@@ -323,7 +323,9 @@ def test_table_sets_each_method_beside_the_recorded_result(table_db, capsys):
     # the initial strategy never beats the reference's optimised one
     assert "initial: mean" in text and "mean gain over the initial +0.0000" in text
     assert "on 0 of 2 seeds" in text
-    assert f"largest shortfall {max(ref.recorded('nfg', s).objective - stored[('nfg', s, 'initial')]['leader_objective'] for s in (1, 2)):.4f}" in text
+    shortfall = max(ref.recorded('nfg', s).objective - stored[('nfg', s, 'initial')]['leader_objective']
+                    for s in (1, 2))
+    assert f"largest shortfall {shortfall:.4f}" in text
 
 
 def test_table_sums_the_ir_violations_of_cyber_insurance(table_db, capsys):

@@ -264,14 +264,17 @@ def _graph(n_def, n_tar):
      r"defender_payoffs must have shape \(defenders, targets\) = \(3, 12\), got shape \(12, 3\)"),
     (dict(defender_payoffs=np.full((3, 12), np.inf)), r"defender_payoffs must be finite, got inf at index \(0, 0\)"),
     (dict(attractiveness="high"), r"attractiveness must be a numeric array"),
-    (dict(coverage=np.ones((3, 11), dtype=bool)), r"coverage mask must have shape \(defenders, targets\) = \(3, 12\), got shape \(3, 11\)"),
+    (dict(coverage=np.ones((3, 11), dtype=bool)),
+     r"coverage mask must have shape \(defenders, targets\) = \(3, 12\), got shape \(3, 11\)"),
     (dict(coverage=[[0, 1], [2, 3]]), r"coverage must list the targets of each of the 3 defenders, got 2 lists"),
-    (dict(coverage=[[0, 1], [2, 12], [4]], resources=1.0), r"coverage of defender 1 contains 12; expected target indices in 0..11"),
+    (dict(coverage=[[0, 1], [2, 12], [4]], resources=1.0),
+     r"coverage of defender 1 contains 12; expected target indices in 0..11"),
     (dict(coverage=[[0, 0], [1], [2]], resources=1.0), r"coverage of defender 0 lists target 0 twice"),
     (dict(coverage=[[0], [1], [2]], coverage_graph=_graph(3, 12)), r"give either coverage or coverage_graph, not both"),
     (dict(coverage_graph=_graph(4, 12)), r"coverage_graph has 4 defender nodes \(bipartite=0\) but defenders=3"),
     (dict(coverage_graph=_graph(3, 10)), r"coverage_graph has 10 target nodes \(bipartite=1\) but targets=12"),
-    (dict(coverage_graph=nx.path_graph(15)), r"coverage_graph node 0 has bipartite=None; expected 0 \(defender\) or 1 \(target\)"),
+    (dict(coverage_graph=nx.path_graph(15)),
+     r"coverage_graph node 0 has bipartite=None; expected 0 \(defender\) or 1 \(target\)"),
     (dict(coverage_graph=np.ones((3, 12))), r"coverage_graph must be a networkx graph, got ndarray"),
 ])
 def test_bad_input(kw, match):
@@ -379,8 +382,9 @@ def test_cold_start_where_gradient_play_circles_halves_its_step_and_settles():
     e = o.solve(p, rng=np.random.default_rng([9, 0]))
     assert e.converged and e.message == "" and e.relaxation_iterations < 100
     # Newton from where a long play at a small step stops: the same point
-    from stackopt.oracle.dynamics import GradientPlay
     import time
+
+    from stackopt.oracle.dynamics import GradientPlay
     h = GradientPlay(k, o.sets, step=0.05).run(o.random_start(p, np.random.default_rng([9, 0])), p,
                                              time.perf_counter() + 60, 20_000, 1e-12)
     assert h.settled

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from stackopt.models.theorem1 import (
-    FOLLOWER_PAYOFFS, leader_payoffs, pure_nash_equilibria, strategy_outcomes, theorem1_report,
+    FOLLOWER_PAYOFFS,
+    leader_payoffs,
+    pure_nash_equilibria,
+    strategy_outcomes,
+    theorem1_report,
 )
 
 

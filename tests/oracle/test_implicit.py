@@ -2,14 +2,13 @@
 import dataclasses
 
 import numpy as np
-
-from stackopt import check_gradient
-from stackopt.oracle import equilibrium_jacobian, leader_gradients, sensitivity
-from stackopt.kernel import kernel_of
-from stackopt.models import build_game
-from stackopt.oracle import EquilibriumOracle
 from games import DUOPOLY_M, make_duopoly
 from test_oracle import _box_game
+
+from stackopt import check_gradient
+from stackopt.kernel import kernel_of
+from stackopt.models import build_game
+from stackopt.oracle import EquilibriumOracle, equilibrium_jacobian, leader_gradients, sensitivity
 
 
 def test_duopoly_closed_form_nonsymmetric():

@@ -2,12 +2,12 @@
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from games import DUOPOLY_M, make_duopoly
 
 from stackopt import StackelbergGame, Status
 from stackopt.kernel import kernel_of
 from stackopt.models import build_game
 from stackopt.oracle import EquilibriumOracle
-from games import DUOPOLY_M, make_duopoly
 
 
 def test_duopoly_equilibrium_closed_form():
@@ -169,6 +169,7 @@ def test_handover_to_newton_keeps_the_equilibrium_gradient_play_selects(seed, st
     """Games with several equilibria: the cold start (gradient play handing over to Newton
     once its steps are small) lands where the same play, run on to a 1e-11 step, lands."""
     import time
+
     from stackopt.oracle.dynamics import GradientPlay
     game = build_game("ssg", seed=seed, targets=12, defenders=3, coverable=5, resources=2.0)
     k = kernel_of(game)
@@ -186,6 +187,7 @@ def test_gradient_play_halves_its_step_where_it_oscillates_not_where_it_drifts()
     direction (no halving: it reaches the bound); a stiff quadratic with the step above
     its stability limit: the play flips back and forth, halves its step and settles."""
     import time
+
     from stackopt.oracle.dynamics import GradientPlay
     for expr, target in ((lambda y: -y, 100.0), (lambda y: 3.0 * (y - 40.0) ** 2, 40.0)):
         g = StackelbergGame("one")

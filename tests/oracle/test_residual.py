@@ -4,15 +4,14 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 import scipy.sparse as sp
+from games import make_duopoly
 
 import stackopt
 from stackopt import StackelbergGame, check_gradient
-from stackopt.oracle import equilibrium_jacobian, leader_gradients
 from stackopt.kernel import kernel_of
-from stackopt.oracle.linalg import DenseLU, IterativeSolver, SparseLU, make_solver
 from stackopt.models import build_game
-from stackopt.oracle import EquilibriumOracle
-from games import make_duopoly
+from stackopt.oracle import EquilibriumOracle, equilibrium_jacobian, leader_gradients
+from stackopt.oracle.linalg import DenseLU, IterativeSolver, SparseLU, make_solver
 
 BARD3_OPTIMUM = -12.6787  # MacMPEC bard3 (Bard 1988, Convex two-level optimization)
 

@@ -3,8 +3,8 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
-from stackopt.solvers import NlpProblem, solve_nlp
 from stackopt.core import Status
+from stackopt.solvers import NlpProblem, solve_nlp
 
 
 def hs071():

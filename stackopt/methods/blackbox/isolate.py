@@ -12,9 +12,10 @@ import multiprocessing as mp
 import time
 import traceback
 
-from stackopt.oracle import WORK, work_since
-from ..registry import MethodOutput
 from stackopt.core import Status
+from stackopt.oracle import WORK, work_since
+
+from ..registry import MethodOutput
 
 
 def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:

@@ -11,13 +11,13 @@ finite differences of those evaluations. Registered methods:
 
 Bounds are the leader's variable bounds; the leader's constraints
 ``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The functions
-of ``p`` are a :class:`~stackopt.leaderbox.LeaderBlackBox`: equilibria are
+of ``p`` are a :class:`~stackopt.leader.leaderbox.LeaderBlackBox`: equilibria are
 cached by leader strategy and every oracle call is warm-started from the
 cached equilibrium nearest to the new strategy, so a finite-difference sweep
 costs one or two Newton steps per coordinate.
 
 Time limit: it is checked before every oracle call, and with a limit the
-optimiser runs in a forked child process (``isolate``, :mod:`stackopt.isolate`) that reports its best
+optimiser runs in a forked child process (``isolate``, :mod:`stackopt.methods.blackbox.isolate`) that reports its best
 point as it goes, so the limit also holds while scipy is inside compiled code
 (SLSQP's QP with thousands of leader variables). When the limit is reached the
 best point evaluated so far (feasible first, then lowest objective) is returned
@@ -30,15 +30,23 @@ import time
 import warnings
 
 import numpy as np
-from pyomo.common.config import (Bool, ConfigDict, ConfigValue, In, NonNegativeFloat, PositiveFloat,
-                                 PositiveInt)
+from pyomo.common.config import (
+    Bool,
+    ConfigDict,
+    ConfigValue,
+    In,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+)
 from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
-from .isolate import isolated
+from stackopt.core import Status
 from stackopt.kernel import kernel_of
 from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+
 from ..registry import Method, MethodOutput, register_method
-from stackopt.core import Status
+from .isolate import isolated
 
 
 def _common_config() -> ConfigDict:

@@ -1,14 +1,15 @@
-"""The augmented Lagrangian outer loop of the gradient method (see :mod:`stackopt.gradient`)."""
+"""The augmented Lagrangian outer loop of the gradient method (see :mod:`stackopt.methods.gradient.method`)."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
 
-from stackopt.leader import SAME_OBJECTIVE, Answers
-from .merit import ScaledLagrangian
-from ..registry import MethodOutput
 from stackopt.core import Status
+from stackopt.leader import SAME_OBJECTIVE, Answers
+
+from ..registry import MethodOutput
+from .merit import ScaledLagrangian
 
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
@@ -19,7 +20,7 @@ POLISH_AT = 0.7  # share of the step budget after which the second rule takes ov
 
 
 class AugmentedLagrangian(ScaledLagrangian):
-    """State and outer loop of one gradient-method run on a :class:`~stackopt.reduced.ReducedProblem`."""
+    """State and outer loop of one gradient-method run on a :class:`~stackopt.leader.reduced.ReducedProblem`."""
 
     def __init__(self, prob, opts, deadline: float):
         super().__init__(prob, opts)

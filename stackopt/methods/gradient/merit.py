@@ -1,7 +1,7 @@
 """The gradient method's merit function: the scaled augmented Lagrangian of the reduced problem.
 
 The leader's problem ``min f(p) s.t. g(p) <= 0`` through the followers'
-equilibria (:mod:`stackopt.reduced`), in the PHR form
+equilibria (:mod:`stackopt.leader.reduced`), in the PHR form
 ``L = wf f + sum(max(0, lam + mu wc g)^2 - lam^2) / (2 mu)`` with ALGENCAN's
 scaling ``wf``, ``wc`` (the objective and each constraint divided by the
 largest entry of its gradient in scaled variables at the start), and the
@@ -21,7 +21,7 @@ MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
 
 class ScaledLagrangian:
     """The merit function of one gradient-method run on a
-    :class:`~stackopt.reduced.ReducedProblem` ``prob`` with the method's options ``opts``."""
+    :class:`~stackopt.leader.reduced.ReducedProblem` ``prob`` with the method's options ``opts``."""
 
     def __init__(self, prob, opts):
         self.prob, self.o = prob, opts
@@ -82,7 +82,7 @@ class ScaledLagrangian:
 
     def stationarity(self, pt, g) -> float:
         """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``; variables the
-        step rule holds on a kink of ``L`` (see :class:`~stackopt.steps.SpgStep`) count
+        step rule holds on a kink of ``L`` (see :class:`~stackopt.methods.gradient.steps.SpgStep`) count
         as stationary."""
         s = self.scale
         held = getattr(self.step, "held", None)

@@ -1,7 +1,7 @@
 """The gradient method: implicit gradients inside an augmented Lagrangian (paper Algorithm 1).
 
 The leader minimises, over its box and its linear constraints in its own
-variables (kept exactly by projection, :mod:`stackopt.leaderset`), the
+variables (kept exactly by projection, :mod:`stackopt.leader.leaderset`), the
 augmented Lagrangian of its other constraints ``g <= 0`` evaluated at the
 equilibrium ``x*(p)`` (Powell-Hestenes-Rockafellar form, slacks at their exact
 minimiser):
@@ -12,7 +12,7 @@ with ``f`` the leader's objective in minimisation form and ``g`` the mean of the
 constraints over the sampled equilibria (or, with ``constraints="worst"``, their
 largest value). Its gradient ``grad f + sum_i max(0, lam_i + mu g_i) grad g_i``
 is one adjoint solve of the KKT matrix per equilibrium
-(:mod:`stackopt.implicit`).
+(:mod:`stackopt.oracle.implicit`).
 
 **Scale-free steps.** Every leader variable has a scale ``s_j``: its box width
 where both bounds are finite, else ``max(1, |p_j|)`` at the current iterate;
@@ -21,7 +21,7 @@ same path and a variable without a box can grow geometrically. The objective
 and each constraint are first divided by the largest entry of their scaled
 gradient at the start (ALGENCAN's scaling), so that the penalty and the
 tolerances mean the same whatever the units. Two step rules follow each other
-(:mod:`stackopt.steps`):
+(:mod:`stackopt.methods.gradient.steps`):
 
 1. the paper's Adam with ``lr`` (default 1e-2) *relative to each variable's
    scale*, multipliers updated every ``multiplier_every`` steps as in the
@@ -40,7 +40,7 @@ tolerances mean the same whatever the units. Two step rules follow each other
    ``penalty_decrease * V_prev`` (the textbook augmented Lagrangian, ALGENCAN).
    It converges to a stationary point where the equilibrium map is smooth; on
    a kink of ``L`` (an ``abs`` in the game) variables along which ``L`` rises
-   both ways are held and count as stationary (:class:`~stackopt.steps.SpgStep`).
+   both ways are held and count as stationary (:class:`~stackopt.methods.gradient.steps.SpgStep`).
 
 ``optimizer="spg"`` uses the second rule throughout, ``"sgd"`` plain SGD in
 place of Adam. A trial whose equilibrium branch cannot be followed by warm
@@ -57,7 +57,7 @@ leader's problem. Otherwise it ends at ``steps`` (``max_iterations``), at the
 time limit, or where the line search finds no decrease three times in a row
 (``not_converged``).
 
-**Several equilibria** (:mod:`stackopt.answers`). ``samples_per_step``
+**Several equilibria** (:mod:`stackopt.leader.answers`). ``samples_per_step``
 equilibria are tracked at once. At multiplier updates (every one while fresh
 draws move the equilibria, then at doubling intervals), every
 ``resample_every`` steps and at the end, the current strategy is evaluated on
@@ -65,7 +65,7 @@ fresh draws, the followers' own dynamics from seeded random starts, as scoring
 does; where they reach other equilibria than the tracked ones, the method
 re-anchors on them, so it optimises what the followers would play rather than a
 branch it steered. After every inner solve the tracked equilibria are checked
-for a follower's profitable deviation (:mod:`stackopt.deviation`): a branch that
+for a follower's profitable deviation (:mod:`stackopt.oracle.deviation`): a branch that
 stopped being a Nash equilibrium is left for the one the followers reach from
 the deviation. Only strategies evaluated on fresh draws are returned (the
 best feasible tracked iterates are evaluated so at the end): with
@@ -80,14 +80,21 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
-                                 PositiveFloat, PositiveInt)
+from pyomo.common.config import (
+    ConfigDict,
+    ConfigValue,
+    In,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
 from stackopt.kernel import kernel_of
-from ..registry import Method, MethodOutput, register_method
-from stackopt.oracle import EquilibriumOracle
 from stackopt.leader import ReducedProblem
-from stackopt.core import Status
+from stackopt.oracle import EquilibriumOracle
+
+from ..registry import Method, register_method
 from .steps import AdamStep, SpgStep
 
 

@@ -1,7 +1,7 @@
 """Inner steps of the gradient method on the augmented Lagrangian, in scaled variables.
 
 Both work in ``u = p / s`` (``s`` the leader variables' scales, see
-:mod:`stackopt.gradient`) and project onto the leader's bounds and linear
+:mod:`stackopt.methods.gradient.method`) and project onto the leader's bounds and linear
 constraints in that metric.
 
 * :class:`SpgStep`: spectral projected gradient (Birgin, Martinez, Raydan 2000)

@@ -1,20 +1,20 @@
 """MPEC reformulations of a Stackelberg game: the leader plus every follower's KKT conditions.
 
-:mod:`~stackopt.mpec.pipeline` builds one single-level model with
+:mod:`~stackopt.methods.mpec.pipeline` builds one single-level model with
 complementarity conditions on a clone of the game's model; a **mode**
-(:mod:`~stackopt.mpec.registry`) writes each complementarity pair as Pyomo
+(:mod:`~stackopt.methods.mpec.registry`) writes each complementarity pair as Pyomo
 components, and a **solver** solves the result:
 
 - modes: one module each, imported below (importing one registers it), e.g.
-  ``regularization`` (alias ``scholtes``, :mod:`~stackopt.mpec.scholtes`) and
+  ``regularization`` (alias ``scholtes``, :mod:`~stackopt.methods.mpec.modes.scholtes`) and
   ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``,
-  :mod:`~stackopt.mpec.disjunctive`); :data:`MODES` lists them all;
-- solvers: ``ipopt`` (:mod:`~stackopt.mpec.nlp_solver`, through
-  :class:`stackopt.nlp.NlpProblem`) and ``scip`` (:mod:`~stackopt.mpec.scip_solver`:
+  :mod:`~stackopt.methods.mpec.modes.disjunctive`); :data:`MODES` lists them all;
+- solvers: ``ipopt`` (:mod:`~stackopt.methods.mpec.solvers.nlp`, through
+  :class:`stackopt.solvers.nlp.NlpProblem`) and ``scip`` (:mod:`~stackopt.methods.mpec.solvers.scip`:
   Pyomo's NL writer, SCIP's NL reader in a subprocess, singular terms'
-  linear arguments linked by :mod:`~stackopt.mpec.linking`).
+  linear arguments linked by :mod:`~stackopt.methods.mpec.linking`).
 
-Registered methods (:mod:`~stackopt.mpec.method`): ``mpec`` (``mode`` and
+Registered methods (:mod:`~stackopt.methods.mpec.method`): ``mpec`` (``mode`` and
 ``solver`` as options), ``mpec-ipopt`` (alias ``scholtes``: regularization +
 ipopt) and ``mpec-scip`` (alias ``fortuny-amat-mccarl``: disjunctive + scip).
 All are optimistic: among the followers' equilibria they choose the one best

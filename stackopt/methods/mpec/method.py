@@ -1,6 +1,6 @@
 """The registered MPEC methods: ``mpec`` (mode and solver as options) and its two presets.
 
-- ``mpec``: any registered mode (:data:`~stackopt.mpec.registry.MODES`) with
+- ``mpec``: any registered mode (:data:`~stackopt.methods.mpec.registry.MODES`) with
   any solver that mode accepts, e.g. ``solve(game, "mpec", mode="smoothing",
   solver="scip")``; the options of every mode and solver are its options,
   and one that does not apply to the chosen pair is refused.
@@ -20,11 +20,11 @@ from pyomo.common.config import ConfigDict, ConfigValue
 
 from ..registry import Method, MethodOutput, register_method
 from .modes.disjunctive import Disjunctive
-from .solvers.nlp import IpoptSolver
+from .modes.scholtes import Regularization
 from .options import merge, pipeline_options
 from .pipeline import build_single_level
 from .registry import MODES, SOLVERS, get_mode, get_solver
-from .modes.scholtes import Regularization
+from .solvers.nlp import IpoptSolver
 from .solvers.scip import ScipSolver
 
 
@@ -96,7 +96,7 @@ class Mpec(_MpecBase):
     """MPEC reformulation with a chosen ``mode`` (how complementarity is written) and ``solver``.
 
     Every follower's KKT conditions go into one single-level model
-    (:mod:`stackopt.mpec.pipeline`); the ``mode`` writes its complementarity
+    (:mod:`stackopt.methods.mpec.pipeline`); the ``mode`` writes its complementarity
     pairs as constraints and the ``solver`` solves the result.
 
     Modes: ``regularization`` (alias ``scholtes``; lambda * s <= eps),
@@ -118,8 +118,8 @@ class MpecIpopt(_MpecBase):
     Each pair ``0 <= lambda _|_ s >= 0`` becomes ``lambda * s <= eps``, eps
     driven from ``eps_initial`` to ``eps_final`` by ``eps_factor`` with warm
     starts, from ``starts`` points; the best converged point is polished on
-    its active set. See :class:`~stackopt.mpec.scholtes.Regularization` and
-    :class:`~stackopt.mpec.nlp_solver.IpoptSolver`.
+    its active set. See :class:`~stackopt.methods.mpec.modes.scholtes.Regularization` and
+    :class:`~stackopt.methods.mpec.solvers.nlp.IpoptSolver`.
     """
 
     CONFIG = merge("mpec-ipopt", Regularization.CONFIG, IpoptSolver.CONFIG, pipeline_options())
@@ -132,8 +132,8 @@ class MpecScip(_MpecBase):
 
     Each pair becomes a big-M disjunction with a binary (or an SOS1 set), and
     SCIP solves the MINLP to global optimality in a subprocess, with its
-    bound and gap. See :class:`~stackopt.mpec.disjunctive.Disjunctive` and
-    :class:`~stackopt.mpec.scip_solver.ScipSolver`.
+    bound and gap. See :class:`~stackopt.methods.mpec.modes.disjunctive.Disjunctive` and
+    :class:`~stackopt.methods.mpec.solvers.scip.ScipSolver`.
     """
 
     CONFIG = merge("mpec-scip", Disjunctive.CONFIG, ScipSolver.CONFIG, pipeline_options())

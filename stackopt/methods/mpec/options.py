@@ -80,7 +80,7 @@ def mapping(val) -> dict:
 
 
 def pipeline_options() -> ConfigDict:
-    """The options every MPEC method passes to :func:`~stackopt.mpec.pipeline.build_single_level`."""
+    """The options every MPEC method passes to :func:`~stackopt.methods.mpec.pipeline.build_single_level`."""
     cfg = ConfigDict("pipeline")
     cfg.declare("block_name", ConfigValue(
         default=DEFAULT_BLOCK, domain=str, doc="name of the generated block on the model's clone"))

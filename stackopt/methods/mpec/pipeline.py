@@ -16,7 +16,7 @@ altered) and puts everything it generates into one named block on the clone:
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
 original objectives and constraints on the clone are deactivated. Each
-reformulation mode (:mod:`stackopt.mpec.registry`) only decides how the
+reformulation mode (:mod:`stackopt.methods.mpec.registry`) only decides how the
 complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
 :attr:`SingleLevel.pairs` become constraints. The followers' variables must
 be continuous (a ``ValueError`` names one that is not).
@@ -36,8 +36,7 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap, ComponentSet
 from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
-from pyomo.core.expr.visitor import (StreamBasedExpressionVisitor, identify_variables,
-                                     replace_expressions)
+from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_variables, replace_expressions
 from pyomo.mpec import Complementarity
 
 from .options import DEFAULT_BLOCK

@@ -2,7 +2,7 @@
 
 A **mode** (:class:`Reformulation`) decides how each complementarity pair
 ``0 <= multiplier _|_ slack >= 0`` of the single-level model
-(:mod:`stackopt.mpec.pipeline`) becomes Pyomo components: its
+(:mod:`stackopt.methods.mpec.pipeline`) becomes Pyomo components: its
 :meth:`~Reformulation.add_pair` writes them onto one block of the model's
 clone. A **solver** (:class:`Solver`) takes the single-level model with the
 mode's block and returns the method's proposal. The two are chosen
@@ -10,7 +10,7 @@ separately (``solve(game, "mpec", mode=..., solver=...)``); a mode lists the
 solvers that can take what it writes.
 
 Adding a mode is one file with a :class:`Reformulation` subclass decorated
-with :func:`register_mode`, plus its import in :mod:`stackopt.mpec`.
+with :func:`register_mode`, plus its import in :mod:`stackopt.methods.mpec`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ import pyomo.environ as pyo
 from pyomo.common.config import ConfigDict, ConfigValue
 
 from stackopt.core import registrar
+
 from .options import finite_positive, fraction
 
-MODES: dict[str, type["Reformulation"]] = {}
-SOLVERS: dict[str, type["Solver"]] = {}
+MODES: dict[str, type[Reformulation]] = {}
+SOLVERS: dict[str, type[Solver]] = {}
 MODE_BLOCK = "reformulation"  # name of the mode's block inside the single-level block
 
 
@@ -36,13 +37,13 @@ def register_solver(name: str, *aliases: str):
     return registrar(SOLVERS, "solver", name, aliases)
 
 
-def get_mode(name) -> type["Reformulation"]:
+def get_mode(name) -> type[Reformulation]:
     if name not in MODES:
         raise ValueError(f"unknown mode {name!r}; expected one of {sorted(MODES)}")
     return MODES[name]
 
 
-def get_solver(name) -> type["Solver"]:
+def get_solver(name) -> type[Solver]:
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; expected one of {sorted(SOLVERS)}")
     return SOLVERS[name]

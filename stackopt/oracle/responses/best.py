@@ -4,12 +4,12 @@
 from the follower's current values (a local solver: the followers' own
 adjustment). Followers with a box only are solved by a projected Newton
 method on their block of the game Jacobian, all responses of a sweep at once
-(:mod:`stackopt.box_response`; no solver set-up per call); followers with a
+(:mod:`stackopt.oracle.responses.box`; no solver set-up per call); followers with a
 box and one row (a simplex, a budget) by spectral projected gradient on the
-exact projection (:mod:`stackopt.row_response`); other followers with rows,
-and any run of those two that does not finish, by Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
-return status checked: a failure is counted and the result flagged, never
-taken silently.
+exact projection (:mod:`stackopt.oracle.responses.row`); other followers with rows,
+and any run of those two that does not finish, by Ipopt through
+:func:`stackopt.solvers.ipopt_solve` with exact derivatives, its return status checked: a
+failure is counted and the result flagged, never taken silently.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .box import BoxNewtonBatch
 from stackopt.solvers import LinearRowCallbacks, ipopt_solve
+
+from .box import BoxNewtonBatch
 from .row import RowResponses
 
 

@@ -1,7 +1,7 @@
 """Best responses of followers whose set is a box and one linear row, by spectral projected gradient.
 
 The follower's set ``lo <= y <= hi, a^T y = b`` (or ``<= b``) has an exact
-projection (:func:`stackopt.boxrow.project_rows`), so its best response,
+projection (:func:`stackopt.oracle.boxrow.project_rows`), so its best response,
 the others held, is found without a solver set-up: spectral projected gradient
 (Birgin, Martinez, Raydan 2000) with Barzilai-Borwein lengths and a
 non-monotone Armijo search (the largest of the last ``MEMORY`` values), from
@@ -28,7 +28,7 @@ MIN_STEP = 1e-14  # relative step below which the search has failed
 class RowResponses:
     """Spectral projected gradient best responses (see the module docstring), every
     requested response at once: one batched evaluation of the objectives and gradients
-    and one padded projection (:func:`stackopt.boxrow.project_rows`) per step of all runs."""
+    and one padded projection (:func:`stackopt.oracle.boxrow.project_rows`) per step of all runs."""
 
     def __init__(self, kernel, sets, tol: float, max_iter: int):
         self.k, self.sets, self.tol, self.max_iter = kernel, sets, tol, max_iter

@@ -1,5 +1,4 @@
 """The MPEC pipeline and its two reformulations on small bilevel problems with known optima."""
-import os
 import sys
 import time
 

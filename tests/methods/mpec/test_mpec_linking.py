@@ -1,4 +1,4 @@
-"""Linear arguments of singular terms as bounded auxiliary variables (stackopt.mpec.linking)."""
+"""Linear arguments of singular terms as bounded auxiliary variables (stackopt.methods.mpec.linking)."""
 import pyomo.environ as pyo
 import pytest
 from pyomo.core.expr.visitor import identify_variables

@@ -5,6 +5,7 @@ import sys
 
 import pyomo.environ as pyo
 import pytest
+from test_mpec import bard, cournot, run
 
 import stackopt
 from stackopt import StackelbergGame, Status
@@ -12,8 +13,6 @@ from stackopt.methods import get_method, method_config
 from stackopt.methods.mpec import MODES, SOLVERS
 from stackopt.methods.mpec.solvers import scip as scip_solver
 from stackopt.methods.mpec.solvers.scip_process import _finite
-
-from test_mpec import bard, cournot, run
 
 
 def unbounded_follower():

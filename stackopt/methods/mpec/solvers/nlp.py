@@ -1,11 +1,11 @@
-"""Solver ``ipopt``: a continuation mode's NLPs solved by Ipopt (:class:`stackopt.nlp.NlpProblem`).
+"""Solver ``ipopt``: a continuation mode's NLPs solved by Ipopt (:class:`stackopt.solvers.nlp.NlpProblem`).
 
 The single-level model with the mode's block is compiled once; the mode's
 parameter ``eps`` is driven down its schedule, each NLP warm-started from the
-previous solution (:func:`~stackopt.mpec.nlp_steps.sweep`). The sweep is a
+previous solution (:func:`~stackopt.methods.mpec.solvers.nlp_steps.sweep`). The sweep is a
 local method; it is repeated from ``starts`` points and the best converged
 end point is kept, then optionally polished on the active set it identifies
-(:func:`~stackopt.mpec.nlp_steps.polish`).
+(:func:`~stackopt.methods.mpec.solvers.nlp_steps.polish`).
 """
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 from pyomo.common.config import ConfigDict, ConfigValue
 
-from ...registry import MethodOutput
-from stackopt.solvers import NlpProblem
 from stackopt.core import Status
-from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
+from stackopt.solvers import NlpProblem
+
+from ...registry import MethodOutput
 from ..options import finite_positive, flag, mapping, positive_int
 from ..registry import Solver, clipped, register_solver
+from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
 
 
 @register_solver("ipopt")

@@ -10,8 +10,9 @@ import scipy.sparse as sp
 from pyomo.common.collections import ComponentSet
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from stackopt.solvers import NlpProblem
 from stackopt.core import Status
+from stackopt.solvers import NlpProblem
+
 from ..registry import clipped
 
 

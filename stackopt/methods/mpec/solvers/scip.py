@@ -1,7 +1,7 @@
 """Solver ``scip``: the single-level model written by Pyomo's NL writer, solved by SCIP in a subprocess.
 
 The model (with the mode's block, and with linked arguments, see
-:mod:`~stackopt.mpec.linking`) is written as an AMPL ``.nl`` file by Pyomo's
+:mod:`~stackopt.methods.mpec.linking`) is written as an AMPL ``.nl`` file by Pyomo's
 own NL writer (pure Python, no AMPL library), which SCIP reads with its NL
 reader: binaries, integers, SOS1 sets and the nonlinear functions SCIP has
 (``exp``, ``log``, ``log10``, ``sqrt``, ``sin``, ``cos``, ``abs``, powers).
@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 from pyomo.common.config import ConfigDict, ConfigValue
@@ -32,8 +31,9 @@ from pyomo.core.expr.numeric_expr import UnaryFunctionExpression
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor
 from pyomo.repn.plugins.nl_writer import NLWriter
 
-from ...registry import MethodOutput
 from stackopt.core import Status
+
+from ...registry import MethodOutput
 from ..linking import link_linear_arguments
 from ..options import finite_nonnegative, finite_positive, flag, mapping
 from ..registry import Solver, clipped, register_solver

@@ -1,10 +1,10 @@
 """The SCIP process: read a job, solve its .nl file with SCIP, write the result as JSON.
 
-Run as a script by :mod:`stackopt.mpec.scip_solver` (never imported by the
+Run as a script by :mod:`stackopt.methods.mpec.solvers.scip` (never imported by the
 parent, and it imports nothing of stackopt, so it starts in a fraction of a
 second)::
 
-    python .../stackopt/mpec/scip_process.py job.json result.json
+    python .../stackopt/methods/mpec/solvers/scip_process.py job.json result.json
 
 ``job.json``: ``{"nl": path of the .nl file (its .col file beside it names
 the columns), "columns": number of columns, "time_limit": seconds,
