@@ -1,9 +1,11 @@
-"""The registry of solution methods: :class:`Method`, :class:`MethodOutput`, :func:`register_method`.
+"""Registered solution methods: :class:`Method`, :class:`MethodOutput`, :func:`register_method`.
 
-A method is a :class:`Method` subclass with a ``CONFIG`` of typed options and
-``run``, registered by name; :func:`stackopt.solve` (:mod:`stackopt.api`) looks
-it up here, validates the options against its ``CONFIG`` (:func:`method_config`)
-and scores what it returns.
+Every method receives the same :class:`~stackopt.game.StackelbergGame` and
+proposes a leader strategy; :func:`stackopt.solve` (:mod:`stackopt.api`) looks it up here
+by name, validates its options against its ``CONFIG`` (:func:`method_config`) and
+then scores that strategy with the
+same equilibrium oracle for every method (see :mod:`stackopt.scoring`), so
+results are comparable like for like.
 """
 from __future__ import annotations
 
