@@ -19,15 +19,29 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .claims import Claim, ClaimsMixin
 from .runs import RunsMixin
-from .storefile import (BUSY_TIMEOUT_S, CELL_COLUMNS, KEY_COLUMNS, SCHEMA_NAME, SCHEMA_VERSION,
-                        StoreError, Transaction, JSON_COLUMNS, KEY_SQL, KEY_WHERE,
-                        check_file, sqlite_error, connect, prepare, translated)
-
+from .storefile import (
+    BUSY_TIMEOUT_S,
+    CELL_COLUMNS,
+    JSON_COLUMNS,
+    KEY_COLUMNS,
+    KEY_SQL,
+    KEY_WHERE,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    StoreError,
+    Transaction,
+    check_file,
+    connect,
+    prepare,
+    sqlite_error,
+    translated,
+)
 
 _OPEN: dict[str, int] = {}  # open connections of this process, by the database's real path
 
@@ -41,7 +55,7 @@ class Store(ClaimsMixin, RunsMixin):
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, create: bool = True,
-             readonly: bool = False) -> "Store":
+             readonly: bool = False) -> Store:
         """Open (and with ``create``, initialise) a results database.
 
         ``readonly`` writes nothing at all, not even SQLite's -wal/-shm files

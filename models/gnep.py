@@ -22,7 +22,8 @@ price_budget          2          closed form (budgets p x <= B with the leader's
 from __future__ import annotations
 
 import itertools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyomo.environ as pyo
@@ -139,7 +140,7 @@ def river_basin_equilibria(K1: float = 100.0) -> list:
     K = np.array([K1, K[1]])
     out = []
     for act in itertools.product([False, True], repeat=5):
-        sh = [l for l in range(2) if act[l]]
+        sh = [r for r in range(2) if act[r]]
         free = [j for j in range(3) if not act[2 + j]]
         n = len(free) + len(sh)
         mat, rhs = np.zeros((n, n)), np.zeros(n)
@@ -147,9 +148,9 @@ def river_basin_equilibria(K1: float = 100.0) -> list:
             mat[a, :len(free)] = M[j, free]
             mat[a, len(free):] = A[sh, j]
             rhs[a] = -q[j]
-        for b, l in enumerate(sh):
-            mat[len(free) + b, :len(free)] = A[l, free]
-            rhs[len(free) + b] = K[l]
+        for b, r in enumerate(sh):
+            mat[len(free) + b, :len(free)] = A[r, free]
+            rhs[len(free) + b] = K[r]
         try:
             s = np.linalg.solve(mat, rhs)
         except np.linalg.LinAlgError:

@@ -51,7 +51,8 @@ of its active sets, independently of stackopt.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyomo.environ as pyo

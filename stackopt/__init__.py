@@ -16,23 +16,21 @@ checkout, mapped into the package by the install; develop with
 from __future__ import annotations
 
 import importlib as _importlib
-import sys as _sys
-import types as _types
 
 __version__ = "0.1.0"
 
 # public name -> the submodule defining it
 _LAZY = {
     "StackelbergGame": ".game",
-    "solve": ".methods", "Method": ".methods", "MethodOutput": ".methods",
+    "solve": ".api", "Method": ".methods", "MethodOutput": ".methods",
     "register_method": ".methods", "available_methods": ".methods",
-    "Result": ".result", "Status": ".result",
+    "Result": ".core", "Status": ".core",
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
     "equilibrium": ".nash", "NashEquilibrium": ".nash",
 }
-_SUBPACKAGES = ("models", "comparisons", "mpec")
+_SUBPACKAGES = ("models", "comparisons", "methods")
 
 __all__ = sorted(_LAZY)
 
@@ -51,16 +49,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
 
-
-class _Package(_types.ModuleType):
-    """The package keeps its public functions under their names: the oracle's module
-    ``stackopt.equilibrium`` (what the oracle returns) shares the name of the function
-    :func:`equilibrium`, and importing it must not bind the module over the function."""
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .implicit import leader_gradients
-from .kernel import kernel_of
-from .oracle import EquilibriumOracle
+from stackopt.kernel import kernel_of
+from stackopt.oracle import EquilibriumOracle, leader_gradients
 
 
 @dataclass(frozen=True, repr=False)

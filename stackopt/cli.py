@@ -21,8 +21,8 @@ import math
 import re
 import sys
 
-from . import __version__
-from .options import flag_help, flag_keywords, parse_bool, plain
+from stackopt import __version__
+from stackopt.core.options import flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
@@ -77,7 +77,7 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
                         help="a built-in game (`stackopt games` lists them); `stackopt solve GAME "
                              "--help` lists its parameters")
         return [], {}
-    from .models import available_games, game_spec
+    from stackopt.models import available_games, game_spec
 
     ap.add_argument("game", metavar="GAME", choices=available_games(),
                     help="one of " + ", ".join(available_games()))
@@ -108,7 +108,7 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
         ap.add_argument("--method", default="gradient", metavar="NAME",
                         help="solution method (default gradient; `stackopt methods` lists them)")
         return []
-    from .methods import _METHODS, available_methods, get_method
+    from stackopt.methods.registry import _METHODS, available_methods, get_method
 
     primary = available_methods()  # loads the built-in methods into the registry
     ap.add_argument("--method", default="gradient", choices=sorted(_METHODS), metavar="NAME",
@@ -163,7 +163,7 @@ def _values(ns, names, prefix) -> dict:
 
 def _build_game(prog: str, ns, names, flags):
     """The game instance, or an error message naming the flag at fault."""
-    from .models import build_game
+    from stackopt.models import build_game
 
     params = _values(ns, names, "game")
     try:
@@ -197,7 +197,7 @@ def cmd_solve(argv) -> int:
     ap, ns, game, mnames = _game_command("solve", argv, _SOLVE_DESCRIPTION, True)
     if game is None:
         return 2
-    from .methods import solve
+    from stackopt.api import solve
 
     try:
         res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
@@ -241,7 +241,7 @@ def _report_command(name, argv, description, compute) -> int:
 
 def cmd_check_gradient(argv) -> int:
     def compute(game, ns):
-        from .checks import check_gradient
+        from stackopt.checks import check_gradient
         return check_gradient(game, seed=ns.seed, step=ns.step)
 
     return _report_command(
@@ -262,7 +262,7 @@ def _leader_values(text: str) -> dict:
 
 def cmd_equilibrium(argv) -> int:
     def compute(game, ns):
-        from .nash import equilibrium
+        from stackopt.nash import equilibrium
         try:
             return equilibrium(game, leader_values=ns.leader, seed=ns.seed)
         except ValueError as exc:  # the game was built: a bad value is the --leader one's
@@ -275,7 +275,7 @@ def cmd_equilibrium(argv) -> int:
 
 
 def cmd_theorem1(ns) -> int:
-    from .models.theorem1 import theorem1_report
+    from stackopt.models.theorem1 import theorem1_report
 
     rep = theorem1_report(C=ns.C, epsilon=ns.epsilon)
     if ns.json:
@@ -288,7 +288,7 @@ def cmd_theorem1(ns) -> int:
 
 
 def cmd_games(ns) -> int:
-    from .models import available_games, game_spec
+    from stackopt.models import available_games, game_spec
 
     if ns.name is not None and ns.name not in available_games():
         print(f"stackopt games: error: unknown game {ns.name!r}; expected one of "
@@ -310,7 +310,7 @@ def cmd_games(ns) -> int:
 
 
 def cmd_methods(ns) -> int:
-    from .methods import _METHODS, available_methods, get_method
+    from stackopt.methods.registry import _METHODS, available_methods, get_method
 
     primary = available_methods()  # loads the built-in methods into the registry
     if ns.name is not None and ns.name not in _METHODS:
@@ -373,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("solve", help=SOLVE_HELP, add_help=False)
     sub.add_parser("check-gradient", help=CHECK_HELP, add_help=False)
     sub.add_parser("equilibrium", help=EQUILIBRIUM_HELP, add_help=False)
-    from .comparisons.cli import register
+    from stackopt.comparisons.cli import register
 
     register(sub)
     p = sub.add_parser("games", help="list the built-in games and their parameters",

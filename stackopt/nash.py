@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .equilibrium import Equilibrium
-from .kernel import kernel_of
-from .oracle import EquilibriumOracle
-from .result import Status
+from stackopt.core import Status
+from stackopt.kernel import kernel_of
+from stackopt.oracle import Equilibrium, EquilibriumOracle
 
 
 @dataclass(frozen=True, repr=False)

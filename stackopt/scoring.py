@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernel import kernel_of
-from .oracle import Equilibrium, EquilibriumOracle
-from .result import Result, Status
+from stackopt.core import Result, Status
+from stackopt.kernel import kernel_of
+from stackopt.oracle import Equilibrium, EquilibriumOracle
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline

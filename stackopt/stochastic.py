@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import kernel_of
-from .oracle import EquilibriumOracle
+from stackopt.kernel import kernel_of
+from stackopt.oracle import EquilibriumOracle
 
 
 @dataclass

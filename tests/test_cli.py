@@ -10,8 +10,8 @@ import pytest
 
 from stackopt import cli
 from stackopt.cli import main
+from stackopt.core.options import choices, domain_of
 from stackopt.methods import available_methods, get_method
-from stackopt.options import choices, domain_of
 
 FIELDS = {"game", "method", "seed", "leader_objective", "initial_objective", "constraint_violation",
           "equilibrium_residual", "status", "wall_time_s"}

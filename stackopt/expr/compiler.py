@@ -1,0 +1,93 @@
+"""Compile Pyomo expressions once into flat, vectorised NumPy evaluators.
+
+Expressions of this field are mostly sums of products of variables and data
+with a few unary functions. A compiled :class:`Program` keeps them in that
+form: every expression becomes a polynomial (coefficient, atoms) over *atoms*,
+which are the variables, the parameters, and auxiliary nodes for whatever is
+not polynomial (``log``, ``exp``, ``sqrt``, non-integer powers, ...) and for
+shared subexpressions (:mod:`stackopt.expr.poly`). Evaluation gathers atom
+values with index arrays, multiplies the factors of all monomials of one
+degree at once, and sums monomials into outputs with ``np.bincount``;
+auxiliary nodes are evaluated level by level (:mod:`stackopt.expr.program`).
+No Pyomo expression is walked after compilation.
+
+Mutable Params and fixed variables are *parameters*: inputs read at call
+time (:mod:`stackopt.expr.params`), so changing a Param's value or the value
+of a fixed variable needs no recompilation. Immutable Params and numbers are
+constants. Pass one :class:`Parameters` (from :func:`parameters_of`) to
+several compilations to share one parameter vector between their programs.
+
+Derivatives are taken symbolically with Pyomo's differentiation rules (the
+expressions ``reverse_sd`` builds, swept only where they are wanted:
+:mod:`stackopt.expr.diff`), never with respect to parameters, and compiled
+the same way (:func:`compile_jacobian`).
+Preparation is linear in the size of the expressions and their derivatives;
+every walk is iterative, so no recursion limit is changed.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from pyomo.common.gc_manager import PauseGC
+
+from .diff import derivatives, jacobian_entries
+from .params import Parameters, parameters_of
+from .poly import PolyBuilder
+from .program import PolyBatch, Program, SparseJacobian
+
+__all__ = [
+    "Parameters", "Program", "SparseJacobian", "PolyBatch", "compile_exprs", "compile_sparse",
+    "compile_jacobian", "derivatives", "jacobian_entries", "parameters_of",
+]
+
+
+def compile_exprs(exprs: Iterable, variables: Sequence,
+                  parameters: Parameters | None = None) -> Program:
+    """Compile ``exprs`` (Pyomo expressions or numbers) over ``variables`` into a Program.
+
+    ``parameters``: the mutable Params and fixed variables the program reads
+    at call time, in this order; ``None`` collects those of ``exprs``. A
+    parameter of ``exprs`` missing from a given ``parameters`` raises
+    ``ValueError``, or is appended to it if it grows
+    (``Parameters(grow=True)``: one collection shared by several programs).
+    """
+    with PauseGC():
+        b = PolyBuilder(list(variables), parameters)
+        outputs = [b.poly(e) for e in exprs]
+        return Program(b, outputs)
+
+
+def compile_sparse(entries: Iterable[tuple], variables: Sequence, shape: tuple,
+                   parameters: Parameters | None = None) -> SparseJacobian:
+    """Compile ``(row, col, expression)`` entries into a sparse matrix over ``variables``.
+
+    Entries whose expression compiles to zero are dropped from the structure
+    (an entry that is zero only for the current parameter values is kept).
+    ``parameters`` as for :func:`compile_exprs`.
+    """
+    with PauseGC():
+        b = PolyBuilder(list(variables), parameters)
+        rows, cols, outputs = [], [], []
+        for i, j, e in entries:
+            p = b.poly(e)
+            if p:
+                rows.append(i)
+                cols.append(j)
+                outputs.append(p)
+        return SparseJacobian(np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp),
+                              tuple(shape), Program(b, outputs))
+
+
+def compile_jacobian(exprs: Iterable, variables: Sequence, wrt: Sequence | None = None,
+                     parameters: Parameters | None = None) -> SparseJacobian:
+    """Sparse Jacobian of ``exprs`` with respect to ``wrt`` (default: ``variables``).
+
+    Derivatives are Pyomo's symbolic ones, compiled over ``variables`` (which
+    must contain every variable the expressions use); ``parameters`` as for
+    :func:`compile_exprs`.
+    """
+    variables = list(variables)
+    wrt = variables if wrt is None else list(wrt)
+    exprs = list(exprs)
+    return compile_sparse(jacobian_entries(exprs, wrt), variables, (len(exprs), len(wrt)), parameters)

@@ -1,0 +1,69 @@
+"""The leader's side of :class:`~stackopt.kernel.GameKernel`: its objective and constraints.
+
+The leader's objective and constraint bodies (``<= 0`` feasible) are compiled,
+values and derivatives in ``x`` and ``p``, into one sparse program over the
+kernel's inputs; :class:`LeaderEvaluators` (held by ``GameKernel``) compiles
+it and reads the values and Jacobians out of its output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stackopt.expr import compile_sparse, jacobian_entries
+
+
+class LeaderEvaluators:
+    """The leader's evaluators of a game's structure ``s`` over the kernel's inputs ``allv``
+    (the followers' ``n_x`` variables, then the leader's ``n_p``) and its ``parameters``."""
+
+    def __init__(self, s, allv, n_x: int, n_p: int, parameters):
+        self.n_x, self.n_p, self.parameters = n_x, n_p, parameters
+        self._compile_leader(s, allv)
+
+    def allv(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, p])
+
+    def _compile_leader(self, s, allv) -> None:
+        """Leader objective and constraints (body <= 0), values and derivatives in one program."""
+        self.leader_sense = int(s.leader_sense)
+        self.constraint_names = [c.name for c in s.leader_constraints]
+        self.n_c = len(s.leader_constraints)
+        lexprs = [s.leader_objective] + [c.body for c in s.leader_constraints]
+        n_l = len(lexprs)
+        entries = [(i, i, e) for i, e in enumerate(lexprs)]  # values first (column = row)
+        entries += [(i, n_l + j, d) for i, j, d in jacobian_entries(lexprs, allv)]
+        self._L = compile_sparse(entries, allv, (n_l, n_l + self.n_x + self.n_p), self.parameters)
+        self._n_l = n_l
+        val_mask = self._L.cols < n_l
+        self._L_val_rows = self._L.rows[val_mask]
+        self._L_nval = int(val_mask.sum())
+        assert np.all(val_mask[: self._L_nval])
+        jc = self._L.cols[self._L_nval:] - n_l
+        jr = self._L.rows[self._L_nval:]
+        self._Lx = jc < self.n_x
+        self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
+        self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
+
+    def leader_all(self, x, p):
+        """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
+        derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at
+        ``(Lp_rows, Lp_cols)``."""
+        vals = self._L(self.allv(x, p))
+        v = np.zeros(self._n_l)
+        v[self._L_val_rows] = vals[: self._L_nval]
+        jac = vals[self._L_nval:]
+        jx = np.zeros(self._n_l * self.n_x)
+        jx[self._Lx_flat] = jac[self._Lx]
+        return float(v[0]), v[1:], jx.reshape(self._n_l, self.n_x), jac[~self._Lx]
+
+    def leader(self, x, p):
+        """``(objective, constraint bodies)``."""
+        obj, cons, _, _ = self.leader_all(x, p)
+        return obj, cons
+
+    def leader_jacobian(self, x, p):
+        """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
+        _, _, jx, jp = self.leader_all(x, p)
+        out = np.zeros((self._n_l, self.n_p))
+        np.add.at(out, (self.Lp_rows, self.Lp_cols), jp)
+        return jx, out
