@@ -4,8 +4,13 @@
 promises: every variable belongs to the leader or to exactly one follower, each
 follower has one active objective and constraints linear in its own variables
 with constant coefficients (right-hand sides smooth in the leader's), the
-leader's constraints are inequalities (normalised to ``body <= 0``), and every
-coefficient is finite.
+leader's constraints are inequalities (normalised to ``body <= 0``), every
+coefficient is finite and every expression can be compiled and differentiated.
+Every active constraint and objective and every unfixed variable of the model
+is accounted for: it belongs to a follower's block or is declared to the leader
+(``set_leader``); anything else is a ``ValueError`` naming it and saying how to
+give it to a player (:func:`_remedies`), since no method would see it.
+Deactivated components and blocks are left out.
 """
 from __future__ import annotations
 
@@ -19,8 +24,7 @@ from pyomo.core.expr.visitor import identify_variables
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from .expr import derivatives
-from .expr_params import nonfinite_constant
+from .expr import derivatives, scan
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class GameStructure:
     leader_objective: Any
     leader_sense: int
     leader_constraints: tuple
+    # what the game is made of besides the model's components, so that an edit of it is seen:
+    # every named expression its expressions enter, and the variables they use or the leader
+    # declares that are not on the game's model
+    named_expressions: tuple = ()
+    expression_variables: tuple = ()
 
     @property
     def follower_variables(self) -> tuple:
@@ -89,28 +98,112 @@ def build_structure(name: str, model, follower_names: list, leader: dict | None)
     exprs += [(f"objective of follower {f.name!r}", f.objective) for f in followers]
     exprs += [(f"constraint {c.name!r} of follower {f.name!r}", c.body)
               for f in followers for c in f.constraints]
-    for what, e in exprs:
-        bad = nonfinite_constant([e])
-        if bad is not None:
-            raise ValueError(f"the {what} has the coefficient {bad!r}; expected finite numbers")
-    for what, e in exprs[: 1 + len(lcons) + len(followers)]:
-        for v in identify_variables(e, include_fixed=False):
-            if id(v) not in owner:
+    scans = [scan(e) for _, e in exprs]  # one walk of each expression for every check below
+    for (what, e), found in zip(exprs, scans):
+        if found.nonfinite is not None:
+            raise ValueError(f"the {what} has the coefficient {found.nonfinite!r}; expected finite numbers")
+        if found.unsupported is not None:
+            raise ValueError(
+                f"the {what} uses {found.unsupported}, which stackopt cannot differentiate: every "
+                "method needs the derivatives of the game's expressions; write it with smooth "
+                "functions (abs() is supported: max(a, b) = (a + b + abs(a - b)) / 2)")
+    for (what, e), found in zip(exprs[: 1 + len(lcons) + len(followers)], scans):
+        for v in found.variables:
+            if not v.fixed and id(v) not in owner:
                 raise ValueError(
                     f"variable {v.name!r} in the {what} belongs to nobody: declare it on a "
                     "follower block or pass it in set_leader(variables=...)"
                 )
+    _check_accounted(model, followers, leader, owner)
     return GameStructure(
         followers=tuple(followers),
         leader_variables=tuple(leader_vars),
         leader_objective=obj,
         leader_sense=leader["sense"],
         leader_constraints=tuple(lcons),
+        named_expressions=tuple({id(e): e for found in scans for e in found.named}.values()),
+        expression_variables=_off(model, [v for found in scans for v in found.variables]
+                                  + [v for item in leader["variables"] for v in _flatten_vars(item, "")]),
     )
+
+
+def _off(model, variables: list) -> tuple:
+    """The variables of ``variables`` that are not on ``model``, each once."""
+    return tuple({id(v): v for v in variables if v.model() is not model}.values())
+
+
+def _check_accounted(model, followers: list, leader: dict, owner: dict) -> None:
+    """Raise ``ValueError`` naming an active constraint or objective, or an unfixed variable,
+    of ``model`` that belongs to no follower and is not declared to the leader: no method
+    would see it. Deactivated components and blocks are left out; follower blocks are not
+    entered (their contents are the followers')."""
+    skip = {id(f.block) for f in followers}
+    declared = {id(leader["objective"])}
+    for c in leader["constraints"]:
+        declared.update(id(cd) for cd in (c.values() if isinstance(c, pyo.Constraint) else [c]))
+    stack = [model]
+    while stack:
+        block = stack.pop()
+        for comp in block.component_data_objects((pyo.Var, pyo.Constraint, pyo.Objective),
+                                                 active=True, descend_into=False, sort=False):
+            if id(comp) in declared or (comp.ctype is pyo.Var and (comp.fixed or id(comp) in owner)):
+                continue
+            raise ValueError(_unaccounted(comp, block is not model and block.name, owner))
+        stack.extend(b for b in block.component_data_objects(pyo.Block, active=True, descend_into=False,
+                                                             sort=False) if id(b) not in skip)
+
+
+def _unaccounted(comp, block, owner: dict) -> str:
+    """The message for a component of the model that belongs to nobody: what it is, where,
+    and each way of giving it to a player (:func:`_remedies`)."""
+    kind = {pyo.Var: "variable", pyo.Constraint: "constraint", pyo.Objective: "objective"}[comp.ctype]
+    where = f" (on block {block!r}, which is not a follower)" if block else ""
+    users = [] if kind == "variable" else [
+        owner.get(id(v), "nobody") for v in scan(comp.body if kind == "constraint" else comp.expr).variables
+        if not v.fixed]
+    leave = ("fix it (a fixed variable is a constant) or delete it" if kind == "variable"
+             else "deactivate it (or delete it) to leave it out")
+    return (f"{kind} {comp.name!r}{where} belongs to no follower and is not declared to the leader, "
+            f"so no method would use it: " + "; ".join(_remedies(kind, comp, users)) + f"; or {leave}")
+
+
+def _remedies(kind: str, comp, users: list) -> list:
+    """How to give an unaccounted component to a player, by what it is and whose unfixed
+    variables (``users``: "leader", a follower's name, "nobody") it uses."""
+    ref = "game.model." + comp.parent_component().name
+    if kind == "variable":
+        return ["declare it on a follower's block", f"pass it in set_leader(variables=[..., {ref}])"]
+    if kind == "objective":
+        return [f"if it is the leader's, pass it in set_leader(objective={ref}, sense=...)",
+                "if it is a follower's, declare it on that follower's block (and deactivate the "
+                "follower's other objective)"]
+    followers = list(dict.fromkeys(u for u in users if u not in ("leader", "nobody")))
+    out = []
+    if len(followers) == 1:
+        out.append(f"if it is a constraint of follower {followers[0]!r} alone, declare it on that "
+                   f"follower's block (game.model.{followers[0]}.{comp.parent_component().local_name} = "
+                   "pyo.Constraint(...))")
+    if followers or not users:
+        out.append(f"if the leader must keep it at the followers' equilibrium, pass it in "
+                   f"set_leader(constraints=[..., {ref}])")
+    else:
+        out.append(f"it uses only the leader's variables: pass it in set_leader(constraints=[..., "
+                   f"{ref}]) (kept exactly by every gradient method where it is linear)")
+    return out
 
 
 def _build_follower(model, fname: str, owner: dict, leader_ids: set) -> Follower:
     block = model.component(fname)
+    if block is None:
+        raise ValueError(f"follower {fname!r} is no longer on the model (its block was deleted); a "
+                         "game's followers cannot be removed: build the game without it")
+    if block.ctype is not pyo.Block or block.is_indexed():
+        raise ValueError(f"follower {fname!r}: the model's component {fname!r} is now a "
+                         f"{type(block).__name__}, not the follower's block; a game's followers "
+                         "cannot be replaced: build the game anew")
+    if not block.active:
+        raise ValueError(f"follower {fname!r} is deactivated; a game's followers cannot be "
+                         "switched off: activate its block again, or build the game without it")
     variables = []
     for v in block.component_data_objects(pyo.Var, descend_into=True, sort=False):
         if owner.get(id(v)) == "leader":
