@@ -15,7 +15,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.core.base.var import VarData
 
 from .structure import (  # noqa: F401  (Follower, LeaderConstraint: re-exported)
     Follower, GameStructure, LeaderConstraint, _is_relation, build_structure)
