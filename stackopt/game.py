@@ -142,11 +142,12 @@ class StackelbergGame:
     def _signature(self, structure: GameStructure) -> tuple[tuple, list]:
         """What the prepared forms of ``structure`` depend on besides values, and the objects
         whose identities it holds (kept alive with it, so that no identity is reused by an
-        object made later): every block, variable, active objective and active constraint of
-        the model, the leader's constraints, and the named expressions (and the variables off
+        object made later): every component (of any kind), block, variable, active objective
+        and active constraint of the model, the leader's constraints, and the named expressions (and the variables off
         the model) met in the game's expressions, collected when the structure was read, so
         that no expression is walked here. Linear in the number of components."""
         model = self.model
+        components = list(model.component_objects(descend_into=True, sort=False))  # of every kind
         blocks = list(model.component_data_objects(pyo.Block, descend_into=True, sort=False))
         variables = list(model.component_data_objects(pyo.Var, descend_into=True, sort=False))
         objectives = list(model.component_data_objects(pyo.Objective, active=True, descend_into=True,
@@ -156,9 +157,11 @@ class StackelbergGame:
         named = list(structure.named_expressions)
         exprs = [x.expr for x in objectives + constraints + named]
         foreign = list(structure.expression_variables)
-        keep = [model, *blocks, *variables, *objectives, *constraints, *named, *exprs, *foreign]
+        keep = [model, *components, *blocks, *variables, *objectives, *constraints, *named, *exprs,
+                *foreign]
         parts = [
             tuple((f, id(model.component(f))) for f in self._followers),
+            tuple(map(id, components)), tuple(getattr(c, "active", None) for c in components),
             tuple(map(id, blocks)), tuple(b.active for b in blocks),
             tuple(map(id, variables)), tuple(v.fixed for v in variables),
             tuple(map(id, objectives)), tuple(int(o.sense) for o in objectives),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyomo.environ as pyo
+from pyomo.core.base.component import ActiveComponent
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.numvalue import native_types
 from pyomo.core.expr.visitor import identify_variables
@@ -132,11 +133,19 @@ def _off(model, variables: list) -> tuple:
     return tuple({id(v): v for v in variables if v.model() is not model}.values())
 
 
+# the kinds of component a game's model may hold: data (variables, parameters, sets, named
+# expressions, suffixes), what stackopt reads (constraints, objectives) and blocks
+_READ = (pyo.Var, pyo.Param, pyo.Set, pyo.RangeSet, pyo.Expression, pyo.Suffix, pyo.Constraint,
+         pyo.Objective, pyo.Block)
+
+
 def _check_accounted(model, followers: list, leader: dict, owner: dict) -> None:
     """Raise ``ValueError`` naming an active constraint or objective, or an unfixed variable,
-    of ``model`` that belongs to no follower and is not declared to the leader: no method
-    would see it. Deactivated components and blocks are left out; follower blocks are not
-    entered (their contents are the followers')."""
+    of ``model`` that belongs to no follower and is not declared to the leader, or an active
+    component of a kind stackopt does not read (``pyo.LogicalConstraint``, ``Complementarity``,
+    ``SOSConstraint``, ``Piecewise``, disjunctions), anywhere: no method would see it.
+    Deactivated components and blocks are left out; the contents of follower blocks are the
+    followers' (checked by :func:`_build_follower`)."""
     skip = {id(f.block) for f in followers}
     declared = {id(leader["objective"])}
     for c in leader["constraints"]:
@@ -144,13 +153,20 @@ def _check_accounted(model, followers: list, leader: dict, owner: dict) -> None:
     stack = [model]
     while stack:
         block = stack.pop()
+        for comp in block.component_objects(active=True, descend_into=False, sort=False):
+            if comp.ctype not in _READ and isinstance(comp, ActiveComponent) and comp.active:
+                raise ValueError(
+                    f"{comp.name!r} is a {comp.ctype.__name__}, which stackopt does not read, so no "
+                    "method would use it: write it with pyo.Constraint (a follower's on its block, "
+                    "the leader's in set_leader(constraints=...)), or deactivate it")
+        if id(block) in skip:
+            continue
         for comp in block.component_data_objects((pyo.Var, pyo.Constraint, pyo.Objective),
                                                  active=True, descend_into=False, sort=False):
             if id(comp) in declared or (comp.ctype is pyo.Var and (comp.fixed or id(comp) in owner)):
                 continue
             raise ValueError(_unaccounted(comp, block is not model and block.name, owner))
-        stack.extend(b for b in block.component_data_objects(pyo.Block, active=True, descend_into=False,
-                                                             sort=False) if id(b) not in skip)
+        stack.extend(block.component_data_objects(pyo.Block, active=True, descend_into=False, sort=False))
 
 
 def _unaccounted(comp, block, owner: dict) -> str:

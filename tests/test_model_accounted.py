@@ -152,6 +152,33 @@ def test_a_component_of_nobody_added_after_a_solve_is_seen():
     assert solve(g, "gradient").leader_values["t"] == pytest.approx(60.0, abs=1e-3)
 
 
+def test_a_component_of_a_kind_stackopt_does_not_read_is_an_error_naming_it():
+    """A LogicalConstraint, Complementarity or SOSConstraint, on the model or a follower's block,
+    would be dropped by every method: refused, also when added after a solve; deactivated, left out."""
+    from pyomo.mpec import Complementarity, complements
+
+    g = duopoly()
+    solve(g, "initial")
+    f1 = g.model.firm1
+    f1.cc = Complementarity(expr=complements(f1.x >= 0, g.model.pi[1] >= 0))
+    with pytest.raises(ValueError, match=r"'firm1\.cc' is a Complementarity, which stackopt does not "
+                                         r"read, so no method would use it: write it with pyo\.Constraint"):
+        solve(g, "initial")
+    f1.cc.deactivate()
+    solve(g, "initial")
+    g.model.b = pyo.Block()
+    g.model.b.y = pyo.BooleanVar()
+    g.model.b.rule = pyo.LogicalConstraint(expr=g.model.b.y.implies(g.model.b.y))
+    with pytest.raises(ValueError, match=r"'b\.rule' is a LogicalConstraint, which stackopt does not read"):
+        solve(g, "mpec-ipopt")
+    g.model.b.deactivate()
+    g.model.sos = pyo.SOSConstraint(var=g.model.pi, sos=1)
+    with pytest.raises(ValueError, match=r"'sos' is a SOSConstraint, which stackopt does not read"):
+        solve(g, "gradient")
+    g.model.sos.deactivate()
+    assert solve(g, "gradient").status is Status.CONVERGED
+
+
 def test_a_deleted_or_deactivated_follower_is_named():
     g = duopoly()
     solve(g, "initial")
