@@ -199,12 +199,12 @@ def _remedies(kind: str, comp, users: list) -> list:
         out.append(f"if it is a constraint of follower {followers[0]!r} alone, declare it on that "
                    f"follower's block (game.model.{followers[0]}.{comp.parent_component().local_name} = "
                    "pyo.Constraint(...))")
-    if followers or not users:
-        out.append(f"if the leader must keep it at the followers' equilibrium, pass it in "
-                   f"set_leader(constraints=[..., {ref}])")
-    else:
+    if users and all(u == "leader" for u in users):
         out.append(f"it uses only the leader's variables: pass it in set_leader(constraints=[..., "
                    f"{ref}]) (kept exactly by every gradient method where it is linear)")
+    else:  # each further way of declaring a constraint (one the followers share) is one more entry
+        out.append(f"if the leader must keep it at the followers' equilibrium, pass it in "
+                   f"set_leader(constraints=[..., {ref}])")
     return out
 
 
