@@ -11,8 +11,10 @@ method, options) makes every cell appear at most once; re-running a sweep
 skips the keys already stored.
 
 Opening is safe under concurrency and checks the file (:mod:`.storefile`): a
-foreign, corrupted or empty file is a :class:`StoreError` saying which, as is
-every SQLite error later on, never a bare ``sqlite3`` exception.
+foreign or corrupted file is a :class:`StoreError` saying which in one line,
+as is every SQLite error later on, never a bare ``sqlite3`` exception. An empty
+(0-byte) file, as ``touch`` or ``mktemp`` leave it, is a new database to a
+sweep (initialised) and a StoreError to a reader (nothing was written to it).
 """
 from __future__ import annotations
 

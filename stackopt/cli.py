@@ -15,7 +15,6 @@ them, so ``stackopt --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import re
@@ -28,7 +27,35 @@ SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
 EQUILIBRIUM_HELP = "the followers' (generalized) Nash equilibrium at given leader values"
 
-Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser without abbreviations; with ``json_errors`` (the command was given
+    ``--json``) a usage error is also printed as one JSON object on stdout (:func:`_fail`)."""
+
+    def __init__(self, *args, json_errors: bool = False, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message):
+        if self.json_errors:
+            _json_error(message, 2)
+        super().error(message)
+
+
+def _json_error(message: str, code: int) -> None:
+    print(json.dumps({"error": message, "exit_status": code}))
+
+
+def _fail(prog: str, message: str, as_json: bool, code: int = 2) -> int:
+    """Print ``prog: error: message`` on stderr and, where the command was given ``--json``,
+    ``{"error": message, "exit_status": code}`` on stdout; return ``code``."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    if as_json:
+        _json_error(message, code)
+    return code
 
 
 # ----------------------------------------------------------------------------- values
@@ -134,7 +161,7 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
 def _command_parser(command: str, argv, description: str, with_method: bool):
     game, method = _pre_parse(argv)
     game = game if game is not None and not game.startswith("-") else None
-    ap = Parser(prog=f"stackopt {command}", description=description)
+    ap = Parser(prog=f"stackopt {command}", description=description, json_errors="--json" in argv)
     ap.add_argument("--seed", type=_SEED, default=0, metavar="N",
                     help="seed of the instance and of the method (default 0)")
     if command == "equilibrium":
@@ -169,7 +196,7 @@ def _build_game(prog: str, ns, names, flags):
     try:
         return build_game(ns.game, seed=ns.seed, **params), None
     except ValueError as exc:
-        return None, f"{prog}: error: {_flagged(str(exc), flags, ns.game)}"
+        return None, _flagged(str(exc), flags, ns.game)
 
 
 def _flagged(message: str, flags: dict[str, str], game: str) -> str:
@@ -189,7 +216,7 @@ def _game_command(name, argv, description, with_method):
     ns = ap.parse_args(argv)
     game, error = _build_game(ap.prog, ns, gnames, gflags)
     if error:
-        print(error, file=sys.stderr)
+        _fail(ap.prog, error, ns.json)
     return ap, ns, game, mnames
 
 
@@ -203,8 +230,7 @@ def cmd_solve(argv) -> int:
         res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
                     **_values(ns, mnames, "opt"))
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
-        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(ap.prog, str(exc), ns.json)
     if ns.json:
         out = res.to_dict()
         out.pop("history")  # per-step records: from Python, `solve(...).history`
@@ -233,8 +259,7 @@ def _report_command(name, argv, description, compute) -> int:
     try:
         r = compute(game, ns)
     except (ValueError, RuntimeError) as exc:
-        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(ap.prog, str(exc), ns.json)
     print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
     return 0
 
@@ -361,12 +386,13 @@ def _jsonable(v):
 _DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient, "equilibrium": cmd_equilibrium}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(as_json: bool = False) -> argparse.ArgumentParser:
     ap = Parser(prog="stackopt", description="Stackelberg games with one leader and several "
                 "followers in Nash equilibrium, written in Pyomo: implicit-gradient, MPEC and "
                 "black-box methods, and comparisons of them on identical instances.",
                 epilog="`stackopt COMMAND --help` describes a command.",
-                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=20))
+                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=20),
+                json_errors=as_json)
     ap.add_argument("--version", action="version", version=f"stackopt {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                             parser_class=Parser)
@@ -387,7 +413,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("theorem1", help="the paper's Theorem-1 example: equilibrium selection rules",
                        description="The paper's Theorem-1 example: the leader's strategy and payoff "
-                                   "under each equilibrium selection rule.")
+                                   "under each equilibrium selection rule.", json_errors=as_json)
     p.add_argument("--C", type=_positive, default=100.0, metavar="X",
                    help="the leader's large payoff C (default 100)")
     p.add_argument("--epsilon", type=_positive, default=1.0, metavar="X",
@@ -398,15 +424,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; Ctrl-C ends any command with one line and exit status 130 (``compare``
+    says what it kept), errors are one line (and, with ``--json``, a JSON object on stdout)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
-        return _DYNAMIC[argv[0]](argv[1:])
-    ap = _parser()
-    ns = ap.parse_args(argv)
-    if getattr(ns, "func", None) is None:
-        ap.print_help()
-        return 2
-    return int(ns.func(ns))
+    as_json = "--json" in argv
+    try:
+        if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
+            return _DYNAMIC[argv[0]](argv[1:])
+        ap = _parser(as_json)
+        ns = ap.parse_args(argv)
+        if getattr(ns, "func", None) is None:
+            ap.print_help()
+            return 2
+        return int(ns.func(ns))
+    except KeyboardInterrupt:
+        command = next((a for a in argv if not a.startswith("-")), None)
+        print("stackopt" + (f" {command}" if command else "") + ": interrupted", file=sys.stderr)
+        if as_json:
+            _json_error("interrupted", INTERRUPTED)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from .compiler import (
     derivatives,
     jacobian_entries,
     parameters_of,
+    scan,
 )
 from .grouped import GroupedProgram
-from .params import nonfinite_constant
 
 __all__ = [
     "GroupedProgram", "Parameters", "PolyBatch", "Program", "SparseJacobian", "compile_exprs",
-    "compile_jacobian", "compile_sparse", "derivatives", "jacobian_entries", "nonfinite_constant",
-    "parameters_of",
+    "compile_jacobian", "compile_sparse", "derivatives", "jacobian_entries", "parameters_of",
+    "scan",
 ]

@@ -26,20 +26,65 @@ every walk is iterative, so no recursion limit is changed.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pyomo.common.gc_manager import PauseGC
+from pyomo.core.expr.numvalue import native_numeric_types
 
-from .diff import derivatives, jacobian_entries
+from .diff import derivatives, differentiable, jacobian_entries
 from .params import Parameters, parameters_of
-from .poly import PolyBuilder
+from .poly import PolyBuilder, compilable
 from .program import PolyBatch, Program, SparseJacobian
 
 __all__ = [
     "Parameters", "Program", "SparseJacobian", "PolyBatch", "compile_exprs", "compile_sparse",
-    "compile_jacobian", "derivatives", "jacobian_entries", "parameters_of",
+    "compile_jacobian", "derivatives", "jacobian_entries", "parameters_of", "scan", "Scan",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class Scan:
+    """What one walk of an expression found (see :func:`scan`)."""
+
+    variables: tuple  # every variable, fixed or not, in order of first appearance
+    named: tuple  # every named expression (``pyo.Expression`` elements, objectives) entered
+    nonfinite: float | None  # the first number that is NaN or infinite
+    unsupported: str | None  # the first node that cannot be compiled and differentiated, described
+
+
+def scan(expr) -> Scan:
+    """Walk ``expr`` once (iteratively, each node once, named expressions entered): its
+    variables, its named expressions, its first non-finite number and its first node that
+    this module cannot compile or Pyomo cannot differentiate (``Expr_if``, a relation inside
+    a sum, a function such as ``sinh``), described with the text of the node."""
+    variables, named, seen = [], [], set()
+    nonfinite = unsupported = None
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node.__class__ in native_numeric_types:
+            if nonfinite is None and not math.isfinite(node):
+                nonfinite = node
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.is_variable_type():
+            variables.append(node)
+        elif node.is_expression_type():
+            if node.is_named_expression_type():
+                named.append(node)
+            elif unsupported is None:
+                why = compilable(node) or differentiable(node)
+                if why is not None:
+                    text = str(node)
+                    unsupported = f"{why} (`{text if len(text) <= 120 else text[:117] + '...'}`)"
+            stack.extend(reversed(node.args))
+    return Scan(variables=tuple(variables), named=tuple(named), nonfinite=nonfinite,
+                unsupported=unsupported)
 
 
 def compile_exprs(exprs: Iterable, variables: Sequence,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pyomo.common.gc_manager import PauseGC
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.calculus.diff_with_pyomo import DifferentiationException, reverse_sd
+from pyomo.core.expr.numeric_expr import UnaryFunctionExpression
 from pyomo.core.expr.numvalue import native_numeric_types
 
 from .poly import is_expression
@@ -28,6 +29,10 @@ try:  # Pyomo's rule table for the reverse symbolic sweep
     from pyomo.core.expr.calculus.diff_with_pyomo import _diff_GeneralExpression, _diff_map
 except ImportError:  # pragma: no cover - other Pyomo versions
     _diff_map = None
+try:  # the unary functions Pyomo differentiates
+    from pyomo.core.expr.calculus.diff_with_pyomo import _unary_map as _UNARY
+except ImportError:  # pragma: no cover - other Pyomo versions
+    _UNARY = None
 
 _NATIVE = native_numeric_types
 
@@ -142,6 +147,19 @@ def _rule(node) -> tuple:
             hit = (_OWN.get(pyomo_rule), pyomo_rule)
         _RULE[cls] = hit
     return hit
+
+
+def differentiable(node) -> str | None:
+    """Why Pyomo's differentiation rules cannot differentiate the expression node ``node``
+    (``None`` where they can, and for nodes that hold no variable)."""
+    if _diff_map is None or not node.is_potentially_variable() or node.is_named_expression_type():
+        return None
+    if _diff_map.get(node.__class__) is None:
+        return f"an expression of type {node.__class__.__name__}"
+    if isinstance(node, UnaryFunctionExpression) and _UNARY is not None \
+            and node.getname() not in _UNARY:
+        return f"the function {node.getname()!r}"
+    return None
 
 
 def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:

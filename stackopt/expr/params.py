@@ -14,7 +14,6 @@ parameter or back): programs compiled before that change must be rebuilt.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -130,14 +129,6 @@ def leaves(exprs: Iterable):
                 stack.extend(reversed(kids))  # first appearance order
             else:
                 yield node
-
-
-def nonfinite_constant(exprs: Iterable):
-    """The first number in ``exprs`` that is not finite (NaN or infinite), or None."""
-    for leaf in leaves(exprs):
-        if leaf.__class__ in native_numeric_types and not math.isfinite(leaf):
-            return leaf
-    return None
 
 
 def parameters_of(exprs: Iterable, variables: Sequence = ()) -> Parameters:

@@ -58,6 +58,17 @@ def _handler(node) -> str | None:
     return _HANDLER[cls]
 
 
+def compilable(node) -> str | None:
+    """Why :class:`PolyBuilder` cannot compile the expression node ``node`` (``None`` where it can):
+    the node's kind, or the function it applies."""
+    name = _HANDLER.get(node.__class__) or _handler(node)
+    if name is None:
+        return f"an expression of type {node.__class__.__name__}"
+    if name == "_unary" and node.getname() not in UNARY:
+        return f"the function {node.getname()!r}"
+    return None
+
+
 def is_expression(node) -> bool:
     cls = node.__class__
     hit = _IS_EXPR.get(cls)

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.core.base.var import VarData
 
 from .structure import GameStructure, _is_relation, build_structure
 
@@ -183,54 +182,69 @@ class StackelbergGame:
             if self.shared not in SHARED_CONCEPTS:
                 raise ValueError(f"shared must be one of {SHARED_CONCEPTS}, got {self.shared!r}")
             _check_weights(self.shared, self.shared_weights)
-            self._cache.setdefault("signature", self._signature())
-            self._cache["structure"] = build_structure(
+            structure = build_structure(
                 self.name, self.model, self._followers, self._leader, shared=self._shared,
                 concept=self.shared, weights=self.shared_weights)
+            self._cache["structure"] = structure
+            self._cache["signature"] = self._signature(structure)
         return self._cache["structure"]
 
     def refresh(self) -> None:
         """Bring what was prepared from the model up to date with it (every solve does this).
 
-        A structural change since the last solve (a component added, removed,
-        deactivated or given a new expression, a variable fixed or unfixed, a
-        follower constraint's sides changed) discards the prepared forms, which
-        are rebuilt on use; values (mutable Params, variable bounds, right-hand
-        sides and coefficients, initial values) are read again without
-        recompiling anything.
+        A structural change since the structure was read (a component added,
+        removed, deactivated or given a new expression, a named ``pyo.Expression``
+        given a new one, a variable fixed or unfixed, a constraint's sides
+        changed, a follower's block deleted) discards the prepared forms, which
+        are rebuilt and validated again on use; values (mutable Params, variable
+        bounds, values of fixed variables, right-hand sides and coefficients,
+        initial values) are read again without recompiling anything.
         """
-        sig = self._signature()
-        if self._cache.get("signature") != sig:
+        if "structure" not in self._cache:
+            return  # nothing prepared: the structure is read on first use
+        structure = self._cache["structure"]
+        if self._cache["signature"][0] != self._signature(structure)[0]:
             self._cache.clear()
-            self._cache["signature"] = sig
         elif "kernel" in self._cache:
             self._cache["kernel"].refresh()
 
-    def _signature(self) -> tuple:
-        """What the compiled form depends on besides values (see :meth:`refresh`)."""
-        parts = [tuple(self._followers), self.shared,
-                 tuple(sorted((self.shared_weights or {}).items()))]
-        for sname, (comp, named) in self._shared.items():
-            datas = comp.values() if comp.is_indexed() else [comp]
-            parts.append((sname, named) + tuple((id(c), c.active, id(c.expr), c.equality, c.has_lb(),
-                                                  c.has_ub()) for c in datas))
-        for fname in self._followers:
-            block = self.model.component(fname)
-            if block is None:
-                parts.append((fname, None))
-                continue
-            parts.append(tuple((id(v), v.fixed) for v in block.component_data_objects(
-                pyo.Var, descend_into=True, sort=False)))
-            parts.append(tuple((id(o), o.active, id(o.expr), int(o.sense)) for o in
-                               block.component_data_objects(pyo.Objective, descend_into=True)))
-            parts.append(tuple((id(c), c.active, id(c.expr), c.equality, c.has_lb(), c.has_ub())
-                               for c in block.component_data_objects(pyo.Constraint, descend_into=True)))
+    def _signature(self, structure: GameStructure) -> tuple[tuple, list]:
+        """What the prepared forms of ``structure`` depend on besides values, and the objects
+        whose identities it holds (kept alive with it, so that no identity is reused by an
+        object made later): every component (of any kind), block, variable, active objective
+        and active constraint of the model, the leader's constraints, the shared constraints'
+        declarations and concept, and the named expressions (and the variables off the model)
+        met in the game's expressions, collected when the structure was read, so that no
+        expression is walked here. Linear in the number of components."""
+        model = self.model
+        components = list(model.component_objects(descend_into=True, sort=False))  # of every kind
+        blocks = list(model.component_data_objects(pyo.Block, descend_into=True, sort=False))
+        variables = list(model.component_data_objects(pyo.Var, descend_into=True, sort=False))
+        objectives = list(model.component_data_objects(pyo.Objective, active=True, descend_into=True,
+                                                       sort=False))
+        constraints = list(model.component_data_objects(pyo.Constraint, active=True, descend_into=True,
+                                                        sort=False))
+        named = list(structure.named_expressions)
+        exprs = [x.expr for x in objectives + constraints + named]
+        foreign = list(structure.expression_variables)
+        keep = [model, *components, *blocks, *variables, *objectives, *constraints, *named, *exprs,
+                *foreign]
+        parts = [
+            tuple((f, id(model.component(f))) for f in self._followers),
+            tuple(map(id, components)), tuple(getattr(c, "active", None) for c in components),
+            tuple(map(id, blocks)), tuple(b.active for b in blocks),
+            tuple(map(id, variables)), tuple(v.fixed for v in variables),
+            tuple(map(id, objectives)), tuple(int(o.sense) for o in objectives),
+            tuple(map(id, constraints)),
+            tuple((c.equality, c.has_lb(), c.has_ub()) for c in constraints),
+            tuple(map(id, named)), tuple(map(id, exprs)),
+            tuple(map(id, foreign)), tuple(v.fixed for v in foreign),
+            (self.shared, tuple(sorted((self.shared_weights or {}).items()))),
+            tuple((sname, named, id(comp)) for sname, (comp, named) in self._shared.items()),
+        ]
         if self._leader is not None:
-            for item in self._leader["variables"]:
-                vs = item.values() if isinstance(item, pyo.Var) else [item]
-                parts.append(tuple((id(v), v.fixed) for v in vs if isinstance(v, VarData)))
-            parts.extend(_constraint_signature(c) for c in self._leader["constraints"])
-        return tuple(parts)
+            parts.extend(_constraint_signature(c, keep) for c in self._leader["constraints"])
+        return tuple(parts), keep
 
     def cached(self, key: str, build):
         """Per-game cache for prepared artefacts (cleared when the game changes)."""
@@ -275,10 +289,14 @@ def _check_weights(shared: str, weights) -> dict | None:
     return out
 
 
-def _constraint_signature(c) -> tuple:
-    """A leader constraint's identity, activity and expression (a component's, per element)."""
+def _constraint_signature(c, keep: list) -> tuple:
+    """A leader constraint's identity, activity and expression (a component's, per element);
+    the objects whose identities it holds are appended to ``keep``."""
     if isinstance(c, pyo.Constraint):
+        keep.extend(x for cd in c.values() for x in (cd, cd.expr))
         return tuple((id(cd), cd.active, id(cd.expr)) for cd in c.values())
+    keep.append(c)
     if hasattr(c, "active") and hasattr(c, "expr") and not _is_relation(c):
+        keep.append(c.expr)
         return ((id(c), c.active, id(c.expr)),)
     return ((id(c),),)

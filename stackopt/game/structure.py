@@ -4,8 +4,13 @@
 promises: every variable belongs to the leader or to exactly one follower, each
 follower has one active objective, the leader's constraints are inequalities
 (normalised to ``body <= 0``), every coefficient is finite, and every active
-constraint on the model belongs to a follower, is a shared constraint
-(:meth:`~stackopt.game.StackelbergGame.add_shared_constraint`) or is the leader's.
+constraint and objective and every unfixed variable of the model belongs to a
+follower's block, is a shared constraint
+(:meth:`~stackopt.game.StackelbergGame.add_shared_constraint`) or is declared to
+the leader (``set_leader``); anything else is a ``ValueError`` naming it and saying
+how to give it to a player (:func:`_remedies`), since no method would see it.
+Deactivated components and blocks are left out. Every expression can be compiled
+and differentiated.
 
 A follower's constraints bind that follower only (the others' and the leader's
 variables are data to it: a generalized Nash game). Those linear in the
@@ -24,13 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyomo.environ as pyo
+from pyomo.core.base.component import ActiveComponent
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.core.expr.numvalue import native_types
 from pyomo.core.expr.visitor import identify_variables
 from pyomo.repn.standard_repn import generate_standard_repn
 
-from stackopt.expr import nonfinite_constant
+from stackopt.expr import scan
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ class GameStructure:
     shared: tuple = ()
     concept: str = "variational"
     weights: tuple = ()
+    # what the game is made of besides the model's components, so that an edit of it is seen:
+    # every named expression its expressions enter, and the variables they use or the leader
+    # declares that are not on the game's model
+    named_expressions: tuple = ()
+    expression_variables: tuple = ()
 
     @property
     def follower_variables(self) -> tuple:
@@ -123,18 +134,23 @@ def build_structure(name: str, model, follower_names: list, leader: dict | None,
     exprs += [(f"constraint {c.name!r} of follower {f.name!r}", c.body)
               for f in followers for c in f.constraints]
     exprs += [(f"shared constraint {s.name!r}", s.constraint.body) for s in shared_cons]
-    for what, e in exprs:
-        bad = nonfinite_constant([e])
-        if bad is not None:
-            raise ValueError(f"the {what} has the coefficient {bad!r}; expected finite numbers")
-    for what, e in exprs[: 1 + len(lcons) + len(followers)]:
-        for v in identify_variables(e, include_fixed=False):
-            if id(v) not in owner:
+    scans = [scan(e) for _, e in exprs]  # one walk of each expression for every check below
+    for (what, _), found in zip(exprs, scans):
+        if found.nonfinite is not None:
+            raise ValueError(f"the {what} has the coefficient {found.nonfinite!r}; expected finite numbers")
+        if found.unsupported is not None:
+            raise ValueError(
+                f"the {what} uses {found.unsupported}, which stackopt cannot differentiate: every "
+                "method needs the derivatives of the game's expressions; write it with smooth "
+                "functions (abs() is supported: max(a, b) = (a + b + abs(a - b)) / 2)")
+    for (what, _), found in zip(exprs[: 1 + len(lcons) + len(followers)], scans):
+        for v in found.variables:
+            if not v.fixed and id(v) not in owner:
                 raise ValueError(
                     f"variable {v.name!r} in the {what} belongs to nobody: declare it on a "
                     "follower block or pass it in set_leader(variables=...)"
                 )
-    _check_unowned_constraints(model, follower_names, leader["constraints"], shared_cons)
+    _check_accounted(model, followers, leader, owner, shared_cons)
     return GameStructure(
         followers=tuple(followers),
         leader_variables=tuple(leader_vars),
@@ -144,12 +160,30 @@ def build_structure(name: str, model, follower_names: list, leader: dict | None,
         shared=tuple(shared_cons),
         concept=concept,
         weights=_weights(concept, weights, follower_names, shared_cons),
+        named_expressions=tuple({id(e): e for found in scans for e in found.named}.values()),
+        expression_variables=_off(model, [v for found in scans for v in found.variables]
+                                  + [v for item in leader["variables"] for v in _flatten_vars(item, "")]),
     )
+
+
+def _off(model, variables: list) -> tuple:
+    """The variables of ``variables`` that are not on ``model``, each once."""
+    return tuple({id(v): v for v in variables if v.model() is not model}.values())
 
 
 def _follower_variables(model, fname: str, owner: dict) -> list:
     """The follower's unfixed variables; records every variable of its block in ``owner``."""
     block = model.component(fname)
+    if block is None:
+        raise ValueError(f"follower {fname!r} is no longer on the model (its block was deleted); a "
+                         "game's followers cannot be removed: build the game without it")
+    if block.ctype is not pyo.Block or block.is_indexed():
+        raise ValueError(f"follower {fname!r}: the model's component {fname!r} is now a "
+                         f"{type(block).__name__}, not the follower's block; a game's followers "
+                         "cannot be replaced: build the game anew")
+    if not block.active:
+        raise ValueError(f"follower {fname!r} is deactivated; a game's followers cannot be "
+                         "switched off: activate its block again, or build the game without it")
     variables = []
     for v in block.component_data_objects(pyo.Var, descend_into=True, sort=False):
         if owner.get(id(v)) == "leader":
@@ -275,29 +309,87 @@ def _weights(concept: str, weights: dict | None, follower_names: list, shared: l
     return tuple(float(weights.get(f, 1.0)) for f in follower_names)
 
 
-def _check_unowned_constraints(model, follower_names: list, leader_constraints, shared: list) -> None:
-    """``ValueError`` naming an active constraint on the model that no follower block holds,
-    that is not a shared constraint and is not one of the leader's."""
-    blocks = {id(model.component(f)) for f in follower_names}
-    known = {id(s.constraint) for s in shared}
-    for c in leader_constraints:
-        if isinstance(c, pyo.Constraint):
-            known.update(id(cd) for cd in c.values())
-        elif hasattr(c, "active") and not _is_relation(c):
-            known.add(id(c))
-    for cd in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
-        if id(cd) in known:
+# the kinds of component a game's model may hold: data (variables, parameters, sets, named
+# expressions, suffixes), what stackopt reads (constraints, objectives) and blocks
+_READ = (pyo.Var, pyo.Param, pyo.Set, pyo.RangeSet, pyo.Expression, pyo.Suffix, pyo.Constraint,
+         pyo.Objective, pyo.Block)
+
+
+def _check_accounted(model, followers: list, leader: dict, owner: dict, shared: list) -> None:
+    """Raise ``ValueError`` naming an active constraint or objective, or an unfixed variable,
+    of ``model`` that belongs to no follower, is not a shared constraint and is not declared
+    to the leader, or an active component of a kind stackopt does not read
+    (``pyo.LogicalConstraint``, ``Complementarity``, ``SOSConstraint``, ``Piecewise``,
+    disjunctions), anywhere: no method would see it. Deactivated components and blocks are
+    left out; the contents of follower blocks are the followers' (checked by
+    :func:`_build_follower`)."""
+    skip = {id(f.block) for f in followers}
+    declared = {id(leader["objective"])} | {id(s.constraint) for s in shared}
+    for c in leader["constraints"]:
+        declared.update(id(cd) for cd in (c.values() if isinstance(c, pyo.Constraint) else [c]))
+    stack = [model]
+    while stack:
+        block = stack.pop()
+        for comp in block.component_objects(active=True, descend_into=False, sort=False):
+            if comp.ctype not in _READ and isinstance(comp, ActiveComponent) and comp.active:
+                raise ValueError(
+                    f"{comp.name!r} is a {comp.ctype.__name__}, which stackopt does not read, so no "
+                    "method would use it: write it with pyo.Constraint (a follower's on its block, "
+                    "one several followers share with game.add_shared_constraint, the leader's in "
+                    "set_leader(constraints=...)), or deactivate it")
+        if id(block) in skip:
             continue
-        blk = cd.parent_block()
-        while blk is not None and id(blk) not in blocks:
-            blk = blk.parent_block()
-        if blk is None:
-            raise ValueError(
-                f"constraint {cd.name!r} on the model belongs to no follower, is not shared and is "
-                "not the leader's: declare it on a follower block (it binds that follower), "
-                "declare it once for several followers with game.add_shared_constraint(name, expr), "
-                "or pass it to set_leader(constraints=...)"
-            )
+        for comp in block.component_data_objects((pyo.Var, pyo.Constraint, pyo.Objective),
+                                                 active=True, descend_into=False, sort=False):
+            if id(comp) in declared or (comp.ctype is pyo.Var and (comp.fixed or id(comp) in owner)):
+                continue
+            raise ValueError(_unaccounted(comp, block is not model and block.name, owner))
+        stack.extend(block.component_data_objects(pyo.Block, active=True, descend_into=False, sort=False))
+
+
+def _unaccounted(comp, block, owner: dict) -> str:
+    """The message for a component of the model that belongs to nobody: what it is, where,
+    and each way of giving it to a player (:func:`_remedies`)."""
+    kind = {pyo.Var: "variable", pyo.Constraint: "constraint", pyo.Objective: "objective"}[comp.ctype]
+    where = f" (on block {block!r}, which is not a follower)" if block else ""
+    users = [] if kind == "variable" else [
+        owner.get(id(v), "nobody") for v in scan(comp.body if kind == "constraint" else comp.expr).variables
+        if not v.fixed]
+    leave = ("fix it (a fixed variable is a constant) or delete it" if kind == "variable"
+             else "deactivate it (or delete it) to leave it out")
+    declared = ("is neither shared nor declared to the leader" if kind == "constraint"
+                else "is not declared to the leader")
+    return (f"{kind} {comp.name!r}{where} belongs to no follower and {declared}, so no method would "
+            "use it: " + "; ".join(_remedies(kind, comp, users)) + f"; or {leave}")
+
+
+def _remedies(kind: str, comp, users: list) -> list:
+    """How to give an unaccounted component to a player, by what it is and whose unfixed
+    variables (``users``: "leader", a follower's name, "nobody") it uses."""
+    ref = "game.model." + comp.parent_component().name
+    if kind == "variable":
+        return ["declare it on a follower's block", f"pass it in set_leader(variables=[..., {ref}])"]
+    if kind == "objective":
+        return [f"if it is the leader's, pass it in set_leader(objective={ref}, sense=...)",
+                "if it is a follower's, declare it on that follower's block (and deactivate the "
+                "follower's other objective)"]
+    followers = list(dict.fromkeys(u for u in users if u not in ("leader", "nobody")))
+    out = []
+    if len(followers) == 1:
+        out.append(f"if it is a constraint of follower {followers[0]!r} alone, declare it on that "
+                   f"follower's block (game.model.{followers[0]}.{comp.parent_component().local_name} = "
+                   "pyo.Constraint(...))")
+    if len(followers) > 1:
+        out.append(f"if it binds the followers {', '.join(map(repr, followers))} together, declare it "
+                   f"once with game.add_shared_constraint({comp.parent_component().local_name!r}, "
+                   f"{ref})")
+    if users and all(u == "leader" for u in users):
+        out.append(f"it uses only the leader's variables: pass it in set_leader(constraints=[..., "
+                   f"{ref}]) (kept exactly by every gradient method where it is linear)")
+    else:
+        out.append(f"if the leader must keep it at the followers' equilibrium, pass it in "
+                   f"set_leader(constraints=[..., {ref}])")
+    return out
 
 
 def _flatten_vars(item, what: str) -> list:

@@ -209,6 +209,11 @@ class GameKernel:
         """Dense Jacobians of ``[objective, constraints...]`` in ``x`` and in ``p``."""
         return self.leader_side.leader_jacobian(x, p)
 
+    def undefined(self, objective, constraints) -> str:
+        """"" where the leader's values are finite numbers; else a clause naming those that
+        are not (:meth:`LeaderEvaluators.undefined`)."""
+        return self.leader_side.undefined(objective, constraints)
+
     # ---------------------------------- many follower points at once (BatchEvaluators)
     def F_batch(self, X, p) -> np.ndarray:
         """:meth:`F` at every row of ``X``: shape ``(rows, n_x)``."""
@@ -258,7 +263,21 @@ class GameKernel:
         return dict(zip(self.x_names, map(float, x)))
 
     def check_leader(self, p) -> np.ndarray:
-        p = np.asarray(p, dtype=float)
+        """The leader's values as an array in structure order: ``p`` an array (or sequence) in
+        that order, or a dict by Pyomo name as ``Result.leader_values`` gives them."""
+        if isinstance(p, dict):
+            unknown = [k for k in p if k not in self.p_names]
+            missing = [k for k in self.p_names if k not in p]
+            if unknown or missing:
+                raise ValueError(
+                    "leader values by name must give each of the leader's (unfixed) variables "
+                    f"{self.p_names}" + (f"; unknown: {unknown}" if unknown else "")
+                    + (f"; missing: {missing}" if missing else ""))
+            p = [p[k] for k in self.p_names]
+        try:
+            p = np.asarray(p, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"leader values must be numbers, got {p!r}") from None
         if p.shape != (self.n_p,):
             raise ValueError(f"leader values must have shape ({self.n_p},), got {p.shape}")
         if not np.all(np.isfinite(p)):

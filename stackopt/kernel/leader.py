@@ -44,6 +44,17 @@ class LeaderEvaluators:
         self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
         self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
 
+    def undefined(self, objective, constraints) -> str:
+        """"" where the leader's ``objective`` and ``constraints`` (all of them, in order) are
+        finite numbers; else a clause naming those that are not, for messages."""
+        bad = [] if np.isfinite(objective) else ["objective"]
+        bad += [f"constraint {n!r}" for n, c in zip(self.constraint_names, constraints)
+                if not np.isfinite(c)]
+        if not bad:
+            return ""
+        return (f"the leader's {' and '.join(bad)} cannot be evaluated there (not a finite number: "
+                "e.g. sqrt or log of a negative quantity)")
+
     def leader_all(self, x, p):
         """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
         derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at

@@ -32,7 +32,7 @@ class Answers:
         self.candidates: list = []  # points evaluated on fresh draws
         self.tracked: list = []  # the best feasible tracked iterates
         self.reanchors = self.failed_draws = 0
-        self.failure = ""  # what the oracle said where fresh draws failed
+        self.failure = ""  # why the last fresh draws failed (ReducedProblem.failure)
         self.next_check, self.interval = 1, 1  # the schedule of fresh draws, in outer iterations
         self.best, self.no_gain = np.inf, 0  # the best answer on fresh draws, checks since it improved
 
@@ -45,7 +45,7 @@ class Answers:
         fresh = pt if pt.fresh else self.prob.draw(pt.p)
         if not fresh.converged:
             self.failed_draws += 1
-            self.failure = "; ".join(dict.fromkeys(e.message for e in fresh.equilibria if e.message))
+            self.failure = self.prob.failure(fresh)
             return None if first else pt
         self.candidates.append(fresh)
         if first:

@@ -145,6 +145,17 @@ class ReducedProblem:
         return Point(p=p.copy(), equilibria=list(equilibria), values=values, f=self.sense * obj,
                      objective=obj, cons=agg, share=share, fresh=fresh, converged=bool(ok))
 
+    def failure(self, pt: Point) -> str:
+        """Why ``pt`` is not usable (``pt.converged`` is False), as a clause: what the oracle
+        said where an equilibrium was not found, else which of the leader's values is not a
+        finite number at the equilibria found (a ``sqrt`` or ``log`` of a negative quantity)."""
+        if not all(e.converged for e in pt.equilibria):
+            said = "; ".join(dict.fromkeys(e.message for e in pt.equilibria if e.message))
+            return "the equilibrium oracle did not converge" + (f": {said}" if said else "")
+        why = next(filter(None, (self.k.undefined(v[0], v[1]) for v in pt.values)),
+                   "the leader's values cannot be evaluated there")
+        return f"the followers' equilibrium was found, but {why}"
+
     # ----------------------------------------------------------- derivatives
     def gradient(self, pt: Point, weights: np.ndarray) -> np.ndarray:
         """Gradient in ``p`` of ``f + weights @ cons`` (one adjoint solve per equilibrium)."""

@@ -77,7 +77,7 @@ EDITS = {"param": _edit_param, "setub": _edit_bound, "leader rhs": _edit_leader_
          "deactivated constraint": _edit_deactivate, "fixed variable": _edit_fix}
 
 
-@pytest.mark.parametrize("method", ["gradient", "mpec-ipopt"])
+@pytest.mark.parametrize("method", ["gradient", "implicit-ipopt", "mpec-ipopt", "slsqp"])
 @pytest.mark.parametrize("kind", list(EDITS))
 def test_an_edit_after_a_solve_is_what_the_next_solve_uses(kind, method):
     """Each edit after a first solve gives what the same edit gives before any solve."""

@@ -148,6 +148,46 @@ def test_every_overwritten_page_is_a_clear_corruption_error(tmp_path):
         assert bad.read_bytes() == bytes(data)  # refused before anything was written
 
 
+def test_a_corruption_quick_check_finds_is_one_line(tmp_path, capsys):
+    """Cell pointers of every table leaf page zeroed, one page at a time: quick_check reports
+    several problems of several lines each; the error (and the command's output) is one line."""
+    cfg = tmp_path / "retry.toml"
+    cfg.write_text(RETRY_CONFIG)
+    good = tmp_path / "good.sqlite"
+    pages, size = _filled(good)
+    data = good.read_bytes()
+    leaves = [page for page in range(2, pages + 1) if data[(page - 1) * size] == 0x0D
+              and int.from_bytes(data[(page - 1) * size + 3:(page - 1) * size + 5], "big") >= 3]
+    assert len(leaves) >= 5
+    for page in leaves:
+        off, cells = (page - 1) * size, int.from_bytes(data[(page - 1) * size + 3:(page - 1) * size + 5], "big")
+        bad = tmp_path / f"bad{page}.sqlite"
+        bad.write_bytes(data[:off + 8] + b"\0" * (2 * cells) + data[off + 8 + 2 * cells:])
+        with pytest.raises(StoreError, match=rf"is corrupted \(SQLite quick_check: On tree page {page} "
+                                             r"cell \d+: .* and \d+ more problem\(s\)\); restore it") as info:
+            Store.open(bad)
+        assert "\n" not in str(info.value)
+        for args in (["report", bad, "--out", tmp_path / "rep"], ["compare", cfg, "--db", bad]):
+            code, out, err = _cli(args, capsys)
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert "is corrupted (SQLite quick_check: On tree page" in err
+
+
+def test_compare_initialises_an_empty_file_and_report_refuses_it(tmp_path, capsys):
+    """An empty (0-byte) file, as `touch` or `mktemp` leave it, is a new database to `compare`."""
+    cfg = tmp_path / "retry.toml"
+    cfg.write_text(RETRY_CONFIG)
+    empty = tmp_path / "made-by-mktemp.sqlite"
+    empty.write_bytes(b"")
+    code, _, err = _cli(["report", empty, "--out", tmp_path / "rep"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "is an empty file (0 bytes): no sweep has written to it" in err and empty.stat().st_size == 0
+    code, out, _ = _cli(["compare", cfg, "--db", empty, "--workers", "1", "--no-progress"], capsys)
+    assert code == 0 and "4 cells: 0 already stored, 4 run" in out
+    with Store.open(empty, readonly=True) as store:
+        assert len(store.rows()) == 4
+
+
 def test_empty_and_missing_files_are_named_for_what_they_are(tmp_path):
     empty = tmp_path / "empty.sqlite"
     empty.write_bytes(b"")

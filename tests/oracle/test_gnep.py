@@ -211,8 +211,8 @@ def test_shared_constraint_without_followers_and_unowned_constraints_are_errors(
         g.structure()
     g, a, b, c = _pair()
     g.model.extra = pyo.Constraint(expr=a.x + b.x <= 1)
-    with pytest.raises(ValueError, match=r"constraint 'extra' on the model belongs to no follower, is not "
-                                         r"shared and is not the leader's.*add_shared_constraint"):
+    with pytest.raises(ValueError, match=r"constraint 'extra' belongs to no follower and is neither "
+                                         r"shared nor declared to the leader.*add_shared_constraint"):
         g.structure()
     g.model.extra.deactivate()  # a deactivated constraint is no one's: fine
     g.structure()

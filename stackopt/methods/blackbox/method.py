@@ -123,7 +123,11 @@ class _ScipyMethod(Method):
                 report("best", _best_payload(box, box.best))
 
         try:
-            box.evaluate(p0)
+            first = box.evaluate(p0)
+            why = k.undefined(first.f, first.cons) if first.converged else ""
+            if why:
+                return self._output(box, None, Status.NOT_CONVERGED, history, (
+                    f"no start: at the initial strategy the followers' equilibrium was found, but {why}"))
             res = self._minimize(box, p0, config, record)
         except _TimeUp:
             return self._output(box, box.best, Status.TIME_LIMIT, history,

@@ -182,9 +182,8 @@ def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
 def _no_start(answers, p0, deadline: float) -> MethodOutput:
     """The result where no fresh draw converged at the initial strategy ``p0``."""
     late = time.perf_counter() >= deadline
-    why = f": {answers.failure}" if answers.failure else ""
+    why = answers.failure or "the equilibrium oracle did not converge"
     status = (Status.TIME_LIMIT if late else
               Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
     return MethodOutput(leader=p0, status=status, message=(
-        "the equilibrium oracle did not converge at the initial strategy"
-        + (" within the time limit" if late else "") + why))
+        f"no start: at the initial strategy {why}" + (" (the time limit was reached)" if late else "")))

@@ -235,3 +235,71 @@ def test_a_method_option_named_like_a_game_parameter_gets_its_own_flag():
     names = cli._method_arguments(ap, "gradient", taken={"steps"})
     ns = ap.parse_args(["--option-steps", "7", "--option-mu", "2.5", "--mu", "1"])
     assert "steps" in names and ns.opt__steps == 7 and ns.opt__mu == 2.5 and ns.game__mu == "1"
+
+
+# ------------------------------------------------------------------ Ctrl-C and --json errors
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("argv, target", [
+    (["solve", *SMALL], "stackopt.api.solve"),
+    (["solve", *SMALL, "--json"], "stackopt.api.solve"),
+    (["check-gradient", *SMALL], "stackopt.checks.check_gradient"),
+    (["check-gradient", *SMALL, "--json"], "stackopt.checks.check_gradient"),
+    (["report", "results.sqlite"], "stackopt.comparisons.report.make_report"),
+    (["games"], "stackopt.models.available_games"),
+    (["methods"], "stackopt.methods.registry.available_methods"),
+    (["theorem1", "--json"], "stackopt.models.theorem1.theorem1_report"),
+])
+def test_ctrl_c_ends_every_command_with_one_line_and_status_130(capsys, monkeypatch, argv, target):
+    monkeypatch.setattr(target, _interrupt)
+    assert main(argv) == 130
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"stackopt {argv[0]}: interrupted"]
+    if "--json" in argv:
+        assert json.loads(out) == {"error": "interrupted", "exit_status": 130}
+    else:
+        assert out == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["solve", "ssg", "--targets", "100", "--defenders", "5", "--method", "gradient"],
+    ["solve", "ssg", "--targets", "100", "--defenders", "5", "--method", "slsqp", "--time-limit", "60"],
+])
+def test_ctrl_c_on_a_terminal_prints_one_line(tmp_path, argv):
+    """SIGINT to the command's process group, as a terminal sends it (children included: slsqp
+    with a time limit optimises in a forked child)."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([str(SCRIPT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, start_new_session=True)
+    time.sleep(12)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["stackopt solve: interrupted"], err
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["solve", *SMALL, "--steps", "-5", "--json"], "argument --steps: expected a positive integer, got -5"),
+    (["solve", "nfg", "--budget", "-1", "--json"], "argument --budget: budget must be a finite number"),
+    (["solve", *SMALL, "--steps", "5", "--resample-every", "10", "--json"],
+     "resample_every=10 is larger than steps=5"),  # refused by solve
+    (["check-gradient", *SMALL, "--step", "-1", "--json"], "argument --step: expected a finite number > 0"),
+    (["theorem1", "--C", "-1", "--json"], "argument --C: expected a finite number > 0, got '-1'"),
+])
+def test_with_json_an_error_is_a_json_object(capsys, argv, message):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # a usage error: argparse's own exit
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    obj = json.loads(out)
+    assert obj["exit_status"] == 2 and message in obj["error"], obj
+    assert message in err and "Traceback" not in err
