@@ -80,7 +80,8 @@ class IpoptSolver(Solver):
                 raise ValueError(f"leader variable {v.name!r} has the domain {v.domain.name}, which "
                                  "Ipopt would relax; use solver='scip' (method 'mpec-scip')")
         schedule = mode.schedule()
-        problem = NlpProblem(sl.block, exact_hessian=cfg.exact_hessian)
+        deadline = None if time_limit is None else clock_start + time_limit
+        problem = NlpProblem(sl.block, exact_hessian=cfg.exact_hessian, deadline=deadline)
         index = {id(v): j for j, v in enumerate(problem.variables)}
         leader_pos = [index.get(id(v)) for v in sl.leader_variables]
         prod = Products(problem, sl.pairs)
@@ -136,12 +137,16 @@ class IpoptSolver(Solver):
 
 
 def _choose(runs, sign, problem, sl):
-    """(status, message, NlpResult or None) of the best converged run, else of the first run."""
+    """(status, message, NlpResult or None) of the best converged run, else of the first run;
+    ``TIME_LIMIT`` where the limit stopped a start (the best converged point is kept)."""
     converged = [r for r in runs if r.status is Status.CONVERGED]
     if converged:
         best = min(converged, key=lambda r: sign * r.result.objective)
-        return (best.status, best.message + f"; best of {len(converged)} converged start(s) "
-                f"out of {len(runs)}", best.result)
+        message = best.message + f"; best of {len(converged)} converged start(s) out of {len(runs)}"
+        if runs[-1].status is Status.TIME_LIMIT:  # the limit stopped a start: the rule did not hold
+            return (Status.TIME_LIMIT, message + f"; start {len(runs) - 1} stopped: "
+                    f"{runs[-1].message}", best.result)
+        return best.status, message, best.result
     first = runs[0]
     status, message = first.status, first.message
     if first.infeasible and first.failed is not None:

@@ -28,6 +28,7 @@ single-level model chooses the equilibrium in the leader's favour
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from pyomo.core.expr.visitor import (StreamBasedExpressionVisitor, identify_vari
                                      replace_expressions)
 from pyomo.mpec import Complementarity
 
+from ..nlp import TimeLimitReached
 from .options import DEFAULT_BLOCK
 
 # core.kkt multiplies an objective's sense into an expression; registering the
@@ -114,8 +116,19 @@ class SingleLevel:
         return path
 
 
-def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> SingleLevel:
-    """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``."""
+def check_deadline(deadline: float | None, doing: str) -> None:
+    """Raise :class:`~stackopt.nlp.TimeLimitReached` once ``deadline`` (a
+    ``time.perf_counter()`` value, or None) has passed, saying what was being done."""
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TimeLimitReached(f"time limit reached while {doing}")
+
+
+def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
+                       deadline: float | None = None) -> SingleLevel:
+    """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``.
+
+    ``deadline`` (a ``time.perf_counter()`` value) is checked after the clone and
+    after each follower's KKT conditions (:class:`~stackopt.nlp.TimeLimitReached`)."""
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
@@ -127,6 +140,7 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
         )
     clone = game.model.clone()
     translate = _Translator(game.model, clone)
+    check_deadline(deadline, "building the single-level model (cloning the game's model)")
 
     for comp in list(clone.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
                                                   descend_into=True)):
@@ -153,6 +167,8 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
         pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
+        check_deadline(deadline, f"building the single-level model (KKT conditions of follower "
+                                 f"{f.name!r})")
     sl = SingleLevel(
         model=clone, block=blk,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
