@@ -11,7 +11,11 @@ altered) and puts everything it generates into one named block on the clone:
   (other followers' and the leader's), a ``kkt`` block with the equality
   multipliers ``gamma``, the inequality multipliers ``alpha >= 0``, the
   stationarity conditions and the complementarity conditions
-  (``pyomo.mpec``) of its constraints and of its own variables' bounds.
+  (``pyomo.mpec``) of its constraints and of its own variables' bounds;
+- ``slack_terms`` and ``slack_term_definitions``: where a follower's constraint
+  has a side that is nonlinear in other variables (``x <= sqrt(r)``, which the
+  followers' constraints may have), that part of its slack as an auxiliary
+  variable, so that every pair's slack is linear (:func:`_linear_slack`).
 
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
@@ -39,7 +43,9 @@ from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
 from pyomo.core.expr.visitor import (StreamBasedExpressionVisitor, identify_variables,
                                      replace_expressions)
+from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
 from pyomo.mpec import Complementarity
+from pyomo.repn.standard_repn import generate_standard_repn
 
 from ..nlp import TimeLimitReached
 from .options import DEFAULT_BLOCK
@@ -156,6 +162,8 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
 
     names = [f.name for f in structure.followers]
     blk.followers = pyo.Block(names)
+    blk.slack_terms = pyo.VarList()  # nonlinear parts of slacks (leader-dependent sides)
+    blk.slack_term_definitions = pyo.ConstraintList()
     kkt = pyo.TransformationFactory("core.kkt")
     pairs: list[Pair] = []
     multipliers = ComponentMap()
@@ -166,7 +174,7 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
         params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
-        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
+        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers, blk)
         check_deadline(deadline, f"building the single-level model (KKT conditions of follower "
                                  f"{f.name!r})")
     sl = SingleLevel(
@@ -258,7 +266,7 @@ def _follower_copy(fb, f, translate):
     return copies, own, used
 
 
-def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
+def _pairs(kkt, fb, f, copies, own, used, multipliers, blk) -> list:
     """The follower's complementarity pairs; fills ``multipliers`` (user's component -> multiplier)."""
     pairs = []
     for c, cd in copies:
@@ -268,9 +276,9 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
             continue
         low, up = mult
         if low is not None:
-            pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
+            pairs.append(Pair(f.name, low, _linear_slack(blk, cd.body - cd.lower), cd, "lower"))
         if up is not None:
-            pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
+            pairs.append(Pair(f.name, up, _linear_slack(blk, cd.upper - cd.body), cd, "upper"))
     for v_user, v in zip(f.variables, own):
         if v not in used:
             continue
@@ -281,6 +289,33 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
         if up is not None:
             pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
     return pairs
+
+
+def _linear_slack(blk, slack):
+    """``slack`` with its nonlinear part linked through an auxiliary variable.
+
+    A follower's constraint is linear in the follower's own variables, but its
+    sides may depend on the leader's (and other followers') variables in any
+    smooth way (``x <= sqrt(r)``). Its slack is written as ``linear part + t``
+    with ``t`` a new variable of ``blk.slack_terms`` and ``t == nonlinear part``
+    in ``blk.slack_term_definitions``, bounded by interval arithmetic over the
+    variables' bounds where that is finite: every mode then sees a linear
+    slack (a big-M needs its bound), and the feasible set is unchanged.
+    """
+    repn = generate_standard_repn(slack, compute_values=False, quadratic=False)
+    if repn.nonlinear_expr is None:
+        return slack
+    term = blk.slack_terms.add()
+    blk.slack_term_definitions.add(term == repn.nonlinear_expr)
+    lo, hi = compute_bounds_on_expr(repn.nonlinear_expr)
+    term.setlb(lo if lo is not None and math.isfinite(lo) else None)
+    term.setub(hi if hi is not None and math.isfinite(hi) else None)
+    try:
+        term.set_value(pyo.value(repn.nonlinear_expr), skip_validation=True)
+    except (ValueError, ArithmeticError):  # outside the function's domain at the current values
+        pass
+    return (repn.constant + sum(c * v for c, v in zip(repn.linear_coefs, repn.linear_vars))
+            + term)
 
 
 class _Translator:
