@@ -47,6 +47,7 @@ from .kernel import kernel_of
 from .merit import variable_scale
 from .leaderset import spread_starts
 from .methods import Method, MethodOutput, register_method
+from .ipopt import check_options
 from .nlp import ArrayCallbacks, ipopt_solve
 from .oracle import EquilibriumOracle
 from .reduced import ReducedProblem
@@ -79,7 +80,7 @@ class ImplicitIpopt(Method):
     CONFIG.declare("feasibility_tol", ConfigValue(
         1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible"))
     CONFIG.declare("ipopt_options", ConfigValue(
-        {}, dict, "further Ipopt options (name -> value)"))
+        {}, check_options, "further Ipopt options (name -> value), checked by Ipopt before the run"))
 
     def run(self, game, config, seed, time_limit):
         start = time.perf_counter()  # the time limit includes preparing the game

@@ -17,10 +17,11 @@ from pyomo.common.collections import ComponentMap
 from pyomo.common.config import ConfigDict, ConfigValue
 
 from ..methods import MethodOutput
+from ..ipopt import check_options
 from ..nlp import NlpProblem
 from ..result import Status
 from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
-from .options import finite_positive, flag, mapping, positive_int
+from .options import finite_positive, flag, positive_int
 from .registry import Solver, clipped, register_solver
 
 
@@ -69,9 +70,10 @@ class IpoptSolver(Solver):
             "(relative to max(1, |objective|))"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=finite_positive, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
-        default={}, domain=mapping,
-        doc="further Ipopt options (name -> value); mu_strategy is 'adaptive' unless given "
-            "(the monotone default stalls on large regularised MPECs)"))
+        default={}, domain=check_options,
+        doc="further Ipopt options (name -> value), checked by Ipopt before the run; "
+            "mu_strategy is 'adaptive' unless given (the monotone default stalls on large "
+            "regularised MPECs)"))
 
     def solve(self, sl, mode, block, seed, time_limit, clock_start):
         cfg = self.config
