@@ -121,6 +121,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     """
     from .scoring import score
 
+    cls = get_method(method)  # a process's first call imports the methods, not counted below
     entered = time.perf_counter()  # time_limit bounds the whole call, reading the model included
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -129,7 +130,6 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         raise ValueError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
-    cls = get_method(method)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
@@ -165,7 +165,8 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
 def scoring_grace(time_limit: float) -> float:
     """Seconds past ``time_limit`` that scoring may take (the initial and the final
     strategy's equilibria): the larger of two seconds and a tenth of the limit.
-    ``solve`` returns within limit + grace, counted from its call: reading the model,
+    ``solve`` returns within limit + grace, counted from its call (once the methods
+    are imported, which a process's first call does): reading the model,
     preparing the game, building a reformulation and any process a method starts
     count as the method's."""
     return max(2.0, 0.1 * time_limit)

@@ -119,10 +119,8 @@ class ScipSolver(Solver):
             mode.set_parameter(block, mode.config.eps_final)
         limit = float(time_limit) if time_limit is not None else cfg.default_time_limit
         deadline = clock_start + limit
-        check_functions(sl.block)
-        check_deadline(deadline, "checking the single-level model's functions for SCIP")
-        linked = link_linear_arguments(sl.block) if cfg.link_arguments else 0
-        check_deadline(deadline, "linking singular arguments for SCIP")
+        check_functions(sl.block, deadline)
+        linked = link_linear_arguments(sl.block, deadline) if cfg.link_arguments else 0
         params = {"limits/gap": cfg.gap_tol, "randomization/randomseedshift": int(seed),
                   "limits/memory": max(cfg.memory_limit - HEADROOM_MB, 0.5 * cfg.memory_limit)}
         params.update(cfg.scip_params)
@@ -186,10 +184,12 @@ class _FunctionCheck(StreamBasedExpressionVisitor):
                              f"(SCIP's NL reader takes {sorted(_FUNCTIONS)} and powers)")
 
 
-def check_functions(block) -> None:
-    """Raise ValueError naming a function SCIP's NL reader cannot take, and where it is."""
+def check_functions(block, deadline: float | None = None) -> None:
+    """Raise ValueError naming a function SCIP's NL reader cannot take, and where it is
+    (``deadline`` checked before each component: :class:`~stackopt.nlp.TimeLimitReached`)."""
     for comp in block.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
                                              descend_into=True):
+        check_deadline(deadline, "checking the single-level model's functions for SCIP")
         expr = comp.expr if comp.ctype is pyo.Objective else comp.body
         _FunctionCheck(comp.name).walk_expression(expr)
 
