@@ -75,8 +75,8 @@ def _collect(proc, recv, hard_deadline: float):
                 break
             if kind == "work":
                 work = payload
-            elif kind == "best" and payload is not None:
-                best = payload
+            elif kind == "best":  # None: no point evaluated yet
+                best = payload if payload is not None else best
             elif kind == "history":
                 history.append(payload)
             else:
