@@ -58,20 +58,66 @@ def timed_solve(game, method, limit, **options):
 
 
 # ---------------------------------------------------------------- each method's limit
-@pytest.mark.parametrize("method,make,limit", [
-    ("gradient", abs_duopoly, 2.0),  # best responses by Ipopt ran past the oracle's deadline
-    ("implicit-ipopt", abs_duopoly, 2.0),
-    ("slsqp", lambda: build_game("nfg", seed=1, players=3, actions=10), 2.0),  # ~50 s without
-    ("trust-region", lambda: build_game("nfg", seed=1, players=3, actions=10), 2.0),  # ~90 s
-    ("mpec-ipopt", lambda: build_game("ssg", seed=1, targets=20), 2.0),  # compiling takes ~5 s
-    ("mpec-scip", lambda: build_game("ssg", seed=1, targets=20), 2.0),  # SCIP's presolve runs on
+def nfg():
+    return build_game("nfg", seed=1, players=3, actions=10)
+
+
+def ssg():
+    return build_game("ssg", seed=1, targets=20)
+
+
+# where a method may stop a process after its limit: by how much (its kill_grace)
+OVERRUN = {"slsqp": 0.5, "trust-region": 0.5, "mpec-scip": 1.0}
+
+
+@pytest.mark.parametrize("method,make,options", [
+    ("gradient", abs_duopoly, {}),  # Ipopt's best responses ran past the oracle's deadline
+    ("implicit-ipopt", abs_duopoly, {}),
+    ("slsqp", nfg, {}),  # ~50 s without a limit (one compiled SLSQP call takes most of it)
+    ("trust-region", nfg, {}),  # ~90 s: trust-constr loops on points it has evaluated
+    ("trust-region", nfg, {"isolate": False}),  # the same in-process: every call checks
+    ("mpec-ipopt", ssg, {}),  # compiling the single-level NLP takes ~5 s
+    ("mpec-scip", ssg, {}),  # SCIP's presolve grows for minutes without checking its limit
 ])
-def test_every_method_returns_within_its_limit_plus_grace(method, make, limit):
+def test_every_method_returns_within_its_limit_plus_grace(method, make, options):
+    limit = 2.0
     game = make()
-    res, elapsed = timed_solve(game, method, limit)
-    assert elapsed <= limit + scoring_grace(limit) + SLACK, (elapsed, res.message)
+    res, elapsed = timed_solve(game, method, limit, **options)
     assert res.status is Status.TIME_LIMIT, res.message
+    assert res.wall_time_s <= limit + OVERRUN.get(method, 0.0) + SLACK, (res.wall_time_s, res.message)
+    assert elapsed <= limit + scoring_grace(limit) + SLACK, (elapsed, res.message)
     assert res.leader_values
+
+
+def test_oracle_call_on_a_nonsmooth_follower_keeps_its_own_limit():
+    """The relaxation's Ipopt best responses get the time left: one oracle call on the abs()
+    followers ended 0.35-1.2 s past limits of 0.5-2 s, now within a few hundredths."""
+    from stackopt.kernel import kernel_of
+    from stackopt.oracle import EquilibriumOracle
+
+    k = kernel_of(abs_duopoly())
+    oracle = EquilibriumOracle(k, tol=1e-6, time_limit=1.0)
+    start = time.perf_counter()
+    eq = oracle.solve(k.p0, rng=np.random.default_rng([0, 0]))
+    assert not eq.converged
+    assert time.perf_counter() - start <= 1.0 + 0.3
+
+
+def test_black_box_checks_its_deadline_at_every_call_cached_points_included():
+    """trust-constr's inner iterations call back at points already evaluated (90 s past a 5 s
+    limit on NFG(3,10)): a cached point past the deadline raises as a new one does."""
+    from stackopt.leaderbox import LeaderBlackBox, _TimeUp
+    from stackopt.methods import method_config
+
+    game = build_game("nfg", seed=1, players=2, actions=3)
+    box = LeaderBlackBox(game, method_config("trust-region", {}), deadline=time.perf_counter() + 60)
+    p0 = box.kernel.p0.copy()
+    first = box.value(p0)
+    box.deadline = time.perf_counter() - 1.0
+    with pytest.raises(_TimeUp):
+        box.value(p0)
+    box.deadline = float("inf")
+    assert box.value(p0) == first
 
 
 def test_mpec_ipopt_stopped_while_compiling_says_so():
