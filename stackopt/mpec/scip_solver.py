@@ -108,7 +108,7 @@ class ScipSolver(Solver):
     CONFIG.declare("memory_limit", ConfigValue(
         default=DEFAULT_MEMORY_MB, domain=finite_positive,
         doc="MiB of address space the SCIP process may use (RLIMIT_AS, where the platform "
-            f"has it); SCIP's own limits/memory is this less {HEADROOM_MB} MiB for Python and "
+            f"has it); SCIP's own limits/memory is this less {HEADROOM_MB:g} MiB for Python and "
             "the libraries"))
     CONFIG.declare("scip_params", ConfigValue(
         default={}, domain=mapping, doc="further SCIP parameters (name -> value)"))
