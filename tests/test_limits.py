@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import make_duopoly
 
 from stackopt import StackelbergGame, Status, solve
 from stackopt.isolate import isolated
@@ -23,16 +24,10 @@ SLACK = 0.5  # seconds for the test's own process on a loaded machine
 def abs_duopoly():
     """The README's duopoly with abs() of each firm's own quantity in its cost: Ipopt's best
     responses never settle at the kinks, so the oracle's relaxation runs until its deadline."""
-    game = StackelbergGame("abs-duopoly")
-    m = game.model
-    m.pi = pyo.Var([1, 2], bounds=(0, 10), initialize=0)
-    f1, f2 = game.add_follower("firm1"), game.add_follower("firm2")
-    f1.x = pyo.Var(bounds=(-100, 100), initialize=0)
-    f2.x = pyo.Var(bounds=(-100, 100), initialize=0)
-    f1.cost = pyo.Objective(expr=f1.x**2 + 0.5 * f1.x * f2.x - m.pi[1] * f1.x + 3 * abs(f1.x - 1))
-    f2.cost = pyo.Objective(expr=1.5 * f2.x**2 - f1.x * f2.x - m.pi[2] * f2.x + abs(f2.x))
-    game.set_leader([m.pi], -(f1.x - 3) ** 2 - (f2.x - 1) ** 2, sense=pyo.maximize,
-                    constraints=[f1.x + f2.x <= 3])
+    game = make_duopoly()
+    f1, f2 = game.model.firm1, game.model.firm2
+    f1.cost.expr = f1.cost.expr + 3 * abs(f1.x - 1)
+    f2.cost.expr = f2.cost.expr + abs(f2.x)
     return game
 
 
@@ -218,8 +213,6 @@ def test_slsqp_without_a_time_limit_runs_in_the_child(monkeypatch):
         return real(task, hard_deadline, time_limit, fallback)
 
     monkeypatch.setattr(bb, "isolated", spy)
-    from conftest import make_duopoly
-
     res = solve(make_duopoly(), "slsqp")
     assert calls == [float("inf")]
     assert res.status is Status.CONVERGED
@@ -241,8 +234,6 @@ def test_sqrt_right_hand_side_is_solved_by_mpec_scip_as_by_the_others():
 # ---------------------------------------------------------------- Ipopt options
 @pytest.mark.parametrize("method", ["implicit-ipopt", "mpec-ipopt", "mpec"])
 def test_unknown_ipopt_option_is_refused_before_the_run(method):
-    from conftest import make_duopoly
-
     with pytest.raises(ValueError, match=r"option 'ipopt_options' of method '[a-z-]+': unknown "
                                          r"Ipopt option 'mu_inti' in ipopt_options; Ipopt's "
                                          r"options .* listed at https://"):
