@@ -78,10 +78,10 @@ class _ScipyMethod(Method):
 
     The optimiser runs in a forked child process that reports its best point
     as it goes: scipy's SLSQP solves its QP in compiled code holding the GIL
-    (about 30 s per iteration with 3000 leader variables; one call took 49 s
-    on a 30-variable NFG) and trust-constr factorises dense matrices of that
-    size, so a check between oracle calls alone can keep neither the limit nor
-    Ctrl-C. The parent stops the child ``kill_grace`` seconds after the limit,
+    (about 30 s per iteration with 3000 leader variables, as NFG(3,10) has;
+    one call took 49 s there) and trust-constr factorises dense matrices of
+    that size (one QR of its 3001 x 6001 constraint matrix took 44-160 s), so
+    a check between oracle calls alone can keep neither the limit nor Ctrl-C. The parent stops the child ``kill_grace`` seconds after the limit,
     or at once on KeyboardInterrupt, and returns the best point reported.
     Without ``fork`` (or inside a daemonic process, which may not start
     children) the optimiser runs in-process and the limit is checked at every

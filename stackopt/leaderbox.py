@@ -65,8 +65,8 @@ class LeaderBlackBox:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, p) -> _Point:
-        # every call checks the deadline, a cached point's too: an optimiser may loop on
-        # points it has evaluated (trust-constr's inner iterations) without a new oracle call
+        # every call checks the deadline, a cached point's too: an optimiser calls back at
+        # points it has evaluated (the objective, then its gradient) without a new oracle call
         if time.perf_counter() >= self.deadline:
             raise _TimeUp()
         p = np.clip(np.array(p, dtype=float), self.kernel.p_lb, self.kernel.p_ub)
