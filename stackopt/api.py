@@ -30,6 +30,8 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     """
     from stackopt.scoring import score
 
+    cls = get_method(method)  # a process's first call imports the methods, not counted below
+    entered = time.perf_counter()  # time_limit bounds the whole call, reading the model included
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real)
@@ -37,7 +39,6 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         raise ValueError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
-    cls = get_method(method)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
@@ -52,15 +53,17 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     method_obj = cls()
     method_obj.check(config)
     start, before = time.perf_counter(), dict(WORK)
+    # the method gets what is left of the limit after reading the game (at least a millisecond)
+    left = None if time_limit is None else max(time_limit - (start - entered), 1e-3)
     try:
-        out = method_obj.run(game, config, int(seed), time_limit)
+        out = method_obj.run(game, config, int(seed), left)
     except Exception as exc:  # a failing solver must not crash a sweep
         from stackopt.game import initial_leader
 
         out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
     elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
-    deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
+    deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
     result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.wall_time_s = elapsed
     result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
@@ -71,7 +74,10 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
 def scoring_grace(time_limit: float) -> float:
     """Seconds past ``time_limit`` that scoring may take (the initial and the final
     strategy's equilibria): the larger of two seconds and a tenth of the limit.
-    ``solve`` returns within limit + grace (preparing the game counts as the method's)."""
+    ``solve`` returns within limit + grace, counted from its call (once the methods
+    are imported, which a process's first call does): reading the model,
+    preparing the game, building a reformulation and any process a method starts
+    count as the method's."""
     return max(2.0, 0.1 * time_limit)
 
 

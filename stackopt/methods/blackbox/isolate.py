@@ -4,10 +4,13 @@ Scipy's optimisers spend long stretches in compiled code (SLSQP's QP with
 thousands of variables) where no Python-level time check runs. ``isolated``
 runs the optimisation in a forked child that reports its best point and its
 history as it goes; at the deadline the child is killed and the best point
-reported so far is returned with status ``TIME_LIMIT``.
+reported so far is returned with status ``TIME_LIMIT``. The parent waits in
+a poll that a signal interrupts: on KeyboardInterrupt (Ctrl-C) it kills the
+child at once and re-raises, whether or not there is a deadline.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import time
 import traceback
@@ -18,8 +21,8 @@ from stackopt.oracle import WORK, work_since
 from ..registry import MethodOutput
 
 
-def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:
-    """Run ``task(report)`` in a forked child; stop it at ``hard_deadline``.
+def isolated(task, hard_deadline: float, time_limit: float | None, fallback) -> MethodOutput:
+    """Run ``task(report)`` in a forked child; stop it at ``hard_deadline`` (``inf``: none).
 
     The child sends ``("best", payload)`` and ``("history", entry)`` as it
     goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
@@ -38,6 +41,8 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
         try:
             out = task(report)
             report("done", out)
+        except KeyboardInterrupt:  # Ctrl-C reached the child too: the parent stops it
+            pass
         except BaseException as exc:  # the parent turns it into an exception of its own
             report("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
         finally:
@@ -61,7 +66,7 @@ def _collect(proc, recv, hard_deadline: float):
     try:
         while True:
             remaining = hard_deadline - time.perf_counter()
-            if remaining <= 0 or not recv.poll(remaining):
+            if remaining <= 0 or not recv.poll(None if math.isinf(remaining) else remaining):
                 break
             try:
                 kind, payload = recv.recv()
@@ -71,8 +76,8 @@ def _collect(proc, recv, hard_deadline: float):
                 break
             if kind == "work":
                 work = payload
-            elif kind == "best" and payload is not None:
-                best = payload
+            elif kind == "best":  # None: no point evaluated yet
+                best = payload if payload is not None else best
             elif kind == "history":
                 history.append(payload)
             else:
