@@ -70,18 +70,20 @@ def _pre_parse(argv) -> tuple[str | None, str]:
 
 def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
     """GAME, and the parameters of ``game`` as flags; returns their names and flags."""
+    help_text = ("a built-in game (`stackopt games` lists them) or a builder of your own, "
+                 "module:function or path/to/file.py:function")
     if game is None:  # e.g. `stackopt solve --help`: answer without importing the models
-        ap.add_argument("game", metavar="GAME",
-                        help="a built-in game (`stackopt games` lists them); `stackopt solve GAME "
-                             "--help` lists its parameters")
+        ap.add_argument("game", metavar="GAME", help=help_text + "; `stackopt solve GAME --help` "
+                        "lists its parameters")
         return [], {}
     from stackopt.models import available_games, game_spec
 
-    ap.add_argument("game", metavar="GAME", choices=available_games(),
-                    help="one of " + ", ".join(available_games()))
-    if game not in available_games():
-        return [], {}
-    spec = game_spec(game)
+    try:
+        spec = game_spec(game)
+    except ValueError as exc:
+        ap.error(f"argument GAME: {exc}")
+    ap.add_argument("game", metavar="GAME", help="one of " + ", ".join(available_games())
+                    + ", or a builder of your own, module:function or path/to/file.py:function")
     g = ap.add_argument_group(f"parameters of game {game!r}")
     names, flags = [], {}
     kinds = {int: (_number(int, "an integer"), "N"), float: (_number(float, "a number"), "X"),
@@ -250,12 +252,13 @@ def cmd_theorem1(ns) -> int:
 def cmd_games(ns) -> int:
     from stackopt.models import available_games, game_spec
 
-    if ns.name is not None and ns.name not in available_games():
-        print(f"stackopt games: error: unknown game {ns.name!r}; expected one of "
-              f"{', '.join(available_games())}", file=sys.stderr)
+    try:
+        specs = [game_spec(ns.name)] if ns.name else [game_spec(n) for n in available_games()]
+    except ValueError as exc:
+        print(f"stackopt games: error: {exc}", file=sys.stderr)
         return 2
-    for name in [ns.name] if ns.name else available_games():
-        spec = game_spec(name)
+    for spec in specs:
+        name = spec.name
         print(f"{name:10s} {plain(spec.doc)}")
         if ns.name:
             for key, p in spec.params.items():

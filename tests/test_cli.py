@@ -84,7 +84,7 @@ def test_bad_game_parameter_is_a_clear_error(capsys):
      r"argument --ipopt-options: expected a JSON object, got '\[1\]'"),
     (["solve", *SMALL, "--method", "mpec-scip", "--multiplier-bound", "-2"],
      "argument --multiplier-bound: expected a finite number > 0, got -2"),
-    (["solve", "chess"], "argument GAME: invalid choice: 'chess'"),
+    (["solve", "chess"], "argument GAME: unknown game 'chess'; expected one of .*module:function"),
     (["solve", *SMALL, "--method", "simplex"], "argument --method: invalid choice: 'simplex'"),
     (["check-gradient", *SMALL, "--step", "-1"], "argument --step: expected a finite number > 0"),
     (["check-gradient", *SMALL, "--seed", "x"], "argument --seed: expected a non-negative integer"),
