@@ -27,6 +27,7 @@ _LAZY = {
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
+    "plot_history": ".plotting",
 }
 _SUBPACKAGES = ("models", "comparisons", "methods")
 

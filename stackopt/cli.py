@@ -142,6 +142,12 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
                         help="stop the method after this many seconds")
         ap.add_argument("--json", action="store_true",
                         help="print one JSON object (with the leader's and followers' values)")
+        shown = ap.add_mutually_exclusive_group()
+        shown.add_argument("--progress", action="store_true", default=None,
+                           help="show the method's steps: a bar on a terminal, a line every few "
+                                "seconds otherwise (default: a bar on a terminal only)")
+        shown.add_argument("--no-progress", dest="progress", action="store_false",
+                           help="show no progress")
     else:
         ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
                         help="finite-difference step (default 1e-5)")
@@ -195,7 +201,7 @@ def cmd_solve(argv) -> int:
     from stackopt.api import solve
 
     try:
-        res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
+        res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit, progress=ns.progress,
                     **_values(ns, mnames, "opt"))
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
         print(f"{ap.prog}: error: {exc}", file=sys.stderr)

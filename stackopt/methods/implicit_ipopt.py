@@ -55,7 +55,7 @@ from stackopt.leader import FIRST_MOVE, Answers, ReducedProblem, spread_starts, 
 from stackopt.oracle import EquilibriumOracle
 from stackopt.solvers import ArrayCallbacks, ipopt_solve
 
-from .registry import Method, MethodOutput, register_method
+from .registry import Method, MethodOutput, ReportedHistory, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
@@ -98,7 +98,7 @@ class ImplicitIpopt(Method):
         p_first = ls.project(k.p0, scale)
         points = [p_first] + [ls.project(q, scale) for q in
                               spread_starts(p_first, k.p_lb, k.p_ub, config.starts - 1, rng)]
-        runs, history = [], []
+        runs, history = [], ReportedHistory(self.progress)
         for s, p in enumerate(points):
             if time.perf_counter() > deadline:
                 break

@@ -58,17 +58,43 @@ class MethodOutput:
 
 
 class Method:
-    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`."""
+    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`.
+
+    ``progress`` is called with each record a method adds to its history while it runs
+    (``solve(..., progress=...)`` passes a display; by default nothing).
+    """
 
     name: str = ""
     CONFIG = ConfigDict()
     honours_integers = False  # True: the method checks integer and binary domains itself
+
+    def __init__(self, progress: Callable[[dict], None] | None = None):
+        self.progress = progress if progress is not None else _ignore
 
     def check(self, config) -> None:
         """Raise ``ValueError`` for options that contradict each other (before any work)."""
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         raise NotImplementedError
+
+
+def _ignore(record: dict) -> None:
+    pass
+
+
+class ReportedHistory(list):
+    """A method's history that passes each record appended to it to ``progress`` as well."""
+
+    def __init__(self, progress: Callable[[dict], None] | None = None):
+        super().__init__()
+        self.progress = progress if progress is not None else _ignore
+
+    def append(self, record: dict) -> None:
+        super().append(record)
+        self.progress(record)
+
+    def __reduce__(self):  # pickles as the plain list of records
+        return list, (list(self),)
 
 
 def register_method(name: str, *aliases: str) -> Callable[[type], type]:
