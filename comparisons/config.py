@@ -39,6 +39,8 @@ from typing import Any
 
 import tomllib
 
+from stackopt.core import did_you_mean
+
 DEFAULT_TIME_LIMIT = 600.0
 DEFAULT_GRACE = 60.0
 
@@ -189,7 +191,8 @@ def _positive(value: Any, where: str) -> float:
 def _check_keys(table: dict, allowed: set, where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ValueError(f"unknown key {key!r} in {where}; expected one of {sorted(allowed)}")
+            raise ValueError(f"unknown key {key!r} in {where}{did_you_mean(key, allowed)}; expected "
+                             f"one of {sorted(allowed)}")
 
 
 def _table(value: Any, where: str) -> dict:
@@ -286,7 +289,8 @@ def _selected_experiments(raw: dict, name: str, experiments: list[str] | None) -
     if experiments:
         for e in experiments:
             if e not in exps_raw:
-                raise ValueError(f"unknown experiment {e!r}; config {name!r} has {sorted(exps_raw)}")
+                raise ValueError(f"unknown experiment {e!r}{did_you_mean(e, exps_raw)}; config {name!r} "
+                                 f"has {sorted(exps_raw)}")
         exps_raw = {k: v for k, v in exps_raw.items() if k in experiments}
     return exps_raw
 
@@ -346,8 +350,8 @@ def _grid(exp: dict, ename: str, game: str, game_ref: str = "") -> dict[str, lis
     grid: dict[str, list] = {}
     for pname, values in _table(exp.get("grid", {}), f"[experiments.{ename}.grid]").items():
         if pname not in spec.params:
-            raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}; "
-                             f"expected one of {sorted(spec.params)}")
+            raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}"
+                             f"{did_you_mean(pname, spec.params)}; expected one of {sorted(spec.params)}")
         vals = values if isinstance(values, list) else [values]
         if not vals:
             raise ValueError(f"{where}: grid parameter {pname!r} has no values")

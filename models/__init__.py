@@ -9,12 +9,13 @@ same way by reference, ``module:function`` or ``path/to/file.py:function``
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from stackopt.core import did_you_mean
 
 from .locate import is_reference, locate, signature_params, takes_seed
 
@@ -87,10 +88,9 @@ def game_spec(name: str, base: str | os.PathLike | None = None) -> GameSpec:
         return GameSpec(name, fn, params, _first_line(fn.__doc__), location, takes_seed(fn))
     _load_all()
     if name not in _GAMES:
-        close = difflib.get_close_matches(name, _GAMES, n=1)
-        raise ValueError(f"unknown game {name!r}; expected one of {sorted(_GAMES)}"
-                         + (f" (did you mean {close[0]!r}?)" if close else "")
-                         + ", or a builder of your own as module:function or path/to/file.py:function")
+        raise ValueError(f"unknown game {name!r}{did_you_mean(name, _GAMES)}; expected one of "
+                         f"{sorted(_GAMES)}, or a builder of your own as module:function or "
+                         "path/to/file.py:function")
     return _GAMES[name]
 
 
@@ -102,10 +102,8 @@ def build_game(name: str, seed: int = 0, **params):
     spec = game_spec(name)
     for key in params:
         if key not in spec.params:
-            close = difflib.get_close_matches(key, spec.params, n=1)
-            raise ValueError(
-                f"unknown parameter {key!r} for game {name!r}; expected one of {sorted(spec.params)}"
-                + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown parameter {key!r} for game {name!r}"
+                             f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
     game = spec.builder(seed=seed, **params) if spec.seeded else spec.builder(**params)
     if not isinstance(game, StackelbergGame):
         raise ValueError(f"game builder {name!r} returned {type(game).__name__}; a builder returns "

@@ -14,19 +14,52 @@ them, so ``stackopt --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import functools
+import difflib
 import json
 import math
 import re
 import sys
 
 from stackopt import __version__
-from stackopt.core.options import flag_help, flag_keywords, parse_bool, plain
+from stackopt.core.options import did_you_mean, flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
 
-Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+VALUES_SHOWN = 48  # --json prints the values of games with at most this many, else with --values
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with flags spelled out in full, and errors that say what to write instead: the
+    closest flag to a mistyped one, the closest choice to a mistyped value."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        super().error(message + self.suggestion(message))
+
+    def suggestion(self, message: str) -> str:
+        if message.startswith("unrecognized arguments:"):
+            flags = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("-")]
+            known = [f for f in self._option_string_actions if f.startswith("--")]
+            hints = {flag: close[0] for flag in flags
+                     for close in [difflib.get_close_matches(flag, known, n=1, cutoff=0.6)] if close}
+            if len(hints) == 1 and len(flags) == 1:
+                return f"; did you mean {next(iter(hints.values()))}?"
+            if hints:
+                return "; did you mean " + ", ".join(f"{v} (for {k})" for k, v in hints.items()) + "?"
+            where = f"{self.prog} GAME --help" if self.prog.endswith(("solve", "check-gradient")) \
+                else f"{self.prog} --help"
+            return f"; `{where}` lists the flags"
+        m = re.match(r"argument ([^:]+): invalid choice: '([^']*)'", message)
+        if m:
+            action = next((a for a in self._actions if m.group(1) in (a.metavar, a.dest,
+                                                                      *a.option_strings)), None)
+            if action is not None and action.choices:
+                return did_you_mean(m.group(2), action.choices)
+        return ""
 
 
 # ----------------------------------------------------------------------------- values
@@ -141,7 +174,10 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
         ap.add_argument("--json", action="store_true",
-                        help="print one JSON object (with the leader's and followers' values)")
+                        help="print one JSON object: the scores, status, options and, for games "
+                             f"with at most {VALUES_SHOWN} values, the leader's and followers' values")
+        ap.add_argument("--values", action="store_true",
+                        help="with --json, print every value whatever the game's size")
         shown = ap.add_mutually_exclusive_group()
         shown.add_argument("--progress", action="store_true", default=None,
                            help="show the method's steps: a bar on a terminal, a line every few "
@@ -206,14 +242,19 @@ def cmd_solve(argv) -> int:
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
         print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return 2
+    n_values = len(res.leader_values) + len(res.follower_values)
     if ns.json:
         out = res.to_dict()
         out.pop("history")  # per-step records: from Python, `solve(...).history`
+        out["values_count"] = {"leader": len(res.leader_values), "followers": len(res.follower_values)}
+        if n_values > VALUES_SHOWN and not ns.values:
+            del out["leader_values"], out["follower_values"]
+            out["values_omitted"] = f"{n_values} values; add --values to print them"
         print(json.dumps(_jsonable(out)))
     else:
         print(res)
-        if len(res.leader_values) + len(res.follower_values) > 12:
-            print("(every value: add --json)")
+        if n_values > 12:
+            print("(every value: add --json" + (" --values)" if n_values > VALUES_SHOWN else ")"))
     return 0
 
 
@@ -370,7 +411,11 @@ def main(argv=None) -> int:
     if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
         return _DYNAMIC[argv[0]](argv[1:])
     ap = _parser()
-    ns = ap.parse_args(argv)
+    ns, extra = ap.parse_known_args(argv)
+    if extra:  # named by the subcommand's parser, which knows its flags
+        sub = next((a.choices.get(ns.command) for a in ap._actions
+                    if isinstance(a, argparse._SubParsersAction)), None)
+        (sub or ap).error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(ns, "func", None) is None:
         ap.print_help()
         return 2

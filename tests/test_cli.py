@@ -194,7 +194,7 @@ def test_methods_and_games_print_plain_text(capsys):
     assert "initial" in out and "(None read as 0" in out and "aliases: scholtes" in out
     assert main(["methods", "mpec-ipopt"]) == 0
     out = capsys.readouterr().out
-    assert "`" not in out and ":mod:" not in out and "IpoptSolver" in out
+    assert "`" not in out and ":mod:" not in out and "See " not in out
     assert "--eps-initial X" in out and "--exact-hessian {true,false}" in out
     assert main(["games"]) == 0
     assert "``" not in capsys.readouterr().out
@@ -235,3 +235,59 @@ def test_a_method_option_named_like_a_game_parameter_gets_its_own_flag():
     names = cli._method_arguments(ap, "gradient", taken={"steps"})
     ns = ap.parse_args(["--option-steps", "7", "--option-mu", "2.5", "--mu", "1"])
     assert "steps" in names and ns.opt__steps == 7 and ns.opt__mu == 2.5 and ns.game__mu == "1"
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["solve", *SMALL, "--stepz", "10"], "unrecognized arguments: --stepz 10; did you mean --steps?"),
+    (["solve", *SMALL, "--optimizer", "adm"], "invalid choice: 'adm' (choose from 'adam', 'sgd', "
+                                              "'spg') (did you mean 'adam'?)"),
+    (["solve", *SMALL, "--method", "gradiant"], "(did you mean 'gradient'?)"),
+    (["solve", *SMALL, "--zzz", "1"], "unrecognized arguments: --zzz 1; `stackopt solve GAME --help` "
+                                      "lists the flags"),
+    (["compare", "--wokers", "2", "--dbb", "x"], "did you mean --workers (for --wokers), --db (for --dbb)?"),
+    (["report", "r.sqlite", "--outt", "x"], "unrecognized arguments: --outt x; did you mean --out?"),
+    (["theorem1", "--epsilonn", "1"], "did you mean --epsilon?"),
+])
+def test_a_mistyped_flag_or_choice_gets_the_closest_one(capsys, argv, hint):
+    assert hint in _err(capsys, argv)
+
+
+def test_compare_help_lists_every_built_in_config_and_report_help_every_figure(capsys):
+    from stackopt.comparisons.config import builtin_configs
+    from stackopt.comparisons.figures import KINDS
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = re.sub(r"-\s+", "-", capsys.readouterr().out)  # help text wraps after a hyphen
+    assert "reference" in builtin_configs()
+    for name in builtin_configs():
+        assert name in out, name
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split()).lower()
+    for *_, title in KINDS.values():
+        assert title.lower() in out, title
+
+
+def test_json_prints_the_values_of_a_small_game_and_a_summary_of_a_large_one(capsys):
+    big = ["solve", "nfg", "--players", "2", "--actions", "5", "--method", "initial", "--json"]
+    assert main(big) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["values_count"] == {"leader": 50, "followers": 10}
+    assert "leader_values" not in out and "follower_values" not in out
+    assert out["values_omitted"] == "60 values; add --values to print them"
+    assert main([*big, "--values"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["leader_values"]) == 50 and len(out["follower_values"]) == 10
+    assert main(big[:-1]) == 0
+    assert "(every value: add --json --values)" in capsys.readouterr().out
+
+
+def test_option_and_config_key_errors_suggest_the_closest_name(tmp_path):
+    from stackopt.comparisons.config import parse_config
+    from stackopt.methods import method_config
+
+    with pytest.raises(ValueError, match=r"unknown option 'stpes' for method 'gradient' \(did you mean 'steps'\?\)"):
+        method_config("gradient", {"stpes": 3})
+    with pytest.raises(ValueError, match=r"unknown key 'seed' in config 'c' \(did you mean 'seeds'\?\)"):
+        parse_config('seed = [1]\n[experiments.a]\ngame = "nfg"\n', name="c")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pyomo.common.config import ConfigDict
 
-from stackopt.core import Status, check, domain_of, registrar
+from stackopt.core import Status, check, did_you_mean, domain_of, registrar
 
 _METHODS: dict[str, type[Method]] = {}
 # modules whose import registers the built-in methods; imported on the registry's first use
@@ -110,7 +110,8 @@ def available_methods() -> list[str]:
 def get_method(name: str) -> type[Method]:
     _load_builtin_methods()
     if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {available_methods()}")
+        raise ValueError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; expected one of "
+                         f"{available_methods()}")
     return _METHODS[name]
 
 
@@ -120,9 +121,8 @@ def method_config(name: str, options: dict[str, Any]):
     cfg = cls.CONFIG()
     for key, val in options.items():
         if key not in cfg:
-            raise ValueError(
-                f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
-            )
+            raise ValueError(f"unknown option {key!r} for method {name!r}"
+                             f"{did_you_mean(key, cfg.keys())}; expected one of {sorted(cfg.keys())}")
         default = cfg.get(key).value()
         numeric = isinstance(default, numbers.Real) and not isinstance(default, bool)
         if numeric and isinstance(val, bool):
