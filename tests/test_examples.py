@@ -9,7 +9,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPT = Path(sys.executable).with_name("stackopt")  # the installed console script
-COVERED = {"duopoly.py", "my_game.py", "compare_my_game.toml", "dask_sweep.py", "analyse_results.py"}
+COVERED = {"duopoly.py", "my_game.py", "compare_my_game.toml", "dask_sweep.py", "analyse_results.py",
+           "my_method.py"}
 
 
 def _run(argv, cwd, timeout=600):
@@ -33,6 +34,13 @@ def test_my_game_reaches_its_known_optimum(tmp_path):
                 "--methods", "gradient,implicit-ipopt,initial"], tmp_path)
     assert "known optimum: tax 26.6667, welfare 1600.0000 (untaxed 1200.0000)" in out
     assert "initial          converged        welfare  1200.0000" in out  # n (v - c)^2 / (n + 1)^2
+
+
+def test_my_game_meets_a_revenue_floor_at_its_known_optimum(tmp_path):
+    out = _run([sys.executable, EXAMPLES / "my_game.py", "--min-revenue", "1250", "--methods", "gradient"],
+               tmp_path)
+    assert "known optimum: tax 33.8763, welfare 1590.3837" in out  # 40 - sqrt(37.5); the floor binds
+    assert "gradient         converged        welfare  1590.3837  tax  33.8763" in out
 
 
 def test_my_game_solves_from_the_command_line_in_a_fresh_directory(tmp_path):
@@ -70,3 +78,15 @@ def test_the_dask_sweep_runs_on_a_local_cluster(tmp_path):
     out = _run([sys.executable, EXAMPLES / "dask_sweep.py", "--db", "dask.sqlite", "--seeds", "1",
                 "--methods", "initial", "--threads", "1"], tmp_path)
     assert "3 cells: 0 already stored, 3 run (converged 3)" in out
+
+
+def test_my_method_registers_and_runs_in_a_config_as_a_plugin(tmp_path):
+    out = _run([sys.executable, EXAMPLES / "my_method.py"], tmp_path)
+    status, welfare = out.split()[:2]
+    assert status == "max_iterations" and 1590 < float(welfare) <= 1600  # 30 random taxes in [0, 80]
+    conf = tmp_path / "plugin.toml"  # a config elsewhere naming the plugin and the game by path
+    method, game = EXAMPLES / "my_method.py", EXAMPLES / "my_game.py"
+    conf.write_text(f'plugins = ["{method}"]\nseeds = [1]\n[experiments.c]\ngame = "{game}:build"\n'
+                    "[experiments.c.grid]\nfarmers = 3\n[experiments.c.methods.random-search]\ndraws = 5\n")
+    out = _run([SCRIPT, "compare", conf, "--db", "p.sqlite", "--workers", "1", "--no-progress"], tmp_path)
+    assert "1 cells: 0 already stored, 1 run (max_iterations 1)" in out
