@@ -1,6 +1,7 @@
 """Every script and config in examples/ runs, each in a fresh process from a fresh directory, with
 small settings; what each prints is checked against what it promises."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,11 @@ def test_my_method_registers_and_runs_in_a_config_as_a_plugin(tmp_path):
                     "[experiments.c.grid]\nfarmers = 3\n[experiments.c.methods.random-search]\ndraws = 5\n")
     out = _run([SCRIPT, "compare", conf, "--db", "p.sqlite", "--workers", "1", "--no-progress"], tmp_path)
     assert "1 cells: 0 already stored, 1 run (max_iterations 1)" in out
+
+
+def test_the_readme_example_prints_what_its_comment_says(tmp_path):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    out = _run([sys.executable, "-c", code], tmp_path).split()
+    assert out[0] == "converged" and float(out[1]) == pytest.approx(-0.625, abs=1e-5)
+    assert "# converged -0.625 {'pi[1]': 4.875, 'pi[2]': 0.0}" in code
