@@ -39,11 +39,10 @@ Bounds. The paper's model has ``x_i >= 0`` only. Efforts get the upper bound
 ``max_effort`` (default 20) so that the equilibrium oracle's random starts lie
 in a box; it is generous: at an equilibrium the marginal protection
 ``|L_i - I_i| W_ii q_i (1 - q_i)`` plus the risk term equals ``c_i >= 5``, so
-efforts grow only logarithmically in ``|L_i - I_i|``. On the reference data
-(seed 1, ``r = 0.5``) the largest equilibrium effort is 1.7 at ``I = 0``, 0 at
-``I = L``, and 7.4 even at ``I = -1e5``; a test checks the bound does not bind
-at ``L - I`` of about ``1e4``. Compensation and premium are unconstrained, as in
-the reference.
+efforts grow only logarithmically in ``|L_i - I_i|`` (a test checks that the
+bound does not bind at ``L - I`` of about ``1e4``; docs/games.md gives the
+efforts measured on the reference data). Compensation and premium are
+unconstrained, as in the reference.
 
 The library reports the largest IR violation as ``constraint_violation``;
 the reference experiments report the sum of the positive parts, computed by
