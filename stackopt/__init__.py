@@ -29,6 +29,7 @@ _LAZY = {
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
     "equilibrium": ".nash", "NashEquilibrium": ".nash",
+    "plot_history": ".plotting",
 }
 _SUBPACKAGES = ("models", "comparisons", "methods")
 

@@ -14,15 +14,19 @@ import traceback
 
 import numpy as np
 
-from stackopt.core import Result, Status
+from stackopt.core import Result, Status, make_progress
 from stackopt.methods import MethodOutput, get_method, method_config
 from stackopt.oracle import WORK, work_since
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
-          **options) -> Result:
+          progress: bool | None = None, **options) -> Result:
     """Solve ``game`` with a registered ``method``; options are the method's keyword options
     (over the game's recommended ``game.method_options[method]``).
+
+    ``progress`` shows the method's steps while it runs: ``True`` a bar on a terminal and
+    a line every few seconds elsewhere, ``False`` nothing, ``None`` (default) a bar on a
+    terminal only (see :mod:`stackopt.core.progress`).
 
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
@@ -50,7 +54,8 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
                     f"variable {v.name!r} has the domain {v.domain.name}; method {method!r} treats "
                     "every variable as continuous (give it domain=pyo.Reals and bounds, or use mpec-scip "
                     "for integer leader variables)")
-    method_obj = cls()
+    display = make_progress(progress, f"{cls.name} on {game.name}", _step_budget(config))
+    method_obj = cls(progress=display)
     method_obj.check(config)
     start, before = time.perf_counter(), dict(WORK)
     # the method gets what is left of the limit after reading the game (at least a millisecond)
@@ -62,13 +67,24 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
 
         out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+    finally:
+        display.close()
     elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
     deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
     result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+    result.history = list(result.history)  # the records, without the display they went to
     result.wall_time_s = elapsed
     result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
+
+
+def _step_budget(config) -> int | None:
+    """The method's largest number of steps, where it has an option for one (the bar's length)."""
+    for key in ("steps", "maxiter", "max_iter"):
+        if key in config and isinstance(config[key], int):
+            return config[key]
+    return None
 
 
 def scoring_grace(time_limit: float) -> float:

@@ -56,7 +56,7 @@ from stackopt.oracle import EquilibriumOracle
 from stackopt.solvers import ArrayCallbacks, ipopt_solve
 from stackopt.solvers.ipopt import check_options
 
-from .registry import Method, MethodOutput, register_method
+from .registry import Method, MethodOutput, ReportedHistory, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
@@ -106,7 +106,8 @@ class ImplicitIpopt(Method):
         p_first = ls.project(k.p0, scale)
         points = [p_first] + [ls.project(q, scale) for q in
                               spread_starts(p_first, k.p_lb, k.p_ub, config.starts - 1, rng)]
-        runs, history, cut = [], [], False  # cut: the time limit left a start or a re-anchoring unrun
+        # cut: the time limit left a start or a re-anchoring unrun
+        runs, history, cut = [], ReportedHistory(self.progress), False
         for s, p in enumerate(points):
             if time.perf_counter() > deadline:
                 cut = True

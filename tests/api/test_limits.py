@@ -208,9 +208,9 @@ def test_slsqp_without_a_time_limit_runs_in_the_child(monkeypatch):
     calls = []
     real = bb.isolated
 
-    def spy(task, hard_deadline, time_limit, fallback):
+    def spy(task, hard_deadline, *args, **kwargs):
         calls.append(hard_deadline)
-        return real(task, hard_deadline, time_limit, fallback)
+        return real(task, hard_deadline, *args, **kwargs)
 
     monkeypatch.setattr(bb, "isolated", spy)
     res = solve(make_duopoly(), "slsqp")

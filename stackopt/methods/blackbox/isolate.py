@@ -18,14 +18,15 @@ import traceback
 from stackopt.core import Status
 from stackopt.oracle import WORK, work_since
 
-from ..registry import MethodOutput
+from ..registry import MethodOutput, ReportedHistory
 
 
-def isolated(task, hard_deadline: float, time_limit: float | None, fallback) -> MethodOutput:
+def isolated(task, hard_deadline: float, time_limit: float | None, fallback, progress=None) -> MethodOutput:
     """Run ``task(report)`` in a forked child; stop it at ``hard_deadline`` (``inf``: none).
 
     The child sends ``("best", payload)`` and ``("history", entry)`` as it
-    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
+    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end;
+    each history entry is passed to ``progress`` here, in the parent.
     """
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
@@ -51,7 +52,7 @@ def isolated(task, hard_deadline: float, time_limit: float | None, fallback) -> 
     proc = ctx.Process(target=child, daemon=True)
     proc.start()
     send.close()
-    best, history, outcome = _collect(proc, recv, hard_deadline)
+    best, history, outcome = _collect(proc, recv, hard_deadline, progress)
     if outcome is not None and outcome[0] == "done":
         return outcome[1]
     if outcome is not None:
@@ -59,10 +60,10 @@ def isolated(task, hard_deadline: float, time_limit: float | None, fallback) -> 
     return _timed_out(best, history, time_limit, fallback)
 
 
-def _collect(proc, recv, hard_deadline: float):
+def _collect(proc, recv, hard_deadline: float, progress):
     """The child's reports until it ends or ``hard_deadline`` passes (then it is killed):
     ``(best payload or None, history, ("done" | "error", payload) or None at the deadline)``."""
-    best, history, outcome, work = None, [], None, {}
+    best, history, outcome, work = None, ReportedHistory(progress), None, {}
     try:
         while True:
             remaining = hard_deadline - time.perf_counter()

@@ -46,7 +46,7 @@ from stackopt.core import Status
 from stackopt.kernel import kernel_of
 from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
 
-from ..registry import Method, MethodOutput, register_method
+from ..registry import Method, MethodOutput, ReportedHistory, register_method
 from .isolate import isolated
 
 
@@ -106,13 +106,13 @@ class _ScipyMethod(Method):
             return self._optimise(game, config, seed, start, deadline, None)
         return isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
                          deadline + float(config.kill_grace), time_limit,
-                         kernel_of(game).p0.copy())
+                         kernel_of(game).p0.copy(), self.progress)
 
     def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
         box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
         k = box.kernel
         p0 = k.p0.copy()
-        history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = [] if report is not None else ReportedHistory(self.progress)
         if report is not None:
             box.on_best = lambda pt: report("best", _best_payload(box, pt))
 

@@ -144,8 +144,7 @@ class MpecIpopt(_MpecBase):
     Each pair ``0 <= lambda _|_ s >= 0`` becomes ``lambda * s <= eps``, eps
     driven from ``eps_initial`` to ``eps_final`` by ``eps_factor`` with warm
     starts, from ``starts`` points; the best converged point is polished on
-    its active set. See :class:`~stackopt.methods.mpec.modes.scholtes.Regularization` and
-    :class:`~stackopt.methods.mpec.solvers.nlp.IpoptSolver`.
+    its active set.
     """
 
     CONFIG = merge("mpec-ipopt", Regularization.CONFIG, IpoptSolver.CONFIG, pipeline_options())
@@ -158,8 +157,7 @@ class MpecScip(_MpecBase):
 
     Each pair becomes a big-M disjunction with a binary (or an SOS1 set), and
     SCIP solves the MINLP to global optimality in a subprocess, with its
-    bound and gap. See :class:`~stackopt.methods.mpec.modes.disjunctive.Disjunctive` and
-    :class:`~stackopt.methods.mpec.solvers.scip.ScipSolver`.
+    bound and gap.
     """
 
     CONFIG = merge("mpec-scip", Disjunctive.CONFIG, ScipSolver.CONFIG, pipeline_options())
