@@ -27,8 +27,9 @@ IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws tha
 class Answers:
     """Candidates for a gradient run's answer (points of :mod:`stackopt.reduced`)."""
 
-    def __init__(self, prob, opts, deadline: float):
-        self.prob, self.o, self.deadline = prob, opts, deadline
+    def __init__(self, prob, deadline: float, *, feasibility_tol: float, select: str = "best-feasible"):
+        self.prob, self.deadline = prob, deadline
+        self.feasibility_tol, self.select_rule = feasibility_tol, select
         self.candidates: list = []  # points evaluated on fresh draws
         self.tracked: list = []  # the best feasible tracked iterates
         self.reanchors = self.failed_draws = 0
@@ -89,7 +90,7 @@ class Answers:
 
     def best_fresh(self) -> float:
         """The best objective (minimisation form) of a feasible candidate so far."""
-        tol = self.o.feasibility_tol
+        tol = self.feasibility_tol
         return min((c.f for c in self.candidates if c.violation <= tol), default=np.inf)
 
     def checked(self, pt) -> bool:
@@ -99,7 +100,7 @@ class Answers:
     def track(self, pt) -> None:
         """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
         every answer on fresh draws is evaluated on fresh draws itself."""
-        if pt.violation > self.o.feasibility_tol:
+        if pt.violation > self.feasibility_tol:
             return
         if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
             self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
@@ -111,19 +112,19 @@ class Answers:
         for c in self.tracked:
             if time.perf_counter() > self.deadline:
                 break
-            if (best.violation > self.o.feasibility_tol
+            if (best.violation > self.feasibility_tol
                     or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
                 self.checkpoint(c)
                 best = self._choose(last)
-        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+        if self.select_rule == "best-feasible" and best.violation <= self.feasibility_tol:
             return self.confirm(best)
         return best, ""
 
     def _choose(self, last=None):
         """The best candidate; among those within rounding of the best objective, the
         one at ``last`` (where the run ended) if it is among them, else the latest."""
-        tol = self.o.feasibility_tol
-        if self.o.select == "last":
+        tol = self.feasibility_tol
+        if self.select_rule == "last":
             return self.candidates[-1]
         feasible = [c for c in self.candidates if c.violation <= tol]
         if not feasible:
@@ -140,7 +141,7 @@ class Answers:
         candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
         the one with the best mean objective over its draws among those whose mean
         constraints hold: an estimate of what a fresh draw gives, as scoring draws."""
-        tol = self.o.feasibility_tol
+        tol = self.feasibility_tol
         ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
         # about CONFIRM_EQUILIBRIA equilibria per candidate: fewer draws where each holds several
         n_draws = max(1, round(CONFIRM_EQUILIBRIA / self.prob.samples))

@@ -8,8 +8,8 @@ method on their block of the game Jacobian, all responses of a sweep at once
 box and one row (a simplex, a budget) by spectral projected gradient on the
 exact projection (:mod:`stackopt.row_response`); other followers with rows,
 and any run of those two that does not finish, by Ipopt through :func:`stackopt.nlp.ipopt_solve` with exact derivatives, its
-return status checked: a failure is counted and the result flagged, never
-taken silently.
+return status checked: a failure is flagged (``BestResponse.ok``), never
+taken silently; callers count the responses and the failures they received.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class BestResponse:
 class BestResponses:
     """Best-response solvers for every follower (see the module docstring)."""
 
-    def __init__(self, kernel, sets, config, counters):
-        self.k, self.sets, self.counters = kernel, sets, counters
+    def __init__(self, kernel, sets, config):
+        self.k, self.sets = kernel, sets
         # plain attributes: read in every best response
         keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_spg_iter",
                 "br_exact_hessian_max", "armijo", "min_step")
@@ -49,17 +49,16 @@ class BestResponses:
         self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
         self.rows = RowResponses(kernel, sets, cfg.br_tol, cfg.br_spg_iter)
 
-    def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses") -> BestResponse:
-        """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
-        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, purpose)[0]
+    def solve(self, i: int, x: np.ndarray, p: np.ndarray) -> BestResponse:
+        """Follower ``i``'s response from ``x``."""
+        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p)[0]
 
-    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
-              purpose: str = "best_responses") -> list[BestResponse]:
-        """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point), counted
-        in the counter ``purpose``: box-only followers' all at once, then those with a box and one row
-        all at once, the rest (and any of those that did not finish) one by one by Ipopt."""
+    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray) -> list[BestResponse]:
+        """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point):
+        box-only followers' all at once, then those with a box and one row all at once, the
+        rest (and any of those that did not finish) one by one by Ipopt. A response with
+        ``ok`` False is one Ipopt did not solve (the batched methods hand theirs to Ipopt)."""
         k = self.k
-        setattr(self.counters, purpose, getattr(self.counters, purpose) + len(owners))
         out: list = [None] * len(owners)
         box = np.flatnonzero(self.box_only[owners])
         if box.size:
@@ -88,8 +87,6 @@ class BestResponses:
         k = self.k
         sl = k.slices[i]
         br = self._ipopt(i, x, p)
-        if not br.ok:
-            self.counters.best_response_failures += 1
         if not np.all(np.isfinite(br.x)):
             br.x = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
         return br

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .convexity import convex_in_own
+from .equilibrium import OracleCounters
 
 
 class Deviations:
@@ -30,7 +31,6 @@ class Deviations:
     def __init__(self, kernel, sets, responses, starts: int, tol: float):
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
-        self.found = 0  # profitable deviations found, over all searches
         # followers whose objective is provably convex in their own variables need no search
         self.convex = [convex_in_own(f.objective, f.variables, f.sense) for f in kernel.structure.followers]
 
@@ -40,12 +40,13 @@ class Deviations:
         points = [self.sets.feasible(c, p) for c in corners]
         return points + [self.sets.random_start(p, rng).x for _ in range(self.starts)]
 
-    def find(self, x: np.ndarray, p: np.ndarray, rng, deadline: float = np.inf) -> np.ndarray | None:
-        """Follower values after one follower's profitable deviation from ``x``, or None
-        where none was found."""
+    def find(self, x: np.ndarray, p: np.ndarray, rng, deadline: float = np.inf):
+        """``(y, work)``: follower values ``y`` after one follower's profitable deviation
+        from ``x`` (None where none was found), and the best responses the search solved
+        (``deviation_responses``, ``best_response_failures``)."""
         k = self.k
         if all(self.convex):
-            return None
+            return None, OracleCounters()
         f = k.follower_objectives(x, p)
         starts = self._starts(x, p, rng)
         owners, rows = [], []
@@ -62,14 +63,15 @@ class Deviations:
                 owners.append(i)
                 rows.append(y)
         if not rows or time.perf_counter() > deadline:
-            return None
+            return None, OracleCounters()
         # every response at once; the first profitable one in follower order, then start order
-        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses")
+        brs = self.responses.batch(np.array(owners), np.array(rows), p)
+        work = OracleCounters(deviation_responses=len(brs),
+                              best_response_failures=sum(not br.ok for br in brs))
         for i, y, br in zip(owners, rows, brs):
             if not br.ok:
                 continue
             y[k.slices[i]] = br.x
             if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
-                self.found += 1
-                return y
-        return None
+                return y, work
+        return None, work

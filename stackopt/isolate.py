@@ -4,7 +4,8 @@ Scipy's optimisers spend long stretches in compiled code (SLSQP's QP with
 thousands of variables) where no Python-level time check runs. ``isolated``
 runs the optimisation in a forked child that reports its best point and its
 history as it goes; at the deadline the child is killed and the best point
-reported so far is returned with status ``TIME_LIMIT``.
+reported so far is returned with status ``TIME_LIMIT`` (with the oracle's work
+the child reported with it).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import multiprocessing as mp
 import time
 import traceback
 
-from .equilibrium import WORK, work_since
+from .equilibrium import OracleCounters
 from .methods import MethodOutput
 from .result import Status
 
@@ -20,19 +21,18 @@ from .result import Status
 def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodOutput:
     """Run ``task(report)`` in a forked child; stop it at ``hard_deadline``.
 
-    The child sends ``("best", payload)`` and ``("history", entry)`` as it
-    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end.
+    The child sends ``("best", payload)`` (a dict with ``p``, ``objective``, ``x``,
+    ``n_oracle``, ``n_failed`` and ``work``, its oracle counters so far) and
+    ``("history", entry)`` as it goes and ``("done", MethodOutput)`` or
+    ``("error", text)`` at the end.
     """
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
 
     def child():
         recv.close()
-        before = dict(WORK)
 
         def report(kind, payload):
-            if kind != "history":  # with each best point and the end: the child's oracle solves
-                send.send(("work", work_since(before)))
             send.send((kind, payload))
         try:
             out = task(report)
@@ -56,7 +56,7 @@ def isolated(task, hard_deadline: float, time_limit: float, fallback) -> MethodO
 def _collect(proc, recv, hard_deadline: float):
     """The child's reports until it ends or ``hard_deadline`` passes (then it is killed):
     ``(best payload or None, history, ("done" | "error", payload) or None at the deadline)``."""
-    best, history, outcome, work = None, [], None, {}
+    best, history, outcome = None, [], None
     try:
         while True:
             remaining = hard_deadline - time.perf_counter()
@@ -68,9 +68,7 @@ def _collect(proc, recv, hard_deadline: float):
                 outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
                                     f"{proc.exitcode})")
                 break
-            if kind == "work":
-                work = payload
-            elif kind == "best" and payload is not None:
+            if kind == "best" and payload is not None:
                 best = payload
             elif kind == "history":
                 history.append(payload)
@@ -82,8 +80,6 @@ def _collect(proc, recv, hard_deadline: float):
             proc.kill()
         proc.join()
         recv.close()
-        for key, n in work.items():
-            WORK[key] += n
     return best, history, outcome
 
 
@@ -100,4 +96,4 @@ def _timed_out(best, history, time_limit: float, fallback) -> MethodOutput:
         message += f"; the oracle did not converge at {best['n_failed']} of {best['n_oracle']} calls"
     return MethodOutput(leader=best["p"], status=Status.TIME_LIMIT,
                         claimed_objective=best["objective"], message=message, history=history,
-                        follower_hint=best["x"])
+                        follower_hint=best["x"], work=best.get("work", OracleCounters()))

@@ -25,7 +25,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         super().__init__(prob, opts)
         self.deadline = deadline
         self.history: list[dict] = []
-        self.answers = Answers(prob, opts, deadline)
+        self.answers = Answers(prob, deadline, feasibility_tol=opts.feasibility_tol, select=opts.select)
         self.halvings = self.jumps = self.settled = self.refused = 0
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
@@ -114,8 +114,12 @@ class AugmentedLagrangian(ScaledLagrangian):
                 return pt, Status.MAX_ITERATIONS, False
             if time.perf_counter() > self.deadline:
                 return pt, Status.TIME_LIMIT, False
-            new = step.take(self, pt, g)
+            done = step.take(self, pt, g)
             self.t += 1
+            self.halvings += done.halvings
+            self.jumps += done.jumps
+            self.refused += done.refused
+            new = done.point
             if new is None:
                 return pt, None, True
             self._path = self._path + np.abs(new.p - pt.p) / self.scale
@@ -127,6 +131,9 @@ class AugmentedLagrangian(ScaledLagrangian):
                     pt = anchored
                     step.reset()
         return pt, None, False
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() > self.deadline
 
     def _record(self, pt, st) -> None:
         if self.history and self.history[-1]["step"] == self.t:
@@ -164,7 +171,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,
                             claimed_violation=best.violation, history=self.history,
                             singular_kkt=self.singular, follower_hint=best.equilibria[0],
-                            message=message)
+                            message=message, work=self.prob.work)
 
 
 def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
@@ -184,6 +191,6 @@ def _no_start(answers, p0, deadline: float) -> MethodOutput:
     why = f": {answers.failure}" if answers.failure else ""
     status = (Status.TIME_LIMIT if late else
               Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
-    return MethodOutput(leader=p0, status=status, message=(
+    return MethodOutput(leader=p0, status=status, work=answers.prob.work, message=(
         "the equilibrium oracle did not converge at the initial strategy"
         + (" within the time limit" if late else "") + why))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .implicit import sensitivity
-
 MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
 
 
@@ -42,7 +40,7 @@ class ScaledLagrangian:
         self.t = 0  # steps taken (the gradient reuse of jacobian_every counts them)
         self.singular = False
         self.step = None  # the step rule in use (its held variables count as stationary)
-        self._last_sens: list = []
+        self._last_lins: list = []  # the factorisations of the last gradient's equilibria
 
     def project(self, y, metric=None) -> np.ndarray:
         """Nearest point of the leader's set in the norm ``||(p - y) / metric||`` (default:
@@ -79,13 +77,11 @@ class ScaledLagrangian:
         key = ("grad", self.lam.tobytes(), self.mu)
         if key not in pt.cache:
             reuse = (not exact and self.o.jacobian_every > 1 and self.t % self.o.jacobian_every
-                     and len(self._last_sens) == len(pt.equilibria))
-            if reuse:
-                for e, old in zip(pt.equilibria, self._last_sens):
-                    sensitivity(self.prob.k, e, reuse=old)
+                     and len(self._last_lins) == len(pt.equilibria))
+            lins = self.prob.linearize(pt, reuse=self._last_lins if reuse else None)
             pt.cache[key] = self.wf * self.prob.gradient(pt, self.multipliers(pt) * self.wc / self.wf)
-            self._last_sens = [sensitivity(self.prob.k, e) for e in pt.equilibria]
-            self.singular |= any(s.singular for s in self._last_sens)
+            self._last_lins = lins
+            self.singular |= any(lin.singular for lin in lins)
         return pt.cache[key]
 
     def stationarity(self, pt, g) -> float:

@@ -14,10 +14,12 @@ point) and no follower gains by a unilateral deviation (a Nash equilibrium;
 from the warm start's values unless ``fallback=False``.
 
 Every solve returns an :class:`~stackopt.equilibrium.Equilibrium` whose
-``status`` says whether the residual met ``tol``; iteration and time budgets
-end every loop. All constants are options of :attr:`EquilibriumOracle.CONFIG`;
-:attr:`EquilibriumOracle.counters` counts cold starts, warm solves, Newton
-iterations, dynamics steps and best responses.
+``status`` says whether the residual met ``tol``, with the solve's message and
+its work (``counters``: cold starts, warm solves, Newton iterations, dynamics
+steps, best responses); iteration and time budgets end every loop, and a
+solve ends by the ``deadline`` its caller passes (and within ``time_limit``).
+All constants are options of :attr:`EquilibriumOracle.CONFIG`;
+:attr:`EquilibriumOracle.counters` is the sum of the counters its solves returned.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ from .best_response import BestResponses
 from .coldstart import ColdStart
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation
 from .deviation import Deviations
-from .equilibrium import WORK, Equilibrium, OracleCounters
-from .implicit import tangent
+from .equilibrium import Equilibrium, OracleCounters
+from .implicit import sensitivity, tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
 from .residual import KKTResidual
@@ -141,7 +143,7 @@ class EquilibriumOracle:
         newton_solver = make_solver(self.solver.name, n, nnz, cfg.dense_max, rtol=cfg.newton_pivot_tol)
         self.newton = NewtonEngine(self.system, newton_solver, cfg.tol, cfg.armijo, cfg.min_step)
         self.sets = FollowerSets(k)
-        self.responses = BestResponses(k, self.sets, cfg, self.counters)
+        self.responses = BestResponses(k, self.sets, cfg)
         self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
         self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
@@ -150,50 +152,57 @@ class EquilibriumOracle:
 
     # ---------------------------------------------------------------- solve
     def solve(self, p, *, warm: Equilibrium | None = None, x0: np.ndarray | None = None,
-              rng=None, fallback: bool = True) -> Equilibrium:
+              rng=None, fallback: bool = True, deadline: float | None = None,
+              linearization=None) -> Equilibrium:
         """The equilibrium at leader strategy ``p`` (see the module docstring).
 
-        ``warm``: a nearby equilibrium to follow; ``x0``: follower values the cold
-        dynamics start from; neither: a random start drawn from ``rng`` (a seed or
-        Generator). With ``x0`` or a warm fallback, ``rng`` also gives further random
-        starts where gradient play does not settle. ``fallback=False``: a warm start
-        Newton cannot finish returns unconverged at once.
+        ``warm``: a nearby equilibrium to follow (``linearization``: its factorised KKT
+        system, :func:`stackopt.implicit.sensitivity`, where the caller holds it; else it
+        is computed here); ``x0``: follower values the cold dynamics start from; neither:
+        a random start drawn from ``rng`` (a seed or Generator). With ``x0`` or a warm
+        fallback, ``rng`` also gives further random starts where gradient play does not
+        settle. ``fallback=False``: a warm start Newton cannot finish returns unconverged
+        at once. ``deadline`` (a ``time.perf_counter()`` value) ends the solve; it ends
+        after ``time_limit`` seconds in any case. The returned equilibrium carries the
+        solve's work (``counters``).
         """
         p = self.kernel.check_leader(p)
         if warm is not None and x0 is not None:
             raise ValueError("give warm= (an Equilibrium) or x0= (follower values), not both")
         if warm is not None and not isinstance(warm, Equilibrium):
             raise ValueError(f"warm must be an Equilibrium, got {type(warm).__name__}")
-        deadline = time.perf_counter() + self.config.time_limit
-        tally = [0, 0]  # Newton iterations, dynamics steps
+        cap = time.perf_counter() + self.config.time_limit
+        deadline = cap if deadline is None else min(float(deadline), cap)
+        work = OracleCounters()
         if warm is not None:
-            self.counters.warm_solves += 1
-            WORK["warm_solves"] += 1
-            res = self._warm(warm, p, deadline, tally)
+            res = self._warm(warm, p, deadline, linearization)
+            work = OracleCounters(warm_solves=1, newton_iterations=res.iterations)
             if res.converged or not fallback:
-                return self._result(res.z, p, tally, res.residual)
+                return self._done(self._result(res.z, p, work, res.residual))
             start, restarts = warm.x, (self.config.cold_restarts if rng is not None else 0)
         elif x0 is not None:
             start, restarts = x0, (self.config.cold_restarts if rng is not None else 0)
         else:
             start, restarts = None, self.config.cold_restarts
-        self.counters.cold_starts += 1
-        WORK["cold_starts"] += 1
-        return self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts, tally,
-                             checked=warm is None)
+        work = work + OracleCounters(cold_starts=1)
+        return self._done(self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts,
+                                        checked=warm is None, work=work))
 
-    def _warm(self, warm, p, deadline, tally) -> NewtonResult:
+    def _done(self, eq: Equilibrium) -> Equilibrium:
+        self.counters = self.counters + eq.counters
+        return eq
+
+    def _warm(self, warm, p, deadline, lin=None) -> NewtonResult:
         z = (warm.x.copy(), warm.nu.copy(), warm.lam.copy(), warm.w.copy())
-        lin = None
         if warm.p.shape == p.shape and warm.system is self.system:
-            lin = warm.linearization()
+            lin = sensitivity(self.kernel, warm) if lin is None else lin
             if np.any(p != warm.p):  # predictor along the tangent
-                dx, dnu, dlam = tangent(self.kernel, warm, p - warm.p)
+                dx, dnu, dlam = tangent(self.kernel, warm, p - warm.p, lin)
                 k = self.kernel
                 z = (np.clip(z[0] + dx, k.x_lb, k.x_ub), z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
-        res = self.newton.solve(z, p, deadline, self.config.max_warm_newton, chord=lin)
-        tally[0] += res.iterations
-        return res
+        else:
+            lin = None
+        return self.newton.solve(z, p, deadline, self.config.max_warm_newton, chord=lin)
 
     # -------------------------------------------------------------- helpers
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
@@ -204,15 +213,17 @@ class EquilibriumOracle:
         """A seeded random feasible point (see :meth:`FollowerSets.random_start`)."""
         return self.sets.random_start(np.asarray(p, dtype=float), rng).x
 
-    def _result(self, z, p, tally, rn=None, message: str = "") -> Equilibrium:
+    def _result(self, z, p, work: OracleCounters, rn=None, message: str = "",
+                status: Status | None = None) -> Equilibrium:
+        """The equilibrium at ``z`` with the solve's ``work``; its status from the residual
+        ``rn`` (evaluated here if None) unless ``status`` is given."""
         x, nu, lam, w = z
         if rn is None:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
-        status = Status.CONVERGED if rn <= self.config.tol else Status.NOT_CONVERGED
-        c = self.counters
-        c.newton_iterations += tally[0]
-        c.dynamics_steps += tally[1]
-        c.failures += status is not Status.CONVERGED
+        if status is None:
+            status = Status.CONVERGED if rn <= self.config.tol else Status.NOT_CONVERGED
+        work = work + OracleCounters(failures=int(status is not Status.CONVERGED))
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=float(rn), status=status,
-                           newton_iterations=tally[0], relaxation_iterations=tally[1], message=message,
-                           system=self.system, solver=self.solver)
+                           newton_iterations=work.newton_iterations,
+                           relaxation_iterations=work.dynamics_steps, message=message,
+                           counters=work, system=self.system, solver=self.solver)

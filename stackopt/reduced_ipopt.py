@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from types import SimpleNamespace
 
 import numpy as np
 from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, NonNegativeInt,
@@ -129,13 +128,13 @@ def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
         status = (Status.TIME_LIMIT if not runs else
                   Status.INFEASIBLE if statuses == {Status.INFEASIBLE} else Status.NOT_CONVERGED)
         return MethodOutput(leader=p_first, status=status,
-                            history=history, message=message)
+                            history=history, message=message, work=prob.work)
     tol = config.feasibility_tol
     feasible = [r for r in found if _violation(prob, r[0]) <= tol]
     best = min(feasible, key=lambda r: r[0].f) if feasible else min(found, key=lambda r: _violation(prob, r[0]))
     note = ""
     if feasible:  # the answer whose mean over further fresh draws is best, as the gradient method's
-        answers = Answers(prob, SimpleNamespace(feasibility_tol=tol, select="best-feasible"), deadline)
+        answers = Answers(prob, deadline, feasibility_tol=tol)
         answers.candidates = [r[0] for r in feasible]
         choice, note = answers.confirm(best[0])
         best = next(r for r in feasible if r[0] is choice)
@@ -145,7 +144,8 @@ def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
                 f"{prob.cold_starts} cold starts")
     return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=pt.objective,
                         claimed_violation=_violation(prob, pt), history=history,
-                        singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message)
+                        singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message,
+                        work=prob.work)
 
 
 def _violation(prob, pt) -> float:

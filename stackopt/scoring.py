@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .equilibrium import OracleCounters
 from .kernel import kernel_of
 from .oracle import Equilibrium, EquilibriumOracle
 from .result import Result, Status
@@ -29,6 +30,7 @@ class Evaluation:
     status: Status
     follower_values: dict
     equilibria: list = field(default_factory=list, repr=False)
+    work: OracleCounters = field(default_factory=OracleCounters, repr=False)  # the oracle's solves
 
 
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
@@ -48,20 +50,18 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     oracle = EquilibriumOracle(k, tol=tol)
-    limit = oracle.config.time_limit
 
-    def budget():
-        if deadline is not None:
-            oracle.config.time_limit = float(min(limit, max(deadline - time.perf_counter(), MIN_CALL)))
+    def until():  # every call gets MIN_CALL seconds, even past the deadline
+        return None if deadline is None else max(deadline, time.perf_counter() + MIN_CALL)
 
-    eqs = []
+    eqs, work = [], OracleCounters()
     for s in range(samples):
-        budget()
-        e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
+        e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until())
+        work = work + e.counters
         if not e.converged and hint is not None:
-            budget()
-            e2 = (oracle.solve(p, warm=hint) if isinstance(hint, Equilibrium)
-                  else oracle.solve(p, x0=np.asarray(hint)))
+            e2 = (oracle.solve(p, warm=hint, deadline=until()) if isinstance(hint, Equilibrium)
+                  else oracle.solve(p, x0=np.asarray(hint), deadline=until()))
+            work = work + e2.counters
             e = e2 if e2.residual < e.residual else e
         eqs.append(e)
     objs, cons = zip(*(k.leader(e.x, p) for e in eqs))
@@ -74,19 +74,29 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
         status=Status.CONVERGED if all(e.converged for e in eqs) else Status.NOT_CONVERGED,
         follower_values=k.follower_values(eqs[0].x),
         equilibria=eqs,
+        work=work,
     )
 
 
 def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
-    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`."""
+    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`; its
+    ``oracle_solves`` are the method's (``out.work``) and the scoring's own."""
     k = kernel_of(game)
-    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}",
-                          lambda: evaluate(game, k.p0, seed=seed, deadline=deadline))
+    built = None
+
+    def initial_evaluation():
+        nonlocal built
+        built = evaluate(game, k.p0, seed=seed, deadline=deadline)
+        return built
+
+    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}", initial_evaluation)
+    work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
     try:
         ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint, deadline=deadline)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
+                      oracle_solves={"method": out.work.solves(), "scoring": work.solves()},
                       initial_objective=initial.leader_objective,
                       leader_values=k.leader_values(np.nan_to_num(out.leader)),
                       claimed_objective=out.claimed_objective,
@@ -111,6 +121,7 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
         claimed_objective=out.claimed_objective, claimed_violation=out.claimed_violation,
         claim_gap=claim_gap, bound=out.bound, gap=out.gap,
         singular_kkt=out.singular_kkt, message=message, history=out.history,
+        oracle_solves={"method": out.work.solves(), "scoring": (work + ev.work).solves()},
     )
 
 
