@@ -25,7 +25,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         super().__init__(prob, opts)
         self.deadline = deadline
         self.history: list[dict] = []
-        self.answers = Answers(prob, deadline, feasibility_tol=opts.feasibility_tol, select=opts.select)
+        self.answers = None  # made once the problem's scales are known (solve)
         self.halvings = self.jumps = self.settled = self.refused = 0
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
@@ -37,10 +37,14 @@ class AugmentedLagrangian(ScaledLagrangian):
         """The outer loop over ``steps``: the first step rule, then the second once the
         first stalls (``steps`` may hold one rule only)."""
         o, prob = self.o, self.prob
-        pt = self.answers.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        first = prob.draw(self.project(prob.k.p0))
+        if first.converged:  # tolerances relative to the problem's scales at the start
+            self.scale_functions(first)
+        self.answers = Answers(prob, self.deadline, self.scales, feasibility_tol=o.feasibility_tol,
+                               select=o.select)
+        pt = self.answers.checkpoint(first, first=True)
         if pt is None:
             return _no_start(self.answers, self.project(prob.k.p0), self.deadline)
-        self.scale_functions(pt)
         self.mu = o.mu if o.mu is not None else self.initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
         self.omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
@@ -67,8 +71,11 @@ class AugmentedLagrangian(ScaledLagrangian):
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
                              f"{MAX_STALLS} times in a row")
+            stuck = False  # the constraints did not improve over a solved inner problem
             if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
-                self._update_multipliers(pt, status)
+                stuck = self._update_multipliers(pt, status)
+            if status is None:
+                status = self._stopped(pt, stuck)
             if status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline:
                 pt, status, note = self.answers.scheduled(pt, status, self.outer, step, self.kkt)
                 self.note = note or self.note
@@ -83,15 +90,46 @@ class AugmentedLagrangian(ScaledLagrangian):
                 self.switched = self.t
         return self._output(status, pt)
 
-    def _update_multipliers(self, pt, status) -> None:
+    def _update_multipliers(self, pt, status) -> bool:
         """Multipliers at the end of every inner solve that did not stall (ALGENCAN: it met
-        its tolerance or used its steps), the penalty by :func:`_next_penalty`."""
+        its tolerance or used its steps), the penalty by :func:`_next_penalty`. Returns
+        whether the constraints did not improve enough over a solved inner problem (the
+        penalty was raised, or would have been beyond ``MU_MAX``)."""
         o = self.o
         v = self.measure(pt)
+        stuck = _stuck(o, v, self.v_prev, status is None and self._solved)
         self.lam = self.multipliers(pt)
         self.mu = _next_penalty(o, self.mu, v, self.v_prev, status is None and self._solved)
         self.v_prev = v
         self.omega = max(o.stationarity_tol, 0.1 * self.omega)
+        return stuck
+
+    def _stopped(self, pt, stuck: bool):
+        """The status where the run ends after this outer iteration although its stopping
+        rule did not hold, else None: ``time_limit`` past the deadline; ``max_iterations``
+        once the outer iterations reach ``steps`` (an outer iteration may take no step:
+        the budget bounds them too); ``infeasible`` where the constraints are stuck
+        (:meth:`_update_multipliers`) at a stationary point of their violation
+        (:meth:`violation_stationarity`): no direction within the leader's set lowers the
+        violation to first order, so no penalty can bring the iterates to feasibility
+        here (Birgin and Martinez, *Practical Augmented Lagrangian Methods*, ch. 6)."""
+        o = self.o
+        if self.out_of_time():
+            return Status.TIME_LIMIT
+        if self.outer >= o.steps:
+            self.note = f"; {self.outer} outer iterations: the step budget bounds them too"
+            return Status.MAX_ITERATIONS
+        if not stuck or self.feasible(pt):
+            return None
+        norm, st = self.violation_stationarity(pt)
+        if st > o.stationarity_tol:
+            return None
+        self.note = (f"; infeasible: the leader's constraints cannot be met near this strategy: "
+                     f"their scaled violation ({norm:.3g}) is stationary over the leader's set "
+                     f"(scaled projected gradient {st:.3g} <= stationarity_tol) and the inner "
+                     f"solve at penalty {self.mu:.3g} did not lower it by penalty_decrease; the "
+                     "strategy with the smallest violation found is returned")
+        return Status.INFEASIBLE
 
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
@@ -158,6 +196,9 @@ class AugmentedLagrangian(ScaledLagrangian):
             status = Status.NOT_CONVERGED
             note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
                      "strategy evaluated on fresh draws was better)")
+        if status is Status.INFEASIBLE and ans.feasible(best):
+            status = Status.NOT_CONVERGED
+            note += "; an earlier strategy evaluated on fresh draws was feasible: it is returned"
         st = self.history[-1]["stationarity"] if self.history else float("nan")
         switch = "" if self.switched is None else f" (spg from step {self.switched})"
         message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
@@ -174,13 +215,17 @@ class AugmentedLagrangian(ScaledLagrangian):
                             message=message, work=self.prob.work)
 
 
+def _stuck(o, v: float, v_prev: float, solved: bool) -> bool:
+    """The inner solve met its tolerance (``solved``) and the constraint measure ``v`` did
+    not fall enough since the last update (neither to ``feasibility_tol`` nor to
+    ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence."""
+    return solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev
+
+
 def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
     """The penalty after a multiplier update: it grows (by ``penalty_growth``, up to
-    ``MU_MAX``) where the inner solve met its tolerance (``solved``) and the constraint
-    measure ``v`` did not fall enough since the last update (neither to ``feasibility_tol``
-    nor to ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence
-    against ``mu``."""
-    if solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
+    ``MU_MAX``) where the constraints are stuck (:func:`_stuck`)."""
+    if _stuck(o, v, v_prev, solved):
         return min(mu * o.penalty_growth, MU_MAX)
     return mu
 

@@ -2,14 +2,18 @@
 
 The leader's problem ``min f(p) s.t. g(p) <= 0`` through the followers'
 equilibria (:mod:`stackopt.reduced`), in the PHR form
-``L = wf f + sum(max(0, lam + mu wc g)^2 - lam^2) / (2 mu)`` with ALGENCAN's
-scaling ``wf``, ``wc`` (the objective and each constraint divided by the
-largest entry of its gradient in scaled variables at the start), and the
-first-order measures of the stopping rule: the scaled projected gradient of
-``L`` and the constraint measure ``||max(wc g, -lam/mu)||_inf``. Variables are
-measured in their scales (:func:`variable_scale`).
+``L = wf f + sum(max(0, lam + mu wc g)^2 - lam^2) / (2 mu)`` with the
+problem's own scales ``wf = 1 / m_f``, ``wc = 1 / m_c`` (:class:`Scales`: each
+function divided by its magnitude at the start, ALGENCAN's gradient scaling
+without its floor of one, so that a problem and its copy with the objective or
+a constraint multiplied by any positive factor are the same scaled problem),
+and the first-order measures of the stopping rule: the scaled projected
+gradient of ``L`` and the constraint measure ``||max(wc g, -lam/mu)||_inf``.
+Variables are measured in their scales (:func:`variable_scale`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +29,39 @@ def variable_scale(kernel, p=None) -> np.ndarray:
     return np.where(bounded, width, np.maximum(1.0, np.abs(kernel.p0 if p is None else p)))
 
 
+@dataclass(frozen=True)
+class Scales:
+    """The leader's problem's own scales at its start: the objective's magnitude
+    ``objective`` and each (equilibrium-dependent) constraint's ``constraints``, each the
+    larger of the function's absolute value there and the largest change of it over one
+    scale of a leader variable (its gradient in scaled variables); one where both vanish.
+    Tolerances on objectives and violations are relative to them."""
+
+    objective: float
+    constraints: np.ndarray
+
+    def violation(self, cons) -> float:
+        """The largest violation of constraint values ``cons`` (``<= 0`` feasible), each in
+        its own scale."""
+        return float(np.max(np.asarray(cons) / self.constraints, initial=0.0))
+
+    def magnitude(self, f: float) -> float:
+        """What an objective value ``f`` is compared with: ``max(m_f, |f|)``."""
+        return max(self.objective, abs(f))
+
+
+def _magnitude(value, gradient) -> np.ndarray:
+    m = np.maximum(np.abs(value), np.max(np.abs(gradient), axis=-1, initial=0.0))
+    return np.where(np.isfinite(m) & (m > 0), m, 1.0)
+
+
+def problem_scales(prob, pt, scale) -> Scales:
+    """The :class:`Scales` of ``prob`` at its starting point ``pt`` (variables in ``scale``)."""
+    gf, J = prob.jacobian(pt)
+    return Scales(objective=float(_magnitude(pt.f, gf * scale)),
+                  constraints=_magnitude(pt.cons, J * scale).reshape(prob.n_c))
+
+
 class ScaledLagrangian:
     """The merit function of one gradient-method run on a
     :class:`~stackopt.reduced.ReducedProblem` ``prob`` with the method's options ``opts``."""
@@ -37,6 +74,7 @@ class ScaledLagrangian:
         self.lam = np.zeros(prob.n_c)
         self.mu = 1.0
         self.wf, self.wc = 1.0, np.ones(prob.n_c)
+        self.scales = Scales(1.0, np.ones(prob.n_c))
         self.t = 0  # steps taken (the gradient reuse of jacobian_every counts them)
         self.singular = False
         self.step = None  # the step rule in use (its held variables count as stationary)
@@ -47,12 +85,13 @@ class ScaledLagrangian:
         the variables' scales)."""
         return self.prob.leader_set.project(y, self.scale if metric is None else metric)
 
-    def scale_functions(self, pt) -> None:
-        """ALGENCAN's scaling: the objective and each constraint divided by the largest
-        entry of its (scaled-variable) gradient at the start, where that exceeds one."""
-        gf, J = self.prob.jacobian(pt)
-        self.wf = 1.0 / max(1.0, float(np.max(np.abs(gf * self.scale), initial=0.0)))
-        self.wc = 1.0 / np.maximum(1.0, np.max(np.abs(J * self.scale), axis=1, initial=0.0))
+    def scale_functions(self, pt) -> Scales:
+        """The objective and each constraint divided by its magnitude at the start ``pt``
+        (:func:`problem_scales`); returns the scales."""
+        self.scales = problem_scales(self.prob, pt, self.scale)
+        self.wf = 1.0 / self.scales.objective
+        self.wc = 1.0 / self.scales.constraints
+        return self.scales
 
     def multipliers(self, pt) -> np.ndarray:
         """``max(0, lam + mu g)`` of the scaled constraints."""
@@ -66,23 +105,32 @@ class ScaledLagrangian:
         """Feasibility and complementarity of the scaled constraints: ``||max(g, -lam/mu)||_inf``."""
         return float(np.max(np.abs(np.maximum(self.wc * pt.cons, -self.lam / self.mu)), initial=0.0))
 
+    def violation(self, pt) -> float:
+        """The largest violation at ``pt``, each constraint in its scale."""
+        return self.scales.violation(pt.cons)
+
     def feasible(self, pt) -> bool:
-        """The stopping rule's feasibility part: the user's violation and the scaled measure."""
-        return pt.violation <= self.o.feasibility_tol and self.measure(pt) <= self.o.feasibility_tol
+        """The stopping rule's feasibility part: the measure (the violation of each constraint
+        in its scale, and complementarity) at most ``feasibility_tol``."""
+        return self.measure(pt) <= self.o.feasibility_tol
 
     def fscale(self, pt) -> float:
         return max(1.0, abs(self.wf * pt.f))
 
     def grad(self, pt, exact: bool = False) -> np.ndarray:
-        key = ("grad", self.lam.tobytes(), self.mu)
-        if key not in pt.cache:
+        """The gradient of ``L`` at ``pt`` (kept with the point for the current multipliers
+        and penalty only: one array per point however often they change)."""
+        key = (self.lam.tobytes(), self.mu)
+        held = pt.cache.get("grad")
+        if held is None or held[0] != key:
             reuse = (not exact and self.o.jacobian_every > 1 and self.t % self.o.jacobian_every
                      and len(self._last_lins) == len(pt.equilibria))
             lins = self.prob.linearize(pt, reuse=self._last_lins if reuse else None)
-            pt.cache[key] = self.wf * self.prob.gradient(pt, self.multipliers(pt) * self.wc / self.wf)
+            held = pt.cache["grad"] = key, self.wf * self.prob.gradient(
+                pt, self.multipliers(pt) * self.wc / self.wf)
             self._last_lins = lins
             self.singular |= any(lin.singular for lin in lins)
-        return pt.cache[key]
+        return held[1]
 
     def stationarity(self, pt, g) -> float:
         """The scaled projected gradient ``||(P(p - s^2 g) - p) / s||_inf``; variables the
@@ -93,6 +141,19 @@ class ScaledLagrangian:
         if held is not None and held.any():
             g = np.where(held, 0.0, g)
         return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
+
+    def violation_stationarity(self, pt) -> tuple[float, float]:
+        """``(V, s)``: the scaled violation ``V = ||max(wc g, 0)||_2`` and the scaled projected
+        gradient of ``V`` over the leader's set, ``||(P(p - s^2 grad V) - p) / s||_inf``
+        (zero at a minimiser of the violation)."""
+        plus = np.maximum(self.wc * pt.cons, 0.0)
+        norm = float(np.linalg.norm(plus))
+        if norm == 0.0:
+            return 0.0, 0.0
+        _, J = self.prob.jacobian(pt)
+        g = (self.wc * plus / norm) @ J
+        s = self.scale
+        return norm, float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
     def kkt(self, pt) -> bool:
         """The stopping rule with exact gradients, at ``pt``."""

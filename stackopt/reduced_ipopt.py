@@ -5,7 +5,10 @@ The leader's problem in its own variables only,
     min_p  f(x*(p), p)   s.t.  g(x*(p), p) <= 0,   A p <= b,   lb <= p <= ub,
 
 is handed to Ipopt (through cyipopt) as an ordinary NLP: ``f`` and ``g``
-evaluated at the followers' equilibrium ``x*(p)``, their gradient and Jacobian
+evaluated at the followers' equilibrium ``x*(p)`` and divided by their
+magnitudes at the first start (:class:`~stackopt.merit.Scales`, as the
+gradient method's; so Ipopt's tolerances mean the same whatever the units of
+the objective and the constraints), their gradient and Jacobian
 by the implicit function theorem (one factorisation of the KKT matrix per
 equilibrium and one adjoint solve with ``1 + n_g`` right-hand sides,
 :mod:`stackopt.implicit`), a limited-memory quasi-Newton Hessian, and the
@@ -28,7 +31,8 @@ equilibria than the tracked ones, Ipopt runs again from there on the fresh
 draws, at most ``reanchor`` times. The whole is repeated from ``starts``
 leader strategies (the leader's initial values, then a seeded Latin
 hypercube over the box, as ``mpec-ipopt`` does) and the best answer with
-violation at most ``feasibility_tol`` on fresh draws is returned. The status is
+violation at most ``feasibility_tol`` (each constraint in its scale) on fresh
+draws is returned. The status is
 Ipopt's for the run that produced it (``converged`` where Ipopt's convergence
 test held).
 """
@@ -43,7 +47,7 @@ from pyomo.common.config import (ConfigDict, ConfigValue, In, NonNegativeFloat, 
 
 from .answers import Answers
 from .kernel import kernel_of
-from .merit import variable_scale
+from .merit import Scales, problem_scales, variable_scale
 from .leaderset import spread_starts
 from .methods import Method, MethodOutput, register_method
 from .nlp import ArrayCallbacks, ipopt_solve
@@ -93,7 +97,7 @@ class ImplicitIpopt(Method):
         p_first = ls.project(k.p0, scale)
         points = [p_first] + [ls.project(q, scale) for q in
                               spread_starts(p_first, k.p_lb, k.p_ub, config.starts - 1, rng)]
-        runs, history = [], []
+        runs, history, scales = [], [], None
         for s, p in enumerate(points):
             if time.perf_counter() > deadline:
                 break
@@ -104,8 +108,9 @@ class ImplicitIpopt(Method):
                 runs.append((None, status, f"start {s}: no equilibrium at the start"
                              + (f" ({why})" if why else "")))
                 continue
+            scales = scales or problem_scales(prob, anchor, scale)  # at the first start evaluated
             for again in range(config.reanchor + 1):
-                answer, status, message = _ipopt(prob, anchor, config, deadline, history, s)
+                answer, status, message = _ipopt(prob, anchor, scales, config, deadline, history, s)
                 fresh = prob.draw(answer.p) if answer.converged else answer
                 runs.append((fresh if fresh.converged else None, status, f"start {s}: {message}"))
                 if not fresh.converged or prob.distance(fresh, answer) <= _same(answer):
@@ -113,14 +118,15 @@ class ImplicitIpopt(Method):
                 anchor = fresh  # the followers reach other equilibria there: optimise on those
                 if time.perf_counter() > deadline:
                     break
-        return _output(prob, runs, history, config, p_first, deadline)
+        return _output(prob, runs, history, config, p_first, deadline,
+                       scales or Scales(1.0, np.ones(prob.n_c)))
 
 
 def _same(pt) -> float:
     return 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
 
 
-def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
+def _output(prob, runs, history, config, p_first, deadline, scales) -> MethodOutput:
     found = [r for r in runs if r[0] is not None]
     if not found:
         message = "; ".join(r[2] for r in runs) or "no run: the time limit was reached first"
@@ -130,11 +136,12 @@ def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
         return MethodOutput(leader=p_first, status=status,
                             history=history, message=message, work=prob.work)
     tol = config.feasibility_tol
-    feasible = [r for r in found if _violation(prob, r[0]) <= tol]
-    best = min(feasible, key=lambda r: r[0].f) if feasible else min(found, key=lambda r: _violation(prob, r[0]))
+    feasible = [r for r in found if _violation(prob, r[0], scales) <= tol]
+    best = (min(feasible, key=lambda r: r[0].f) if feasible else
+            min(found, key=lambda r: _violation(prob, r[0], scales)))
     note = ""
     if feasible:  # the answer whose mean over further fresh draws is best, as the gradient method's
-        answers = Answers(prob, deadline, feasibility_tol=tol)
+        answers = Answers(prob, deadline, scales, feasibility_tol=tol)
         answers.candidates = [r[0] for r in feasible]
         choice, note = answers.confirm(best[0])
         best = next(r for r in feasible if r[0] is choice)
@@ -143,20 +150,23 @@ def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
     message += (f"; best of {len(found)} answers from {len(set(h['start'] for h in history))} starts; "
                 f"{prob.cold_starts} cold starts")
     return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=pt.objective,
-                        claimed_violation=_violation(prob, pt), history=history,
+                        claimed_violation=max(pt.violation, prob.leader_set.violation(pt.p)),
+                        history=history,
                         singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message,
                         work=prob.work)
 
 
-def _violation(prob, pt) -> float:
-    return max(pt.violation, prob.leader_set.violation(pt.p))
+def _violation(prob, pt, scales) -> float:
+    """The largest violation at ``pt``: each equilibrium-dependent constraint in its scale,
+    the leader's linear constraints as they are."""
+    return max(scales.violation(pt.cons), prob.leader_set.violation(pt.p))
 
 
-def _ipopt(prob, anchor, config, deadline, history, start_index):
+def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
     """One Ipopt run from ``anchor``; returns ``(point at the answer, status, message)``."""
     k, ls = prob.k, prob.leader_set
     per_sample = config.constraints == "worst" and prob.samples > 1
-    cb = _Callbacks(prob, anchor, per_sample, deadline, history, start_index)
+    cb = _Callbacks(prob, anchor, scales, per_sample, deadline, history, start_index)
     s = cb.scale  # Ipopt works in u = p / s
     m = cb.n_rows + ls.A.shape[0]
     cl = np.full(m, -_INF)
@@ -190,10 +200,13 @@ class _Unevaluable(Exception):
 
 
 class _Callbacks(ArrayCallbacks):
-    """cyipopt callbacks over a :class:`~stackopt.reduced.ReducedProblem`, caching points."""
+    """cyipopt callbacks over a :class:`~stackopt.reduced.ReducedProblem`, caching points; the
+    objective and the equilibrium-dependent constraints divided by their ``scales``."""
 
-    def __init__(self, prob, anchor, per_sample, deadline, history, start_index):
+    def __init__(self, prob, anchor, scales, per_sample, deadline, history, start_index):
         self.prob, self.anchor, self.per_sample = prob, anchor, per_sample
+        self.wf = 1.0 / scales.objective
+        self.wc = np.tile(1.0 / scales.constraints, prob.samples if per_sample else 1)
         self.deadline, self.history, self.start_index = deadline, history, start_index
         self.scale = variable_scale(prob.k)
         self.cache: OrderedDict = OrderedDict({anchor.p.tobytes(): anchor})
@@ -251,15 +264,15 @@ class _Callbacks(ArrayCallbacks):
 
     # ------------------------------------------- callbacks, in u = p / scale
     def objective(self, u):
-        return self._eval(u).f
+        return self.wf * self._eval(u).f
 
     def gradient(self, u):
-        return self._derivatives(self._eval(u))[0] * self.scale
+        return self.wf * self._derivatives(self._eval(u))[0] * self.scale
 
     def constraints(self, u):
         pt = self._eval(u)
         rows = self.prob.per_sample_cons(pt) if self.per_sample else pt.cons
-        return np.concatenate([rows, self.prob.leader_set.A @ pt.p])
+        return np.concatenate([self.wc * rows, self.prob.leader_set.A @ pt.p])
 
     def jacobianstructure(self):
         m = self.n_rows + self.prob.leader_set.A.shape[0]
@@ -268,13 +281,13 @@ class _Callbacks(ArrayCallbacks):
 
     def jacobian(self, u):
         J = self._derivatives(self._eval(u))[1]
-        return (np.vstack([J, self.prob.leader_set.A]) * self.scale).ravel()
+        return (np.vstack([self.wc[:, None] * J, self.prob.leader_set.A]) * self.scale).ravel()
 
     def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm,
                      regularization_size, alpha_du, alpha_pr, ls_trials):
         self.iterations = int(iter_count)
         self.history.append(dict(start=self.start_index, iteration=float(iter_count),
-                                 objective=self.prob.sense * float(obj_value),
+                                 objective=self.prob.sense * float(obj_value) / self.wf,
                                  primal_infeasibility=float(inf_pr), dual_infeasibility=float(inf_du)))
         if time.perf_counter() > self.deadline:
             self.timed_out = True

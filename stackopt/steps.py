@@ -121,6 +121,8 @@ class SpgStep:
         along that variable). Returns whether any variable was newly held."""
         s, L0, held = al.scale, al.value(pt), False
         for j in np.flatnonzero((g != 0) & ~self.held):
+            if al.out_of_time():
+                break
             rises = True
             for sign in (-np.sign(g[j]), np.sign(g[j])):
                 y = pt.p.copy()
@@ -234,7 +236,7 @@ class AdamStep:
         if not new.converged:
             return Step(None, halvings=halved)
         loss = new.f - pt.f
-        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and new.violation >= pt.violation:
+        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and al.violation(new) >= al.violation(pt):
             # past the fold the followers settle where the leader does much worse and is no
             # more feasible: the step is refused, and the momentum that carried it there forgotten
             self.m1[:] = 0.0
