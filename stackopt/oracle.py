@@ -20,6 +20,17 @@ steps, best responses); iteration and time budgets end every loop, and a
 solve ends by the ``deadline`` its caller passes (and within ``time_limit``).
 All constants are options of :attr:`EquilibriumOracle.CONFIG`;
 :attr:`EquilibriumOracle.counters` is the sum of the counters its solves returned.
+
+**Units.** A Nash equilibrium does not change when every follower's objective
+is divided by the same positive number. The oracle divides them by the
+followers' own scale (:func:`follower_scale`: their curvature at the initial
+values) and works on that game (:class:`FollowerUnits`): the residual's
+tolerance ``tol`` and the best responses' ``br_tol`` then mean the same
+whatever the units of the followers' objectives, and an equilibrium's
+multipliers are in those units. Gradient play keeps the game's own units: its
+step ``play_step`` multiplies the followers' gradients as the game states them
+(how fast the followers adjust is part of the game and selects among several
+equilibria), so its step is ``play_step`` times the scale in the divided game.
 """
 from __future__ import annotations
 
@@ -125,6 +136,72 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     return cfg
 
 
+def follower_scale(kernel) -> float:
+    """The followers' scale at their and the leader's initial values: the largest finite
+    entry of the followers' own blocks of ``dF/dx`` (their curvature); where every
+    follower's objective is linear in its own variables, the largest finite entry of
+    ``F``; one where both vanish."""
+    x, p = kernel.x0, kernel.p0
+    with np.errstate(all="ignore"):
+        J = kernel.Jx_batch(x[None, :], p)[0]
+        own = kernel.x_owner[kernel.Jx_rows] == kernel.x_owner[kernel.Jx_cols]
+        for values in (J[own], kernel.F(x, p)):
+            values = np.abs(values[np.isfinite(values)])
+            if values.size and values.max() > 0:
+                return float(values.max())
+    return 1.0
+
+
+class FollowerUnits:
+    """A game kernel whose followers' objectives, gradients ``F`` and Jacobians of ``F``
+    are divided by ``scale`` (the other attributes are the kernel's): the game the
+    oracle solves (see the module docstring)."""
+
+    def __init__(self, kernel, scale: float):
+        self.kernel, self.scale = kernel, float(scale)
+
+    def __getattr__(self, name):  # data, structure and the leader's evaluators
+        if name == "kernel":
+            raise AttributeError(name)
+        return getattr(self.kernel, name)
+
+    def F(self, x, p):
+        return self.kernel.F(x, p) / self.scale
+
+    def Jx(self, x, p):
+        return self.kernel.Jx(x, p) / self.scale
+
+    def Jx_sparse(self, x, p):
+        return self.kernel.Jx_sparse(x, p) / self.scale
+
+    def Jp_values(self, x, p):
+        return self.kernel.Jp_values(x, p) / self.scale
+
+    def jacobians(self, x, p):
+        return self.Jx(x, p), self.Jp_values(x, p)
+
+    def follower_objectives(self, x, p):
+        return self.kernel.follower_objectives(x, p) / self.scale
+
+    def F_batch(self, X, p):
+        return self.kernel.F_batch(X, p) / self.scale
+
+    def follower_objectives_batch(self, X, p):
+        return self.kernel.follower_objectives_batch(X, p) / self.scale
+
+    def Jx_batch(self, X, p):
+        return self.kernel.Jx_batch(X, p) / self.scale
+
+    def F_own(self, X, p, owner):
+        return self.kernel.F_own(X, p, owner) / self.scale
+
+    def follower_objective_own(self, X, p, owner):
+        return self.kernel.follower_objective_own(X, p, owner) / self.scale
+
+    def Jx_own(self, X, p, owner):
+        return self.kernel.Jx_own(X, p, owner) / self.scale
+
+
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel` (see the module
     docstring); options as keywords, validated by :attr:`CONFIG`."""
@@ -135,7 +212,8 @@ class EquilibriumOracle:
         self.config = cfg = self.CONFIG(options)
         if cfg.cold_start is None:
             cfg.cold_start = "relaxation" if kernel.dynamics == "best-response" else "gradient-play"
-        self.kernel = k = kernel
+        self.kernel = kernel
+        self.units = k = FollowerUnits(kernel, follower_scale(kernel))
         self.counters = OracleCounters()
         self.system = KKTResidual(k, active_tol=cfg.active_tol)
         n, nnz = k.n_x, k.Jx_nnz
@@ -144,8 +222,9 @@ class EquilibriumOracle:
         self.newton = NewtonEngine(self.system, newton_solver, cfg.tol, cfg.armijo, cfg.min_step)
         self.sets = FollowerSets(k)
         self.responses = BestResponses(k, self.sets, cfg)
-        self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
-        self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
+        play_step = cfg.play_step * k.scale  # in the game's own units (module docstring)
+        self.play = GradientPlay(k, self.sets, play_step, cfg.play_patience)
+        self.implicit_play = ImplicitGradientPlay(self.newton, play_step)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
         self.deviations = Deviations(k, self.sets, self.responses, cfg.deviation_starts, cfg.deviation_tol)
         self.cold = ColdStart(self)
