@@ -76,7 +76,8 @@ def _cold_start(v):
 
 def _options(cfg: ConfigDict) -> ConfigDict:
     d = cfg.declare
-    d("tol", ConfigValue(1e-6, PositiveFloat, "infinity norm of the KKT residual at which a solve has converged"))
+    d("tol", ConfigValue(1e-6, PositiveFloat, "infinity norm of the KKT residual at which a solve has "
+      "converged (the followers' objectives divided by their scale, see the module docstring)"))
     d("time_limit", ConfigValue(60.0, PositiveFloat, "seconds allowed for one solve"))
     d("cold_start", ConfigValue(None, _cold_start, "cold-start dynamics: 'gradient-play', 'relaxation' "
       "(damped best response) or 'auto' (Newton first, kept if second-order conditions hold); "

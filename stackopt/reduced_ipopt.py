@@ -80,7 +80,8 @@ class ImplicitIpopt(Method):
         "draw's own (met at every sampled equilibrium)"))
     CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
     CONFIG.declare("feasibility_tol", ConfigValue(
-        1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible"))
+        1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible, "
+        "each constraint relative to its magnitude at the first start"))
     CONFIG.declare("ipopt_options", ConfigValue(
         {}, dict, "further Ipopt options (name -> value)"))
 
