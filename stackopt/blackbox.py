@@ -51,8 +51,9 @@ def _common_config() -> ConfigDict:
     cfg.declare("fd_scheme", ConfigValue(default="forward", domain=In(["forward", "central"]),
                                          doc="finite differences: 'forward' (n_p oracle calls per "
                                              "gradient) or 'central' (2 n_p)"))
-    cfg.declare("oracle_tol", ConfigValue(default=1e-9, domain=PositiveFloat,
-                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm)"))
+    cfg.declare("oracle_tol", ConfigValue(default=1e-11, domain=PositiveFloat,
+                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm, "
+                                              "in the followers' units: see stackopt.oracle)"))
     cfg.declare("oracle_time_limit", ConfigValue(default=30.0, domain=PositiveFloat,
                                                  doc="seconds allowed for one oracle call"))
     cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,

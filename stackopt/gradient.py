@@ -152,7 +152,8 @@ class GradientMethod(Method):
     CONFIG.declare("feasibility_tol", ConfigValue(
         1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
         "relative to its magnitude at the start (the larger of its value and its scaled gradient)"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
+                                             "followers' units, see stackopt.oracle)"))
     CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
     CONFIG.declare("jacobian_every", ConfigValue(
         1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "

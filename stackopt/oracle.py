@@ -26,8 +26,10 @@ is divided by the same positive number. The oracle divides them by the
 followers' own scale (:func:`follower_scale`: their curvature at the initial
 values) and works on that game (:class:`FollowerUnits`): the residual's
 tolerance ``tol`` and the best responses' ``br_tol`` then mean the same
-whatever the units of the followers' objectives, and an equilibrium's
-multipliers are in those units. Gradient play keeps the game's own units: its
+whatever the units of the followers' objectives (a residual of the gradients
+divided by the curvature is about a distance in the followers' variables, hence
+the small defaults), and an equilibrium's multipliers and its residual are in
+those units. Gradient play keeps the game's own units: its
 step ``play_step`` multiplies the followers' gradients as the game states them
 (how fast the followers adjust is part of the game and selects among several
 equilibria), so its step is ``play_step`` times the scale in the divided game.
@@ -76,7 +78,7 @@ def _cold_start(v):
 
 def _options(cfg: ConfigDict) -> ConfigDict:
     d = cfg.declare
-    d("tol", ConfigValue(1e-6, PositiveFloat, "infinity norm of the KKT residual at which a solve has "
+    d("tol", ConfigValue(1e-8, PositiveFloat, "infinity norm of the KKT residual at which a solve has "
       "converged (the followers' objectives divided by their scale, see the module docstring)"))
     d("time_limit", ConfigValue(60.0, PositiveFloat, "seconds allowed for one solve"))
     d("cold_start", ConfigValue(None, _cold_start, "cold-start dynamics: 'gradient-play', 'relaxation' "
@@ -125,7 +127,8 @@ def _options(cfg: ConfigDict) -> ConfigDict:
       "search, besides the corners of its set"))
     d("deviation_tol", ConfigValue(1e-6, PositiveFloat, "relative objective improvement that makes "
       "a deviation profitable"))
-    d("br_tol", ConfigValue(1e-10, PositiveFloat, "best responses: optimality tolerance"))
+    d("br_tol", ConfigValue(1e-12, PositiveFloat, "best responses: optimality tolerance (in the "
+      "followers' units, as tol)"))
     d("br_acceptable_tol", ConfigValue(1e-8, PositiveFloat, "best responses: Ipopt's acceptable_tol"))
     d("br_max_iter", ConfigValue(500, PositiveInt, "best responses: Ipopt's max_iter"))
     d("br_newton_iter", ConfigValue(50, PositiveInt, "best responses of box-only followers: "

@@ -78,7 +78,8 @@ class ImplicitIpopt(Method):
     CONFIG.declare("constraints", ConfigValue(
         "mean", In(["mean", "worst"]), "constraints over the sampled equilibria: their mean, or every "
         "draw's own (met at every sampled equilibrium)"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
+                                             "followers' units, see stackopt.oracle)"))
     CONFIG.declare("feasibility_tol", ConfigValue(
         1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible, "
         "each constraint relative to its magnitude at the first start"))

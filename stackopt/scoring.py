@@ -33,7 +33,7 @@ class Evaluation:
     work: OracleCounters = field(default_factory=OracleCounters, repr=False)  # the oracle's solves
 
 
-def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
+def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-8,
              hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values``.
 
