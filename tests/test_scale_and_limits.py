@@ -7,29 +7,13 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
-from stackopt import StackelbergGame, Status, solve
+from stackopt import Status, solve
 from stackopt.lagrangian import AugmentedLagrangian
 from stackopt.methods import scoring_grace
 from stackopt.models import build_game
+from conftest import make_duopoly as duopoly  # the README's duopoly, its parts multiplied
 
 FACTORS = [1e-9, 1e9]
-
-
-def duopoly(cap=3.0, leader=1.0, cons=1.0, followers=1.0, constraint=True):
-    """The README's duopoly with its leader objective, leader constraint and followers'
-    objectives multiplied by positive factors (the same equilibria and optimum)."""
-    game = StackelbergGame("duopoly")
-    m = game.model
-    m.pi = pyo.Var([1, 2], bounds=(0, 10), initialize=0)
-    f1, f2 = game.add_follower("firm1"), game.add_follower("firm2")
-    f1.x = pyo.Var(bounds=(-100, 100), initialize=0)
-    f2.x = pyo.Var(bounds=(-100, 100), initialize=0)
-    f1.cost = pyo.Objective(expr=followers * (f1.x**2 + 0.5 * f1.x * f2.x - m.pi[1] * f1.x))
-    f2.cost = pyo.Objective(expr=followers * (1.5 * f2.x**2 - f1.x * f2.x - m.pi[2] * f2.x))
-    game.set_leader(variables=[m.pi], objective=leader * (-(f1.x - 3) ** 2 - (f2.x - 1) ** 2),
-                    sense=pyo.maximize,
-                    constraints=[cons * (f1.x + f2.x) <= cons * cap] if constraint else [])
-    return game
 
 
 def scaled(game, leader=1.0, cons=1.0, followers=1.0):
