@@ -108,27 +108,29 @@ class AugmentedLagrangian(ScaledLagrangian):
         """The status where the run ends after this outer iteration although its stopping
         rule did not hold, else None: ``time_limit`` past the deadline; ``max_iterations``
         once the outer iterations reach ``steps`` (an outer iteration may take no step:
-        the budget bounds them too); ``infeasible`` where the constraints are stuck
-        (:meth:`_update_multipliers`) at a stationary point of their violation
-        (:meth:`violation_stationarity`): no direction within the leader's set lowers the
-        violation to first order, so no penalty can bring the iterates to feasibility
-        here (Birgin and Martinez, *Practical Augmented Lagrangian Methods*, ch. 6)."""
+        the budget bounds them too); ``infeasible`` where the constraints are violated and
+        stuck (:meth:`_update_multipliers`) at a stationary point of their violation: not
+        even its first-order model along the projected steepest descent within the leader's
+        set falls by ``penalty_decrease`` (:meth:`violation_model`), so no penalty can bring
+        the iterates to feasibility here (Birgin and Martinez, *Practical Augmented
+        Lagrangian Methods*, ch. 6)."""
         o = self.o
         if self.out_of_time():
             return Status.TIME_LIMIT
         if self.outer >= o.steps:
             self.note = f"; {self.outer} outer iterations: the step budget bounds them too"
             return Status.MAX_ITERATIONS
-        if not stuck or self.feasible(pt):
+        if not stuck or self.violation(pt) <= o.feasibility_tol:
             return None
-        norm, st = self.violation_stationarity(pt)
-        if st > o.stationarity_tol:
+        now, model = self.violation_model(pt)
+        if model < o.penalty_decrease * now:
             return None
         self.note = (f"; infeasible: the leader's constraints cannot be met near this strategy: "
-                     f"their scaled violation ({norm:.3g}) is stationary over the leader's set "
-                     f"(scaled projected gradient {st:.3g} <= stationarity_tol) and the inner "
-                     f"solve at penalty {self.mu:.3g} did not lower it by penalty_decrease; the "
-                     "strategy with the smallest violation found is returned")
+                     f"their scaled violation ({now:.3g}) is stationary over the leader's set (its "
+                     f"first-order model along the projected steepest descent falls only to "
+                     f"{model:.3g}, not by penalty_decrease) and the inner solve at penalty "
+                     f"{self.mu:.3g} did not lower it enough; the strategy with the smallest "
+                     "violation found is returned")
         return Status.INFEASIBLE
 
     def _inner(self, step, pt, omega):

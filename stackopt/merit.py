@@ -142,18 +142,27 @@ class ScaledLagrangian:
             g = np.where(held, 0.0, g)
         return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
-    def violation_stationarity(self, pt) -> tuple[float, float]:
-        """``(V, s)``: the scaled violation ``V = ||max(wc g, 0)||_2`` and the scaled projected
-        gradient of ``V`` over the leader's set, ``||(P(p - s^2 grad V) - p) / s||_inf``
-        (zero at a minimiser of the violation)."""
+    def violation_model(self, pt) -> tuple[float, float]:
+        """``(V, V1)``: the scaled violation ``V = ||max(wc g, 0)||_2`` at ``pt`` and its
+        first-order model after the projected Cauchy step of ``V^2 / 2`` (steepest descent
+        in the variables' scales, of the length that would remove the violation where the
+        constraints were linear and the leader's set did not bind: ``V1 = 0`` then), projected
+        onto the leader's set. ``V1`` close to ``V`` says no direction within the set lowers
+        the violation to first order (a stationary point of the violation)."""
         plus = np.maximum(self.wc * pt.cons, 0.0)
         norm = float(np.linalg.norm(plus))
         if norm == 0.0:
             return 0.0, 0.0
         _, J = self.prob.jacobian(pt)
-        g = (self.wc * plus / norm) @ J
+        J = self.wc[:, None] * J
         s = self.scale
-        return norm, float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
+        g = plus @ J  # gradient of V^2 / 2
+        Jg = J @ (s * s * g)
+        if not np.any(Jg):
+            return norm, norm
+        t = float(plus @ Jg) / float(Jg @ Jg)  # the step along -s^2 g that zeroes plus on its support
+        d = self.project(pt.p - t * s * s * g) - pt.p
+        return norm, float(np.linalg.norm(np.maximum(self.wc * pt.cons + J @ d, 0.0)))
 
     def kkt(self, pt) -> bool:
         """The stopping rule with exact gradients, at ``pt``."""

@@ -60,7 +60,7 @@ def test_an_impossible_leader_constraint_ends_infeasible_in_bounded_time_and_mem
 
 def _never_stationary(monkeypatch):
     """Take away the infeasibility rule: only the budget and the deadline can end the spin."""
-    monkeypatch.setattr(AugmentedLagrangian, "violation_stationarity", lambda self, pt: (1.0, 1.0))
+    monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
 
 
 def test_the_outer_loop_keeps_the_step_budget(monkeypatch):
@@ -91,6 +91,17 @@ def test_the_outer_loop_keeps_the_time_limit_with_bounded_memory(monkeypatch, im
 def test_a_feasible_answer_is_never_called_infeasible():
     r = solve(duopoly(), "gradient", seed=0)
     assert r.status is Status.CONVERGED and "infeasible" not in r.message
+
+
+def test_infeasibility_is_told_from_a_violation_the_bounds_can_remove():
+    # x1 + x2 <= 0 holds only at pi = 0, on the leader's bounds: the iterates approach it with
+    # small violations whose remedy is a short step to the bound, not a stationary violation
+    r = solve(duopoly(cap=0.0), "gradient", seed=0)
+    assert r.status is Status.CONVERGED, r.message
+    # a thousandth beyond: the smallest violation is 1e-3, at pi = 0
+    r = solve(duopoly(cap=-1e-3), "gradient", seed=0)
+    assert r.status is Status.INFEASIBLE, r.message
+    assert r.constraint_violation == pytest.approx(1e-3, rel=1e-6)
 
 
 # ------------------------------------------------------------------------ scale-free stopping
