@@ -31,6 +31,8 @@ class AugmentedLagrangian(ScaledLagrangian):
         self.switched = None  # the step at which the second step rule took over
         self._path = np.zeros(prob.k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
+        # the constraints are stuck at a violation a step can lower: the next inner solve steps
+        self._push = False
 
     # ---------------------------------------------------------------- the loop
     def solve(self, steps) -> MethodOutput:
@@ -111,8 +113,8 @@ class AugmentedLagrangian(ScaledLagrangian):
         the budget bounds them too); ``infeasible`` where the constraints are violated and
         stuck (:meth:`_update_multipliers`) at a stationary point of their violation: not
         even its first-order model along the projected steepest descent within the leader's
-        set falls by ``penalty_decrease`` (:meth:`violation_model`), so no penalty can bring
-        the iterates to feasibility here (Birgin and Martinez, *Practical Augmented
+        set (up to one scale of each variable) falls by ``penalty_decrease``
+        (:meth:`violation_model`), so no penalty can bring the iterates to feasibility here (Birgin and Martinez, *Practical Augmented
         Lagrangian Methods*, ch. 6)."""
         o = self.o
         if self.out_of_time():
@@ -124,6 +126,9 @@ class AugmentedLagrangian(ScaledLagrangian):
             return None
         now, model = self.violation_model(pt)
         if model < o.penalty_decrease * now:
+            # a step lowers the violation; where the inner solve counts its start as solved
+            # (short steps to the bounds are stationary within its tolerance) it takes one
+            self._push = True
             return None
         self.note = (f"; infeasible: the leader's constraints cannot be met near this strategy: "
                      f"their scaled violation ({now:.3g}) is stationary over the leader's set (its "
@@ -135,8 +140,11 @@ class AugmentedLagrangian(ScaledLagrangian):
 
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
-        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
+        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``. After an
+        outer iteration stuck at a violation a step can lower, it takes at least one step:
+        the penalty alone cannot move a point the tolerance counts as solved."""
         o = self.o
+        push, self._push = self._push, False
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
             if not np.all(np.isfinite(g)):  # a singular system with non-finite data here
@@ -147,7 +155,7 @@ class AugmentedLagrangian(ScaledLagrangian):
             if st <= o.stationarity_tol * fscale and self.feasible(pt):
                 if self.o.jacobian_every == 1 or self.kkt(pt):
                     return pt, Status.CONVERGED, False
-            if st <= omega * fscale or inner == o.multiplier_every:
+            if (st <= omega * fscale and not (push and inner == 0)) or inner == o.multiplier_every:
                 self._solved = st <= omega * fscale
                 return pt, None, False
             if self.t >= o.steps:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MU_RANGE = (1e-8, 1e8)  # ALGENCAN's bounds on the automatic initial penalty
+MODEL_STEPS = 30  # points of the violation's model along its projected path (halving lengths)
 
 
 def variable_scale(kernel, p=None) -> np.ndarray:
@@ -143,12 +144,12 @@ class ScaledLagrangian:
         return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
 
     def violation_model(self, pt) -> tuple[float, float]:
-        """``(V, V1)``: the scaled violation ``V = ||max(wc g, 0)||_2`` at ``pt`` and its
-        first-order model after the projected Cauchy step of ``V^2 / 2`` (steepest descent
-        in the variables' scales, of the length that would remove the violation where the
-        constraints were linear and the leader's set did not bind: ``V1 = 0`` then), projected
-        onto the leader's set. ``V1`` close to ``V`` says no direction within the set lowers
-        the violation to first order (a stationary point of the violation)."""
+        """``(V, V1)``: the scaled violation ``V = ||max(wc g, 0)||_2`` at ``pt`` and the least
+        value of its first-order model along the projected steepest-descent path of ``V^2 / 2``
+        (in the variables' scales, projected onto the leader's set) within one scale of every
+        variable (``MODEL_STEPS`` points, halving from there). ``V1`` close to ``V`` says no
+        direction within the set lowers the violation to first order: a stationary point of
+        the violation."""
         plus = np.maximum(self.wc * pt.cons, 0.0)
         norm = float(np.linalg.norm(plus))
         if norm == 0.0:
@@ -157,12 +158,14 @@ class ScaledLagrangian:
         J = self.wc[:, None] * J
         s = self.scale
         g = plus @ J  # gradient of V^2 / 2
-        Jg = J @ (s * s * g)
-        if not np.any(Jg):
+        reach = float(np.max(np.abs(s * g), initial=0.0))
+        if not np.isfinite(reach) or reach == 0.0:
             return norm, norm
-        t = float(plus @ Jg) / float(Jg @ Jg)  # the step along -s^2 g that zeroes plus on its support
-        d = self.project(pt.p - t * s * s * g) - pt.p
-        return norm, float(np.linalg.norm(np.maximum(self.wc * pt.cons + J @ d, 0.0)))
+        best = norm
+        for k in range(MODEL_STEPS):
+            d = self.project(pt.p - 0.5 ** k / reach * s * s * g) - pt.p
+            best = min(best, float(np.linalg.norm(np.maximum(self.wc * pt.cons + J @ d, 0.0))))
+        return norm, best
 
     def kkt(self, pt) -> bool:
         """The stopping rule with exact gradients, at ``pt``."""
