@@ -96,8 +96,10 @@ class BestResponses:
         k, cfg = self.k, self.config
         sl = k.slices[i]
         M, cl, cu = self.sets.follower_rows(i, p)
+        # bound_relax_factor 0: the response lies in the follower's set exactly (Ipopt relaxes
+        # bounds and rows by 1e-8 by default, a KKT residual of that size where the set is a point)
         opts = {"tol": cfg.br_tol, "max_iter": cfg.br_max_iter, "acceptable_tol": cfg.br_acceptable_tol,
-                "mu_strategy": "adaptive"}
+                "mu_strategy": "adaptive", "bound_relax_factor": 0.0}
         if k.n_x > cfg.br_exact_hessian_max:  # the exact Hessian block costs a whole game Jacobian
             opts["hessian_approximation"] = "limited-memory"
         x0 = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
