@@ -95,14 +95,17 @@ class _Stepper:
         self.np, self.k, self.oracle, self.lr = np, kernel, oracle, lr
         self.weights = np.concatenate([[float(kernel.leader_sense)], np.ones(kernel.n_c)])
 
-    def step(self, p, eq):
-        from stackopt.oracle import leader_gradients
+    def step(self, p, eq, lin=None):
+        """One step from ``eq`` (``lin``: its factorisation, if held); returns the new
+        strategy, the equilibrium and its factorisation."""
+        from stackopt.oracle import leader_gradients, sensitivity
         k, np = self.k, self.np
-        e = self.oracle.solve(p, warm=eq, fallback=False)
+        e = self.oracle.solve(p, warm=eq, fallback=False, linearization=lin)
         if not e.converged:
             e = self.oracle.solve(p, x0=eq.x, rng=0)
-        g = leader_gradients(k, e, self.weights, k.leader_all(e.x, p))[2]
-        return k.project_leader(p - self.lr * np.sign(g)), e
+        lin = sensitivity(k, e)
+        g = leader_gradients(k, e, self.weights, k.leader_all(e.x, p), lin)[2]
+        return k.project_leader(p - self.lr * np.sign(g)), e, lin
 
 
 def _row(domain: str, size: int, args) -> dict:
@@ -128,16 +131,16 @@ def _row(domain: str, size: int, args) -> dict:
     n_steps = args.steps
     p, warm = k.p0.copy(), []
     if eq is not None:
-        p, eq = stepper.step(p, eq)  # the first step linearises the cold equilibrium
+        p, eq, lin = stepper.step(p, eq)  # the first step linearises the cold equilibrium
         for _ in range(n_steps):
             t0 = time.perf_counter()
-            p, eq = stepper.step(p, eq)
+            p, eq, lin = stepper.step(p, eq, lin)
             warm.append(time.perf_counter() - t0)
     tracemalloc.start()
     e = oracle.solve(k.p0, rng=np.random.default_rng([1, 0]))
-    q = k.p0.copy()
+    q, lin = k.p0.copy(), None
     for _ in range(3 if e.converged else 0):
-        q, e = stepper.step(q, e)
+        q, e, lin = stepper.step(q, e, lin)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     cold, step = float(np.median(colds)), (float(np.median(warm)) if warm else float("nan"))

@@ -16,7 +16,6 @@ import numpy as np
 
 from stackopt.core import Result, Status, make_progress
 from stackopt.methods import MethodOutput, get_method, method_config
-from stackopt.oracle import WORK, work_since
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
@@ -57,7 +56,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     display = make_progress(progress, f"{cls.name} on {game.name}", _step_budget(config))
     method_obj = cls(progress=display)
     method_obj.check(config)
-    start, before = time.perf_counter(), dict(WORK)
+    start = time.perf_counter()
     # the method gets what is left of the limit after reading the game (at least a millisecond)
     left = None if time_limit is None else max(time_limit - (start - entered), 1e-3)
     try:
@@ -69,12 +68,11 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
     finally:
         display.close()
-    elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
+    elapsed = time.perf_counter() - start
     deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
     result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.history = list(result.history)  # the records, without the display they went to
     result.wall_time_s = elapsed
-    result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
 

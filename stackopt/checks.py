@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stackopt.kernel import kernel_of
-from stackopt.oracle import EquilibriumOracle, leader_gradients
+from stackopt.oracle import EquilibriumOracle, leader_gradients, sensitivity
 
 
 @dataclass(frozen=True, repr=False)
@@ -101,7 +101,8 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     if not eq.converged:
         raise RuntimeError(f"the equilibrium oracle did not converge at the check point "
                            f"(residual {eq.residual:.3g})")
-    _, _, gobj, gcons = leader_gradients(k, eq)
+    lin = sensitivity(k, eq)  # one factorisation: the adjoint and every warm start below
+    _, _, gobj, gcons = leader_gradients(k, eq, lin=lin)
     implicit = np.vstack([gobj[None, :], gcons])  # (1 + n_c, n_p)
     if k.n_p <= max_coordinates:
         dirs = np.eye(k.n_p)
@@ -112,7 +113,7 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     for j, d in enumerate(dirs):
         vals = []
         for sgn in (1.0, -1.0):
-            e = oracle.solve(p + sgn * step * d, warm=eq)
+            e = oracle.solve(p + sgn * step * d, warm=eq, linearization=lin)
             if not e.converged:
                 raise RuntimeError(f"the oracle did not converge for a perturbed leader strategy "
                                    f"(residual {e.residual:.3g})")

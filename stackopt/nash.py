@@ -26,7 +26,7 @@ import numpy as np
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
-from stackopt.oracle import Equilibrium, EquilibriumOracle
+from stackopt.oracle import Equilibrium, EquilibriumOracle, sensitivity
 
 
 @dataclass(frozen=True, repr=False)
@@ -102,7 +102,7 @@ def equilibrium(game, leader_values=None, seed: int = 0) -> NashEquilibrium:
     p = _leader_array(k, leader_values)
     oracle = EquilibriumOracle(k)
     eq = oracle.solve(p, rng=np.random.default_rng(seed))
-    singular = bool(eq.converged and eq.linearization().singular)
+    singular = bool(eq.converged and sensitivity(k, eq).singular)
     message = eq.message
     if singular:
         why = (": under shared='any' the equilibria form a manifold where a shared constraint "
@@ -118,18 +118,20 @@ def equilibrium(game, leader_values=None, seed: int = 0) -> NashEquilibrium:
 
 
 def multipliers(kernel, eq) -> dict:
-    """The constraints' multipliers at ``eq`` by name (see the module docstring)."""
+    """The constraints' multipliers at ``eq`` by name, in the game's own units (see the
+    module docstring)."""
     k = kernel
     out = {}
     me, mi = k.eq.n_rows, k.ineq.n_rows
-    for name, v in zip(k.eq.names, eq.nu[:me]):
+    nu, lam, _ = eq.multipliers()
+    for name, v in zip(k.eq.names, nu[:me]):
         out[name] = float(v)
-    for name, v in zip(k.ineq.names, eq.lam[:mi]):
+    for name, v in zip(k.ineq.names, lam[:mi]):
         out[name] = float(v)
     sm = k.smooth
     if sm is None:
         return out
-    sigma = np.concatenate([eq.nu[me:], eq.lam[mi:]])
+    sigma = np.concatenate([nu[me:], lam[mi:]])
     for m, r in enumerate(sm.slot_row):
         name = sm.names[r]
         if sm.owner[r] < 0 and k.structure.concept == "any":

@@ -14,7 +14,7 @@ import numpy as np
 
 from stackopt.core import Result, Status
 from stackopt.kernel import kernel_of
-from stackopt.oracle import Equilibrium, EquilibriumOracle
+from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
@@ -29,9 +29,10 @@ class Evaluation:
     status: Status
     follower_values: dict
     equilibria: list = field(default_factory=list, repr=False)
+    work: OracleCounters = field(default_factory=OracleCounters, repr=False)  # the oracle's solves
 
 
-def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
+def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-8,
              hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values`` (an
     array in the order of the leader's variables, or a dict by Pyomo name such as
@@ -52,21 +53,21 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     oracle = EquilibriumOracle(k, tol=tol)
-    limit = oracle.config.time_limit
 
-    def budget(draws_left):
-        if deadline is not None:
-            share = (deadline - time.perf_counter()) / draws_left
-            oracle.config.time_limit = float(min(limit, max(share, MIN_CALL)))
+    def until(draws_left):  # an equal share of the time left per draw, MIN_CALL s even past the deadline
+        if deadline is None:
+            return None
+        now = time.perf_counter()
+        return now + max((deadline - now) / draws_left, MIN_CALL)
 
-    eqs = []
+    eqs, work = [], OracleCounters()
     for s in range(samples):
-        budget(samples - s)
-        e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
+        e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(samples - s))
+        work = work + e.counters
         if not e.converged and hint is not None:
-            budget(samples - s)
-            e2 = (oracle.solve(p, warm=hint) if isinstance(hint, Equilibrium)
-                  else oracle.solve(p, x0=np.asarray(hint)))
+            e2 = (oracle.solve(p, warm=hint, deadline=until(samples - s)) if isinstance(hint, Equilibrium)
+                  else oracle.solve(p, x0=np.asarray(hint), deadline=until(samples - s)))
+            work = work + e2.counters
             e = e2 if e2.residual < e.residual else e
         eqs.append(e)
     objs, cons = zip(*(k.leader(e.x, p) for e in eqs))
@@ -79,22 +80,32 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
         status=Status.CONVERGED if all(e.converged for e in eqs) else Status.NOT_CONVERGED,
         follower_values=k.follower_values(eqs[0].x),
         equilibria=eqs,
+        work=work,
     )
 
 
 def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
-    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`."""
+    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`; its
+    ``oracle_solves`` are the method's (``out.work``) and the scoring's own."""
     k = kernel_of(game)
     # the initial strategy (once per game, seed and data) gets half of the time left at most:
     # the method's answer is scored with the rest
     first = None if deadline is None else time.perf_counter() + 0.5 * (deadline - time.perf_counter())
-    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}",
-                          lambda: evaluate(game, k.p0, seed=seed, deadline=first))
+    built = None
+
+    def initial_evaluation():
+        nonlocal built
+        built = evaluate(game, k.p0, seed=seed, deadline=first)
+        return built
+
+    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}", initial_evaluation)
+    work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
     try:
         ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint, deadline=deadline)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
+                      oracle_solves={"method": out.work.solves(), "scoring": work.solves()},
                       initial_objective=initial.leader_objective,
                       leader_values=k.leader_values(np.nan_to_num(out.leader)),
                       claimed_objective=out.claimed_objective,
@@ -124,6 +135,7 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
         claimed_objective=out.claimed_objective, claimed_violation=out.claimed_violation,
         claim_gap=claim_gap, bound=out.bound, gap=out.gap,
         singular_kkt=out.singular_kkt, message=message, history=out.history,
+        oracle_solves={"method": out.work.solves(), "scoring": (work + ev.work).solves()},
     )
 
 

@@ -22,7 +22,7 @@ class EquilibriumClass:
 
 
 def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
-               distance: float = 1e-4, tol: float = 1e-6, **oracle_options) -> list[EquilibriumClass]:
+               distance: float = 1e-4, tol: float = 1e-8, **oracle_options) -> list[EquilibriumClass]:
     """Distinct equilibria reached from ``samples`` seeded random starts, most frequent first.
 
     Two equilibria are the same when no follower variable differs by more than

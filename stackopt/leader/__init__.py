@@ -8,7 +8,7 @@ from .answers import SAME_OBJECTIVE, Answers
 from .leaderbox import LeaderBlackBox
 from .leaderset import LeaderSet, spread_starts
 from .reduced import ReducedProblem
-from .scale import FIRST_MOVE, variable_scale
+from .scale import FIRST_MOVE, Scales, problem_scales, variable_scale
 
 __all__ = ["FIRST_MOVE", "SAME_OBJECTIVE", "Answers", "LeaderBlackBox", "LeaderSet", "ReducedProblem",
-           "spread_starts", "variable_scale"]
+           "Scales", "problem_scales", "spread_starts", "variable_scale"]

@@ -25,10 +25,16 @@ IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws tha
 
 
 class Answers:
-    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.reduced`)."""
+    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.reduced`).
 
-    def __init__(self, prob, opts, deadline: float):
-        self.prob, self.o, self.deadline = prob, opts, deadline
+    ``scales`` (:class:`~stackopt.merit.Scales`) are the problem's own: a candidate is
+    feasible where each constraint's violation in its scale is at most
+    ``feasibility_tol``, and objectives are compared relative to their magnitude."""
+
+    def __init__(self, prob, deadline: float, scales, *, feasibility_tol: float,
+                 select: str = "best-feasible"):
+        self.prob, self.deadline, self.scales = prob, deadline, scales
+        self.feasibility_tol, self.select_rule = feasibility_tol, select
         self.candidates: list = []  # points evaluated on fresh draws
         self.tracked: list = []  # the best feasible tracked iterates
         self.reanchors = self.failed_draws = 0
@@ -80,7 +86,7 @@ class Answers:
         # with several equilibria per step no KKT point is ever certified: stop once
         # STOCHASTIC_PATIENCE checkpoints in a row did not improve on fresh draws
         now = self.best_fresh()
-        improved = self.best - now > IMPROVEMENT * max(1.0, abs(now))
+        improved = self.best - now > IMPROVEMENT * self.scales.magnitude(now)
         self.best, self.no_gain = min(self.best, now), 0 if improved else self.no_gain + 1
         if status is None and self.prob.samples > 1 and self.no_gain >= STOCHASTIC_PATIENCE:
             return pt, Status.NOT_CONVERGED, (f"; stopped: {STOCHASTIC_PATIENCE} evaluations on fresh draws "
@@ -89,8 +95,11 @@ class Answers:
 
     def best_fresh(self) -> float:
         """The best objective (minimisation form) of a feasible candidate so far."""
-        tol = self.o.feasibility_tol
-        return min((c.f for c in self.candidates if c.violation <= tol), default=np.inf)
+        return min((c.f for c in self.candidates if self.feasible(c)), default=np.inf)
+
+    def feasible(self, pt) -> bool:
+        """Each constraint's violation at ``pt`` in its scale at most ``feasibility_tol``."""
+        return self.scales.violation(pt.cons) <= self.feasibility_tol
 
     def checked(self, pt) -> bool:
         """Whether ``pt``'s strategy was the last one evaluated on fresh draws."""
@@ -99,7 +108,7 @@ class Answers:
     def track(self, pt) -> None:
         """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
         every answer on fresh draws is evaluated on fresh draws itself."""
-        if pt.violation > self.o.feasibility_tol:
+        if not self.feasible(pt):
             return
         if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
             self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
@@ -111,25 +120,24 @@ class Answers:
         for c in self.tracked:
             if time.perf_counter() > self.deadline:
                 break
-            if (best.violation > self.o.feasibility_tol
-                    or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
+            if (not self.feasible(best)
+                    or c.f < best.f - SAME_OBJECTIVE * self.scales.magnitude(best.f)):
                 self.checkpoint(c)
                 best = self._choose(last)
-        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+        if self.select_rule == "best-feasible" and self.feasible(best):
             return self.confirm(best)
         return best, ""
 
     def _choose(self, last=None):
         """The best candidate; among those within rounding of the best objective, the
         one at ``last`` (where the run ended) if it is among them, else the latest."""
-        tol = self.o.feasibility_tol
-        if self.o.select == "last":
+        if self.select_rule == "last":
             return self.candidates[-1]
-        feasible = [c for c in self.candidates if c.violation <= tol]
+        feasible = [c for c in self.candidates if self.feasible(c)]
         if not feasible:
-            return min(self.candidates, key=lambda c: c.violation)
+            return min(self.candidates, key=lambda c: self.scales.violation(c.cons))
         f_min = min(c.f for c in feasible)
-        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))]
+        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * self.scales.magnitude(f_min)]
         at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
         return (at_last or near)[-1]
 
@@ -140,8 +148,8 @@ class Answers:
         candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
         the one with the best mean objective over its draws among those whose mean
         constraints hold: an estimate of what a fresh draw gives, as scoring draws."""
-        tol = self.o.feasibility_tol
-        ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
+        tol = self.feasibility_tol
+        ranked = sorted((c for c in self.candidates if self.feasible(c)), key=lambda c: c.f)
         # about CONFIRM_EQUILIBRIA equilibria per candidate: fewer draws where each holds several
         n_draws = max(1, round(CONFIRM_EQUILIBRIA / self.prob.samples))
         scored = []
@@ -152,7 +160,7 @@ class Answers:
             if not all(d.converged for d in draws):
                 continue
             mean_f = float(np.mean([d.f for d in draws]))
-            mean_v = float(np.max(np.mean([d.cons for d in draws], axis=0), initial=0.0))
+            mean_v = self.scales.violation(np.mean([d.cons for d in draws], axis=0))
             if mean_v <= tol:
                 scored.append((mean_f, c))
         if not scored:

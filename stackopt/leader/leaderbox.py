@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stackopt.kernel import kernel_of
-from stackopt.oracle import EquilibriumOracle
+from stackopt.oracle import EquilibriumOracle, OracleCounters, sensitivity
 
 
 class _TimeUp(Exception):
@@ -43,7 +43,8 @@ class LeaderBlackBox:
     ``value(p)`` (minimisation form), ``constraints(p)`` (``<= 0`` feasible) and
     their finite-difference derivatives ``gradient(p)``, ``constraint_jacobian(p)``;
     repeated calls at the same ``p`` cost nothing. ``deadline`` is a
-    ``time.perf_counter()`` value after which any new oracle call raises.
+    ``time.perf_counter()`` value after which any new oracle call raises;
+    :attr:`work` sums the counters of the oracle's solves.
     """
 
     def __init__(self, game, config, seed: int = 0, deadline: float = float("inf")):
@@ -55,6 +56,8 @@ class LeaderBlackBox:
         self.oracle = EquilibriumOracle(k, tol=config.oracle_tol,
                                         time_limit=float(config.oracle_time_limit))
         self._cache: OrderedDict[bytes, tuple] = OrderedDict()  # p bytes -> (point, equilibrium)
+        self._lins: dict[bytes, object] = {}  # factorisations of cached equilibria warm-started from
+        self.work = OracleCounters()
         self._grad_key: bytes | None = None
         self._grad: tuple | None = None
         self.n_oracle = 0
@@ -74,13 +77,10 @@ class LeaderBlackBox:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key][0]
-        self._budget()
-        eq = self.oracle.solve(p, warm=self._nearest(p), rng=self.rng)
-        self.n_oracle += 1
+        warm, lin = self._nearest(p)
+        eq = self._solve(p, warm=warm, linearization=lin, rng=self.rng)
         if not eq.converged and time.perf_counter() < self.deadline:  # one more try, fresh seeded start
-            self._budget()
-            retry = self.oracle.solve(p, rng=self.rng)
-            self.n_oracle += 1
+            retry = self._solve(p, rng=self.rng)
             if retry.residual < eq.residual:
                 eq = retry
         if not eq.converged:
@@ -90,19 +90,24 @@ class LeaderBlackBox:
                     converged=eq.converged)
         self._cache[key] = (pt, eq if eq.converged else None)
         while len(self._cache) > self.config.cache_size:
-            self._cache.popitem(last=False)
+            self._lins.pop(self._cache.popitem(last=False)[0], None)
         self._consider(pt)
         return pt
 
-    def _budget(self) -> None:
-        """The next oracle call's time: its own limit, within what is left before the deadline."""
-        left = max(self.deadline - time.perf_counter(), 1e-3)
-        self.oracle.config.time_limit = float(min(self.config.oracle_time_limit, left))
+    def _solve(self, p, **how):
+        """One oracle call, by the deadline (at least a millisecond; the oracle's own
+        ``oracle_time_limit`` bounds it too), counted."""
+        eq = self.oracle.solve(p, deadline=max(self.deadline, time.perf_counter() + 1e-3), **how)
+        self.n_oracle += 1
+        self.work = self.work + eq.counters
+        return eq
 
     def _nearest(self, p):
-        """Of the last few cached converged equilibria, the one whose strategy is nearest ``p``."""
+        """Of the last few cached converged equilibria, the one whose strategy is nearest
+        ``p``, and its factorised KKT system (made on its first use, then kept with it);
+        ``(None, None)`` where there is none."""
         best, dist, seen = None, np.inf, 0
-        for pt, eq in reversed(self._cache.values()):
+        for key, (pt, eq) in reversed(self._cache.items()):
             if eq is None:
                 continue
             seen += 1
@@ -110,8 +115,13 @@ class LeaderBlackBox:
                 break
             d = float(np.max(np.abs(pt.p - p), initial=0.0))
             if d < dist:
-                best, dist = eq, d
-        return best
+                best, dist = key, d
+        if best is None:
+            return None, None
+        eq = self._cache[best][1]
+        if best not in self._lins:
+            self._lins[best] = sensitivity(self.kernel, eq)
+        return eq, self._lins[best]
 
     def _consider(self, pt: _Point) -> None:
         if not np.isfinite(pt.f):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stackopt.oracle import leader_gradients, sensitivity
+from stackopt.oracle import OracleCounters, leader_gradients, sensitivity
 
 from .leaderset import LeaderSet
 
@@ -44,6 +44,8 @@ class Point:
     fresh: bool  # the equilibria are fresh draws (what scoring would reach)
     converged: bool
     cache: dict = field(default_factory=dict, repr=False)
+    # the factorised KKT systems of the equilibria, once ReducedProblem.linearize made them
+    linearizations: list | None = field(default=None, repr=False)
 
     @property
     def violation(self) -> float:
@@ -56,11 +58,12 @@ class ReducedProblem:
     ``oracle`` is an :class:`~stackopt.oracle.EquilibriumOracle`; ``rng`` seeds
     the fresh draws. ``deadline`` (a ``time.perf_counter()`` value) bounds every
     oracle call. Linear constraints in the leader's variables only live in
-    ``leader_set`` and are not part of ``cons``.
+    ``leader_set`` and are not part of ``cons``. :attr:`work` sums the counters
+    of the oracle's solves (:class:`~stackopt.equilibrium.OracleCounters`).
     """
 
     def __init__(self, kernel, oracle, rng, *, samples: int = 1, aggregate: str = "mean",
-                 deadline: float = float("inf"), oracle_time_limit: float = 60.0):
+                 deadline: float = float("inf")):
         if aggregate not in ("mean", "worst"):
             raise ValueError(f"aggregate must be 'mean' or 'worst', got {aggregate!r}")
         self.k = kernel
@@ -69,30 +72,34 @@ class ReducedProblem:
         self.samples = int(samples)
         self.aggregate = aggregate
         self.deadline = deadline
-        self.oracle_time_limit = float(oracle_time_limit)
         self.leader_set = LeaderSet(kernel)
         self.coupled = self.leader_set.coupled
         self.n_c = int(self.coupled.size)
         self.sense = float(kernel.leader_sense)
-        self.oracle_calls = 0
-        self.cold_starts = 0
+        self.work = OracleCounters()
+
+    @property
+    def cold_starts(self) -> int:
+        return self.work.cold_starts
 
     # ------------------------------------------------------------ equilibria
-    def _budget(self, cap: float | None = None) -> None:
-        left = self.deadline - time.perf_counter()
-        limit = self.oracle_time_limit if cap is None else min(cap, self.oracle_time_limit)
-        self.oracle.config.time_limit = float(max(min(limit, left), 1e-3))
+    def _call_deadline(self, cap: float | None = None) -> float:
+        """The deadline of one oracle call: the run's, or ``cap`` seconds from now if
+        sooner; at least a millisecond from now."""
+        now = time.perf_counter()
+        end = self.deadline if cap is None else min(self.deadline, now + cap)
+        return max(end, now + 1e-3)
 
-    def _warm(self, p, eq):
-        self._budget()
-        self.oracle_calls += 1
-        return self.oracle.solve(p, warm=eq, fallback=False)
+    def _counted(self, eq):
+        self.work = self.work + eq.counters
+        return eq
+
+    def _warm(self, p, eq, lin=None):
+        return self._counted(self.oracle.solve(p, warm=eq, fallback=False, linearization=lin,
+                                               deadline=self._call_deadline()))
 
     def _cold(self, p, x=None, cap: float | None = None):
-        self._budget(cap)
-        self.oracle_calls += 1
-        self.cold_starts += 1
-        return self.oracle.solve(p, x0=x, rng=self.rng)
+        return self._counted(self.oracle.solve(p, x0=x, rng=self.rng, deadline=self._call_deadline(cap)))
 
     def draw(self, p) -> Point:
         """Fresh draws at ``p``: the followers' dynamics from seeded random starts."""
@@ -104,7 +111,8 @@ class ReducedProblem:
         where a branch cannot be followed: a fold, or an active-set change too
         large for Newton)."""
         p = np.asarray(p, dtype=float)
-        return self.point(p, [self._warm(p, e) for e in base.equilibria], fresh=False)
+        lins = self.linearize(base)
+        return self.point(p, [self._warm(p, e, lin) for e, lin in zip(base.equilibria, lins)], fresh=False)
 
     def readjust(self, base: Point, p, lost: Point | None = None, time_limit: float | None = None) -> Point:
         """Equilibria at ``p`` where the branches of ``base`` end: converged branches of
@@ -127,8 +135,9 @@ class ReducedProblem:
             return pt
         devs = []
         for e in pt.equilibria:
-            self._budget()
-            devs.append(self.oracle.deviations.find(e.x, pt.p, self.rng, self.deadline))
+            dev, found = self.oracle.deviations.find(e.x, pt.p, self.rng, self.deadline)
+            self.work = self.work + found
+            devs.append(dev)
         if all(d is None for d in devs):
             return pt
         eqs = [e if d is None else self._cold(pt.p, d) for e, d in zip(pt.equilibria, devs)]
@@ -157,17 +166,28 @@ class ReducedProblem:
         return f"the followers' equilibrium was found, but {why}"
 
     # ----------------------------------------------------------- derivatives
+    def linearize(self, pt: Point, reuse: list | None = None) -> list:
+        """The factorised KKT systems of ``pt``'s equilibria (:func:`stackopt.implicit.sensitivity`),
+        made on the first call and kept on the point for its derivatives and the warm
+        starts from it; ``reuse`` (a nearby point's, same active sets) on that first call
+        keeps their game Jacobians and factorisations."""
+        if pt.linearizations is None:
+            reuse = reuse if reuse is not None and len(reuse) == len(pt.equilibria) else None
+            pt.linearizations = [sensitivity(self.k, e, None if reuse is None else reuse[j])
+                                 for j, e in enumerate(pt.equilibria)]
+        return pt.linearizations
+
     def gradient(self, pt: Point, weights: np.ndarray) -> np.ndarray:
         """Gradient in ``p`` of ``f + weights @ cons`` (one adjoint solve per equilibrium)."""
         k = self.k
         n_s = len(pt.equilibria)
         grad = np.zeros(k.n_p)
         full = np.zeros(1 + k.n_c)
-        for j, (e, v) in enumerate(zip(pt.equilibria, pt.values)):
+        for j, (e, v, lin) in enumerate(zip(pt.equilibria, pt.values, self.linearize(pt))):
             full[:] = 0.0
             full[0] = self.sense
             full[1 + self.coupled] = weights * pt.share[j]
-            grad += leader_gradients(k, e, full, v)[2]
+            grad += leader_gradients(k, e, full, v, lin)[2]
         return grad / n_s
 
     def jacobian(self, pt: Point, per_sample: bool = False):
@@ -176,8 +196,8 @@ class ReducedProblem:
         n_s = len(pt.equilibria)
         gf = np.zeros(self.k.n_p)
         rows = []
-        for j, (e, v) in enumerate(zip(pt.equilibria, pt.values)):
-            _, _, go, gc = leader_gradients(self.k, e, None, v)
+        for j, (e, v, lin) in enumerate(zip(pt.equilibria, pt.values, self.linearize(pt))):
+            _, _, go, gc = leader_gradients(self.k, e, None, v, lin)
             gf += self.sense * go / n_s
             gc = gc[self.coupled]
             rows.append(gc if per_sample else gc * pt.share[j][:, None] / n_s)
@@ -186,7 +206,7 @@ class ReducedProblem:
         return gf, np.sum(rows, axis=0) if rows else np.zeros((self.n_c, self.k.n_p))
 
     def singular(self, pt: Point) -> bool:
-        return any(sensitivity(self.k, e).singular for e in pt.equilibria)
+        return any(lin.singular for lin in self.linearize(pt))
 
     def per_sample_cons(self, pt: Point) -> np.ndarray:
         return np.concatenate([v[1][self.coupled] for v in pt.values])

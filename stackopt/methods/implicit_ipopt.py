@@ -5,7 +5,10 @@ The leader's problem in its own variables only,
     min_p  f(x*(p), p)   s.t.  g(x*(p), p) <= 0,   A p <= b,   lb <= p <= ub,
 
 is handed to Ipopt (through cyipopt) as an ordinary NLP: ``f`` and ``g``
-evaluated at the followers' equilibrium ``x*(p)``, their gradient and Jacobian
+evaluated at the followers' equilibrium ``x*(p)`` and divided by their
+magnitudes at the first start (:class:`~stackopt.merit.Scales`, as the
+gradient method's; so Ipopt's tolerances mean the same whatever the units of
+the objective and the constraints), their gradient and Jacobian
 by the implicit function theorem (one factorisation of the KKT matrix per
 equilibrium and one adjoint solve with ``1 + n_g`` right-hand sides,
 :mod:`stackopt.oracle.implicit`), a limited-memory quasi-Newton Hessian, and the
@@ -28,7 +31,8 @@ equilibria than the tracked ones, Ipopt runs again from there on the fresh
 draws, at most ``reanchor`` times. The whole is repeated from ``starts``
 leader strategies (the leader's initial values, then a seeded Latin
 hypercube over the box, as ``mpec-ipopt`` does) and the best answer with
-violation at most ``feasibility_tol`` on fresh draws is returned. The status is
+violation at most ``feasibility_tol`` (each constraint in its scale) on fresh
+draws is returned. The status is
 Ipopt's for the run that produced it (``converged`` where Ipopt's convergence
 test held).
 """
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from types import SimpleNamespace
 
 import numpy as np
 from pyomo.common.config import (
@@ -51,7 +54,15 @@ from pyomo.common.config import (
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
-from stackopt.leader import FIRST_MOVE, Answers, ReducedProblem, spread_starts, variable_scale
+from stackopt.leader import (
+    FIRST_MOVE,
+    Answers,
+    ReducedProblem,
+    Scales,
+    problem_scales,
+    spread_starts,
+    variable_scale,
+)
 from stackopt.oracle import EquilibriumOracle
 from stackopt.solvers import ArrayCallbacks, ipopt_solve
 from stackopt.solvers.ipopt import check_options
@@ -87,9 +98,11 @@ class ImplicitIpopt(Method):
     CONFIG.declare("constraints", ConfigValue(
         "mean", In(["mean", "worst"]), "constraints over the sampled equilibria: their mean, or every "
         "draw's own (met at every sampled equilibrium)"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
+                                             "followers' units, see stackopt.oracle)"))
     CONFIG.declare("feasibility_tol", ConfigValue(
-        1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible"))
+        1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible, "
+        "each constraint relative to its magnitude at the first start"))
     CONFIG.declare("ipopt_options", ConfigValue(
         {}, check_options, "further Ipopt options (name -> value), checked by Ipopt before the run"))
 
@@ -107,7 +120,7 @@ class ImplicitIpopt(Method):
         points = [p_first] + [ls.project(q, scale) for q in
                               spread_starts(p_first, k.p_lb, k.p_ub, config.starts - 1, rng)]
         # cut: the time limit left a start or a re-anchoring unrun
-        runs, history, cut = [], ReportedHistory(self.progress), False
+        runs, history, cut, scales = [], ReportedHistory(self.progress), False, None
         for s, p in enumerate(points):
             if time.perf_counter() > deadline:
                 cut = True
@@ -121,8 +134,9 @@ class ImplicitIpopt(Method):
                              + (" within the time limit" if status is Status.TIME_LIMIT else "")
                              + (f" ({why})" if why else "")))
                 continue
+            scales = scales or problem_scales(prob, anchor, scale)  # at the first start evaluated
             for _ in range(config.reanchor + 1):
-                answer, status, message = _ipopt(prob, anchor, config, deadline, history, s)
+                answer, status, message = _ipopt(prob, anchor, scales, config, deadline, history, s)
                 fresh = prob.draw(answer.p) if answer.converged else answer
                 # past the deadline the fresh draws get no time: the run's own point is kept
                 kept = fresh if fresh.converged else (
@@ -135,14 +149,15 @@ class ImplicitIpopt(Method):
                     cut = True
                     break
         cut = cut or any(r[1] is Status.TIME_LIMIT for r in runs)
-        return _output(prob, runs, history, config, p_first, deadline, cut)
+        return _output(prob, runs, history, config, p_first, deadline,
+                       scales or Scales(1.0, np.ones(prob.n_c)), cut)
 
 
 def _same(pt) -> float:
     return 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
 
 
-def _output(prob, runs, history, config, p_first, deadline, cut=False) -> MethodOutput:
+def _output(prob, runs, history, config, p_first, deadline, scales, cut=False) -> MethodOutput:
     """The best answer of ``runs``; ``cut``: the time limit stopped a run or left starts
     unrun, and the status says ``TIME_LIMIT`` whatever the runs that finished said."""
     found = [r for r in runs if r[0] is not None]
@@ -152,13 +167,14 @@ def _output(prob, runs, history, config, p_first, deadline, cut=False) -> Method
         status = (Status.TIME_LIMIT if not runs or cut else
                   Status.INFEASIBLE if statuses == {Status.INFEASIBLE} else Status.NOT_CONVERGED)
         return MethodOutput(leader=p_first, status=status,
-                            history=history, message=message)
+                            history=history, message=message, work=prob.work)
     tol = config.feasibility_tol
-    feasible = [r for r in found if _violation(prob, r[0]) <= tol]
-    best = min(feasible, key=lambda r: r[0].f) if feasible else min(found, key=lambda r: _violation(prob, r[0]))
+    feasible = [r for r in found if _violation(prob, r[0], scales) <= tol]
+    best = (min(feasible, key=lambda r: r[0].f) if feasible else
+            min(found, key=lambda r: _violation(prob, r[0], scales)))
     note = ""
     if feasible:  # the answer whose mean over further fresh draws is best, as the gradient method's
-        answers = Answers(prob, SimpleNamespace(feasibility_tol=tol, select="best-feasible"), deadline)
+        answers = Answers(prob, deadline, scales, feasibility_tol=tol)
         answers.candidates = [r[0] for r in feasible]
         choice, note = answers.confirm(best[0])
         best = next(r for r in feasible if r[0] is choice)
@@ -170,19 +186,23 @@ def _output(prob, runs, history, config, p_first, deadline, cut=False) -> Method
         message += f"; the time limit stopped the other runs (this one: {status})"
         status = Status.TIME_LIMIT
     return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=pt.objective,
-                        claimed_violation=_violation(prob, pt), history=history,
-                        singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message)
+                        claimed_violation=max(pt.violation, prob.leader_set.violation(pt.p)),
+                        history=history,
+                        singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message,
+                        work=prob.work)
 
 
-def _violation(prob, pt) -> float:
-    return max(pt.violation, prob.leader_set.violation(pt.p))
+def _violation(prob, pt, scales) -> float:
+    """The largest violation at ``pt``: each equilibrium-dependent constraint in its scale,
+    the leader's linear constraints as they are."""
+    return max(scales.violation(pt.cons), prob.leader_set.violation(pt.p))
 
 
-def _ipopt(prob, anchor, config, deadline, history, start_index):
+def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
     """One Ipopt run from ``anchor``; returns ``(point at the answer, status, message)``."""
     k, ls = prob.k, prob.leader_set
     per_sample = config.constraints == "worst" and prob.samples > 1
-    cb = _Callbacks(prob, anchor, per_sample, deadline, history, start_index)
+    cb = _Callbacks(prob, anchor, scales, per_sample, deadline, history, start_index)
     s = cb.scale  # Ipopt works in u = p / s
     m = cb.n_rows + ls.A.shape[0]
     cl = np.full(m, -_INF)
@@ -216,10 +236,13 @@ class _Unevaluable(Exception):
 
 
 class _Callbacks(ArrayCallbacks):
-    """cyipopt callbacks over a :class:`~stackopt.leader.reduced.ReducedProblem`, caching points."""
+    """cyipopt callbacks over a :class:`~stackopt.leader.reduced.ReducedProblem`, caching points; the
+    objective and the equilibrium-dependent constraints divided by their ``scales``."""
 
-    def __init__(self, prob, anchor, per_sample, deadline, history, start_index):
+    def __init__(self, prob, anchor, scales, per_sample, deadline, history, start_index):
         self.prob, self.anchor, self.per_sample = prob, anchor, per_sample
+        self.wf = 1.0 / scales.objective
+        self.wc = np.tile(1.0 / scales.constraints, prob.samples if per_sample else 1)
         self.deadline, self.history, self.start_index = deadline, history, start_index
         self.scale = variable_scale(prob.k)
         self.cache: OrderedDict = OrderedDict({anchor.p.tobytes(): anchor})
@@ -277,15 +300,15 @@ class _Callbacks(ArrayCallbacks):
 
     # ------------------------------------------- callbacks, in u = p / scale
     def objective(self, u):
-        return self._eval(u).f
+        return self.wf * self._eval(u).f
 
     def gradient(self, u):
-        return self._derivatives(self._eval(u))[0] * self.scale
+        return self.wf * self._derivatives(self._eval(u))[0] * self.scale
 
     def constraints(self, u):
         pt = self._eval(u)
         rows = self.prob.per_sample_cons(pt) if self.per_sample else pt.cons
-        return np.concatenate([rows, self.prob.leader_set.A @ pt.p])
+        return np.concatenate([self.wc * rows, self.prob.leader_set.A @ pt.p])
 
     def jacobianstructure(self):
         m = self.n_rows + self.prob.leader_set.A.shape[0]
@@ -294,13 +317,13 @@ class _Callbacks(ArrayCallbacks):
 
     def jacobian(self, u):
         J = self._derivatives(self._eval(u))[1]
-        return (np.vstack([J, self.prob.leader_set.A]) * self.scale).ravel()
+        return (np.vstack([self.wc[:, None] * J, self.prob.leader_set.A]) * self.scale).ravel()
 
     def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm,
                      regularization_size, alpha_du, alpha_pr, ls_trials):
         self.iterations = int(iter_count)
         self.history.append(dict(start=self.start_index, iteration=float(iter_count),
-                                 objective=self.prob.sense * float(obj_value),
+                                 objective=self.prob.sense * float(obj_value) / self.wf,
                                  primal_infeasibility=float(inf_pr), dual_infeasibility=float(inf_du)))
         if time.perf_counter() > self.deadline:
             self.timed_out = True

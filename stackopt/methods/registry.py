@@ -19,6 +19,7 @@ import numpy as np
 from pyomo.common.config import ConfigDict
 
 from stackopt.core import Status, check, did_you_mean, domain_of, registrar
+from stackopt.oracle import OracleCounters
 
 _METHODS: dict[str, type[Method]] = {}
 # modules whose import registers the built-in methods; imported on the registry's first use
@@ -55,6 +56,7 @@ class MethodOutput:
     message: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
     follower_hint: np.ndarray | None = None  # an equilibrium the method already holds
+    work: OracleCounters = field(default_factory=OracleCounters)  # the method's oracle solves
 
 
 class Method:

@@ -21,16 +21,39 @@ unbounded. Options are the oracle's (:attr:`EquilibriumOracle.CONFIG`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from stackopt.core import Status
 
-from .equilibrium import Equilibrium
+from .equilibrium import Equilibrium, OracleCounters
 from .newton import NewtonResult
 from .residual import second_order_ok
 
 DIVERGED = 1e8  # follower values beyond this in magnitude: the dynamics ran away
+
+
+@dataclass
+class _Outcome:
+    """What one run of the dynamics found: the point ``z``, the KKT residual's norm there,
+    the work done, a message and a status that overrides the residual's verdict (a
+    follower without a feasible point)."""
+
+    z: tuple
+    residual: float
+    work: OracleCounters
+    message: str = ""
+    status: Status | None = None
+
+
+def _newton_work(res: NewtonResult) -> OracleCounters:
+    return OracleCounters(newton_iterations=res.iterations)
+
+
+def _dynamics_work(h) -> OracleCounters:
+    return OracleCounters(dynamics_steps=h.steps, best_responses=h.responses,
+                          best_response_failures=h.response_failures)
 
 
 class ColdStart:
@@ -38,67 +61,85 @@ class ColdStart:
 
     def __init__(self, oracle):
         self.o = oracle
-        self._far = None  # a local Nash point Newton reached far from where gradient play stopped
-        self._note = ""  # how the last gradient play ended, where not as planned
 
-    def run(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
+    def run(self, start, p, deadline, rng, restarts, checked, work: OracleCounters) -> Equilibrium:
         """The dynamics from ``start``; where they reach a local Nash equilibrium from which
         a follower gains by deviating (``checked`` solves only), the dynamics again from
-        the deviation, up to ``deviation_rounds`` times."""
+        the deviation, up to ``deviation_rounds`` times. ``work``: what the solve did
+        before (a warm start that fell back); the equilibrium carries the sum."""
         o = self.o
         rounds = o.config.deviation_rounds if checked else 0
-        eq = self._dynamics(start, p, deadline, rng, restarts, tally, checked)
+        out = self._dynamics(start, p, deadline, rng, restarts, checked)
+        work = work + out.work
         for _ in range(rounds):
-            if not eq.converged:
-                return eq
-            dev = o.deviations.find(eq.x, p, rng, deadline)
+            if not self._converged(out):
+                break
+            dev, found = o.deviations.find(out.z[0], p, rng, deadline)
+            work = work + found
             if dev is None:
-                return eq
-            o.counters.deviations += 1
-            eq = self._dynamics(dev, p, deadline, rng, 0, tally, checked)
-        if rounds and eq.converged and o.deviations.find(eq.x, p, rng, deadline) is not None:
-            eq.status = Status.NOT_CONVERGED
-            o.counters.failures += 1
-            eq.message = f"a follower still gains by deviating after {rounds} rounds of adjustment"
-        return eq
+                break
+            work = work + OracleCounters(deviations=1)
+            out = self._dynamics(dev, p, deadline, rng, 0, checked)
+            work = work + out.work
+        else:
+            if rounds and self._converged(out):
+                dev, found = o.deviations.find(out.z[0], p, rng, deadline)
+                work = work + found
+                if dev is not None:
+                    out.status = Status.NOT_CONVERGED
+                    out.message = f"a follower still gains by deviating after {rounds} rounds of adjustment"
+        return o.finish(out.z, p, work, out.residual, out.message, out.status)
 
-    def _dynamics(self, start, p, deadline, rng, restarts, tally, checked) -> Equilibrium:
+    def _converged(self, out: _Outcome) -> bool:
+        return out.status is None and out.residual <= self.o.config.tol
+
+    def _outcome(self, z, p, work, message="", status=None, residual=None) -> _Outcome:
+        """An outcome at ``z``; its residual evaluated where Newton did not report it."""
+        if residual is None:
+            residual = self.o.system.norm(self.o.system.value(*z, p))
+        return _Outcome(z, float(residual), work, message, status)
+
+    def _dynamics(self, start, p, deadline, rng, restarts, checked) -> _Outcome:
         o = self.o
         cfg, sets, k, newton = o.config, o.sets, o.kernel, o.newton
         zeros = (np.zeros(o.system.m_e), np.zeros(o.system.m_i), np.zeros(k.n_x))
         empty = sets.infeasible(p)
         if empty:  # no dynamics can help: say so at once
             x = np.clip(k.x0 if start is None else start, k.x_lb, k.x_ub)
-            eq = o.finish((x,) + zeros, p, tally, message=(
+            return self._outcome((x,) + zeros, p, OracleCounters(), (
                 f"follower {', '.join(map(repr, empty))} has no feasible point at this leader strategy "
-                "(its linear constraints and bounds contradict each other)"))
-            eq.status = Status.INFEASIBLE
-            return eq
+                "(its linear constraints and bounds contradict each other)"), Status.INFEASIBLE)
         x = sets.random_start(p, rng).x if start is None else sets.feasible(start, p)
+        work = OracleCounters()
         if cfg.cold_start == "gradient-play" and sets.simple:
-            self._far = None
+            far = None  # the first local Nash point Newton reached far from where the play stopped
             for attempt in range(1 + restarts):
-                self._note = ""
-                res = self._play(x if attempt == 0 else sets.random_start(p, rng).x, p, deadline, tally)
+                res, note, found, done = self._play(x if attempt == 0 else sets.random_start(p, rng).x,
+                                                    p, deadline)
+                work = work + done
+                far = far or found
                 if res is not None:
-                    return o.finish(res.z, p, tally, res.residual, message=self._note)
-            if self._far is not None:  # the play crawled; Newton from where it stopped found one
-                return o.finish(self._far.z, p, tally, self._far.residual, message=(
+                    return self._outcome(res.z, p, work, note, residual=res.residual)
+            if far is not None:  # the play crawled; Newton from where it stopped found one
+                return self._outcome(far.z, p, work, (
                     "gradient play did not converge (its steps shrank far from an equilibrium); "
-                    "Newton from its last point"))
+                    "Newton from its last point"), residual=far.residual)
         if cfg.cold_start == "auto":
             res = newton.solve((x,) + zeros, p, deadline, cfg.max_newton)
-            tally[0] += res.iterations
+            work = work + _newton_work(res)
             if res.converged and self._local_nash(res.z, p):
-                return o.finish(res.z, p, tally, res.residual)
+                return self._outcome(res.z, p, work, residual=res.residual)
         if cfg.cold_start in ("auto", "gradient-play") and o.joint_play is not None:
-            self._note = ""  # the projection method of the normalized equilibria' inequality
-            res = self._play(x, p, deadline, tally, o.joint_play)
+            # the projection method of the normalized equilibria's variational inequality
+            res, note, _, done = self._play(x, p, deadline, o.joint_play)
+            work = work + done
             if res is not None:
-                return o.finish(res.z, p, tally, res.residual, message=self._note)
-        return self._relaxation(x, p, deadline, tally, checked)
+                return self._outcome(res.z, p, work, note, residual=res.residual)
+        out = self._relaxation(x, p, deadline, checked)
+        out.work = work + out.work
+        return out
 
-    def _relaxation(self, x, p, deadline, tally, checked) -> Equilibrium:
+    def _relaxation(self, x, p, deadline, checked) -> _Outcome:
         """Damped best responses with Newton taking over (the relaxation ladder); where the
         damped map does not contract, ``d`` halved down to ``min_damping``."""
         o = self.o
@@ -106,38 +147,38 @@ class ColdStart:
         zeros = (np.zeros(o.system.m_e), np.zeros(o.system.m_i), np.zeros(o.kernel.n_x))
         best = NewtonResult((x,) + zeros, False, 0, np.inf)
         rungs, sweeps, d = list(cfg.relaxation_ladder), 0, cfg.damping
-        rung = None
+        rung, work = None, OracleCounters()
         while time.perf_counter() < deadline and sweeps < cfg.max_relaxation:
             rung = (rungs.pop(0) if rungs else cfg.relaxation_tol) if rung is None else rung
             h = o.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol, damping=d)
-            tally[1] += h.steps
+            work = work + _dynamics_work(h)
             sweeps += h.steps
             x = h.z[0]
             if np.max(np.abs(x), initial=0.0) > DIVERGED:
                 break
             if not h.settled:  # the best responses do not settle: Newton from their last point
                 res = newton.solve(h.z, p, deadline, cfg.max_newton)
-                tally[0] += res.iterations
+                work = work + _newton_work(res)
                 if res.converged and self._local_nash(res.z, p):
-                    return o.finish(res.z, p, tally, res.residual,
-                                     message="best responses did not settle; Newton from their last point")
+                    return self._outcome(res.z, p, work, "best responses did not settle; Newton from "
+                                         "their last point", residual=res.residual)
                 if 0.5 * d < cfg.min_damping:
                     break
                 d *= 0.5  # the damped map does not contract: damp more, from where it stopped
                 continue
             rung = None
             res = newton.solve(h.z, p, deadline, cfg.handover_newton)
-            tally[0] += res.iterations
+            work = work + _newton_work(res)
             early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
             near = not early or (np.max(np.abs(res.z[0] - x), initial=0.0) <= 2 * h.distance
                                  and o.relax.contracts(o.system, res.z, p, damping=d))
             if res.converged and near and (not checked or self._local_nash(res.z, p)):
-                return o.finish(res.z, p, tally, res.residual)
+                return self._outcome(res.z, p, work, residual=res.residual)
             if res.residual < best.residual:
                 best = res
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
-        return o.finish(best.z, p, tally, message=self._divergence(best.z[0]))
+        return self._outcome(best.z, p, work, self._divergence(best.z[0]))
 
     def _divergence(self, x) -> str:
         """A message naming the followers whose values ran away (an objective unbounded
@@ -148,40 +189,44 @@ class ColdStart:
         return (f"follower {', '.join(map(repr, far))} moved beyond {DIVERGED:g}: its problem may be "
                 "unbounded at this leader strategy") if far else ""
 
-    def _play(self, x, p, deadline, tally, play=None) -> NewtonResult | None:
+    def _play(self, x, p, deadline, play=None):
         """Gradient play (``play``, by default the oracle's) handing over to Newton at each
         step size of the ladder in turn, playing on from the hand-over point where Newton
         cannot finish. Where the explicit step leaves the objectives' domain, the implicit
-        integrator takes over (the followers' own sets only)."""
+        integrator takes over (the followers' own sets only).
+
+        Returns ``(result or None, note, far, work)``: Newton's answer where the play
+        led to one (``note`` says how, where not as planned), the first local Nash point
+        Newton reached far from where the play was heading (or None), the work done."""
         cfg = self.o.config
         play, z, eta = (self.o.play if play is None else play), None, None
+        far, work = None, OracleCounters()
         for handover in cfg.handover_ladder:
             h = play.run(x, p, deadline, cfg.play_budget, handover, eta=eta) if z is None else \
                 play.run(x, p, deadline, cfg.play_budget, handover, z=z)
             eta = h.eta or None  # play on with the step it had reached
-            tally[1] += h.steps
+            work = work + _dynamics_work(h)
             if h.stiff and play is self.o.play:  # not the joint play: its projections are Ipopt's
                 play = self.o.implicit_play
                 h = play.run(x, p, deadline, cfg.play_budget, handover)
-                tally[1] += h.steps
+                work = work + _dynamics_work(h)
             if not h.settled:  # the play circles (no potential): Newton from its last point
                 res = self.o.newton.solve(h.z, p, deadline, cfg.handover_newton)
-                tally[0] += res.iterations
+                work = work + _newton_work(res)
                 if h.stiff or not (res.converged and self._local_nash(res.z, p)):
-                    return None
-                self._note = "gradient play did not settle; Newton from its last point"
-                return res
+                    return None, "", far, work
+                return res, "gradient play did not settle; Newton from its last point", far, work
             res = self.o.newton.solve(h.z, p, deadline, cfg.handover_newton)
-            tally[0] += res.iterations
+            work = work + _newton_work(res)
             # Newton's answer must lie where the play was heading: within the predicted distance
             near = np.max(np.abs(res.z[0] - h.z[0]), initial=0.0) <= max(2 * h.distance, 10 * handover)
             if res.converged and self._local_nash(res.z, p):
                 if near:
-                    return res
-                self._far = self._far or res  # the first local Nash point Newton reached
+                    return res, "", far, work
+                far = far or res  # the first local Nash point Newton reached
             x = h.z[0]
             z = h.z if play is self.o.implicit_play else None
-        return None
+        return None, "", far, work
 
     def _local_nash(self, z, p) -> bool:
         o = self.o

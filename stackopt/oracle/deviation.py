@@ -26,6 +26,8 @@ import numpy as np
 
 from stackopt.game import convex_constraint, convex_in_own
 
+from .equilibrium import OracleCounters
+
 
 class Deviations:
     """Search for profitable unilateral deviations (see the module docstring)."""
@@ -33,7 +35,6 @@ class Deviations:
     def __init__(self, kernel, sets, responses, starts: int, tol: float):
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
-        self.found = 0  # profitable deviations found, over all searches
         # followers whose objective and set are provably convex in their own variables need no search
         self.searched: dict[str, str] = {}
         for i, f in enumerate(kernel.structure.followers):
@@ -56,12 +57,13 @@ class Deviations:
         points = [self.sets.feasible(c, p) for c in corners]
         return points + [self.sets.random_start(p, rng).x for _ in range(self.starts)]
 
-    def find(self, x: np.ndarray, p: np.ndarray, rng, deadline: float = np.inf) -> np.ndarray | None:
-        """Follower values after one follower's profitable deviation from ``x``, or None
-        where none was found."""
+    def find(self, x: np.ndarray, p: np.ndarray, rng, deadline: float = np.inf):
+        """``(y, work)``: follower values ``y`` after one follower's profitable deviation
+        from ``x`` (None where none was found), and the best responses the search solved
+        (``deviation_responses``, ``best_response_failures``)."""
         k = self.k
         if all(self.convex):
-            return None
+            return None, OracleCounters()
         f = k.follower_objectives(x, p)
         starts = self._starts(x, p, rng)
         owners, rows = [], []
@@ -78,15 +80,15 @@ class Deviations:
                 owners.append(i)
                 rows.append(y)
         if not rows or time.perf_counter() > deadline:
-            return None
+            return None, OracleCounters()
         # every response at once; the first profitable one in follower order, then start order
-        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses",
-                                   deadline=deadline)
+        brs = self.responses.batch(np.array(owners), np.array(rows), p, deadline=deadline)
+        work = OracleCounters(deviation_responses=len(brs),
+                              best_response_failures=sum(not br.ok for br in brs))
         for i, y, br in zip(owners, rows, brs):
             if not br.ok:
                 continue
             y[k.slices[i]] = br.x
             if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
-                self.found += 1
-                return y
-        return None
+                return y, work
+        return None, work

@@ -33,7 +33,8 @@ import numpy as np
 class Handover:
     """Where a dynamics stopped: ``z = (x, nu, lam, w)``, the steps it took, whether
     it settled (its last step was below the hand-over tolerance), and whether it
-    stopped because ``F`` was not finite at its next point (``stiff``)."""
+    stopped because ``F`` was not finite at its next point (``stiff``); the best
+    responses it solved and how many of them failed."""
 
     z: tuple
     steps: int
@@ -41,6 +42,8 @@ class Handover:
     stiff: bool = False
     distance: float = 0.0  # predicted distance from the dynamics' limit
     eta: float = 0.0  # gradient play: its step when it stopped (to play on from there)
+    responses: int = 0
+    response_failures: int = 0
 
 
 def _distance(sizes, window: int = 10) -> float:
@@ -177,11 +180,12 @@ class Relaxation(ColdDynamics):
         k = self.k
         d = min(self.damping if damping is None else damping, self.cap)
         step_tol = handover if step_tol is None else step_tol
-        it, sizes = 0, []
+        it, sizes, failed = 0, [], 0
         owners = np.arange(len(k.slices))
         for it in range(1, budget + 1):
             brs = self.responses.batch(owners, np.broadcast_to(x, (owners.size, x.size)), p,
                                       deadline=deadline)
+            failed += sum(not b.ok for b in brs)
             br = np.concatenate([b.x for b in brs])
             if time.perf_counter() > deadline and not all(b.ok for b in brs):
                 break  # responses cut short by the deadline: no step to judge
@@ -189,17 +193,18 @@ class Relaxation(ColdDynamics):
             x = x + d * step
             size = float(np.max(np.abs(step), initial=0.0))
             sizes.append(size)
+            done = dict(responses=it * owners.size, response_failures=failed)
             if size <= step_tol:
-                return Handover(self._z(br, brs), it, True, distance=size)
+                return Handover(self._z(br, brs), it, True, distance=size, **done)
             if len(sizes) >= 3 and sizes[-3] > 0:
                 rho = (size / sizes[-3]) ** 0.5
                 if rho < 1 and size / (1 - rho) <= handover:
-                    return Handover(self._z(br, brs), it, True, distance=size / (1 - rho))
+                    return Handover(self._z(br, brs), it, True, distance=size / (1 - rho), **done)
             if len(sizes) > self.patience and size >= min(sizes[:-self.patience]):
                 break  # no smaller step in `patience` sweeps: the damped map does not contract
             if time.perf_counter() > deadline:
                 break
-        return Handover(self._z(br, brs), it, False)
+        return Handover(self._z(br, brs), it, False, responses=it * owners.size, response_failures=failed)
 
     def contracts(self, system, z, p, damping=None) -> bool:
         """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:

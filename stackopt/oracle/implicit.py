@@ -4,7 +4,9 @@ As in JAXopt's ``implicit_diff``, one optimality function is differentiated
 and the linear solve is an argument: the optimality function is the reduced
 KKT residual ``R(y, p) = 0`` of :mod:`stackopt.oracle.residual` (its active set from
 the one classifier there), factorised once per equilibrium by
-:meth:`Equilibrium.linearization` with the oracle's linear solver. Then
+:func:`sensitivity` with the oracle's linear solver; the caller holds that
+factorisation (a :class:`~stackopt.residual.Linearization`) and passes it to
+the products below, which factorise anew where it is not given. Then
 
 * :func:`root_vjp`: ``g^T dy/dp = -u^T dR/dp`` with ``K^T u = g`` (the adjoint;
   ``K`` is not symmetric in multi-follower games, hence the transpose);
@@ -36,24 +38,28 @@ def root_jvp(system, lin: Linearization, dp: np.ndarray) -> np.ndarray:
 
 
 def sensitivity(kernel, eq, reuse: Linearization | None = None) -> Linearization:
-    """The factorised KKT system at ``eq`` (:meth:`Equilibrium.linearization`).
+    """The factorised KKT system at ``eq``, computed here and returned to the caller.
 
     With ``reuse`` (the linearization of a nearby equilibrium with the same active
     set), its game Jacobian and factorization are kept and only ``dF/dp`` is
     evaluated anew: an approximation that saves the Jacobian where it is costly.
     """
-    return eq.linearization(reuse=reuse)
+    if eq.system is None or eq.solver is None:
+        raise ValueError("this Equilibrium carries no KKT system: build it with an "
+                         "EquilibriumOracle (or pass system= and solver=)")
+    return eq.system.linearize(eq.x, eq.lam, eq.w, eq.p, eq.solver, reuse=reuse, nu=eq.nu)
 
 
-def tangent(kernel, eq, dp: np.ndarray):
-    """First-order change ``(dx, dnu, dlam)`` of the equilibrium for a leader step ``dp``."""
-    lin = eq.linearization()
+def tangent(kernel, eq, dp: np.ndarray, lin: Linearization | None = None):
+    """First-order change ``(dx, dnu, dlam)`` of the equilibrium for a leader step ``dp``
+    (``lin``: the factorisation at ``eq``, if the caller holds it)."""
+    lin = sensitivity(kernel, eq) if lin is None else lin
     return eq.system.split(root_jvp(eq.system, lin, np.asarray(dp, dtype=float)), lin.active)
 
 
-def vjp(kernel, eq, gx: np.ndarray) -> np.ndarray:
+def vjp(kernel, eq, gx: np.ndarray, lin: Linearization | None = None) -> np.ndarray:
     """``gx^T dx*/dp`` for ``gx`` of shape ``(n_x,)`` or ``(n_x, r)``; result ``(n_p,)`` or ``(n_p, r)``."""
-    lin = eq.linearization()
+    lin = sensitivity(kernel, eq) if lin is None else lin
     gx = np.asarray(gx, dtype=float)
     free = lin.active.free
     ct = np.zeros((lin.factor.n,) + gx.shape[1:])
@@ -61,25 +67,27 @@ def vjp(kernel, eq, gx: np.ndarray) -> np.ndarray:
     return root_vjp(eq.system, lin, ct)
 
 
-def equilibrium_jacobian(kernel, eq) -> np.ndarray:
+def equilibrium_jacobian(kernel, eq, lin: Linearization | None = None) -> np.ndarray:
     """Dense ``dx*/dp`` (``n_x`` by ``n_p``): the forward solve, for tests and small games."""
-    return vjp(kernel, eq, np.eye(kernel.n_x)).T
+    return vjp(kernel, eq, np.eye(kernel.n_x), lin).T
 
 
-def leader_gradients(kernel, eq, weights: np.ndarray | None = None, leader_all=None):
+def leader_gradients(kernel, eq, weights: np.ndarray | None = None, leader_all=None,
+                     lin: Linearization | None = None):
     """Values and total derivatives in ``p`` of the leader's objective and constraints.
 
     Returns ``(objective, constraints, d objective/dp, d constraints/dp)``; with
     ``weights`` (length ``1 + n_c``) only the weighted sum's gradient is
     returned in place of the two gradients, at the cost of one adjoint solve.
-    ``leader_all`` may pass ``kernel.leader_all(eq.x, eq.p)`` already computed.
+    ``leader_all`` may pass ``kernel.leader_all(eq.x, eq.p)`` already computed, ``lin``
+    the factorisation at ``eq``.
     """
     obj, cons, Jx, jp = kernel.leader_all(eq.x, eq.p) if leader_all is None else leader_all
     if weights is not None:
         gx = weights @ Jx
         gp = np.bincount(kernel.Lp_cols, weights=weights[kernel.Lp_rows] * jp,
                          minlength=kernel.n_p).astype(float)
-        return obj, cons, gp + vjp(kernel, eq, gx)
+        return obj, cons, gp + vjp(kernel, eq, gx, lin)
     _, Jp = kernel.leader_jacobian(eq.x, eq.p)
-    total = Jp + vjp(kernel, eq, Jx.T).T
+    total = Jp + vjp(kernel, eq, Jx.T, lin).T
     return obj, cons, total[0], total[1:]

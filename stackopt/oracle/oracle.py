@@ -18,10 +18,25 @@ others' values leave it, and the KKT residual carries the shared constraints' mu
 the game's concept says (:func:`default_cold_start` says how such games start cold).
 
 Every solve returns an :class:`~stackopt.oracle.equilibrium.Equilibrium` whose
-``status`` says whether the residual met ``tol``; iteration and time budgets
-end every loop. All constants are options of :attr:`EquilibriumOracle.CONFIG`;
-:attr:`EquilibriumOracle.counters` counts cold starts, warm solves, Newton
-iterations, dynamics steps and best responses.
+``status`` says whether the residual met ``tol``, with the solve's message and
+its work (``counters``: cold starts, warm solves, Newton iterations, dynamics
+steps, best responses); iteration and time budgets end every loop, and a
+solve ends by the ``deadline`` its caller passes (and within ``time_limit``).
+All constants are options of :attr:`EquilibriumOracle.CONFIG`;
+:attr:`EquilibriumOracle.counters` is the sum of the counters its solves returned.
+
+**Units.** A Nash equilibrium does not change when every follower's objective
+is divided by the same positive number. The oracle divides them by the
+followers' own scale (:func:`follower_scale`: their curvature at the initial
+values) and works on that game (:class:`FollowerUnits`): the residual's
+tolerance ``tol`` and the best responses' ``br_tol`` then mean the same
+whatever the units of the followers' objectives (a residual of the gradients
+divided by the curvature is about a distance in the followers' variables, hence
+the small defaults), and an equilibrium's multipliers and its residual are in
+those units. Gradient play keeps the game's own units: its
+step ``play_step`` multiplies the followers' gradients as the game states them
+(how fast the followers adjust is part of the game and selects among several
+equilibria), so its step is ``play_step`` times the scale in the divided game.
 """
 from __future__ import annotations
 
@@ -35,8 +50,8 @@ from stackopt.core import Status
 from .coldstart import ColdStart
 from .deviation import Deviations
 from .dynamics import GradientPlay, ImplicitGradientPlay, Relaxation, joint_play_applies
-from .equilibrium import WORK, Equilibrium, OracleCounters
-from .implicit import tangent
+from .equilibrium import Equilibrium, OracleCounters
+from .implicit import sensitivity, tangent
 from .linalg import SOLVERS, make_solver
 from .newton import NewtonEngine, NewtonResult
 from .residual import KKTResidual
@@ -68,7 +83,8 @@ def _cold_start(v):
 
 def _options(cfg: ConfigDict) -> ConfigDict:
     d = cfg.declare
-    d("tol", ConfigValue(1e-6, PositiveFloat, "infinity norm of the KKT residual at which a solve has converged"))
+    d("tol", ConfigValue(1e-8, PositiveFloat, "infinity norm of the KKT residual at which a solve has "
+      "converged (the followers' objectives divided by their scale, see the module docstring)"))
     d("time_limit", ConfigValue(60.0, PositiveFloat, "seconds allowed for one solve"))
     d("cold_start", ConfigValue(None, _cold_start, "cold-start dynamics: 'gradient-play', 'relaxation' "
       "(damped best response) or 'auto' (Newton first, kept if second-order conditions hold); "
@@ -117,7 +133,8 @@ def _options(cfg: ConfigDict) -> ConfigDict:
       "search, besides the corners of its set"))
     d("deviation_tol", ConfigValue(1e-6, PositiveFloat, "relative objective improvement that makes "
       "a deviation profitable"))
-    d("br_tol", ConfigValue(1e-10, PositiveFloat, "best responses: optimality tolerance"))
+    d("br_tol", ConfigValue(1e-12, PositiveFloat, "best responses: optimality tolerance (in the "
+      "followers' units, as tol)"))
     d("br_acceptable_tol", ConfigValue(1e-8, PositiveFloat, "best responses: Ipopt's acceptable_tol"))
     d("br_max_iter", ConfigValue(500, PositiveInt, "best responses: Ipopt's max_iter"))
     d("br_newton_iter", ConfigValue(50, PositiveInt, "best responses of box-only followers: "
@@ -146,6 +163,72 @@ def default_cold_start(kernel) -> str:
     return "gradient-play"
 
 
+def follower_scale(kernel) -> float:
+    """The followers' scale at their and the leader's initial values: the largest finite
+    entry of the followers' own blocks of ``dF/dx`` (their curvature); where every
+    follower's objective is linear in its own variables, the largest finite entry of
+    ``F``; one where both vanish."""
+    x, p = kernel.x0, kernel.p0
+    with np.errstate(all="ignore"):
+        J = kernel.Jx_batch(x[None, :], p)[0]
+        own = kernel.x_owner[kernel.Jx_rows] == kernel.x_owner[kernel.Jx_cols]
+        for values in (J[own], kernel.F(x, p)):
+            values = np.abs(values[np.isfinite(values)])
+            if values.size and values.max() > 0:
+                return float(values.max())
+    return 1.0
+
+
+class FollowerUnits:
+    """A game kernel whose followers' objectives, gradients ``F`` and Jacobians of ``F``
+    are divided by ``scale`` (the other attributes are the kernel's): the game the
+    oracle solves (see the module docstring)."""
+
+    def __init__(self, kernel, scale: float):
+        self.kernel, self.scale = kernel, float(scale)
+
+    def __getattr__(self, name):  # data, structure and the leader's evaluators
+        if name == "kernel":
+            raise AttributeError(name)
+        return getattr(self.kernel, name)
+
+    def F(self, x, p):
+        return self.kernel.F(x, p) / self.scale
+
+    def Jx(self, x, p):
+        return self.kernel.Jx(x, p) / self.scale
+
+    def Jx_sparse(self, x, p):
+        return self.kernel.Jx_sparse(x, p) / self.scale
+
+    def Jp_values(self, x, p):
+        return self.kernel.Jp_values(x, p) / self.scale
+
+    def jacobians(self, x, p):
+        return self.Jx(x, p), self.Jp_values(x, p)
+
+    def follower_objectives(self, x, p):
+        return self.kernel.follower_objectives(x, p) / self.scale
+
+    def F_batch(self, X, p):
+        return self.kernel.F_batch(X, p) / self.scale
+
+    def follower_objectives_batch(self, X, p):
+        return self.kernel.follower_objectives_batch(X, p) / self.scale
+
+    def Jx_batch(self, X, p):
+        return self.kernel.Jx_batch(X, p) / self.scale
+
+    def F_own(self, X, p, owner):
+        return self.kernel.F_own(X, p, owner) / self.scale
+
+    def follower_objective_own(self, X, p, owner):
+        return self.kernel.follower_objective_own(X, p, owner) / self.scale
+
+    def Jx_own(self, X, p, owner):
+        return self.kernel.Jx_own(X, p, owner) / self.scale
+
+
 class EquilibriumOracle:
     """Find the followers' equilibrium of a :class:`~stackopt.kernel.GameKernel` (see the module
     docstring); options as keywords, validated by :attr:`CONFIG`."""
@@ -156,7 +239,8 @@ class EquilibriumOracle:
         self.config = cfg = self.CONFIG(options)
         if cfg.cold_start is None:
             cfg.cold_start = default_cold_start(kernel)
-        self.kernel = k = kernel
+        self.kernel = kernel
+        self.units = k = FollowerUnits(kernel, follower_scale(kernel))
         self.counters = OracleCounters()
         self.system = KKTResidual(k, active_tol=cfg.active_tol)
         n, nnz = k.n_x, k.Jx_nnz
@@ -164,10 +248,11 @@ class EquilibriumOracle:
         newton_solver = make_solver(self.solver.name, n, nnz, cfg.dense_max, rtol=cfg.newton_pivot_tol)
         self.newton = NewtonEngine(self.system, newton_solver, cfg.tol, cfg.armijo, cfg.min_step)
         self.sets = FollowerSets(k)
-        self.responses = BestResponses(k, self.sets, cfg, self.counters)
-        self.play = GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience)
-        self.implicit_play = ImplicitGradientPlay(self.newton, cfg.play_step)
-        self.joint_play = (GradientPlay(k, self.sets, cfg.play_step, cfg.play_patience,
+        self.responses = BestResponses(k, self.sets, cfg)
+        play_step = cfg.play_step * k.scale  # in the game's own units (module docstring)
+        self.play = GradientPlay(k, self.sets, play_step, cfg.play_patience)
+        self.implicit_play = ImplicitGradientPlay(self.newton, play_step)
+        self.joint_play = (GradientPlay(k, self.sets, play_step, cfg.play_patience,
                                         weights=k.structure.weights) if joint_play_applies(k) else None)
         self.relax = Relaxation(k, self.responses, cfg.damping, cfg.relaxation_patience)
         self.deviations = Deviations(k, self.sets, self.responses, cfg.deviation_starts, cfg.deviation_tol)
@@ -175,50 +260,57 @@ class EquilibriumOracle:
 
     # ---------------------------------------------------------------- solve
     def solve(self, p, *, warm: Equilibrium | None = None, x0: np.ndarray | None = None,
-              rng=None, fallback: bool = True) -> Equilibrium:
+              rng=None, fallback: bool = True, deadline: float | None = None,
+              linearization=None) -> Equilibrium:
         """The equilibrium at leader strategy ``p`` (see the module docstring).
 
-        ``warm``: a nearby equilibrium to follow; ``x0``: follower values the cold
-        dynamics start from; neither: a random start drawn from ``rng`` (a seed or
-        Generator). With ``x0`` or a warm fallback, ``rng`` also gives further random
-        starts where gradient play does not settle. ``fallback=False``: a warm start
-        Newton cannot finish returns unconverged at once.
+        ``warm``: a nearby equilibrium to follow (``linearization``: its factorised KKT
+        system, :func:`stackopt.oracle.implicit.sensitivity`, where the caller holds it; else it
+        is computed here); ``x0``: follower values the cold dynamics start from; neither:
+        a random start drawn from ``rng`` (a seed or Generator). With ``x0`` or a warm
+        fallback, ``rng`` also gives further random starts where gradient play does not
+        settle. ``fallback=False``: a warm start Newton cannot finish returns unconverged
+        at once. ``deadline`` (a ``time.perf_counter()`` value) ends the solve; it ends
+        after ``time_limit`` seconds in any case. The returned equilibrium carries the
+        solve's work (``counters``).
         """
         p = self.kernel.check_leader(p)
         if warm is not None and x0 is not None:
             raise ValueError("give warm= (an Equilibrium) or x0= (follower values), not both")
         if warm is not None and not isinstance(warm, Equilibrium):
             raise ValueError(f"warm must be an Equilibrium, got {type(warm).__name__}")
-        deadline = time.perf_counter() + self.config.time_limit
-        tally = [0, 0]  # Newton iterations, dynamics steps
+        cap = time.perf_counter() + self.config.time_limit
+        deadline = cap if deadline is None else min(float(deadline), cap)
+        work = OracleCounters()
         if warm is not None:
-            self.counters.warm_solves += 1
-            WORK["warm_solves"] += 1
-            res = self._warm(warm, p, deadline, tally)
+            res = self._warm(warm, p, deadline, linearization)
+            work = OracleCounters(warm_solves=1, newton_iterations=res.iterations)
             if res.converged or not fallback:
-                return self.finish(res.z, p, tally, res.residual)
+                return self._done(self.finish(res.z, p, work, res.residual))
             start, restarts = warm.x, (self.config.cold_restarts if rng is not None else 0)
         elif x0 is not None:
             start, restarts = x0, (self.config.cold_restarts if rng is not None else 0)
         else:
             start, restarts = None, self.config.cold_restarts
-        self.counters.cold_starts += 1
-        WORK["cold_starts"] += 1
-        return self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts, tally,
-                             checked=warm is None)
+        work = work + OracleCounters(cold_starts=1)
+        return self._done(self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts,
+                                        checked=warm is None, work=work))
 
-    def _warm(self, warm, p, deadline, tally) -> NewtonResult:
+    def _done(self, eq: Equilibrium) -> Equilibrium:
+        self.counters = self.counters + eq.counters
+        return eq
+
+    def _warm(self, warm, p, deadline, lin=None) -> NewtonResult:
         z = (warm.x.copy(), warm.nu.copy(), warm.lam.copy(), warm.w.copy())
-        lin = None
         if warm.p.shape == p.shape and warm.system is self.system:
-            lin = warm.linearization()
+            lin = sensitivity(self.kernel, warm) if lin is None else lin
             if np.any(p != warm.p):  # predictor along the tangent
-                dx, dnu, dlam = tangent(self.kernel, warm, p - warm.p)
+                dx, dnu, dlam = tangent(self.kernel, warm, p - warm.p, lin)
                 k = self.kernel
                 z = (np.clip(z[0] + dx, k.x_lb, k.x_ub), z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
-        res = self.newton.solve(z, p, deadline, self.config.max_warm_newton, chord=lin)
-        tally[0] += res.iterations
-        return res
+        else:
+            lin = None
+        return self.newton.solve(z, p, deadline, self.config.max_warm_newton, chord=lin)
 
     # -------------------------------------------------------------- helpers
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
@@ -229,18 +321,19 @@ class EquilibriumOracle:
         """A seeded random feasible point (see :meth:`FollowerSets.random_start`)."""
         return self.sets.random_start(np.asarray(p, dtype=float), rng).x
 
-    def finish(self, z, p, tally, rn=None, message: str = "") -> Equilibrium:
-        """The :class:`Equilibrium` a solve ends with at the point ``z = (x, nu, lam, w)``:
-        converged where the residual norm ``rn`` (computed where not given) meets ``tol``;
-        the solve's ``tally`` (Newton iterations, dynamics steps) is added to :attr:`counters`."""
+    def finish(self, z, p, work: OracleCounters, rn=None, message: str = "",
+               status: Status | None = None) -> Equilibrium:
+        """The :class:`Equilibrium` a solve ends with at the point ``z = (x, nu, lam, w)``,
+        with the solve's ``work``; converged where the residual norm ``rn`` (computed where
+        not given) meets ``tol``, unless ``status`` is given."""
         x, nu, lam, w = z
         if rn is None:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
-        status = Status.CONVERGED if rn <= self.config.tol else Status.NOT_CONVERGED
-        c = self.counters
-        c.newton_iterations += tally[0]
-        c.dynamics_steps += tally[1]
-        c.failures += status is not Status.CONVERGED
+        if status is None:
+            status = Status.CONVERGED if rn <= self.config.tol else Status.NOT_CONVERGED
+        work = work + OracleCounters(failures=int(status is not Status.CONVERGED))
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=float(rn), status=status,
-                           newton_iterations=tally[0], relaxation_iterations=tally[1], message=message,
-                           system=self.system, solver=self.solver)
+                           newton_iterations=work.newton_iterations,
+                           relaxation_iterations=work.dynamics_steps, message=message,
+                           counters=work, scale=self.units.scale, system=self.system,
+                           solver=self.solver)

@@ -254,7 +254,8 @@ def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
 
     from stackopt.models import build_game
 
-    s = build_game(name, **kw).structure()
+    game = build_game(name, **kw)  # kept: its model names the variables in the expressions compared
+    s = game.structure()
     allv = list(s.follower_variables) + list(s.leader_variables)
     exprs_ = [f.objective for f in s.followers] + [s.leader_objective] + [c.body for c in s.leader_constraints]
     compared = 0

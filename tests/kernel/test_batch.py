@@ -37,7 +37,7 @@ def test_batched_best_responses_match_ipopt_one_by_one():
     x = np.random.default_rng(1).uniform(0.0, 3.0, size=k.n_x)
     owners = np.arange(len(k.slices))
     brs = o.responses.batch(owners, np.tile(x, (owners.size, 1)), k.p0)
-    assert o.counters.best_responses == owners.size and all(b.ok for b in brs)
+    assert len(brs) == owners.size and all(b.ok for b in brs)
     for i, b in zip(owners, brs):
         ref = o.responses._ipopt(int(i), x, k.p0)  # a different solver on the same problem
         assert ref.ok
@@ -70,7 +70,6 @@ def test_projected_gradient_responses_on_a_box_and_a_row_match_ipopt(name, param
         np.testing.assert_allclose(br.x, ref.x, atol=1e-6)
         np.testing.assert_allclose(np.concatenate([br.nu, br.lam]), np.concatenate([ref.nu, ref.lam]), atol=1e-5)
         np.testing.assert_allclose(br.w, ref.w, atol=1e-5)
-    assert o.counters.best_response_failures == 0
     # every follower from three points at once (runs that finish at different steps) as one by one
     X = np.array([o.random_start(k.p0, rng) for _ in range(3)])
     owners = np.repeat(np.arange(len(k.slices)), 3)

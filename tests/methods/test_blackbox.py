@@ -67,7 +67,8 @@ def test_repeated_points_are_cached_and_warm_started():
     box.constraint_jacobian(np.array([10.0]))  # shares the gradient's oracle calls
     assert box.n_oracle == 2
     # a nearby point is solved from the cached equilibrium by Newton in one step or two
-    eq = box.oracle.solve(np.array([10.5]), warm=box._nearest(np.array([10.5])))
+    warm, lin = box._nearest(np.array([10.5]))  # the cached equilibrium and its factorisation
+    eq = box.oracle.solve(np.array([10.5]), warm=warm, linearization=lin)
     assert eq.converged and eq.newton_iterations <= 2 and eq.relaxation_iterations == 0
 
 

@@ -1,4 +1,6 @@
 """The equilibrium oracle: residual tolerance, seeding, active constraints, failure as a status."""
+import time
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -7,7 +9,7 @@ from games import DUOPOLY_M, make_duopoly
 from stackopt import StackelbergGame, Status
 from stackopt.kernel import kernel_of
 from stackopt.models import build_game
-from stackopt.oracle import EquilibriumOracle
+from stackopt.oracle import EquilibriumOracle, OracleCounters, sensitivity
 
 
 def test_duopoly_equilibrium_closed_form():
@@ -114,14 +116,27 @@ def test_counters_count_cold_and_warm_solves():
     k = kernel_of(make_duopoly())
     o = EquilibriumOracle(k)
     eq = o.solve(np.array([3.0, 1.5]), rng=1)
-    o.solve(np.array([3.1, 1.5]), warm=eq)
+    warm = o.solve(np.array([3.1, 1.5]), warm=eq)
+    # every solve returns its own work; the oracle's counters are their sum
+    assert (eq.counters.cold_starts, eq.counters.warm_solves) == (1, 0)
+    assert (warm.counters.cold_starts, warm.counters.warm_solves) == (0, 1)
+    assert eq.counters.newton_iterations == eq.newton_iterations
     c = o.counters
+    assert c == eq.counters + warm.counters
     assert (c.cold_starts, c.warm_solves, c.failures) == (1, 1, 0)
     assert c.newton_iterations >= 1 and c.best_responses == 0 and c.deviations == 0
     # the duopoly's followers are convex in their own quantities: no deviation search
     assert c.deviation_responses == 0
-    c.reset()
-    assert c.as_dict() == dict.fromkeys(c.as_dict(), 0)
+    assert OracleCounters().as_dict() == dict.fromkeys(c.as_dict(), 0)
+
+
+def test_the_deadline_is_an_argument_of_each_solve():
+    k = kernel_of(make_duopoly())
+    o = EquilibriumOracle(k)
+    late = o.solve(np.array([3.0, 1.5]), rng=1, deadline=time.perf_counter() - 1.0)
+    assert not late.converged  # nothing can run past a deadline already gone
+    assert o.solve(np.array([3.0, 1.5]), rng=1, deadline=time.perf_counter() + 60).converged
+    assert o.config.time_limit == 60.0  # the option itself is never written
 
 
 def test_equilibrium_without_a_system_cannot_be_linearised():
@@ -129,7 +144,7 @@ def test_equilibrium_without_a_system_cannot_be_linearised():
     e = Equilibrium(x=np.zeros(1), nu=np.zeros(0), lam=np.zeros(0), w=np.zeros(1), p=np.zeros(1),
                     residual=0.0, status=Status.CONVERGED)
     with pytest.raises(ValueError, match="carries no KKT system"):
-        e.linearization()
+        sensitivity(None, e)
 
 
 # ----------------------------------------------------------------------- cold starts

@@ -4,7 +4,8 @@ Scipy's optimisers spend long stretches in compiled code (SLSQP's QP with
 thousands of variables) where no Python-level time check runs. ``isolated``
 runs the optimisation in a forked child that reports its best point and its
 history as it goes; at the deadline the child is killed and the best point
-reported so far is returned with status ``TIME_LIMIT``. The parent waits in
+reported so far is returned with status ``TIME_LIMIT`` (with the oracle's work
+the child reported with it). The parent waits in
 a poll that a signal interrupts: on KeyboardInterrupt (Ctrl-C) it kills the
 child at once and re-raises, whether or not there is a deadline.
 """
@@ -16,7 +17,7 @@ import time
 import traceback
 
 from stackopt.core import Status
-from stackopt.oracle import WORK, work_since
+from stackopt.oracle import OracleCounters
 
 from ..registry import MethodOutput, ReportedHistory
 
@@ -24,20 +25,19 @@ from ..registry import MethodOutput, ReportedHistory
 def isolated(task, hard_deadline: float, time_limit: float | None, fallback, progress=None) -> MethodOutput:
     """Run ``task(report)`` in a forked child; stop it at ``hard_deadline`` (``inf``: none).
 
-    The child sends ``("best", payload)`` and ``("history", entry)`` as it
-    goes and ``("done", MethodOutput)`` or ``("error", text)`` at the end;
-    each history entry is passed to ``progress`` here, in the parent.
+    The child sends ``("best", payload)`` (a dict with ``p``, ``objective``, ``x``,
+    ``n_oracle``, ``n_failed`` and ``work``, its oracle counters so far) and
+    ``("history", entry)`` as it goes and ``("done", MethodOutput)`` or
+    ``("error", text)`` at the end; each history entry is passed to ``progress``
+    here, in the parent.
     """
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
 
     def child():
         recv.close()
-        before = dict(WORK)
 
         def report(kind, payload):
-            if kind != "history":  # with each best point and the end: the child's oracle solves
-                send.send(("work", work_since(before)))
             send.send((kind, payload))
         try:
             out = task(report)
@@ -63,7 +63,7 @@ def isolated(task, hard_deadline: float, time_limit: float | None, fallback, pro
 def _collect(proc, recv, hard_deadline: float, progress):
     """The child's reports until it ends or ``hard_deadline`` passes (then it is killed):
     ``(best payload or None, history, ("done" | "error", payload) or None at the deadline)``."""
-    best, history, outcome, work = None, ReportedHistory(progress), None, {}
+    best, history, outcome = None, ReportedHistory(progress), None
     try:
         while True:
             remaining = hard_deadline - time.perf_counter()
@@ -75,9 +75,7 @@ def _collect(proc, recv, hard_deadline: float, progress):
                 outcome = ("error", f"the optimiser process ended unexpectedly (exit code "
                                     f"{proc.exitcode})")
                 break
-            if kind == "work":
-                work = payload
-            elif kind == "best":  # None: no point evaluated yet
+            if kind == "best":  # None: no point evaluated yet
                 best = payload if payload is not None else best
             elif kind == "history":
                 history.append(payload)
@@ -89,8 +87,6 @@ def _collect(proc, recv, hard_deadline: float, progress):
             proc.kill()
         proc.join()
         recv.close()
-        for key, n in work.items():
-            WORK[key] += n
     return best, history, outcome
 
 
@@ -107,4 +103,4 @@ def _timed_out(best, history, time_limit: float, fallback) -> MethodOutput:
         message += f"; the oracle did not converge at {best['n_failed']} of {best['n_oracle']} calls"
     return MethodOutput(leader=best["p"], status=Status.TIME_LIMIT,
                         claimed_objective=best["objective"], message=message, history=history,
-                        follower_hint=best["x"])
+                        follower_hint=best["x"], work=best.get("work", OracleCounters()))

@@ -60,8 +60,9 @@ def _common_config() -> ConfigDict:
     cfg.declare("fd_scheme", ConfigValue(default="forward", domain=In(["forward", "central"]),
                                          doc="finite differences: 'forward' (n_p oracle calls per "
                                              "gradient) or 'central' (2 n_p)"))
-    cfg.declare("oracle_tol", ConfigValue(default=1e-9, domain=PositiveFloat,
-                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm)"))
+    cfg.declare("oracle_tol", ConfigValue(default=1e-11, domain=PositiveFloat,
+                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm, "
+                                              "in the followers' units: see stackopt.oracle)"))
     cfg.declare("oracle_time_limit", ConfigValue(default=30.0, domain=PositiveFloat,
                                                  doc="seconds allowed for one oracle call"))
     cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,
@@ -148,12 +149,12 @@ class _ScipyMethod(Method):
     def _output(self, box, pt, status, history, message) -> MethodOutput:
         if pt is None:  # not even the initial point was evaluated
             p = box.kernel.p0.copy()
-            return MethodOutput(leader=p, status=status, message=message, history=history)
+            return MethodOutput(leader=p, status=status, message=message, history=history, work=box.work)
         if box.n_failed:
             message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
         return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
                             claimed_violation=pt.violation,
-                            message=message, history=history, follower_hint=pt.x.copy())
+                            message=message, history=history, follower_hint=pt.x.copy(), work=box.work)
 
     def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -268,7 +269,7 @@ def _best_payload(box, pt):
     if pt is None:
         return None
     return {"p": pt.p.copy(), "objective": box.sign * pt.f, "x": pt.x.copy(),
-            "n_oracle": box.n_oracle, "n_failed": box.n_failed}
+            "n_oracle": box.n_oracle, "n_failed": box.n_failed, "work": box.work}
 
 
 def _interior(p, lb, ub, frac):

@@ -26,22 +26,28 @@ class AugmentedLagrangian(ScaledLagrangian):
         super().__init__(prob, opts)
         self.deadline = deadline
         self.history: list[dict] = ReportedHistory(progress)
-        self.answers = Answers(prob, opts, deadline)
+        self.answers = None  # made once the problem's scales are known (solve)
         self.halvings = self.jumps = self.settled = self.refused = 0
         self.note = ""
         self.switched = None  # the step at which the second step rule took over
         self._path = np.zeros(prob.k.n_p)  # each variable's path length in the current inner solve
         self._solved = False
+        # the constraints are stuck at a violation a step can lower: the next inner solve steps
+        self._push = False
 
     # ---------------------------------------------------------------- the loop
     def solve(self, steps) -> MethodOutput:
         """The outer loop over ``steps``: the first step rule, then the second once the
         first stalls (``steps`` may hold one rule only)."""
         o, prob = self.o, self.prob
-        pt = self.answers.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        first = prob.draw(self.project(prob.k.p0))
+        if first.converged:  # tolerances relative to the problem's scales at the start
+            self.scale_functions(first)
+        self.answers = Answers(prob, self.deadline, self.scales, feasibility_tol=o.feasibility_tol,
+                               select=o.select)
+        pt = self.answers.checkpoint(first, first=True)
         if pt is None:
             return _no_start(self.answers, self.project(prob.k.p0), self.deadline)
-        self.scale_functions(pt)
         self.mu = o.mu if o.mu is not None else self.initial_penalty(pt)
         # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
         self.omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
@@ -68,8 +74,11 @@ class AugmentedLagrangian(ScaledLagrangian):
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
                              f"{MAX_STALLS} times in a row")
+            stuck = False  # the constraints did not improve over a solved inner problem
             if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
-                self._update_multipliers(pt, status)
+                stuck = self._update_multipliers(pt, status)
+            if status is None:
+                status = self._stopped(pt, stuck)
             if status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline:
                 pt, status, note = self.answers.scheduled(pt, status, self.outer, step, self.kkt)
                 self.note = note or self.note
@@ -84,20 +93,59 @@ class AugmentedLagrangian(ScaledLagrangian):
                 self.switched = self.t
         return self._output(status, pt)
 
-    def _update_multipliers(self, pt, status) -> None:
+    def _update_multipliers(self, pt, status) -> bool:
         """Multipliers at the end of every inner solve that did not stall (ALGENCAN: it met
-        its tolerance or used its steps), the penalty by :func:`_next_penalty`."""
+        its tolerance or used its steps), the penalty by :func:`_next_penalty`. Returns
+        whether the constraints did not improve enough over a solved inner problem (the
+        penalty was raised, or would have been beyond ``MU_MAX``)."""
         o = self.o
         v = self.measure(pt)
+        stuck = _stuck(o, v, self.v_prev, status is None and self._solved)
         self.lam = self.multipliers(pt)
         self.mu = _next_penalty(o, self.mu, v, self.v_prev, status is None and self._solved)
         self.v_prev = v
         self.omega = max(o.stationarity_tol, 0.1 * self.omega)
+        return stuck
+
+    def _stopped(self, pt, stuck: bool):
+        """The status where the run ends after this outer iteration although its stopping
+        rule did not hold, else None: ``time_limit`` past the deadline; ``max_iterations``
+        once the outer iterations reach ``steps`` (an outer iteration may take no step:
+        the budget bounds them too); ``infeasible`` where the constraints are violated and
+        stuck (:meth:`_update_multipliers`) at a stationary point of their violation: not
+        even its first-order model along the projected steepest descent within the leader's
+        set (up to one scale of each variable) falls by ``penalty_decrease``
+        (:meth:`violation_model`), so no penalty can bring the iterates to feasibility here
+        (Birgin and Martinez, *Practical Augmented Lagrangian Methods*, ch. 6)."""
+        o = self.o
+        if self.out_of_time():
+            return Status.TIME_LIMIT
+        if self.outer >= o.steps:
+            self.note = f"; {self.outer} outer iterations: the step budget bounds them too"
+            return Status.MAX_ITERATIONS
+        if not stuck or self.violation(pt) <= o.feasibility_tol:
+            return None
+        now, model = self.violation_model(pt)
+        if model < o.penalty_decrease * now:
+            # a step lowers the violation; where the inner solve counts its start as solved
+            # (short steps to the bounds are stationary within its tolerance) it takes one
+            self._push = True
+            return None
+        self.note = (f"; infeasible: the leader's constraints cannot be met near this strategy: "
+                     f"their scaled violation ({now:.3g}) is stationary over the leader's set (its "
+                     f"first-order model along the projected steepest descent falls only to "
+                     f"{model:.3g}, not by penalty_decrease) and the inner solve at penalty "
+                     f"{self.mu:.3g} did not lower it enough; the strategy with the smallest "
+                     "violation found is returned")
+        return Status.INFEASIBLE
 
     def _inner(self, step, pt, omega):
         """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
-        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
+        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``. After an
+        outer iteration stuck at a violation a step can lower, it takes at least one step:
+        the penalty alone cannot move a point the tolerance counts as solved."""
         o = self.o
+        push, self._push = self._push, False
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
             if not np.all(np.isfinite(g)):  # a singular system with non-finite data here
@@ -108,15 +156,19 @@ class AugmentedLagrangian(ScaledLagrangian):
             if st <= o.stationarity_tol * fscale and self.feasible(pt):
                 if self.o.jacobian_every == 1 or self.kkt(pt):
                     return pt, Status.CONVERGED, False
-            if st <= omega * fscale or inner == o.multiplier_every:
+            if (st <= omega * fscale and not (push and inner == 0)) or inner == o.multiplier_every:
                 self._solved = st <= omega * fscale
                 return pt, None, False
             if self.t >= o.steps:
                 return pt, Status.MAX_ITERATIONS, False
             if time.perf_counter() > self.deadline:
                 return pt, Status.TIME_LIMIT, False
-            new = step.take(self, pt, g)
+            done = step.take(self, pt, g)
             self.t += 1
+            self.halvings += done.halvings
+            self.jumps += done.jumps
+            self.refused += done.refused
+            new = done.point
             if new is None:
                 return pt, None, True
             self._path = self._path + np.abs(new.p - pt.p) / self.scale
@@ -128,6 +180,9 @@ class AugmentedLagrangian(ScaledLagrangian):
                     pt = anchored
                     step.reset()
         return pt, None, False
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() > self.deadline
 
     def _record(self, pt, st) -> None:
         if self.history and self.history[-1]["step"] == self.t:
@@ -152,6 +207,9 @@ class AugmentedLagrangian(ScaledLagrangian):
             status = Status.NOT_CONVERGED
             note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
                      "strategy evaluated on fresh draws was better)")
+        if status is Status.INFEASIBLE and ans.feasible(best):
+            status = Status.NOT_CONVERGED
+            note += "; an earlier strategy evaluated on fresh draws was feasible: it is returned"
         st = self.history[-1]["stationarity"] if self.history else float("nan")
         switch = "" if self.switched is None else f" (spg from step {self.switched})"
         message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
@@ -165,16 +223,20 @@ class AugmentedLagrangian(ScaledLagrangian):
         return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,
                             claimed_violation=best.violation, history=self.history,
                             singular_kkt=self.singular, follower_hint=best.equilibria[0],
-                            message=message)
+                            message=message, work=self.prob.work)
+
+
+def _stuck(o, v: float, v_prev: float, solved: bool) -> bool:
+    """The inner solve met its tolerance (``solved``) and the constraint measure ``v`` did
+    not fall enough since the last update (neither to ``feasibility_tol`` nor to
+    ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence."""
+    return solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev
 
 
 def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
     """The penalty after a multiplier update: it grows (by ``penalty_growth``, up to
-    ``MU_MAX``) where the inner solve met its tolerance (``solved``) and the constraint
-    measure ``v`` did not fall enough since the last update (neither to ``feasibility_tol``
-    nor to ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence
-    against ``mu``."""
-    if solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
+    ``MU_MAX``) where the constraints are stuck (:func:`_stuck`)."""
+    if _stuck(o, v, v_prev, solved):
         return min(mu * o.penalty_growth, MU_MAX)
     return mu
 
@@ -185,5 +247,5 @@ def _no_start(answers, p0, deadline: float) -> MethodOutput:
     why = answers.failure or "the equilibrium oracle did not converge"
     status = (Status.TIME_LIMIT if late else
               Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
-    return MethodOutput(leader=p0, status=status, message=(
+    return MethodOutput(leader=p0, status=status, work=answers.prob.work, message=(
         f"no start: at the initial strategy {why}" + (" (the time limit was reached)" if late else "")))

@@ -18,10 +18,12 @@ is one adjoint solve of the KKT matrix per equilibrium
 where both bounds are finite, else ``max(1, |p_j|)`` at the current iterate;
 steps are taken in ``u = p / s``, so a problem and its rescaled copy take the
 same path and a variable without a box can grow geometrically. The objective
-and each constraint are first divided by the largest entry of their scaled
-gradient at the start (ALGENCAN's scaling), so that the penalty and the
-tolerances mean the same whatever the units. Two step rules follow each other
-(:mod:`stackopt.methods.gradient.steps`):
+and each constraint are first divided by their magnitude at the start (the
+larger of the value and the largest entry of the scaled gradient:
+:class:`~stackopt.methods.gradient.merit.Scales`), so that the penalty and the
+tolerances mean the same whatever the units: the objective or a constraint
+multiplied by any positive factor gives the same run. Two step rules follow each
+other (:mod:`stackopt.methods.gradient.steps`):
 
 1. the paper's Adam with ``lr`` (default 1e-2) *relative to each variable's
    scale*, multipliers updated every ``multiplier_every`` steps as in the
@@ -51,11 +53,16 @@ their own dynamics). The initial ``mu`` defaults to ALGENCAN's
 **Stopping rule.** Every step records the stationarity measure
 ``||(P(p - s^2 grad L) - p) / s||_inf`` (the scaled projected gradient of the
 scaled augmented Lagrangian) and the violation. The method stops, ``converged``,
-once the measure is below ``stationarity_tol * max(1, |f|)`` and both the
-violation and ``V`` are below ``feasibility_tol``: a first-order KKT point of the
-leader's problem. Otherwise it ends at ``steps`` (``max_iterations``), at the
-time limit, or where the line search finds no decrease three times in a row
-(``not_converged``).
+once the measure is below ``stationarity_tol * max(1, |f|)`` (``f`` scaled) and
+``V`` (each constraint's violation in its scale, and complementarity) is below
+``feasibility_tol``: a first-order KKT point of the leader's problem. It ends
+``infeasible`` where the constraints do not improve over a solved inner problem
+at a stationary point of their scaled violation over the leader's set (no
+penalty can bring the iterates to feasibility there), returning the strategy
+with the smallest violation found. Otherwise it ends once the steps or the
+outer iterations reach ``steps`` (``max_iterations``), at the time limit (every
+loop checks it), or where the line search finds no decrease three times in a
+row (``not_converged``).
 
 **Several equilibria** (:mod:`stackopt.leader.answers`). ``samples_per_step``
 equilibria are tracked at once. At multiplier updates (every one while fresh
@@ -154,10 +161,13 @@ class GradientMethod(Method):
     CONFIG.declare("multiplier_every", ConfigValue(
         100, PositiveInt, "largest number of steps between multiplier updates (K)"))
     CONFIG.declare("stationarity_tol", ConfigValue(
-        1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|)"))
+        1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|) "
+        "(f divided by its magnitude at the start)"))
     CONFIG.declare("feasibility_tol", ConfigValue(
-        1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+        1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
+        "relative to its magnitude at the start (the larger of its value and its scaled gradient)"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
+                                             "followers' units, see stackopt.oracle)"))
     CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
     CONFIG.declare("jacobian_every", ConfigValue(
         1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "

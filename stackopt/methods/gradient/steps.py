@@ -27,10 +27,14 @@ past a fold otherwise drops the revenue of the branch it had climbed (126 to
 -98 in one step on one instance) and the run rarely climbs back; the small
 losses of crossing between nearby branches (0.2% on the security game) are
 taken, as the followers' own re-adjustment would.
+
+``take`` returns a :class:`Step`: the new point and what the rule did on the way
+(halvings, jumps, refusals); the loop adds those up.
 """
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +49,18 @@ MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has 
 PROBE = 1e-7  # scale units of the one-variable probes on a kink
 RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
 JUMP_LOSS = 0.1  # Adam refuses a re-adjustment losing more than this share of the objective's magnitude
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did: the new point (None where no step could be taken), the
+    trials halved because their branch was lost, whether the equilibria re-adjusted
+    where their branch ended (a jump) and whether such a re-adjustment was refused."""
+
+    point: object | None
+    halvings: int = 0
+    jumps: int = 0
+    refused: int = 0
 
 
 class SpgStep:
@@ -76,9 +92,9 @@ class SpgStep:
         D = 1.0 / np.maximum(rms, floor)
         return D / D.max()
 
-    def take(self, al, pt, g):
-        """One step from ``pt`` with the augmented Lagrangian gradient ``g``; returns the new
-        point, or None where the line search failed to decrease ``L``.
+    def take(self, al, pt, g) -> Step:
+        """One step from ``pt`` with the augmented Lagrangian gradient ``g``: the new point,
+        or None where the line search failed to decrease ``L`` (a :class:`Step`).
 
         A search that fails from a Barzilai-Borwein length (which collapses after a step
         across a kink, where the gradients differ by much over a short step) is tried
@@ -91,14 +107,14 @@ class SpgStep:
         as stationary in the stopping rule (zero is in the subdifferential along them)."""
         self.D = self._metric(g * al.scale)
         fresh = self.alpha is None
-        new = self._search(al, pt, g)
-        if new is None and not fresh:
+        done = self._search(al, pt, g)
+        if done.point is None and not fresh:
             self.alpha = None
-            new = self._search(al, pt, g)
-        if new is None and self._hold(al, pt, g):
+            done = _then(done, self._search(al, pt, g))
+        if done.point is None and self._hold(al, pt, g):
             self.alpha = None
-            new = self._search(al, pt, g)
-        return new
+            done = _then(done, self._search(al, pt, g))
+        return done
 
     def _hold(self, al, pt, g) -> bool:
         """Probe each free variable alone, both ways; hold those along which ``L`` decreases
@@ -106,6 +122,8 @@ class SpgStep:
         along that variable). Returns whether any variable was newly held."""
         s, L0, held = al.scale, al.value(pt), False
         for j in np.flatnonzero((g != 0) & ~self.held):
+            if al.out_of_time():
+                break
             rises = True
             for sign in (-np.sign(g[j]), np.sign(g[j])):
                 y = pt.p.copy()
@@ -121,12 +139,12 @@ class SpgStep:
                 self.held[j] = held = True
         return held
 
-    def _search(self, al, pt, g):
+    def _search(self, al, pt, g) -> Step:
         s, D = al.scale, self.D
         gu = np.where(self.held, 0.0, g) * s
         gmax = float(np.max(np.abs(D * gu), initial=0.0))
         if gmax == 0.0:
-            return None
+            return Step(None)
         if self.alpha is None:
             self.alpha = FIRST_MOVE / gmax
         alpha = min(self.alpha, MAX_MOVE / gmax)
@@ -140,26 +158,27 @@ class SpgStep:
         gd = float(g @ d)
         size = float(np.max(np.abs(d / s), initial=0.0))
         if size == 0.0 or gd >= 0.0:
-            return None
+            return Step(None)
         t, lost = 1.0, 0
         while t * size >= MIN_STEP:
+            if al.out_of_time():
+                break
             x = pt.p + t * d
             trial = self.prob.follow(pt, x)
             if not trial.converged:
                 lost += 1
-                al.halvings += 1
                 if lost > MAX_LOST:
-                    return self._jump(al, pt, x, trial)
+                    return self._jump(al, pt, x, trial, lost)
                 t *= 0.5
                 continue
             Lt = al.value(trial)
             if Lt <= ref + ARMIJO * t * gd:
                 self._update(al, pt, g, trial)
-                return trial
+                return Step(trial, halvings=lost)
             denom = 2.0 * (Lt - L0 - t * gd)
             t_new = -gd * t * t / denom if denom > 0 else 0.5 * t
             t = float(np.clip(t_new, 0.1 * t, 0.5 * t))
-        return None
+        return Step(None, halvings=lost)
 
     def _update(self, al, pt, g, trial) -> None:
         s = al.scale
@@ -168,13 +187,12 @@ class SpgStep:
         sy = float(su @ yu)
         self.alpha = float(np.clip(su @ (su / self.D) / sy, ALPHA_MIN, ALPHA_MAX)) if sy > 0 else ALPHA_MAX
 
-    def _jump(self, al, pt, x, trial):
+    def _jump(self, al, pt, x, trial, lost: int) -> Step:
         new = self.prob.readjust(pt, x, trial)
         if not new.converged:
-            return None
-        al.jumps += 1
+            return Step(None, halvings=lost)
         self.reset()
-        return new
+        return Step(new, halvings=lost, jumps=1)
 
 
 class AdamStep:
@@ -191,7 +209,7 @@ class AdamStep:
     def reset(self) -> None:
         """Adam's moments carry over multiplier updates, as in the paper."""
 
-    def take(self, al, pt, g):
+    def take(self, al, pt, g) -> Step:
         o, s = self.opts, al.scale
         gu = g * s
         lr = o.lr
@@ -211,18 +229,23 @@ class AdamStep:
             x = pt.p + 0.5 ** h * (q - pt.p)
             trial = self.prob.follow(pt, x)
             if trial.converged:
-                return trial
-            al.halvings += 1
+                return Step(trial, halvings=h)
+            if al.out_of_time():
+                return Step(None, halvings=h + 1)
+        halved = MAX_LOST + 1
         new = self.prob.readjust(pt, x, trial)
         if not new.converged:
-            return None
+            return Step(None, halvings=halved)
         loss = new.f - pt.f
-        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and new.violation >= pt.violation:
+        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and al.violation(new) >= al.violation(pt):
             # past the fold the followers settle where the leader does much worse and is no
             # more feasible: the step is refused, and the momentum that carried it there forgotten
             self.m1[:] = 0.0
-            al.refused += 1
-            return pt
-        al.jumps += 1
-        return new
+            return Step(pt, halvings=halved, refused=1)
+        return Step(new, halvings=halved, jumps=1)
+
+
+def _then(first: Step, second: Step) -> Step:
+    """``second``, with the halvings of the failed ``first`` added."""
+    return Step(second.point, first.halvings + second.halvings, second.jumps, second.refused)
 

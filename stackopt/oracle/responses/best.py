@@ -9,10 +9,11 @@ box and one row (a simplex, a budget) by spectral projected gradient on the
 exact projection (:mod:`stackopt.oracle.responses.row`); other followers with rows,
 and any run of those two that does not finish, by Ipopt through
 :func:`stackopt.solvers.ipopt_solve` with exact derivatives, its return status checked: a
-failure is counted and the result flagged, never taken silently. Ipopt gets the time
-left before the caller's ``deadline`` (a follower whose objective Ipopt cannot settle,
-e.g. one with ``abs()`` of its own variables, would otherwise run its iterations past
-it); past the deadline a response is not attempted and is flagged as failed.
+failure is flagged (``BestResponse.ok``), never taken silently; callers count the responses
+and the failures they received. Ipopt gets the time left before the caller's ``deadline``
+(a follower whose objective Ipopt cannot settle, e.g. one with ``abs()`` of its own
+variables, would otherwise run its iterations past it); past the deadline a response is
+not attempted and is flagged as failed.
 A follower bound by smooth rows (:mod:`stackopt.kernel.smooth_rows`: its nonlinear,
 leader-dependent or coupling constraints and the shared ones) responds over the set the
 others' values leave it, by Ipopt, with the exact Hessian of its Lagrangian in its own
@@ -48,8 +49,8 @@ class BestResponse:
 class BestResponses:
     """Best-response solvers for every follower (see the module docstring)."""
 
-    def __init__(self, kernel, sets, config, counters):
-        self.k, self.sets, self.counters = kernel, sets, counters
+    def __init__(self, kernel, sets, config):
+        self.k, self.sets = kernel, sets
         # plain attributes: read in every best response
         keys = ("br_tol", "br_acceptable_tol", "br_max_iter", "br_newton_iter", "br_spg_iter",
                 "br_exact_hessian_max", "armijo", "min_step")
@@ -58,19 +59,18 @@ class BestResponses:
         self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
         self.rows = RowResponses(kernel, sets, cfg.br_tol, cfg.br_spg_iter)
 
-    def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses",
-              deadline: float = np.inf) -> BestResponse:
-        """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
-        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, purpose, deadline)[0]
+    def solve(self, i: int, x: np.ndarray, p: np.ndarray, deadline: float = np.inf) -> BestResponse:
+        """Follower ``i``'s response from ``x``."""
+        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, deadline)[0]
 
     def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
-              purpose: str = "best_responses", deadline: float = np.inf) -> list[BestResponse]:
-        """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point), counted
-        in the counter ``purpose``: box-only followers' all at once, then those with a box and one row
-        all at once, the rest (and any of those that did not finish) one by one by Ipopt, each
-        within the time left before ``deadline`` (a ``time.perf_counter()`` value)."""
+              deadline: float = np.inf) -> list[BestResponse]:
+        """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point):
+        box-only followers' all at once, then those with a box and one row all at once, the
+        rest (and any of those that did not finish) one by one by Ipopt, each within the time
+        left before ``deadline`` (a ``time.perf_counter()`` value). A response with ``ok``
+        False is one Ipopt did not solve (the batched methods hand theirs to Ipopt)."""
         k = self.k
-        setattr(self.counters, purpose, getattr(self.counters, purpose) + len(owners))
         out: list = [None] * len(owners)
         box = np.flatnonzero(self.box_only[owners])
         if box.size:
@@ -100,13 +100,10 @@ class BestResponses:
         sl = k.slices[i]
         left = deadline - time.perf_counter()
         if left <= 0:
-            self.counters.best_response_failures += 1
             n_eq, n_ineq = int(np.sum(k.eq.owner == i)), int(np.sum(k.ineq.owner == i))
             return BestResponse(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]), np.zeros(n_eq), np.zeros(n_ineq),
                                 np.zeros(sl.stop - sl.start), False)
         br = self._ipopt(i, x, p, left if np.isfinite(left) else None)
-        if not br.ok:
-            self.counters.best_response_failures += 1
         if not np.all(np.isfinite(br.x)):
             br.x = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
         return br
@@ -116,8 +113,10 @@ class BestResponses:
         k, cfg = self.k, self.config
         sl = k.slices[i]
         M, cl, cu = self.sets.follower_rows(i, p)
+        # bound_relax_factor 0: the response lies in the follower's set exactly (Ipopt relaxes
+        # bounds and rows by 1e-8 by default, a KKT residual of that size where the set is a point)
         opts = {"tol": cfg.br_tol, "max_iter": cfg.br_max_iter, "acceptable_tol": cfg.br_acceptable_tol,
-                "mu_strategy": "adaptive"}
+                "mu_strategy": "adaptive", "bound_relax_factor": 0.0}
         if k.n_x > cfg.br_exact_hessian_max:  # the exact Hessian block costs a whole game Jacobian
             opts["hessian_approximation"] = "limited-memory"
         x0 = np.clip(x[sl], k.x_lb[sl], k.x_ub[sl])
