@@ -12,16 +12,15 @@ set and from ``deviation_starts`` seeded random points of it. A response
 whose objective is lower by more than ``deviation_tol`` (relative, at least
 absolute) is a profitable deviation; the oracle then lets the followers
 adjust from there. Followers whose objective is provably convex in their own
-variables (:mod:`stackopt.convexity`) are not searched: their KKT points are
-best responses.
+variables (:mod:`stackopt.convexity`, proved once when the game is prepared:
+:meth:`~stackopt.kernel.GameKernel.convex_followers`) are not searched: their
+KKT points are best responses.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
-
-from .convexity import convex_in_own
 
 
 class Deviations:
@@ -32,7 +31,7 @@ class Deviations:
         self.starts, self.tol = int(starts), float(tol)
         self.found = 0  # profitable deviations found, over all searches
         # followers whose objective is provably convex in their own variables need no search
-        self.convex = [convex_in_own(f.objective, f.variables, f.sense) for f in kernel.structure.followers]
+        self.convex = kernel.convex_followers()
 
     def _starts(self, x, p, rng) -> list[np.ndarray]:
         k = self.k

@@ -21,10 +21,11 @@ import hashlib
 import numpy as np
 import scipy.sparse as sp
 
+from .convexity import convexity_conditions
 from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
 from .kernel_batch import BatchEvaluators
 from .kernel_leader import LeaderEvaluators
-from .rows import LinearRows, linear_rows  # noqa: F401  (LinearRows: re-exported)
+from .rows import CompiledRows, LinearRows  # noqa: F401  (LinearRows: re-exported)
 
 
 def kernel_of(game) -> "GameKernel":
@@ -35,7 +36,7 @@ def kernel_of(game) -> "GameKernel":
 class GameKernel(LeaderEvaluators, BatchEvaluators):
     """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`
     (the leader's evaluators come from :class:`~stackopt.kernel_leader.LeaderEvaluators`,
-    the followers' linear rows from :func:`stackopt.rows.linear_rows`)."""
+    the followers' linear rows from :class:`stackopt.rows.CompiledRows`)."""
 
     def __init__(self, game):
         s = game.structure()
@@ -55,6 +56,8 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
         self.parameters = Parameters(grow=True)
         self._compile_followers(s, allv)
         self._compile_leader(s, allv)
+        self._follower_rows = CompiledRows(s, xv, pv, self.parameters)
+        self._prove_convexity(s)
         self.refresh()
 
     def _index_followers(self, s) -> None:
@@ -90,18 +93,34 @@ class GameKernel(LeaderEvaluators, BatchEvaluators):
         self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
         self._Jp_sign = self.x_sense[self.Jp_rows]
 
+    def _prove_convexity(self, s) -> None:
+        """Per follower, the structural proof that its objective is convex in its own
+        variables (:mod:`stackopt.convexity`): ``None``, or the positions in ``x`` of the
+        variables whose lower bounds it needs non-negative (see :meth:`convex_followers`)."""
+        index = {id(v): j for j, v in enumerate(self.x_vars)}
+        self._convex_needs = []
+        for f in s.followers:
+            needs = convexity_conditions(f.objective, f.variables, f.sense)
+            self._convex_needs.append(
+                None if needs is None else np.array([index[id(v)] for v in needs], dtype=np.intp))
+
+    def convex_followers(self) -> list[bool]:
+        """Whether each follower's objective is provably convex in its own variables, at the
+        current bounds (the proof is the prepared game's; bounds are values)."""
+        return [n is not None and bool(np.all(self.x_lb[n] >= 0)) for n in self._convex_needs]
+
     # ----------------------------------------------------------- linear data
     def refresh(self) -> None:
         """Read the model's values again: variable bounds and initial values, and the
         followers' linear rows (coefficients and right-hand sides, which may hold
         mutable Params). Compiled programs read their Params at every call.
         ``data_key`` changes whenever any of these values (or a Param's) does."""
-        s, xv, pv = self.structure, self.x_vars, self.p_vars
+        xv, pv = self.x_vars, self.p_vars
         self.x_lb, self.x_ub = _bounds(xv)
         self.p_lb, self.p_ub = _bounds(pv)
         self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
         self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
-        self.eq, self.ineq = linear_rows(s, xv, pv)
+        self.eq, self.ineq = self._follower_rows.read()
         params = self.parameters.values()
         digest = hashlib.sha1()
         for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0, params,
