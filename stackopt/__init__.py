@@ -27,6 +27,7 @@ _LAZY = {
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
+    "blas_threads": ".blas",
 }
 _SUBPACKAGES = ("models", "comparisons", "mpec")
 

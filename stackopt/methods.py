@@ -111,14 +111,17 @@ def method_config(name: str, options: dict[str, Any]):
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
-          **options) -> Result:
+          blas_threads: int | None = 1, **options) -> Result:
     """Solve ``game`` with a registered ``method``; options are the method's keyword options
     (over the game's recommended ``game.method_options[method]``).
 
+    ``blas_threads``: BLAS and LAPACK threads of the solve (one by default, whatever the
+    environment says; ``None``: as the process has it; see :mod:`stackopt.blas`).
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
     ``status`` and ``message``; no exception escapes.
     """
+    from .blas import blas_threads as blas_scope, check_threads
     from .scoring import score
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -128,6 +131,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         raise ValueError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
+    threads = check_threads(blas_threads)
     cls = get_method(method)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
@@ -143,16 +147,17 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     method_obj = cls()
     method_obj.check(config)
     start, before = time.perf_counter(), dict(WORK)
-    try:
-        out = method_obj.run(game, config, int(seed), time_limit)
-    except Exception as exc:  # a failing solver must not crash a sweep
-        from .game import initial_leader
+    with blas_scope(threads):
+        try:
+            out = method_obj.run(game, config, int(seed), time_limit)
+        except Exception as exc:  # a failing solver must not crash a sweep
+            from .game import initial_leader
 
-        out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
-                           message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
-    elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
-    deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
-    result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+            out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
+                               message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+        elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
+        deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
+        result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.wall_time_s = elapsed
     result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}

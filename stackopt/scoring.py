@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blas import blas_threads as blas_scope, check_threads
 from .kernel import kernel_of
 from .oracle import Equilibrium, EquilibriumOracle
 from .result import Result, Status
@@ -32,16 +33,25 @@ class Evaluation:
 
 
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
-             hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None) -> Evaluation:
+             hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None,
+             blas_threads: int | None = 1) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values``.
 
     Draw ``s`` of ``samples`` starts the oracle from the random point seeded by
     ``(seed, s)``. ``hint`` (an equilibrium a method already holds) is used only
     where a fresh start fails to converge. ``deadline`` (a ``time.perf_counter()``
     value) bounds the oracle's calls; the game is read from its model first
-    (:meth:`~stackopt.game.StackelbergGame.refresh`).
+    (:meth:`~stackopt.game.StackelbergGame.refresh`). ``blas_threads`` as for
+    :func:`stackopt.solve`.
     """
+    threads = check_threads(blas_threads)
     game.refresh()
+    with blas_scope(threads):
+        return _evaluate(game, leader_values, seed, samples, tol, hint, deadline)
+
+
+def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evaluation:
+    """:func:`evaluate` of a game already read from its model (a solve's scoring)."""
     k = kernel_of(game)
     p = k.check_leader(leader_values)
     samples = game.samples if samples is None else samples
@@ -78,13 +88,14 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
 
 
 def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
-    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`."""
+    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate` (of the
+    game as :func:`stackopt.solve` read it from its model)."""
     k = kernel_of(game)
     initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}",
-                          lambda: evaluate(game, k.p0, seed=seed, deadline=deadline))
+                          lambda: _evaluate(game, k.p0, seed, None, 1e-6, None, deadline))
     message = out.message
     try:
-        ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint, deadline=deadline)
+        ev = _evaluate(game, out.leader, seed, None, 1e-6, out.follower_hint, deadline)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       initial_objective=initial.leader_objective,
