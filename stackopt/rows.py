@@ -10,6 +10,7 @@ stacks the equality and the inequality rows at the current values into one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +43,11 @@ class LinearRows:
     def n_rows(self) -> int:
         return self.M.shape[0]
 
+    @cached_property
+    def ET(self) -> sp.csc_matrix:
+        """``E`` transposed (kept: the adjoint applies it at every step)."""
+        return self.E.T
+
     @property
     def depends_on_p(self) -> bool:
         """Whether any right-hand side depends on the leader's variables."""
@@ -66,12 +72,16 @@ class LinearRows:
         """``(db/dp) dp``; ``dp`` of shape ``(n_p,)`` or ``(n_p, r)``."""
         if not self.depends_on_p:
             return np.zeros((self.n_rows,) + np.shape(dp)[1:])
+        if self.psi is None:  # linear in p: no matrix to build
+            return -(self.E @ dp)
         return self.rhs_jacobian(p) @ dp
 
     def rhs_vjp(self, p: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(db/dp)^T u``; ``u`` of shape ``(rows,)`` or ``(rows, r)``."""
         if not self.depends_on_p:
             return np.zeros((self.E.shape[1],) + np.shape(u)[1:])
+        if self.psi is None:
+            return -(self.ET @ u)
         return self.rhs_jacobian(p).T @ u
 
 
