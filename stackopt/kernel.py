@@ -20,6 +20,7 @@ import hashlib
 
 import numpy as np
 import scipy.sparse as sp
+from pyomo.common.gc_manager import PauseGC
 
 from .convexity import convexity_conditions
 from .expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
@@ -30,7 +31,14 @@ from .rows import CompiledRows, LinearRows  # noqa: F401  (LinearRows: re-export
 
 def kernel_of(game) -> "GameKernel":
     """The game's kernel, built on first use and cached on the game."""
-    return game.cached("kernel", lambda: GameKernel(game))
+    return game.cached("kernel", lambda: _prepare(game))
+
+
+def _prepare(game) -> "GameKernel":
+    # the derivatives are many short-lived Pyomo objects: the cyclic collector's passes over
+    # them cost a third of preparing a security game, and find nothing to free
+    with PauseGC():
+        return GameKernel(game)
 
 
 class GameKernel(LeaderEvaluators, BatchEvaluators):
