@@ -13,8 +13,9 @@ Games (``--games``; NFG with 2 players and 100 actions first), columns:
 
 * ``prep s``: preparing the game (``kernel_of``: symbolic derivatives, compiled
   programs, the convexity proofs, the linear rows);
-* ``1-step s``: ``solve(game, "gradient", steps=1)`` of the prepared game, and
-  ``+prep s`` the same on a freshly built game (its preparation included);
+* ``1-step s``: ``solve(game, "gradient", steps=1)`` of the prepared game (its first
+  solve: the initial strategy's scoring included), and ``+prep s`` the same on a
+  freshly built game (its preparation included);
 * ``default s``: ``solve(game)`` with every default, to its answer, with its
   status and steps;
 * ``user ms/step``: the cost per step on the user's path, ``(solve(steps=201) -
@@ -23,6 +24,10 @@ Games (``--games``; NFG with 2 players and 100 actions first), columns:
 * ``warm ms``: ``bench_scaling``'s warm step (warm equilibrium, adjoint gradient,
   projected sign step; median of ``--warm-steps``) in the same pass, and
   ``user/warm`` the ratio.
+
+Game rows give beside each wall time the process's CPU seconds in brackets: on a
+machine shared with other work the wall time is what a user waits, the CPU time
+what the same run takes on a core of its own.
 
 Library (``--library``): every known-optimum problem of ``stackopt.models.library``
 with every method (``--methods``), defaults, a fresh game each (its preparation
@@ -73,13 +78,21 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
+def _timed_cpu(fn):
+    """``(wall seconds, this process's CPU seconds, result)``."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
 def _build(name, params):
     from stackopt.models import build_game
     return build_game(name, **params)
 
 
-def _warm_step(game, steps: int) -> float:
-    """``bench_scaling``'s warm step on the prepared ``game`` (median seconds), BLAS on one thread."""
+def _warm_step(game, steps: int) -> tuple[float, float]:
+    """``bench_scaling``'s warm step on the prepared ``game``, BLAS on one thread: median wall
+    and CPU seconds."""
     import numpy as np
 
     import stackopt
@@ -92,15 +105,16 @@ def _warm_step(game, steps: int) -> float:
         oracle = EquilibriumOracle(k)
         eq = oracle.solve(k.p0, rng=np.random.default_rng([0, 0]))
         if not eq.converged:
-            return math.nan
+            return math.nan, math.nan
         lr = float(game.method_options.get("gradient", {}).get("lr", 1e-2))
         stepper = _Stepper(game, k, oracle, lr)
         p, eq = stepper.step(k.p0.copy(), eq)
-        times = []
+        walls, cpus = [], []
         for _ in range(steps):
-            t, (p, eq) = _timed(lambda: stepper.step(p, eq))
-            times.append(t)
-    return float(np.median(times))
+            t, c, (p, eq) = _timed_cpu(lambda: stepper.step(p, eq))
+            walls.append(t)
+            cpus.append(c)
+    return float(np.median(walls)), float(np.median(cpus))
 
 
 def game_row(key: str, args) -> dict:
@@ -109,17 +123,18 @@ def game_row(key: str, args) -> dict:
 
     name, params = GAMES[key]
     game = _build(name, params)
-    prep, _ = _timed(lambda: kernel_of(game))
-    one, r1 = _timed(lambda: solve(game, "gradient", seed=0, steps=1))
+    prep, prep_cpu, _ = _timed_cpu(lambda: kernel_of(game))
+    one, one_cpu, _ = _timed_cpu(lambda: solve(game, "gradient", seed=0, steps=1))
     fresh, _ = _timed(lambda: solve(_build(name, params), "gradient", seed=0, steps=1))
-    many, _ = _timed(lambda: solve(game, "gradient", seed=0, steps=201))
-    one_again, _ = _timed(lambda: solve(game, "gradient", seed=0, steps=1))
-    user = (many - min(one, one_again)) / 200
-    default, rd = _timed(lambda: solve(game, "gradient", seed=0))
-    warm = _warm_step(game, args.warm_steps)
-    return dict(game=key, prep=prep, one=one, one_fresh=fresh, default=default,
-                default_status=rd.status.value, default_steps=len(rd.history),
-                default_objective=rd.leader_objective, user_step=user, warm=warm)
+    many, many_cpu, _ = _timed_cpu(lambda: solve(game, "gradient", seed=0, steps=201))
+    again, again_cpu, _ = _timed_cpu(lambda: solve(game, "gradient", seed=0, steps=1))
+    default, default_cpu, rd = _timed_cpu(lambda: solve(game, "gradient", seed=0))
+    warm, warm_cpu = _warm_step(game, args.warm_steps)
+    return dict(game=key, prep=prep, prep_cpu=prep_cpu, one=one, one_cpu=one_cpu, one_fresh=fresh,
+                default=default, default_cpu=default_cpu, default_status=rd.status.value,
+                default_steps=len(rd.history), default_objective=rd.leader_objective,
+                user_step=(many - again) / 200, user_step_cpu=(many_cpu - again_cpu) / 200,
+                warm=warm, warm_cpu=warm_cpu)
 
 
 def library_rows(methods) -> list[dict]:
@@ -151,12 +166,17 @@ def paper_rows() -> list[dict]:
 
 
 def _print_games(rows):
-    print(f"{'game':>10s}{'prep s':>8s}{'1-step s':>10s}{'+prep s':>9s}{'default s':>11s}"
-          f"{'status':>16s}{'steps':>6s}{'user ms/step':>14s}{'warm ms':>9s}{'user/warm':>11s}")
+    print("(wall seconds as the user waits; in brackets this process's CPU seconds, what a quiet "
+          "core would take)")
+    print(f"{'game':>10s}{'prep s':>13s}{'1-step s':>13s}{'+prep s':>9s}{'default s':>15s}"
+          f"{'status':>16s}{'steps':>6s}{'user ms/step':>16s}{'warm ms':>14s}{'user/warm':>11s}")
     for r in rows:
-        print(f"{r['game']:>10s}{r['prep']:8.2f}{r['one']:10.2f}{r['one_fresh']:9.2f}{r['default']:11.2f}"
-              f"{r['default_status']:>16s}{r['default_steps']:6d}{1e3 * r['user_step']:14.2f}"
-              f"{1e3 * r['warm']:9.2f}{r['user_step'] / r['warm']:11.1f}")
+        print(f"{r['game']:>10s}{r['prep']:7.2f} ({r['prep_cpu']:4.2f}){r['one']:7.2f} ({r['one_cpu']:4.2f})"
+              f"{r['one_fresh']:9.2f}{r['default']:8.2f} ({r['default_cpu']:5.2f})"
+              f"{r['default_status']:>16s}{r['default_steps']:6d}"
+              f"{1e3 * r['user_step']:8.2f} ({1e3 * r['user_step_cpu']:5.2f})"
+              f"{1e3 * r['warm']:7.2f} ({1e3 * r['warm_cpu']:4.2f})"
+              f"{r['user_step'] / r['warm']:6.1f} ({r['user_step_cpu'] / r['warm_cpu']:3.1f})")
 
 
 def _print_library(rows, methods):
