@@ -1,9 +1,12 @@
 """Every registered method on NFG(3 players, 10 actions, seed 1, budget 2) and on the
-known-optimum library, in one run: wall time, leader objective, violation, status.
+known-optimum library, in one run: wall time, leader objective, violation, status; then
+every generalized Nash game of ``stackopt.models.gnep`` solved by ``stackopt.equilibrium``
+against its published or closed-form equilibrium.
 
     python -m stackopt.comparisons.bench_methods                  # everything
     python -m stackopt.comparisons.bench_methods --skip-nfg --methods mpec-ipopt,slsqp
     python -m stackopt.comparisons.bench_methods --json results.json
+    python -m stackopt.comparisons.bench_methods --skip-nfg --problems none   # the equilibria only
 
 The leader objective is the one ``stackopt.solve`` reports: the method's final
 leader strategy re-evaluated by the common equilibrium oracle. For library
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    problems = [p for p in args.problems.split(",") if p]
+    problems = [p for p in args.problems.split(",") if p and p != "none"]
     for p in problems:
         if p not in PROBLEMS:
             ap.error(f"unknown library problem {p!r}; expected one of {sorted(PROBLEMS)}")
@@ -104,6 +107,7 @@ def main(argv=None) -> int:
     print(f"total {time.perf_counter() - t_start:.1f} s; 'method s' is the method's wall time, "
           "'+score s' the re-evaluation by the common oracle")
     _print_summary(rows, methods)
+    _print_equilibria()
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1, default=str)
@@ -128,6 +132,24 @@ def _print_summary(rows, methods):
               and r["status"] not in ("error", "solver_error", "infeasible", "rejected")
               and (m != "mpec-scip" or r["status"] == "optimal")]  # SCIP: certified only
         print(f"{m:13s} {f'{len(ok)}/{len(lib)} (tol {t:g})':52s} {sum(r['wall_s'] for r in lib):10.2f}")
+
+
+def _print_equilibria():
+    """Every generalized Nash game of ``stackopt.models.gnep``: ``stackopt.equilibrium`` at the
+    leader's initial values against the known equilibrium (largest error over the followers'
+    values; reproduced where it is at most 1e-6)."""
+    from stackopt.models.gnep import KNOWN_EQUILIBRIA
+
+    print()
+    print(f"{'generalized Nash game':22s} {'status':10s} {'KKT residual':>12s} {'max error':>10s} "
+          f"{'reproduced':>10s} {'s':>6s}  source")
+    for name, known in KNOWN_EQUILIBRIA.items():
+        t0 = time.perf_counter()
+        r = stackopt.equilibrium(build_game("gnep", problem=name), seed=0)
+        secs = time.perf_counter() - t0
+        err = max(abs(r.follower_values[k] - v) for k, v in known.values.items())
+        print(f"{name:22s} {r.status.value:10s} {r.residual:12.1e} {err:10.1e} "
+              f"{'yes' if r.converged and err <= 1e-6 else 'NO':>10s} {secs:6.2f}  {known.source[:60]}...")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class NumpyReference:
 
     def qre(self, P):
         x = self.x
-        for it in range(10000):
+        for it in range(10000):  # noqa: B007  (the count is returned after the loop)
             u = self.utilities(P, x)
             br = np.stack([_softmax(self.lam * u[i]) for i in range(3)])
             if np.max(np.abs(br - x)) <= self.tol:

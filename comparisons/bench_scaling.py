@@ -96,7 +96,7 @@ class _Stepper:
         self.weights = np.concatenate([[float(kernel.leader_sense)], np.ones(kernel.n_c)])
 
     def step(self, p, eq):
-        from stackopt.implicit import leader_gradients
+        from stackopt.oracle import leader_gradients
         k, np = self.k, self.np
         e = self.oracle.solve(p, warm=eq, fallback=False)
         if not e.converged:
@@ -107,6 +107,7 @@ class _Stepper:
 
 def _row(domain: str, size: int, args) -> dict:
     import numpy as np
+
     from stackopt.kernel import kernel_of
     from stackopt.oracle import EquilibriumOracle
     game = _build(domain, size)
@@ -141,7 +142,8 @@ def _row(domain: str, size: int, args) -> dict:
     tracemalloc.stop()
     cold, step = float(np.median(colds)), (float(np.median(warm)) if warm else float("nan"))
     ref = REFERENCE.get(domain if domain != "nfg3" else "", {}).get(size)
-    return dict(size=size, n_cold=len(colds), prep=prep, cold=cold, dyn=float(np.median(dyn)), warm=step, steps=len(warm), peak=peak / 2 ** 20,
+    return dict(size=size, n_cold=len(colds), prep=prep, cold=cold, dyn=float(np.median(dyn)), warm=step,
+                steps=len(warm), peak=peak / 2 ** 20,
                 rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ref=ref,
                 cold_ok=n_ok, counters=oracle.counters.as_dict())
 
@@ -167,7 +169,8 @@ def _print_table(title, domain, rows):
     if len(done) >= 2:
         a, b = done[0], done[-1]
         print(f"growth {a['size']} -> {b['size']}: warm step x{b['warm'] / a['warm']:.1f}, cold x"
-              f"{b['cold'] / a['cold']:.1f}, game data x{_data_size(domain, b['size']) / _data_size(domain, a['size']):.0f}")
+              f"{b['cold'] / a['cold']:.1f}, game data "
+              f"x{_data_size(domain, b['size']) / _data_size(domain, a['size']):.0f}")
 
 
 WORK_METHODS = ("gradient", "implicit-ipopt", "slsqp", "mpec-ipopt")

@@ -3,7 +3,7 @@
 ``bench_scaling`` times the oracle and one gradient step inside a process it
 pins to one BLAS thread. This benchmark times what a user calls,
 ``stackopt.solve``, in a process left as the machine sets it up (BLAS at its
-default thread count; the library's own thread policy, :mod:`stackopt.blas`,
+default thread count; the library's own thread policy, :mod:`stackopt.core.blas`,
 is what applies), each part twice: *quiet* (nothing started by the benchmark;
 the machine may be shared) and *loaded* (a second process spinning on the
 other core, as on a shared machine or beside another Dask worker). The

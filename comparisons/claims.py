@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .storefile import KEY_COLUMNS, KEY_SQL, KEY_WHERE, translated
 

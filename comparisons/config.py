@@ -27,11 +27,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib import import_module, resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 DEFAULT_TIME_LIMIT = 600.0
 DEFAULT_GRACE = 60.0

@@ -158,7 +158,7 @@ def _clip_outliers(ax, series, values) -> bool:
         return False
     low, high = kept
     lows, highs = [low], [high]
-    for x, m, s, _ in series.values():  # error bars of the kept means, up to one range more
+    for _, m, s, _ in series.values():  # error bars of the kept means, up to one range more
         inside = (m >= low) & (m <= high)
         lows += list(m[inside] - s[inside])
         highs += list(m[inside] + s[inside])

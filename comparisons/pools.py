@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Iterator
+from typing import Any
 
 from .config import Cell, canonical_json
 from .worker import CellProcess, _killed_row, run_cell_guarded

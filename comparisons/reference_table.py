@@ -10,8 +10,8 @@ For every stored cell whose game was built from a reference instance (a
 reference gradient method's recorded objective and violation
 (``models/data/reference_results.csv``) beside each stackopt method's scored
 objective and violation, and both initial objectives (the leader's initial
-strategy at the reference's recorded equilibrium and as stackopt scores it). Violations are measured as the reference measured
-them: the budget overrun for NFG and security games (stackopt's
+strategy at the reference's recorded equilibrium and as stackopt scores it). Violations are
+measured as the reference measured them: the budget overrun for NFG and security games (stackopt's
 ``constraint_violation``, the game having one budget row), and for cyber
 insurance the sum over customers of the individual-rationality violations,
 recomputed from the stored strategy and equilibrium (stackopt's own

@@ -18,15 +18,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import tomllib
 from collections import defaultdict
 from pathlib import Path
+
+import tomllib
 
 from .figures import draw, figures, numeric_axis
 from .runner import FAILED
 from .store import Store
-from .tables import (EXCLUDED, ExperimentTable, FingerprintMismatch, Group, build_tables,
-                     check_fingerprints)
+from .tables import EXCLUDED, ExperimentTable, FingerprintMismatch, Group, build_tables, check_fingerprints
 
 METRICS = (("objective", "leader_objective"), ("violation", "constraint_violation"),
            ("residual", "equilibrium_residual"), ("time", "time_s"))
@@ -118,7 +118,7 @@ def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -
 
 
 def _preamble(store_path: str, runs: list[dict]) -> list[str]:
-    lines = [f"# stackopt comparison report", "", f"Results: `{store_path}`.", ""]
+    lines = ["# stackopt comparison report", "", f"Results: `{store_path}`.", ""]
     if runs:
         last = runs[-1]
         versions = json.loads(last.get("versions") or "{}")
@@ -132,7 +132,8 @@ def _preamble(store_path: str, runs: list[dict]) -> list[str]:
               "constraints; residual: followers' equilibrium residual; time: the method's wall "
               "clock in seconds. Cells with status error or solver_error, and cells killed at "
               "their time limit, are counted but left out of the means; a method that stopped "
-              "at its time limit with a strategy is scored like any other. Instances differ a lot, so the standard errors of the "
+              "at its time limit with a strategy is scored like any other. Instances differ a lot, "
+              "so the standard errors of the "
               "objective mostly measure that spread; the gain figure pairs every cell with the "
               "initial strategy on the same instance, which shows the methods' differences.", ""]
     return lines

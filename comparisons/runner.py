@@ -129,7 +129,7 @@ class Progress:
             self.bar = tqdm(total=total, initial=done, unit="cell", dynamic_ncols=True, desc=name,
                             file=self.stream)
 
-    def cell(self, cell: Cell, row: dict | None, *, stored: bool, summary: "SweepSummary") -> None:
+    def cell(self, cell: Cell, row: dict | None, *, stored: bool, summary: SweepSummary) -> None:
         self.done += 1
         if self.bar is not None:
             self.bar.set_postfix(done=summary.ran, failed=summary.failed, refresh=False)

@@ -11,23 +11,39 @@ method, options) makes every cell appear at most once; re-running a sweep
 skips the keys already stored.
 
 Opening is safe under concurrency and checks the file (:mod:`.storefile`): a
-foreign, corrupted or empty file is a :class:`StoreError` saying which, as is
-every SQLite error later on, never a bare ``sqlite3`` exception.
+foreign or corrupted file is a :class:`StoreError` saying which in one line,
+as is every SQLite error later on, never a bare ``sqlite3`` exception. An empty
+(0-byte) file, as ``touch`` or ``mktemp`` leave it, is a new database to a
+sweep (initialised) and a StoreError to a reader (nothing was written to it).
 """
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .claims import Claim, ClaimsMixin
 from .runs import RunsMixin
-from .storefile import (BUSY_TIMEOUT_S, CELL_COLUMNS, KEY_COLUMNS, SCHEMA_NAME, SCHEMA_VERSION,
-                        StoreError, Transaction, JSON_COLUMNS, KEY_SQL, KEY_WHERE,
-                        check_file, sqlite_error, connect, prepare, translated)
-
+from .storefile import (
+    BUSY_TIMEOUT_S,
+    CELL_COLUMNS,
+    JSON_COLUMNS,
+    KEY_COLUMNS,
+    KEY_SQL,
+    KEY_WHERE,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    StoreError,
+    Transaction,
+    check_file,
+    connect,
+    prepare,
+    sqlite_error,
+    translated,
+)
 
 _OPEN: dict[str, int] = {}  # open connections of this process, by the database's real path
 
@@ -41,7 +57,7 @@ class Store(ClaimsMixin, RunsMixin):
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, create: bool = True,
-             readonly: bool = False) -> "Store":
+             readonly: bool = False) -> Store:
         """Open (and with ``create``, initialise) a results database.
 
         ``readonly`` writes nothing at all, not even SQLite's -wal/-shm files

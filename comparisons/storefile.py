@@ -119,6 +119,7 @@ def check_file(path: Path) -> str:
 def sqlite_error(path: Path, exc: sqlite3.Error) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "")
     where = f"results database {str(path)!r}"
+    exc = " ".join(str(exc).split())  # one line
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(exc):
         return StoreError(f"{where} is corrupted (SQLite: {exc}); it cannot be read reliably: "
                           "restore it from a copy, or salvage its rows with `sqlite3 "
@@ -192,8 +193,12 @@ def prepare(conn, path: Path, *, create: bool, readonly: bool) -> None:
     """Check a freshly opened connection's file, then create, validate or upgrade its schema."""
     bad = [r[0] for r in conn.execute("PRAGMA quick_check")]
     if bad != ["ok"]:
+        # one line: quick_check reports up to 100 problems, several lines each, under headers
+        problems = [ln.strip() for row in bad for ln in str(row).splitlines()
+                    if ln.strip() and not ln.startswith("***")] or ["no details"]
+        more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
         raise StoreError(f"results database {str(path)!r} is corrupted (SQLite quick_check: "
-                         f"{'; '.join(bad[:3])}); restore it from a copy, or salvage its rows "
+                         f"{problems[0]}{more}); restore it from a copy, or salvage its rows "
                          f"with `sqlite3 {path} .recover` and write new results to another --db")
     tables = _tables(conn)
     if tables:

@@ -8,8 +8,9 @@ An instance is a pure function of those three.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class GameSpec:
 
 
 _GAMES: dict[str, GameSpec] = {}
-_MODULES = ("nfg", "ssg", "cyber", "library")
+_MODULES = ("nfg", "ssg", "cyber", "library", "gnep")
 
 
 def register_game(name: str, params: dict[str, Param]):

@@ -38,12 +38,23 @@ cournot3              3            114075/112 (derived here in closed form)
 gnash10               4            -230.823          (MacMPEC gnash10)
 gnash14               4            -0.179046         (MacMPEC gnash14)
 gnash19               4            -6.11671          (MacMPEC gnash19)
+harker_tax            2 (shared)   0.0108499 (derived here: harker_tax_optimum)
+river_basin_standard  3 (shared)   41.5252 (derived here: river_basin_optimum)
+price_budget          2            3.75 (derived here in closed form)
 ====================  ===========  ==========================================
+
+The last three are leader problems over generalized Nash games of
+:mod:`stackopt.models.gnep` (shared constraints read as Rosen's variational
+equilibrium; budgets with the leader's price as coefficient); their optima are
+derived from the followers' equilibrium in closed form or by exact enumeration
+of its active sets, independently of stackopt.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
+import numpy as np
 import pyomo.environ as pyo
 
 from stackopt.game import StackelbergGame
@@ -373,6 +384,124 @@ for _name, _L, _g, _opt in (("gnash10", 150.0, 1.0, -230.823), ("gnash14", 150.0
 
     _builder.__doc__ = f"MacMPEC {_name}: gnash1 with L={_L}, gamma={_g}."
     _problem(_name, _opt, _GNASH_SOURCE.format(_name, _L, _g, _opt))(_builder)
+
+
+# ------------------------------------------------- over generalized Nash games
+def harker_tax_optimum() -> tuple:
+    """``(tau*, objective*)`` of :func:`harker_tax`, in closed form.
+
+    With the followers' variational equilibrium of
+    :func:`stackopt.models.gnep.harker_equilibrium`, the leader's objective
+    f(tau) = (x1(tau) - 9.5)^2 + tau^2 / 100 is, piece by piece,
+    (4 tau - 4.5)^2 + tau^2/100 on [0, 1] (decreasing: f(1) = 0.26),
+    (12 tau - 12.5)^2 + tau^2/100 on [1, 13/12] (the capacity binds), and at least
+    0.25 + tau^2/100 beyond (x1 = 10). The middle piece's minimiser
+    tau* = 300 / 288.01... lies inside it: 144.01 tau^2 - 300 tau + 156.25 is least at
+    tau* = 150 / 144.01, with f* = 156.25 - 150^2 / 144.01, the global minimum.
+    """
+    a, b, c = 144.01, -300.0, 156.25
+    tau = -b / (2 * a)
+    return tau, c - b * b / (4 * a)
+
+
+@_problem("harker_tax", harker_tax_optimum()[1],
+          "derived here in closed form (harker_tax_optimum) over the variational equilibrium of "
+          "Harker (1991) Eur. J. Oper. Res. 54:81-94 with a tax on player 2; tau* = 1.041594, "
+          "x* = (9.49910, 5.50090), the shared capacity binding")
+def harker_tax() -> StackelbergGame:
+    """A regulator taxes player 2 of Harker's game at tau in [0, 2] and minimises
+    (x1 - 9.5)^2 + tau^2 / 100 over the variational equilibrium
+    (:func:`stackopt.models.gnep.harker`); the optimum has the shared capacity binding."""
+    from .gnep import harker
+
+    g = harker()
+    g.data = {"problem": "harker_tax"}
+    return g
+
+
+def river_basin_optimum(grid: int = 201) -> tuple:
+    """``(K1*, objective*)`` of :func:`river_basin_standard`, from the followers'
+    equilibrium solved exactly (:func:`stackopt.models.gnep.river_basin_equilibria`).
+
+    On every piece of [50, 150] where the equilibrium's active set is the same, the
+    equilibrium is affine in K1 (a fixed linear system with K1 on its right-hand side), so
+    the leader's objective is a quadratic in K1 there. The pieces are found on a grid of
+    ``grid`` values and their ends by bisection; each piece's quadratic comes from two of
+    its points and its maximiser is kept where it lies in the piece. The optimum is the
+    best of those maximisers, the pieces' ends and the box's ends (the objective is
+    continuous): K1* = 63.019, where station 1 binds and firm 3 produces nothing.
+    """
+    from .gnep import river_basin_data, river_basin_equilibria
+
+    _, _, A, _ = river_basin_data()
+
+    def solve(K):  # at a piece's end two active sets describe the same equilibrium
+        found = river_basin_equilibria(K)
+        return found[0][0], {act for _, _, act in found}
+
+    def objective(x):
+        from .gnep import _RIVER
+        c1, c2 = np.array(_RIVER["c1"]), np.array(_RIVER["c2"])
+        total = x.sum()
+        profit = float(np.sum((_RIVER["d1"] - _RIVER["d2"] * total) * x - (c1 + c2 * x) * x))
+        return profit - 0.005 * float(A[0] @ x) ** 2
+
+    Ks = np.linspace(50.0, 150.0, grid)
+    acts = [min(solve(K)[1]) for K in Ks]
+    candidates = [50.0, 150.0]
+    start = 0
+    for i in range(1, grid + 1):
+        if i < grid and acts[i] == acts[start]:
+            continue
+        lo, hi = Ks[start], Ks[i - 1]
+        if i < grid:  # the piece's end: bisect between the last grid point in it and the next
+            a, b = Ks[i - 1], Ks[i]
+            for _ in range(100):
+                mid = 0.5 * (a + b)
+                a, b = (mid, b) if acts[start] in solve(mid)[1] else (a, mid)
+            hi = a
+            candidates.append(a)
+        if hi > lo:  # the quadratic through three points of the piece; its maximiser
+            ks = np.array([lo, 0.5 * (lo + hi), hi])
+            coef = np.polyfit(ks, [objective(solve(K)[0]) for K in ks], 2)
+            if coef[0] < 0:
+                k_star = -coef[1] / (2 * coef[0])
+                if lo <= k_star <= hi and acts[start] in solve(k_star)[1]:
+                    candidates.append(k_star)
+        start = i
+    best = max(candidates, key=lambda K: objective(solve(K)[0]))
+    return float(best), objective(solve(best)[0])
+
+
+@_problem("river_basin_standard", 41.52515390921,
+          "derived here (river_basin_optimum: exact enumeration of the followers' equilibrium "
+          "on each piece of the leader's box) over the river basin game of Haurie, Krawczyk "
+          "(1997), Krawczyk, Uryasev (2000); K1* = 63.01914, x* = (13.3101, 15.8091, 0)")
+def river_basin_standard() -> StackelbergGame:
+    """The agency sets station 1's standard K1 in [50, 150] of the river basin pollution
+    game (:func:`stackopt.models.gnep.river_basin`: two shared constraints, the
+    variational equilibrium) and maximises the firms' profit minus 0.005 (station 1's
+    pollution)^2. At the optimum station 1 binds and firm 3 is at its lower bound."""
+    from .gnep import river_basin
+
+    g = river_basin()
+    g.data = {**g.data, "problem": "river_basin_standard"}
+    return g
+
+
+@_problem("price_budget", 3.75,
+          "derived here in closed form: the followers' equilibrium of "
+          "stackopt.models.gnep.price_budget_equilibrium gives the revenue 1.5 + 3 p - p^2 on the "
+          "whole box [0.5, 2], maximal at p* = 1.5")
+def price_budget() -> StackelbergGame:
+    """A seller prices its good at p in [0.5, 2] for two buyers with budgets p x_i <= B_i and
+    accounts p x_i + y_i = 5 (the leader's price as a coefficient in both), and maximises
+    its revenue p (x1 + x2) (:func:`stackopt.models.gnep.price_budget`). Buyer 1's budget
+    binds (x1 = 2/p), buyer 2 is interior (x2 = 3 - 1/(2p) - p), so the revenue is
+    1.5 + 3 p - p^2: p* = 1.5, revenue 3.75."""
+    from .gnep import price_budget as build
+
+    return build()
 
 
 # ------------------------------------------------------------------ registry

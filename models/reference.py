@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ def load_instance(domain: str, seed: int) -> dict[str, np.ndarray]:
     return {k: v.copy() for k, v in _load(domain, check_seed(domain, seed)).items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(domain: str, seed: int) -> dict[str, np.ndarray]:
     path = DATA / f"{domain}_seed{seed}.npz"
     with np.load(path) as f:

@@ -2,7 +2,8 @@
 
 Write the game once in Pyomo (:class:`StackelbergGame`), then :func:`solve` it
 with any registered method; every result is scored by the same equilibrium
-oracle.
+oracle. :func:`equilibrium` is the followers' (generalized) Nash equilibrium at
+given leader values.
 
 The public names below are imported on first use (PEP 562), so that
 ``import stackopt`` and the command line's ``--help`` do not pay for Pyomo,
@@ -21,15 +22,16 @@ __version__ = "0.1.0"
 # public name -> the submodule defining it
 _LAZY = {
     "StackelbergGame": ".game",
-    "solve": ".methods", "Method": ".methods", "MethodOutput": ".methods",
+    "solve": ".api", "Method": ".methods", "MethodOutput": ".methods",
     "register_method": ".methods", "available_methods": ".methods",
-    "Result": ".result", "Status": ".result",
+    "Result": ".core", "Status": ".core",
     "check_gradient": ".checks", "GradientCheck": ".checks",
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
-    "blas_threads": ".blas",
+    "equilibrium": ".nash", "NashEquilibrium": ".nash",
+    "blas_threads": ".core.blas",
 }
-_SUBPACKAGES = ("models", "comparisons", "mpec")
+_SUBPACKAGES = ("models", "comparisons", "methods")
 
 __all__ = sorted(_LAZY)
 
@@ -47,3 +49,4 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
+

@@ -5,10 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blas import blas_threads as blas_scope, check_threads
-from .implicit import leader_gradients
-from .kernel import kernel_of
-from .oracle import EquilibriumOracle
+from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.kernel import kernel_of
+from stackopt.oracle import EquilibriumOracle, leader_gradients
 
 
 @dataclass(frozen=True, repr=False)

@@ -2,6 +2,7 @@
 
     stackopt solve GAME [--<game parameter> V ...] [--method M] [--<method option> V ...] [--seed S] [--json]
     stackopt check-gradient GAME [--<game parameter> V ...] [--seed S] [--json]
+    stackopt equilibrium GAME [--<game parameter> V ...] [--leader JSON] [--seed S] [--json]
     stackopt compare [CONFIG] --db results.sqlite --workers 2
     stackopt report results.sqlite --out DIR [--docs docs]
     stackopt games [GAME] | methods [METHOD] | theorem1 [--C 100 --epsilon 1]
@@ -14,19 +15,47 @@ them, so ``stackopt --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import re
 import sys
 
-from . import __version__
-from .options import flag_help, flag_keywords, parse_bool, plain
+from stackopt import __version__
+from stackopt.core.options import flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
+EQUILIBRIUM_HELP = "the followers' (generalized) Nash equilibrium at given leader values"
 
-Parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser without abbreviations; with ``json_errors`` (the command was given
+    ``--json``) a usage error is also printed as one JSON object on stdout (:func:`_fail`)."""
+
+    def __init__(self, *args, json_errors: bool = False, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message):
+        if self.json_errors:
+            _json_error(message, 2)
+        super().error(message)
+
+
+def _json_error(message: str, code: int) -> None:
+    print(json.dumps({"error": message, "exit_status": code}))
+
+
+def _fail(prog: str, message: str, as_json: bool, code: int = 2) -> int:
+    """Print ``prog: error: message`` on stderr and, where the command was given ``--json``,
+    ``{"error": message, "exit_status": code}`` on stdout; return ``code``."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    if as_json:
+        _json_error(message, code)
+    return code
 
 
 # ----------------------------------------------------------------------------- values
@@ -61,7 +90,7 @@ def _pre_parse(argv) -> tuple[str | None, str]:
     pre = Parser(add_help=False)
     pre.add_argument("game", nargs="?")
     pre.add_argument("--method", default="gradient")
-    for flag in ("--seed", "--time-limit", "--step"):  # so that their values are not taken for GAME
+    for flag in ("--seed", "--time-limit", "--step", "--leader"):  # so that their values are not taken for GAME
         pre.add_argument(flag)
     pre.add_argument("--json", action="store_true")
     known, _ = pre.parse_known_args(argv)
@@ -75,7 +104,7 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
                         help="a built-in game (`stackopt games` lists them); `stackopt solve GAME "
                              "--help` lists its parameters")
         return [], {}
-    from .models import available_games, game_spec
+    from stackopt.models import available_games, game_spec
 
     ap.add_argument("game", metavar="GAME", choices=available_games(),
                     help="one of " + ", ".join(available_games()))
@@ -106,7 +135,7 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
         ap.add_argument("--method", default="gradient", metavar="NAME",
                         help="solution method (default gradient; `stackopt methods` lists them)")
         return []
-    from .methods import _METHODS, available_methods, get_method
+    from stackopt.methods.registry import _METHODS, available_methods, get_method
 
     primary = available_methods()  # loads the built-in methods into the registry
     ap.add_argument("--method", default="gradient", choices=sorted(_METHODS), metavar="NAME",
@@ -132,10 +161,15 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
 def _command_parser(command: str, argv, description: str, with_method: bool):
     game, method = _pre_parse(argv)
     game = game if game is not None and not game.startswith("-") else None
-    ap = Parser(prog=f"stackopt {command}", description=description)
+    ap = Parser(prog=f"stackopt {command}", description=description, json_errors="--json" in argv)
     ap.add_argument("--seed", type=_SEED, default=0, metavar="N",
                     help="seed of the instance and of the method (default 0)")
-    if with_method:
+    if command == "equilibrium":
+        ap.add_argument("--leader", type=_leader_values, default=None, metavar="JSON",
+                        help="the leader's values by Pyomo name, e.g. '{\"p[1]\": 2.0}' "
+                             "(default: its initial values)")
+        ap.add_argument("--json", action="store_true", help="print one JSON object")
+    elif with_method:
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
         ap.add_argument("--json", action="store_true",
@@ -156,13 +190,13 @@ def _values(ns, names, prefix) -> dict:
 
 def _build_game(prog: str, ns, names, flags):
     """The game instance, or an error message naming the flag at fault."""
-    from .models import build_game
+    from stackopt.models import build_game
 
     params = _values(ns, names, "game")
     try:
         return build_game(ns.game, seed=ns.seed, **params), None
     except ValueError as exc:
-        return None, f"{prog}: error: {_flagged(str(exc), flags, ns.game)}"
+        return None, _flagged(str(exc), flags, ns.game)
 
 
 def _flagged(message: str, flags: dict[str, str], game: str) -> str:
@@ -182,7 +216,7 @@ def _game_command(name, argv, description, with_method):
     ns = ap.parse_args(argv)
     game, error = _build_game(ap.prog, ns, gnames, gflags)
     if error:
-        print(error, file=sys.stderr)
+        _fail(ap.prog, error, ns.json)
     return ap, ns, game, mnames
 
 
@@ -190,14 +224,13 @@ def cmd_solve(argv) -> int:
     ap, ns, game, mnames = _game_command("solve", argv, _SOLVE_DESCRIPTION, True)
     if game is None:
         return 2
-    from .methods import solve
+    from stackopt.api import solve
 
     try:
         res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
                     **_values(ns, mnames, "opt"))
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
-        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(ap.prog, str(exc), ns.json)
     if ns.json:
         out = res.to_dict()
         out.pop("history")  # per-step records: from Python, `solve(...).history`
@@ -216,26 +249,58 @@ _SOLVE_DESCRIPTION = (
     "--help` another method's.")
 
 
-def cmd_check_gradient(argv) -> int:
-    ap, ns, game, _ = _game_command(
-        "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
-        "constraints with central finite differences of re-solved equilibria, at a seeded random "
-        "leader strategy.", False)
+def _report_command(name, argv, description, compute) -> int:
+    """A command that builds one game and prints what ``compute(game, namespace)`` returns
+    (its text, or its ``to_dict()`` as JSON with ``--json``); a ``ValueError`` or
+    ``RuntimeError`` it raises is the command's error."""
+    ap, ns, game, _ = _game_command(name, argv, description, False)
     if game is None:
         return 2
-    from .checks import check_gradient
-
     try:
-        r = check_gradient(game, seed=ns.seed, step=ns.step)
+        r = compute(game, ns)
     except (ValueError, RuntimeError) as exc:
-        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(ap.prog, str(exc), ns.json)
     print(json.dumps(_jsonable(r.to_dict())) if ns.json else r)
     return 0
 
 
+def cmd_check_gradient(argv) -> int:
+    def compute(game, ns):
+        from stackopt.checks import check_gradient
+        return check_gradient(game, seed=ns.seed, step=ns.step)
+
+    return _report_command(
+        "check-gradient", argv, "Compare the implicit gradient of the leader's objective and "
+        "constraints with central finite differences of re-solved equilibria, at a seeded random "
+        "leader strategy.", compute)
+
+
+def _leader_values(text: str) -> dict:
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of name: number, got {text!r}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of name: number, got {text!r}")
+    return v
+
+
+def cmd_equilibrium(argv) -> int:
+    def compute(game, ns):
+        from stackopt.nash import equilibrium
+        try:
+            return equilibrium(game, leader_values=ns.leader, seed=ns.seed)
+        except ValueError as exc:  # the game was built: a bad value is the --leader one's
+            raise ValueError(f"argument --leader: {exc}" if "leader_values" in str(exc) else str(exc)) from None
+
+    return _report_command(
+        "equilibrium", argv, "The followers' (generalized) Nash equilibrium of a built-in game at "
+        "given leader values (the leader's initial values by default): the equilibrium oracle from "
+        "a seeded start; the followers' values and the constraints' multipliers by name.", compute)
+
+
 def cmd_theorem1(ns) -> int:
-    from .models.theorem1 import theorem1_report
+    from stackopt.models.theorem1 import theorem1_report
 
     rep = theorem1_report(C=ns.C, epsilon=ns.epsilon)
     if ns.json:
@@ -248,7 +313,7 @@ def cmd_theorem1(ns) -> int:
 
 
 def cmd_games(ns) -> int:
-    from .models import available_games, game_spec
+    from stackopt.models import available_games, game_spec
 
     if ns.name is not None and ns.name not in available_games():
         print(f"stackopt games: error: unknown game {ns.name!r}; expected one of "
@@ -270,7 +335,7 @@ def cmd_games(ns) -> int:
 
 
 def cmd_methods(ns) -> int:
-    from .methods import _METHODS, available_methods, get_method
+    from stackopt.methods.registry import _METHODS, available_methods, get_method
 
     primary = available_methods()  # loads the built-in methods into the registry
     if ns.name is not None and ns.name not in _METHODS:
@@ -318,21 +383,23 @@ def _jsonable(v):
 
 
 # ----------------------------------------------------------------------------- main
-_DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient}
+_DYNAMIC = {"solve": cmd_solve, "check-gradient": cmd_check_gradient, "equilibrium": cmd_equilibrium}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(as_json: bool = False) -> argparse.ArgumentParser:
     ap = Parser(prog="stackopt", description="Stackelberg games with one leader and several "
                 "followers in Nash equilibrium, written in Pyomo: implicit-gradient, MPEC and "
                 "black-box methods, and comparisons of them on identical instances.",
                 epilog="`stackopt COMMAND --help` describes a command.",
-                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=20))
+                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=20),
+                json_errors=as_json)
     ap.add_argument("--version", action="version", version=f"stackopt {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                             parser_class=Parser)
     sub.add_parser("solve", help=SOLVE_HELP, add_help=False)
     sub.add_parser("check-gradient", help=CHECK_HELP, add_help=False)
-    from .comparisons.cli import register
+    sub.add_parser("equilibrium", help=EQUILIBRIUM_HELP, add_help=False)
+    from stackopt.comparisons.cli import register
 
     register(sub)
     p = sub.add_parser("games", help="list the built-in games and their parameters",
@@ -346,7 +413,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("theorem1", help="the paper's Theorem-1 example: equilibrium selection rules",
                        description="The paper's Theorem-1 example: the leader's strategy and payoff "
-                                   "under each equilibrium selection rule.")
+                                   "under each equilibrium selection rule.", json_errors=as_json)
     p.add_argument("--C", type=_positive, default=100.0, metavar="X",
                    help="the leader's large payoff C (default 100)")
     p.add_argument("--epsilon", type=_positive, default=1.0, metavar="X",
@@ -357,15 +424,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; Ctrl-C ends any command with one line and exit status 130 (``compare``
+    says what it kept), errors are one line (and, with ``--json``, a JSON object on stdout)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
-        return _DYNAMIC[argv[0]](argv[1:])
-    ap = _parser()
-    ns = ap.parse_args(argv)
-    if getattr(ns, "func", None) is None:
-        ap.print_help()
-        return 2
-    return int(ns.func(ns))
+    as_json = "--json" in argv
+    try:
+        if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
+            return _DYNAMIC[argv[0]](argv[1:])
+        ap = _parser(as_json)
+        ns = ap.parse_args(argv)
+        if getattr(ns, "func", None) is None:
+            ap.print_help()
+            return 2
+        return int(ns.func(ns))
+    except KeyboardInterrupt:
+        command = next((a for a in argv if not a.startswith("-")), None)
+        print("stackopt" + (f" {command}" if command else "") + ": interrupted", file=sys.stderr)
+        if as_json:
+            _json_error("interrupted", INTERRUPTED)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blas import blas_threads as blas_scope, check_threads
-from .kernel import kernel_of
-from .oracle import Equilibrium, EquilibriumOracle
-from .result import Result, Status
+from stackopt.core import Result, Status
+from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.kernel import kernel_of
+from stackopt.oracle import Equilibrium, EquilibriumOracle
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
@@ -35,7 +35,9 @@ class Evaluation:
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-6,
              hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None,
              blas_threads: int | None = 1) -> Evaluation:
-    """Leader objective and constraints at the equilibria drawn for ``leader_values``.
+    """Leader objective and constraints at the equilibria drawn for ``leader_values`` (an
+    array in the order of the leader's variables, or a dict by Pyomo name such as
+    ``Result.leader_values``).
 
     Draw ``s`` of ``samples`` starts the oracle from the random point seeded by
     ``(seed, s)``. ``hint`` (an equilibrium a method already holds) is used only
@@ -111,6 +113,11 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
                    f"(residual {ev.equilibrium_residual:.3g})" + (f": {said}" if said else "")).strip()
         if status in (Status.CONVERGED, Status.OPTIMAL):
             status = Status.EQUILIBRIUM_NOT_FOUND
+    elif k.undefined(ev.leader_objective, ev.constraint_values):
+        message = (message + "\nthe followers' equilibrium was found at the final strategy, but "
+                   + k.undefined(ev.leader_objective, ev.constraint_values)).strip()
+        if status in (Status.CONVERGED, Status.OPTIMAL):
+            status = Status.NOT_CONVERGED
     claim_gap, note = _claim_gap(k, out, ev)
     if note:
         message = (message + "\n" + note).strip()

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blas import blas_threads as blas_scope, check_threads
-from .kernel import kernel_of
-from .oracle import EquilibriumOracle
+from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.kernel import kernel_of
+from stackopt.oracle import EquilibriumOracle
 
 
 @dataclass

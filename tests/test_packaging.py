@@ -74,9 +74,21 @@ def test_the_registry_loads_the_built_in_methods_without_import_stackopt(tmp_pat
 
 
 def test_lazy_names():
-    from stackopt import methods, models
+    from stackopt import api, models
 
-    assert stackopt.solve is methods.solve and stackopt.models is models
+    assert stackopt.solve is api.solve and stackopt.models is models
     assert set(stackopt.__all__) <= set(dir(stackopt))
     with pytest.raises(AttributeError, match="module 'stackopt' has no attribute 'sovle'"):
         stackopt.sovle  # noqa: B018
+
+
+def test_every_package_of_the_checkout_is_installed():
+    """``[tool.setuptools] packages`` lists every folder of ``stackopt/`` holding an ``__init__.py``."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "stackopt"
+    names = [".".join(p.parent.relative_to(root.parent).parts) for p in root.rglob("__init__.py")]
+    assert len(names) > 10
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    assert not missing, missing

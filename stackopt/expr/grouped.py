@@ -1,0 +1,118 @@
+"""A compiled program at many points, each point needing only one group of its outputs.
+
+A sweep of best responses evaluates, at point ``b``, only follower ``owner[b]``'s
+objective, gradient or Hessian block; :meth:`Program.batch` computes every
+output at every point, so a sweep over ``n`` followers costs ``n`` full
+evaluations (``n^3`` work for a game whose every objective reads all ``n``
+followers). :class:`GroupedProgram` finds once, for each group of outputs, the
+terms of every level that those outputs depend on (their ancestors in the
+program), and evaluates at each point only its group's terms: the work of one
+full evaluation for a sweep. Sums run over the same terms in the same order as
+:meth:`Program.batch`, so the group's outputs are the same to the last bit;
+the other outputs are ``nan``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .program import PolyBatch, Program
+
+
+def _layer_atoms(batch: PolyBatch, width: int, one: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each term's coefficient and its atoms, padded to ``width`` with the atom ``one``."""
+    coef, atoms = [], []
+    for c, cols in batch.groups:
+        idx = np.full((c.size, width), one, dtype=np.intp)
+        for k, col in enumerate(cols):
+            idx[:, k] = col
+        coef.append(c)
+        atoms.append(idx)
+    if not coef:
+        return np.zeros(0), np.zeros((0, width), dtype=np.intp)
+    return np.concatenate(coef), np.concatenate(atoms)
+
+
+class GroupedProgram:
+    """``program`` evaluated at rows of ``values``, row ``b`` for outputs ``groups[owner[b]]`` only."""
+
+    CACHE_BYTES = 32 << 20  # index arrays of owner patterns kept, at most this many bytes
+
+    def __init__(self, program: Program, groups: list[np.ndarray]):
+        self.program = program
+        n_atoms = program.n_vars + program.n_aux
+        self.one = n_atoms  # an extra atom holding 1.0: the padding of lower-degree terms
+        layers = [b for b, _, _ in program.levels] + [program.out]
+        width = max([len(cols) for b in layers for _, cols in b.groups] + [1])
+        self.layers = [(b,) + _layer_atoms(b, width, self.one) for b in layers]
+        self.groups = [np.asarray(g, dtype=np.intp) for g in groups]
+        self.need = [self._ancestors(g, n_atoms) for g in self.groups]
+        self._cache: dict = {}
+        self._cached_bytes = 0
+
+    def _ancestors(self, outputs: np.ndarray, n_atoms: int) -> list[np.ndarray]:
+        """The terms of every layer that ``outputs`` depend on (ascending, per layer)."""
+        needed = np.zeros(n_atoms + 1, dtype=bool)
+        out = []
+        wanted = np.zeros(self.program.out.n_out, dtype=bool)
+        wanted[outputs] = True
+        for li in range(len(self.layers) - 1, -1, -1):
+            batch, _, atoms = self.layers[li]
+            if li < len(self.program.levels):
+                target = self.program.levels[li][1]
+                wanted = needed[target]
+            terms = np.flatnonzero(wanted[batch.rows]) if batch.n_terms else np.zeros(0, dtype=np.intp)
+            needed[atoms[terms].ravel()] = True
+            out.append(terms)
+        return out[::-1]
+
+    def _plan(self, owner: np.ndarray):
+        """Per layer, the flat (term, point) pairs of the points' groups, and the mask of
+        the outputs each point computes."""
+        key = owner.tobytes()
+        plan = self._cache.get(key)
+        if plan is None:
+            B = owner.size
+            per = []
+            for li in range(len(self.layers)):
+                parts = [self.need[g][li] for g in owner]
+                terms = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+                cols = np.repeat(np.arange(B), [p.size for p in parts])
+                per.append((terms, cols, self.layers[li][0].rows[terms] * B + cols))
+            mask = np.ones((B, self.program.n_out), dtype=bool)
+            for b, g in enumerate(owner):
+                mask[b, self.groups[g]] = False
+            size = mask.nbytes + sum(a.nbytes for layer in per for a in layer)
+            if self._cached_bytes + size > self.CACHE_BYTES:
+                self._cache.clear()
+                self._cached_bytes = 0
+            plan = self._cache[key] = (per, mask)
+            self._cached_bytes += size
+        return plan
+
+    def __call__(self, values: np.ndarray, owner: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """``values`` of shape ``(points, n_vars)``; the result ``(points, n_out)``, row ``b``
+        holding the outputs of group ``owner[b]`` (``nan`` elsewhere)."""
+        prog = self.program
+        values = np.asarray(values, dtype=float).T
+        owner = np.asarray(owner, dtype=np.intp)
+        B = owner.size
+        per, mask = self._plan(owner)
+        with np.errstate(all="ignore"):
+            v = prog.start(values, params, extra=1)
+            v[self.one] = 1.0
+            for li, (batch, coef, atoms) in enumerate(self.layers):
+                terms, cols, flat = per[li]
+                t = coef[terms] * v[atoms[terms, 0], cols]
+                for k in range(1, atoms.shape[1]):
+                    t *= v[atoms[terms, k], cols]
+                u = np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False)
+                u = u.reshape(batch.n_out, B)  # (bincount of no terms counts in integers)
+                if batch.has_const:
+                    u += batch.const[:, None]
+                if li < len(prog.levels):
+                    _, target, funcs = prog.levels[li]
+                    prog.apply(funcs, u, v)
+                    v[target] = u
+        out = u.T.copy()
+        out[mask] = np.nan
+        return out

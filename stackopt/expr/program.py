@@ -1,0 +1,195 @@
+"""Compiled programs: polynomials over atoms evaluated with index arrays and ``np.bincount``.
+
+Evaluation writes the variables' and parameters' values into one atom vector,
+then evaluates the auxiliary nodes level by level (each level one batched
+polynomial and one NumPy call per function), then the outputs. No Pyomo
+expression is walked after compilation.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .params import Parameters
+from .poly import UNARY, PolyBuilder
+
+
+class PolyBatch:
+    """Several polynomials over atoms, evaluated together into an output vector."""
+
+    def __init__(self, polys: Sequence[dict]):
+        self.n_out = len(polys)
+        self.const = np.zeros(self.n_out)
+        by_degree: dict[int, tuple[list, list, list]] = {}
+        for row, p in enumerate(polys):
+            for mono, coef in p.items():
+                d = len(mono)
+                if not d:
+                    self.const[row] += coef
+                    continue
+                group = by_degree.get(d)
+                if group is None:
+                    group = by_degree[d] = ([], [], [])
+                group[0].append(row)
+                group[1].append(coef)
+                group[2].append(mono)
+        self.groups = []
+        rows = []
+        for d in sorted(by_degree):
+            r, c, monos = by_degree[d]
+            idx = np.array(monos, dtype=np.intp).reshape(len(monos), d)
+            self.groups.append((np.array(c, dtype=float),
+                                [np.ascontiguousarray(idx[:, k]) for k in range(d)]))
+            rows.extend(r)
+        self.rows = np.array(rows, dtype=np.intp)
+        self.n_terms = len(rows)
+        self.has_const = bool(np.any(self.const))
+        self._sum = None
+
+    def _terms(self, v: np.ndarray) -> np.ndarray:
+        """Every term's value (a column per point where ``v`` has one per point)."""
+        parts = []
+        for coef, cols in self.groups:
+            t = (coef if v.ndim == 1 else coef[:, None]) * v[cols[0]]
+            for c in cols[1:]:
+                t *= v[c]
+            parts.append(t)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        if not self.n_terms:
+            return self.const.copy()
+        out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
+        if self.has_const:
+            out += self.const
+        return out
+
+    def batch(self, v: np.ndarray) -> np.ndarray:
+        """The polynomials at several points at once: ``v`` holds one column per point."""
+        if not self.n_terms:
+            return np.repeat(self.const[:, None], v.shape[1], axis=1)
+        if self._sum is None:  # row sums of the terms as one sparse product
+            import scipy.sparse as sp
+            self._sum = sp.csr_matrix((np.ones(self.n_terms), (self.rows, np.arange(self.n_terms))),
+                                      shape=(self.n_out, self.n_terms))
+        out = self._sum @ self._terms(v)
+        if self.has_const:
+            out += self.const[:, None]
+        return out
+
+
+class Program:
+    """A compiled list of expressions: ``program(values, params=None) -> array`` of their values.
+
+    ``values`` is a 1-D array ordered like the variables the program was
+    compiled over; ``params`` the values of :attr:`parameters` (read from the
+    model now when omitted: pass ``program.parameters.values()`` read once
+    when calling many times).
+    """
+
+    def __init__(self, builder: PolyBuilder, outputs: Sequence[dict]):
+        self.n_vars = builder.n_vars
+        self.n_aux = len(builder.aux_kind)
+        self.n_out = len(outputs)
+        self.parameters: Parameters = builder.parameters
+        pos = sorted(builder.param_atom)
+        self._param_pos = np.array(pos, dtype=np.intp)
+        self._param_atoms = np.array([builder.param_atom[k] for k in pos], dtype=np.intp)
+        self.levels = []
+        real = [k for k in range(self.n_aux) if builder.aux_kind[k] != "param"]
+        by_level: dict[int, list] = {}
+        for k in real:
+            by_level.setdefault(builder.aux_level[k], []).append(k)
+        for lvl in sorted(by_level):
+            members = by_level[lvl]
+            batch = PolyBatch([builder.aux_arg[k] for k in members])
+            target = np.array([self.n_vars + k for k in members], dtype=np.intp)
+            funcs = []
+            kinds = [builder.aux_kind[k] for k in members]
+            for kind in sorted(set(kinds) - {"id"}):
+                at = np.array([j for j, kk in enumerate(kinds) if kk == kind], dtype=np.intp)
+                param = np.array([builder.aux_param[members[j]] for j in at])
+                if kind == "powv":
+                    param = param.astype(np.intp)  # the exponent's atom
+                funcs.append((kind, at, param))
+            self.levels.append((batch, target, funcs))
+        self.out = PolyBatch(outputs)
+        self.n_terms = self.out.n_terms + sum(b.n_terms for b, _, _ in self.levels)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.parameters)
+
+    def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
+        v = self.start(values, params)
+        for batch, target, funcs in self.levels:
+            u = batch(v) if values.ndim == 1 else batch.batch(v)
+            self.apply(funcs, u, v)
+            v[target] = u
+        return v
+
+    def start(self, values: np.ndarray, params: np.ndarray | None = None, extra: int = 0) -> np.ndarray:
+        """The atom array with the variables' and parameters' values written (``extra``
+        more rows after the atoms, for the caller's use)."""
+        v = np.empty((self.n_vars + self.n_aux + extra,) + values.shape[1:])
+        v[: self.n_vars] = values
+        if self._param_atoms.size:
+            if params is None:
+                params = self.parameters.values()
+            elif len(params) != len(self.parameters):
+                raise ValueError(
+                    f"params must hold {len(self.parameters)} values (the program's parameters), "
+                    f"got {len(params)}"
+                )
+            col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
+            v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][col]
+        return v
+
+    @staticmethod
+    def apply(funcs, u: np.ndarray, v: np.ndarray) -> None:
+        """A level's functions applied in place to its polynomials' values ``u``."""
+        col = (slice(None),) + (None,) * (u.ndim - 1)
+        for kind, pos, param in funcs:
+            if kind == "pow":
+                u[pos] = np.power(u[pos], param[col])
+            elif kind == "powv":
+                u[pos] = np.power(u[pos], v[param])
+            else:
+                u[pos] = UNARY[kind](u[pos])
+
+    def __call__(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return self.out(self.atoms(np.asarray(values, dtype=float), params))
+
+    def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """The expressions at several points: ``values`` of shape ``(points, n_vars)``,
+        the result ``(points, n_out)``; one NumPy call per level for all points."""
+        with np.errstate(all="ignore"):
+            return self.out.batch(self.atoms(np.asarray(values, dtype=float).T, params)).T
+
+
+class SparseJacobian:
+    """Structural nonzeros ``(rows, cols)`` of d expressions / d variables, and their values."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, shape: tuple, program: Program):
+        self.rows, self.cols, self.shape, self.program = rows, cols, shape, program
+
+    @property
+    def parameters(self) -> Parameters:
+        return self.program.parameters
+
+    def __call__(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        return self.program(values, params)
+
+    def dense(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        flat = np.bincount(self.rows * self.shape[1] + self.cols,
+                           weights=self.program(values, params).astype(float),
+                           minlength=self.shape[0] * self.shape[1])
+        return flat.reshape(self.shape)
+
+    def sparse(self, values: np.ndarray, params: np.ndarray | None = None):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.program(values, params), (self.rows, self.cols)), shape=self.shape)

@@ -1,0 +1,163 @@
+"""Which strategy a gradient run returns: strategies evaluated on fresh draws, and their checks.
+
+The gradient method tracks equilibria by warm starts; the followers' own
+dynamics from fresh random starts (what scoring does) may reach other ones.
+:class:`Answers` keeps the strategies evaluated on fresh draws (checkpoints)
+as the candidates for the answer, re-anchors the run where fresh draws reach
+other equilibria than the tracked ones, keeps the best feasible tracked
+iterates to be evaluated on fresh draws at the end, and confirms the final
+choice on further fresh draws.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from stackopt.core import Status
+
+SAME_OBJECTIVE = 1e-6  # relative difference of objectives within the stopping rule's precision
+CONFIRM_TRIES = 5  # best feasible candidates evaluated on further fresh draws
+CONFIRM_EQUILIBRIA = 5  # further equilibria drawn per candidate (in draws of samples_per_step)
+TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
+STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
+IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
+
+
+class Answers:
+    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.reduced`)."""
+
+    def __init__(self, prob, opts, deadline: float):
+        self.prob, self.o, self.deadline = prob, opts, deadline
+        self.candidates: list = []  # points evaluated on fresh draws
+        self.tracked: list = []  # the best feasible tracked iterates
+        self.reanchors = self.failed_draws = 0
+        self.failure = ""  # why the last fresh draws failed (ReducedProblem.failure)
+        self.next_check, self.interval = 1, 1  # the schedule of fresh draws, in outer iterations
+        self.best, self.no_gain = np.inf, 0  # the best answer on fresh draws, checks since it improved
+
+    def checkpoint(self, pt, first: bool = False):
+        """Evaluate ``pt.p`` on fresh draws; they become a candidate for the answer.
+
+        Returns the point to continue from: ``pt`` itself where the fresh draws
+        reach the tracked equilibria, the fresh point where they reach others
+        (re-anchoring), None where no fresh draw converged (then ``pt`` stays)."""
+        fresh = pt if pt.fresh else self.prob.draw(pt.p)
+        if not fresh.converged:
+            self.failed_draws += 1
+            self.failure = self.prob.failure(fresh)
+            return None if first else pt
+        self.candidates.append(fresh)
+        if first:
+            self.best = self.best_fresh()
+        if first or fresh is pt:
+            return fresh
+        tol = 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
+        if self.prob.distance(fresh, pt) <= tol:
+            return pt
+        self.reanchors += 1
+        return fresh
+
+    def scheduled(self, pt, status, outer: int, step, kkt):
+        """Fresh draws after outer iteration ``outer``: at every one while they move the
+        equilibria, then at ever longer intervals while they agree with the tracked ones,
+        and at the end (``status`` set). Returns the point to go on from (re-anchored
+        where the followers play other equilibria; ``step`` is reset then), the status
+        (a convergence at a re-anchored point is re-checked by ``kkt``) and a note where
+        the run ends here."""
+        if (status is None and outer < self.next_check) or self.checked(pt):
+            return pt, status, ""
+        anchored = self.checkpoint(pt)
+        if anchored is not None and anchored is not pt:
+            pt = anchored
+            step.reset()
+            self.interval = 1
+            if status is Status.CONVERGED and not kkt(pt):
+                status = None
+        else:
+            self.interval *= 2
+        self.next_check = outer + self.interval
+        # with several equilibria per step no KKT point is ever certified: stop once
+        # STOCHASTIC_PATIENCE checkpoints in a row did not improve on fresh draws
+        now = self.best_fresh()
+        improved = self.best - now > IMPROVEMENT * max(1.0, abs(now))
+        self.best, self.no_gain = min(self.best, now), 0 if improved else self.no_gain + 1
+        if status is None and self.prob.samples > 1 and self.no_gain >= STOCHASTIC_PATIENCE:
+            return pt, Status.NOT_CONVERGED, (f"; stopped: {STOCHASTIC_PATIENCE} evaluations on fresh draws "
+                                "in a row without improvement")
+        return pt, status, ""
+
+    def best_fresh(self) -> float:
+        """The best objective (minimisation form) of a feasible candidate so far."""
+        tol = self.o.feasibility_tol
+        return min((c.f for c in self.candidates if c.violation <= tol), default=np.inf)
+
+    def checked(self, pt) -> bool:
+        """Whether ``pt``'s strategy was the last one evaluated on fresh draws."""
+        return any(np.array_equal(c.p, pt.p) for c in self.candidates[-1:])
+
+    def track(self, pt) -> None:
+        """Keep the ``TRACKED`` best feasible tracked iterates: at the end each better than
+        every answer on fresh draws is evaluated on fresh draws itself."""
+        if pt.violation > self.o.feasibility_tol:
+            return
+        if len(self.tracked) < TRACKED or pt.f < self.tracked[-1].f:
+            self.tracked = sorted(self.tracked + [pt], key=lambda c: c.f)[:TRACKED]
+
+    def select(self, last):
+        """The answer and a note on its confirmation: the best candidate after the best
+        tracked iterates were evaluated on fresh draws, confirmed on further ones."""
+        best = self._choose(last)
+        for c in self.tracked:
+            if time.perf_counter() > self.deadline:
+                break
+            if (best.violation > self.o.feasibility_tol
+                    or c.f < best.f - SAME_OBJECTIVE * max(1.0, abs(best.f))):
+                self.checkpoint(c)
+                best = self._choose(last)
+        if self.o.select == "best-feasible" and best.violation <= self.o.feasibility_tol:
+            return self.confirm(best)
+        return best, ""
+
+    def _choose(self, last=None):
+        """The best candidate; among those within rounding of the best objective, the
+        one at ``last`` (where the run ended) if it is among them, else the latest."""
+        tol = self.o.feasibility_tol
+        if self.o.select == "last":
+            return self.candidates[-1]
+        feasible = [c for c in self.candidates if c.violation <= tol]
+        if not feasible:
+            return min(self.candidates, key=lambda c: c.violation)
+        f_min = min(c.f for c in feasible)
+        near = [c for c in feasible if c.f <= f_min + SAME_OBJECTIVE * max(1.0, abs(f_min))]
+        at_last = [c for c in near if last is not None and np.array_equal(c.p, last.p)]
+        return (at_last or near)[-1]
+
+    def confirm(self, best):
+        """The followers' dynamics from other random starts may reach other equilibria
+        than those a candidate was evaluated on (and with several equilibria the best
+        of many noisy estimates is biased). Each of the ``CONFIRM_TRIES`` best feasible
+        candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
+        the one with the best mean objective over its draws among those whose mean
+        constraints hold: an estimate of what a fresh draw gives, as scoring draws."""
+        tol = self.o.feasibility_tol
+        ranked = sorted((c for c in self.candidates if c.violation <= tol), key=lambda c: c.f)
+        # about CONFIRM_EQUILIBRIA equilibria per candidate: fewer draws where each holds several
+        n_draws = max(1, round(CONFIRM_EQUILIBRIA / self.prob.samples))
+        scored = []
+        for c in ranked[:CONFIRM_TRIES]:
+            if time.perf_counter() > self.deadline:
+                break
+            draws = [c] + [self.prob.draw(c.p) for _ in range(n_draws)]
+            if not all(d.converged for d in draws):
+                continue
+            mean_f = float(np.mean([d.f for d in draws]))
+            mean_v = float(np.max(np.mean([d.cons for d in draws], axis=0), initial=0.0))
+            if mean_v <= tol:
+                scored.append((mean_f, c))
+        if not scored:
+            return best, (f"; no candidate stayed feasible on further fresh draws "
+                          f"({min(CONFIRM_TRIES, len(ranked))} tried)")
+        mean_f, choice = min(scored, key=lambda t: t[0])
+        return choice, (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
+                        f"({self.prob.sense * mean_f:.6g}) among {len(scored)} candidates")

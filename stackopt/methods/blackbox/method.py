@@ -1,0 +1,276 @@
+"""Black-box baselines: scipy optimisers over the leader's variables, the oracle inside.
+
+As in the paper's baselines, the followers' equilibrium is treated as a black
+box: every evaluation of the leader's objective or constraints at a leader
+strategy ``p`` asks the equilibrium oracle for ``x*(p)``, and derivatives are
+finite differences of those evaluations. Registered methods:
+
+* ``slsqp``: ``scipy.optimize.minimize(method="SLSQP")``;
+* ``trust-region``: ``scipy.optimize.minimize(method="trust-constr")``
+  (alias ``trust-constr``);
+
+Bounds are the leader's variable bounds; the leader's constraints
+``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The functions
+of ``p`` are a :class:`~stackopt.leader.leaderbox.LeaderBlackBox`: equilibria are
+cached by leader strategy and every oracle call is warm-started from the
+cached equilibrium nearest to the new strategy, so a finite-difference sweep
+costs one or two Newton steps per coordinate.
+
+Time limit: it is checked before every oracle call, and with a limit the
+optimiser runs in a forked child process (``isolate``, :mod:`stackopt.methods.blackbox.isolate`) that reports its best
+point as it goes, so the limit also holds while scipy is inside compiled code
+(SLSQP's QP with thousands of leader variables). When the limit is reached the
+best point evaluated so far (feasible first, then lowest objective) is returned
+with status ``TIME_LIMIT``.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import warnings
+
+import numpy as np
+from pyomo.common.config import (
+    Bool,
+    ConfigDict,
+    ConfigValue,
+    In,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+)
+from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
+
+from stackopt.core import Status
+from stackopt.kernel import kernel_of
+from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+
+from ..registry import Method, MethodOutput, register_method
+from .isolate import isolated
+
+
+def _common_config() -> ConfigDict:
+    cfg = ConfigDict()
+    cfg.declare("maxiter", ConfigValue(default=100, domain=PositiveInt,
+                                       doc="maximum iterations of the scipy optimiser"))
+    cfg.declare("fd_step", ConfigValue(default=1e-6, domain=PositiveFloat,
+                                       doc="finite-difference step, relative: "
+                                           "h_j = fd_step * max(1, |p_j|)"))
+    cfg.declare("fd_scheme", ConfigValue(default="forward", domain=In(["forward", "central"]),
+                                         doc="finite differences: 'forward' (n_p oracle calls per "
+                                             "gradient) or 'central' (2 n_p)"))
+    cfg.declare("oracle_tol", ConfigValue(default=1e-9, domain=PositiveFloat,
+                                          doc="equilibrium oracle tolerance (KKT residual, inf-norm)"))
+    cfg.declare("oracle_time_limit", ConfigValue(default=30.0, domain=PositiveFloat,
+                                                 doc="seconds allowed for one oracle call"))
+    cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,
+                                               doc="constraint violation counted as feasible when "
+                                                   "choosing the best point found"))
+    cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
+                                          doc="equilibria kept for warm starts"))
+    cfg.declare("isolate", ConfigValue(default=True, domain=Bool,
+                                       doc="with a time limit, run the optimiser in a forked child "
+                                           "process so that the limit holds inside scipy's "
+                                           "compiled code"))
+    cfg.declare("kill_grace", ConfigValue(default=2.0, domain=NonNegativeFloat,
+                                          doc="seconds after the time limit before the child "
+                                              "process is stopped"))
+    return cfg
+
+
+# --------------------------------------------------------------------- methods
+class _ScipyMethod(Method):
+    """Shared driver: run one scipy optimiser over the leader's variables.
+
+    With a time limit the optimiser runs in a forked child process that
+    reports its best point as it goes: scipy's SLSQP solves its QP in compiled
+    code holding the GIL (about 30 s per iteration with 3000 leader variables)
+    and trust-constr factorises dense matrices of that size, so a check between
+    oracle calls alone cannot keep the limit. The parent stops the child
+    ``kill_grace`` seconds after the limit and returns the best point reported.
+    Without ``fork`` (or inside a daemonic process, which may not start
+    children) the optimiser runs in-process and the limit is checked between
+    oracle calls only.
+    """
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        start = time.perf_counter()
+        deadline = start + time_limit if time_limit is not None else float("inf")
+        kernel_of(game)  # compile once in the parent; the child inherits it
+        if (time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods()
+                or mp.current_process().daemon):  # daemonic processes may not have children
+            return self._optimise(game, config, seed, start, deadline, None)
+        return isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
+                         deadline + float(config.kill_grace), time_limit,
+                         kernel_of(game).p0.copy())
+
+    def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
+        box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
+        k = box.kernel
+        p0 = k.p0.copy()
+        history: list[dict[str, float]] = []
+        if report is not None:
+            box.on_best = lambda pt: report("best", _best_payload(box, pt))
+
+        def record(p):
+            pt = box.evaluate(p)
+            entry = {"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
+                     "violation": pt.violation, "oracle_calls": float(box.n_oracle),
+                     "time_s": time.perf_counter() - start}
+            history.append(entry)
+            if report is not None:
+                report("history", entry)
+                report("best", _best_payload(box, box.best))
+
+        try:
+            first = box.evaluate(p0)
+            why = k.undefined(first.f, first.cons) if first.converged else ""
+            if why:
+                return self._output(box, None, Status.NOT_CONVERGED, history, (
+                    f"no start: at the initial strategy the followers' equilibrium was found, but {why}"))
+            res = self._minimize(box, p0, config, record)
+        except _TimeUp:
+            return self._output(box, box.best, Status.TIME_LIMIT, history,
+                                f"time limit of {deadline - start:g} s reached; best point "
+                                "evaluated so far")
+        status, message = self._status(res)
+        try:
+            final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub))
+        except _TimeUp:
+            final, status = box.best, Status.TIME_LIMIT
+            message += "; time limit reached before the final point was evaluated, best point returned"
+        return self._output(box, final, status, history, message)
+
+    def _output(self, box, pt, status, history, message) -> MethodOutput:
+        if pt is None:  # not even the initial point was evaluated
+            p = box.kernel.p0.copy()
+            return MethodOutput(leader=p, status=status, message=message, history=history)
+        if box.n_failed:
+            message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
+        return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
+                            claimed_violation=pt.violation,
+                            message=message, history=history, follower_hint=pt.x.copy())
+
+    def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _status(self, res):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@register_method("slsqp")
+class SLSQP(_ScipyMethod):
+    """Sequential least squares programming (Kraft 1988) over the leader's variables.
+
+    Objective and constraint gradients are finite differences of the
+    equilibrium oracle (``fd_step``, ``fd_scheme``).
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
+    """
+
+    CONFIG = _common_config()
+    CONFIG.declare("ftol", ConfigValue(default=1e-10, domain=PositiveFloat,
+                                       doc="SLSQP's precision goal for the objective"))
+
+    def _minimize(self, box, p0, config, record):
+        k = box.kernel
+        cons = []
+        if k.n_c:
+            cons = [{"type": "ineq", "fun": lambda p: -box.constraints(p),
+                     "jac": lambda p: -box.constraint_jacobian(p)}]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return minimize(box.value, p0, jac=box.gradient, method="SLSQP",
+                            bounds=Bounds(k.p_lb, k.p_ub), constraints=cons, callback=record,
+                            options={"maxiter": int(config.maxiter), "ftol": float(config.ftol)})
+
+    def _status(self, res):
+        if res.status == 0:
+            return Status.CONVERGED, f"SLSQP: {res.message}"
+        if res.status == 9:
+            return Status.MAX_ITERATIONS, f"SLSQP: {res.message}"
+        return Status.NOT_CONVERGED, f"SLSQP status {res.status}: {res.message}"
+
+
+@register_method("trust-region", "trust-constr")
+class TrustRegion(_ScipyMethod):
+    """scipy's ``trust-constr`` (Byrd-Omojokun trust region SQP / interior point).
+
+    Gradients are finite differences of the equilibrium oracle; Hessians of the
+    objective and constraints are BFGS approximations.
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
+    """
+
+    CONFIG = _common_config()
+    CONFIG.declare("gtol", ConfigValue(default=1e-8, domain=PositiveFloat,
+                                       doc="tolerance on the Lagrangian gradient norm"))
+    CONFIG.declare("xtol", ConfigValue(default=1e-10, domain=PositiveFloat,
+                                       doc="tolerance on the trust-region radius"))
+    CONFIG.declare("initial_tr_radius", ConfigValue(default=1.0, domain=PositiveFloat,
+                                                    doc="initial trust-region radius"))
+    CONFIG.declare("initial_barrier_parameter", ConfigValue(
+        default=1e-4, domain=PositiveFloat,
+        doc="initial barrier parameter of the interior-point phase (scipy's default 0.1 leaves the "
+            "result about 1e-3 inside an active bound or constraint: trust-constr stops once a "
+            "barrier subproblem meets gtol)"))
+    CONFIG.declare("initial_barrier_tolerance", ConfigValue(
+        default=1e-4, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
+    CONFIG.declare("interior_shift", ConfigValue(
+        default=1e-3, domain=PositiveFloat,
+        doc="a start on a bound is moved this fraction of the bound range (or this much where "
+            "the range is infinite) inside: the interior-point method stalls on its boundary"))
+
+    def _minimize(self, box, p0, config, record):
+        k = box.kernel
+        cons = []
+        if k.n_c:
+            cons = [NonlinearConstraint(box.constraints, -np.inf, 0.0,
+                                        jac=box.constraint_jacobian, hess=BFGS())]
+        bounds = (Bounds(k.p_lb, k.p_ub, keep_feasible=True)
+                  if np.any(np.isfinite(k.p_lb) | np.isfinite(k.p_ub)) else None)
+        p0 = _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return minimize(box.value, p0, jac=box.gradient, hess=BFGS(), method="trust-constr",
+                            bounds=bounds, constraints=cons,
+                            callback=lambda p, state: record(p),
+                            options={"maxiter": int(config.maxiter), "gtol": float(config.gtol),
+                                     "xtol": float(config.xtol),
+                                     "initial_tr_radius": float(config.initial_tr_radius),
+                                     "initial_barrier_parameter":
+                                         float(config.initial_barrier_parameter),
+                                     "initial_barrier_tolerance":
+                                         float(config.initial_barrier_tolerance),
+                                     "verbose": 0})
+
+    def _status(self, res):
+        if res.status in (1, 2):
+            return Status.CONVERGED, f"trust-constr: {res.message}"
+        if res.status == 0:
+            return Status.MAX_ITERATIONS, f"trust-constr: {res.message}"
+        return Status.NOT_CONVERGED, f"trust-constr status {res.status}: {res.message}"
+
+
+def _best_payload(box, pt):
+    if pt is None:
+        return None
+    return {"p": pt.p.copy(), "objective": box.sign * pt.f, "x": pt.x.copy(),
+            "n_oracle": box.n_oracle, "n_failed": box.n_failed}
+
+
+def _interior(p, lb, ub, frac):
+    """``p`` moved strictly inside ``[lb, ub]`` where it sits on (or beyond) a bound."""
+    width = np.where(np.isfinite(ub - lb), ub - lb, 1.0)
+    shift = frac * width
+    lo = np.where(lb < ub, lb + shift, lb)
+    hi = np.where(lb < ub, ub - shift, ub)
+    return np.minimum(np.maximum(p, lo), hi)

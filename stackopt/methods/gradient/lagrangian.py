@@ -1,0 +1,189 @@
+"""The augmented Lagrangian outer loop of the gradient method (see :mod:`stackopt.methods.gradient.method`)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from stackopt.core import Status
+from stackopt.leader import SAME_OBJECTIVE, Answers
+
+from ..registry import MethodOutput
+from .merit import ScaledLagrangian
+
+MU_MAX = 1e20  # the penalty stops growing here
+FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
+MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
+PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
+TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
+POLISH_AT = 0.7  # share of the step budget after which the second rule takes over in any case
+
+
+class AugmentedLagrangian(ScaledLagrangian):
+    """State and outer loop of one gradient-method run on a :class:`~stackopt.leader.reduced.ReducedProblem`."""
+
+    def __init__(self, prob, opts, deadline: float):
+        super().__init__(prob, opts)
+        self.deadline = deadline
+        self.history: list[dict] = []
+        self.answers = Answers(prob, opts, deadline)
+        self.halvings = self.jumps = self.settled = self.refused = 0
+        self.note = ""
+        self.switched = None  # the step at which the second step rule took over
+        self._path = np.zeros(prob.k.n_p)  # each variable's path length in the current inner solve
+        self._solved = False
+
+    # ---------------------------------------------------------------- the loop
+    def solve(self, steps) -> MethodOutput:
+        """The outer loop over ``steps``: the first step rule, then the second once the
+        first stalls (``steps`` may hold one rule only)."""
+        o, prob = self.o, self.prob
+        pt = self.answers.checkpoint(prob.draw(self.project(prob.k.p0)), first=True)
+        if pt is None:
+            return _no_start(self.answers, self.project(prob.k.p0), self.deadline)
+        self.scale_functions(pt)
+        self.mu = o.mu if o.mu is not None else self.initial_penalty(pt)
+        # inner tolerance: tightened tenfold per outer iteration; final at once without constraints
+        self.omega = max(o.stationarity_tol, FIRST_INNER_TOL) if prob.n_c else o.stationarity_tol
+        rules = list(steps)
+        step = self.step = rules.pop(0)
+        self.v_prev, stalls, status, idle = np.inf, 0, None, 0
+        self.outer = 0
+        while status is None:
+            before, start = self.value(pt), pt.p
+            self._path = np.zeros_like(pt.p)
+            pt, status, stalled = self._inner(step, pt, self.omega)
+            gain = before - self.value(pt)  # at the multipliers and penalty of this inner solve
+            net = np.abs(pt.p - start) / self.scale
+            travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
+            self.outer += 1
+            if status in (None, Status.CONVERGED) and time.perf_counter() < self.deadline:
+                settled = prob.settle(pt)  # a tracked branch may stop being an equilibrium
+                if settled is not pt and settled.converged:
+                    pt, status = settled, None
+                    step.reset()
+                    self.settled += 1
+            stalls = stalls + 1 if stalled else 0
+            if status is None and stalls >= MAX_STALLS:
+                status = Status.NOT_CONVERGED
+                self.note = ("; the line search found no decrease along the projected gradient "
+                             f"{MAX_STALLS} times in a row")
+            if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
+                self._update_multipliers(pt, status)
+            if status is not Status.TIME_LIMIT and time.perf_counter() < self.deadline:
+                pt, status, note = self.answers.scheduled(pt, status, self.outer, step, self.kkt)
+                self.note = note or self.note
+            # the first rule has stalled once PATIENCE inner solves in a row either did not
+            # lower the augmented Lagrangian or only circled a point (no variable's net
+            # displacement reached TRAVEL of the longest path): the second rule takes over
+            idle = idle + 1 if gain <= SAME_OBJECTIVE * self.fscale(pt) or not travels else 0
+            late = self.t >= POLISH_AT * o.steps  # the last steps polish in any case
+            if status is None and rules and (idle >= PATIENCE or late):
+                step, idle = rules.pop(0), 0
+                self.step = step
+                self.switched = self.t
+        return self._output(status, pt)
+
+    def _update_multipliers(self, pt, status) -> None:
+        """Multipliers at the end of every inner solve that did not stall (ALGENCAN: it met
+        its tolerance or used its steps), the penalty by :func:`_next_penalty`."""
+        o = self.o
+        v = self.measure(pt)
+        self.lam = self.multipliers(pt)
+        self.mu = _next_penalty(o, self.mu, v, self.v_prev, status is None and self._solved)
+        self.v_prev = v
+        self.omega = max(o.stationarity_tol, 0.1 * self.omega)
+
+    def _inner(self, step, pt, omega):
+        """Steps on ``L`` until its stationarity is below ``omega`` (relative), or
+        ``multiplier_every`` steps; returns ``(point, status or None, stalled)``."""
+        o = self.o
+        for inner in range(o.multiplier_every + 1):
+            g = self.grad(pt)
+            if not np.all(np.isfinite(g)):  # a singular system with non-finite data here
+                return pt, None, True
+            st = self.stationarity(pt, g)
+            self._record(pt, st)
+            fscale = self.fscale(pt)
+            if st <= o.stationarity_tol * fscale and self.feasible(pt):
+                if self.o.jacobian_every == 1 or self.kkt(pt):
+                    return pt, Status.CONVERGED, False
+            if st <= omega * fscale or inner == o.multiplier_every:
+                self._solved = st <= omega * fscale
+                return pt, None, False
+            if self.t >= o.steps:
+                return pt, Status.MAX_ITERATIONS, False
+            if time.perf_counter() > self.deadline:
+                return pt, Status.TIME_LIMIT, False
+            new = step.take(self, pt, g)
+            self.t += 1
+            if new is None:
+                return pt, None, True
+            self._path = self._path + np.abs(new.p - pt.p) / self.scale
+            pt = new
+            self._moved(pt)
+            if o.resample_every and self.t % o.resample_every == 0:
+                anchored = self.answers.checkpoint(pt)
+                if anchored is not None and anchored is not pt:
+                    pt = anchored
+                    step.reset()
+        return pt, None, False
+
+    def _record(self, pt, st) -> None:
+        if self.history and self.history[-1]["step"] == self.t:
+            self.history.pop()  # the same step seen again after a multiplier update
+        self.history.append(dict(
+            step=self.t, leader_objective=pt.objective, violation=pt.violation,
+            lagrangian=self.value(pt) if self.mu else pt.f, stationarity=st, mu=self.mu,
+            equilibrium_residual=max(e.residual for e in pt.equilibria), fresh=float(pt.fresh)))
+
+    def _moved(self, pt) -> None:
+        """After an accepted step: variables without a box take their scale from their
+        value, and the iterate may be the best tracked one."""
+        if self._unbounded.any():
+            self.scale = np.where(self._unbounded, np.maximum(1.0, np.abs(pt.p)), self.scale)
+        self.answers.track(pt)
+
+    def _output(self, status, last) -> MethodOutput:
+        ans = self.answers
+        best, confirmed = ans.select(last)
+        note = self.note + confirmed
+        if status is Status.CONVERGED and not np.array_equal(best.p, last.p):
+            status = Status.NOT_CONVERGED
+            note += ("; the stopping rule held at a strategy other than the one returned (an earlier "
+                     "strategy evaluated on fresh draws was better)")
+        st = self.history[-1]["stationarity"] if self.history else float("nan")
+        switch = "" if self.switched is None else f" (spg from step {self.switched})"
+        message = (f"{self.t} steps{switch}; stationarity {st:.3g}; selected strategy: violation "
+                   f"{best.violation:.3g}{note}; {ans.reanchors} re-anchorings on fresh draws; "
+                   f"leader steps halved {self.halvings} times; {self.jumps} equilibria re-adjusted "
+                   f"where their branch ended ({self.refused} refused: worse for the leader); "
+                   f"{self.settled} where a follower gained by deviating; "
+                   f"{self.prob.cold_starts} cold starts")
+        if ans.failed_draws:
+            message += f"; fresh draws failed {ans.failed_draws} times"
+        return MethodOutput(leader=best.p.copy(), status=status, claimed_objective=best.objective,
+                            claimed_violation=best.violation, history=self.history,
+                            singular_kkt=self.singular, follower_hint=best.equilibria[0],
+                            message=message)
+
+
+def _next_penalty(o, mu: float, v: float, v_prev: float, solved: bool) -> float:
+    """The penalty after a multiplier update: it grows (by ``penalty_growth``, up to
+    ``MU_MAX``) where the inner solve met its tolerance (``solved``) and the constraint
+    measure ``v`` did not fall enough since the last update (neither to ``feasibility_tol``
+    nor to ``penalty_decrease * v_prev``); an inner solve that used its steps is no evidence
+    against ``mu``."""
+    if solved and v > o.feasibility_tol and v > o.penalty_decrease * v_prev:
+        return min(mu * o.penalty_growth, MU_MAX)
+    return mu
+
+
+def _no_start(answers, p0, deadline: float) -> MethodOutput:
+    """The result where no fresh draw converged at the initial strategy ``p0``."""
+    late = time.perf_counter() >= deadline
+    why = answers.failure or "the equilibrium oracle did not converge"
+    status = (Status.TIME_LIMIT if late else
+              Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
+    return MethodOutput(leader=p0, status=status, message=(
+        f"no start: at the initial strategy {why}" + (" (the time limit was reached)" if late else "")))

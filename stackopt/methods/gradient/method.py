@@ -1,0 +1,218 @@
+"""The gradient method: implicit gradients inside an augmented Lagrangian (paper Algorithm 1).
+
+The leader minimises, over its box and its linear constraints in its own
+variables (kept exactly by projection, :mod:`stackopt.leader.leaderset`), the
+augmented Lagrangian of its other constraints ``g <= 0`` evaluated at the
+equilibrium ``x*(p)`` (Powell-Hestenes-Rockafellar form, slacks at their exact
+minimiser):
+
+    L(p; lam, mu) = f(p) + sum_i (max(0, lam_i + mu g_i(p))^2 - lam_i^2) / (2 mu)
+
+with ``f`` the leader's objective in minimisation form and ``g`` the mean of the
+constraints over the sampled equilibria (or, with ``constraints="worst"``, their
+largest value). Its gradient ``grad f + sum_i max(0, lam_i + mu g_i) grad g_i``
+is one adjoint solve of the KKT matrix per equilibrium
+(:mod:`stackopt.oracle.implicit`).
+
+**Scale-free steps.** Every leader variable has a scale ``s_j``: its box width
+where both bounds are finite, else ``max(1, |p_j|)`` at the current iterate;
+steps are taken in ``u = p / s``, so a problem and its rescaled copy take the
+same path and a variable without a box can grow geometrically. The objective
+and each constraint are first divided by the largest entry of their scaled
+gradient at the start (ALGENCAN's scaling), so that the penalty and the
+tolerances mean the same whatever the units. Two step rules follow each other
+(:mod:`stackopt.methods.gradient.steps`):
+
+1. the paper's Adam with ``lr`` (default 1e-2) *relative to each variable's
+   scale*, multipliers updated every ``multiplier_every`` steps as in the
+   paper's Algorithm 1. Adam travels far and follows curved valleys (the
+   constraints tie variables together) quickly, but does not settle;
+2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
+   (no variable's net displacement reached a tenth of its path), and for the
+   last three tenths of the step budget in any case, the spectral
+   projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
+   Barzilai-Borwein lengths, which need no learning rate, a non-monotone
+   Armijo line search on ``L``, multipliers updated after every inner solve
+   that did not stall (it met its tolerance, tightened tenfold per outer
+   iteration, or used ``multiplier_every`` steps), and ``mu <-
+   penalty_growth * mu`` where an inner solve met its tolerance and the
+   constraint measure ``V = ||max(g, -lam/mu)||_inf`` did not fall below
+   ``penalty_decrease * V_prev`` (the textbook augmented Lagrangian, ALGENCAN).
+   It converges to a stationary point where the equilibrium map is smooth; on
+   a kink of ``L`` (an ``abs`` in the game) variables along which ``L`` rises
+   both ways are held and count as stationary (:class:`~stackopt.methods.gradient.steps.SpgStep`).
+
+``optimizer="spg"`` uses the second rule throughout, ``"sgd"`` plain SGD in
+place of Adam. A trial whose equilibrium branch cannot be followed by warm
+starts counts as a failed trial (halved twice, then the followers re-adjust by
+their own dynamics). The initial ``mu`` defaults to ALGENCAN's
+``10 max(1, |f|) / max(1, ||g+||^2 / 2)`` (scaled functions).
+
+**Stopping rule.** Every step records the stationarity measure
+``||(P(p - s^2 grad L) - p) / s||_inf`` (the scaled projected gradient of the
+scaled augmented Lagrangian) and the violation. The method stops, ``converged``,
+once the measure is below ``stationarity_tol * max(1, |f|)`` and both the
+violation and ``V`` are below ``feasibility_tol``: a first-order KKT point of the
+leader's problem. Otherwise it ends at ``steps`` (``max_iterations``), at the
+time limit, or where the line search finds no decrease three times in a row
+(``not_converged``).
+
+**Several equilibria** (:mod:`stackopt.leader.answers`). ``samples_per_step``
+equilibria are tracked at once. At multiplier updates (every one while fresh
+draws move the equilibria, then at doubling intervals), every
+``resample_every`` steps and at the end, the current strategy is evaluated on
+fresh draws, the followers' own dynamics from seeded random starts, as scoring
+does; where they reach other equilibria than the tracked ones, the method
+re-anchors on them, so it optimises what the followers would play rather than a
+branch it steered. After every inner solve the tracked equilibria are checked
+for a follower's profitable deviation (:mod:`stackopt.oracle.deviation`): a branch that
+stopped being a Nash equilibrium is left for the one the followers reach from
+the deviation. Only strategies evaluated on fresh draws are returned (the
+best feasible tracked iterates are evaluated so at the end): with
+``select="best-feasible"``, of the best ten with violation at most
+``feasibility_tol``, the one with the best mean objective over five further
+fresh draws among those whose mean constraints hold; with ``select="last"`` the
+last.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pyomo.common.config import (
+    ConfigDict,
+    ConfigValue,
+    In,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
+
+from stackopt.kernel import kernel_of
+from stackopt.leader import ReducedProblem
+from stackopt.oracle import EquilibriumOracle
+
+from ..registry import Method, register_method
+from .steps import AdamStep, SpgStep
+
+
+def _unit_interval(v):
+    v = float(v)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"expected a number in [0, 1), got {v!r}")
+    return v
+
+
+def _optional_positive(v):
+    if v is None:
+        return None
+    v = float(v)
+    if not v > 0 or not np.isfinite(v):
+        raise ValueError(f"expected a finite number > 0 or None, got {v!r}")
+    return v
+
+
+def _greater_than_one(v):
+    v = float(v)
+    if not v > 1 or not np.isfinite(v):
+        raise ValueError(f"expected a finite number > 1, got {v!r}")
+    return v
+
+
+@register_method("gradient", "augmented-lagrangian")
+class GradientMethod(Method):
+    """Augmented Lagrangian with scale-free projected steps through the followers' equilibrium.
+
+    Generalized Nash games (shared constraints, follower constraints in any smooth form):
+    the followers play the equilibrium of the game's ``shared`` concept, as the oracle
+    finds it (Rosen's normalized equilibrium for ``"variational"`` and ``"weighted"``; the
+    one the followers' best responses reach for ``"any"``, where the KKT matrix is
+    singular on a shared constraint and the result says so: ``singular_kkt``).
+    """
+
+    CONFIG = ConfigDict("gradient")
+    CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
+    CONFIG.declare("optimizer", ConfigValue(
+        "adam", In(["adam", "sgd", "spg"]),
+        "steps: adam or sgd (the paper's, lr relative to each variable's scale) until they stop "
+        "improving, then spg; or spg throughout (spectral projected gradient in a diagonal metric "
+        "with a line search, no learning rate)"))
+    CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat,
+                                     "adam/sgd: step relative to each leader variable's scale"))
+    CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
+    CONFIG.declare("beta2", ConfigValue(0.999, _unit_interval, "Adam second-moment decay"))
+    CONFIG.declare("lr_decay", ConfigValue(
+        "none", In(["none", "cosine"]), "adam/sgd: learning-rate schedule over the steps"))
+    CONFIG.declare("mu", ConfigValue(
+        None, _optional_positive, "initial augmented Lagrangian penalty (None: scaled to the problem)"))
+    CONFIG.declare("penalty_growth", ConfigValue(
+        10.0, _greater_than_one, "factor on mu where the constraints did not improve enough"))
+    CONFIG.declare("penalty_decrease", ConfigValue(
+        0.5, _unit_interval, "required decrease of the constraint measure between multiplier updates"))
+    CONFIG.declare("multiplier_every", ConfigValue(
+        100, PositiveInt, "largest number of steps between multiplier updates (K)"))
+    CONFIG.declare("stationarity_tol", ConfigValue(
+        1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|)"))
+    CONFIG.declare("feasibility_tol", ConfigValue(
+        1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible"))
+    CONFIG.declare("oracle_tol", ConfigValue(1e-6, PositiveFloat, "equilibrium residual tolerance"))
+    CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
+    CONFIG.declare("jacobian_every", ConfigValue(
+        1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
+        "gradients; more reuses the last one while the active sets stay)"))
+    CONFIG.declare("resample_every", ConfigValue(
+        0, NonNegativeInt, "steps between fresh equilibrium draws besides those at every multiplier "
+        "update and at the end (0: only those)"))
+    CONFIG.declare("constraints", ConfigValue(
+        "mean", In(["mean", "worst"]), "leader constraints over the sampled equilibria: their mean "
+        "(in expectation, paper Definition 2) or their worst value (met at every sampled equilibrium)"))
+    CONFIG.declare("select", ConfigValue(
+        "best-feasible", In(["best-feasible", "last"]), "which strategy evaluated on fresh draws to return"))
+
+    def check(self, config) -> None:
+        Options(**config.value()).check()
+
+    def run(self, game, config, seed, time_limit):
+        opts = Options(**config.value())
+        deadline = time.perf_counter() + (time_limit if time_limit else np.inf)  # preparation included
+        k = kernel_of(game)
+        oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
+        prob = ReducedProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
+                              aggregate=opts.constraints, deadline=deadline)
+        from .lagrangian import AugmentedLagrangian
+
+        rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
+        return AugmentedLagrangian(prob, opts, deadline).solve(rules)
+
+
+@dataclass
+class Options:
+    """The gradient method's options as plain attributes (read every step)."""
+
+    steps: int
+    optimizer: str
+    lr: float
+    beta1: float
+    beta2: float
+    lr_decay: str
+    mu: float | None
+    penalty_growth: float
+    penalty_decrease: float
+    multiplier_every: int
+    stationarity_tol: float
+    feasibility_tol: float
+    oracle_tol: float
+    samples_per_step: int
+    jacobian_every: int
+    resample_every: int
+    constraints: str
+    select: str
+
+    def check(self) -> None:
+        """Options that contradict each other are an error naming both."""
+        if self.resample_every > self.steps:
+            raise ValueError(
+                f"resample_every={self.resample_every} is larger than steps={self.steps}: no fresh "
+                "draw would be taken before the end; lower resample_every or raise steps")

@@ -1,0 +1,228 @@
+"""Inner steps of the gradient method on the augmented Lagrangian, in scaled variables.
+
+Both work in ``u = p / s`` (``s`` the leader variables' scales, see
+:mod:`stackopt.methods.gradient.method`) and project onto the leader's bounds and linear
+constraints in that metric.
+
+* :class:`SpgStep`: spectral projected gradient (Birgin, Martinez, Raydan 2000)
+  in a diagonal metric: the direction ``P(u - alpha D grad) - u`` with ``D``
+  the inverse running RMS of each coordinate's gradient (Adam's second moment:
+  leader variables whose gradients differ by orders of magnitude, as the
+  subsidies of likely and unlikely joint actions do, move at comparable rates),
+  the Barzilai-Borwein length ``alpha = s'D^-1 s / s'y`` of the last step in
+  that metric, and a non-monotone Armijo line search (Grippo, Lampariello,
+  Lucidi) against the largest of the last ``MEMORY`` values. No learning rate.
+* :class:`AdamStep`: the paper's Adam (or plain SGD) with ``lr`` relative to
+  the scale.
+
+A trial strategy whose equilibrium branch cannot be followed by warm starts
+(a fold, or an active-set change too large for Newton) counts as a failed
+trial and halves the step; after ``MAX_LOST`` such halvings the lost branches
+re-adjust by the followers' dynamics at the last trial, as the followers would
+once theirs is gone, and the step is taken there (a *jump*). Adam, which has
+no line search, refuses a jump to an equilibrium where the leader's objective
+is worse by more than ``JUMP_LOSS`` of its magnitude and the violation no
+smaller (it stays, its momentum cleared): on cyber insurance a premium pushed
+past a fold otherwise drops the revenue of the branch it had climbed (126 to
+-98 in one step on one instance) and the run rarely climbs back; the small
+losses of crossing between nearby branches (0.2% on the security game) are
+taken, as the followers' own re-adjustment would.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from stackopt.leader import FIRST_MOVE
+
+MEMORY = 10  # non-monotone line search: values the Armijo test compares against
+ARMIJO = 1e-4  # sufficient decrease
+MAX_LOST = 2  # halvings with a lost branch before it re-adjusts
+MAX_MOVE = 10.0  # largest trial move, in scale units, of any variable
+ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
+MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
+PROBE = 1e-7  # scale units of the one-variable probes on a kink
+RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
+JUMP_LOSS = 0.1  # Adam refuses a re-adjustment losing more than this share of the objective's magnitude
+
+
+class SpgStep:
+    """Spectral projected gradient steps with a non-monotone line search; multipliers
+    are updated once an inner solve met its tolerance (the textbook rule)."""
+
+    paper = False
+
+    def __init__(self, prob, opts):
+        self.prob, self.opts = prob, opts
+        self.v = np.zeros(prob.k.n_p)
+        self.count = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the step length, the reference values and the held variables (after a
+        re-anchoring or jump)."""
+        self.alpha = None
+        self.refs: deque = deque(maxlen=MEMORY)
+        self.held = np.zeros(self.prob.k.n_p, dtype=bool)
+
+    def _metric(self, gu):
+        """Diagonal metric: the inverse running RMS of the scaled gradient (as Adam's
+        second moment), normalised to a largest entry of one."""
+        self.count += 1
+        self.v = RMS_DECAY * self.v + (1 - RMS_DECAY) * gu * gu
+        rms = np.sqrt(self.v / (1 - RMS_DECAY ** self.count))
+        floor = 1e-8 * max(float(rms.max(initial=0.0)), 1e-300)
+        D = 1.0 / np.maximum(rms, floor)
+        return D / D.max()
+
+    def take(self, al, pt, g):
+        """One step from ``pt`` with the augmented Lagrangian gradient ``g``; returns the new
+        point, or None where the line search failed to decrease ``L``.
+
+        A search that fails from a Barzilai-Borwein length (which collapses after a step
+        across a kink, where the gradients differ by much over a short step) is tried
+        once more from the first length ``FIRST_MOVE``. Where that fails too, the point
+        may sit on a kink of ``L`` (an ``abs`` in the game, an active-set change of the
+        equilibria): each variable is probed alone by ``PROBE`` scale units along its
+        descent direction and against it; those along which ``L`` decreases neither way
+        are held (the face of the kink, as a bound holds a variable) until the next
+        re-anchoring or jump, and the search is run on the others. Held variables count
+        as stationary in the stopping rule (zero is in the subdifferential along them)."""
+        self.D = self._metric(g * al.scale)
+        fresh = self.alpha is None
+        new = self._search(al, pt, g)
+        if new is None and not fresh:
+            self.alpha = None
+            new = self._search(al, pt, g)
+        if new is None and self._hold(al, pt, g):
+            self.alpha = None
+            new = self._search(al, pt, g)
+        return new
+
+    def _hold(self, al, pt, g) -> bool:
+        """Probe each free variable alone, both ways; hold those along which ``L`` decreases
+        neither way (a kink with ``L`` rising on both sides: zero is in its subdifferential
+        along that variable). Returns whether any variable was newly held."""
+        s, L0, held = al.scale, al.value(pt), False
+        for j in np.flatnonzero((g != 0) & ~self.held):
+            rises = True
+            for sign in (-np.sign(g[j]), np.sign(g[j])):
+                y = pt.p.copy()
+                y[j] += PROBE * s[j] * sign
+                if not np.allclose(al.project(y), y, rtol=0.0, atol=1e-3 * PROBE * s[j]):
+                    rises = False  # leaves the leader's set: the projection decides, not a kink
+                    break
+                trial = self.prob.follow(pt, y)
+                if not trial.converged or al.value(trial) < L0:
+                    rises = False
+                    break
+            if rises:
+                self.held[j] = held = True
+        return held
+
+    def _search(self, al, pt, g):
+        s, D = al.scale, self.D
+        gu = np.where(self.held, 0.0, g) * s
+        gmax = float(np.max(np.abs(D * gu), initial=0.0))
+        if gmax == 0.0:
+            return None
+        if self.alpha is None:
+            self.alpha = FIRST_MOVE / gmax
+        alpha = min(self.alpha, MAX_MOVE / gmax)
+        L0 = al.value(pt)
+        if not self.refs or self.refs[-1] != L0:
+            self.refs.append(L0)
+        ref = max(self.refs)
+        # projected in the metric the step is taken in, so that the direction descends
+        q = al.project(pt.p - alpha * s * D * gu, metric=s * np.sqrt(D))
+        d = q - pt.p
+        gd = float(g @ d)
+        size = float(np.max(np.abs(d / s), initial=0.0))
+        if size == 0.0 or gd >= 0.0:
+            return None
+        t, lost = 1.0, 0
+        while t * size >= MIN_STEP:
+            x = pt.p + t * d
+            trial = self.prob.follow(pt, x)
+            if not trial.converged:
+                lost += 1
+                al.halvings += 1
+                if lost > MAX_LOST:
+                    return self._jump(al, pt, x, trial)
+                t *= 0.5
+                continue
+            Lt = al.value(trial)
+            if Lt <= ref + ARMIJO * t * gd:
+                self._update(al, pt, g, trial)
+                return trial
+            denom = 2.0 * (Lt - L0 - t * gd)
+            t_new = -gd * t * t / denom if denom > 0 else 0.5 * t
+            t = float(np.clip(t_new, 0.1 * t, 0.5 * t))
+        return None
+
+    def _update(self, al, pt, g, trial) -> None:
+        s = al.scale
+        su = (trial.p - pt.p) / s
+        yu = (al.grad(trial) - g) * s
+        sy = float(su @ yu)
+        self.alpha = float(np.clip(su @ (su / self.D) / sy, ALPHA_MIN, ALPHA_MAX)) if sy > 0 else ALPHA_MAX
+
+    def _jump(self, al, pt, x, trial):
+        new = self.prob.readjust(pt, x, trial)
+        if not new.converged:
+            return None
+        al.jumps += 1
+        self.reset()
+        return new
+
+
+class AdamStep:
+    """The paper's Adam (or SGD) steps, ``lr`` relative to each variable's scale; as in
+    the paper, the multipliers are updated every ``multiplier_every`` of its steps."""
+
+    paper = True
+
+    def __init__(self, prob, opts):
+        self.prob, self.opts = prob, opts
+        n = prob.k.n_p
+        self.m1, self.m2, self.count = np.zeros(n), np.zeros(n), 0
+
+    def reset(self) -> None:
+        """Adam's moments carry over multiplier updates, as in the paper."""
+
+    def take(self, al, pt, g):
+        o, s = self.opts, al.scale
+        gu = g * s
+        lr = o.lr
+        if o.lr_decay == "cosine":
+            lr *= 0.5 * (1 + np.cos(np.pi * min(al.t, o.steps) / o.steps))
+        if o.optimizer == "adam":
+            self.count += 1
+            self.m1 = o.beta1 * self.m1 + (1 - o.beta1) * gu
+            self.m2 = o.beta2 * self.m2 + (1 - o.beta2) * gu * gu
+            mh = self.m1 / (1 - o.beta1 ** self.count)
+            vh = self.m2 / (1 - o.beta2 ** self.count)
+            step = lr * mh / (np.sqrt(vh) + 1e-8)
+        else:
+            step = lr * gu
+        q = al.project(pt.p - s * step)
+        for h in range(MAX_LOST + 1):
+            x = pt.p + 0.5 ** h * (q - pt.p)
+            trial = self.prob.follow(pt, x)
+            if trial.converged:
+                return trial
+            al.halvings += 1
+        new = self.prob.readjust(pt, x, trial)
+        if not new.converged:
+            return None
+        loss = new.f - pt.f
+        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and new.violation >= pt.violation:
+            # past the fold the followers settle where the leader does much worse and is no
+            # more feasible: the step is refused, and the momentum that carried it there forgotten
+            self.m1[:] = 0.0
+            al.refused += 1
+            return pt
+        al.jumps += 1
+        return new
+

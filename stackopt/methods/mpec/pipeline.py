@@ -1,0 +1,301 @@
+"""One MPEC pipeline: the leader plus every follower's KKT conditions, as one single-level model.
+
+:func:`build_single_level` clones ``game.model`` (the user's model is never
+altered) and puts everything it generates into one named block on the clone:
+
+- ``objective``: the leader's objective, in the leader's sense;
+- ``leader_constraints``: the leader's constraints, ``body <= 0``;
+- ``followers[name]``: per follower, a copy of its objective (as a minimisation) and constraints
+  and, from Pyomo's ``core.kkt`` transformation applied to that block with
+  ``parameterize_wrt`` = every other variable the follower's problem uses
+  (other followers' and the leader's), a ``kkt`` block with the equality
+  multipliers ``gamma``, the inequality multipliers ``alpha >= 0``, the
+  stationarity conditions and the complementarity conditions
+  (``pyomo.mpec``) of its constraints and of its own variables' bounds.
+
+Stacking the followers' KKT systems gives their Nash equilibrium conditions
+(each follower optimises its own variables, everything else is data). The
+original objectives and constraints on the clone are deactivated. Each
+reformulation mode (:mod:`stackopt.methods.mpec.registry`) only decides how the
+complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
+:attr:`SingleLevel.pairs` become constraints. The followers' variables must
+be continuous (a ``ValueError`` names one that is not).
+
+The KKT conditions are necessary and, for convex followers, sufficient; the
+single-level model chooses the equilibrium in the leader's favour
+(optimistic bilevel solution).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyomo.environ as pyo
+from pyomo.common.collections import ComponentMap, ComponentSet
+from pyomo.common.enums import ObjectiveSense
+from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
+from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_variables, replace_expressions
+from pyomo.mpec import Complementarity
+
+from .options import DEFAULT_BLOCK
+
+# core.kkt multiplies an objective's sense into an expression; registering the
+# enum as an integer type up front is what Pyomo would otherwise do with a warning.
+if ObjectiveSense not in native_numeric_types:
+    RegisterIntegerType(ObjectiveSense)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """``0 <= multiplier  _|_  slack >= 0`` for one follower inequality or variable bound.
+
+    ``source`` is the constraint copy (on the generated block) or the
+    follower's variable (on the clone); ``side`` is ``"lower"`` or ``"upper"``.
+    """
+
+    follower: str
+    multiplier: Any  # VarData, >= 0
+    slack: Any  # expression, >= 0 when the follower's constraint holds
+    source: Any
+    side: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.side} side of {self.source.name}"
+
+
+@dataclass
+class SingleLevel:
+    """The single-level model on a clone of the game's model.
+
+    ``leader_variables`` and ``follower_variables`` are the clone's variables
+    in the order of ``game.structure()``; ``multipliers`` maps each of the
+    *user's* follower constraints and variables to the multiplier(s) on the
+    clone (a Var for an equality, ``(lower, upper)`` for an inequality or a
+    variable's bounds, an entry ``None`` where that side does not exist).
+    """
+
+    model: Any
+    block: Any
+    leader_variables: tuple
+    follower_variables: tuple
+    pairs: tuple
+    multipliers: ComponentMap
+    complementarities: tuple  # the pyomo.mpec components, one per follower
+
+    def deactivate_complementarity(self) -> None:
+        """Deactivate the pyomo.mpec components (a mode has written its own constraints)."""
+        for comp in self.complementarities:
+            comp.deactivate()
+
+    def dump(self, path) -> Path:
+        """Write the single-level model to ``path``; the writer follows the extension.
+
+        ``.nl`` keeps the complementarity conditions (AMPL's MPEC form, via
+        ``mpec.nl``); other formats Pyomo writes (``.gms``, ``.lp``, ...) get
+        them as nonlinear constraints ``multiplier * slack <= 0``
+        (``mpec.simple_nonlinear``).
+        """
+        path = Path(path)
+        if not path.suffix:
+            raise ValueError(f"dump path {str(path)!r} needs an extension such as .nl or .gms")
+        copy = self.model.clone()
+        for comp in copy.component_objects(Complementarity, descend_into=True):
+            comp.activate()
+        xform = "mpec.nl" if path.suffix == ".nl" else "mpec.simple_nonlinear"
+        pyo.TransformationFactory(xform).apply_to(copy)
+        try:
+            copy.write(str(path), io_options={"symbolic_solver_labels": True})
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"could not write the single-level model to {str(path)!r}: {exc}") from None
+        return path
+
+
+def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> SingleLevel:
+    """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``."""
+    if not isinstance(block_name, str) or not block_name.isidentifier():
+        raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
+    structure = game.structure()
+    if structure.shared:
+        raise ValueError(
+            f"the MPEC reformulation does not write shared constraints "
+            f"({', '.join(repr(s.name) for s in structure.shared)}): solve games with shared "
+            "constraints with gradient, implicit-ipopt, slsqp or trust-region")
+    check_finite(structure)
+    if game.model.component(block_name) is not None:
+        raise ValueError(
+            f"block name {block_name!r} is already used on the model of game {game.name!r}; "
+            "choose another block_name"
+        )
+    clone = game.model.clone()
+    translate = _Translator(game.model, clone)
+
+    for comp in list(clone.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
+                                                  descend_into=True)):
+        comp.deactivate()
+
+    blk = pyo.Block(concrete=True)
+    clone.add_component(block_name, blk)
+    blk.objective = pyo.Objective(expr=translate(structure.leader_objective),
+                                  sense=structure.leader_sense)
+    blk.leader_constraints = pyo.ConstraintList()
+    for lc in structure.leader_constraints:
+        blk.leader_constraints.add(translate(lc.body) <= 0)
+
+    names = [f.name for f in structure.followers]
+    blk.followers = pyo.Block(names)
+    kkt = pyo.TransformationFactory("core.kkt")
+    pairs: list[Pair] = []
+    multipliers = ComponentMap()
+    comps = []
+    for f in structure.followers:
+        fb = blk.followers[f.name]
+        copies, own, used = _follower_copy(fb, f, translate)
+        params = [v for v in used if v not in ComponentSet(own)]
+        kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
+        comps.append(fb.kkt.complements)
+        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
+    sl = SingleLevel(
+        model=clone, block=blk,
+        leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
+        follower_variables=tuple(translate.var(v) for v in structure.follower_variables),
+        pairs=tuple(pairs), multipliers=multipliers, complementarities=tuple(comps),
+    )
+    if dump is not None:
+        sl.dump(dump)
+    return sl
+
+
+class _NonFinite(StreamBasedExpressionVisitor):
+    """Raises ValueError at a non-finite number, Param value or fixed variable's value."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+
+    def beforeChild(self, node, child, child_idx):
+        self.check(child)
+        return True, None
+
+    def check(self, leaf) -> None:
+        if leaf.__class__ in native_numeric_types:
+            if not math.isfinite(leaf):
+                raise ValueError(f"the {self.where} has the non-finite number {leaf!r}")
+        elif not leaf.is_expression_type() and (leaf.is_parameter_type() or leaf.is_fixed()) \
+                and not math.isfinite(pyo.value(leaf)):
+            kind = "variable" if leaf.is_variable_type() else "parameter"
+            raise ValueError(f"{kind} {leaf.name!r} in the {self.where} has the non-finite value "
+                             f"{pyo.value(leaf)!r}")
+
+
+def check_finite(structure) -> None:
+    """ValueError naming a non-finite coefficient, right-hand side or bound of the game."""
+    parts = [("leader objective", structure.leader_objective)]
+    parts += [(f"leader constraint {c.name}", c.body) for c in structure.leader_constraints]
+    for f in structure.followers:
+        parts.append((f"objective of follower {f.name!r}", f.objective))
+        for c in f.constraints:
+            parts += [(f"constraint {c.name!r}", e) for e in c.to_bounded_expression()
+                      if e is not None]
+    for where, expr in parts:
+        walker = _NonFinite(where)
+        if hasattr(expr, "is_expression_type") and expr.is_expression_type():
+            walker.walk_expression(expr)
+        else:
+            walker.check(expr)
+    for v in list(structure.leader_variables) + list(structure.follower_variables):
+        for side, bound in (("lower", v.lb), ("upper", v.ub)):
+            if bound is not None and math.isnan(bound):
+                raise ValueError(f"variable {v.name!r} has the {side} bound nan")
+
+
+def _follower_copy(fb, f, translate):
+    """The follower's objective (as a minimisation) and constraints copied onto ``fb``.
+
+    Returns ``(user constraint, copy)`` pairs, the follower's own variables on the
+    clone and every variable its copied problem uses.
+    """
+    own = [translate.var(v) for v in f.variables]
+    for v in own:
+        if not v.is_continuous():
+            raise ValueError(
+                f"variable {v.name!r} of follower {f.name!r} has the domain {v.domain.name}; "
+                "KKT conditions need continuous follower variables")
+    # as a minimisation: core.kkt multiplies the sense into the Lagrangian, and a
+    # maximize sense would stay in the expressions as an enum coefficient
+    # (which the NL writer then writes as the word "maximize")
+    obj = translate(f.objective)
+    fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj, sense=pyo.minimize)
+    fb.constraints = pyo.ConstraintList()
+    copies = []
+    for c in f.constraints:
+        lower, body, upper = c.to_bounded_expression()
+        lower = None if lower is None else translate(lower)
+        upper = None if upper is None else translate(upper)
+        body = translate(body)
+        if c.equality:
+            cd = fb.constraints.add(body == upper)
+        else:
+            cd = fb.constraints.add(pyo.inequality(lower, body, upper))
+        copies.append((c, cd))
+    used = ComponentSet()
+    for e in [fb.objective.expr] + [cd.body for _, cd in copies]:
+        used.update(identify_variables(e, include_fixed=True))
+    return copies, own, used
+
+
+def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
+    """The follower's complementarity pairs; fills ``multipliers`` (user's component -> multiplier)."""
+    pairs = []
+    for c, cd in copies:
+        mult = kkt.get_multiplier_from_object(fb, cd)
+        multipliers[c] = mult
+        if cd.equality:
+            continue
+        low, up = mult
+        if low is not None:
+            pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
+        if up is not None:
+            pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
+    for v_user, v in zip(f.variables, own):
+        if v not in used:
+            continue
+        low, up = kkt.get_multiplier_from_object(fb, v)
+        multipliers[v_user] = (low, up)
+        if low is not None:
+            pairs.append(Pair(f.name, low, v - v.lb, v, "lower"))
+        if up is not None:
+            pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
+    return pairs
+
+
+class _Translator:
+    """Rewrites expressions over the user's model into expressions over its clone (by name)."""
+
+    def __init__(self, model, clone):
+        self.map: dict[int, Any] = {}
+        for ctype in (pyo.Var, pyo.Param):
+            clone_data = {d.name: d for d in clone.component_data_objects(ctype, descend_into=True)}
+            for d in model.component_data_objects(ctype, descend_into=True):
+                if ctype is pyo.Param and not d.parent_component().mutable:
+                    continue
+                self.map[id(d)] = clone_data[d.name]
+
+    def var(self, v):
+        try:
+            return self.map[id(v)]
+        except KeyError:
+            raise ValueError(f"variable {v.name!r} is not on the game's model") from None
+
+    def __call__(self, expr):
+        if expr.__class__ in (int, float):
+            return expr
+        if not hasattr(expr, "is_expression_type"):
+            return expr
+        if not expr.is_expression_type():
+            return self.map.get(id(expr), expr)
+        return replace_expressions(expr, substitution_map=self.map,
+                                   descend_into_named_expressions=True,
+                                   remove_named_expressions=True)

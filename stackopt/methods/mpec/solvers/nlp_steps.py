@@ -1,0 +1,226 @@
+"""The steps of the ``ipopt`` solver: continuation sweep, polishing, starts, failure diagnosis."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyomo.environ as pyo
+import scipy.sparse as sp
+from pyomo.common.collections import ComponentSet
+from pyomo.repn.standard_repn import generate_standard_repn
+
+from stackopt.core import Status
+from stackopt.solvers import NlpProblem
+
+from ..registry import clipped
+
+
+class Products:
+    """``lambda * s`` of every pair at a point of the compiled NLP (slacks are linear)."""
+
+    def __init__(self, problem: NlpProblem, pairs):
+        pos = {id(v): j for j, v in enumerate(problem.variables)}
+        rows, cols, vals = [], [], []
+        self.const = np.zeros(len(pairs))
+        self.mult_pos = np.full(len(pairs), -1, dtype=np.intp)
+        self.mult_val = np.zeros(len(pairs))
+        for k, p in enumerate(pairs):
+            repn = generate_standard_repn(p.slack, compute_values=True, quadratic=False)
+            self.const[k] = float(pyo.value(repn.constant))
+            for v, c in zip(repn.linear_vars, repn.linear_coefs):
+                j = pos.get(id(v))
+                if j is None:
+                    self.const[k] += float(c) * float(v.value or 0.0)
+                else:
+                    rows.append(k), cols.append(j), vals.append(float(c))
+            j = pos.get(id(p.multiplier))
+            if j is None:
+                self.mult_val[k] = float(p.multiplier.value or 0.0)
+            else:
+                self.mult_pos[k] = j
+        self.matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(pairs), problem.n))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        lam = np.where(self.mult_pos >= 0, x[self.mult_pos], self.mult_val)
+        return lam * (self.matrix @ x + self.const)
+
+    def worst(self, x: np.ndarray) -> float:
+        return float(np.max(self(x), initial=0.0))
+
+
+@dataclass
+class Run:
+    """One sweep: its status and message, the last converged NlpResult (else the failing
+    one), whether Ipopt reported local infeasibility, and one history row per NLP."""
+
+    status: Status
+    message: str
+    result: object = None
+    infeasible: bool = False
+    failed: object = None  # the NlpResult of the failing solve, if one failed
+    history: list = field(default_factory=list)
+
+
+def sweep(problem, mode, block, schedule, prod, x, cfg, options, time_limit, clock_start,
+          leader=()) -> Run:
+    """One sweep of ``mode``'s parameter over ``schedule`` from ``x``.
+
+    With ``leader`` (the leader's variables), the followers' part of ``x`` is
+    first made consistent with the leader's values: one solve at the first
+    eps with the leader's variables held at ``x`` (their bounds closed, so
+    nothing is recompiled).
+    """
+    begin = time.perf_counter()
+    run, last_good = Run(Status.NOT_CONVERGED, ""), None
+    if time_limit is not None and time_limit <= 0:
+        return Run(Status.TIME_LIMIT, "time limit reached before the first solve")
+    if leader:
+        mode.set_parameter(block, schedule[0])
+        held = _held(problem, leader, x, options, time_limit)
+        run.history.append(_row(schedule[0], held, prod, clock_start, leader_held=1.0))
+        if held.ok:
+            x = held.values
+    for eps in schedule:
+        mode.set_parameter(block, eps)
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - begin)
+        if remaining is not None and remaining <= 0:
+            run.status, run.message, run.result = (Status.TIME_LIMIT,
+                                                   f"time limit reached before eps={eps:g}", last_good)
+            return run
+        result = problem.solve(options=options, time_limit=remaining, warm_start=x)
+        run.history.append(_row(eps, result, prod, clock_start))
+        if not result.ok:
+            run.status, run.message = result.status, f"Ipopt at eps={eps:g}: {result.message}"
+            run.result = last_good if last_good is not None else result
+            run.infeasible = result.status is Status.INFEASIBLE
+            run.failed = result
+            return run
+        x, last_good = result.values, result
+    worst = prod.worst(x)
+    run.result = last_good
+    if worst <= cfg.complementarity_tol:
+        run.status, run.message = Status.CONVERGED, f"max lambda*s = {worst:.3g} at eps={eps:g}"
+    else:
+        run.message = (f"complementarity not reached: max lambda*s = {worst:.3g} > "
+                       f"complementarity_tol={cfg.complementarity_tol:g}")
+    return run
+
+
+def _row(eps, result, prod, clock_start, **extra):
+    return dict(eps=eps, objective=result.objective, iterations=result.iterations,
+                complementarity=prod.worst(result.values),
+                wall_time_s=time.perf_counter() - clock_start, **extra)
+
+
+def _held(problem, leader, x, options, time_limit):
+    pos = {id(v): j for j, v in enumerate(problem.variables)}
+    saved = [(v, v.lb, v.ub) for v in leader]
+    try:
+        for v in leader:
+            j = pos.get(id(v))
+            if j is not None:
+                v.setlb(float(x[j]))
+                v.setub(float(x[j]))
+        return problem.solve(options=options, time_limit=time_limit, warm_start=x)
+    finally:
+        for v, lb, ub in saved:
+            v.setlb(lb)
+            v.setub(ub)
+
+
+def polish(sl, block, x_map, exact_hessian, options, time_limit):
+    """Re-solve with the active set the sweep's point identifies, complementarity exact.
+
+    For each pair, ``s = 0`` is imposed where ``s <= lambda``, else ``lambda`` is
+    fixed to 0; the mode's block is deactivated. Returns the NlpResult (or
+    None when out of time); the model's clone is restored afterwards.
+    """
+    if time_limit is not None and time_limit <= 0:
+        return None
+    for v, val in x_map.items():
+        v.set_value(val, skip_validation=True)
+    blk = pyo.Block(concrete=True)
+    sl.block.add_component("polish", blk)
+    blk.active_slack = pyo.ConstraintList()
+    fixed = []
+    for p in sl.pairs:
+        lam = p.multiplier.value or 0.0
+        if pyo.value(p.slack) <= lam:
+            blk.active_slack.add(p.slack == 0)
+        elif not p.multiplier.fixed:
+            p.multiplier.fix(0.0)
+            fixed.append(p.multiplier)
+    block.deactivate()
+    try:
+        problem = NlpProblem(sl.block, exact_hessian=exact_hessian)
+        return problem.solve(options=options, time_limit=time_limit, warm_start=x_map)
+    finally:
+        for v in fixed:
+            v.unfix()
+        block.activate()
+        sl.block.del_component(blk)
+
+
+def spread_starts(x_first, problem, leader_pos, count, rng):
+    """``count`` copies of ``x_first`` with the leader's values spread over their box.
+
+    Latin hypercube (seeded): each leader coordinate takes one value in each of
+    ``count`` equal slices of its range. A side without a finite bound is
+    replaced by the start value -/+ max(1, |start|).
+    """
+    starts = [x_first.copy() for _ in range(count)]
+    if count == 0:
+        return starts
+    xl, xu, _, _ = problem.bounds()
+    for j in leader_pos:
+        if j is None:
+            continue
+        width = max(1.0, abs(x_first[j]))
+        lo = xl[j] if xl[j] > -1e19 else x_first[j] - width
+        hi = xu[j] if xu[j] < 1e19 else x_first[j] + width
+        slots = rng.permutation(count)
+        for x, slot in zip(starts, slots):
+            x[j] = lo + (slot + rng.uniform()) / count * (hi - lo)
+    return starts
+
+
+def diagnose(problem, sl, x) -> tuple[Status, str]:
+    """Where Ipopt's point of local infeasibility ``x`` violates the single-level model.
+
+    ``INFEASIBLE`` when the violation is in the leader's constraints only;
+    ``NOT_CONVERGED`` naming the follower when a follower's KKT conditions are
+    violated (a follower whose problem is unbounded or infeasible at the
+    leader's strategy has no KKT point).
+    """
+    xl, xu, cl, cu = problem.bounds()
+    c = problem.constraint_values(x) if problem.m else np.zeros(0)
+    viol = np.maximum(np.maximum(cl - c, c - cu), 0.0)
+    owner = {}
+    for name in sl.block.followers:
+        for cd in sl.block.followers[name].component_data_objects(pyo.Constraint, descend_into=True):
+            owner[id(cd)] = name
+    leader = ComponentSet(sl.block.leader_constraints.values())
+    worst: dict = {}
+    for cd, v in zip(problem.constraints, viol):
+        who = owner.get(id(cd), "leader" if cd in leader else "reformulation")
+        worst[who] = max(worst.get(who, 0.0), float(v))
+    tol = 1e-6
+    bad = {k: v for k, v in worst.items() if v > tol}
+    followers = sorted(k for k in bad if k not in ("leader", "reformulation"))
+    pos = {id(v): j for j, v in enumerate(problem.variables)}
+    inside = clipped(sl.leader_variables, [x[pos[id(v)]] if id(v) in pos else (v.value or 0.0)
+                                           for v in sl.leader_variables])
+    leader_at = ", ".join(f"{v.name}={val:.6g}" for v, val in zip(sl.leader_variables, inside))
+    if followers:
+        names = ", ".join(f"{f!r} (violation {bad[f]:.3g})" for f in followers)
+        return Status.NOT_CONVERGED, (
+            f"no KKT point of follower {names} found near the leader's strategy {leader_at}: its "
+            "problem may be unbounded or infeasible there, or Ipopt stalled; not a proof of "
+            "infeasibility")
+    if "leader" in bad:
+        return Status.INFEASIBLE, (
+            f"the leader's constraints stay violated (by {bad['leader']:.3g}) at Ipopt's point of "
+            "local infeasibility")
+    return Status.NOT_CONVERGED, ("Ipopt reported local infeasibility, but no constraint is "
+                                  f"violated by more than {tol:g} at its point")

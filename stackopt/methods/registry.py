@@ -1,0 +1,110 @@
+"""Registered solution methods: :class:`Method`, :class:`MethodOutput`, :func:`register_method`.
+
+Every method receives the same :class:`~stackopt.game.StackelbergGame` and
+proposes a leader strategy; :func:`stackopt.solve` (:mod:`stackopt.api`) looks it up here
+by name, validates its options against its ``CONFIG`` (:func:`method_config`) and
+then scores that strategy with the
+same equilibrium oracle for every method (see :mod:`stackopt.scoring`), so
+results are comparable like for like.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pyomo.common.config import ConfigDict
+
+from stackopt.core import Status, check, domain_of, registrar
+
+_METHODS: dict[str, type[Method]] = {}
+# modules whose import registers the built-in methods; imported on the registry's first use
+_BUILTIN_MODULES = ("stackopt.methods.blackbox", "stackopt.methods.initial", "stackopt.methods.gradient",
+                    "stackopt.methods.implicit_ipopt", "stackopt.methods.mpec")
+_builtins_loaded = False
+
+
+def _load_builtin_methods() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first, so that a module importing the registry does not recurse
+        import importlib
+
+        try:
+            for module in _BUILTIN_MODULES:
+                importlib.import_module(module)
+        except BaseException:
+            _builtins_loaded = False
+            raise
+
+
+@dataclass
+class MethodOutput:
+    """What a method proposes; :func:`solve` turns it into a scored :class:`Result`."""
+
+    leader: np.ndarray  # leader values, in the order of structure().leader_variables
+    status: Status
+    claimed_objective: float | None = None
+    claimed_violation: float | None = None  # the violation the method saw at its own equilibrium
+    bound: float | None = None
+    gap: float | None = None
+    singular_kkt: bool = False
+    message: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    follower_hint: np.ndarray | None = None  # an equilibrium the method already holds
+
+
+class Method:
+    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`."""
+
+    name: str = ""
+    CONFIG = ConfigDict()
+    honours_integers = False  # True: the method checks integer and binary domains itself
+
+    def check(self, config) -> None:
+        """Raise ``ValueError`` for options that contradict each other (before any work)."""
+
+    def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        raise NotImplementedError
+
+
+def register_method(name: str, *aliases: str) -> Callable[[type], type]:
+    """Class decorator registering a :class:`Method` under ``name`` (and aliases)."""
+    return registrar(_METHODS, "method", name, aliases)
+
+
+def available_methods() -> list[str]:
+    _load_builtin_methods()
+    return sorted({cls.name for cls in _METHODS.values()})
+
+
+def get_method(name: str) -> type[Method]:
+    _load_builtin_methods()
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {available_methods()}")
+    return _METHODS[name]
+
+
+def method_config(name: str, options: dict[str, Any]):
+    """Validate ``options`` against the method's CONFIG; raise ValueError naming the bad one."""
+    cls = get_method(name)
+    cfg = cls.CONFIG()
+    for key, val in options.items():
+        if key not in cfg:
+            raise ValueError(
+                f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
+            )
+        default = cfg.get(key).value()
+        numeric = isinstance(default, numbers.Real) and not isinstance(default, bool)
+        if numeric and isinstance(val, bool):
+            raise ValueError(f"option {key!r} of method {name!r}: expected a number, got {val!r}")
+        if isinstance(val, numbers.Real) and not isinstance(val, bool) and not math.isfinite(val):
+            raise ValueError(f"option {key!r} of method {name!r}: expected a finite number, got {val!r}")
+        try:
+            cfg[key] = check(domain_of(cfg.get(key)), val)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"option {key!r} of method {name!r}: {exc}") from None
+    return cfg

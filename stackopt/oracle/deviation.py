@@ -1,0 +1,78 @@
+"""Unilateral deviations: is a local Nash equilibrium a Nash equilibrium?
+
+Newton, the dynamics and the second-order test certify a *local* Nash
+equilibrium: no follower gains by a small change of its own values. Where a
+follower's objective is not convex in its own variables (a breach
+probability through a sigmoid, a quantal response), a far-away response may
+still be better, and a leader strategy built on such a point is one the
+followers would leave. :class:`Deviations` looks for a better response of
+each follower in turn, the others held: its best response (the local solver
+of :mod:`stackopt.oracle.responses.best`) from the lower and the upper corner of its
+set and from ``deviation_starts`` seeded random points of it. A response
+whose objective is lower by more than ``deviation_tol`` (relative, at least
+absolute) is a profitable deviation; the oracle then lets the followers
+adjust from there. Followers whose objective is provably convex in their own
+variables, and whose set is (every constraint binding them, :mod:`stackopt.game.convexity`;
+linear rows always are), are not searched: their KKT points are best responses.
+The others are *searched*: :attr:`Deviations.searched` names them and why (a
+non-convex objective, or a constraint such as a nonlinear equality that makes
+the set non-convex). The proofs are made once, when the game is prepared
+(:meth:`~stackopt.kernel.GameKernel.nonconvex_followers`).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+class Deviations:
+    """Search for profitable unilateral deviations (see the module docstring)."""
+
+    def __init__(self, kernel, sets, responses, starts: int, tol: float):
+        self.k, self.sets, self.responses = kernel, sets, responses
+        self.starts, self.tol = int(starts), float(tol)
+        self.found = 0  # profitable deviations found, over all searches
+        # followers whose objective and set are provably convex in their own variables need no search
+        self.searched: dict[str, str] = kernel.nonconvex_followers()
+        self.convex = [f.name not in self.searched for f in kernel.structure.followers]
+
+    def _starts(self, x, p, rng) -> list[np.ndarray]:
+        k = self.k
+        corners = [np.where(np.isfinite(b), b, x) for b in (k.x_lb, k.x_ub)]
+        points = [self.sets.feasible(c, p) for c in corners]
+        return points + [self.sets.random_start(p, rng).x for _ in range(self.starts)]
+
+    def find(self, x: np.ndarray, p: np.ndarray, rng, deadline: float = np.inf) -> np.ndarray | None:
+        """Follower values after one follower's profitable deviation from ``x``, or None
+        where none was found."""
+        k = self.k
+        if all(self.convex):
+            return None
+        f = k.follower_objectives(x, p)
+        starts = self._starts(x, p, rng)
+        owners, rows = [], []
+        for i, sl in enumerate(k.slices):
+            if self.convex[i]:
+                continue
+            tried: list[np.ndarray] = []
+            for s in starts:
+                if np.allclose(s[sl], x[sl]) or any(np.allclose(s[sl], t) for t in tried):
+                    continue
+                tried.append(s[sl])
+                y = x.copy()
+                y[sl] = s[sl]
+                owners.append(i)
+                rows.append(y)
+        if not rows or time.perf_counter() > deadline:
+            return None
+        # every response at once; the first profitable one in follower order, then start order
+        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses")
+        for i, y, br in zip(owners, rows, brs):
+            if not br.ok:
+                continue
+            y[k.slices[i]] = br.x
+            if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
+                self.found += 1
+                return y
+        return None

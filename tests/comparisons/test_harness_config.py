@@ -1,0 +1,168 @@
+"""Config validation of the comparison harness: every bad input is a clear error before any work."""
+import os
+import sqlite3
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import test_harness_toys  # noqa: E402,F401  (registers the toy game and methods)
+
+from stackopt.comparisons.config import (  # noqa: E402
+    builtin_configs,
+    load_config,
+    parse_config,
+    parse_seeds,
+)
+from stackopt.comparisons.store import Store, StoreError  # noqa: E402
+
+GOOD = """
+plugins = ["test_harness_toys"]
+time_limit = 30
+seeds = "1-3"
+
+[experiments.toy]
+game = "harness_toy"
+[experiments.toy.grid]
+budget = [0, 0.5, 1]
+size = 2
+[experiments.toy.methods.test-sleep]
+sleep = 0.0
+[experiments.toy.methods.test-random]
+time_limit = 4
+
+[experiments.other]
+game = "harness_toy"
+seeds = [7]
+time_limit = 5
+all_methods = true
+"""
+
+
+def test_good_config_expands_to_cells():
+    cfg = parse_config(GOOD, name="good")
+    toy, other = cfg.experiments
+    assert toy.grid == {"budget": [0.0, 0.5, 1.0], "size": [2]}
+    assert toy.seeds == [1, 2, 3] and toy.time_limit == 30.0
+    assert set(toy.methods) == {"test-sleep", "test-random"}
+    assert len(toy.cells()) == 3 * 3 * 2
+    assert {"test-crash", "test-exact"} <= set(other.methods)
+    assert other.seeds == [7] and other.time_limit == 5.0
+    keys = [c.key for c in cfg.cells()]
+    assert len(keys) == len(set(keys))
+    cell = next(c for c in toy.cells() if c.method == "test-sleep")
+    assert cell.params_json == '{"budget":0.0,"size":2}' and cell.options_json == '{"sleep":0.0}'
+    limits = {c.method: (c.time_limit, c.kill_after) for c in toy.cells()}
+    assert limits == {"test-sleep": (30.0, 90.0), "test-random": (4.0, 64.0)}
+
+
+def test_overrides_replace_seeds_experiments_methods_and_time_limit():
+    cfg = parse_config(GOOD, seeds="4-5", experiments=["toy"], methods=["test-random"],
+                       time_limit=2)
+    (toy,) = cfg.experiments
+    assert toy.seeds == [4, 5] and list(toy.methods) == ["test-random"] and toy.time_limit == 2
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("1-5", [1, 2, 3, 4, 5]), ("0,3,7-8", [0, 3, 7, 8]), ([2, 9], [2, 9]), ("4", [4]),
+])
+def test_seed_specs(spec, expected):
+    assert parse_seeds(spec) == expected
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("5-1", "bad seed range '5-1'"), ("a-b", "bad seed range 'a-b'"), ([1, -2], "got -2"),
+    ([1, 1], "lists a seed twice"), (3, "must be a list of integers or a range"), ([], "empty"),
+    ([1.5], "got 1.5"),
+])
+def test_bad_seeds(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_seeds(spec)
+
+
+def _edit(old, new):
+    assert old in GOOD
+    return GOOD.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("text, match", [
+    (_edit('game = "harness_toy"', 'game = "chess"'), "unknown game 'chess'"),
+    (_edit("[experiments.toy.methods.test-random]", "[experiments.toy.methods.simplex9]"),
+     "unknown method 'simplex9'"),
+    (_edit("sleep = 0.0", "nap = 1"), "unknown option 'nap' for method 'test-sleep'"),
+    (_edit("sleep = 0.0", "sleep = -1.0"), "option 'sleep' of method 'test-sleep'"),
+    (_edit("sleep = 0.0", 'sleep = "long"'), "option 'sleep' of method 'test-sleep'"),
+    (_edit("size = 2", "colour = 2"), "unknown parameter 'colour' of game 'harness_toy'"),
+    (_edit("size = 2", "size = 2.5"), r"size must be a int, got 2\.5"),
+    (_edit("size = 2", 'size = "two"'), "size must be a int, got 'two'"),
+    (_edit("budget = [0, 0.5, 1]", "budget = [0, -1]"), "budget must be >= 0, got -1"),
+    (_edit("budget = [0, 0.5, 1]", "budget = [1, 1]"), "repeats a value"),
+    (_edit("budget = [0, 0.5, 1]", "budget = []"), "has no values"),
+    (_edit("time_limit = 30", "time_limit = -3"), "time_limit must be a positive number of seconds, got -3"),
+    (_edit("time_limit = 30", 'time_limit = "1h"'), "time_limit must be a positive number"),
+    (_edit('seeds = "1-3"', 'seeds = "3-1"'), "bad seed range"),
+    (_edit('seeds = "1-3"', ""), "experiment 'toy' has no seeds"),
+    (_edit("time_limit = 30", "timelimit = 30"), "unknown key 'timelimit'"),
+    (_edit("time_limit = 4", "time_limit = 0"), "time_limit of method 'test-random' must be a positive"),
+    (_edit('game = "harness_toy"', 'game = "harness_toy"\nbudget = 3'), "unknown key 'budget' in experiment 'toy'"),
+    (_edit('game = "harness_toy"', ""), "needs game ="),
+    (_edit("[experiments.toy.grid]", 'axis = "colour"\n[experiments.toy.grid]'), "axis 'colour'"),
+    (_edit("all_methods = true", 'all_methods = "yes"'), "all_methods must be true or false"),
+    (_edit('plugins = ["test_harness_toys"]', 'plugins = ["no_such_plugin_module"]'),
+     "plugin module 'no_such_plugin_module' cannot be imported"),
+    ("seeds = [1]\n", "has no experiments"),
+    ("[experiments.e]\ngame = 'harness_toy'\nseeds = [1]\n", "runs no method"),
+    ("[experiments\ngame = 1", "is not valid TOML"),
+    ("time_limit = = 3", "is not valid TOML"),
+    ("experiments = 3", r"\[experiments\] must be a table"),
+])
+def test_bad_config_is_a_clear_error(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(text, name="bad")
+
+
+def test_unknown_experiment_and_method_overrides():
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        parse_config(GOOD, experiments=["nope"])
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        parse_config(GOOD, methods=["nope"])
+
+
+def test_config_references(tmp_path):
+    assert {"quick", "paper-nfg", "paper-ssg", "paper-cyber"} <= set(builtin_configs())
+    with pytest.raises(ValueError, match="unknown config 'quik'.*built-in configs are"):
+        load_config("quik")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(str(tmp_path / "missing.toml"))
+    path = tmp_path / "mine.toml"
+    path.write_text(GOOD)
+    assert load_config(str(path)).name == "mine"
+
+
+def test_store_refuses_files_that_are_not_ours(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello, not a database\n" * 10)
+    with pytest.raises(StoreError, match="not a stackopt results database .not an SQLite file"):
+        Store.open(text)
+    assert text.read_text().startswith("hello")  # untouched
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE customers (id INTEGER)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match=r"not a stackopt results database \(it has tables \['customers'\]"):
+        Store.open(other)
+    future = tmp_path / "future.sqlite"
+    Store.open(future).close()
+    con = sqlite3.connect(future)
+    con.execute("UPDATE stackopt_meta SET value = '99' WHERE key = 'version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="schema version '99'"):
+        Store.open(future)
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "absent.sqlite", create=False)
+    with pytest.raises(StoreError, match="is a directory"):
+        Store.open(tmp_path)
+    with pytest.raises(StoreError, match="cannot open results database"):
+        Store.open(tmp_path / "no" / "such" / "dir" / "r.sqlite")

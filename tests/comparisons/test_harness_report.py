@@ -1,0 +1,310 @@
+"""The report: tables, figures, gaps to certified bounds, and refusal of mismatched instances."""
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_harness_toys as toys  # noqa: E402
+
+from stackopt.comparisons import cli  # noqa: E402
+from stackopt.comparisons.config import parse_config  # noqa: E402
+from stackopt.comparisons.report import FingerprintMismatch, make_report  # noqa: E402
+from stackopt.comparisons.runner import run_cell  # noqa: E402
+from stackopt.comparisons.store import Store  # noqa: E402
+
+CONFIG = """
+plugins = ["test_harness_toys"]
+seeds = [1, 2, 3]
+time_limit = 30
+[experiments.toy]
+game = "harness_toy"
+axis = "budget"
+[experiments.toy.grid]
+budget = [0.5, 1.5]
+size = 2
+[experiments.toy.methods.test-sleep]
+[experiments.toy.methods.test-random]
+scale = 2.0
+[experiments.toy.methods.test-exact]
+[experiments.toy.methods.test-crash]
+"""
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """A store filled in-process (no workers): 2 budgets x 3 seeds x 4 methods."""
+    config = parse_config(CONFIG, name="toyreport")
+    path = tmp_path_factory.mktemp("store") / "results.sqlite"
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            assert store.insert(row)
+            assert not store.insert(row)  # the unique key refuses a second copy
+    return path
+
+
+def _summary(out):
+    with open(out / "summary.csv") as fh:
+        return {(r["axis_value"], r["method"]): r for r in csv.DictReader(fh)}
+
+
+def test_report_writes_tables_and_figures(db, tmp_path):
+    out = tmp_path / "report"
+    paths = make_report(str(db), str(out))
+    names = {p.name for p in paths}
+    for kind in ("objective", "violation", "runtime"):
+        for ext in ("png", "svg"):
+            assert f"toy-{kind}.{ext}" in names
+            assert (out / f"toy-{kind}.{ext}").stat().st_size > 1000
+    assert (out / "toy-objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"report.md", "summary.csv", "cells.csv"} <= names
+
+    summary = _summary(out)
+    assert len(summary) == 8
+    # the mean and standard error agree with the closed form of the toy game
+    objs = []
+    for seed in (1, 2, 3):
+        data = toys.toy_data(seed, 2)
+        p = np.random.default_rng(seed).uniform(0.0, 2.0, 1)[0]
+        objs.append(toys.toy_value(data, 1.5, p)[0])
+    row = summary[("1.5", "test-random")]
+    assert float(row["objective_mean"]) == pytest.approx(np.mean(objs), abs=1e-4)  # oracle tolerance
+    assert float(row["objective_se"]) == pytest.approx(np.std(objs, ddof=1) / math.sqrt(3), abs=1e-4)
+    assert row["cells"] == "3" and row["failed"] == "0"
+    crash = summary[("0.5", "test-crash")]
+    assert crash["failed"] == "3" and crash["objective_mean"] in ("", "nan")
+    # gaps to the bound certified by test-exact (status optimal): zero for itself,
+    # non-negative for the feasible initial strategy
+    assert float(summary[("1.5", "test-exact")]["gap_mean"]) == pytest.approx(0.0, abs=1e-4)
+    sleep = summary[("1.5", "test-sleep")]
+    assert int(sleep["gap_instances"]) == 3 and float(sleep["gap_mean"]) > 0
+
+    md = (out / "report.md").read_text()
+    assert "## toy (game `harness_toy`)" in md
+    assert "| budget | 0.5 | 1.5 |" in md
+    assert "gap to certified bound" in md
+    assert "![objective](toy-objective.png)" in md
+    with open(out / "cells.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 24
+
+
+def test_report_refuses_rows_of_one_instance_with_different_data(db, tmp_path):
+    src = sqlite3.connect(db)
+    db = tmp_path / "copy.sqlite"
+    con = sqlite3.connect(db)
+    src.backup(con)
+    src.close()
+    con.execute("UPDATE cells SET fingerprint = ? WHERE method = 'test-random' AND seed = 2 "
+                "AND params = ?", ("0" * 64, json.dumps({"budget": 1.5, "size": 2},
+                                                         separators=(",", ":"), sort_keys=True)))
+    assert con.total_changes == 1
+    con.commit()
+    con.close()
+    with pytest.raises(FingerprintMismatch,
+                       match=r"refusing to compare: game 'harness_toy' .*budget.:1.5.* seed 2 .*"
+                             r"000000000000: toy/test-random"):
+        make_report(str(db), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_report_errors(db, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        make_report(str(tmp_path / "nothing.sqlite"), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"has no cells for experiments \['other'\]"):
+        make_report(str(db), str(tmp_path / "out"), experiments=["other"])
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="stackopt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    return parser
+
+
+def test_cli_wiring(db, tmp_path, capsys):
+    parser = _parser()
+    args = parser.parse_args(["compare"])
+    assert args.config == "quick" and args.db == "results.sqlite" and args.workers == 2
+    assert args.scheduler is None and args.func is cli.compare_command
+    args = parser.parse_args(["compare", "paper-nfg", "--seeds", "1-5", "--workers", "1",
+                              "--scheduler", "tcp://127.0.0.1:8786", "--methods", "gradient,initial"])
+    assert args.seeds == "1-5" and args.methods == ["gradient", "initial"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "--workers", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+    out = tmp_path / "rep"
+    args = parser.parse_args(["report", str(db), "--out", str(out)])
+    assert args.func(args) == 0 and (out / "report.md").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiments.x]\ngame = "chess"\nseeds = [1]\n')
+    args = parser.parse_args(["compare", str(bad), "--db", str(tmp_path / "new.sqlite")])
+    assert args.func(args) == 2
+    assert "unknown game 'chess'" in capsys.readouterr().err
+    assert not (tmp_path / "new.sqlite").exists()  # nothing started
+    notours = tmp_path / "notes.sqlite"
+    notours.write_text("not a database")
+    args = parser.parse_args(["report", str(notours)])
+    assert args.func(args) == 2
+    assert "not a stackopt results database" in capsys.readouterr().err
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(CONFIG)
+    args = parser.parse_args(["compare", str(cfg), "--db", str(notours)])
+    assert args.func(args) == 2
+    assert "not a stackopt results database" in capsys.readouterr().err
+    args = parser.parse_args(["compare", str(cfg), "--db", str(db), "--dry-run"])
+    assert args.func(args) == 0
+    assert "24 cells, 24 already in" in capsys.readouterr().err
+
+
+def test_stackopt_command_line_reaches_the_harness(db, tmp_path, capsys):
+    from stackopt.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiments.x]\ngame = "nfg"\nseeds = [1]\n[experiments.x.methods.nope]\n')
+    assert main(["compare", str(bad), "--db", str(tmp_path / "new.sqlite")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["report", str(db), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "toy-objective.svg").exists()
+
+
+# ------------------------------------------------------------------------- figures
+from stackopt.comparisons.figures import REFERENCE_LABEL, VIOLATION_REFERENCE, draw, robust_range  # noqa: E402,E501
+from stackopt.comparisons.report import README_FIGURES, build_tables  # noqa: E402
+
+
+def test_robust_range_sets_an_outlier_aside():
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -192.0]) == (-3.53, -3.2)
+    assert robust_range([1.0, 1.2, 0.9, 1.1, 40.0]) == (0.9, 1.2)
+    assert robust_range([-3.5, -3.53, -3.4, -3.2, -3.45, -3.1]) is None  # nothing stands out
+    assert robust_range([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert robust_range([1.0, 1.0, 1.0, 50.0]) is None  # the rest has no spread to flatten
+    # a cluster far away is data, not an outlier: at most a fifth of the points is set aside
+    assert robust_range([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 9.0, 9.1, 9.2, 9.3]) is None
+
+
+def _row(method, budget, seed, objective, violation=0.0, status="converged"):
+    return {"experiment": "fig", "game": "harness_toy", "params": json.dumps({"budget": budget}),
+            "seed": seed, "method": method, "status": status, "leader_objective": objective,
+            "initial_objective": -5.0, "constraint_violation": violation,
+            "equilibrium_residual": 1e-9, "wall_time_s": 0.1, "sense": "maximize", "bound": None,
+            "fingerprint": None}
+
+
+def _table(rows):
+    (t,) = build_tables(rows, {"fig": "budget"})
+    return t
+
+
+def test_objective_figure_clips_an_outlier_and_labels_it():
+    rows = [_row(m, b, s, base + 0.1 * b + 0.01 * s)
+            for m, base in (("a", -3.5), ("b", -3.4), ("c", -3.6)) for b in (0.0, 0.5, 1.0)
+            for s in (1, 2)]
+    rows = [r if not (r["method"] == "c" and r["params"] == json.dumps({"budget": 1.0}))
+            else dict(r, leader_objective=-192.0) for r in rows]
+    fig = draw(_table(rows), "objective")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert -6 < low < -3.6 and high < -2.5  # the axis shows the methods, not the outlier...
+    assert any(t.get_text() == "-192" for t in ax.texts)  # ...which is labelled at the edge
+    assert any("beyond the axis" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_objective_figure_without_outliers_is_not_clipped():
+    rows = [_row(m, b, s, base + b) for m, base in (("a", -3.0), ("b", -30.0))
+            for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(rows), "objective").axes[0]
+    low, high = ax.get_ylim()
+    assert low < -30 and high > -2 and not ax.texts
+
+
+def test_means_over_fewer_seeds_are_marked():
+    rows = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    rows = [r if not (r["method"] == "b" and r["seed"] == 2 and "1.0" in r["params"])
+            else dict(r, status="error", leader_objective=None) for r in rows]
+    ax = draw(_table(rows), "objective").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["n=1"]
+    assert any("fewer than 2 seeds" in t.get_text() for t in ax.get_legend().get_texts())
+    full = [_row(m, b, s, -3.0 + b) for m in ("a", "b") for b in (0.0, 1.0) for s in (1, 2)]
+    ax = draw(_table(full), "objective").axes[0]
+    assert not ax.texts
+
+
+@pytest.mark.parametrize("largest, drawn", [(1e-7, False), (5e-2, True)])
+def test_violation_reference_line_only_inside_the_range(largest, drawn):
+    rows = [_row(m, b, s, -3.0, violation=largest * b) for m in ("a", "b") for b in (0.0, 1.0)
+            for s in (1, 2)]
+    ax = draw(_table(rows), "violation").axes[0]
+    low, high = ax.get_ylim()
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == REFERENCE_LABEL]
+    assert bool(lines) is drawn
+    assert high < VIOLATION_REFERENCE or drawn  # the line did not stretch the axis
+
+
+# ------------------------------------------------------------------ README figures
+README = Path(__file__).resolve().parents[2] / "README.md"
+QUICK = """
+plugins = ["test_harness_toys"]
+seeds = [1, 2]
+time_limit = 30
+[experiments.ssg]
+game = "harness_toy"
+axis = "budget"
+[experiments.ssg.grid]
+budget = [0.5, 1.5]
+[experiments.ssg.methods.test-random]
+[experiments.ssg.methods.test-exact]
+"""
+
+
+def _store(path, name):
+    config = parse_config(QUICK, name=name)
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            store.insert(row)
+    return path
+
+
+def test_report_docs_writes_the_readme_figures(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "results.sqlite", "quick")
+    docs = tmp_path / "docs"
+    assert main(["report", str(db), "--out", str(tmp_path / "report"), "--docs", str(docs)]) == 0
+    for name in README_FIGURES:
+        assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (docs / name).stat().st_size > 1000
+    assert str(docs / "quick-ssg-objective.png") in capsys.readouterr().out
+
+
+def test_readme_shows_only_figures_the_command_makes():
+    text = README.read_text()
+    shown = set(re.findall(r"\]\(docs/([\w.-]+\.png)\)", text))
+    assert shown and shown <= set(README_FIGURES)
+    assert "--docs docs" in text  # the documented command
+
+
+def test_report_docs_names_the_figures_a_store_cannot_make(tmp_path, capsys):
+    from stackopt.cli import main
+
+    db = _store(tmp_path / "other.sqlite", "paper-ssg")
+    assert main(["report", str(db), "--out", str(tmp_path / "r"), "--docs", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "quick-ssg-objective.png (experiment 'ssg' of config 'quick')" in err
+    assert "stackopt compare" in err

@@ -1,0 +1,315 @@
+"""Compiled evaluators agree with Pyomo's own values and finite differences."""
+import sys
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from stackopt.expr import compile_exprs, compile_jacobian, derivatives, parameters_of
+
+
+@pytest.fixture
+def model():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(4), initialize=lambda _, i: 0.3 + 0.2 * i)
+    m.q = pyo.Param(initialize=2.5, mutable=True)
+    m.z = pyo.Var(initialize=1.7)
+    m.z.fix()
+    m.shared = pyo.Expression(expr=pyo.exp(m.x[0] - m.x[1]) + m.x[2] * m.x[3])
+    return m
+
+
+def exprs(m):
+    x = m.x
+    return [
+        x[0] * x[1] ** 3 - 2 * x[2] / (1 + x[3] ** 2),
+        pyo.log(x[0] + x[1]) * pyo.sqrt(x[2]) + m.q * x[3] * m.z,
+        1 / (1 + pyo.exp(-(x[0] + 2 * x[1] - x[3]))) * m.shared,
+        abs(x[0] - 2) * m.shared ** 2 + x[1] ** 2.5 + pyo.sin(x[2]) * pyo.cos(x[3]),
+        (x[0] + x[1] + x[2] + x[3]) ** 3 * (x[0] - x[1]) ** 2,
+        x[0] ** x[1],
+        7.0,
+    ]
+
+
+def test_values_match_pyomo(model):
+    es = exprs(model)
+    xs = list(model.x.values())
+    prog = compile_exprs(es, xs)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        vals = 0.2 + rng.random(4)
+        for v, val in zip(xs, vals):
+            v.set_value(val)
+        np.testing.assert_allclose(prog(vals), [pyo.value(e) for e in es], rtol=1e-12, atol=1e-12)
+
+
+def test_jacobian_matches_finite_differences(model):
+    es = exprs(model)
+    xs = list(model.x.values())
+    prog = compile_exprs(es, xs)
+    jac = compile_jacobian(es, xs)
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    J = jac.dense(vals)
+    h = 1e-6
+    for j in range(4):
+        e = np.zeros(4)
+        e[j] = h
+        np.testing.assert_allclose(J[:, j], (prog(vals + e) - prog(vals - e)) / (2 * h), rtol=1e-6, atol=1e-7)
+    assert not np.any(jac.rows == 6)  # the constant has no structural nonzeros
+
+
+def test_unknown_variable_is_named(model):
+    with pytest.raises(ValueError, match=r"variable 'x\[3\]' is not among the variables"):
+        compile_exprs([model.x[0] * model.x[3]], [model.x[0]])
+
+
+def test_unsupported_expression():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=1.0)
+    with pytest.raises(ValueError, match="unsupported expression type"):
+        compile_exprs([pyo.Expr_if(m.x >= 0, m.x, -m.x)], [m.x])
+
+
+def test_function_pyomo_cannot_differentiate():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=1.0)
+    with pytest.raises(ValueError, match="Pyomo cannot differentiate the expression tanh"):
+        compile_jacobian([pyo.tanh(m.x)], [m.x])
+
+
+# ------------------------------------------------------------ parameters as inputs
+def _set(xs, vals):
+    for v, val in zip(xs, vals):
+        v.set_value(val)
+
+
+def test_mutable_param_is_read_at_call_time(model):
+    es = exprs(model)
+    xs = list(model.x.values())
+    prog = compile_exprs(es, xs)
+    jac = compile_jacobian(es, xs)
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    _set(xs, vals)
+    before = prog(vals).copy()
+    for q in (-1.25, 0.0, 7.5):
+        model.q.set_value(q)
+        np.testing.assert_allclose(prog(vals), [pyo.value(e) for e in es], rtol=1e-12, atol=1e-12)
+        # d/dx3 of q * x3 * z is q * z, read now
+        assert jac.dense(vals)[1, 3] == pytest.approx(q * pyo.value(model.z) + 0.0, abs=1e-12)
+    assert prog(vals)[1] != before[1]
+    assert [p.name for p in prog.parameters] == ["q", "z"]
+
+
+def test_fixed_variable_value_is_read_at_call_time(model):
+    es = exprs(model)
+    xs = list(model.x.values())
+    prog = compile_exprs(es, xs)
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    _set(xs, vals)
+    for z in (-0.3, 4.0):
+        model.z.fix(z)
+        np.testing.assert_allclose(prog(vals), [pyo.value(e) for e in es], rtol=1e-12, atol=1e-12)
+
+
+def test_parameter_values_passed_at_call_time(model):
+    es = exprs(model)
+    xs = list(model.x.values())
+    par = parameters_of(es, xs)
+    assert [p.name for p in par] == ["q", "z"]
+    prog = compile_exprs(es, xs, parameters=par)
+    jac = compile_jacobian(es, xs, parameters=par)
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    _set(xs, vals)
+    theta = par.values()
+    np.testing.assert_allclose(theta, [2.5, 1.7])
+    model.q.set_value(-4.0)  # the array passed wins over the model
+    np.testing.assert_allclose(prog(vals, theta)[1], np.log(1.1) * np.sqrt(0.9) + 2.5 * 1.3 * 1.7)
+    assert jac(vals, np.array([3.0, 2.0]))[list(zip(jac.rows, jac.cols)).index((1, 3))] == 6.0
+    model.q.set_value(2.5)
+    np.testing.assert_allclose(prog(vals, par.values()), [pyo.value(e) for e in es], rtol=1e-12)
+
+
+def test_derivatives_are_not_taken_with_respect_to_parameters(model):
+    e = model.q * model.x[0] * model.z + model.z ** 2
+    d = derivatives(e, [model.x[0], model.z, model.q])
+    assert list(d) == [0]
+    jac = compile_jacobian([e], [model.x[0]])
+    assert jac.shape == (1, 1) and list(jac.cols) == [0]
+
+
+def test_immutable_params_and_numbers_stay_constants():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=2.0)
+    m.c = pyo.Param(initialize=3.0)  # immutable
+    m.p = pyo.Param([0, 1], initialize={0: 1.5, 1: 2.0}, mutable=True)
+    e = m.c * m.x + 4.0 * m.x ** 2 + m.p[1] * m.x
+    assert [p.name for p in parameters_of([e])] == ["p[1]"]
+    prog = compile_exprs([e], [m.x])
+    assert prog.n_params == 1
+    np.testing.assert_allclose(prog(np.array([2.0])), [3 * 2 + 16 + 4])
+
+
+def test_structure_does_not_depend_on_parameter_values():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], initialize=1.0)
+    m.q = pyo.Param(initialize=0.0, mutable=True)
+    jac = compile_jacobian([m.q * m.x[0] * m.x[1]], list(m.x.values()))
+    assert sorted(jac.cols) == [0, 1]  # kept although q is 0 now
+    np.testing.assert_allclose(jac.dense(np.array([2.0, 3.0])), [[0.0, 0.0]])
+    m.q.set_value(2.0)
+    np.testing.assert_allclose(jac.dense(np.array([2.0, 3.0])), [[6.0, 4.0]])
+
+
+def test_parameter_and_variable_exponents():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], initialize=1.0)
+    m.k = pyo.Param(initialize=2.0, mutable=True)
+    es = [m.x[0] ** m.k, m.x[0] ** m.x[1], 2.0 ** m.x[1]]
+    prog = compile_exprs(es, list(m.x.values()))
+    m.x[0].set_value(-3.0)
+    m.x[1].set_value(3.0)
+    np.testing.assert_allclose(prog(np.array([-3.0, 3.0])), [9.0, -27.0, 8.0])
+    m.k.set_value(3.0)
+    assert prog(np.array([-3.0, 3.0]))[0] == -27.0
+
+
+def test_parameter_missing_from_the_given_list_is_named(model):
+    par = parameters_of([model.z * model.x[0]], list(model.x.values()))
+    with pytest.raises(ValueError, match=r"mutable Param 'q' is not among the parameters"):
+        compile_exprs([model.q * model.x[0]], list(model.x.values()), parameters=par)
+    with pytest.raises(ValueError, match=r"'x\[0\]' is not a parameter"):
+        par.add(model.x[0])
+
+
+def test_parameter_without_a_finite_value_is_named(model):
+    prog = compile_exprs([model.q * model.x[0]], [model.x[0]])
+    model.q.set_value(float("nan"))
+    with pytest.raises(ValueError, match=r"mutable Param 'q' has value nan"):
+        prog(np.array([1.0]))
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=1.0)
+    m.z = pyo.Var()
+    m.z.fix()
+    prog = compile_exprs([m.z * m.x], [m.x])
+    with pytest.raises(ValueError, match=r"fixed variable 'z' has value None"):
+        prog(np.array([1.0]))
+
+
+def test_parameter_array_of_the_wrong_length(model):
+    prog = compile_exprs([model.q * model.x[0]], [model.x[0]])
+    with pytest.raises(ValueError, match=r"params must hold 1 values"):
+        prog(np.array([1.0]), np.array([1.0, 2.0]))
+
+
+def test_kernel_reads_a_changed_param_without_recompiling():
+    from games import make_duopoly
+
+    from stackopt.kernel import kernel_of
+
+    g = make_duopoly()
+    g.model.a = pyo.Param(initialize=1.0, mutable=True)
+    f1 = g.model.firm1
+    f1.cost.deactivate()
+    f1.cost2 = pyo.Objective(expr=g.model.a * f1.x ** 2 + 0.5 * f1.x * g.model.firm2.x
+                             - g.model.pi[1] * f1.x)
+    k = kernel_of(g)
+    x, p = np.array([1.0, 2.0]), np.array([0.5, 0.0])
+    assert k.F(x, p)[0] == pytest.approx(2 * 1.0 + 0.5 * 2.0 - 0.5)
+    g.model.a.set_value(3.0)
+    assert kernel_of(g) is k
+    assert k.F(x, p)[0] == pytest.approx(6 * 1.0 + 0.5 * 2.0 - 0.5)
+    assert k.Jx(x, p)[0, 0] == pytest.approx(6.0)
+
+
+# ------------------------------------------------------------ depth and preparation
+def test_deep_expressions_compile_without_raising_the_recursion_limit():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], initialize=0.3)
+    depth = 3 * sys.getrecursionlimit()
+    e = m.x[0]
+    for k in range(depth):
+        e = pyo.sin(e) + 0.5 * m.x[k % 2]
+    limit = sys.getrecursionlimit()
+    prog = compile_exprs([e], list(m.x.values()))
+    jac = compile_jacobian([e], list(m.x.values()))
+    assert sys.getrecursionlimit() == limit
+    vals = np.array([0.3, 0.7])
+    ref = vals[0]
+    for k in range(depth):
+        ref = np.sin(ref) + 0.5 * vals[k % 2]
+    assert prog(vals)[0] == pytest.approx(ref, rel=1e-12)
+    h = 1e-6
+    fd = [(prog(vals + h * np.eye(2)[j])[0] - prog(vals - h * np.eye(2)[j])[0]) / (2 * h) for j in range(2)]
+    np.testing.assert_allclose(jac.dense(vals)[0], fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("nfg", dict(players=2, actions=3)),
+    ("ssg", dict(targets=6, defenders=2, coverable=3, resources=1.0)),
+    ("cyber", dict(customers=3)),
+])
+def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
+    from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+
+    from stackopt.models import build_game
+
+    s = build_game(name, **kw).structure()
+    allv = list(s.follower_variables) + list(s.leader_variables)
+    exprs_ = [f.objective for f in s.followers] + [s.leader_objective] + [c.body for c in s.leader_constraints]
+    compared = 0
+    for e in exprs_:
+        ref = reverse_sd(e)
+        ours = derivatives(e, allv)
+        for j, v in enumerate(allv):
+            if v in ref and not (ref[v].__class__ in (int, float) and ref[v] == 0):
+                assert str(ours[j]) == str(ref[v])
+                compared += 1
+            else:
+                assert j not in ours
+    assert compared > 10
+
+
+def test_unfixing_a_compiled_parameter_is_refused(model):
+    prog = compile_exprs([model.z * model.x[0]], [model.x[0]])
+    assert prog(np.array([2.0]))[0] == pytest.approx(3.4)
+    model.z.unfix()
+    with pytest.raises(ValueError, match=r"variable 'z' was fixed when these expressions were compiled"):
+        prog(np.array([2.0]))
+
+
+def test_nlp_problem_follows_a_changed_param_without_recompiling():
+    from stackopt.solvers import NlpProblem
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=0.0)
+    m.t = pyo.Param(initialize=1.0, mutable=True)
+    m.obj = pyo.Objective(expr=(m.x - m.t) ** 2)
+    prob = NlpProblem(m)
+    assert prob.solve().x[m.x] == pytest.approx(1.0, abs=1e-6)
+    m.t.set_value(-2.5)
+    assert prob.solve().x[m.x] == pytest.approx(-2.5, abs=1e-6)
+
+
+def test_a_growing_parameter_collection_is_shared_by_programs(model):
+    from stackopt.expr import Parameters
+
+    xs = list(model.x.values())
+    par = Parameters(grow=True)
+    p1 = compile_exprs([model.z * model.x[0]], xs, parameters=par)
+    p2 = compile_exprs([model.q * model.x[1] + model.z], xs, parameters=par)
+    assert [p.name for p in par] == ["z", "q"]
+    vals = np.array([0.4, 0.7, 0.9, 1.3])
+    theta = par.values()
+    assert p1(vals, theta)[0] == pytest.approx(1.7 * 0.4)
+    assert p2(vals, theta)[0] == pytest.approx(2.5 * 0.7 + 1.7)
+
+
+def test_bench_compile_measures_one_size_and_names_an_unknown_domain():
+    from stackopt.comparisons import bench_compile
+
+    r = bench_compile.measure("cyber", 3)
+    assert r["nodes"] > 0 and r["terms"] > 0 and r["prep_s"] >= 0 and r["n_x"] == 3
+    assert "exp t" in bench_compile.table([r, dict(r, nodes=2 * r["nodes"], terms=2 * r["terms"])])
+    with pytest.raises(ValueError, match=r"unknown domain 'tsp'"):
+        bench_compile.main(["--domains", "tsp"])

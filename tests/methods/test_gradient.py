@@ -1,0 +1,242 @@
+"""The augmented Lagrangian gradient method on problems with known answers."""
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+from games import make_duopoly
+
+from stackopt import StackelbergGame, Status, solve
+from stackopt.models import build_game
+
+
+def test_duopoly_reaches_known_optimum_with_defaults():
+    # max -(x1-3)^2-(x2-1)^2 s.t. x1+x2 <= 3, pi in [0,10]^2 with x = M^{-1} pi:
+    # optimum x = (2.25, 0.75), pi = (4.875, 0), value -0.625 (both constraints active)
+    r = solve(make_duopoly(), "gradient")
+    assert r.status is Status.CONVERGED
+    assert r.leader_objective == pytest.approx(-0.625, abs=1e-5)
+    assert r.constraint_violation <= 1e-6
+    assert r.leader_values["pi[1]"] == pytest.approx(4.875, abs=1e-4)
+    assert r.equilibrium_residual <= 1e-6
+    assert r.history[-1]["stationarity"] <= 1e-6
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spg"])
+def test_a_one_step_run_is_never_converged(optimizer):
+    r = solve(make_duopoly(), "gradient", steps=1, optimizer=optimizer)
+    assert r.status is Status.MAX_ITERATIONS, r.message
+    assert np.isfinite(r.leader_objective)
+
+
+def test_the_scale_of_the_leader_box_does_not_matter():
+    """The same duopoly with the leader's box and the followers' response scaled by
+    100 takes the same steps (steps are relative to the box) and reaches the scaled optimum."""
+    game = StackelbergGame("scaled_duopoly")
+    m = game.model
+    m.pi = pyo.Var([1, 2], bounds=(0, 1000), initialize=0)
+    f1, f2 = game.add_follower("firm1"), game.add_follower("firm2")
+    f1.x = pyo.Var(bounds=(-1e4, 1e4), initialize=0)
+    f2.x = pyo.Var(bounds=(-1e4, 1e4), initialize=0)
+    f1.cost = pyo.Objective(expr=f1.x**2 + 0.5 * f1.x * f2.x - m.pi[1] * f1.x)
+    f2.cost = pyo.Objective(expr=1.5 * f2.x**2 - f1.x * f2.x - m.pi[2] * f2.x)
+    game.set_leader([m.pi], objective=-(f1.x - 300) ** 2 - (f2.x - 100) ** 2, sense=pyo.maximize,
+                    constraints=[f1.x + f2.x <= 300])
+    big, small = solve(game, "gradient"), solve(make_duopoly(), "gradient")
+    assert big.status is Status.CONVERGED
+    assert big.leader_objective == pytest.approx(-6250.0, rel=1e-6)
+    assert big.leader_values["pi[1]"] == pytest.approx(487.5, rel=1e-5)
+    assert abs(len(big.history) - len(small.history)) <= 3
+
+
+def test_nfg_budget_met_and_welfare_improves():
+    g = build_game("nfg", seed=2, players=2, actions=4, budget=1.0)
+    r = solve(g, "gradient", seed=2, steps=800)
+    assert r.constraint_violation <= 1e-6
+    assert r.leader_objective > r.initial_objective + 0.05
+    assert len(r.history) <= 801 and r.history[-1]["violation"] >= 0
+
+
+def test_nfg_zero_budget_stays_at_initial_value():
+    g = build_game("nfg", seed=2, players=2, actions=4, budget=0.0)
+    r = solve(g, "gradient", seed=2, steps=400)
+    assert r.constraint_violation <= 1e-6
+    assert r.leader_objective == pytest.approx(r.initial_objective, abs=1e-3)
+
+
+def test_same_seed_same_result():
+    g = build_game("nfg", seed=4, players=2, actions=3, budget=0.5)
+    a = solve(g, "gradient", seed=4, steps=100)
+    b = solve(build_game("nfg", seed=4, players=2, actions=3, budget=0.5), "gradient", seed=4, steps=100)
+    assert a.leader_values == b.leader_values and a.leader_objective == b.leader_objective
+
+
+def test_sgd_and_sampled_equilibria_run():
+    g = build_game("nfg", seed=4, players=2, actions=3, budget=0.5)
+    r = solve(g, "gradient", steps=50, optimizer="sgd", samples_per_step=2, resample_every=10)
+    assert r.status in (Status.CONVERGED, Status.MAX_ITERATIONS) and np.isfinite(r.leader_objective)
+    assert sum(h["fresh"] for h in r.history) >= 1
+
+
+def test_time_limit_is_a_status():
+    g = build_game("nfg", seed=4, players=3, actions=10, budget=5.0)
+    r = solve(g, "gradient", steps=10**6, time_limit=2.0)
+    assert r.status is Status.TIME_LIMIT
+    assert r.wall_time_s < 10 and np.isfinite(r.leader_objective)
+
+
+def test_failure_inside_a_method_is_a_result(monkeypatch):
+    import stackopt.leader.reduced as red
+
+    def boom(*a, **k):
+        raise FloatingPointError("synthetic failure")
+
+    monkeypatch.setattr(red, "leader_gradients", boom)
+    r = solve(make_duopoly(), "gradient", steps=10)
+    assert r.status is Status.ERROR and "synthetic failure" in r.message
+    assert np.isfinite(r.leader_objective)  # the initial strategy is still scored
+
+
+def test_contradicting_options_are_an_error_naming_both():
+    with pytest.raises(ValueError, match=r"resample_every=125 is larger than steps=100"):
+        solve(make_duopoly(), "gradient", steps=100, resample_every=125)
+
+
+def test_constraint_aggregates_over_sampled_equilibria():
+    from stackopt.leader.reduced import aggregate
+    cons = np.array([[0.1, -2.0], [0.3, -1.0], [-0.1, -3.0]])  # 3 draws, 2 constraints
+    mean, share = aggregate(cons, "mean")
+    assert np.allclose(mean, [0.1, -2.0]) and np.all(share == 1)
+    worst, share = aggregate(cons, "worst")
+    assert np.allclose(worst, [0.3, -1.0])
+    # the gradient loop averages over the draws: the worst draw carries each constraint alone
+    assert share.tolist() == [[0, 0], [3, 3], [0, 0]]
+
+
+def test_stationarity_measure_matches_finite_differences():
+    """The recorded stationarity is the scaled projected gradient of the augmented
+    Lagrangian; rebuilt from central differences of re-solved equilibria it agrees."""
+    from stackopt.kernel import kernel_of
+    from stackopt.leader import ReducedProblem
+    from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.oracle import EquilibriumOracle
+
+    game = make_duopoly()
+    k = kernel_of(game)
+    opts = Options(**GradientMethod.CONFIG().value())
+    prob = ReducedProblem(k, EquilibriumOracle(k, tol=1e-12), np.random.default_rng(0))
+    al = AugmentedLagrangian(prob, opts, np.inf)
+    al.lam, al.mu = np.array([0.7]), 3.0
+    p = np.array([6.0, 0.0])  # pi[2] on its lower bound: the projection matters
+    pt = prob.draw(p)
+    g = al.grad(pt)
+    h = 1e-6
+    fd = np.zeros(2)
+    for j in range(2):
+        e = np.eye(2)[j] * h
+        fd[j] = (al.value(prob.follow(pt, p + e)) - al.value(prob.follow(pt, p - e))) / (2 * h)
+    assert np.allclose(g, fd, rtol=1e-6, atol=1e-7)
+    st = al.stationarity(pt, g)
+    s = al.scale
+    expected = np.max(np.abs((np.clip(p - s * s * fd, k.p_lb, k.p_ub) - p) / s))
+    assert st == pytest.approx(expected, rel=1e-6) and st > 0
+
+
+def test_leader_constraints_in_its_own_variables_are_kept_exactly():
+    """x1 + x2 <= 1.5 on the leader's variables is never left: the steps project
+    onto it, so every recorded iterate and the answer satisfy it."""
+    game = StackelbergGame("boxed")
+    m = game.model
+    m.a = pyo.Var([1, 2], bounds=(0, 2), initialize=0)
+    f = game.add_follower("f")
+    f.y = pyo.Var([1, 2], bounds=(-10, 10))
+    f.obj = pyo.Objective(expr=(f.y[1] - m.a[1]) ** 2 + (f.y[2] - m.a[2]) ** 2)
+    game.set_leader([m.a], objective=f.y[1] + 2 * f.y[2], sense=pyo.maximize,
+                    constraints=[m.a[1] + m.a[2] <= 1.5])
+    seen = []
+    import stackopt.leader.reduced as red
+    orig = red.ReducedProblem.point
+
+    def spy(self, p, eqs, fresh):
+        seen.append(p.sum())
+        return orig(self, p, eqs, fresh)
+
+    red.ReducedProblem.point = spy
+    try:
+        r = solve(game, "gradient")
+    finally:
+        red.ReducedProblem.point = orig
+    assert max(seen) <= 1.5 + 1e-9
+    assert r.status is Status.CONVERGED and r.constraint_violation <= 1e-9
+    assert r.leader_values["a[2]"] == pytest.approx(1.5, abs=1e-6)
+    assert r.leader_objective == pytest.approx(3.0, abs=1e-6)
+
+
+# --------------------------------------------------------- lost branches
+class _Draw:
+    def __init__(self, x, converged=True):
+        self.x, self.converged, self.residual = np.asarray(x, float), converged, 0.0
+
+
+class _StubProblem:
+    """Equilibrium x = p[0]; warm starts fail beyond a step of `reach` from where they were."""
+
+    def __init__(self, reach):
+        from types import SimpleNamespace
+        self.reach, self.calls = reach, []
+        self.k = SimpleNamespace(n_p=1)
+
+    def follow(self, base, p):
+        self.calls.append("warm")
+        ok = abs(p[0] - base.p[0]) <= self.reach
+        return _Point(p, converged=ok)
+
+    def readjust(self, base, p, lost=None):
+        self.calls.append("cold")
+        return _Point(p)
+
+
+class _Point:
+    def __init__(self, p, converged=True, f=0.0, violation=0.0):
+        self.p, self.converged = np.asarray(p, float), converged
+        self.f, self.violation = f, violation
+
+
+class _StubLagrangian:
+    scale = np.ones(1)
+    t, halvings, jumps, refused = 0, 0, 0, 0
+
+    def project(self, y, metric=None):
+        return np.clip(y, -10, 10)
+
+
+def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import AdamStep
+    opts = Options(**GradientMethod.CONFIG().value())
+    prob, al = _StubProblem(reach=0.0), _StubLagrangian()
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=base.violation)
+    step, start = AdamStep(prob, opts), _Point([0.0], f=-2.0, violation=0.5)
+    assert step.take(al, start, np.array([-1.0])) is start  # stays where it was
+    assert al.refused == 1 and al.jumps == 0 and np.all(step.m1 == 0.0)
+    # worse by less than JUMP_LOSS of the objective's magnitude: taken
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 0.01, violation=base.violation)
+    assert step.take(al, start, np.array([-1.0])) is not start and al.jumps == 1
+    # worse for the objective but more feasible: taken
+    prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=0.1)
+    new = step.take(al, start, np.array([-1.0]))
+    assert new is not start and al.jumps == 2 and al.refused == 1
+
+
+def test_lost_branch_halves_then_re_adjusts():
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import AdamStep
+    opts = Options(**{**GradientMethod.CONFIG().value(), "optimizer": "sgd", "lr": 1.0})
+    # a step of 1 cannot be followed warm even at a quarter: the branch re-adjusts there
+    prob, al = _StubProblem(reach=0.1), _StubLagrangian()
+    new = AdamStep(prob, opts).take(al, _Point([0.0]), np.array([-1.0]))
+    assert new.p[0] == 0.25 and al.halvings == 3 and al.jumps == 1
+    assert prob.calls == ["warm", "warm", "warm", "cold"]
+    # a step within reach is taken whole, warm
+    prob, al = _StubProblem(reach=2.0), _StubLagrangian()
+    new = AdamStep(prob, opts).take(al, _Point([0.0]), np.array([-1.0]))
+    assert new.p[0] == 1.0 and al.halvings == 0 and prob.calls == ["warm"]

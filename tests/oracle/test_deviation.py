@@ -1,0 +1,96 @@
+"""Equilibria that are Nash equilibria, not only local ones; steps that hold on a kink."""
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+import stackopt
+from stackopt import StackelbergGame
+from stackopt.game import convex_in_own
+from stackopt.kernel import kernel_of
+from stackopt.models import build_game
+from stackopt.oracle import EquilibriumOracle
+
+
+def two_wells(leader_weight: float = 0.0):
+    """One follower with a double well on [-2, 2]: a local minimum near 0.96 and the
+    global one near -1.04 (the tilt 0.3 x makes the left well deeper)."""
+    g = StackelbergGame("two wells")
+    m = g.model
+    m.p = pyo.Var(bounds=(-1, 1), initialize=0.0)
+    f = g.add_follower("f")
+    f.x = pyo.Var(bounds=(-2, 2), initialize=1.0)
+    f.obj = pyo.Objective(expr=(f.x ** 2 - 1) ** 2 + 0.3 * f.x - 0.01 * m.p * f.x)
+    g.set_leader([m.p], (f.x - 0.5) ** 2 + leader_weight * m.p ** 2, sense=pyo.minimize)
+    return g
+
+
+def test_a_local_nash_point_a_follower_would_leave_is_not_returned():
+    k = kernel_of(two_wells())
+    local = EquilibriumOracle(k, deviation_rounds=0).solve(np.zeros(1), x0=np.array([1.0]))
+    assert local.converged and local.x[0] == pytest.approx(0.96, abs=0.02)
+    o = EquilibriumOracle(k)
+    e = o.solve(np.zeros(1), x0=np.array([1.0]))
+    assert e.converged and e.x[0] == pytest.approx(-1.04, abs=0.02)
+    assert o.counters.deviations == 1 and o.counters.deviation_responses >= 1
+    f = k.follower_objectives
+    assert f(e.x, np.zeros(1))[0] < f(local.x, np.zeros(1))[0] - 0.1
+
+
+def test_deviation_options_are_validated():
+    k = kernel_of(two_wells())
+    with pytest.raises(ValueError, match="deviation_tol"):
+        EquilibriumOracle(k, deviation_tol=-1.0)
+    with pytest.raises(ValueError, match="deviation_rounds"):
+        EquilibriumOracle(k, deviation_rounds=-1)
+
+
+def test_scored_equilibrium_is_the_global_response():
+    # the leader wants x near 0.5: the local well at 0.96 is closer, but the follower
+    # would leave it; scoring reports the equilibrium the follower keeps
+    g = two_wells()
+    ev = stackopt.evaluate(g, [0.0], seed=0)
+    assert ev.follower_values["f.x"] == pytest.approx(-1.04, abs=0.02)
+
+
+def kink_game():
+    """The leader's objective has its minimum on a kink: |p - 1.3| + |y - 1.3| with the
+    follower's y = p."""
+    g = StackelbergGame("kink")
+    m = g.model
+    m.p = pyo.Var(bounds=(-5, 5), initialize=-2.0)
+    f = g.add_follower("f")
+    f.y = pyo.Var(bounds=(-10, 10), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.y - m.p) ** 2)
+    g.set_leader([m.p], abs(m.p - 1.3) + abs(f.y - 1.3), sense=pyo.minimize)
+    return g
+
+
+def test_spg_holds_a_variable_on_a_kink_and_stops_there():
+    r = stackopt.solve(kink_game(), method="gradient", optimizer="spg", seed=0)
+    assert r.status.value == "converged", r.message
+    assert r.leader_values["p"] == pytest.approx(1.3, abs=1e-6)
+
+
+def test_convexity_in_own_variables_is_proved_or_left_open():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], bounds=(0, 1))
+    m.y = pyo.Var(bounds=(-1, 1))  # another player's variable: data
+    own = [m.x[0], m.x[1]]
+    entropy = sum(m.x[j] * pyo.log(m.x[j]) for j in range(2))
+    assert convex_in_own(m.y * m.x[0] - 3 * m.x[1] + m.y ** 3, own)  # affine in own, any data
+    assert convex_in_own(-(m.y * m.x[0]) + 0.5 * entropy + (m.x[0] - m.y) ** 2, own)
+    assert convex_in_own(m.y * m.x[0] - 0.5 * entropy, own, sign=-1)  # maximised: concave
+    assert not convex_in_own(-(m.y * m.x[0] - 0.5 * entropy), own, sign=-1)
+    assert not convex_in_own(-entropy, own)
+    assert not convex_in_own(1 / (1 + pyo.exp(-m.x[0])), own)  # a sigmoid
+    assert not convex_in_own(m.x[0] * m.x[1], own)
+    assert not convex_in_own(m.y * m.x[0] ** 2, own)  # the data's sign decides
+
+
+def test_games_with_convex_followers_skip_the_search():
+    def flags(game):
+        o = EquilibriumOracle(kernel_of(game))
+        return o.deviations.convex
+    assert all(flags(build_game("nfg", seed=1, players=2, actions=3)))  # payoff - entropy
+    assert not any(flags(build_game("cyber", seed=1, customers=2)))  # breach probabilities
+    assert flags(two_wells()) == [False]
