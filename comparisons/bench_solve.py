@@ -111,7 +111,7 @@ def _warm_step(game, steps: int) -> tuple[float, float]:
         p, eq = stepper.step(k.p0.copy(), eq)
         walls, cpus = [], []
         for _ in range(steps):
-            t, c, (p, eq) = _timed_cpu(lambda: stepper.step(p, eq))
+            t, c, (p, eq) = _timed_cpu(lambda p=p, eq=eq: stepper.step(p, eq))
             walls.append(t)
             cpus.append(c)
     return float(np.median(walls)), float(np.median(cpus))
@@ -145,7 +145,8 @@ def library_rows(methods) -> list[dict]:
     for problem in PROBLEMS:
         ref = KNOWN_OPTIMA[problem].value
         for method in methods:
-            t, r = _timed(lambda: solve(_build("library", dict(problem=problem)), method, seed=0))
+            t, r = _timed(lambda problem=problem, method=method:
+                          solve(_build("library", dict(problem=problem)), method, seed=0))
             rel = abs(r.leader_objective - ref) / max(abs(ref), 1e-12)
             out.append(dict(problem=problem, method=method, seconds=t, status=r.status.value,
                             objective=r.leader_objective, rel_error=rel))
@@ -158,7 +159,8 @@ def paper_rows() -> list[dict]:
     out = []
     for key, (name, params) in PAPER.items():
         for method in ("gradient", "initial"):
-            t, r = _timed(lambda: solve(_build(name, params), method, seed=0))
+            t, r = _timed(lambda name=name, params=params, method=method:
+                          solve(_build(name, params), method, seed=0))
             out.append(dict(cell=key, method=method, seconds=t, status=r.status.value,
                             objective=r.leader_objective, initial=r.initial_objective,
                             steps=len(r.history)))

@@ -15,7 +15,8 @@ import traceback
 import numpy as np
 
 from stackopt.core import Result, Status
-from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.methods import MethodOutput, get_method, method_config
 from stackopt.oracle import WORK, work_since
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import EquilibriumOracle, leader_gradients
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stackopt.core import Status
-from stackopt.core.blas import blas_threads as blas_scope, check_threads
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import Equilibrium, EquilibriumOracle
 

@@ -38,8 +38,8 @@ code in the process meanwhile run under the same count.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 DEFAULT = 1  # BLAS threads of stackopt's work unless the caller gives another count
 

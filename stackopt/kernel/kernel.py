@@ -40,7 +40,7 @@ def kernel_of(game) -> GameKernel:
     return game.cached("kernel", lambda: _prepare(game))
 
 
-def _prepare(game) -> "GameKernel":
+def _prepare(game) -> GameKernel:
     # the derivatives are many short-lived Pyomo objects: the cyclic collector's passes over
     # them cost a third of preparing a security game, and find nothing to free
     with PauseGC():

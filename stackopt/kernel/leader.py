@@ -8,7 +8,6 @@ it and reads the values and Jacobians out of its output.
 from __future__ import annotations
 
 import numpy as np
-
 from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt.expr import compile_exprs, compile_sparse, jacobian_entries

@@ -5,13 +5,12 @@ import threading
 import numpy as np
 import pytest
 import scipy.linalg  # noqa: F401  (SciPy's BLAS loaded, so that the controller below holds it)
+from games import make_duopoly
 from threadpoolctl import ThreadpoolController
 
 import stackopt
 from stackopt import Method, MethodOutput, Status, register_method, solve
 from stackopt.game import initial_leader
-
-from games import make_duopoly
 
 CONTROLLER = ThreadpoolController()
 

@@ -3,12 +3,11 @@ prepared game walks no Pyomo expression, and values (bounds, Params) are still f
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from games import make_duopoly
 
 from stackopt import StackelbergGame, solve
 from stackopt.kernel import kernel_of
 from stackopt.models import build_game
-
-from games import make_duopoly
 
 
 def cubic_game(lb=0.0):
@@ -58,6 +57,7 @@ class _Walks:
 
     def __init__(self, monkeypatch):
         import pyomo.core.expr.visitor as visitor
+
         import stackopt.expr.diff
         import stackopt.expr.poly
         import stackopt.game.convexity
