@@ -6,7 +6,7 @@
     stackopt report results.sqlite --out DIR [--docs docs]
 
 CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
-``paper-ssg``, ``paper-cyber``) or a path to a TOML file.
+``paper-ssg``, ``paper-cyber``, ``reference``) or a path to a TOML file.
 """
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ def register(subparsers) -> None:
         help="run every method of a config on identical instances into SQLite",
         description="Run a comparison sweep. Cells already in the database are skipped, so "
                     "rerunning the same command resumes an interrupted sweep.")
+    from .config import builtin_configs
+
     p.add_argument("config", nargs="?", default="quick",
-                   help="built-in config name (quick, paper-nfg, paper-ssg, paper-cyber) or a "
-                        "TOML path (default: quick)")
+                   help=f"built-in config name ({', '.join(builtin_configs())}) or a TOML path "
+                        "(default: quick)")
     p.add_argument("--db", default="results.sqlite", help="results database (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, default=2,
                    help="local worker processes (default: %(default)s)")
@@ -93,8 +95,9 @@ def register(subparsers) -> None:
 
     r = subparsers.add_parser(
         "report", allow_abbrev=False, help="tables and figures from a results database",
-        description="Write report.md, summary.csv, cells.csv and the objective, violation and "
-                    "runtime figures (PNG and SVG) of every experiment in the database.")
+        description="Write report.md, summary.csv, cells.csv and the figures of every experiment "
+                    "in the database, as PNG and SVG: leader objective, gain over the initial "
+                    "strategy, constraint violation, runtime.")  # tests: every figure is named
     r.add_argument("db", help="results database written by `stackopt compare`")
     r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
     r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",

@@ -6,7 +6,8 @@ A config is a TOML file holding one or more experiments::
     seeds = "1-30"              # a list of integers or ranges "1-30", "1,4,7-9"
 
     [experiments.nfg]
-    game = "nfg"                # stackopt.models.available_games()
+    game = "nfg"                # stackopt.models.available_games(), or module:function or
+                                # path/to/file.py:function (relative to this file's folder)
     axis = "budget"             # x axis of the report's figures (default: the varied parameter)
     [experiments.nfg.grid]      # a list sweeps a parameter, a scalar fixes it
     budget = [0, 1, 2, 3, 4, 5]
@@ -18,9 +19,13 @@ A config is a TOML file holding one or more experiments::
 
 ``all_methods = true`` in an experiment (or at the top) adds every registered
 method with default options, besides those listed. ``plugins = ["module"]``
-names modules to import first (in the parent and in every worker) that
-register extra games or methods. Everything is checked by :func:`load_config`
-before any cell runs: each problem is a ``ValueError`` naming the value.
+names modules (or ``.py`` files) to import first (in the parent and in every
+worker) that register extra games or methods. A game of your own is named by
+reference, ``game = "my_game.py:build"``: its parameters are its builder's
+(:mod:`stackopt.models.locate`). Paths, and modules that are not importable as
+they stand, are looked for in the config's folder, so neither needs
+``PYTHONPATH``. Everything is checked by :func:`load_config` before any cell
+runs: each problem is a ``ValueError`` naming the value.
 """
 from __future__ import annotations
 
@@ -28,11 +33,13 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from importlib import import_module, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from stackopt.core import did_you_mean
 
 DEFAULT_TIME_LIMIT = 600.0
 DEFAULT_GRACE = 60.0
@@ -55,7 +62,8 @@ class Cell:
     options: tuple  # sorted (name, value) pairs, as given in the config
     time_limit: float
     kill_after: float  # hard wall-clock guard in seconds
-    plugins: tuple = ()
+    plugins: tuple = ()  # where to import them from (see import_plugins)
+    game_ref: str = ""  # where a game named by reference loads from anywhere (not part of the key)
 
     @property
     def params_json(self) -> str:
@@ -84,6 +92,7 @@ class Experiment:
     description: str = ""
     method_time_limits: dict[str, float] = field(default_factory=dict)
     grace: float = DEFAULT_GRACE
+    game_ref: str = ""  # a game named by reference: its builder's location (see models.locate)
 
     def grid_points(self) -> list[dict[str, Any]]:
         names = sorted(self.grid)
@@ -97,7 +106,7 @@ class Experiment:
                     tl = self.method_time_limits.get(method, self.time_limit)
                     out.append(Cell(self.name, self.game, tuple(sorted(point.items())), seed,
                                     method, tuple(sorted(opts.items())), tl, tl + self.grace,
-                                    plugins))
+                                    plugins, self.game_ref))
         return out
 
 
@@ -182,7 +191,8 @@ def _positive(value: Any, where: str) -> float:
 def _check_keys(table: dict, allowed: set, where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ValueError(f"unknown key {key!r} in {where}; expected one of {sorted(allowed)}")
+            raise ValueError(f"unknown key {key!r} in {where}{did_you_mean(key, allowed)}; expected "
+                             f"one of {sorted(allowed)}")
 
 
 def _table(value: Any, where: str) -> dict:
@@ -205,13 +215,18 @@ def _param_value(value: Any, ptype: type, where: str) -> Any:
     return value
 
 
-def import_plugins(plugins: tuple | list) -> None:
-    """Import the config's plugin modules (they register extra games or methods)."""
+def import_plugins(plugins: tuple | list, base: str | Path | None = None) -> tuple[str, ...]:
+    """Import the config's plugin modules (they register extra games or methods): dotted
+    names or ``.py`` paths, looked for in ``base`` too; returns where each loads from anywhere."""
+    from stackopt.models.locate import load_module
+
+    out = []
     for mod in plugins:
         try:
-            import_module(mod)
-        except ImportError as exc:
+            out.append(load_module(mod, base)[1])
+        except (ImportError, ValueError) as exc:
             raise ValueError(f"plugin module {mod!r} cannot be imported: {exc}") from None
+    return tuple(out)
 
 
 def load_config(ref: str, *, seeds: str | list | None = None,
@@ -219,26 +234,29 @@ def load_config(ref: str, *, seeds: str | list | None = None,
                 time_limit: float | None = None, check_instances: bool = True) -> Config:
     """Read and validate a config (built-in name or path); overrides replace config values."""
     name, text = resolve_config_path(ref)
+    base = Path(ref).resolve().parent if Path(ref).is_file() else None
     return parse_config(text, name=name, seeds=seeds, experiments=experiments, methods=methods,
-                        time_limit=time_limit, check_instances=check_instances)
+                        time_limit=time_limit, check_instances=check_instances, base=base)
 
 
 def parse_config(text: str, *, name: str = "config", seeds: str | list | None = None,
                  experiments: list[str] | None = None, methods: list[str] | None = None,
-                 time_limit: float | None = None, check_instances: bool = True) -> Config:
-    """Validate a config's TOML ``text``; overrides replace config values (see :func:`load_config`)."""
+                 time_limit: float | None = None, check_instances: bool = True,
+                 base: str | Path | None = None) -> Config:
+    """Validate a config's TOML ``text``; overrides replace config values (see :func:`load_config`).
+    ``base`` is the folder game references and plugins are looked for in (default: the current
+    directory)."""
     from stackopt.methods import available_methods
     from stackopt.models import available_games
 
     raw = _read_toml(text, name)
-    plugins = _plugins(raw)
-    import_plugins(plugins)
+    plugins = import_plugins(_plugins(raw), base)
     top_methods = _table(raw.get("methods", {}), "[methods]")
     exps_raw = _selected_experiments(raw, name, experiments)
     games = available_games()
     registered = available_methods()
     out = [_experiment(ename, exp, raw, top_methods, games=games, registered=registered,
-                       seeds=seeds, methods=methods, time_limit=time_limit)
+                       seeds=seeds, methods=methods, time_limit=time_limit, base=base)
            for ename, exp in exps_raw.items()]
     config = Config(name, text, out, tuple(plugins), str(raw.get("description", "")))
     if check_instances:
@@ -271,20 +289,21 @@ def _selected_experiments(raw: dict, name: str, experiments: list[str] | None) -
     if experiments:
         for e in experiments:
             if e not in exps_raw:
-                raise ValueError(f"unknown experiment {e!r}; config {name!r} has {sorted(exps_raw)}")
+                raise ValueError(f"unknown experiment {e!r}{did_you_mean(e, exps_raw)}; config {name!r} "
+                                 f"has {sorted(exps_raw)}")
         exps_raw = {k: v for k, v in exps_raw.items() if k in experiments}
     return exps_raw
 
 
 def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: list[str],
                 registered: list[str], seeds: str | list | None, methods: list[str] | None,
-                time_limit: float | None) -> Experiment:
+                time_limit: float | None, base: str | Path | None = None) -> Experiment:
     """One [experiments.NAME] table, checked; the command line's overrides replace its values."""
     where = f"experiment {ename!r}"
     exp = _table(exp, f"[experiments.{ename}]")
     _check_keys(exp, _EXP_KEYS, where)
-    game = _game(exp, where, games)
-    grid = _grid(exp, ename, game)
+    game, game_ref = _game(exp, where, games, base)
+    grid = _grid(exp, ename, game, game_ref)
     axis = exp.get("axis")
     if axis is not None and axis not in grid:
         raise ValueError(f"{where}: axis {axis!r} is not a grid parameter; grid has {sorted(grid)}")
@@ -303,29 +322,36 @@ def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: li
         method_tl = {}
     return Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
                       description if isinstance(description, str) else "",
-                      {m: t for m, t in method_tl.items() if m in chosen}, grace)
+                      {m: t for m, t in method_tl.items() if m in chosen}, grace, game_ref)
 
 
-def _game(exp: dict, where: str, games: list[str]) -> str:
+def _game(exp: dict, where: str, games: list[str], base: str | Path | None) -> tuple[str, str]:
+    """The experiment's game as written, and where a game named by reference loads from."""
+    from stackopt.models import game_spec
+    from stackopt.models.locate import is_reference
+
     game = exp.get("game")
     if not isinstance(game, str):
-        raise ValueError(f"{where} needs game = \"NAME\", one of {games}; got {game!r}")
-    if game not in games:
-        raise ValueError(f"{where}: unknown game {game!r}; expected one of {games}")
-    return game
+        raise ValueError(f"{where} needs game = \"NAME\", one of {games} or a builder of your own "
+                         f"as \"module:function\" or \"path/to/file.py:function\"; got {game!r}")
+    try:
+        spec = game_spec(game, base)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return game, spec.location if is_reference(game) else ""
 
 
-def _grid(exp: dict, ename: str, game: str) -> dict[str, list]:
+def _grid(exp: dict, ename: str, game: str, game_ref: str = "") -> dict[str, list]:
     """The experiment's grid: every parameter's values, typed and checked against the game."""
     from stackopt.models import game_spec
 
     where = f"experiment {ename!r}"
-    spec = game_spec(game)
+    spec = game_spec(game_ref or game)
     grid: dict[str, list] = {}
     for pname, values in _table(exp.get("grid", {}), f"[experiments.{ename}.grid]").items():
         if pname not in spec.params:
-            raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}; "
-                             f"expected one of {sorted(spec.params)}")
+            raise ValueError(f"{where}: unknown parameter {pname!r} of game {game!r}"
+                             f"{did_you_mean(pname, spec.params)}; expected one of {sorted(spec.params)}")
         vals = values if isinstance(values, list) else [values]
         if not vals:
             raise ValueError(f"{where}: grid parameter {pname!r} has no values")
@@ -384,6 +410,6 @@ def _check_instances(experiments: list[Experiment]) -> None:
     for e in experiments:
         for point in e.grid_points():
             try:
-                build_game(e.game, e.seeds[0], **point)
+                build_game(e.game_ref or e.game, e.seeds[0], **point)
             except ValueError as exc:
                 raise ValueError(f"experiment {e.name!r}, game {e.game!r} {point}: {exc}") from None

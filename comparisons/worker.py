@@ -102,10 +102,10 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     row.update(started_at=start, **_provenance())
     try:
         import_plugins(cell.plugins)
-        game = build_game(cell.game, cell.seed, **dict(cell.params))
+        game = build_game(cell.game_ref or cell.game, cell.seed, **dict(cell.params))
         row["fingerprint"] = fingerprint(game)
         row["sense"] = "maximize" if game.structure().leader_sense < 0 else "minimize"
-        result = solve(game, cell.method, cell.seed, time_limit=cell.time_limit,
+        result = solve(game, cell.method, cell.seed, time_limit=cell.time_limit, progress=False,
                        **dict(cell.options))
         d = result.to_dict()
         for k in ("leader_objective", "initial_objective", "constraint_violation",

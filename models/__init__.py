@@ -3,14 +3,21 @@
 Installed as ``stackopt.models``. Every model registers a builder under a short
 name (``nfg``, ``ssg``, ``cyber``, ...) with its parameters, so the command line
 and the comparison harness can build any game from ``(name, parameters, seed)``.
-An instance is a pure function of those three.
+An instance is a pure function of those three. A game of your own is named the
+same way by reference, ``module:function`` or ``path/to/file.py:function``
+(:mod:`stackopt.models.locate`).
 """
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from stackopt.core import did_you_mean
+
+from .locate import is_reference, locate, signature_params, takes_seed
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,15 @@ class Param:
 
 @dataclass(frozen=True)
 class GameSpec:
+    """A game's builder and parameters; ``location`` loads the builder again from any working
+    directory (the name of a registered game, or a reference with an absolute path)."""
+
     name: str
     builder: Callable[..., Any]
     params: dict[str, Param] = field(default_factory=dict)
     doc: str = ""
+    location: str = ""
+    seeded: bool = True  # whether the builder takes ``seed``
 
 
 _GAMES: dict[str, GameSpec] = {}
@@ -41,8 +53,7 @@ def register_game(name: str, params: dict[str, Param]):
     def deco(fn):
         if name in _GAMES and _GAMES[name].builder is not fn:
             raise ValueError(f"game name {name!r} is already registered")
-        _GAMES[name] = GameSpec(name, fn, dict(params), (fn.__doc__ or "").strip().splitlines()[0]
-                                if fn.__doc__ else "")
+        _GAMES[name] = GameSpec(name, fn, dict(params), _first_line(fn.__doc__), name)
         return fn
 
     return deco
@@ -62,19 +73,39 @@ def available_games() -> list[str]:
     return sorted(_GAMES)
 
 
-def game_spec(name: str) -> GameSpec:
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def game_spec(name: str, base: str | os.PathLike | None = None) -> GameSpec:
+    """The spec of a registered game, or of a builder named ``module:function`` or
+    ``path/to/file.py:function`` (a relative path against ``base``, default the current
+    directory)."""
+    if is_reference(name):
+        fn, location = locate(name, base)
+        registered = next((s for s in _GAMES.values() if s.builder is fn), None)
+        params = dict(registered.params) if registered else signature_params(fn, Param)
+        return GameSpec(name, fn, params, _first_line(fn.__doc__), location, takes_seed(fn))
     _load_all()
     if name not in _GAMES:
-        raise ValueError(f"unknown game {name!r}; expected one of {sorted(_GAMES)}")
+        raise ValueError(f"unknown game {name!r}{did_you_mean(name, _GAMES)}; expected one of "
+                         f"{sorted(_GAMES)}, or a builder of your own as module:function or "
+                         "path/to/file.py:function")
     return _GAMES[name]
 
 
 def build_game(name: str, seed: int = 0, **params):
-    """Build the instance of game ``name`` for ``seed`` and ``params`` (unknown params rejected)."""
+    """Build the instance of game ``name`` (a registered name or a reference, see
+    :func:`game_spec`) for ``seed`` and ``params`` (unknown params rejected)."""
+    from stackopt.game import StackelbergGame
+
     spec = game_spec(name)
     for key in params:
         if key not in spec.params:
-            raise ValueError(
-                f"unknown parameter {key!r} for game {name!r}; expected one of {sorted(spec.params)}"
-            )
-    return spec.builder(seed=seed, **params)
+            raise ValueError(f"unknown parameter {key!r} for game {name!r}"
+                             f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
+    game = spec.builder(seed=seed, **params) if spec.seeded else spec.builder(**params)
+    if not isinstance(game, StackelbergGame):
+        raise ValueError(f"game builder {name!r} returned {type(game).__name__}; a builder returns "
+                         "a stackopt.StackelbergGame (end it with `return game`)")
+    return game

@@ -1,4 +1,4 @@
-"""Cyber insurance for interconnected customers (games.md section 3).
+"""Cyber insurance for interconnected customers (the paper; docs/games.md).
 
 ``n`` customers (the followers) choose protection efforts ``x_i >= 0``. Their
 networks are interconnected: customer ``j``'s effort also protects customer
@@ -35,18 +35,18 @@ components written through ``e_i = exp(z_i)``:
 (``z_i -> -inf``) underflows to ``q_i = 0`` with zero derivatives instead of the
 ``inf * 0`` that ``exp(-z_i)`` or the derivative of ``sqrt`` at 0 would give.
 
-Bounds. The games.md model has ``x_i >= 0`` only. Efforts get the upper bound
+Bounds. The paper's model has ``x_i >= 0`` only. Efforts get the upper bound
 ``max_effort`` (default 20) so that the equilibrium oracle's random starts lie
 in a box; it is generous: at an equilibrium the marginal protection
 ``|L_i - I_i| W_ii q_i (1 - q_i)`` plus the risk term equals ``c_i >= 5``, so
-efforts grow only logarithmically in ``|L_i - I_i|``. On the reference data
-(seed 1, ``r = 0.5``) the largest equilibrium effort is 1.7 at ``I = 0``, 0 at
-``I = L``, and 7.4 even at ``I = -1e5``; a test checks the bound does not bind
-at ``L - I`` of about ``1e4``. Compensation and premium are unconstrained, as in
-the reference.
+efforts grow only logarithmically in ``|L_i - I_i|`` (a test checks that the
+bound does not bind at ``L - I`` of about ``1e4``; docs/games.md gives the
+efforts measured on the reference data). Compensation and premium are
+unconstrained, as in the reference.
 
 The library reports the largest IR violation as ``constraint_violation``;
-games.md reports the sum of the positive parts, computed by :func:`ir_violation`.
+the reference experiments report the sum of the positive parts, computed by
+:func:`ir_violation`.
 """
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def ir_gaps(game, leader_values: dict, follower_values: dict) -> np.ndarray:
 
 
 def ir_violation(game, result) -> float:
-    """games.md's reported IR violation: the sum over customers of the positive parts.
+    """The reference experiments' IR violation: the sum over customers of the positive parts.
 
     ``result`` is a :class:`stackopt.Result` (or anything with ``leader_values`` and
     ``follower_values``) of a ``cyber`` game, evaluated at its reported equilibrium.

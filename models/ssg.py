@@ -1,4 +1,4 @@
-"""Security game with several defenders coordinated by a reimbursing leader (games.md section 2).
+"""Security game with several defenders coordinated by a reimbursing leader (the paper; docs/games.md).
 
 ``T`` targets are attacked by a quantal-response attacker; ``n`` defenders (the
 followers) each patrol their own subset ``T_i`` of coverable targets with

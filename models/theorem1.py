@@ -1,7 +1,7 @@
 """The paper's Theorem-1 example: optimistic or pessimistic equilibrium selection can be arbitrarily bad.
 
 Two followers (row and column player) and a leader with three strategies
-(paper, Theorem 1 and Figure 2; games.md section 4). Each leader strategy
+(paper, Theorem 1 and Figure 2; docs/games.md). Each leader strategy
 ``k`` fixes a 3x3 coordination game in which both followers receive the same
 payoff, a permutation matrix (Figure 2a-c):
 

@@ -29,6 +29,7 @@ _LAZY = {
     "evaluate": ".scoring",
     "equilibria": ".stochastic",
     "equilibrium": ".nash", "NashEquilibrium": ".nash",
+    "plot_history": ".plotting",
     "blas_threads": ".core.blas",
 }
 _SUBPACKAGES = ("models", "comparisons", "methods")

@@ -14,7 +14,7 @@ import traceback
 
 import numpy as np
 
-from stackopt.core import Result, Status
+from stackopt.core import Result, Status, make_progress
 from stackopt.core.blas import blas_threads as blas_scope
 from stackopt.core.blas import check_threads
 from stackopt.methods import MethodOutput, get_method, method_config
@@ -22,18 +22,24 @@ from stackopt.oracle import WORK, work_since
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
-          blas_threads: int | None = 1, **options) -> Result:
+          progress: bool | None = None, blas_threads: int | None = 1, **options) -> Result:
     """Solve ``game`` with a registered ``method``; options are the method's keyword options
     (over the game's recommended ``game.method_options[method]``).
 
-    ``blas_threads``: BLAS and LAPACK threads of the solve (one by default, whatever the
-    environment says; ``None``: as the process has it; see :mod:`stackopt.core.blas`).
+    ``progress`` shows the method's steps while it runs: ``True`` a bar on a terminal and
+    a line every few seconds elsewhere, ``False`` nothing, ``None`` (default) a bar on a
+    terminal only (see :mod:`stackopt.core.progress`). ``blas_threads``: BLAS and LAPACK
+    threads of the solve (one by default, whatever the environment says; ``None``: as the
+    process has it; see :mod:`stackopt.core.blas`).
+
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
     ``status`` and ``message``; no exception escapes.
     """
     from stackopt.scoring import score
 
+    cls = get_method(method)  # a process's first call imports the methods, not counted below
+    entered = time.perf_counter()  # time_limit bounds the whole call, reading the model included
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real)
@@ -42,7 +48,6 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
     threads = check_threads(blas_threads)
-    cls = get_method(method)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
@@ -54,30 +59,47 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
                     f"variable {v.name!r} has the domain {v.domain.name}; method {method!r} treats "
                     "every variable as continuous (give it domain=pyo.Reals and bounds, or use mpec-scip "
                     "for integer leader variables)")
-    method_obj = cls()
+    display = make_progress(progress, f"{cls.name} on {game.name}", _step_budget(config))
+    method_obj = cls(progress=display)
     method_obj.check(config)
     start, before = time.perf_counter(), dict(WORK)
+    # the method gets what is left of the limit after reading the game (at least a millisecond)
+    left = None if time_limit is None else max(time_limit - (start - entered), 1e-3)
     with blas_scope(threads):
         try:
-            out = method_obj.run(game, config, int(seed), time_limit)
+            out = method_obj.run(game, config, int(seed), left)
         except Exception as exc:  # a failing solver must not crash a sweep
             from stackopt.game import initial_leader
 
             out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                                message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+        finally:
+            display.close()
         elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
-        deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
+        deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
         result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+    result.history = list(result.history)  # the records, without the display they went to
     result.wall_time_s = elapsed
     result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
 
 
+def _step_budget(config) -> int | None:
+    """The method's largest number of steps, where it has an option for one (the bar's length)."""
+    for key in ("steps", "maxiter", "max_iter"):
+        if key in config and isinstance(config[key], int):
+            return config[key]
+    return None
+
+
 def scoring_grace(time_limit: float) -> float:
     """Seconds past ``time_limit`` that scoring may take (the initial and the final
     strategy's equilibria): the larger of two seconds and a tenth of the limit.
-    ``solve`` returns within limit + grace (preparing the game counts as the method's)."""
+    ``solve`` returns within limit + grace, counted from its call (once the methods
+    are imported, which a process's first call does): reading the model,
+    preparing the game, building a reformulation and any process a method starts
+    count as the method's."""
     return max(2.0, 0.1 * time_limit)
 
 

@@ -15,34 +15,60 @@ them, so ``stackopt --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import re
 import sys
 
 from stackopt import __version__
-from stackopt.core.options import flag_help, flag_keywords, parse_bool, plain
+from stackopt.core.options import did_you_mean, flag_help, flag_keywords, parse_bool, plain
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
 EQUILIBRIUM_HELP = "the followers' (generalized) Nash equilibrium at given leader values"
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+VALUES_SHOWN = 48  # --json prints the values of games with at most this many, else with --values
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser without abbreviations; with ``json_errors`` (the command was given
-    ``--json``) a usage error is also printed as one JSON object on stdout (:func:`_fail`)."""
+    """argparse with flags spelled out in full, and errors that say what to write instead: the
+    closest flag to a mistyped one, the closest choice to a mistyped value. With
+    ``json_errors`` (the command was given ``--json``) a usage error is also printed as one
+    JSON object on stdout (:func:`_fail`)."""
 
     def __init__(self, *args, json_errors: bool = False, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.json_errors = json_errors
 
-    def error(self, message):
+    def error(self, message: str):
+        message += self.suggestion(message)
         if self.json_errors:
             _json_error(message, 2)
         super().error(message)
+
+    def suggestion(self, message: str) -> str:
+        if message.startswith("unrecognized arguments:"):
+            flags = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("-")]
+            known = [f for f in self._option_string_actions if f.startswith("--")]
+            hints = {flag: close[0] for flag in flags
+                     for close in [difflib.get_close_matches(flag, known, n=1, cutoff=0.6)] if close}
+            if len(hints) == 1 and len(flags) == 1:
+                return f"; did you mean {next(iter(hints.values()))}?"
+            if hints:
+                return "; did you mean " + ", ".join(f"{v} (for {k})" for k, v in hints.items()) + "?"
+            where = f"{self.prog} GAME --help" if self.prog.endswith(("solve", "check-gradient")) \
+                else f"{self.prog} --help"
+            return f"; `{where}` lists the flags"
+        m = re.match(r"argument ([^:]+): invalid choice: '([^']*)'", message)
+        if m:
+            action = next((a for a in self._actions if m.group(1) in (a.metavar, a.dest,
+                                                                      *a.option_strings)), None)
+            if action is not None and action.choices:
+                return did_you_mean(m.group(2), action.choices)
+        return ""
 
 
 def _json_error(message: str, code: int) -> None:
@@ -99,18 +125,20 @@ def _pre_parse(argv) -> tuple[str | None, str]:
 
 def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
     """GAME, and the parameters of ``game`` as flags; returns their names and flags."""
+    help_text = ("a built-in game (`stackopt games` lists them) or a builder of your own, "
+                 "module:function or path/to/file.py:function")
     if game is None:  # e.g. `stackopt solve --help`: answer without importing the models
-        ap.add_argument("game", metavar="GAME",
-                        help="a built-in game (`stackopt games` lists them); `stackopt solve GAME "
-                             "--help` lists its parameters")
+        ap.add_argument("game", metavar="GAME", help=help_text + "; `stackopt solve GAME --help` "
+                        "lists its parameters")
         return [], {}
     from stackopt.models import available_games, game_spec
 
-    ap.add_argument("game", metavar="GAME", choices=available_games(),
-                    help="one of " + ", ".join(available_games()))
-    if game not in available_games():
-        return [], {}
-    spec = game_spec(game)
+    try:
+        spec = game_spec(game)
+    except ValueError as exc:
+        ap.error(f"argument GAME: {exc}")
+    ap.add_argument("game", metavar="GAME", help="one of " + ", ".join(available_games())
+                    + ", or a builder of your own, module:function or path/to/file.py:function")
     g = ap.add_argument_group(f"parameters of game {game!r}")
     names, flags = [], {}
     kinds = {int: (_number(int, "an integer"), "N"), float: (_number(float, "a number"), "X"),
@@ -173,7 +201,16 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
         ap.add_argument("--json", action="store_true",
-                        help="print one JSON object (with the leader's and followers' values)")
+                        help="print one JSON object: the scores, status, options and, for games "
+                             f"with at most {VALUES_SHOWN} values, the leader's and followers' values")
+        ap.add_argument("--values", action="store_true",
+                        help="with --json, print every value whatever the game's size")
+        shown = ap.add_mutually_exclusive_group()
+        shown.add_argument("--progress", action="store_true", default=None,
+                           help="show the method's steps: a bar on a terminal, a line every few "
+                                "seconds otherwise (default: a bar on a terminal only)")
+        shown.add_argument("--no-progress", dest="progress", action="store_false",
+                           help="show no progress")
     else:
         ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
                         help="finite-difference step (default 1e-5)")
@@ -227,18 +264,23 @@ def cmd_solve(argv) -> int:
     from stackopt.api import solve
 
     try:
-        res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit,
+        res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit, progress=ns.progress,
                     **_values(ns, mnames, "opt"))
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
         return _fail(ap.prog, str(exc), ns.json)
+    n_values = len(res.leader_values) + len(res.follower_values)
     if ns.json:
         out = res.to_dict()
         out.pop("history")  # per-step records: from Python, `solve(...).history`
+        out["values_count"] = {"leader": len(res.leader_values), "followers": len(res.follower_values)}
+        if n_values > VALUES_SHOWN and not ns.values:
+            del out["leader_values"], out["follower_values"]
+            out["values_omitted"] = f"{n_values} values; add --values to print them"
         print(json.dumps(_jsonable(out)))
     else:
         print(res)
-        if len(res.leader_values) + len(res.follower_values) > 12:
-            print("(every value: add --json)")
+        if n_values > 12:
+            print("(every value: add --json" + (" --values)" if n_values > VALUES_SHOWN else ")"))
     return 0
 
 
@@ -315,12 +357,13 @@ def cmd_theorem1(ns) -> int:
 def cmd_games(ns) -> int:
     from stackopt.models import available_games, game_spec
 
-    if ns.name is not None and ns.name not in available_games():
-        print(f"stackopt games: error: unknown game {ns.name!r}; expected one of "
-              f"{', '.join(available_games())}", file=sys.stderr)
+    try:
+        specs = [game_spec(ns.name)] if ns.name else [game_spec(n) for n in available_games()]
+    except ValueError as exc:
+        print(f"stackopt games: error: {exc}", file=sys.stderr)
         return 2
-    for name in [ns.name] if ns.name else available_games():
-        spec = game_spec(name)
+    for spec in specs:
+        name = spec.name
         print(f"{name:10s} {plain(spec.doc)}")
         if ns.name:
             for key, p in spec.params.items():
@@ -432,7 +475,11 @@ def main(argv=None) -> int:
         if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
             return _DYNAMIC[argv[0]](argv[1:])
         ap = _parser(as_json)
-        ns = ap.parse_args(argv)
+        ns, extra = ap.parse_known_args(argv)
+        if extra:  # named by the subcommand's parser, which knows its flags
+            sub = next((a.choices.get(ns.command) for a in ap._actions
+                        if isinstance(a, argparse._SubParsersAction)), None)
+            (sub or ap).error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(ns, "func", None) is None:
             ap.print_help()
             return 2

@@ -43,8 +43,10 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     Draw ``s`` of ``samples`` starts the oracle from the random point seeded by
     ``(seed, s)``. ``hint`` (an equilibrium a method already holds) is used only
     where a fresh start fails to converge. ``deadline`` (a ``time.perf_counter()``
-    value) bounds the oracle's calls; the game is read from its model first
-    (:meth:`~stackopt.game.StackelbergGame.refresh`). ``blas_threads`` as for
+    value) bounds the oracle's calls: each draw gets an equal share of the time
+    left (at least ``MIN_CALL``), so that a slow first draw leaves the others
+    theirs and the draws end near the deadline; the game is read from its model
+    first (:meth:`~stackopt.game.StackelbergGame.refresh`). ``blas_threads`` as for
     :func:`stackopt.solve`.
     """
     threads = check_threads(blas_threads)
@@ -63,16 +65,17 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evalua
     oracle = EquilibriumOracle(k, tol=tol)
     limit = oracle.config.time_limit
 
-    def budget():
+    def budget(draws_left):
         if deadline is not None:
-            oracle.config.time_limit = float(min(limit, max(deadline - time.perf_counter(), MIN_CALL)))
+            share = (deadline - time.perf_counter()) / draws_left
+            oracle.config.time_limit = float(min(limit, max(share, MIN_CALL)))
 
     eqs = []
     for s in range(samples):
-        budget()
+        budget(samples - s)
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
         if not e.converged and hint is not None:
-            budget()
+            budget(samples - s)
             e2 = (oracle.solve(p, warm=hint) if isinstance(hint, Equilibrium)
                   else oracle.solve(p, x0=np.asarray(hint)))
             e = e2 if e2.residual < e.residual else e
@@ -94,8 +97,11 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
     """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate` (of the
     game as :func:`stackopt.solve` read it from its model)."""
     k = kernel_of(game)
+    # the initial strategy (once per game, seed and data) gets half of the time left at most:
+    # the method's answer is scored with the rest
+    first = None if deadline is None else time.perf_counter() + 0.5 * (deadline - time.perf_counter())
     initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}",
-                          lambda: _evaluate(game, k.p0, seed, None, 1e-6, None, deadline))
+                          lambda: _evaluate(game, k.p0, seed, None, 1e-6, None, first))
     message = out.message
     try:
         ev = _evaluate(game, out.leader, seed, None, 1e-6, out.follower_hint, deadline)

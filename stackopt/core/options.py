@@ -190,3 +190,11 @@ def registrar(table: dict, kind: str, name: str, aliases=()):
 
     return deco
 
+
+
+def did_you_mean(word: str, known) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known`` to a mistyped ``word``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -65,18 +65,20 @@ class LeaderBlackBox:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, p) -> _Point:
+        # every call checks the deadline, a cached point's too: an optimiser calls back at
+        # points it has evaluated (the objective, then its gradient) without a new oracle call
+        if time.perf_counter() >= self.deadline:
+            raise _TimeUp()
         p = np.clip(np.array(p, dtype=float), self.kernel.p_lb, self.kernel.p_ub)
         key = p.tobytes()
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key][0]
-        now = time.perf_counter()
-        if now >= self.deadline:
-            raise _TimeUp()
-        self.oracle.config.time_limit = float(min(self.config.oracle_time_limit, max(self.deadline - now, 1e-3)))
+        self._budget()
         eq = self.oracle.solve(p, warm=self._nearest(p), rng=self.rng)
         self.n_oracle += 1
-        if not eq.converged:  # one more try from a fresh seeded start
+        if not eq.converged and time.perf_counter() < self.deadline:  # one more try, fresh seeded start
+            self._budget()
             retry = self.oracle.solve(p, rng=self.rng)
             self.n_oracle += 1
             if retry.residual < eq.residual:
@@ -91,6 +93,11 @@ class LeaderBlackBox:
             self._cache.popitem(last=False)
         self._consider(pt)
         return pt
+
+    def _budget(self) -> None:
+        """The next oracle call's time: its own limit, within what is left before the deadline."""
+        left = max(self.deadline - time.perf_counter(), 1e-3)
+        self.oracle.config.time_limit = float(min(self.config.oracle_time_limit, left))
 
     def _nearest(self, p):
         """Of the last few cached converged equilibria, the one whose strategy is nearest ``p``."""

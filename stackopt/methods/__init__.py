@@ -7,10 +7,12 @@ use.
 from .registry import (
     Method,
     MethodOutput,
+    ReportedHistory,
     available_methods,
     get_method,
     method_config,
     register_method,
 )
 
-__all__ = ["Method", "MethodOutput", "available_methods", "get_method", "method_config", "register_method"]
+__all__ = ["Method", "MethodOutput", "ReportedHistory", "available_methods", "get_method", "method_config",
+           "register_method"]

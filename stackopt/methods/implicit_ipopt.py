@@ -65,8 +65,9 @@ from stackopt.kernel import kernel_of
 from stackopt.leader import FIRST_MOVE, Answers, ReducedProblem, spread_starts, variable_scale
 from stackopt.oracle import EquilibriumOracle
 from stackopt.solvers import ArrayCallbacks, ipopt_solve
+from stackopt.solvers.ipopt import check_options
 
-from .registry import Method, MethodOutput, register_method
+from .registry import Method, MethodOutput, ReportedHistory, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
@@ -105,7 +106,7 @@ class ImplicitIpopt(Method):
     CONFIG.declare("feasibility_tol", ConfigValue(
         1e-6, NonNegativeFloat, "largest violation (on fresh draws) of an answer counted as feasible"))
     CONFIG.declare("ipopt_options", ConfigValue(
-        {}, dict, "further Ipopt options (name -> value)"))
+        {}, check_options, "further Ipopt options (name -> value), checked by Ipopt before the run"))
 
     def run(self, game, config, seed, time_limit):
         start = time.perf_counter()  # the time limit includes preparing the game
@@ -120,39 +121,50 @@ class ImplicitIpopt(Method):
         p_first = ls.project(k.p0, scale)
         points = [p_first] + [ls.project(q, scale) for q in
                               spread_starts(p_first, k.p_lb, k.p_ub, config.starts - 1, rng)]
-        runs, history = [], []
+        # cut: the time limit left a start or a re-anchoring unrun
+        runs, history, cut = [], ReportedHistory(self.progress), False
         for s, p in enumerate(points):
             if time.perf_counter() > deadline:
+                cut = True
                 break
             anchor = prob.draw(p)
             if not anchor.converged:
                 why = "; ".join(dict.fromkeys(e.message for e in anchor.equilibria if e.message))
-                status = Status.INFEASIBLE if "no feasible point" in why else Status.NOT_CONVERGED
+                status = (Status.TIME_LIMIT if time.perf_counter() > deadline else
+                          Status.INFEASIBLE if "no feasible point" in why else Status.NOT_CONVERGED)
                 runs.append((None, status, f"start {s}: no equilibrium at the start"
+                             + (" within the time limit" if status is Status.TIME_LIMIT else "")
                              + (f" ({why})" if why else "")))
                 continue
             for _ in range(config.reanchor + 1):
                 answer, status, message = _ipopt(prob, anchor, config, deadline, history, s)
                 fresh = prob.draw(answer.p) if answer.converged else answer
-                runs.append((fresh if fresh.converged else None, status, f"start {s}: {message}"))
+                # past the deadline the fresh draws get no time: the run's own point is kept
+                kept = fresh if fresh.converged else (
+                    answer if status is Status.TIME_LIMIT and answer.converged else None)
+                runs.append((kept, status, f"start {s}: {message}"))
                 if not fresh.converged or prob.distance(fresh, answer) <= _same(answer):
                     break
                 anchor = fresh  # the followers reach other equilibria there: optimise on those
                 if time.perf_counter() > deadline:
+                    cut = True
                     break
-        return _output(prob, runs, history, config, p_first, deadline)
+        cut = cut or any(r[1] is Status.TIME_LIMIT for r in runs)
+        return _output(prob, runs, history, config, p_first, deadline, cut)
 
 
 def _same(pt) -> float:
     return 1e-6 * (1.0 + max(float(np.max(np.abs(e.x), initial=0.0)) for e in pt.equilibria))
 
 
-def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
+def _output(prob, runs, history, config, p_first, deadline, cut=False) -> MethodOutput:
+    """The best answer of ``runs``; ``cut``: the time limit stopped a run or left starts
+    unrun, and the status says ``TIME_LIMIT`` whatever the runs that finished said."""
     found = [r for r in runs if r[0] is not None]
     if not found:
         message = "; ".join(r[2] for r in runs) or "no run: the time limit was reached first"
         statuses = {r[1] for r in runs}
-        status = (Status.TIME_LIMIT if not runs else
+        status = (Status.TIME_LIMIT if not runs or cut else
                   Status.INFEASIBLE if statuses == {Status.INFEASIBLE} else Status.NOT_CONVERGED)
         return MethodOutput(leader=p_first, status=status,
                             history=history, message=message)
@@ -169,6 +181,9 @@ def _output(prob, runs, history, config, p_first, deadline) -> MethodOutput:
     message += note
     message += (f"; best of {len(found)} answers from {len(set(h['start'] for h in history))} starts; "
                 f"{prob.cold_starts} cold starts")
+    if cut and status is not Status.TIME_LIMIT:
+        message += f"; the time limit stopped the other runs (this one: {status})"
+        status = Status.TIME_LIMIT
     return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=pt.objective,
                         claimed_violation=_violation(prob, pt), history=history,
                         singular_kkt=prob.singular(pt), follower_hint=pt.equilibria[0], message=message)
@@ -200,7 +215,7 @@ def _ipopt(prob, anchor, config, deadline, history, start_index):
     run = ipopt_solve(cb, anchor.p / s, lb, ub, cl, cu, options,
                       time_limit=max(left, 1e-2) if left is not None else None)
     status = Status.TIME_LIMIT if cb.timed_out else run.status
-    name = run.message.split(":")[0]
+    name = "stopped at the time limit" if cb.timed_out else run.message.split(":")[0]
     u = run.x
     try:
         answer = cb.point(np.asarray(u, dtype=float) * s)

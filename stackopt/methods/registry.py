@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pyomo.common.config import ConfigDict
 
-from stackopt.core import Status, check, domain_of, registrar
+from stackopt.core import Status, check, did_you_mean, domain_of, registrar
 
 _METHODS: dict[str, type[Method]] = {}
 # modules whose import registers the built-in methods; imported on the registry's first use
@@ -58,17 +58,43 @@ class MethodOutput:
 
 
 class Method:
-    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`."""
+    """Base of registered methods: a ``CONFIG`` of typed options and :meth:`run`.
+
+    ``progress`` is called with each record a method adds to its history while it runs
+    (``solve(..., progress=...)`` passes a display; by default nothing).
+    """
 
     name: str = ""
     CONFIG = ConfigDict()
     honours_integers = False  # True: the method checks integer and binary domains itself
+
+    def __init__(self, progress: Callable[[dict], None] | None = None):
+        self.progress = progress if progress is not None else _ignore
 
     def check(self, config) -> None:
         """Raise ``ValueError`` for options that contradict each other (before any work)."""
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         raise NotImplementedError
+
+
+def _ignore(record: dict) -> None:
+    pass
+
+
+class ReportedHistory(list):
+    """A method's history that passes each record appended to it to ``progress`` as well."""
+
+    def __init__(self, progress: Callable[[dict], None] | None = None):
+        super().__init__()
+        self.progress = progress if progress is not None else _ignore
+
+    def append(self, record: dict) -> None:
+        super().append(record)
+        self.progress(record)
+
+    def __reduce__(self):  # pickles as the plain list of records
+        return list, (list(self),)
 
 
 def register_method(name: str, *aliases: str) -> Callable[[type], type]:
@@ -84,7 +110,8 @@ def available_methods() -> list[str]:
 def get_method(name: str) -> type[Method]:
     _load_builtin_methods()
     if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {available_methods()}")
+        raise ValueError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; expected one of "
+                         f"{available_methods()}")
     return _METHODS[name]
 
 
@@ -94,9 +121,8 @@ def method_config(name: str, options: dict[str, Any]):
     cfg = cls.CONFIG()
     for key, val in options.items():
         if key not in cfg:
-            raise ValueError(
-                f"unknown option {key!r} for method {name!r}; expected one of {sorted(cfg.keys())}"
-            )
+            raise ValueError(f"unknown option {key!r} for method {name!r}"
+                             f"{did_you_mean(key, cfg.keys())}; expected one of {sorted(cfg.keys())}")
         default = cfg.get(key).value()
         numeric = isinstance(default, numbers.Real) and not isinstance(default, bool)
         if numeric and isinstance(val, bool):

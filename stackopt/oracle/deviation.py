@@ -67,7 +67,8 @@ class Deviations:
         if not rows or time.perf_counter() > deadline:
             return None
         # every response at once; the first profitable one in follower order, then start order
-        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses")
+        brs = self.responses.batch(np.array(owners), np.array(rows), p, purpose="deviation_responses",
+                                   deadline=deadline)
         for i, y, br in zip(owners, rows, brs):
             if not br.ok:
                 continue

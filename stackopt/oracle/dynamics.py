@@ -180,8 +180,11 @@ class Relaxation(ColdDynamics):
         it, sizes = 0, []
         owners = np.arange(len(k.slices))
         for it in range(1, budget + 1):
-            brs = self.responses.batch(owners, np.broadcast_to(x, (owners.size, x.size)), p)
+            brs = self.responses.batch(owners, np.broadcast_to(x, (owners.size, x.size)), p,
+                                      deadline=deadline)
             br = np.concatenate([b.x for b in brs])
+            if time.perf_counter() > deadline and not all(b.ok for b in brs):
+                break  # responses cut short by the deadline: no step to judge
             step = br - x
             x = x + d * step
             size = float(np.max(np.abs(step), initial=0.0))

@@ -46,6 +46,85 @@ _IPOPT_NAMES = {
     -102: "Insufficient_Memory", -199: "Internal_Error",
 }
 _DEFAULT_OPTIONS = {"print_level": 0, "sb": "yes"}
+OPTIONS_DOCUMENTATION = "https://coin-or.github.io/Ipopt/OPTIONS.html"
+
+
+def check_options(options) -> dict:
+    """``options`` (Ipopt option name -> value) as Ipopt takes them, checked by Ipopt itself
+    before any run: an unknown name or a value Ipopt refuses is a ``ValueError`` naming it.
+
+    An integer given for a real-valued option is taken as a float. The domain of
+    the methods' ``ipopt_options``; Ipopt's own explanation of a refused value
+    (its type, range or settings) is part of the message.
+    """
+    if not isinstance(options, Mapping):
+        raise ValueError(f"expected a dict of Ipopt option name -> value, got {options!r}")
+    if not options:
+        return {}
+    import cyipopt
+
+    out = {}
+    problem = cyipopt.Problem(n=1, m=0, problem_obj=_NoProblem(), lb=[0.0], ub=[1.0], cl=[], cu=[])
+    try:
+        for key, val in options.items():
+            if not isinstance(key, str):
+                raise ValueError(f"Ipopt option names are strings, got {key!r}")
+            ok, said = _ipopt_takes(problem, key, val)
+            if not ok and isinstance(val, int) and not isinstance(val, bool) and "Number" in said:
+                val = float(val)
+                ok, said = _ipopt_takes(problem, key, val)
+            if ok:
+                out[key] = val
+            elif "not a valid option" in said:
+                raise ValueError(f"unknown Ipopt option {key!r} in ipopt_options; Ipopt's options "
+                                 f"and their values are listed at {OPTIONS_DOCUMENTATION}")
+            else:
+                why = " ".join(said.split())
+                raise ValueError(f"Ipopt refuses the value {val!r} of option {key!r} in "
+                                 f"ipopt_options" + (f": {why}" if why else "")
+                                 + f" (Ipopt's options: {OPTIONS_DOCUMENTATION})")
+    finally:
+        problem.close()
+    return out
+
+
+class _NoProblem:
+    """The callbacks of a one-variable problem that is never solved (options are checked on it)."""
+
+    def objective(self, x):
+        return 0.0
+
+    def gradient(self, x):
+        return np.zeros(1)
+
+
+def _ipopt_takes(problem, key: str, val) -> tuple[bool, str]:
+    """Whether Ipopt accepts ``key = val``, and what it printed (its reason where it does not)."""
+    import ctypes
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    with tempfile.TemporaryFile() as said:
+        saved = os.dup(1)  # Ipopt prints its reasons to the C library's stdout
+        try:
+            os.dup2(said.fileno(), 1)
+            try:
+                problem.add_option(key, val)
+                ok = True
+            except (TypeError, ValueError):
+                ok = False
+            finally:
+                try:
+                    ctypes.CDLL(None).fflush(None)
+                except (OSError, AttributeError):  # no C library to flush: its buffer stays
+                    pass
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        said.seek(0)
+        return ok, said.read().decode(errors="replace").strip()
 
 
 @dataclass

@@ -19,6 +19,7 @@ array-level adapter underneath (:func:`ipopt_solve`, :class:`ArrayCallbacks`,
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +27,12 @@ from typing import Any
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
-from pyomo.core.base.var import VarData
-from pyomo.core.expr.calculus.diff_with_pyomo import reverse_sd
+from pyomo.common.gc_manager import PauseGC
 from pyomo.core.expr.numvalue import native_numeric_types
 from pyomo.core.expr.visitor import identify_variables
 
 from stackopt.core import Status
-from stackopt.expr import compile_exprs, compile_jacobian, compile_sparse
+from stackopt.expr import compile_exprs, compile_sparse, derivatives
 
 from .ipopt import _INF, ArrayCallbacks, ipopt_solve
 
@@ -63,6 +63,11 @@ class NlpResult:
         return self.status is Status.CONVERGED
 
 
+class TimeLimitReached(Exception):
+    """A preparation step that checks a deadline (compiling an NLP, building a
+    reformulation) passed it."""
+
+
 class NlpProblem:
     """A Pyomo NLP compiled once for cyipopt; :meth:`solve` may be called many times.
 
@@ -72,10 +77,18 @@ class NlpProblem:
     Params and fixed variables are read at every evaluation (immutable Params
     are constants), and constraint and variable *bounds* at every solve.
     ``exact_hessian=False`` skips compiling the Hessian of the Lagrangian and
-    lets Ipopt use its limited-memory quasi-Newton approximation.
+    lets Ipopt use its limited-memory quasi-Newton approximation. ``deadline``
+    (a ``time.perf_counter()`` value) is checked between the expressions
+    compiled; past it :class:`TimeLimitReached` is raised.
+
+    Derivatives are the sweeps of :mod:`stackopt.expr_diff` (only through
+    the nodes above a wanted variable); a constraint is nonlinear where one of
+    its Jacobian entries depends on a variable, and only those enter the
+    Hessian, whose row ``j`` is differentiated with respect to the variables
+    up to ``j`` (its lower triangle) only.
     """
 
-    def __init__(self, model, exact_hessian: bool = True):
+    def __init__(self, model, exact_hessian: bool = True, deadline: float | None = None):
         if not hasattr(model, "component_data_objects"):
             raise ValueError(f"model must be a Pyomo ConcreteModel or Block, got {model!r}")
         objs = list(model.component_data_objects(pyo.Objective, active=True, descend_into=True))
@@ -92,8 +105,9 @@ class NlpProblem:
         for c in self.constraints:
             if not c.has_lb() and not c.has_ub():
                 raise ValueError(f"constraint {c.name!r} has neither a lower nor an upper bound")
+        self._deadline = deadline
         seen: dict[int, Any] = {}
-        for e in [self.objective.expr] + [c.body for c in self.constraints]:
+        for e in self._until([self.objective.expr] + [c.body for c in self.constraints]):
             for v in identify_variables(e, include_fixed=False):
                 seen.setdefault(id(v), v)
         self.variables = list(seen.values())
@@ -101,36 +115,55 @@ class NlpProblem:
             raise ValueError(f"model {model.name!r} has no unfixed variables in its objective or constraints")
         n, m = len(self.variables), len(self.constraints)
         self.n, self.m = n, m
-        fexpr = self.sense * self.objective.expr
-        self._f = compile_exprs([fexpr], self.variables)
-        self._grad = compile_jacobian([fexpr], self.variables)
-        bodies = [c.body for c in self.constraints]
-        self._c = compile_exprs(bodies, self.variables)
-        self._jac = compile_jacobian(bodies, self.variables)
-        self.exact_hessian = bool(exact_hessian)
-        self._hess, self._hess_nl = (self._compile_hessian(fexpr, bodies) if self.exact_hessian
-                                     else (None, np.zeros(0, dtype=np.intp)))
+        with PauseGC():  # the derivative expressions are many small objects, all kept
+            self._compile(exact_hessian)
+        self._deadline = None
 
-    def _compile_hessian(self, fexpr, bodies):
+    def _compile(self, exact_hessian: bool) -> None:
+        n, m = self.n, self.m
+        fexpr = self.sense * self.objective.expr
+        self._f = compile_exprs(self._until([fexpr]), self.variables)
+        grad_entries = self._entries([fexpr])
+        self._grad = compile_sparse(self._until(grad_entries), self.variables, (1, n))
+        bodies = [c.body for c in self.constraints]
+        self._c = compile_exprs(self._until(bodies), self.variables)
+        jac_entries = self._entries(bodies)
+        self._jac = compile_sparse(self._until(jac_entries), self.variables, (m, n))
+        self.exact_hessian = bool(exact_hessian)
+        self._hess, self._hess_nl = (
+            self._compile_hessian(fexpr, bodies, _nonlinear_rows(jac_entries),
+                                  bool(_nonlinear_rows(grad_entries)))
+            if self.exact_hessian else (None, np.zeros(0, dtype=np.intp)))
+
+    def _until(self, items):
+        """``items``, checking the deadline before each."""
+        for item in items:
+            if self._deadline is not None and time.perf_counter() > self._deadline:
+                raise TimeLimitReached(f"time limit reached while compiling the NLP of "
+                                       f"{self.model.name!r} ({len(self.constraints)} constraints)")
+            yield item
+
+    def _entries(self, exprs) -> list:
+        """``(row, col, derivative)`` of ``exprs`` over the variables, one row at a time."""
+        return [(i, j, d) for i, e in enumerate(self._until(exprs))
+                for j, d in sorted(derivatives(e, self.variables).items())]
+
+    def _compile_hessian(self, fexpr, bodies, nonlinear, objective_nonlinear):
         """Lower triangle of sigma*H_f + sum_i y_i H_ci over the nonlinear functions only."""
         aux = pyo.ConcreteModel()
         aux.sigma = pyo.Var()
-        nonlinear = [i for i, b in enumerate(bodies) if _degree(b) != 1 and _degree(b) != 0]
         aux.y = pyo.Var(range(len(nonlinear)))
         terms = [aux.y[k] * bodies[i] for k, i in enumerate(nonlinear)]
-        if _degree(fexpr) not in (0, 1):
+        if objective_nonlinear:
             terms.append(aux.sigma * fexpr)
         inputs = self.variables + [aux.sigma] + [aux.y[k] for k in range(len(nonlinear))]
         entries = []
         if terms:
-            lag = pyo.quicksum(terms)
-            pos = {id(v): j for j, v in enumerate(self.variables)}
-            grad = _derivatives(lag, pos)
-            for j in sorted(grad):
-                for k, d in sorted(_derivatives(grad[j], pos).items()):
-                    if k <= j:
-                        entries.append((j, k, d))
-        hess = compile_sparse(entries, inputs, (self.n, self.n))
+            grad = derivatives(pyo.quicksum(terms), self.variables)
+            for j in self._until(sorted(grad)):  # row j: columns k <= j only
+                entries.extend((j, k, d) for k, d in
+                               sorted(derivatives(grad[j], self.variables[:j + 1]).items()))
+        hess = compile_sparse(self._until(entries), inputs, (self.n, self.n))
         return hess, np.array(nonlinear, dtype=np.intp)
 
     # ------------------------------------------------------------- callbacks
@@ -256,27 +289,11 @@ def solve_nlp(model, options: Mapping | None = None, time_limit: float | None = 
                                    warm_start=warm_start, load_solution=load_solution)
 
 
-def _derivatives(expr, pos: dict) -> dict:
-    """Pyomo's symbolic derivatives of ``expr``: position (``pos[id(var)]``) -> expression."""
-    if expr.__class__ in native_numeric_types:
-        return {}
-    if isinstance(expr, VarData):
-        j = pos.get(id(expr))
-        return {j: 1.0} if j is not None and not expr.fixed else {}
-    if not expr.is_potentially_variable():
-        return {}
-    out = {}
-    for leaf, d in reverse_sd(expr).items():
-        j = pos.get(id(leaf))
-        if j is not None and not leaf.fixed:
-            out[j] = d
-    return out
-
-
-def _degree(expr):
-    if expr.__class__ in (int, float) or not hasattr(expr, "polynomial_degree"):
-        return 0
-    return expr.polynomial_degree()
+def _nonlinear_rows(entries) -> list[int]:
+    """The rows of ``(row, col, derivative)`` entries with a derivative that depends on a
+    variable (a fixed one included: such a row only adds entries that compile to zero)."""
+    return sorted({i for i, _, d in entries
+                   if d.__class__ not in native_numeric_types and d.is_potentially_variable()})
 
 
 def _num(val, default: float) -> float:

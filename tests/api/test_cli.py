@@ -84,7 +84,7 @@ def test_bad_game_parameter_is_a_clear_error(capsys):
      r"argument --ipopt-options: expected a JSON object, got '\[1\]'"),
     (["solve", *SMALL, "--method", "mpec-scip", "--multiplier-bound", "-2"],
      "argument --multiplier-bound: expected a finite number > 0, got -2"),
-    (["solve", "chess"], "argument GAME: invalid choice: 'chess'"),
+    (["solve", "chess"], "argument GAME: unknown game 'chess'; expected one of .*module:function"),
     (["solve", *SMALL, "--method", "simplex"], "argument --method: invalid choice: 'simplex'"),
     (["check-gradient", *SMALL, "--step", "-1"], "argument --step: expected a finite number > 0"),
     (["check-gradient", *SMALL, "--seed", "x"], "argument --seed: expected a non-negative integer"),
@@ -194,7 +194,7 @@ def test_methods_and_games_print_plain_text(capsys):
     assert "initial" in out and "(None read as 0" in out and "aliases: scholtes" in out
     assert main(["methods", "mpec-ipopt"]) == 0
     out = capsys.readouterr().out
-    assert "`" not in out and ":mod:" not in out and "IpoptSolver" in out
+    assert "`" not in out and ":mod:" not in out and "See " not in out
     assert "--eps-initial X" in out and "--exact-hessian {true,false}" in out
     assert main(["games"]) == 0
     assert "``" not in capsys.readouterr().out
@@ -303,3 +303,57 @@ def test_with_json_an_error_is_a_json_object(capsys, argv, message):
     obj = json.loads(out)
     assert obj["exit_status"] == 2 and message in obj["error"], obj
     assert message in err and "Traceback" not in err
+@pytest.mark.parametrize("argv, hint", [
+    (["solve", *SMALL, "--stepz", "10"], "unrecognized arguments: --stepz 10; did you mean --steps?"),
+    (["solve", *SMALL, "--optimizer", "adm"], "invalid choice: 'adm' (choose from 'adam', 'sgd', "
+                                              "'spg') (did you mean 'adam'?)"),
+    (["solve", *SMALL, "--method", "gradiant"], "(did you mean 'gradient'?)"),
+    (["solve", *SMALL, "--zzz", "1"], "unrecognized arguments: --zzz 1; `stackopt solve GAME --help` "
+                                      "lists the flags"),
+    (["compare", "--wokers", "2", "--dbb", "x"], "did you mean --workers (for --wokers), --db (for --dbb)?"),
+    (["report", "r.sqlite", "--outt", "x"], "unrecognized arguments: --outt x; did you mean --out?"),
+    (["theorem1", "--epsilonn", "1"], "did you mean --epsilon?"),
+])
+def test_a_mistyped_flag_or_choice_gets_the_closest_one(capsys, argv, hint):
+    assert hint in _err(capsys, argv)
+
+
+def test_compare_help_lists_every_built_in_config_and_report_help_every_figure(capsys):
+    from stackopt.comparisons.config import builtin_configs
+    from stackopt.comparisons.figures import KINDS
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = re.sub(r"-\s+", "-", capsys.readouterr().out)  # help text wraps after a hyphen
+    assert "reference" in builtin_configs()
+    for name in builtin_configs():
+        assert name in out, name
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split()).lower()
+    for *_, title in KINDS.values():
+        assert title.lower() in out, title
+
+
+def test_json_prints_the_values_of_a_small_game_and_a_summary_of_a_large_one(capsys):
+    big = ["solve", "nfg", "--players", "2", "--actions", "5", "--method", "initial", "--json"]
+    assert main(big) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["values_count"] == {"leader": 50, "followers": 10}
+    assert "leader_values" not in out and "follower_values" not in out
+    assert out["values_omitted"] == "60 values; add --values to print them"
+    assert main([*big, "--values"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["leader_values"]) == 50 and len(out["follower_values"]) == 10
+    assert main(big[:-1]) == 0
+    assert "(every value: add --json --values)" in capsys.readouterr().out
+
+
+def test_option_and_config_key_errors_suggest_the_closest_name(tmp_path):
+    from stackopt.comparisons.config import parse_config
+    from stackopt.methods import method_config
+
+    with pytest.raises(ValueError, match=r"unknown option 'stpes' for method 'gradient' \(did you mean 'steps'\?\)"):
+        method_config("gradient", {"stpes": 3})
+    with pytest.raises(ValueError, match=r"unknown key 'seed' in config 'c' \(did you mean 'seeds'\?\)"):
+        parse_config('seed = [1]\n[experiments.a]\ngame = "nfg"\n', name="c")

@@ -17,7 +17,7 @@ from stackopt.models.cyber import (
 
 
 def reference(data, x, comp, prem):
-    """games.md section 3 in NumPy: utilities with/without insurance, revenue."""
+    """Cyber insurance of docs/games.md in NumPy: utilities with/without insurance, revenue."""
     W, L, c, r = data["interconnection"], data["losses"], data["costs"], data["risk_aversion"]
     q = 1.0 / (1.0 + np.exp(-(-(W @ x) + 0.01 * L)))
     s = np.sqrt(q * (1 - q))
@@ -68,7 +68,7 @@ def test_reference_data_distributions():
 
 
 @pytest.mark.parametrize("r", [0.0, 0.3])
-def test_objectives_and_ir_match_games_md(r):
+def test_objectives_and_ir_match_the_definition(r):
     game = cyber(seed=5, customers=6, risk_aversion=r)
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 3, 6)
@@ -84,7 +84,7 @@ def test_objectives_and_ir_match_games_md(r):
         assert pyo.value(game.model.breach[i]) == pytest.approx(q[i], rel=1e-12)
     bodies = np.array([pyo.value(c.body) for c in s.leader_constraints])
     assert bodies == pytest.approx(without - with_ins, abs=1e-10)
-    # games.md: IR at a common x reduces to rho <= I q + r (L - |L - I|) sqrt(q (1 - q))
+    # docs/games.md: IR at a common x reduces to rho <= I q + r (L - |L - I|) sqrt(q (1 - q))
     L = game.data["losses"]
     reduced = prem - comp * q - r * (L - np.abs(L - comp)) * np.sqrt(q * (1 - q))
     assert bodies == pytest.approx(reduced, abs=1e-10)
@@ -235,7 +235,7 @@ def test_implicit_gradient_matches_finite_differences():
 
 
 def test_full_insurance_is_individually_rational_with_revenue_r_L_spread():
-    # games.md: with I = L a customer has no reason to protect (x = 0), and IR allows
+    # docs/games.md: with I = L a customer has no reason to protect (x = 0), and IR allows
     # rho = L q + r L sqrt(q (1 - q)), so the revenue is sum_i r L_i sqrt(q_i (1 - q_i)) at x = 0.
     from stackopt.scoring import evaluate
     r = 0.5

@@ -11,7 +11,7 @@ SMALL = dict(targets=12, defenders=3, coverable=5, resources=2.0)
 
 
 def reference(data, X, PI, paid=None):
-    """games.md section 2 in NumPy: leader value, defender utilities, both budget spends.
+    """The security game of docs/games.md in NumPy: leader value, defender utilities, both budget spends.
 
     ``paid`` is the mask of reimbursed pairs (default: the coverable ones); off a
     defender's own targets its payoff is 0 and its coverage 0."""
@@ -109,7 +109,7 @@ def test_variables_only_on_coverable_targets():
 
 
 @pytest.mark.parametrize("kind", ["reimbursement", "expected"])
-def test_objectives_and_budget_match_games_md(kind):
+def test_objectives_and_budget_match_the_definition(kind):
     game = ssg(seed=7, budget=0.6, budget_kind=kind, rationality=3.0, **SMALL)
     rng = np.random.default_rng(0)
     X = rng.uniform(size=(3, 12))
@@ -128,7 +128,7 @@ def test_objectives_and_budget_match_games_md(kind):
 
 
 @pytest.mark.parametrize("kind", ["reimbursement", "expected"])
-def test_every_pair_reimbursed_matches_games_md(kind):
+def test_every_pair_reimbursed_matches_the_definition(kind):
     game = ssg(seed=7, budget=0.6, budget_kind=kind, rationality=3.0, reimburse="all", **SMALL)
     assert game.data["reimburse"] == "all"
     mask = game.data["coverage"]

@@ -16,12 +16,13 @@ cached by leader strategy and every oracle call is warm-started from the
 cached equilibrium nearest to the new strategy, so a finite-difference sweep
 costs one or two Newton steps per coordinate.
 
-Time limit: it is checked before every oracle call, and with a limit the
-optimiser runs in a forked child process (``isolate``, :mod:`stackopt.methods.blackbox.isolate`) that reports its best
-point as it goes, so the limit also holds while scipy is inside compiled code
-(SLSQP's QP with thousands of leader variables). When the limit is reached the
-best point evaluated so far (feasible first, then lowest objective) is returned
-with status ``TIME_LIMIT``.
+Time limit: it is checked at every call scipy makes (a new point's oracle call
+gets at most the time left), and the optimiser runs in a forked child process
+(``isolate``, :mod:`stackopt.methods.blackbox.isolate`) that reports its best point
+as it goes, so the limit also holds while scipy is inside compiled code (SLSQP's QP,
+which can take tens of seconds in one call), and Ctrl-C stops the child at once.
+When the limit is reached the best point evaluated so far (feasible first,
+then lowest objective) is returned with status ``TIME_LIMIT``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from stackopt.core import Status
 from stackopt.kernel import kernel_of
 from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
 
-from ..registry import Method, MethodOutput, register_method
+from ..registry import Method, MethodOutput, ReportedHistory, register_method
 from .isolate import isolated
 
 
@@ -69,12 +70,13 @@ def _common_config() -> ConfigDict:
     cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
                                           doc="equilibria kept for warm starts"))
     cfg.declare("isolate", ConfigValue(default=True, domain=Bool,
-                                       doc="with a time limit, run the optimiser in a forked child "
-                                           "process so that the limit holds inside scipy's "
-                                           "compiled code"))
-    cfg.declare("kill_grace", ConfigValue(default=2.0, domain=NonNegativeFloat,
+                                       doc="run the optimiser in a forked child process, so that "
+                                           "the time limit holds inside scipy's compiled code and "
+                                           "Ctrl-C stops it at once"))
+    cfg.declare("kill_grace", ConfigValue(default=0.5, domain=NonNegativeFloat,
                                           doc="seconds after the time limit before the child "
-                                              "process is stopped"))
+                                              "process is stopped (it stops by itself at the limit "
+                                              "unless scipy is inside compiled code)"))
     return cfg
 
 
@@ -82,33 +84,35 @@ def _common_config() -> ConfigDict:
 class _ScipyMethod(Method):
     """Shared driver: run one scipy optimiser over the leader's variables.
 
-    With a time limit the optimiser runs in a forked child process that
-    reports its best point as it goes: scipy's SLSQP solves its QP in compiled
-    code holding the GIL (about 30 s per iteration with 3000 leader variables)
-    and trust-constr factorises dense matrices of that size, so a check between
-    oracle calls alone cannot keep the limit. The parent stops the child
-    ``kill_grace`` seconds after the limit and returns the best point reported.
+    The optimiser runs in a forked child process that reports its best point
+    as it goes: scipy's SLSQP solves its QP in compiled code holding the GIL
+    (about 30 s per iteration with 3000 leader variables, as NFG(3,10) has;
+    one call took 49 s there) and trust-constr factorises dense matrices of
+    that size (one QR of its 3001 x 6001 constraint matrix took 44-160 s), so
+    a check between oracle calls alone can keep neither the limit nor Ctrl-C.
+    The parent stops the child ``kill_grace`` seconds after the limit, or at
+    once on KeyboardInterrupt, and returns the best point reported.
     Without ``fork`` (or inside a daemonic process, which may not start
-    children) the optimiser runs in-process and the limit is checked between
-    oracle calls only.
+    children) the optimiser runs in-process and the limit is checked at every
+    call scipy makes.
     """
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
         start = time.perf_counter()
         deadline = start + time_limit if time_limit is not None else float("inf")
         kernel_of(game)  # compile once in the parent; the child inherits it
-        if (time_limit is None or not config.isolate or "fork" not in mp.get_all_start_methods()
+        if (not config.isolate or "fork" not in mp.get_all_start_methods()
                 or mp.current_process().daemon):  # daemonic processes may not have children
             return self._optimise(game, config, seed, start, deadline, None)
         return isolated(lambda report: self._optimise(game, config, seed, start, deadline, report),
                          deadline + float(config.kill_grace), time_limit,
-                         kernel_of(game).p0.copy())
+                         kernel_of(game).p0.copy(), self.progress)
 
     def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
         box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
         k = box.kernel
         p0 = k.p0.copy()
-        history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = [] if report is not None else ReportedHistory(self.progress)
         if report is not None:
             box.on_best = lambda pt: report("best", _best_payload(box, pt))
 

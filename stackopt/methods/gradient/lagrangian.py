@@ -8,7 +8,7 @@ import numpy as np
 from stackopt.core import Status
 from stackopt.leader import SAME_OBJECTIVE, Answers
 
-from ..registry import MethodOutput
+from ..registry import MethodOutput, ReportedHistory
 from .merit import ScaledLagrangian
 
 MU_MAX = 1e20  # the penalty stops growing here
@@ -22,10 +22,10 @@ POLISH_AT = 0.7  # share of the step budget after which the second rule takes ov
 class AugmentedLagrangian(ScaledLagrangian):
     """State and outer loop of one gradient-method run on a :class:`~stackopt.leader.reduced.ReducedProblem`."""
 
-    def __init__(self, prob, opts, deadline: float):
+    def __init__(self, prob, opts, deadline: float, progress=None):
         super().__init__(prob, opts)
         self.deadline = deadline
-        self.history: list[dict] = []
+        self.history: list[dict] = ReportedHistory(progress)
         self.answers = Answers(prob, opts, deadline)
         self.halvings = self.jumps = self.settled = self.refused = 0
         self.note = ""

@@ -184,7 +184,7 @@ class GradientMethod(Method):
         from .lagrangian import AugmentedLagrangian
 
         rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
-        return AugmentedLagrangian(prob, opts, deadline).solve(rules)
+        return AugmentedLagrangian(prob, opts, deadline, self.progress).solve(rules)
 
 
 @dataclass

@@ -42,6 +42,8 @@ from pyomo.core.expr.numvalue import is_constant, native_numeric_types
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, replace_expressions
 from pyomo.repn.standard_repn import generate_standard_repn
 
+from .pipeline import check_deadline
+
 LINKING_BLOCK = "linked_arguments"
 _DOMAIN_FUNCTIONS = ("log", "log10", "sqrt")
 
@@ -93,13 +95,16 @@ def _key(terms):
     return tuple((n, round(c / scale, 12)) for n, c in items), scale
 
 
-def link_linear_arguments(block) -> int:
+def link_linear_arguments(block, deadline: float | None = None) -> int:
     """Replace linear arguments of singular terms on ``block`` by bounded auxiliary variables
-    (in place, on a sub-block ``linked_arguments``); returns the number of auxiliaries."""
+    (in place, on a sub-block ``linked_arguments``); returns the number of auxiliaries.
+    ``deadline`` (a ``time.perf_counter()`` value) is checked before each component is
+    walked (:class:`~stackopt.solvers.nlp.TimeLimitReached`)."""
     comps = list(block.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
                                               descend_into=True))
     finder = _SingularArguments()
     for comp in comps:
+        check_deadline(deadline, "linking singular arguments for SCIP")
         finder.walk_expression(comp.expr if comp.ctype is pyo.Objective else comp.body)
     aux: dict = {}  # (key, constant / scale) -> [index, constant, terms, nonnegative]
     substitute: dict = {}
@@ -125,6 +130,7 @@ def link_linear_arguments(block) -> int:
         link.definition.add(link.argument[idx] == const + sum(c * v for v, c in terms))
     substitute = {k: link.argument[e[0]] for k, e in substitute.items()}
     for comp in comps:
+        check_deadline(deadline, "linking singular arguments for SCIP")
         if comp.ctype is pyo.Objective:
             comp.expr = replace_expressions(comp.expr, substitute, remove_named_expressions=True)
         else:

@@ -23,11 +23,16 @@ import time
 
 from pyomo.common.config import ConfigDict, ConfigValue
 
+from stackopt.core import Status
+from stackopt.game import initial_leader
+from stackopt.kernel import kernel_of
+from stackopt.solvers.nlp import TimeLimitReached
+
 from ..registry import Method, MethodOutput, register_method
 from .modes.disjunctive import Disjunctive
 from .modes.scholtes import Regularization
 from .options import merge, pipeline_options
-from .pipeline import build_single_level
+from .pipeline import build_single_level, check_deadline, check_finite
 from .registry import MODES, SOLVERS, get_mode, get_solver
 from .solvers.nlp import IpoptSolver
 from .solvers.scip import ScipSolver
@@ -61,15 +66,31 @@ class _MpecBase(Method):
     honours_integers = True  # the pipeline refuses them for Ipopt and follower variables
 
     def run(self, game, config, seed: int, time_limit: float | None) -> MethodOutput:
+        """Build the single-level model and solve it; with ``time_limit``, building counts:
+        each step checks the deadline, and one that passes it ends the run with
+        ``TIME_LIMIT`` at the leader's initial values."""
         start = time.perf_counter()
+        deadline = None if time_limit is None else start + time_limit
         mode_cls, solver_cls = self._choose(config)
         mode = mode_cls(config)
         if mode.continuation:
             mode.schedule()  # validates eps_initial / eps_final
-        sl = build_single_level(game, block_name=config.block_name, dump=config.dump)
-        sl.deactivate_complementarity()
-        block = mode.apply(sl)
-        return solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
+        try:
+            if deadline is not None:
+                # scoring's compiled game, prepared within the limit so that scoring keeps its
+                # grace (after the pipeline's own check of the data, whose messages name more)
+                check_finite(game.structure())
+                kernel_of(game)
+                check_deadline(deadline, "preparing the game for scoring")
+            sl = build_single_level(game, block_name=config.block_name, dump=config.dump,
+                                    deadline=deadline)
+            sl.deactivate_complementarity()
+            block = mode.apply(sl)
+            return solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
+        except TimeLimitReached as exc:
+            return MethodOutput(leader=initial_leader(game), status=Status.TIME_LIMIT,
+                                message=f"{exc} (after {time.perf_counter() - start:.3g} s); "
+                                        "the leader's initial values are returned")
 
     def _choose(self, config):
         if self.preset is not None:
@@ -123,8 +144,7 @@ class MpecIpopt(_MpecBase):
     Each pair ``0 <= lambda _|_ s >= 0`` becomes ``lambda * s <= eps``, eps
     driven from ``eps_initial`` to ``eps_final`` by ``eps_factor`` with warm
     starts, from ``starts`` points; the best converged point is polished on
-    its active set. See :class:`~stackopt.methods.mpec.modes.scholtes.Regularization` and
-    :class:`~stackopt.methods.mpec.solvers.nlp.IpoptSolver`.
+    its active set.
     """
 
     CONFIG = merge("mpec-ipopt", Regularization.CONFIG, IpoptSolver.CONFIG, pipeline_options())
@@ -137,8 +157,7 @@ class MpecScip(_MpecBase):
 
     Each pair becomes a big-M disjunction with a binary (or an SOS1 set), and
     SCIP solves the MINLP to global optimality in a subprocess, with its
-    bound and gap. See :class:`~stackopt.methods.mpec.modes.disjunctive.Disjunctive` and
-    :class:`~stackopt.methods.mpec.solvers.scip.ScipSolver`.
+    bound and gap.
     """
 
     CONFIG = merge("mpec-scip", Disjunctive.CONFIG, ScipSolver.CONFIG, pipeline_options())

@@ -11,7 +11,11 @@ altered) and puts everything it generates into one named block on the clone:
   (other followers' and the leader's), a ``kkt`` block with the equality
   multipliers ``gamma``, the inequality multipliers ``alpha >= 0``, the
   stationarity conditions and the complementarity conditions
-  (``pyomo.mpec``) of its constraints and of its own variables' bounds.
+  (``pyomo.mpec``) of its constraints and of its own variables' bounds;
+- ``slack_terms`` and ``slack_term_definitions``: where a follower's constraint
+  has a side that is nonlinear in other variables (``x <= sqrt(r)``, which the
+  followers' constraints may have), that part of its slack as an auxiliary
+  variable, so that every pair's slack is linear (:func:`_linear_slack`).
 
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
@@ -28,6 +32,7 @@ single-level model chooses the equilibrium in the leader's favour
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,12 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap, ComponentSet
 from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
+from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_variables, replace_expressions
 from pyomo.mpec import Complementarity
+from pyomo.repn.standard_repn import generate_standard_repn
+
+from stackopt.solvers.nlp import TimeLimitReached
 
 from .options import DEFAULT_BLOCK
 
@@ -113,8 +122,19 @@ class SingleLevel:
         return path
 
 
-def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> SingleLevel:
-    """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``."""
+def check_deadline(deadline: float | None, doing: str) -> None:
+    """Raise :class:`~stackopt.solvers.nlp.TimeLimitReached` once ``deadline`` (a
+    ``time.perf_counter()`` value, or None) has passed, saying what was being done."""
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TimeLimitReached(f"time limit reached while {doing}")
+
+
+def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
+                       deadline: float | None = None) -> SingleLevel:
+    """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``.
+
+    ``deadline`` (a ``time.perf_counter()`` value) is checked after the clone and
+    after each follower's KKT conditions (:class:`~stackopt.solvers.nlp.TimeLimitReached`)."""
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
@@ -131,6 +151,7 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
         )
     clone = game.model.clone()
     translate = _Translator(game.model, clone)
+    check_deadline(deadline, "building the single-level model (cloning the game's model)")
 
     for comp in list(clone.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
                                                   descend_into=True)):
@@ -146,6 +167,8 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
 
     names = [f.name for f in structure.followers]
     blk.followers = pyo.Block(names)
+    blk.slack_terms = pyo.VarList()  # nonlinear parts of slacks (leader-dependent sides)
+    blk.slack_term_definitions = pyo.ConstraintList()
     kkt = pyo.TransformationFactory("core.kkt")
     pairs: list[Pair] = []
     multipliers = ComponentMap()
@@ -156,7 +179,9 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
         params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
-        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
+        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers, blk)
+        check_deadline(deadline, f"building the single-level model (KKT conditions of follower "
+                                 f"{f.name!r})")
     sl = SingleLevel(
         model=clone, block=blk,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
@@ -246,7 +271,7 @@ def _follower_copy(fb, f, translate):
     return copies, own, used
 
 
-def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
+def _pairs(kkt, fb, f, copies, own, used, multipliers, blk) -> list:
     """The follower's complementarity pairs; fills ``multipliers`` (user's component -> multiplier)."""
     pairs = []
     for c, cd in copies:
@@ -256,9 +281,9 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
             continue
         low, up = mult
         if low is not None:
-            pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
+            pairs.append(Pair(f.name, low, _linear_slack(blk, cd.body - cd.lower), cd, "lower"))
         if up is not None:
-            pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
+            pairs.append(Pair(f.name, up, _linear_slack(blk, cd.upper - cd.body), cd, "upper"))
     for v_user, v in zip(f.variables, own):
         if v not in used:
             continue
@@ -269,6 +294,33 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
         if up is not None:
             pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
     return pairs
+
+
+def _linear_slack(blk, slack):
+    """``slack`` with its nonlinear part linked through an auxiliary variable.
+
+    A follower's constraint is linear in the follower's own variables, but its
+    sides may depend on the leader's (and other followers') variables in any
+    smooth way (``x <= sqrt(r)``). Its slack is written as ``linear part + t``
+    with ``t`` a new variable of ``blk.slack_terms`` and ``t == nonlinear part``
+    in ``blk.slack_term_definitions``, bounded by interval arithmetic over the
+    variables' bounds where that is finite: every mode then sees a linear
+    slack (a big-M needs its bound), and the feasible set is unchanged.
+    """
+    repn = generate_standard_repn(slack, compute_values=False, quadratic=False)
+    if repn.nonlinear_expr is None:
+        return slack
+    term = blk.slack_terms.add()
+    blk.slack_term_definitions.add(term == repn.nonlinear_expr)
+    lo, hi = compute_bounds_on_expr(repn.nonlinear_expr)
+    term.setlb(lo if lo is not None and math.isfinite(lo) else None)
+    term.setub(hi if hi is not None and math.isfinite(hi) else None)
+    try:
+        term.set_value(pyo.value(repn.nonlinear_expr), skip_validation=True)
+    except (ValueError, ArithmeticError):  # outside the function's domain at the current values
+        pass
+    return (repn.constant + sum(c * v for c, v in zip(repn.linear_coefs, repn.linear_vars))
+            + term)
 
 
 class _Translator:

@@ -9,7 +9,10 @@ box and one row (a simplex, a budget) by spectral projected gradient on the
 exact projection (:mod:`stackopt.oracle.responses.row`); other followers with rows,
 and any run of those two that does not finish, by Ipopt through
 :func:`stackopt.solvers.ipopt_solve` with exact derivatives, its return status checked: a
-failure is counted and the result flagged, never taken silently.
+failure is counted and the result flagged, never taken silently. Ipopt gets the time
+left before the caller's ``deadline`` (a follower whose objective Ipopt cannot settle,
+e.g. one with ``abs()`` of its own variables, would otherwise run its iterations past
+it); past the deadline a response is not attempted and is flagged as failed.
 A follower bound by smooth rows (:mod:`stackopt.kernel.smooth_rows`: its nonlinear,
 leader-dependent or coupling constraints and the shared ones) responds over the set the
 others' values leave it, by Ipopt, with the exact Hessian of its Lagrangian in its own
@@ -17,6 +20,7 @@ variables.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,15 +58,17 @@ class BestResponses:
         self.box = BoxNewtonBatch(kernel, cfg.br_tol, cfg.br_newton_iter, cfg.armijo, cfg.min_step)
         self.rows = RowResponses(kernel, sets, cfg.br_tol, cfg.br_spg_iter)
 
-    def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses") -> BestResponse:
+    def solve(self, i: int, x: np.ndarray, p: np.ndarray, purpose: str = "best_responses",
+              deadline: float = np.inf) -> BestResponse:
         """Follower ``i``'s response from ``x``, counted in the counter ``purpose``."""
-        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, purpose)[0]
+        return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, purpose, deadline)[0]
 
     def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
-              purpose: str = "best_responses") -> list[BestResponse]:
+              purpose: str = "best_responses", deadline: float = np.inf) -> list[BestResponse]:
         """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point), counted
         in the counter ``purpose``: box-only followers' all at once, then those with a box and one row
-        all at once, the rest (and any of those that did not finish) one by one by Ipopt."""
+        all at once, the rest (and any of those that did not finish) one by one by Ipopt, each
+        within the time left before ``deadline`` (a ``time.perf_counter()`` value)."""
         k = self.k
         setattr(self.counters, purpose, getattr(self.counters, purpose) + len(owners))
         out: list = [None] * len(owners)
@@ -84,15 +90,21 @@ class BestResponses:
                     y, tau, w = res
                     row, eq = np.array([tau]), self.sets.rows[owners[b]][0] == "eq"
                     out[b] = BestResponse(y, row if eq else np.zeros(0), np.zeros(0) if eq else row, w, True)
-        return [br if br is not None else self._solve_one(int(i), X[b], p)
+        return [br if br is not None else self._solve_one(int(i), X[b], p, deadline)
                 for b, (i, br) in enumerate(zip(owners, out))]
 
-    def _solve_one(self, i, x, p) -> BestResponse:
+    def _solve_one(self, i, x, p, deadline=np.inf) -> BestResponse:
         """Follower ``i``'s response by Ipopt (general polyhedra, and where the batched
-        methods did not finish)."""
+        methods did not finish); past ``deadline`` not attempted (``ok`` False)."""
         k = self.k
         sl = k.slices[i]
-        br = self._ipopt(i, x, p)
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            self.counters.best_response_failures += 1
+            n_eq, n_ineq = int(np.sum(k.eq.owner == i)), int(np.sum(k.ineq.owner == i))
+            return BestResponse(np.clip(x[sl], k.x_lb[sl], k.x_ub[sl]), np.zeros(n_eq), np.zeros(n_ineq),
+                                np.zeros(sl.stop - sl.start), False)
+        br = self._ipopt(i, x, p, left if np.isfinite(left) else None)
         if not br.ok:
             self.counters.best_response_failures += 1
         if not np.all(np.isfinite(br.x)):
@@ -100,7 +112,7 @@ class BestResponses:
         return br
 
     # ----------------------------------------------------------------- Ipopt
-    def _ipopt(self, i, x, p) -> BestResponse:
+    def _ipopt(self, i, x, p, time_limit=None) -> BestResponse:
         k, cfg = self.k, self.config
         sl = k.slices[i]
         M, cl, cu = self.sets.follower_rows(i, p)
@@ -115,12 +127,13 @@ class BestResponses:
             cl = np.concatenate([cl, np.where(rows.equality, 0.0, -np.inf)])
             cu = np.concatenate([cu, np.zeros(rows.rows.size)])
             run = ipopt_solve(_SmoothCallbacks(k, i, x, p, M, rows), x0, k.x_lb[sl], k.x_ub[sl], cl, cu,
-                              options=opts)
+                              options=opts, time_limit=time_limit)
             n_eq = int(np.sum(k.eq.owner == i))
             return BestResponse(np.clip(run.x, k.x_lb[sl], k.x_ub[sl]), run.mult_g[:n_eq],
                                 run.mult_g[n_eq:n_lin], run.mult_x_U - run.mult_x_L, run.ok,
                                 smooth=dict(zip(rows.rows.tolist(), run.mult_g[n_lin:].tolist())))
-        run = ipopt_solve(_Callbacks(k, i, x, p, M), x0, k.x_lb[sl], k.x_ub[sl], cl, cu, options=opts)
+        run = ipopt_solve(_Callbacks(k, i, x, p, M), x0, k.x_lb[sl], k.x_ub[sl], cl, cu, options=opts,
+                          time_limit=time_limit)
         n_eq = int(np.sum(k.eq.owner == i))
         return BestResponse(np.clip(run.x, k.x_lb[sl], k.x_ub[sl]), run.mult_g[:n_eq],
                             run.mult_g[n_eq:], run.mult_x_U - run.mult_x_L, run.ok)

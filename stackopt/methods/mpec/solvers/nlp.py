@@ -18,9 +18,10 @@ from pyomo.common.config import ConfigDict, ConfigValue
 
 from stackopt.core import Status
 from stackopt.solvers import NlpProblem
+from stackopt.solvers.ipopt import check_options
 
 from ...registry import MethodOutput
-from ..options import finite_positive, flag, mapping, positive_int
+from ..options import finite_positive, flag, positive_int
 from ..registry import Solver, clipped, register_solver
 from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
 
@@ -70,9 +71,10 @@ class IpoptSolver(Solver):
             "(relative to max(1, |objective|))"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=finite_positive, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
-        default={}, domain=mapping,
-        doc="further Ipopt options (name -> value); mu_strategy is 'adaptive' unless given "
-            "(the monotone default stalls on large regularised MPECs)"))
+        default={}, domain=check_options,
+        doc="further Ipopt options (name -> value), checked by Ipopt before the run; "
+            "mu_strategy is 'adaptive' unless given (the monotone default stalls on large "
+            "regularised MPECs)"))
 
     def solve(self, sl, mode, block, seed, time_limit, clock_start):
         cfg = self.config
@@ -81,7 +83,8 @@ class IpoptSolver(Solver):
                 raise ValueError(f"leader variable {v.name!r} has the domain {v.domain.name}, which "
                                  "Ipopt would relax; use solver='scip' (method 'mpec-scip')")
         schedule = mode.schedule()
-        problem = NlpProblem(sl.block, exact_hessian=cfg.exact_hessian)
+        deadline = None if time_limit is None else clock_start + time_limit
+        problem = NlpProblem(sl.block, exact_hessian=cfg.exact_hessian, deadline=deadline)
         index = {id(v): j for j, v in enumerate(problem.variables)}
         leader_pos = [index.get(id(v)) for v in sl.leader_variables]
         prod = Products(problem, sl.pairs)
@@ -137,12 +140,16 @@ class IpoptSolver(Solver):
 
 
 def _choose(runs, sign, problem, sl):
-    """(status, message, NlpResult or None) of the best converged run, else of the first run."""
+    """(status, message, NlpResult or None) of the best converged run, else of the first run;
+    ``TIME_LIMIT`` where the limit stopped a start (the best converged point is kept)."""
     converged = [r for r in runs if r.status is Status.CONVERGED]
     if converged:
         best = min(converged, key=lambda r: sign * r.result.objective)
-        return (best.status, best.message + f"; best of {len(converged)} converged start(s) "
-                f"out of {len(runs)}", best.result)
+        message = best.message + f"; best of {len(converged)} converged start(s) out of {len(runs)}"
+        if runs[-1].status is Status.TIME_LIMIT:  # the limit stopped a start: the rule did not hold
+            return (Status.TIME_LIMIT, message + f"; start {len(runs) - 1} stopped: "
+                    f"{runs[-1].message}", best.result)
+        return best.status, message, best.result
     first = runs[0]
     status, message = first.status, first.message
     if first.infeasible and first.failed is not None:

@@ -12,6 +12,7 @@ from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt.core import Status
 from stackopt.solvers import NlpProblem
+from stackopt.solvers.nlp import TimeLimitReached
 
 from ..registry import clipped
 
@@ -134,10 +135,11 @@ def polish(sl, block, x_map, exact_hessian, options, time_limit):
 
     For each pair, ``s = 0`` is imposed where ``s <= lambda``, else ``lambda`` is
     fixed to 0; the mode's block is deactivated. Returns the NlpResult (or
-    None when out of time); the model's clone is restored afterwards.
+    None when out of time, compiling included); the model's clone is restored afterwards.
     """
     if time_limit is not None and time_limit <= 0:
         return None
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     for v, val in x_map.items():
         v.set_value(val, skip_validation=True)
     blk = pyo.Block(concrete=True)
@@ -153,8 +155,13 @@ def polish(sl, block, x_map, exact_hessian, options, time_limit):
             fixed.append(p.multiplier)
     block.deactivate()
     try:
-        problem = NlpProblem(sl.block, exact_hessian=exact_hessian)
-        return problem.solve(options=options, time_limit=time_limit, warm_start=x_map)
+        problem = NlpProblem(sl.block, exact_hessian=exact_hessian, deadline=deadline)
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            return None
+        return problem.solve(options=options, time_limit=left, warm_start=x_map)
+    except TimeLimitReached:
+        return None
     finally:
         for v in fixed:
             v.unfix()

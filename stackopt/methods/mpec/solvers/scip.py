@@ -8,9 +8,17 @@ reader: binaries, integers, SOS1 sets and the nonlinear functions SCIP has
 SCIP runs in a child process started with :mod:`subprocess` (so it works
 inside daemonic processes such as a default Dask worker, which may not have
 multiprocessing children), in its own session, with its output going to
-files; the parent waits at most the time limit plus ``kill_grace`` seconds,
-then kills it and reports ``TIME_LIMIT``. Starting the process (Python, then
-pyscipopt and numpy) costs a few tenths of a second per solve.
+files. SCIP's own time limit is what is left of the method's when it starts
+solving (writing the model and starting the process count); SCIP does not
+check it everywhere (its presolve can expand products for minutes), so the
+parent waits at most until the method's limit plus ``kill_grace`` seconds,
+then kills the process and everything it started and reports
+``TIME_LIMIT``. The process's address space is capped at ``memory_limit``
+MiB (``RLIMIT_AS``, set in the child before SCIP is loaded) and SCIP's own
+``limits/memory`` is set below that, so a model whose presolve grows
+without bound ends with ``SOLVER_ERROR`` naming the limit instead of taking
+the machine's memory. Starting the process (Python, then pyscipopt and
+numpy) costs a few tenths of a second per solve.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ from stackopt.core import Status
 from ...registry import MethodOutput
 from ..linking import link_linear_arguments
 from ..options import finite_nonnegative, finite_positive, flag, mapping
+from ..pipeline import check_deadline
 from ..registry import Solver, clipped, register_solver
 
 CHILD = Path(__file__).with_name("scip_process.py")
@@ -63,6 +72,8 @@ _EXPLAIN = {
     "inforunbd": "SCIP proved the single-level model infeasible or unbounded, without "
                  "telling which",
 }
+DEFAULT_MEMORY_MB = 4096.0  # the SCIP process's address space by default
+HEADROOM_MB = 512.0  # of it, what Python, pyscipopt and the model's text take besides SCIP's memory
 # unary functions SCIP's NL reader takes (Pyomo's names)
 _FUNCTIONS = {"exp", "log", "log10", "sqrt", "sin", "cos", "abs"}
 
@@ -91,8 +102,14 @@ class ScipSolver(Solver):
     CONFIG.declare("default_time_limit", ConfigValue(
         default=3600.0, domain=finite_positive, doc="time limit (s) when the method gets none"))
     CONFIG.declare("kill_grace", ConfigValue(
-        default=30.0, domain=finite_positive,
-        doc="seconds beyond the time limit after which the SCIP process is killed"))
+        default=1.0, domain=finite_positive,
+        doc="seconds beyond the time limit after which the SCIP process is killed (SCIP "
+            "stops by itself at the limit where it checks it)"))
+    CONFIG.declare("memory_limit", ConfigValue(
+        default=DEFAULT_MEMORY_MB, domain=finite_positive,
+        doc="MiB of address space the SCIP process may use (RLIMIT_AS, where the platform "
+            f"has it); SCIP's own limits/memory is this less {HEADROOM_MB:g} MiB for Python and "
+            "the libraries"))
     CONFIG.declare("scip_params", ConfigValue(
         default={}, domain=mapping, doc="further SCIP parameters (name -> value)"))
 
@@ -100,16 +117,20 @@ class ScipSolver(Solver):
         cfg = self.config
         if mode.continuation:
             mode.set_parameter(block, mode.config.eps_final)
-        check_functions(sl.block)
-        linked = link_linear_arguments(sl.block) if cfg.link_arguments else 0
         limit = float(time_limit) if time_limit is not None else cfg.default_time_limit
-        params = {"limits/gap": cfg.gap_tol, "randomization/randomseedshift": int(seed)}
+        deadline = clock_start + limit
+        check_functions(sl.block, deadline)
+        linked = link_linear_arguments(sl.block, deadline) if cfg.link_arguments else 0
+        params = {"limits/gap": cfg.gap_tol, "randomization/randomseedshift": int(seed),
+                  "limits/memory": max(cfg.memory_limit - HEADROOM_MB, 0.5 * cfg.memory_limit)}
         params.update(cfg.scip_params)
         workdir = tempfile.mkdtemp(prefix="stackopt-scip-")
         try:
             columns = write_nl(sl.block, os.path.join(workdir, "model.nl"))
-            left = max(limit - (time.perf_counter() - clock_start), 1e-3)
-            sol = run_scip(workdir, len(columns), left, params, grace=cfg.kill_grace)
+            check_deadline(deadline, "writing the single-level model for SCIP")
+            left = max(deadline - time.perf_counter(), 1e-3)
+            sol = run_scip(workdir, len(columns), left, params, grace=cfg.kill_grace,
+                           memory_limit=cfg.memory_limit)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         x = ComponentMap(zip(columns, sol["x"])) if sol.get("x") is not None else None
@@ -163,10 +184,12 @@ class _FunctionCheck(StreamBasedExpressionVisitor):
                              f"(SCIP's NL reader takes {sorted(_FUNCTIONS)} and powers)")
 
 
-def check_functions(block) -> None:
-    """Raise ValueError naming a function SCIP's NL reader cannot take, and where it is."""
+def check_functions(block, deadline: float | None = None) -> None:
+    """Raise ValueError naming a function SCIP's NL reader cannot take, and where it is
+    (``deadline`` checked before each component: :class:`~stackopt.solvers.nlp.TimeLimitReached`)."""
     for comp in block.component_data_objects((pyo.Objective, pyo.Constraint), active=True,
                                              descend_into=True):
+        check_deadline(deadline, "checking the single-level model's functions for SCIP")
         expr = comp.expr if comp.ctype is pyo.Objective else comp.body
         _FunctionCheck(comp.name).walk_expression(expr)
 
@@ -176,16 +199,22 @@ def child_command(job: str, result: str) -> list[str]:
     return [sys.executable, str(CHILD), job, result]
 
 
-def run_scip(workdir: str, columns: int, time_limit: float, params: dict, grace: float) -> dict:
+def run_scip(workdir: str, columns: int, time_limit: float, params: dict, grace: float,
+             memory_limit: float | None = DEFAULT_MEMORY_MB) -> dict:
     """Solve ``workdir/model.nl`` in a SCIP process; never waits past ``time_limit + grace``.
 
-    Returns ``status`` (a :class:`Status`), ``message`` and, from SCIP,
-    ``x`` (column order, or None), ``objective``, ``bound``, ``gap`` (None where not finite).
+    ``time_limit`` counts from now (SCIP gets what is left of it once the
+    process has read the model); ``memory_limit``: MiB of address space of the
+    process (None: unlimited). Returns ``status`` (a :class:`Status`),
+    ``message`` and, from SCIP, ``x`` (column order, or None), ``objective``,
+    ``bound``, ``gap`` (None where not finite) and the process's
+    ``address_space_limit`` (bytes, None where unlimited).
     """
     job, result = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
     with open(job, "w") as fh:
         json.dump({"nl": os.path.join(workdir, "model.nl"), "columns": columns,
-                   "time_limit": float(time_limit), "params": params}, fh)
+                   "time_limit": float(time_limit), "params": params,
+                   "memory_limit_mb": None if memory_limit is None else float(memory_limit)}, fh)
     log = os.path.join(workdir, "scip.log")
     with open(log, "w") as err:
         proc = subprocess.Popen(child_command(job, result), stdin=subprocess.DEVNULL,
@@ -200,15 +229,22 @@ def run_scip(workdir: str, columns: int, time_limit: float, params: dict, grace:
         if proc.poll() is None:
             _kill(proc)
     if not os.path.exists(result):
-        return dict(status=Status.SOLVER_ERROR,
-                    message=f"SCIP process ended without a result (exit code {code}){_tail(log)}")
+        signalled = (f", a signal: possibly its memory limit of {memory_limit:g} MiB "
+                     "(option memory_limit)" if code < 0 and memory_limit is not None else "")
+        return dict(status=Status.SOLVER_ERROR, message=f"SCIP process ended without a result "
+                                                        f"(exit code {code}{signalled}){_tail(log)}")
     with open(result) as fh:
         out = json.load(fh)
     if "error" in out:
-        return dict(status=Status.SOLVER_ERROR, message=f"SCIP: {out['error']}{_tail(log)}")
+        memory = ("; the process reached its memory limit of "
+                  f"{memory_limit:g} MiB (option memory_limit)"
+                  if out["error"].startswith("MemoryError") and memory_limit is not None else "")
+        return dict(status=Status.SOLVER_ERROR, message=f"SCIP: {out['error']}{memory}{_tail(log)}")
     name = out["status"]
     status = _SCIP_STATUS.get(name, Status.SOLVER_ERROR)
     message = f"SCIP status {name!r}" + (f": {_EXPLAIN[name]}" if name in _EXPLAIN else "")
+    if name == "memlimit":
+        message += f": SCIP reached its limits/memory of {params.get('limits/memory')} MiB"
     if status is Status.OPTIMAL and out.get("x") is None:
         status, message = Status.SOLVER_ERROR, message + " without a solution"
     if out.get("x") is None and status is Status.TIME_LIMIT:
