@@ -30,6 +30,7 @@ _LAZY = {
     "equilibria": ".stochastic",
     "equilibrium": ".nash", "NashEquilibrium": ".nash",
     "plot_history": ".plotting",
+    "blas_threads": ".core.blas",
 }
 _SUBPACKAGES = ("models", "comparisons", "methods")
 

@@ -15,17 +15,21 @@ import traceback
 import numpy as np
 
 from stackopt.core import Result, Status, make_progress
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.methods import MethodOutput, get_method, method_config
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
-          progress: bool | None = None, **options) -> Result:
+          progress: bool | None = None, blas_threads: int | None = 1, **options) -> Result:
     """Solve ``game`` with a registered ``method``; options are the method's keyword options
     (over the game's recommended ``game.method_options[method]``).
 
     ``progress`` shows the method's steps while it runs: ``True`` a bar on a terminal and
     a line every few seconds elsewhere, ``False`` nothing, ``None`` (default) a bar on a
-    terminal only (see :mod:`stackopt.core.progress`).
+    terminal only (see :mod:`stackopt.core.progress`). ``blas_threads``: BLAS and LAPACK
+    threads of the solve (one by default, whatever the environment says; ``None``: as the
+    process has it; see :mod:`stackopt.core.blas`).
 
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
@@ -42,6 +46,7 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         raise ValueError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
+    threads = check_threads(blas_threads)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
@@ -59,18 +64,19 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     start = time.perf_counter()
     # the method gets what is left of the limit after reading the game (at least a millisecond)
     left = None if time_limit is None else max(time_limit - (start - entered), 1e-3)
-    try:
-        out = method_obj.run(game, config, int(seed), left)
-    except Exception as exc:  # a failing solver must not crash a sweep
-        from stackopt.game import initial_leader
+    with blas_scope(threads):
+        try:
+            out = method_obj.run(game, config, int(seed), left)
+        except Exception as exc:  # a failing solver must not crash a sweep
+            from stackopt.game import initial_leader
 
-        out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
-                           message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
-    finally:
-        display.close()
-    elapsed = time.perf_counter() - start
-    deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
-    result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+            out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
+                               message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+        finally:
+            display.close()
+        elapsed = time.perf_counter() - start
+        deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
+        result = score(game, out, method=method, seed=int(seed), deadline=deadline)
     result.history = list(result.history)  # the records, without the display they went to
     result.wall_time_s = elapsed
     result.options = {k: _plain(v) for k, v in config.value().items()}

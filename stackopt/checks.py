@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import EquilibriumOracle, leader_gradients, sensitivity
 
@@ -72,7 +74,8 @@ class GradientCheck:
 
 
 def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-5,
-                   max_coordinates: int = 400, tol: float = 1e-12) -> GradientCheck:
+                   max_coordinates: int = 400, tol: float = 1e-12,
+                   blas_threads: int | None = 1) -> GradientCheck:
     """Compare the implicit gradient of the leader's objective and constraints with finite differences.
 
     The leader strategy is ``leader_values`` or, by default, a seeded random point
@@ -82,8 +85,14 @@ def check_gradient(game, leader_values=None, *, seed: int = 0, step: float = 1e-
     ``tol`` from the base equilibrium. Returns a :class:`GradientCheck`: the two
     gradients by output (objective, then each leader constraint by name) and
     direction, the relative error of each output and the worst one
-    (``max_relative_error``), and the equilibrium residual.
+    (``max_relative_error``), and the equilibrium residual. ``blas_threads`` as for
+    :func:`stackopt.solve`.
     """
+    with blas_scope(check_threads(blas_threads)):
+        return _check_gradient(game, leader_values, seed, step, max_coordinates, tol)
+
+
+def _check_gradient(game, leader_values, seed, step, max_coordinates, tol) -> GradientCheck:
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
     game.refresh()

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stackopt.core import Status
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import Equilibrium, EquilibriumOracle, sensitivity
 
@@ -86,23 +88,26 @@ class NashEquilibrium:
         return "\n".join(lines)
 
 
-def equilibrium(game, leader_values=None, seed: int = 0) -> NashEquilibrium:
+def equilibrium(game, leader_values=None, seed: int = 0, blas_threads: int | None = 1) -> NashEquilibrium:
     """The followers' (generalized) Nash equilibrium of ``game`` at ``leader_values``.
 
     ``leader_values``: a dict by the leader's Pyomo names (``{"p[1]": 2.0}``; names
     left out keep their initial values), an array in the order of the leader's
     variables, or ``None`` for the leader's initial values (clipped to its bounds).
-    ``seed`` seeds the followers' random start. Returns a :class:`NashEquilibrium`;
-    bad input raises ``ValueError`` naming it.
+    ``seed`` seeds the followers' random start; ``blas_threads`` as for
+    :func:`stackopt.solve`. Returns a :class:`NashEquilibrium`; bad input raises
+    ``ValueError`` naming it.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    threads = check_threads(blas_threads)
     game.refresh()
     k = kernel_of(game)
     p = _leader_array(k, leader_values)
     oracle = EquilibriumOracle(k)
-    eq = oracle.solve(p, rng=np.random.default_rng(seed))
-    singular = bool(eq.converged and sensitivity(k, eq).singular)
+    with blas_scope(threads):
+        eq = oracle.solve(p, rng=np.random.default_rng(seed))
+        singular = bool(eq.converged and sensitivity(k, eq).singular)
     message = eq.message
     if singular:
         why = (": under shared='any' the equilibria form a manifold where a shared constraint "

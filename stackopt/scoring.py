@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stackopt.core import Result, Status
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters
 
@@ -33,7 +35,8 @@ class Evaluation:
 
 
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-8,
-             hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None) -> Evaluation:
+             hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None,
+             blas_threads: int | None = 1) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values`` (an
     array in the order of the leader's variables, or a dict by Pyomo name such as
     ``Result.leader_values``).
@@ -44,9 +47,17 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
     value) bounds the oracle's calls: each draw gets an equal share of the time
     left (at least ``MIN_CALL``), so that a slow first draw leaves the others
     theirs and the draws end near the deadline; the game is read from its model
-    first (:meth:`~stackopt.game.StackelbergGame.refresh`).
+    first (:meth:`~stackopt.game.StackelbergGame.refresh`). ``blas_threads`` as for
+    :func:`stackopt.solve`.
     """
+    threads = check_threads(blas_threads)
     game.refresh()
+    with blas_scope(threads):
+        return _evaluate(game, leader_values, seed, samples, tol, hint, deadline)
+
+
+def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evaluation:
+    """:func:`evaluate` of a game already read from its model (a solve's scoring)."""
     k = kernel_of(game)
     p = k.check_leader(leader_values)
     samples = game.samples if samples is None else samples
@@ -85,8 +96,9 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
 
 
 def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
-    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate`; its
-    ``oracle_solves`` are the method's (``out.work``) and the scoring's own."""
+    """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate` (of the
+    game as :func:`stackopt.solve` read it from its model); its ``oracle_solves`` are the
+    method's (``out.work``) and the scoring's own."""
     k = kernel_of(game)
     # the initial strategy (once per game, seed and data) gets half of the time left at most:
     # the method's answer is scored with the rest
@@ -95,14 +107,14 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
 
     def initial_evaluation():
         nonlocal built
-        built = evaluate(game, k.p0, seed=seed, deadline=first)
+        built = _evaluate(game, k.p0, seed, None, 1e-8, None, first)
         return built
 
     initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}", initial_evaluation)
     work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
     try:
-        ev = evaluate(game, out.leader, seed=seed, hint=out.follower_hint, deadline=deadline)
+        ev = _evaluate(game, out.leader, seed, None, 1e-8, out.follower_hint, deadline)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       oracle_solves={"method": out.work.solves(), "scoring": work.solves()},

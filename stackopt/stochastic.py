@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stackopt.core.blas import blas_threads as blas_scope
+from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
 from stackopt.oracle import EquilibriumOracle
 
@@ -22,15 +24,22 @@ class EquilibriumClass:
 
 
 def equilibria(game, leader_values=None, samples: int = 20, seed: int = 0,
-               distance: float = 1e-4, tol: float = 1e-8, **oracle_options) -> list[EquilibriumClass]:
+               distance: float = 1e-4, tol: float = 1e-8, blas_threads: int | None = 1,
+               **oracle_options) -> list[EquilibriumClass]:
     """Distinct equilibria reached from ``samples`` seeded random starts, most frequent first.
 
     Two equilibria are the same when no follower variable differs by more than
     ``distance``. Samples whose oracle run did not converge are left out (the
     frequencies are shares of the converged ones). Which equilibria are reached,
     and how often, depends on the oracle's cold-start dynamics
-    (``oracle_options``, e.g. ``cold_start="relaxation"``).
+    (``oracle_options``, e.g. ``cold_start="relaxation"``). ``blas_threads`` as for
+    :func:`stackopt.solve`.
     """
+    with blas_scope(check_threads(blas_threads)):
+        return _equilibria(game, leader_values, samples, seed, distance, tol, oracle_options)
+
+
+def _equilibria(game, leader_values, samples, seed, distance, tol, oracle_options) -> list[EquilibriumClass]:
     if not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if not distance > 0:

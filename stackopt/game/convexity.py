@@ -20,6 +20,14 @@ Anything else (a sigmoid of an effort, a quantal response) is "don't know":
 the search then runs. The walk is recursive with a depth cap; an expression
 deeper than the cap is "don't know".
 
+The proof depends on the expression's structure and on nothing else but the
+lower bounds of the variables raised to a power ``k >= 1``: a value a user may
+change between solves. :func:`convexity_conditions` therefore returns the
+structural part once (the prepared game keeps it, :mod:`stackopt.kernel`),
+with the variables whose lower bounds must be non-negative; the bounds are
+checked against their current values at every use. Each sub-expression is
+visited once per walk (whether it holds an own variable is kept by node).
+
 A follower's *set* in its own variables is convex where every constraint binding
 it is (:func:`convex_constraint`): ``body <= ub`` with ``body`` convex,
 ``lb <= body`` with ``body`` concave, an equality affine in the own variables
@@ -30,7 +38,6 @@ from __future__ import annotations
 from pyomo.core.base.var import VarData
 from pyomo.core.expr import numeric_expr as ne
 from pyomo.core.expr.numvalue import is_constant, native_numeric_types, value
-from pyomo.core.expr.visitor import identify_variables
 
 MAX_DEPTH = 200  # deeper expressions are not analysed
 
@@ -39,15 +46,33 @@ class _Walk:
     def __init__(self, own_vars):
         self.own = {id(v) for v in own_vars}
         self._free: dict[int, bool] = {}
+        self.nonnegative: list = []  # own variables whose lower bound the proof needs >= 0
 
     def free(self, e) -> bool:
-        """No own variable in ``e``."""
+        """No unfixed own variable in ``e`` (each node's answer kept: one visit per node)."""
         if type(e) in native_numeric_types:
             return True
-        key = id(e)
-        if key not in self._free:
-            self._free[key] = not any(id(v) in self.own for v in identify_variables(e, include_fixed=False))
-        return self._free[key]
+        memo = self._free
+        if id(e) in memo:
+            return memo[id(e)]
+        stack = [(e, False)]
+        while stack:  # post-order without recursion: expressions may be deep
+            node, children_done = stack.pop()
+            key = id(node)
+            if children_done:
+                memo[key] = all(type(a) in native_numeric_types or memo[id(a)] for a in node.args)
+                continue
+            if key in memo:
+                continue
+            if getattr(node, "is_variable_type", bool)():
+                memo[key] = node.fixed or key not in self.own
+            elif not getattr(node, "is_expression_type", bool)():  # a Param, a constant
+                memo[key] = True
+            else:
+                stack.append((node, True))
+                stack.extend((a, False) for a in node.args
+                             if type(a) not in native_numeric_types and id(a) not in memo)
+        return memo[id(e)]
 
     def affine(self, e, depth: int = 0) -> bool:
         if depth > MAX_DEPTH:
@@ -113,7 +138,11 @@ class _Walk:
         return False
 
     def _nonnegative_own(self, e) -> bool:
-        return isinstance(e, VarData) and id(e) in self.own and e.lb is not None and e.lb >= 0
+        """``e`` is a single own variable; its lower bound must be >= 0 (a condition kept)."""
+        if isinstance(e, VarData) and id(e) in self.own:
+            self.nonnegative.append(e)
+            return True
+        return False
 
 
 def _unwrap(e):
@@ -136,17 +165,33 @@ def _is_number(e) -> bool:
     return type(e) in native_numeric_types or (is_constant(e) and not hasattr(e, "is_variable_type"))
 
 
+def convexity_conditions(expr, own_vars, sign: float = 1.0) -> tuple | None:
+    """The structural proof that ``sign * expr`` is convex in ``own_vars``: ``None`` where
+    there is none, else the own variables whose lower bounds must be non-negative for it
+    to hold (often none; see the module docstring)."""
+    walk = _Walk(own_vars)
+    if not walk.convex(expr, float(sign)):
+        return None
+    return tuple({id(v): v for v in walk.nonnegative}.values())
+
+
 def convex_in_own(expr, own_vars, sign: float = 1.0) -> bool:
     """Whether ``sign * expr`` is provably convex in ``own_vars`` (see the module docstring)."""
-    return _Walk(own_vars).convex(expr, float(sign))
+    needs = convexity_conditions(expr, own_vars, sign)
+    return needs is not None and all(v.lb is not None and v.lb >= 0 for v in needs)
+
+
+def constraint_conditions(constraint, side: str, own_vars) -> tuple | None:
+    """The structural proof that one side of ``constraint`` (``"upper"``: ``body <= ub``,
+    ``"lower"``: ``lb <= body``, ``"equality"``) is a convex set in ``own_vars``: ``None``
+    where there is none, else the own variables whose lower bounds must be non-negative."""
+    if side == "equality":
+        return () if _Walk(own_vars).affine(constraint.body) else None
+    return convexity_conditions(constraint.body, own_vars, 1.0 if side == "upper" else -1.0)
 
 
 def convex_constraint(constraint, side: str, own_vars) -> bool:
-    """Whether one side of ``constraint`` (``"upper"``: ``body <= ub``, ``"lower"``:
-    ``lb <= body``, ``"equality"``) is provably a convex set in ``own_vars`` (see the
-    module docstring)."""
-    walk = _Walk(own_vars)
-    body = constraint.body
-    if side == "equality":
-        return walk.affine(body)
-    return walk.convex(body, 1.0 if side == "upper" else -1.0)
+    """Whether one side of ``constraint`` is provably a convex set in ``own_vars`` (see
+    :func:`constraint_conditions` and the module docstring)."""
+    needs = constraint_conditions(constraint, side, own_vars)
+    return needs is not None and all(v.lb is not None and v.lb >= 0 for v in needs)

@@ -24,25 +24,34 @@ import hashlib
 
 import numpy as np
 import scipy.sparse as sp
+from pyomo.common.gc_manager import PauseGC
 
 from stackopt.expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from stackopt.game.convexity import constraint_conditions, convexity_conditions
 
 from .batch import BatchEvaluators
 from .leader import LeaderEvaluators
-from .rows import linear_rows
+from .rows import CompiledRows
 from .smooth_rows import smooth_rows
 
 
 def kernel_of(game) -> GameKernel:
     """The game's kernel, built on first use and cached on the game."""
-    return game.cached("kernel", lambda: GameKernel(game))
+    return game.cached("kernel", lambda: _prepare(game))
+
+
+def _prepare(game) -> GameKernel:
+    # the derivatives are many short-lived Pyomo objects: the cyclic collector's passes over
+    # them cost a third of preparing a security game, and find nothing to free
+    with PauseGC():
+        return GameKernel(game)
 
 
 class GameKernel:
     """Compiled evaluators and linear data of a :class:`~stackopt.game.StackelbergGame`
     (the leader's evaluators are a :class:`~stackopt.kernel.leader.LeaderEvaluators`, the
     batched ones a :class:`~stackopt.kernel.batch.BatchEvaluators`, both built from the
-    kernel's programs; the followers' linear rows come from :func:`stackopt.kernel.rows.linear_rows`)."""
+    kernel's programs; the followers' linear rows come from :class:`stackopt.kernel.rows.CompiledRows`)."""
 
     def __init__(self, game):
         s = game.structure()
@@ -67,6 +76,8 @@ class GameKernel:
         self.leader_sense, self.constraint_names, self.n_c = ls.leader_sense, ls.constraint_names, ls.n_c
         self.Lp_rows, self.Lp_cols = ls.Lp_rows, ls.Lp_cols
         self.smooth = smooth_rows(s, xv, pv, self.x_owner, self.parameters)
+        self._follower_rows = CompiledRows(s, xv, pv, self.parameters)
+        self._prove_convexity(s)
         self.refresh()
 
     def _index_followers(self, s) -> None:
@@ -102,18 +113,60 @@ class GameKernel:
         self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
         self._Jp_sign = self.x_sense[self.Jp_rows]
 
+    def _prove_convexity(self, s) -> None:
+        """Per follower, the structural proofs that its objective and each smooth constraint
+        binding it are convex in its own variables (:mod:`stackopt.game.convexity`; linear rows
+        always are): ``None`` where there is none, else the positions in ``x`` of the
+        variables whose lower bounds the proof needs non-negative (see
+        :meth:`nonconvex_followers`)."""
+        index = {id(v): j for j, v in enumerate(self.x_vars)}
+
+        def positions(needs):
+            return None if needs is None else np.array([index[id(v)] for v in needs], dtype=np.intp)
+
+        self._convexity = []  # per follower: (objective's proof, [(constraint name, its proof)])
+        for i, f in enumerate(s.followers):
+            sides = self.smooth.constraints_of(i) if self.smooth is not None else []
+            self._convexity.append((
+                positions(convexity_conditions(f.objective, f.variables, f.sense)),
+                [(c.name, positions(constraint_conditions(c, side, f.variables))) for c, side in sides]))
+
+    def _holds(self, needs) -> bool:
+        return needs is not None and bool(np.all(self.x_lb[needs] >= 0))
+
+    def nonconvex_followers(self) -> dict[str, str]:
+        """The followers whose objective or set is not provably convex in their own variables
+        at the current bounds, and why (the proofs are the prepared game's; bounds are values)."""
+        out = {}
+        for name, (objective, constraints) in zip(self.follower_names, self._convexity):
+            why = []
+            if not self._holds(objective):
+                why.append("its objective is not provably convex in its own variables")
+            bad = sorted({c for c, needs in constraints if not self._holds(needs)})
+            if bad:
+                why.append(f"its set is not provably convex in its own variables ({', '.join(bad)})")
+            if why:
+                out[name] = "; ".join(why)
+        return out
+
+    def convex_followers(self) -> list[bool]:
+        """Whether each follower's objective and set are provably convex in its own variables,
+        at the current bounds."""
+        searched = self.nonconvex_followers()
+        return [name not in searched for name in self.follower_names]
+
     # ----------------------------------------------------------- linear data
     def refresh(self) -> None:
         """Read the model's values again: variable bounds and initial values, and the
         followers' linear rows (coefficients and right-hand sides, which may hold
         mutable Params). Compiled programs read their Params at every call.
         ``data_key`` changes whenever any of these values (or a Param's) does."""
-        s, xv, pv = self.structure, self.x_vars, self.p_vars
+        xv, pv = self.x_vars, self.p_vars
         self.x_lb, self.x_ub = _bounds(xv)
         self.p_lb, self.p_ub = _bounds(pv)
         self.x0 = np.clip(_values(xv), self.x_lb, self.x_ub)
         self.p0 = np.clip(_values(pv), self.p_lb, self.p_ub)
-        self.eq, self.ineq = linear_rows(s, xv, pv)
+        self.eq, self.ineq = self._follower_rows.read()
         if self.smooth is not None:
             self.smooth.refresh()
         params = self.parameters.values()
@@ -213,6 +266,11 @@ class GameKernel:
         """"" where the leader's values are finite numbers; else a clause naming those that
         are not (:meth:`LeaderEvaluators.undefined`)."""
         return self.leader_side.undefined(objective, constraints)
+
+    def leader_linear_rows(self):
+        """``(rows, A, b)``: the leader's constraints linear in its own variables alone, as
+        ``A p <= b`` at the current Params (:meth:`LeaderEvaluators.leader_linear_rows`)."""
+        return self.leader_side.leader_linear_rows()
 
     # ---------------------------------- many follower points at once (BatchEvaluators)
     def F_batch(self, X, p) -> np.ndarray:

@@ -8,8 +8,9 @@ it and reads the values and Jacobians out of its output.
 from __future__ import annotations
 
 import numpy as np
+from pyomo.repn.standard_repn import generate_standard_repn
 
-from stackopt.expr import compile_sparse, jacobian_entries
+from stackopt.expr import compile_exprs, compile_sparse, jacobian_entries
 
 
 class LeaderEvaluators:
@@ -43,6 +44,35 @@ class LeaderEvaluators:
         self._Lx = jc < self.n_x
         self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
         self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
+        self._compile_linear_rows(s, allv, set(jr[self._Lx].tolist()))
+
+    def _compile_linear_rows(self, s, allv, with_x) -> None:
+        """The leader constraints linear in the leader's variables alone (``with_x``: the rows
+        of the program with an entry in ``x``), their coefficients and constants compiled, so
+        that :meth:`leader_linear_rows` follows the Params without walking an expression."""
+        pos = {id(v): j for j, v in enumerate(allv[self.n_x:])}
+        rows, entries, constants = [], [], []
+        for i, c in enumerate(s.leader_constraints):
+            if 1 + i in with_x:
+                continue
+            repn = generate_standard_repn(c.body, compute_values=False, quadratic=False)
+            terms = [(v, a) for v, a in zip(repn.linear_vars, repn.linear_coefs) if not v.fixed]
+            if not repn.is_linear() or any(id(v) not in pos for v, _ in terms):
+                continue
+            entries += [(len(rows), pos[id(v)], a) for v, a in terms]
+            constants.append(repn.constant)
+            rows.append(i)
+        self._linear_rows = np.array(rows, dtype=np.intp)
+        self._linear_A = compile_sparse(entries, allv, (len(rows), self.n_p), self.parameters)
+        self._linear_c = compile_exprs(constants, allv, self.parameters)
+
+    def leader_linear_rows(self):
+        """``(rows, A, b)``: the leader constraints (indices among its constraints) whose bodies
+        are linear in the leader's variables alone, as ``A p <= b`` at the current Params."""
+        zero = np.zeros(self.n_x + self.n_p)  # the coefficients hold no variables
+        A = self._linear_A.dense(zero)
+        b = -np.asarray(self._linear_c(zero), dtype=float).reshape(self._linear_rows.size)
+        return self._linear_rows.copy(), A, b
 
     def undefined(self, objective, constraints) -> str:
         """"" where the leader's ``objective`` and ``constraints`` (all of them, in order) are

@@ -1,14 +1,17 @@
 """The followers' linear rows ``M x (= or <=) b(p)``, read from their constraints.
 
-:func:`linear_rows` reads every follower constraint that :mod:`stackopt.game.structure`
-found linear in the follower's own variables with constant coefficients (the
-others, :attr:`Follower.smooth`, are :mod:`stackopt.kernel.smooth_rows`'s) as
-``M x + E p + psi(p) + const (= or <=) bound`` and stacks the equality and the
-inequality rows into one :class:`LinearRows` each.
+:class:`CompiledRows` reads, once, every follower constraint that
+:mod:`stackopt.game.structure` found linear in the follower's own variables with
+constant coefficients (the others, :attr:`Follower.smooth`, are
+:mod:`stackopt.kernel.smooth_rows`'s) as ``M x + E p + psi(p) + const (= or <=)
+bound``, its coefficients, constants and bounds compiled as programs of the
+Params; :meth:`CompiledRows.read` stacks the equality and the inequality rows at
+the current values into one :class:`LinearRows` each.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +44,11 @@ class LinearRows:
     def n_rows(self) -> int:
         return self.M.shape[0]
 
+    @cached_property
+    def ET(self) -> sp.csc_matrix:
+        """``E`` transposed (kept: the adjoint applies it at every step)."""
+        return self.E.T
+
     @property
     def depends_on_p(self) -> bool:
         """Whether any right-hand side depends on the leader's variables."""
@@ -65,59 +73,131 @@ class LinearRows:
         """``(db/dp) dp``; ``dp`` of shape ``(n_p,)`` or ``(n_p, r)``."""
         if not self.depends_on_p:
             return np.zeros((self.n_rows,) + np.shape(dp)[1:])
+        if self.psi is None:  # linear in p: no matrix to build
+            return -(self.E @ dp)
         return self.rhs_jacobian(p) @ dp
 
     def rhs_vjp(self, p: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(db/dp)^T u``; ``u`` of shape ``(rows,)`` or ``(rows, r)``."""
         if not self.depends_on_p:
             return np.zeros((self.E.shape[1],) + np.shape(u)[1:])
+        if self.psi is None:
+            return -(self.ET @ u)
         return self.rhs_jacobian(p).T @ u
 
 
-def linear_rows(s, xv, pv) -> tuple:
-    """Every follower constraint as ``M x + E p + psi(p) + const (= or <=) bound``:
-    ``(equality rows, inequality rows)`` of the structure ``s`` over the stacked
-    follower variables ``xv`` and the leader's ``pv``.
+@dataclass
+class _Constraint:
+    """One follower constraint as compiled: positions of its terms' coefficients, its
+    constant and its bounds among the compiled values, and its nonlinear part in ``p``."""
+
+    follower: int
+    follower_name: str
+    name: str
+    equality: bool
+    x_terms: list  # (column in x, position of the coefficient)
+    p_terms: list  # (column in p, position of the coefficient)
+    nonlinear: object
+    constant: int
+    bound: int  # the lower bound's position; the upper one follows
+    has_lb: bool
+    has_ub: bool
+
+
+class CompiledRows:
+    """Every follower constraint as ``M x + E p + psi(p) + const (= or <=) bound``, read from
+    the Pyomo model once: the coefficients, constants and bounds compiled as programs of the
+    mutable Params and fixed variables (``parameters``, shared with the kernel's programs),
+    the nonlinear parts in the leader's variables as ``psi``. :meth:`read` gives the rows at
+    the current values without walking an expression.
 
     :meth:`~stackopt.game.StackelbergGame.structure` checked that the only
     nonlinear part of a constraint is in the leader's variables; it becomes ``psi``.
     """
-    xpos = {id(v): i for i, v in enumerate(xv)}
-    ppos = {id(v): i for i, v in enumerate(pv)}
-    rows = {"eq": [], "ineq": []}
-    for k, f in enumerate(s.followers):
-        smooth = {id(c) for c in f.smooth}
-        for c in f.constraints:
-            if id(c) in smooth:
+
+    def __init__(self, s, xv, pv, parameters=None):
+        xpos = {id(v): i for i, v in enumerate(xv)}
+        ppos = {id(v): i for i, v in enumerate(pv)}
+        self.n_x, self.pv = len(xv), list(pv)
+        allv = list(xv) + list(pv)
+        coefs, consts, bounds = [], [], []
+        self._cons: list[_Constraint] = []
+        for k, f in enumerate(s.followers):
+            smooth = {id(c) for c in f.smooth}
+            for c in f.constraints:
+                if id(c) in smooth:
+                    continue
+                repn = generate_standard_repn(c.body, compute_values=False, quadratic=False)
+                xt, pt = [], []
+                for v, coef in zip(repn.linear_vars, repn.linear_coefs):
+                    if id(v) in xpos:
+                        xt.append((xpos[id(v)], len(coefs)))
+                    else:
+                        pt.append((ppos[id(v)], len(coefs)))
+                    coefs.append(coef)
+                self._cons.append(_Constraint(k, f.name, c.name, bool(c.equality), xt, pt,
+                                              repn.nonlinear_expr, len(consts), len(bounds),
+                                              c.has_lb(), c.has_ub()))
+                consts.append(repn.constant)
+                bounds += [c.lower if c.has_lb() else 0.0, c.upper if c.has_ub() else 0.0]
+        self._zero = np.zeros(len(allv))  # the compiled values hold no variables
+        self._programs = [compile_exprs(e, allv, parameters) if e else None for e in (coefs, consts, bounds)]
+        self._psi = {}
+        for key, equality in (("eq", True), ("ineq", False)):
+            nl = [(i, sign * c.nonlinear) for i, (c, sign) in enumerate(self._layout(equality))
+                  if c.nonlinear is not None]
+            if nl:  # nonlinear in the leader's variables: compiled over them alone
+                exprs = [e for _, e in nl]
+                self._psi[key] = (compile_exprs(exprs, pv), compile_jacobian(exprs, pv),
+                                  np.array([i for i, _ in nl], dtype=np.intp))
+
+    def _layout(self, equality: bool) -> list:
+        """The rows of the equality (or inequality) block in order, ``(constraint, sign)``:
+        an inequality gives its upper row (sign 1), then its lower row (sign -1)."""
+        out = []
+        for c in self._cons:
+            if c.equality != equality:
                 continue
-            repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-            mx, mp = {}, {}
-            const = float(repn.constant)
-            for v, coef in zip(repn.linear_vars, repn.linear_coefs):
-                if v.fixed:
-                    const += coef * v.value
-                elif id(v) in xpos:
-                    mx[xpos[id(v)]] = mx.get(xpos[id(v)], 0.0) + coef
+            if equality or c.has_ub:
+                out.append((c, 1.0))
+            if not equality and c.has_lb:
+                out.append((c, -1.0))
+        return out
+
+    def read(self) -> tuple:
+        """``(equality rows, inequality rows)`` at the current values of the Params."""
+        coef, const, bound = (np.zeros(0) if prog is None else np.asarray(prog(self._zero), dtype=float)
+                              for prog in self._programs)
+        out = []
+        for key, equality in (("eq", True), ("ineq", False)):
+            rows = []
+            for c, sign in self._layout(equality):
+                mx, mp = {}, {}
+                for j, q in c.x_terms:
+                    mx[j] = mx.get(j, 0.0) + coef[q]
+                for j, q in c.p_terms:
+                    mp[j] = mp.get(j, 0.0) + coef[q]
+                c0, lo, up = const[c.constant], bound[c.bound], bound[c.bound + 1]
+                bad = [a for a in [c0, lo, up, *mx.values(), *mp.values()] if not np.isfinite(a)]
+                if bad:
+                    raise ValueError(f"constraint {c.name!r} of follower {c.follower_name!r} has the "
+                                     f"coefficient or bound {float(bad[0])!r}; expected finite numbers")
+                if sign > 0:
+                    rows.append((mx, mp, float(up - c0), c.follower, c.name))
                 else:
-                    mp[ppos[id(v)]] = mp.get(ppos[id(v)], 0.0) + coef
-            nl = repn.nonlinear_expr
-            bad = [a for a in [const, c.lb, c.ub, *mx.values(), *mp.values()]
-                   if a is not None and not np.isfinite(float(a))]
-            if bad:
-                raise ValueError(f"constraint {c.name!r} of follower {f.name!r} has the "
-                                 f"coefficient or bound {float(bad[0])!r}; expected finite numbers")
-            if c.equality:
-                rows["eq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
-                continue
-            if c.ub is not None:
-                rows["ineq"].append((mx, mp, float(c.ub) - const, k, c.name, nl, 1.0))
-            if c.lb is not None:
-                rows["ineq"].append(({j: -a for j, a in mx.items()}, {j: -a for j, a in mp.items()},
-                                     const - float(c.lb), k, c.name + " (lower)", nl, -1.0))
-    return tuple(_stack(rows[key], len(xv), pv) for key in ("eq", "ineq"))
+                    rows.append(({j: -a for j, a in mx.items()}, {j: -a for j, a in mp.items()},
+                                 float(c0 - lo), c.follower, c.name + " (lower)"))
+            out.append(_stack(rows, self.n_x, self.pv, self._psi.get(key)))
+        return tuple(out)
 
 
-def _stack(rows, n_x, pv) -> LinearRows:
+def linear_rows(s, xv, pv) -> tuple:
+    """Every follower constraint as ``(equality rows, inequality rows)`` (:class:`CompiledRows`
+    read once)."""
+    return CompiledRows(s, xv, pv).read()
+
+
+def _stack(rows, n_x, pv, psi=None) -> LinearRows:
     n_p = len(pv)
     n = len(rows)
 
@@ -129,10 +209,6 @@ def _stack(rows, n_x, pv) -> LinearRows:
 
     out = LinearRows(M=sparse(0), E=sparse(1), rhs=np.array([r[2] for r in rows], dtype=float),
                      owner=np.array([r[3] for r in rows], dtype=np.intp), names=[r[4] for r in rows])
-    nl = [i for i, r in enumerate(rows) if r[5] is not None]
-    if nl:  # nonlinear in the leader's variables: compiled over them alone
-        exprs = [rows[i][6] * rows[i][5] for i in nl]
-        out.psi = compile_exprs(exprs, pv)
-        out.psi_jac = compile_jacobian(exprs, pv)
-        out.psi_rows = np.array(nl, dtype=np.intp)
+    if psi is not None:
+        out.psi, out.psi_jac, out.psi_rows = psi
     return out

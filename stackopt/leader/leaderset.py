@@ -16,8 +16,6 @@ import os
 import threading
 
 import numpy as np
-from pyomo.core.expr.visitor import identify_variables
-from pyomo.repn.standard_repn import generate_standard_repn
 
 _HIGHS_LOCK = threading.Lock()
 _HIGHS_QUIET = False
@@ -32,26 +30,10 @@ class LeaderSet:
 
     def __init__(self, kernel):
         self.lb, self.ub = kernel.p_lb, kernel.p_ub
-        pos = {id(v): j for j, v in enumerate(kernel.p_vars)}
-        rows, A, b = [], [], []
-        for i, c in enumerate(kernel.structure.leader_constraints):
-            if not all(id(v) in pos for v in identify_variables(c.body, include_fixed=False)):
-                continue
-            repn = generate_standard_repn(c.body, compute_values=True, quadratic=False)
-            if not repn.is_linear():
-                continue
-            a = np.zeros(kernel.n_p)
-            for v, coef in zip(repn.linear_vars, repn.linear_coefs):
-                if not v.fixed:
-                    a[pos[id(v)]] += float(coef)
-            rows.append(i)
-            A.append(a)
-            b.append(-float(repn.constant))
-        self.rows = np.array(rows, dtype=np.intp)
+        # which rows are linear in the leader alone is found once, when the game is prepared
+        self.rows, self.A, self.b = kernel.leader_linear_rows()
         self.coupled = np.setdiff1d(np.arange(kernel.n_c), self.rows)
-        self.A = np.array(A).reshape(len(rows), kernel.n_p)
-        self.b = np.array(b, dtype=float)
-        self.names = [kernel.constraint_names[i] for i in rows]
+        self.names = [kernel.constraint_names[i] for i in self.rows]
 
     @property
     def linear(self) -> bool:

@@ -25,6 +25,17 @@ sample-average one over draws fixed at the start, with the constraints in
 expectation (``constraints="mean"``) or at every draw (``"worst"``: one row
 per draw, so the problem stays smooth).
 
+Where the reduced problem is not differentiable at its optimum (a follower's
+bound or row that becomes active there puts a kink into ``x*(p)``), Ipopt's
+quasi-Newton steps cannot meet its convergence test and would run their whole
+iteration budget at the optimum. A run whose best objective has not improved
+(by ``STALL_GAIN`` relative) for ``STALL_ITERATIONS`` iterations is stopped;
+its answer is ``converged`` where the convex hull of the gradients evaluated in
+those iterations, all within ``KINK_RADIUS`` scale units of it, holds a point
+of norm at most ``KINK_TOL * max(1, |f|)`` (each projected on the leader's box:
+the gradient-sampling test of Clarke stationarity; without active leader
+constraints), else ``not_converged``, saying so.
+
 After Ipopt stops, the answer is evaluated on fresh draws (the followers'
 dynamics from seeded random starts, as scoring does); where they reach other
 equilibria than the tracked ones, Ipopt runs again from there on the fresh
@@ -39,7 +50,7 @@ test held).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 from pyomo.common.config import (
@@ -73,6 +84,10 @@ _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
 _NEAREST = 8  # of which the most recent are searched for the nearest
 READJUST_LIMIT = 2.0  # seconds per oracle call where a trial point's branch ends (Ipopt then backs off)
+STALL_ITERATIONS = 30  # Ipopt iterations without a better objective after which a run has stalled
+STALL_GAIN = 1e-9  # relative decrease of the best objective that counts as progress
+KINK_RADIUS = 1e-4  # scale units: the stalled iterations' gradients sampled this near the answer
+KINK_TOL = 1e-6  # the sampled gradients' convex hull holds a point this small (times max(1, |f|))
 
 
 @register_method("implicit-ipopt", "reduced-ipopt")
@@ -228,7 +243,46 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
         answer = cb.best if cb.best is not None else anchor
         status = Status.NOT_CONVERGED if status is Status.CONVERGED else status
         name += "; no equilibrium at Ipopt's answer, the best point evaluated is returned"
+    if cb.stalled and not cb.timed_out:
+        if cb.lowest is not None and cb.lowest.f < answer.f:
+            answer = cb.lowest
+        stationary, size = _kink_test(cb, answer, config)
+        status = Status.CONVERGED if stationary else Status.NOT_CONVERGED
+        name = (f"stalled (no better objective in {STALL_ITERATIONS} iterations); "
+                + (f"Clarke stationary: the sampled gradients' convex hull holds a point of norm {size:.2g}"
+                   if stationary else "no stationarity certificate"
+                   + ("" if size is None else f" (smallest convex combination of the sampled "
+                                               f"gradients {size:.2g})")))
     return answer, status, f"Ipopt: {name} after {run.iterations} iterations"
+
+
+def _kink_test(cb, answer, config):
+    """Whether ``answer`` of a stalled run is Clarke stationary by gradient sampling (see the
+    module docstring): ``(stationary, norm of the smallest convex combination or None)``."""
+    from scipy.optimize import nnls
+
+    prob, s = cb.prob, cb.scale
+    k = prob.k
+    if prob.n_c and np.any(answer.cons > -config.feasibility_tol):
+        return False, None  # an active leader constraint: its multipliers would be needed
+    ls = prob.leader_set
+    if ls.linear and np.any(ls.A @ answer.p > ls.b - config.feasibility_tol * (1 + np.abs(ls.b))):
+        return False, None
+    near = [pt for pt in cb.recent if float(np.max(np.abs((pt.p - answer.p) / s), initial=0.0)) <= KINK_RADIUS]
+    if len(near) < 2:
+        return False, None
+    G = []
+    for pt in near:
+        g = cb._derivatives(pt)[0] * s
+        g = np.where(pt.p <= k.p_lb, np.minimum(g, 0.0), g)  # no feasible descent past a bound
+        g = np.where(pt.p >= k.p_ub, np.maximum(g, 0.0), g)
+        G.append(g)
+    G = np.array(G).T  # a column per sampled gradient
+    weight = 1e3 * max(1.0, float(np.max(np.abs(G), initial=0.0)))
+    lam, _ = nnls(np.vstack([G, np.full((1, G.shape[1]), weight)]), np.concatenate([np.zeros(G.shape[0]), [weight]]))
+    lam = lam / max(float(lam.sum()), 1e-300)
+    size = float(np.max(np.abs(G @ lam), initial=0.0))
+    return size <= KINK_TOL * max(1.0, abs(answer.f)), size
 
 
 class _Unevaluable(Exception):
@@ -250,6 +304,9 @@ class _Callbacks(ArrayCallbacks):
         self.iterations = 0
         self.timed_out = False
         self.best = None
+        self.lowest = None  # the point of lowest objective evaluated
+        self.recent: deque = deque(maxlen=2 * STALL_ITERATIONS)  # points whose gradients Ipopt asked for
+        self.best_f, self.since, self.stalled = np.inf, 0, False
 
     def point(self, p):
         # Ipopt may step a hair outside the bounds; the followers may have no feasible point there
@@ -266,6 +323,8 @@ class _Callbacks(ArrayCallbacks):
             raise _Unevaluable()
         self.cache[key] = pt
         self.best = pt
+        if self.lowest is None or pt.f < self.lowest.f:
+            self.lowest = pt
         while len(self.cache) > _CACHE:
             self.cache.popitem(last=False)
         return pt
@@ -290,6 +349,7 @@ class _Callbacks(ArrayCallbacks):
 
     def _derivatives(self, pt):
         if "jacobian" not in pt.cache:
+            self.recent.append(pt)
             gf, J = self.prob.jacobian(pt, per_sample=self.per_sample)
             if not (np.all(np.isfinite(gf)) and np.all(np.isfinite(J))):
                 import cyipopt
@@ -327,5 +387,13 @@ class _Callbacks(ArrayCallbacks):
                                  primal_infeasibility=float(inf_pr), dual_infeasibility=float(inf_du)))
         if time.perf_counter() > self.deadline:
             self.timed_out = True
+            return False
+        f = float(obj_value)
+        if f < self.best_f - STALL_GAIN * max(1.0, abs(f)):
+            self.best_f, self.since = f, 0
+        else:
+            self.since += 1
+        if self.since >= STALL_ITERATIONS:  # no progress: a kink Ipopt cannot converge on
+            self.stalled = True
             return False
         return True

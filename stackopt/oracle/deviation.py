@@ -16,15 +16,14 @@ variables, and whose set is (every constraint binding them, :mod:`stackopt.game.
 linear rows always are), are not searched: their KKT points are best responses.
 The others are *searched*: :attr:`Deviations.searched` names them and why (a
 non-convex objective, or a constraint such as a nonlinear equality that makes
-the set non-convex).
+the set non-convex). The proofs are made once, when the game is prepared
+(:meth:`~stackopt.kernel.GameKernel.nonconvex_followers`).
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
-
-from stackopt.game import convex_constraint, convex_in_own
 
 from .equilibrium import OracleCounters
 
@@ -36,19 +35,7 @@ class Deviations:
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
         # followers whose objective and set are provably convex in their own variables need no search
-        self.searched: dict[str, str] = {}
-        for i, f in enumerate(kernel.structure.followers):
-            why = []
-            if not convex_in_own(f.objective, f.variables, f.sense):
-                why.append("its objective is not provably convex in its own variables")
-            if kernel.smooth is not None:
-                bad = sorted({c.name for c, side in kernel.smooth.constraints_of(i)
-                              if not convex_constraint(c, side, f.variables)})
-                if bad:
-                    why.append(f"its set is not provably convex in its own variables "
-                               f"({', '.join(bad)})")
-            if why:
-                self.searched[f.name] = "; ".join(why)
+        self.searched: dict[str, str] = kernel.nonconvex_followers()
         self.convex = [f.name not in self.searched for f in kernel.structure.followers]
 
     def _starts(self, x, p, rng) -> list[np.ndarray]:

@@ -16,11 +16,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pyomo.environ as pyo
 import pytest
 from scipy.optimize import LinearConstraint, minimize, minimize_scalar, root
 
 import stackopt
-from stackopt import Status
+from stackopt import StackelbergGame, Status
 from stackopt.models import build_game
 from stackopt.models.library import _COURNOT, KNOWN_OPTIMA, PROBLEMS, cournot_optimum
 
@@ -474,3 +475,32 @@ def test_implicit_ipopt_starts_leave_the_local_minimum():
     assert one.leader_objective == pytest.approx(25.0, rel=1e-6)
     res = stackopt.solve(game, "implicit-ipopt")
     assert res.status is Status.CONVERGED and res.leader_objective == pytest.approx(17.0, rel=1e-6)
+
+
+def kink_duopoly():
+    """Two followers, two leader variables, linear-quadratic: the second follower's lower bound
+    becomes active exactly at the leader's optimum, so the reduced objective has a kink there
+    (x2 = max(0, (p2 - x1 / 2) / 2)); the optimum is p = (2.04878..., 0.51219...), F = 1/41."""
+    g = StackelbergGame("kink-duopoly")
+    m = g.model
+    m.p = pyo.Var([1, 2], bounds=(0, 5), initialize=0)
+    f1, f2 = g.add_follower("f1"), g.add_follower("f2")
+    f1.x = pyo.Var(bounds=(0, 10), initialize=0)
+    f2.x = pyo.Var(bounds=(0, 10), initialize=0)
+    f1.c = pyo.Objective(expr=f1.x ** 2 - m.p[1] * f1.x)
+    f2.c = pyo.Objective(expr=f2.x ** 2 + 0.5 * f1.x * f2.x - m.p[2] * f2.x)
+    g.set_leader([m.p], objective=(f1.x - 1) ** 2 + f2.x + 0.1 * (m.p[2] - 1) ** 2, sense=pyo.minimize)
+    return g
+
+
+def test_implicit_ipopt_stops_on_a_kink_at_the_optimum():
+    """Ipopt cannot meet its test where the optimum is a kink of the reduced objective; the run
+    stops once it stalls (not after its 500 iterations) and certifies the kink by gradient sampling."""
+    res = stackopt.solve(kink_duopoly(), "implicit-ipopt")
+    assert res.status is Status.CONVERGED, res.message
+    assert "Clarke stationary" in res.message
+    assert res.leader_objective == pytest.approx(1 / 41, abs=1e-6)
+    per_start = {}
+    for h in res.history:
+        per_start[h["start"]] = max(per_start.get(h["start"], 0), h["iteration"])
+    assert max(per_start.values()) < 150, per_start  # no run spends its budget of 500 iterations
