@@ -4,6 +4,7 @@
 
     stackopt compare [CONFIG] --db results.sqlite --workers 2 [--scheduler tcp://HOST:PORT]
     stackopt report results.sqlite --out DIR [--docs docs]
+    stackopt compare-dbs A.sqlite B.sqlite
 
 CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 ``paper-ssg``, ``paper-cyber``) or a path to a TOML file.
@@ -85,7 +86,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
                    help="replace every experiment's per-cell time limit")
     p.add_argument("--retry-failed", action="store_true",
-                   help="rerun stored cells whose status is error, solver_error or time_limit")
+                   help="rerun stored cells that failed (status error or solver_error) or stopped "
+                        "at their time limit (status time_limit: a result, not a failure, but "
+                        "one a larger --time-limit may change)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cell counts only")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (on a terminal) or per-cell lines (otherwise)")
@@ -104,10 +107,22 @@ def register(subparsers) -> None:
                         "into DIR, e.g. docs")
     r.set_defaults(func=report_command)
 
+    from . import diff
+
+    d = subparsers.add_parser(
+        "compare-dbs", allow_abbrev=False,
+        help="compare two results databases cell by cell (same stored answers?)",
+        description="Match the cells of two results databases and compare what must not depend "
+                    "on where or when they ran: status, leader objective, violation, equilibrium "
+                    "residual, leader values and the instance's data fingerprint. Exit status 0 "
+                    "where they are identical, 1 where they differ.")
+    diff.add_arguments(d)
+    d.set_defaults(func=diff.command)
+
 
 def compare_command(args) -> int:
     from .config import load_config
-    from .runner import count_failed, run_sweep
+    from .runner import TIME_LIMITED, count_failed, retry_note, run_sweep
     from .store import Store
 
     store = None
@@ -127,9 +142,9 @@ def compare_command(args) -> int:
                   f"{n} cells, time limit {e.time_limit:g} s"
                   + "".join(f", {m} {t:g} s" for m, t in e.method_time_limits.items()),
                   file=sys.stderr)
-        failed = count_failed(cells, stored)
+        failed, limited = count_failed(cells, stored), count_failed(cells, stored, TIME_LIMITED)
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already in {args.db}"
-              + (f" ({failed} failed: rerun with --retry-failed)" if failed else ""),
+              + (f" ({retry_note(failed, limited)})" if failed or limited else ""),
               file=sys.stderr)
         if args.dry_run:
             return 0
