@@ -37,6 +37,16 @@ def _positive_float(text: str) -> float:
     return x
 
 
+def _tolerance(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return x
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -96,15 +106,23 @@ def register(subparsers) -> None:
 
     r = subparsers.add_parser(
         "report", allow_abbrev=False, help="tables and figures from a results database",
-        description="Write report.md, summary.csv, cells.csv and the objective, violation and "
-                    "runtime figures (PNG and SVG) of every experiment in the database.")
+        description="Write report.md, summary.csv, cells.csv and the objective, gain, violation "
+                    "and runtime figures (PNG and SVG) of every experiment in the database. The "
+                    "tables name the best feasible method per grid point; infeasible answers "
+                    "and cells stopped at their time limit are marked; report.md explains its "
+                    "units and symbols.")
     r.add_argument("db", help="results database written by `stackopt compare`")
     r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
     r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="report only these experiments")
     r.add_argument("--docs", default=None, metavar="DIR",
-                   help="also write the README's figures (made by the main job, config quick) "
-                        "into DIR, e.g. docs")
+                   help="also write the results page DIR/results.md (per config: the commands "
+                        "that made its cells, tables naming the best feasible method, figures) "
+                        "and the README's figures into DIR, e.g. docs; needs the main job "
+                        "(config quick) in the database")
+    r.add_argument("--feasibility", type=_tolerance, default=None, metavar="X",
+                   help="largest scored violation of a feasible answer (default 1e-6): answers "
+                        "above it are marked infeasible and never named best")
     r.set_defaults(func=report_command)
 
     from . import diff
@@ -171,7 +189,8 @@ def report_command(args) -> int:
     from .report import make_report
 
     try:
-        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs)
+        kw = {} if args.feasibility is None else {"tol": args.feasibility}
+        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs, **kw)
     except ValueError as exc:
         print(f"stackopt report: error: {exc}", file=sys.stderr)
         return 2
