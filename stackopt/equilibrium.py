@@ -87,7 +87,9 @@ class OracleCounters:
 
 # Every oracle's solves in this process (children run by :mod:`stackopt.isolate` add
 # theirs): :func:`stackopt.solve` reports the method's and the scoring's share.
-WORK = {"cold_starts": 0, "warm_solves": 0}
+# ``clock_stops``: solves that ended unconverged past their time limit (the answer
+# built on them depends on the machine's speed: solve then says time_limit).
+WORK = {"cold_starts": 0, "warm_solves": 0, "clock_stops": 0}
 
 
 def work_since(before: dict) -> dict:

@@ -151,12 +151,12 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         out = MethodOutput(leader=initial_leader(game), status=Status.ERROR,
                            message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
     elapsed, by_method, scored = time.perf_counter() - start, work_since(before), dict(WORK)
-    out = past_limit(out, elapsed, time_limit, "the method")
+    out = past_limit(out, elapsed, time_limit, "the method", by_method["clock_stops"])
     deadline = None if time_limit is None else start + time_limit + scoring_grace(time_limit)
     result = score(game, out, method=method, seed=int(seed), deadline=deadline)
-    if deadline is not None:  # scoring past the grace: its oracle calls were cut short
-        result = past_limit(result, time.perf_counter() - start,
-                            time_limit + scoring_grace(time_limit), "the method with its scoring")
+    result = past_limit(result, time.perf_counter() - start,  # scoring cut short by the clock
+                        None if time_limit is None else time_limit + scoring_grace(time_limit),
+                        "the method with its scoring", work_since(scored)["clock_stops"])
     result.wall_time_s = elapsed
     result.oracle_solves = {"method": by_method, "scoring": work_since(scored)}
     result.options = {k: _plain(v) for k, v in config.value().items()}
@@ -168,22 +168,29 @@ _CLOCKED = (Status.OPTIMAL, Status.CONVERGED, Status.MAX_ITERATIONS, Status.NOT_
             Status.EQUILIBRIUM_NOT_FOUND)
 
 
-def past_limit(out, elapsed: float, limit: float | None, who: str):
+def past_limit(out, elapsed: float, limit: float | None, who: str, clock_stops: int = 0):
     """``out`` (a MethodOutput or Result) with status ``TIME_LIMIT`` where it took longer than
-    ``limit`` seconds and its status does not already say why it stopped otherwise.
+    ``limit`` seconds, or ``clock_stops`` equilibrium solves ended at their own time limit
+    (the oracle's per-call one, 60 s by default), and its status does not already say why
+    it stopped otherwise.
 
     The deadlines a method and scoring check end at most ``limit`` seconds after they
-    began (besides per-call safety nets far above what a call costs: the oracle's
-    ``time_limit``, 60 s), so an answer returned within its limit was computed without
-    one firing and is the same on any machine, loaded or not. Past the limit, some
-    check may have cut work that changes the answer (a skipped confirmation, an oracle
-    call stopped early), so the answer is labelled as depending on the clock, whatever
-    its own status said (kept in the message).
+    began, so an answer returned within its limit, without an oracle call stopped by its
+    own limit, was computed without any clock check firing: it is the same on any
+    machine, loaded or not. Otherwise some check may have cut work that changes the
+    answer (a skipped confirmation, an oracle call stopped early), so the answer is
+    labelled as depending on the clock, whatever its own status said (kept in the message).
     """
-    if limit is None or elapsed <= limit or out.status not in _CLOCKED:
+    if out.status not in _CLOCKED:
         return out
-    note = (f"{who} ran {elapsed:.3g} s, past its limit of {limit:.3g} s (status {out.status.value} "
-            "before that): the answer may depend on the machine's speed")
+    if limit is not None and elapsed > limit:
+        note = f"{who} ran {elapsed:.3g} s, past its limit of {limit:.3g} s"
+    elif clock_stops:
+        note = (f"{clock_stops} equilibrium solve{'s' if clock_stops > 1 else ''} of {who} ended "
+                "at the oracle's time limit")
+    else:
+        return out
+    note += f" (status {out.status.value} before that): the answer may depend on the machine's speed"
     return replace(out, status=Status.TIME_LIMIT, message=f"{out.message}\n{note}".strip())
 
 

@@ -165,6 +165,12 @@ class EquilibriumOracle:
         if warm is not None and not isinstance(warm, Equilibrium):
             raise ValueError(f"warm must be an Equilibrium, got {type(warm).__name__}")
         deadline = time.perf_counter() + self.config.time_limit
+        eq = self._solve(p, warm, x0, rng, fallback, deadline)
+        if not eq.converged and time.perf_counter() > deadline:
+            WORK["clock_stops"] += 1  # stopped by the clock, not by a budget
+        return eq
+
+    def _solve(self, p, warm, x0, rng, fallback, deadline) -> Equilibrium:
         tally = [0, 0]  # Newton iterations, dynamics steps
         if warm is not None:
             self.counters.warm_solves += 1

@@ -28,6 +28,19 @@ def test_a_method_that_returns_past_its_limit_says_time_limit():
     assert crashed.status is Status.ERROR  # a status that says why it stopped otherwise stays
 
 
+def test_an_equilibrium_solve_stopped_by_its_own_clock_makes_the_result_time_limit():
+    from conftest import make_duopoly
+
+    cut = solve(make_duopoly(), "slsqp", 0, oracle_time_limit=1e-9)  # every oracle call cut
+    assert cut.oracle_solves["method"]["clock_stops"] >= 1
+    assert cut.status is Status.TIME_LIMIT
+    assert "ended at the oracle's time limit" in cut.message
+    fine = solve(make_duopoly(), "slsqp", 0)
+    assert fine.oracle_solves["method"]["clock_stops"] == 0
+    assert fine.oracle_solves["scoring"]["clock_stops"] == 0
+    assert fine.status is Status.CONVERGED
+
+
 def _quick_cells(methods):
     config = load_config("quick", experiments=["nfg"], seeds="1", methods=methods)
     return [c for c in config.cells() if dict(c.params)["budget"] == 1.0]
