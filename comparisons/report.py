@@ -202,19 +202,16 @@ def legend(tol: float = FEASIBILITY_TOL) -> list[str]:
         "triangle at the axis edge is a mean beyond the axis (value shown).", ""]
 
 
-def _section(t: ExperimentTable, figure_names: dict[str, str] | None = None,
-             level: str = "##") -> list[str]:
-    """One experiment: its wide tables, the per-method table and its figures
-    (``figure_names``: kind -> file, default ``{name}-{kind}.png``)."""
-    lines = [f"{level} {t.name} (game `{t.game}`)", ""]
+def _section(t: ExperimentTable) -> list[str]:
+    """One experiment: its wide tables, the per-method table and its figures."""
+    lines = [f"## {t.name} (game `{t.game}`)", ""]
     if t.fixed:
         lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
     lines += _wide_tables(t)
     lines += _detail_table(t)
     if numeric_axis(t):
-        names = figure_names or {k: f"{_file_stem(t.name)}-{k}.png"
-                                 for k in ("objective", "improvement", "violation", "runtime")}
-        lines += [" ".join(f"![{k}]({f})" for k, f in names.items()), ""]
+        lines += [" ".join(f"![{k}]({_file_stem(t.name)}-{k}.png)"
+                           for k in ("objective", "improvement", "violation", "runtime")), ""]
     return lines
 
 
