@@ -231,11 +231,15 @@ def _wide_tables(t: ExperimentTable) -> list[str]:
     lines: list[str] = []
     for other, pts in subsets.items():
         heads = [json.loads(p) for p in pts]
-        sense = "maximised" if t.maximize else "minimised"
+        sense = ("each grid point in its own sense: ↑ maximised, ↓ minimised" if t.mixed
+                 else "maximised" if t.maximize else "minimised")
         for title, col in ((f"Leader objective ({sense})", "leader_objective"),
                            ("Constraint violation", "constraint_violation")):
             lines += [f"**{title}**" + (f" ({other})" if other else ""), ""]
-            lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
+            labels = [_label(h, t.axis) + ((" ↑" if t.maximizes(p) else " ↓") if t.mixed
+                                           and col == "leader_objective" else "")
+                      for h, p in zip(heads, pts)]
+            lines.append("| " + " | ".join([f"{ax}"] + labels) + " |")
             lines.append("|" + "---|" * (len(heads) + 1))
             if col == "leader_objective" and t.initial and "initial" not in t.methods:
                 lines.append("| *initial strategy* | " + " | ".join(

@@ -144,8 +144,17 @@ class ExperimentTable:
     has_bounds: bool
     fixed: dict[str, Any] = field(default_factory=dict)  # parameters equal at every point
     split: list[str] = field(default_factory=list)  # varied parameters other than the axis
-    maximize: bool = True  # the leader's sense
+    maximize: bool = True  # the leader's sense (at the first point; see ``senses``)
     tol: float = FEASIBILITY_TOL  # largest violation of a feasible answer
+    senses: dict[str, bool] = field(default_factory=dict)  # point -> maximise (games may differ)
+
+    def maximizes(self, point: str) -> bool:
+        return self.senses.get(point, self.maximize)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the leader maximises at some grid points and minimises at others."""
+        return len(set(self.senses.values())) > 1
 
     def best(self, point: str) -> list[str]:
         """The best feasible method(s) at grid point ``point`` (params JSON): the best mean
@@ -153,7 +162,7 @@ class ExperimentTable:
         method within :data:`TIE` (relative) of it; [] where no method is eligible."""
         scored = [(g.stat("leader_objective")[0], g.method) for g in self.groups
                   if g.pkey == point and g.eligible(self.tol)]
-        scored = [(v if self.maximize else -v, m) for v, m in scored if math.isfinite(v)]
+        scored = [(v if self.maximizes(point) else -v, m) for v, m in scored if math.isfinite(v)]
         if not scored:
             return []
         top = max(v for v, _ in scored)
@@ -215,6 +224,7 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None,
         fixed = {k: dicts[0].get(k) for k in names
                  if len({json.dumps(d.get(k)) for d in dicts}) == 1}
         split = [k for k in names if k not in fixed and k != axis]
+        senses = {r["params"]: r["sense"] != "minimize" for r in erows if r.get("sense")}
         tables.append(ExperimentTable(
             exp, erows[0]["game"], axis,
             [groups[(p, m)] for p in points for m in methods if (p, m) in groups],
@@ -222,7 +232,7 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None,
             {p: float(np.mean(list(v.values()))) for p, v in init.items() if v},
             any(k[0] == exp for k in bounds), fixed, split,
             maximize=next((r["sense"] for r in erows if r.get("sense")), "maximize") != "minimize",
-            tol=float(tol)))
+            tol=float(tol), senses=senses))
     return sorted(tables, key=lambda t: t.name)
 
 

@@ -348,6 +348,13 @@ def test_tables_name_the_best_feasible_method_and_mark_the_others():
     assert _table(tied).best(p0) == ["a", "b"]
     with pytest.raises(ValueError, match="feasibility tolerance must be a finite number >= 0"):
         _table_with(_decide_rows(), tol=-1.0)
+    # problems of one experiment may differ in sense (the known-optimum library): each point's own
+    mixed = [dict(r, sense="minimize") if "1.0" in r["params"] else r for r in _decide_rows()]
+    t = _table(mixed)
+    assert t.mixed and t.best(p0) == ["b"] and t.best(p1) == ["c"]  # the least objective at 1.0
+    md = markdown([t], "x.sqlite", [])
+    assert "(each grid point in its own sense: ↑ maximised, ↓ minimised)" in md
+    assert "| budget | 0.0 ↑ | 1.0 ↓ |" in md
 
 
 def _table_with(rows, tol):
@@ -424,3 +431,13 @@ def test_a_database_of_several_configs_reports_each_apart(tmp_path):
     page = (tmp_path / "docs" / "results.md").read_text()
     assert page.index("## The main job: config `quick`") < page.index("## Config `paper-ssg`")
     assert (tmp_path / "docs" / "paper-ssg-ssg-objective.png").exists()
+
+
+def test_the_results_page_is_generated_and_its_figures_exist():
+    docs = README.parent / "docs"
+    page = (docs / "results.md").read_text()
+    assert "`stackopt report results.sqlite --out report --docs docs`" in page  # made, not typed
+    assert "## The main job: config `quick`" in page and "Made by `stackopt compare" in page
+    linked = re.findall(r"\]\(([\w.-]+\.png)\)", page)
+    assert linked and all((docs / name).is_file() for name in linked)
+    assert "(docs/results.md)" in README.read_text()
