@@ -1,6 +1,6 @@
 """Two results databases, cell by cell: did two sweeps store the same answers?
 
-    stackopt compare-dbs A.sqlite B.sqlite [--rtol X] [--all]
+    stackopt compare-dbs A.sqlite B.sqlite [--rtol X] [--common] [--all]
     python -m stackopt.comparisons.diff A.sqlite B.sqlite
 
 Cells are matched by their key (experiment, game, parameters, seed, method,
@@ -9,8 +9,9 @@ when it ran are compared (:func:`~.runner.row_numbers`: status, leader
 objective, constraint violation, equilibrium residual, leader values and the
 instance's data fingerprint), exactly by default (``--rtol`` allows a relative
 difference). Times, workers and messages are not compared. Exit status 0 where
-every common cell is identical and both databases hold the same cells, 1
-otherwise, 2 for a database that cannot be read.
+every common cell is identical and both databases hold the same cells (with
+``--common``: whatever else either holds), 1 otherwise, 2 for a database that
+cannot be read.
 """
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class DbDiff:
     @property
     def same(self) -> bool:
         return not (self.differ or self.only_a or self.only_b)
+
+    @property
+    def same_common(self) -> bool:
+        """Every cell stored in both is identical."""
+        return not self.differ
 
     def lines(self, *, every: bool = False, limit: int = 20) -> list[str]:
         """A summary, then each differing cell (the first ``limit`` unless ``every``)."""
@@ -130,6 +136,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=float, default=0.0, metavar="X",
                    help="relative difference of numbers still counted as equal (default 0: "
                         "identical)")
+    p.add_argument("--common", action="store_true",
+                   help="exit status 0 where the cells stored in both are identical, whatever "
+                        "else either holds (e.g. one database also holds other configs)")
     p.add_argument("--all", action="store_true", help="list every differing cell (default: 20)")
 
 
@@ -142,7 +151,7 @@ def command(args) -> int:
     print(f"A: {args.a} ({diff.cells_a} cells), B: {args.b} ({diff.cells_b} cells)")
     for line in diff.lines(every=args.all):
         print(line)
-    return 0 if diff.same else 1
+    return 0 if (diff.same_common if args.common else diff.same) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

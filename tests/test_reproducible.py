@@ -110,5 +110,11 @@ def test_compare_dbs_finds_identical_and_differing_cells(tmp_path, capsys):
     assert "of the 1 that differ, 1 stopped at the time limit in A or B" in out
     assert "toy seed 2 test-random: status converged vs time_limit; leader_objective" in out
     assert main(["compare-dbs", str(a), str(b), "--rtol", "1e-9"]) == 1  # the status still differs
+    with Store.open(b) as store:  # b now holds a cell less and the same numbers otherwise
+        store.conn.execute("DELETE FROM cells WHERE method = 'test-random' AND seed = 2")
+        store.conn.commit()
+    assert main(["compare-dbs", str(a), str(b)]) == 1
+    assert main(["compare-dbs", str(a), str(b), "--common"]) == 0
+    assert "2 cells in both: 2 identical, 0 differ" in capsys.readouterr().out
     assert main(["compare-dbs", str(a), str(tmp_path / "none.sqlite")]) == 2
     assert "does not exist" in capsys.readouterr().err
