@@ -87,8 +87,9 @@ class OracleCounters:
 
 # Every oracle's solves in this process (children run by :mod:`stackopt.isolate` add
 # theirs): :func:`stackopt.solve` reports the method's and the scoring's share.
-# ``clock_stops``: solves that ended unconverged past their time limit (the answer
-# built on them depends on the machine's speed: solve then says time_limit).
+# ``clock_stops``: solves that ended past their time limit, so that a check of the clock
+# may have cut them short (an answer built on them depends on the machine's speed:
+# solve then says time_limit).
 WORK = {"cold_starts": 0, "warm_solves": 0, "clock_stops": 0}
 
 
