@@ -270,15 +270,7 @@ budget = [0.5, 1.5]
 
 
 def _store(path, name):
-    config = parse_config(QUICK, name=name)
-    with Store.open(path) as store:
-        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
-                              scheduler="in-process", versions={}, machine={})
-        for cell in config.cells():
-            row = run_cell(cell)
-            row["run_id"] = run
-            store.insert(row)
-    return path
+    return toys.fill_store(path, QUICK, name)
 
 
 def test_report_docs_writes_the_readme_figures(tmp_path, capsys):
@@ -414,15 +406,7 @@ def test_results_page_states_its_commands_tables_and_figures(tmp_path):
 
 def test_a_database_of_several_configs_reports_each_apart(tmp_path):
     db = _store(tmp_path / "results.sqlite", "quick")
-    config = parse_config(QUICK.replace("budget = [0.5, 1.5]", "budget = [0.25, 2.0]"),
-                          name="paper-ssg")
-    with Store.open(db) as store:
-        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
-                              scheduler="in-process", versions={}, machine={})
-        for cell in config.cells():
-            row = run_cell(cell)
-            row["run_id"] = run
-            store.insert(row)
+    toys.fill_store(db, QUICK.replace("budget = [0.5, 1.5]", "budget = [0.25, 2.0]"), "paper-ssg")
     out = tmp_path / "report"
     make_report(str(db), str(out), docs=str(tmp_path / "docs"))
     md = (out / "report.md").read_text()

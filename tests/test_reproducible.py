@@ -4,13 +4,11 @@ import dataclasses
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_harness_toys  # noqa: E402,F401  (the toy game and methods)
+import test_harness_toys  # noqa: E402  (the toy game and methods, and a store filler)
 
 from stackopt import Status, solve  # noqa: E402
-from stackopt.comparisons.config import load_config, parse_config  # noqa: E402
+from stackopt.comparisons.config import load_config  # noqa: E402
 from stackopt.comparisons.runner import row_numbers, run_cell  # noqa: E402
 from stackopt.comparisons.store import Store  # noqa: E402
 from stackopt.models import build_game  # noqa: E402
@@ -80,16 +78,8 @@ game = "harness_toy"
 """
 
 
-def _fill(path, text=DIFF_CONFIG):
-    config = parse_config(text, name="toydiff")
-    with Store.open(path) as store:
-        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
-                              scheduler="in-process", versions={}, machine={})
-        for cell in config.cells():
-            row = run_cell(cell)
-            row["run_id"] = run
-            store.insert(row)
-    return path
+def _fill(path):
+    return test_harness_toys.fill_store(path, DIFF_CONFIG, "toydiff")
 
 
 def test_compare_dbs_finds_identical_and_differing_cells(tmp_path, capsys):
