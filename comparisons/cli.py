@@ -4,6 +4,7 @@
 
     stackopt compare [CONFIG] --db results.sqlite --workers 2 [--scheduler tcp://HOST:PORT]
     stackopt report results.sqlite --out DIR [--docs docs]
+    stackopt compare-dbs A.sqlite B.sqlite
 
 CONFIG is a built-in config name (``quick``, the default; ``paper-nfg``,
 ``paper-ssg``, ``paper-cyber``, ``reference``) or a path to a TOML file.
@@ -33,6 +34,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
     if not x > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return x
+
+
+def _tolerance(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return x
 
 
@@ -87,7 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
                    help="replace every experiment's per-cell time limit")
     p.add_argument("--retry-failed", action="store_true",
-                   help="rerun stored cells whose status is error, solver_error or time_limit")
+                   help="rerun stored cells that failed (status error or solver_error) or stopped "
+                        "at their time limit (status time_limit: a result, not a failure, but "
+                        "one a larger --time-limit may change)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cell counts only")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (on a terminal) or per-cell lines (otherwise)")
@@ -95,22 +108,42 @@ def register(subparsers) -> None:
 
     r = subparsers.add_parser(
         "report", allow_abbrev=False, help="tables and figures from a results database",
-        description="Write report.md, summary.csv, cells.csv and the figures of every experiment "
-                    "in the database, as PNG and SVG: leader objective, gain over the initial "
-                    "strategy, constraint violation, runtime.")  # tests: every figure is named
+        description="Write report.md, summary.csv, cells.csv and the figures (PNG and SVG: leader "
+                    "objective, gain over the initial strategy, constraint violation, runtime) of "
+                    "every experiment in the database. The "
+                    "tables name the best feasible method per grid point; infeasible answers "
+                    "and cells stopped at their time limit are marked; report.md explains its "
+                    "units and symbols.")
     r.add_argument("db", help="results database written by `stackopt compare`")
     r.add_argument("--out", default="report", help="output directory (default: %(default)s)")
     r.add_argument("--experiment", type=_csv, default=None, metavar="NAME[,NAME]",
                    help="report only these experiments")
     r.add_argument("--docs", default=None, metavar="DIR",
-                   help="also write the README's figures (made by the main job, config quick) "
-                        "into DIR, e.g. docs")
+                   help="also write the results page DIR/results.md (per config: the commands "
+                        "that made its cells, tables naming the best feasible method, figures) "
+                        "and the README's figures into DIR, e.g. docs; needs the main job "
+                        "(config quick) in the database")
+    r.add_argument("--feasibility", type=_tolerance, default=None, metavar="X",
+                   help="largest scored violation of a feasible answer (default 1e-6): answers "
+                        "above it are marked infeasible and never named best")
     r.set_defaults(func=report_command)
+
+    from . import diff
+
+    d = subparsers.add_parser(
+        "compare-dbs", allow_abbrev=False,
+        help="compare two results databases cell by cell (same stored answers?)",
+        description="Match the cells of two results databases and compare what must not depend "
+                    "on where or when they ran: status, leader objective, violation, equilibrium "
+                    "residual, leader values and the instance's data fingerprint. Exit status 0 "
+                    "where they are identical, 1 where they differ.")
+    diff.add_arguments(d)
+    d.set_defaults(func=diff.command)
 
 
 def compare_command(args) -> int:
     from .config import load_config
-    from .runner import count_failed, run_sweep
+    from .runner import TIME_LIMITED, count_failed, retry_note, run_sweep
     from .store import Store
 
     store = None
@@ -130,9 +163,9 @@ def compare_command(args) -> int:
                   f"{n} cells, time limit {e.time_limit:g} s"
                   + "".join(f", {m} {t:g} s" for m, t in e.method_time_limits.items()),
                   file=sys.stderr)
-        failed = count_failed(cells, stored)
+        failed, limited = count_failed(cells, stored), count_failed(cells, stored, TIME_LIMITED)
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already in {args.db}"
-              + (f" ({failed} failed: rerun with --retry-failed)" if failed else ""),
+              + (f" ({retry_note(failed, limited)})" if failed or limited else ""),
               file=sys.stderr)
         if args.dry_run:
             return 0
@@ -159,7 +192,8 @@ def report_command(args) -> int:
     from .report import make_report
 
     try:
-        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs)
+        kw = {} if args.feasibility is None else {"tol": args.feasibility}
+        paths = make_report(args.db, args.out, experiments=args.experiment, docs=args.docs, **kw)
     except ValueError as exc:
         print(f"stackopt report: error: {exc}", file=sys.stderr)
         return 2

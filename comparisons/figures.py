@@ -1,7 +1,7 @@
 """The report's figures: one line per method against the swept parameter.
 
 Objective (the paper's Figure 3), gain over the initial strategy, violation
-(Figure 4) and runtime, each as PNG and SVG. Three rules keep them honest:
+(Figure 4) and runtime, each as PNG and SVG. Five rules keep them honest:
 
 * a mean over fewer seeds than the figure's fullest point (failed or killed
   cells drop out of the means) is drawn hollow and labelled ``n=k``;
@@ -10,7 +10,11 @@ Objective (the paper's Figure 3), gain over the initial strategy, violation
   aside, the axis covers the others, and the outlier is drawn at the axis edge
   as a triangle labelled with its value;
 * a reference line (violation 1e-3) is drawn only where it lies inside the
-  plotted range.
+  plotted range;
+* a mean with an infeasible answer among its cells (violation above the
+  table's tolerance) is crossed out in red: it is not a feasible result;
+* a mean with cells stopped at their time limit is framed by a square: its
+  answers may depend on the machine's speed.
 """
 from __future__ import annotations
 
@@ -72,16 +76,21 @@ def robust_range(values, gap: float = OUTLIER_GAP, share: float = OUTLIER_SHARE)
 
 
 def _series(t, col: str) -> dict[str, tuple]:
-    """label -> (x, mean, s.e., n) arrays sorted by x, for every method (and other setting)."""
+    """label -> (x, mean, s.e., n, infeasible, time-limited) arrays sorted by x, for every
+    method (and other setting); the last two flag means with an infeasible answer, or with
+    cells stopped at their time limit, among their cells."""
     groups = defaultdict(list)
     for g in t.groups:
         groups[(g.method, t.others(g.params))].append(g)
     out = {}
     for (method, other), gs in sorted(groups.items()):
-        pts = sorted((g.params.get(t.axis),) + g.stat(col) for g in gs if g.stat(col)[2] > 0)
+        pts = sorted((g.params.get(t.axis),) + g.stat(col)
+                     + (float(g.infeasible(t.tol) > 0), float(g.time_limited > 0))
+                     for g in gs if g.stat(col)[2] > 0)
         if pts:
-            x, m, s, n = (np.array(c, dtype=float) for c in zip(*pts))
-            out[method if not other else f"{method} ({other})"] = (x, m, np.nan_to_num(s), n)
+            x, m, s, n, bad, limited = (np.array(c, dtype=float) for c in zip(*pts))
+            out[method if not other else f"{method} ({other})"] = (
+                x, m, np.nan_to_num(s), n, bad.astype(bool), limited.astype(bool))
     return out
 
 
@@ -103,14 +112,25 @@ def draw(t, kind: str):
     series = _series(t, col)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     n_full = max((int(s[3].max()) for s in series.values()), default=0)
+    tol = getattr(t, "tol", None)
     initial = []
     if kind == "objective" and t.initial and "initial" not in t.methods:
         initial = sorted((json.loads(p).get(t.axis), v) for p, v in t.initial.items())
     extra = []  # legend entries for the marks below
-    for k, (label, (x, m, s, n)) in enumerate(series.items()):
+    for k, (label, (x, m, s, n, bad, limited)) in enumerate(series.items()):
         span = (x.max() - x.min()) if x.size > 1 else 1.0
         off = (k - (len(series) - 1) / 2) * 0.012 * span  # keeps overlapping error bars readable
         line = ax.errorbar(x + off, m, yerr=s, marker="o", ms=4, capsize=3, lw=1.4, label=label)
+        if bad.any():
+            ax.plot(x[bad] + off, m[bad], "x", ms=9, mew=2.2, color="red", zorder=5)
+            extra.append(Line2D([], [], marker="x", ls="", ms=8, mew=2, color="red",
+                                label="infeasible answer among its cells"
+                                + (f" (violation > {tol:g})" if tol is not None else "")))
+        if limited.any():
+            ax.plot(x[limited] + off, m[limited], "s", ms=10, mfc="none", mec="black", mew=1.2,
+                    zorder=4)
+            extra.append(Line2D([], [], marker="s", ls="", ms=8, mfc="none", mec="black",
+                                label="cells stopped at their time limit"))
         few = n < n_full
         if few.any():
             color = line[0].get_color()
@@ -124,7 +144,7 @@ def draw(t, kind: str):
         ax.plot([p[0] for p in initial], [p[1] for p in initial], "k--", lw=1,
                 label="initial leader strategy")
     if scale == "linear":
-        values = [v for (_, m, _, _) in series.values() for v in m] + [p[1] for p in initial]
+        values = [v for (_, m, *_rest) in series.values() for v in m] + [p[1] for p in initial]
         if _clip_outliers(ax, series, values):
             extra.append(Line2D([], [], marker="^", ls="", color="grey",
                                 label="beyond the axis (value shown)"))
@@ -158,7 +178,7 @@ def _clip_outliers(ax, series, values) -> bool:
         return False
     low, high = kept
     lows, highs = [low], [high]
-    for _, m, s, _ in series.values():  # error bars of the kept means, up to one range more
+    for _, m, s, *_rest in series.values():  # error bars of the kept means, up to one range more
         inside = (m >= low) & (m <= high)
         lows += list(m[inside] - s[inside])
         highs += list(m[inside] + s[inside])
@@ -167,7 +187,7 @@ def _clip_outliers(ax, series, values) -> bool:
     pad = 0.08 * (high - low)
     low, high = low - pad, high + pad
     ax.set_ylim(low, high)
-    for (x, m, _, _), line in zip(series.values(), ax.containers):
+    for (x, m, *_rest), line in zip(series.values(), ax.containers):
         color = line[0].get_color()
         for xi, yi in zip(x, m):
             if yi > high or yi < low:
@@ -189,7 +209,7 @@ def figures(tables, out: Path) -> list[Path]:
         for kind in KINDS:
             fig = draw(t, kind)
             for ext in ("png", "svg"):
-                path = Path(out) / f"{t.name}-{kind}.{ext}"
+                path = Path(out) / f"{t.name.replace('/', '-')}-{kind}.{ext}"  # config/experiment
                 fig.savefig(path, dpi=130 if ext == "png" else None)
                 written.append(path)
             plt.close(fig)

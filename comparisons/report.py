@@ -12,12 +12,25 @@ Where a cell certified a bound (status ``optimal`` with a ``bound``, as
 instance is tabulated. Rows of one instance (game, parameters, seed) must all
 carry the same data fingerprint; otherwise the report refuses to compare them.
 The summary tables come from :mod:`.tables`; this module writes them out.
+
+The report decides: answers whose violation exceeds the feasibility tolerance
+are marked infeasible (in the tables and the figures) and never named best;
+every objective table names the best feasible method per grid point; cells
+stopped at their time limit are results, marked, not failures; the report
+explains its units and symbols itself (:func:`legend`). A database holding
+several configs' runs reports each experiment as ``config/experiment``.
+
+With ``docs``, :func:`results_page` writes ``results.md`` into that folder: per
+config, the commands that made its cells, its tables with the best feasible
+method, and its figures (``{config}-{experiment}-{kind}.png`` beside it; the
+README's figures, :data:`README_FIGURES`, are among them).
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,13 +39,23 @@ import tomllib
 from .figures import draw, figures, numeric_axis
 from .runner import FAILED
 from .store import Store
-from .tables import EXCLUDED, ExperimentTable, FingerprintMismatch, Group, build_tables, check_fingerprints
+from .tables import (
+    EXCLUDED,
+    FEASIBILITY_TOL,
+    TIE,
+    ExperimentTable,
+    FingerprintMismatch,
+    Group,
+    build_tables,
+    check_fingerprints,
+)
 
 METRICS = (("objective", "leader_objective"), ("violation", "constraint_violation"),
            ("residual", "equilibrium_residual"), ("time", "time_s"))
 
 
 def _axis_hints(store: Store) -> dict[str, str]:
+    """Each experiment's axis from its config, by experiment and by ``config/experiment``."""
     hints: dict[str, str] = {}
     for run in store.runs():
         try:
@@ -42,7 +65,19 @@ def _axis_hints(store: Store) -> dict[str, str]:
         for name, exp in (raw.get("experiments") or {}).items():
             if isinstance(exp, dict) and isinstance(exp.get("axis"), str):
                 hints[name] = exp["axis"]
+                hints[f"{run.get('config_name')}/{name}"] = exp["axis"]
     return hints
+
+
+def _by_config(rows: list[dict], runs: list[dict]) -> list[dict]:
+    """``rows``, each experiment named ``config/experiment`` where they come from several
+    configs (two configs may name an experiment alike: ``nfg`` of quick and of paper-nfg)."""
+    config_of = {r["id"]: r.get("config_name") or "" for r in runs}
+    names = {config_of.get(r.get("run_id"), "") for r in rows}
+    if len(names) <= 1:
+        return rows
+    return [dict(r, experiment=f"{config_of.get(r.get('run_id'), '') or '?'}/{r['experiment']}")
+            for r in rows]
 
 
 def _fmt(mean: float, se: float, digits: int = 4) -> str:
@@ -78,8 +113,10 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
                     "failed", "statuses", "initial_objective"]
                    + [f"{m}_{s}" for m, _ in METRICS for s in ("mean", "se")]
                    + ["improvement_mean", "improvement_se"]
-                   + ["gap_mean", "gap_se", "gap_instances"])
+                   + ["gap_mean", "gap_se", "gap_instances"]
+                   + ["time_limited", "infeasible", "best_feasible"])
         for t in tables:
+            best = {p: t.best(p) for p in t.points}
             for g in t.groups:
                 pj = g.pkey
                 stats = [g.stat(col) for _, col in METRICS]
@@ -89,7 +126,8 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
                             " ".join(f"{k}:{v}" for k, v in g.statuses.items()),
                             t.initial.get(pj, "")]
                            + [x for s in stats for x in s[:2]]
-                           + list(g.stat("improvement")[:2]) + [gap[0], gap[1], gap[2]])
+                           + list(g.stat("improvement")[:2]) + [gap[0], gap[1], gap[2]]
+                           + [g.time_limited, g.infeasible(t.tol), int(g.method in best[pj])])
     cells = out / "cells.csv"
     cols = ["id", "experiment", "game", "params", "seed", "method", "options", "status",
             "leader_objective", "initial_objective", "constraint_violation",
@@ -109,9 +147,10 @@ def _short(v):
     return v
 
 
-def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict]) -> str:
+def markdown(tables: list[ExperimentTable], store_path: str, runs: list[dict],
+             tol: float = FEASIBILITY_TOL) -> str:
     """The text of report.md: what was run and how to read it, then one section per experiment."""
-    lines = _preamble(store_path, runs)
+    lines = _preamble(store_path, runs) + legend(tol)
     for t in tables:
         lines += _section(t)
     return "\n".join(lines) + "\n"
@@ -127,16 +166,49 @@ def _preamble(store_path: str, runs: list[dict]) -> list[str]:
                   f"{last.get('scheduler')}). Machine: {machine.get('platform')}, "
                   f"{machine.get('cpu_count')} CPUs. Versions: "
                   + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
-    lines += ["Means over seeds ± standard error. Objective: the leader's, at the equilibrium "
-              "the common oracle reaches; violation: largest positive part of the leader's "
-              "constraints; residual: followers' equilibrium residual; time: the method's wall "
-              "clock in seconds. Cells with status error or solver_error, and cells killed at "
-              "their time limit, are counted but left out of the means; a method that stopped "
-              "at its time limit with a strategy is scored like any other. Instances differ a lot, "
-              "so the standard errors of the "
-              "objective mostly measure that spread; the gain figure pairs every cell with the "
-              "initial strategy on the same instance, which shows the methods' differences.", ""]
     return lines
+
+
+def legend(tol: float = FEASIBILITY_TOL) -> list[str]:
+    """How to read the tables and figures: every unit and symbol they use."""
+    t = f"{tol:g}"
+    return [
+        "**How to read it.** Every number is a mean over the seeds of a grid point ± its standard "
+        "error (standard deviation over the seeds / sqrt(n); one seed has none). Instances differ "
+        "a lot, so the standard errors of the objective mostly measure that spread; the gain "
+        "figure pairs every cell with the initial strategy on the same instance, which shows the "
+        "methods' differences.", "",
+        "* *objective*: the leader's objective in the game's own units and sense (each table says "
+        "maximised or minimised), at the followers' equilibrium the common scoring oracle reaches "
+        "from seeded fresh starts, whatever the method believed.",
+        f"* *violation*: the largest positive part of the leader's constraints there, in their own "
+        f"units (0: feasible). An answer whose violation exceeds {t} is **infeasible**.",
+        "* *residual*: the largest KKT residual of any follower at the scored equilibrium.",
+        "* *time (s)*: the method's wall clock in seconds, preparing the game included, scoring "
+        "excluded. It depends on the machine and its load; the answers do not, except in cells "
+        "marked †.",
+        "* *(n/N)* after a mean: over n of the grid point's N cells; the others failed (status "
+        "error or solver_error) or were killed at the harness's guard, and have no answer.",
+        f"* *✗k/N*: k of the N answers are infeasible (violation above {t}); such a method is "
+        "never named best at that grid point.",
+        "* *†*: some of the cells stopped at their time limit (status time_limit): results, "
+        "scored like any other, not failures, but their answers may depend on the machine's speed.",
+        f"* *best feasible*: at each grid point, the method with the best mean objective among "
+        f"those whose every cell returned a scored answer with violation at most {t}; methods "
+        f"within a relative {TIE:g} of it tie and are all named; - where none qualifies.",
+        "* *gap to certified bound* (where a global solver certified a bound on an instance: status "
+        "optimal): the bound minus the method's objective when maximising, the objective minus "
+        "the bound when minimising, in the objective's units, averaged over the instances that "
+        "have one. 0: the certified optimum was reached; below 0: the answer scores beyond the "
+        "bound (infeasible, or within the solvers' tolerances). *(n=k)*: over k instances.",
+        "* *statuses*: optimal (a global solver closed its gap), converged (the method's stopping "
+        "rule held and scoring found an equilibrium at its answer), max_iterations (its step, "
+        "iteration or node budget ran out), time_limit, not_converged, infeasible, "
+        "equilibrium_not_found, solver_error, error. Cells with error or solver_error are counted "
+        "but left out of the means.",
+        "* In the figures a hollow mean labelled n=k is over fewer seeds than the others; a red "
+        "cross marks an infeasible mean, a square one with cells stopped at their time limit; a "
+        "triangle at the axis edge is a mean beyond the axis (value shown).", ""]
 
 
 def _section(t: ExperimentTable) -> list[str]:
@@ -145,14 +217,15 @@ def _section(t: ExperimentTable) -> list[str]:
     if t.fixed:
         lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
     lines += _wide_tables(t)
-    if any(g.statuses.get("time_limit") for g in t.groups):
-        lines += ["† some of these cells stopped at their time limit (see the statuses "
-                  "below).", ""]
     lines += _detail_table(t)
     if numeric_axis(t):
-        lines += [" ".join(f"![{k}]({t.name}-{k}.png)"
+        lines += [" ".join(f"![{k}]({_file_stem(t.name)}-{k}.png)"
                            for k in ("objective", "improvement", "violation", "runtime")), ""]
     return lines
+
+
+def _file_stem(name: str) -> str:
+    return name.replace("/", "-")
 
 
 def _wide_tables(t: ExperimentTable) -> list[str]:
@@ -167,34 +240,45 @@ def _wide_tables(t: ExperimentTable) -> list[str]:
     lines: list[str] = []
     for other, pts in subsets.items():
         heads = [json.loads(p) for p in pts]
-        for title, col in (("Leader objective", "leader_objective"),
+        sense = ("each grid point in its own sense: ↑ maximised, ↓ minimised" if t.mixed
+                 else "maximised" if t.maximize else "minimised")
+        for title, col in ((f"Leader objective ({sense})", "leader_objective"),
                            ("Constraint violation", "constraint_violation")):
             lines += [f"**{title}**" + (f" ({other})" if other else ""), ""]
-            lines.append("| " + " | ".join([f"{ax}"] + [_label(p, t.axis) for p in heads]) + " |")
+            labels = [_label(h, t.axis) + ((" ↑" if t.maximizes(p) else " ↓") if t.mixed
+                                           and col == "leader_objective" else "")
+                      for h, p in zip(heads, pts)]
+            lines.append("| " + " | ".join([f"{ax}"] + labels) + " |")
             lines.append("|" + "---|" * (len(heads) + 1))
             if col == "leader_objective" and t.initial and "initial" not in t.methods:
                 lines.append("| *initial strategy* | " + " | ".join(
                     _g(t.initial[p], 4) if p in t.initial else "-" for p in pts) + " |")
             for m in t.methods:
-                cells = [_wide_cell(by_point[p].get(m), col) for p in pts]
+                cells = [_wide_cell(by_point[p].get(m), col, t.tol) for p in pts]
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            if col == "leader_objective":
+                lines.append("| **best feasible** | " + " | ".join(
+                    " = ".join(t.best(p)) or "-" for p in pts) + " |")
             lines.append("")
     return lines
 
 
-def _wide_cell(g: Group | None, col: str) -> str:
-    """A method's mean ± se at one grid point, or how its cells failed."""
+def _wide_cell(g: Group | None, col: str, tol: float = FEASIBILITY_TOL) -> str:
+    """A method's mean ± se at one grid point, or how its cells failed; marked where some
+    answers are infeasible (✗k/N) or some cells stopped at their time limit (†)."""
     if g is None:
         return "-"
     mean, se, n = g.stat(col)
     text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
     if n == 0:  # every cell failed: say how
         text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
-    else:
-        if n < len(g.rows):  # some cells failed: say over how many
-            text += f" ({n}/{len(g.rows)})"
-        if g.statuses.get("time_limit"):
-            text += " †"
+    elif n < len(g.rows):  # some cells failed: say over how many
+        text += f" ({n}/{len(g.rows)})"
+    bad = g.infeasible(tol)
+    if bad:
+        text += f" ✗{bad}/{len(g.rows)}"
+    if g.time_limited:
+        text += " †"
     return text
 
 
@@ -212,6 +296,9 @@ def _detail_table(t: ExperimentTable) -> list[str]:
                " ".join(f"{k} {v}" for k, v in g.statuses.items())]
         row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
                 for name, col in METRICS]
+        bad = g.infeasible(t.tol)
+        if bad:
+            row[4] += f" ✗{bad}/{len(g.rows)}"
         if t.has_bounds:
             gm, gs, gn = g.gap_stat()
             row.append(f"{_fmt(gm, gs, 3)} (n={gn})" if gn else "-")
@@ -221,18 +308,25 @@ def _detail_table(t: ExperimentTable) -> list[str]:
 
 
 # The figures the README shows: file name -> (config, experiment, figure kind). The main job
-# (`stackopt compare`, config quick) makes them; `stackopt report ... --docs docs` writes them.
+# (`stackopt compare`, config quick) makes them; `stackopt report ... --docs docs` writes them
+# with the results page, whose figures are named {config}-{experiment}-{kind}.png alike.
 README_FIGURES = {
     "quick-ssg-objective.png": ("quick", "ssg", "objective"),
 }
+MAIN_CONFIG = "quick"  # the main job: first on the results page
+RESULTS_PAGE = "results.md"
+DOCS_KINDS = ("objective", "improvement", "violation")  # the figures of the results page
+# flags of `stackopt compare` that do not change what is stored (dropped from the page's commands)
+_NEUTRAL_FLAGS = {"--workers": 1, "--scheduler": 1, "--no-progress": 0, "--db": 1}
 
 
 def make_report(db: str, out: str, *, experiments: list[str] | None = None,
-                docs: str | None = None) -> list[Path]:
+                docs: str | None = None, tol: float = FEASIBILITY_TOL) -> list[Path]:
     """Write report.md, summary.csv, cells.csv and the figures to ``out``; return the paths.
 
-    With ``docs``, also write the README's figures (:data:`README_FIGURES`) into that
-    folder; a ValueError names any the database cannot make.
+    ``tol``: the largest scored violation of a feasible answer. With ``docs``, also write
+    the results page (:func:`results_page`) and its figures, the README's among them,
+    into that folder; a ValueError names any README figure the database cannot make.
     """
     with Store.open(db, create=False) as store:
         rows = store.rows(experiments=experiments)
@@ -241,43 +335,174 @@ def make_report(db: str, out: str, *, experiments: list[str] | None = None,
     if not rows:
         raise ValueError(f"results database {db!r} has no cells"
                          + (f" for experiments {experiments}" if experiments else ""))
-    tables = build_tables(rows, hints)
+    tables = build_tables(_by_config(rows, runs), hints, tol)
     outdir = Path(out)
+    if docs is not None:
+        _check_readme_figures(rows, runs, hints, tol, db)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = write_csv(tables, rows, outdir)
     paths += figures(tables, outdir)
     md = outdir / "report.md"
-    md.write_text(markdown(tables, db, runs))
+    md.write_text(markdown(tables, db, runs, tol))
     if docs is not None:
-        paths += readme_figures(rows, runs, hints, Path(docs), db)
+        paths += results_page(rows, runs, hints, Path(docs), db, tol)
     return [md] + paths
 
 
-def readme_figures(rows: list[dict], runs: list[dict], hints: dict[str, str], docs: Path,
-                   db: str = "the results database") -> list[Path]:
-    """Draw each of :data:`README_FIGURES` from the rows of its config's runs into ``docs``."""
-    import matplotlib.pyplot as plt
+def _config_rows(rows: list[dict], runs: list[dict]) -> dict[str, list[dict]]:
+    """The rows by the config of the run that stored them; the main job first."""
+    config_of = {r["id"]: r.get("config_name") or "" for r in runs}
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        out[config_of.get(r.get("run_id"), "")].append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != MAIN_CONFIG, kv[0] == "", kv[0])))
 
-    config_of = {r["id"]: r.get("config_name") for r in runs}
-    written, missing = [], []
-    for name, (config, experiment, kind) in README_FIGURES.items():
-        mine = [r for r in rows if r["experiment"] == experiment
-                and config_of.get(r.get("run_id")) == config]
-        tables = [t for t in build_tables(mine, hints) if numeric_axis(t)] if mine else []
-        if not tables:
+
+def _config_tables(crows: list[dict], config: str, hints: dict[str, str], tol: float):
+    own = {r["experiment"]: hints.get(f"{config}/{r['experiment']}", hints.get(r["experiment"]))
+           for r in crows}
+    return build_tables([dict(r) for r in crows], {k: v for k, v in own.items() if v}, tol)
+
+
+def _check_readme_figures(rows, runs, hints, tol, db) -> None:
+    """Raise a ValueError naming each README figure the database cannot make."""
+    by_config = _config_rows(rows, runs)
+    missing = []
+    for name, (config, experiment, _kind) in README_FIGURES.items():
+        mine = [r for r in by_config.get(config, []) if r["experiment"] == experiment]
+        if not mine or not any(numeric_axis(t) for t in _config_tables(mine, config, hints, tol)):
             missing.append(f"{name} (experiment {experiment!r} of config {config!r})")
-            continue
-        docs.mkdir(parents=True, exist_ok=True)
-        fig = draw(tables[0], kind)
-        fig.savefig(docs / name, dpi=130)
-        plt.close(fig)
-        written.append(docs / name)
     if missing:
         raise ValueError(f"{db} cannot make the README's figures {', '.join(missing)}: run "
                          "the main job first (`stackopt compare`, config quick)")
-    return written
 
 
-__all__ = ["make_report", "readme_figures", "README_FIGURES", "markdown", "write_csv", "METRICS",
+def results_page(rows: list[dict], runs: list[dict], hints: dict[str, str], docs: Path,
+                 db: str = "results.sqlite", tol: float = FEASIBILITY_TOL) -> list[Path]:
+    """Write ``docs/results.md`` and its figures; return the paths written.
+
+    One section per config whose runs stored cells (the main job, config quick,
+    first): the commands that made them (``stackopt compare ...``, flags that do not
+    change what is stored left out), its runs' dates, machine and versions, the
+    statuses, then per experiment the objective table with the best feasible method
+    per grid point, the violation table, the per-method details and the figures
+    ``{config}-{experiment}-{kind}.png`` (:data:`DOCS_KINDS`); for the reference
+    experiments' own instances, the per-seed tables of :mod:`.reference_table`.
+    """
+    import matplotlib.pyplot as plt
+
+    _check_readme_figures(rows, runs, hints, tol, db)
+    docs.mkdir(parents=True, exist_ok=True)
+    name = Path(db).name
+    lines = ["# Results", "",
+             f"Every table and figure on this page is written by `stackopt report {name} --out "
+             f"report --docs docs` from the results database `{name}`, which the commands named "
+             "in each section filled; nothing here is copied by hand. Rerun them to reproduce it "
+             "(the stored answers do not depend on the machine's load: every cell stops on "
+             "deterministic budgets, and a cell that reached its time limit would be marked †). "
+             "`stackopt compare-dbs A.sqlite B.sqlite` compares two such databases cell by cell.",
+             ""] + legend(tol)
+    written: list[Path] = []
+    for config, crows in _config_rows(rows, runs).items():
+        lines += _config_header(config, crows, runs, name)
+        for t in _config_tables(crows, config, hints, tol):
+            names = {}
+            if numeric_axis(t):
+                for kind in DOCS_KINDS:
+                    path = docs / f"{_file_stem(config or 'unknown')}-{_file_stem(t.name)}-{kind}.png"
+                    fig = draw(t, kind)
+                    fig.savefig(path, dpi=100)
+                    plt.close(fig)
+                    written.append(path)
+                    names[kind] = path.name
+            lines += _page_section(t, names)
+        lines += _reference_tables(crows, tol)
+    page = docs / RESULTS_PAGE
+    page.write_text("\n".join(lines).rstrip("\n") + "\n")
+    return [page] + written
+
+
+def _page_section(t: ExperimentTable, names: dict[str, str]) -> list[str]:
+    """An experiment on the results page: wide tables, figures, details folded away."""
+    lines = [f"### {t.name} (game `{t.game}`)", ""]
+    if t.fixed:
+        lines += [f"Fixed parameters: {t.fixed_text()}.", ""]
+    lines += _wide_tables(t)
+    if names:
+        lines += [" ".join(f"![{t.name}: {k}]({f})" for k, f in names.items()), ""]
+    lines += ["<details><summary>Every metric per method and grid point</summary>", ""]
+    lines += _detail_table(t)
+    lines += ["</details>", ""]
+    return lines
+
+
+def _command(argv: list[str], db: str) -> str:
+    """A run's command line as a user would type it: ``stackopt compare ...`` with the flags
+    that change what is stored, and ``--db`` naming the database by its file name."""
+    args = list(argv[1:]) if argv else []
+    if args and args[0] == "compare":
+        args = args[1:]
+    kept, i = [], 0
+    while i < len(args):
+        flag = args[i].split("=", 1)[0]
+        if flag in _NEUTRAL_FLAGS:
+            i += 1 + (_NEUTRAL_FLAGS[flag] if "=" not in args[i] else 0)
+            continue
+        kept.append(args[i])
+        i += 1
+    text = " ".join(["stackopt", "compare"] + kept)
+    return text + ("" if db == "results.sqlite" else f" --db {db}")
+
+
+def _config_header(config: str, crows: list[dict], runs: list[dict], db: str) -> list[str]:
+    mine = {r.get("run_id") for r in crows}
+    cruns = [r for r in runs if r["id"] in mine]
+    title = (f"## The main job: config `{config}`" if config == MAIN_CONFIG
+             else f"## Config `{config}`" if config else "## Cells of unknown runs")
+    lines = [title, ""]
+    description = ""
+    if cruns:
+        try:
+            description = str(tomllib.loads(cruns[-1].get("config_text") or "").get("description", ""))
+        except tomllib.TOMLDecodeError:
+            pass
+    if description:
+        lines += [f"*{description}*", ""]
+    commands = list(dict.fromkeys(_command(json.loads(r.get("argv") or "[]"), db) for r in cruns))
+    if commands:
+        lines += ["Made by " + ", then ".join(f"`{c}`" for c in commands) + ".", ""]
+    statuses: dict[str, int] = defaultdict(int)
+    for r in crows:
+        statuses[r["status"]] += 1
+    cell_time = sum(float(r.get("cell_time_s") or 0.0) for r in crows)
+    lines += [f"{len(crows)} cells: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+              + f"; {cell_time:.0f} s of cell wall clock in all."]
+    if cruns:
+        last = cruns[-1]
+        machine = json.loads(last.get("machine") or "{}")
+        versions = json.loads(last.get("versions") or "{}")
+        when = sorted({time.strftime("%Y-%m-%d", time.gmtime(r["started_at"])) for r in cruns})
+        lines += [f"Run on {', '.join(when)} ({len(cruns)} run{'s' if len(cruns) > 1 else ''}), "
+                  f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs; "
+                  + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + "."]
+    return lines + [""]
+
+
+def _reference_tables(crows: list[dict], tol: float) -> list[str]:
+    """The per-seed tables beside the reference's recorded results, for cells built from the
+    reference experiments' own instances."""
+    ref = [r for r in crows if "reference_seed" in json.loads(r["params"])]
+    if not ref:
+        return []
+    from .reference_table import collect, format_table
+
+    lines = ["### Beside the reference's recorded results, per seed", ""]
+    for t in collect(ref):
+        lines += [format_table(t, feasibility=tol), ""]
+    return lines
+
+
+__all__ = ["make_report", "results_page", "legend", "README_FIGURES", "markdown", "write_csv",
+           "METRICS", "FEASIBILITY_TOL",
            "build_tables", "check_fingerprints", "ExperimentTable", "Group",
            "FingerprintMismatch", "EXCLUDED"]

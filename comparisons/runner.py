@@ -34,7 +34,13 @@ from .pools import DaskPool, ListSource, LocalPool
 from .store import Store, StoreError
 from .worker import fingerprint, machine_info, package_versions, run_cell
 
-FAILED = ("error", "solver_error", "time_limit")
+# A cell *failed* where its method gave no answer (an error). A cell that stopped at its
+# time limit is a result with that status, not a failure (its answer is scored like any
+# other; only a cell killed at the harness's guard has none). --retry-failed runs both
+# again, e.g. after a larger --time-limit.
+FAILED = ("error", "solver_error")
+TIME_LIMITED = ("time_limit",)
+RETRIED = FAILED + TIME_LIMITED
 DEFAULT_LEASE_S = 30.0
 
 
@@ -132,7 +138,8 @@ class Progress:
     def cell(self, cell: Cell, row: dict | None, *, stored: bool, summary: SweepSummary) -> None:
         self.done += 1
         if self.bar is not None:
-            self.bar.set_postfix(done=summary.ran, failed=summary.failed, refresh=False)
+            self.bar.set_postfix(done=summary.ran, failed=summary.failed,
+                                 time_limit=summary.time_limited, refresh=False)
             self.bar.update(1)
         elif self.mode == "lines":
             width = len(str(self.total))
@@ -160,7 +167,8 @@ class SweepSummary:
     total: int
     skipped: int  # stored before this sweep started
     skipped_failed: int = 0  # of those, with a failed status
-    retried: int = 0  # failed cells deleted by retry_failed, to run again
+    skipped_limited: int = 0  # of those, stopped at their time limit
+    retried: int = 0  # failed and time-limited cells deleted by retry_failed, to run again
     ran: int = 0
     computed: int = 0
     by_others: int = 0  # stored by other sweeps while this one ran
@@ -173,13 +181,18 @@ class SweepSummary:
     def failed(self) -> int:
         return sum(self.statuses[s] for s in FAILED)
 
+    @property
+    def time_limited(self) -> int:
+        return sum(self.statuses[s] for s in TIME_LIMITED)
+
     def line(self) -> str:
         st = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
         stored = f"{self.skipped} already stored"
-        if self.skipped_failed:
-            stored += f" ({self.skipped_failed} failed: rerun with --retry-failed)"
+        if self.skipped_failed or self.skipped_limited:
+            stored += f" ({retry_note(self.skipped_failed, self.skipped_limited)})"
         elif self.retried:
-            stored += f" ({self.retried} failed cells cleared by --retry-failed)"
+            stored += (f" ({self.retried} failed or time-limited cells cleared by "
+                       "--retry-failed)")
         ran = f"{self.ran} run ({st or 'none'})"
         extra = []
         if self.by_others:
@@ -190,9 +203,21 @@ class SweepSummary:
             extra.append(f"{self.taken_over} taken over from expired claims")
         text = ", ".join([f"{self.total} cells: {stored}", ran, *extra])
         text += f" in {self.elapsed_s:.1f} s"
-        if self.failed:
-            text += f"; {self.failed} failed: rerun with --retry-failed to run them again"
+        if self.failed or self.time_limited:
+            text += f"; {retry_note(self.failed, self.time_limited)}"
         return text
+
+
+def retry_note(failed: int, limited: int) -> str:
+    """What the failed (error, solver_error) and time-limited cells are, and how to rerun them."""
+    parts = []
+    if failed:
+        parts.append(f"{failed} failed (error or solver_error)")
+    if limited:
+        parts.append(f"{limited} stopped at the time limit (results with that status, not "
+                     "failures)")
+    what = "them" if failed + limited > 1 else "it"
+    return " and ".join(parts) + f": --retry-failed runs {what} again"
 
 
 def plan(config: Config, store: Store) -> tuple[list[Cell], list[Cell]]:
@@ -202,9 +227,10 @@ def plan(config: Config, store: Store) -> tuple[list[Cell], list[Cell]]:
     return cells, [c for c in cells if c.key not in done]
 
 
-def count_failed(cells: list[Cell], stored: dict[tuple, str]) -> int:
-    """How many of ``cells`` are stored with a failed status (``stored``: key -> status)."""
-    return sum(1 for c in cells if stored.get(c.key) in FAILED)
+def count_failed(cells: list[Cell], stored: dict[tuple, str], statuses=FAILED) -> int:
+    """How many of ``cells`` are stored with one of ``statuses`` (``stored``: key -> status;
+    by default the failed ones)."""
+    return sum(1 for c in cells if stored.get(c.key) in statuses)
 
 
 def run_sweep(config: Config, store: Store, *, workers: int = 2, scheduler: str | None = None,
@@ -222,10 +248,12 @@ def run_sweep(config: Config, store: Store, *, workers: int = 2, scheduler: str 
     pool: Any = (DaskPool(scheduler, client=client) if scheduler is not None or client is not None
                  else LocalPool(workers))
     cells = config.cells()
-    retried = store.delete([c.key for c in cells], FAILED) if retry_failed else 0
+    retried = store.delete([c.key for c in cells], RETRIED) if retry_failed else 0
     stored = store.stored()
     summary = SweepSummary(total=len(cells), skipped=sum(c.key in stored for c in cells),
-                           skipped_failed=count_failed(cells, stored), retried=retried)
+                           skipped_failed=count_failed(cells, stored),
+                           skipped_limited=count_failed(cells, stored, TIME_LIMITED),
+                           retried=retried)
     summary.run_id = run_id = store.start_run(
         config_name=config.name, config_text=config.text,
         argv=list(argv if argv is not None else sys.argv), scheduler=pool.describe(),
@@ -274,4 +302,5 @@ def row_numbers(row: dict) -> dict:
 
 __all__ = ["run_cell", "run_sweep", "plan", "count_failed", "fingerprint", "LocalPool",
            "DaskPool", "ListSource", "ClaimSource", "LeaseKeeper", "Progress", "SweepSummary",
-           "package_versions", "machine_info", "row_numbers", "FAILED", "DEFAULT_LEASE_S"]
+           "package_versions", "machine_info", "row_numbers", "retry_note", "FAILED", "TIME_LIMITED",
+           "RETRIED", "DEFAULT_LEASE_S"]

@@ -8,6 +8,13 @@ instance, and measures every method's gap to the tightest certified bound
 (status ``optimal`` with a ``bound``) on the same instance. Rows of one
 instance (game, parameters, seed) must all carry the same data fingerprint;
 otherwise :func:`check_fingerprints` refuses to compare them.
+
+A cell's answer is *infeasible* where its scored constraint violation exceeds
+the report's tolerance (:data:`FEASIBILITY_TOL` unless given). At every grid
+point :meth:`ExperimentTable.best` names the best feasible method: the best
+mean objective among the methods whose every cell there returned a scored,
+feasible answer (a cell stopped at its time limit counts with its answer),
+with the methods within :data:`TIE` of it as ties.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ import numpy as np
 # that hit its time limit but returned a strategy is scored like any other (a cell
 # killed by the harness has no objective and drops out on its own).
 EXCLUDED = ("error", "solver_error")
+FEASIBILITY_TOL = 1e-6  # largest scored violation of a feasible answer (the methods' default)
+TIE = 1e-6  # relative difference of mean objectives within which methods tie for best
 
 
 class FingerprintMismatch(ValueError):
@@ -66,6 +75,23 @@ class Group:
         for r in self.rows:
             out[r["status"]] += 1
         return dict(sorted(out.items()))
+
+    def answers(self) -> list[dict]:
+        """The cells with a scored answer (a failed or killed cell has none)."""
+        return [r for r in self.rows if r["status"] not in EXCLUDED
+                and math.isfinite(_num(r.get("leader_objective")))]
+
+    def infeasible(self, tol: float) -> int:
+        """How many answers violate the leader's constraints by more than ``tol``."""
+        return sum(1 for r in self.answers() if not _num(r.get("constraint_violation")) <= tol)
+
+    @property
+    def time_limited(self) -> int:
+        return sum(1 for r in self.rows if r["status"] == "time_limit")
+
+    def eligible(self, tol: float) -> bool:
+        """Every cell returned a scored answer and every answer is feasible (within ``tol``)."""
+        return bool(self.rows) and len(self.answers()) == len(self.rows) and not self.infeasible(tol)
 
 
 def _num(v) -> float:
@@ -118,6 +144,29 @@ class ExperimentTable:
     has_bounds: bool
     fixed: dict[str, Any] = field(default_factory=dict)  # parameters equal at every point
     split: list[str] = field(default_factory=list)  # varied parameters other than the axis
+    maximize: bool = True  # the leader's sense (at the first point; see ``senses``)
+    tol: float = FEASIBILITY_TOL  # largest violation of a feasible answer
+    senses: dict[str, bool] = field(default_factory=dict)  # point -> maximise (games may differ)
+
+    def maximizes(self, point: str) -> bool:
+        return self.senses.get(point, self.maximize)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the leader maximises at some grid points and minimises at others."""
+        return len(set(self.senses.values())) > 1
+
+    def best(self, point: str) -> list[str]:
+        """The best feasible method(s) at grid point ``point`` (params JSON): the best mean
+        objective among the eligible groups (:meth:`Group.eligible`), and every eligible
+        method within :data:`TIE` (relative) of it; [] where no method is eligible."""
+        scored = [(g.stat("leader_objective")[0], g.method) for g in self.groups
+                  if g.pkey == point and g.eligible(self.tol)]
+        scored = [(v if self.maximizes(point) else -v, m) for v, m in scored if math.isfinite(v)]
+        if not scored:
+            return []
+        top = max(v for v, _ in scored)
+        return sorted(m for v, m in scored if v >= top - TIE * max(1.0, abs(top)))
 
     def others(self, params: dict) -> str:
         return ", ".join(f"{k}={params.get(k)}" for k in self.split)
@@ -126,7 +175,12 @@ class ExperimentTable:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.fixed.items()))
 
 
-def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> list[ExperimentTable]:
+def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None,
+                 tol: float = FEASIBILITY_TOL) -> list[ExperimentTable]:
+    """The experiments' tables (see the module docstring); ``tol``: the largest scored
+    violation of a feasible answer."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
+        raise ValueError(f"the feasibility tolerance must be a finite number >= 0, got {tol!r}")
     check_fingerprints(rows)
     axis_hints = axis_hints or {}
     for r in rows:
@@ -170,12 +224,15 @@ def build_tables(rows: list[dict], axis_hints: dict[str, str] | None = None) -> 
         fixed = {k: dicts[0].get(k) for k in names
                  if len({json.dumps(d.get(k)) for d in dicts}) == 1}
         split = [k for k in names if k not in fixed and k != axis]
+        senses = {r["params"]: r["sense"] != "minimize" for r in erows if r.get("sense")}
         tables.append(ExperimentTable(
             exp, erows[0]["game"], axis,
             [groups[(p, m)] for p in points for m in methods if (p, m) in groups],
             methods, points,
             {p: float(np.mean(list(v.values()))) for p, v in init.items() if v},
-            any(k[0] == exp for k in bounds), fixed, split))
+            any(k[0] == exp for k in bounds), fixed, split,
+            maximize=next((r["sense"] for r in erows if r.get("sense")), "maximize") != "minimize",
+            tol=float(tol), senses=senses))
     return sorted(tables, key=lambda t: t.name)
 
 

@@ -11,6 +11,7 @@ import math
 import numbers
 import time
 import traceback
+from dataclasses import replace
 
 import numpy as np
 
@@ -75,12 +76,47 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         finally:
             display.close()
         elapsed = time.perf_counter() - start
+        out = past_limit(out, time.perf_counter() - entered, time_limit, "the method", out.work.clock_stops)
         deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
         result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+        result = past_limit(result, time.perf_counter() - entered,  # scoring cut short by the clock
+                            None if time_limit is None else time_limit + scoring_grace(time_limit),
+                            "the method with its scoring", result.oracle_solves["scoring"]["clock_stops"])
     result.history = list(result.history)  # the records, without the display they went to
     result.wall_time_s = elapsed
     result.options = {k: _plain(v) for k, v in config.value().items()}
     return result
+
+
+# what a method or scoring reports where it may have been cut short by the clock
+_CLOCKED = (Status.OPTIMAL, Status.CONVERGED, Status.MAX_ITERATIONS, Status.NOT_CONVERGED,
+            Status.EQUILIBRIUM_NOT_FOUND)
+
+
+def past_limit(out, elapsed: float, limit: float | None, who: str, clock_stops: int = 0):
+    """``out`` (a MethodOutput or Result) with status ``TIME_LIMIT`` where it took longer than
+    ``limit`` seconds, or ``clock_stops`` equilibrium solves ended past their deadline (the
+    oracle's per-call limit, 60 s by default, or the method's), and its status does not
+    already say why it stopped otherwise.
+
+    The deadlines a method and scoring check end at most ``limit`` seconds after ``solve``
+    began, so an answer returned within its limit, without an oracle call stopped by a
+    clock, was computed without any clock check firing: it is the same on any machine,
+    loaded or not. Otherwise some check may have cut work that changes the answer (a
+    skipped confirmation, an oracle call stopped early), so the answer is labelled as
+    depending on the clock, whatever its own status said (kept in the message).
+    """
+    if out.status not in _CLOCKED:
+        return out
+    if limit is not None and elapsed > limit:
+        note = f"{who} ran {elapsed:.3g} s, past its limit of {limit:.3g} s"
+    elif clock_stops:
+        note = (f"{clock_stops} equilibrium solve{'s' if clock_stops > 1 else ''} of {who} ended "
+                "at the oracle's time limit")
+    else:
+        return out
+    note += f" (status {out.status.value} before that): the answer may depend on the machine's speed"
+    return replace(out, status=Status.TIME_LIMIT, message=f"{out.message}\n{note}".strip())
 
 
 def _step_budget(config) -> int | None:

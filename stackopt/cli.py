@@ -5,6 +5,7 @@
     stackopt equilibrium GAME [--<game parameter> V ...] [--leader JSON] [--seed S] [--json]
     stackopt compare [CONFIG] --db results.sqlite --workers 2
     stackopt report results.sqlite --out DIR [--docs docs]
+    stackopt compare-dbs A.sqlite B.sqlite
     stackopt games [GAME] | methods [METHOD] | theorem1 [--C 100 --epsilon 1]
 
 Game parameters come from the game's registration (``stackopt games`` lists

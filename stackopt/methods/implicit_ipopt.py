@@ -83,7 +83,6 @@ from .registry import Method, MethodOutput, ReportedHistory, register_method
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
 _CACHE = 32  # evaluated points kept for warm starts
 _NEAREST = 8  # of which the most recent are searched for the nearest
-READJUST_LIMIT = 2.0  # seconds per oracle call where a trial point's branch ends (Ipopt then backs off)
 STALL_ITERATIONS = 30  # Ipopt iterations without a better objective after which a run has stalled
 STALL_GAIN = 1e-9  # relative decrease of the best objective that counts as progress
 KINK_RADIUS = 1e-4  # scale units: the stalled iterations' gradients sampled this near the answer
@@ -317,8 +316,10 @@ class _Callbacks(ArrayCallbacks):
             return self.cache[key]
         base = self._nearest(p)
         pt = self.prob.follow(base, p)
-        if not pt.converged:  # a branch ends here: the followers re-adjust, briefly
-            pt = self.prob.readjust(base, p, pt, time_limit=READJUST_LIMIT)
+        if not pt.converged:  # a branch ends here: the followers re-adjust by their dynamics,
+            # within the oracle's step and sweep budgets (not a wall-clock cap: the answer
+            # must not depend on the machine's load)
+            pt = self.prob.readjust(base, p, pt)
         if not pt.converged:
             raise _Unevaluable()
         self.cache[key] = pt

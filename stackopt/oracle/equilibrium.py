@@ -20,7 +20,9 @@ class OracleCounters:
     ``deviations``: local Nash equilibria left because a follower gained by
     deviating, and ``deviation_responses`` the best responses the searches for
     such deviations solved (:mod:`stackopt.oracle.deviation`); ``failures``: solves that returned unconverged.
-    ``a + b`` adds two counts field by field.
+    ``clock_stops``: solves that ended past their deadline, so that a check of the clock may
+    have cut them short (an answer built on them depends on the machine's speed:
+    :func:`stackopt.solve` then says ``time_limit``). ``a + b`` adds two counts field by field.
     """
 
     cold_starts: int = 0
@@ -32,6 +34,7 @@ class OracleCounters:
     deviations: int = 0
     deviation_responses: int = 0
     failures: int = 0
+    clock_stops: int = 0
 
     def __add__(self, other: OracleCounters) -> OracleCounters:
         return OracleCounters(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -41,8 +44,10 @@ class OracleCounters:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def solves(self) -> dict:
-        """The cold starts and warm solves (what :attr:`Result.oracle_solves` reports)."""
-        return {"cold_starts": self.cold_starts, "warm_solves": self.warm_solves}
+        """The cold starts, warm solves and clock stops (what :attr:`Result.oracle_solves`
+        reports)."""
+        return {"cold_starts": self.cold_starts, "warm_solves": self.warm_solves,
+                "clock_stops": self.clock_stops}
 
 
 @dataclass

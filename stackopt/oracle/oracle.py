@@ -41,6 +41,7 @@ equilibria), so its step is ``play_step`` times the scale in the divided game.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from pyomo.common.config import ConfigDict, ConfigValue, In, NonNegativeInt, PositiveFloat, PositiveInt
@@ -286,7 +287,7 @@ class EquilibriumOracle:
             res = self._warm(warm, p, deadline, linearization)
             work = OracleCounters(warm_solves=1, newton_iterations=res.iterations)
             if res.converged or not fallback:
-                return self._done(self.finish(res.z, p, work, res.residual))
+                return self._done(self.finish(res.z, p, work, res.residual), deadline)
             start, restarts = warm.x, (self.config.cold_restarts if rng is not None else 0)
         elif x0 is not None:
             start, restarts = x0, (self.config.cold_restarts if rng is not None else 0)
@@ -294,9 +295,13 @@ class EquilibriumOracle:
             start, restarts = None, self.config.cold_restarts
         work = work + OracleCounters(cold_starts=1)
         return self._done(self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts,
-                                        checked=warm is None, work=work))
+                                        checked=warm is None, work=work), deadline)
 
-    def _done(self, eq: Equilibrium) -> Equilibrium:
+    def _done(self, eq: Equilibrium, deadline: float) -> Equilibrium:
+        """``eq``, counted; a solve that ended past its ``deadline`` counts a clock stop (a
+        check of the clock may have cut its dynamics, Newton or a deviation search short)."""
+        if time.perf_counter() > deadline:
+            eq = replace(eq, counters=eq.counters + OracleCounters(clock_stops=1))
         self.counters = self.counters + eq.counters
         return eq
 

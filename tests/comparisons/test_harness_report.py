@@ -270,15 +270,7 @@ budget = [0.5, 1.5]
 
 
 def _store(path, name):
-    config = parse_config(QUICK, name=name)
-    with Store.open(path) as store:
-        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
-                              scheduler="in-process", versions={}, machine={})
-        for cell in config.cells():
-            row = run_cell(cell)
-            row["run_id"] = run
-            store.insert(row)
-    return path
+    return toys.fill_store(path, QUICK, name)
 
 
 def test_report_docs_writes_the_readme_figures(tmp_path, capsys):
@@ -308,3 +300,128 @@ def test_report_docs_names_the_figures_a_store_cannot_make(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "quick-ssg-objective.png (experiment 'ssg' of config 'quick')" in err
     assert "stackopt compare" in err
+
+
+# ------------------------------------------------------- reports that decide
+def _decide_rows():
+    """Three methods at two budgets, two seeds: 'b' has the best objective but one
+    infeasible answer at budget 1.0; 'c' stopped at its time limit (with answers)."""
+    rows = []
+    for b in (0.0, 1.0):
+        for s in (1, 2):
+            rows.append(_row("a", b, s, -3.0 + b))
+            rows.append(_row("b", b, s, -2.0 + b,
+                             violation=0.5 if (b == 1.0 and s == 1) else 1e-9))
+            rows.append(_row("c", b, s, -3.5 + b, status="time_limit"))
+    return rows
+
+
+def test_tables_name_the_best_feasible_method_and_mark_the_others():
+    from stackopt.comparisons.report import markdown
+
+    t = _table(_decide_rows())
+    p0, p1 = t.points
+    assert t.best(p0) == ["b"] and t.best(p1) == ["a"]  # b's infeasible answer rules it out
+    md = markdown([t], "x.sqlite", [])
+    assert "**Leader objective (maximised)**" in md
+    assert "| **best feasible** | b | a |" in md
+    assert re.search(r"\| b \| -2 ± 0 \| -1 ± 0 ✗1/2 \|", md), md
+    assert re.search(r"\| c \| -3.5 ± 0 † \| -2.5 ± 0 † \|", md), md
+    # the report explains its symbols and units itself
+    for text in ("*✗k/N*", "*†*", "*best feasible*", "*(n=k)*", "*gap to certified bound*",
+                 "*time (s)*: the method's wall clock in seconds", "violation exceeds 1e-06"):
+        assert text in md, text
+    # a looser tolerance makes b's answer feasible: it is then the best everywhere
+    loose = _table_with(_decide_rows(), tol=1.0)
+    assert [loose.best(p) for p in loose.points] == [["b"], ["b"]]
+    # ties within the relative tolerance are all named
+    tied = [dict(r, leader_objective=-3.0 + json.loads(r["params"])["budget"])
+            if r["method"] == "b" else r for r in _decide_rows()]
+    assert _table(tied).best(p0) == ["a", "b"]
+    with pytest.raises(ValueError, match="feasibility tolerance must be a finite number >= 0"):
+        _table_with(_decide_rows(), tol=-1.0)
+    # problems of one experiment may differ in sense (the known-optimum library): each point's own
+    mixed = [dict(r, sense="minimize") if "1.0" in r["params"] else r for r in _decide_rows()]
+    t = _table(mixed)
+    assert t.mixed and t.best(p0) == ["b"] and t.best(p1) == ["c"]  # the least objective at 1.0
+    md = markdown([t], "x.sqlite", [])
+    assert "(each grid point in its own sense: ↑ maximised, ↓ minimised)" in md
+    assert "| budget | 0.0 ↑ | 1.0 ↓ |" in md
+
+
+def _table_with(rows, tol):
+    (t,) = build_tables(rows, {"fig": "budget"}, tol)
+    return t
+
+
+def test_figures_mark_infeasible_and_time_limited_means():
+    ax = draw(_table(_decide_rows()), "objective").axes[0]
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x" and ln.get_color() == "red"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata().round(1)) == [1.0]  # b at budget 1
+    squares = [ln for ln in ax.get_lines() if ln.get_marker() == "s"]
+    assert len(squares) == 1 and len(squares[0].get_xdata()) == 2  # c at both budgets
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("infeasible answer among its cells (violation > 1e-06)") for t in legend)
+    assert "cells stopped at their time limit" in legend
+    clean = [r for r in _decide_rows() if r["method"] == "a"]
+    ax = draw(_table(clean), "objective").axes[0]
+    assert not [ln for ln in ax.get_lines() if ln.get_marker() in ("x", "s")]
+
+
+def test_summary_csv_counts_time_limited_apart_from_failures(tmp_path):
+    from stackopt.comparisons.report import write_csv
+
+    rows = _decide_rows()
+    t = _table(rows)
+    write_csv([t], rows, tmp_path)
+    with open(tmp_path / "summary.csv") as fh:
+        got = {(r["axis_value"], r["method"]): r for r in csv.DictReader(fh)}
+    c = got[("1.0", "c")]
+    assert c["failed"] == "0" and c["time_limited"] == "2" and c["objective_mean"] != ""
+    assert got[("1.0", "b")]["infeasible"] == "1" and got[("1.0", "b")]["best_feasible"] == "0"
+    assert got[("1.0", "a")]["best_feasible"] == "1" and got[("0.0", "b")]["best_feasible"] == "1"
+
+
+def test_results_page_states_its_commands_tables_and_figures(tmp_path):
+    db = _store(tmp_path / "results.sqlite", "quick")
+    with Store.open(db) as store:  # the commands as the runs recorded them
+        store.conn.execute("UPDATE runs SET argv = ?", (json.dumps(
+            ["/venv/bin/stackopt", "compare", "--db", str(db), "--workers", "1", "--seeds",
+             "1-2", "--scheduler", "tcp://10.0.0.1:8786", "--no-progress"]),))
+        store.conn.commit()
+    docs = tmp_path / "docs"
+    paths = make_report(str(db), str(tmp_path / "report"), docs=str(docs))
+    page = (docs / "results.md").read_text()
+    assert docs / "results.md" in paths
+    assert "`stackopt report results.sqlite --out report --docs docs`" in page
+    assert "## The main job: config `quick`" in page
+    assert "Made by `stackopt compare --seeds 1-2`." in page  # neutral flags and paths left out
+    assert str(tmp_path) not in page  # nothing of this machine's paths
+    assert "| **best feasible** |" in page and "*best feasible*" in page
+    for kind in ("objective", "improvement", "violation"):
+        assert f"](quick-ssg-{kind}.png)" in page
+        assert (docs / f"quick-ssg-{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(README_FIGURES) <= {p.name for p in paths}
+
+
+def test_a_database_of_several_configs_reports_each_apart(tmp_path):
+    db = _store(tmp_path / "results.sqlite", "quick")
+    toys.fill_store(db, QUICK.replace("budget = [0.5, 1.5]", "budget = [0.25, 2.0]"), "paper-ssg")
+    out = tmp_path / "report"
+    make_report(str(db), str(out), docs=str(tmp_path / "docs"))
+    md = (out / "report.md").read_text()
+    assert "## quick/ssg (game `harness_toy`)" in md and "## paper-ssg/ssg (game" in md
+    assert (out / "quick-ssg-objective.png").exists() and (out / "paper-ssg-ssg-objective.png").exists()
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert page.index("## The main job: config `quick`") < page.index("## Config `paper-ssg`")
+    assert (tmp_path / "docs" / "paper-ssg-ssg-objective.png").exists()
+
+
+def test_the_results_page_is_generated_and_its_figures_exist():
+    docs = README.parent / "docs"
+    page = (docs / "results.md").read_text()
+    assert "`stackopt report results.sqlite --out report --docs docs`" in page  # made, not typed
+    assert "## The main job: config `quick`" in page and "Made by `stackopt compare" in page
+    linked = re.findall(r"\]\(([\w.-]+\.png)\)", page)
+    assert linked and all((docs / name).is_file() for name in linked)
+    assert "(docs/results.md)" in README.read_text()

@@ -59,6 +59,24 @@ if "harness_toy" not in available_games():
         return game
 
 
+def fill_store(path, text: str, name: str):
+    """Run every cell of the config ``text`` in this process into the results database
+    ``path`` (one run named ``name``, as a sweep would record it); returns ``path``."""
+    from stackopt.comparisons.config import parse_config
+    from stackopt.comparisons.runner import run_cell
+    from stackopt.comparisons.store import Store
+
+    config = parse_config(text, name=name)
+    with Store.open(path) as store:
+        run = store.start_run(config_name=config.name, config_text=config.text, argv=[],
+                              scheduler="in-process", versions={}, machine={})
+        for cell in config.cells():
+            row = run_cell(cell)
+            row["run_id"] = run
+            store.insert(row)
+    return path
+
+
 def toy_value(data: dict, budget: float, p: float) -> tuple[float, float]:
     total = float(np.sum(data["a"] * p + data["b"]))
     return -(total - float(data["target"])) ** 2, max(0.0, total - 1.0 - budget)

@@ -271,28 +271,41 @@ def test_cli_corrupted_empty_missing_and_dry_run(tmp_path, capsys):
                                             "retry.toml"]  # nothing created
 
 
+LIMITED_CONFIG = RETRY_CONFIG + """
+[experiments.toy.methods.test-sleep]
+sleep = 1.5
+time_limit = 1          # the method returns past its limit: a result with status time_limit
+"""
+
+
 def test_cli_counts_stored_failures_and_retries_them(tmp_path, capsys):
     cfg = tmp_path / "retry.toml"
-    cfg.write_text(RETRY_CONFIG)
+    cfg.write_text(LIMITED_CONFIG)
     db = tmp_path / "r.sqlite"
     code, out, err = _cli(["compare", cfg, "--db", db, "--workers", "1"], capsys)
     assert code == 0
-    assert "4 cells: 0 already stored, 4 run (converged 2, error 2)" in out
-    assert "2 failed: rerun with --retry-failed" in out
+    assert "6 cells: 0 already stored, 6 run (converged 2, error 2, time_limit 2)" in out
+    assert ("2 failed (error or solver_error) and 2 stopped at the time limit (results with that "
+            "status, not failures): --retry-failed runs them again") in out
     lines = [ln for ln in err.splitlines() if ln.startswith("[")]  # no terminal: a line per cell
-    assert len(lines) == 4
+    assert len(lines) == 6
     for ln in lines:
-        assert re.fullmatch(r"\[\d/4\] toy seed [12] test-(random|crash): "
-                            r"(converged|error) in \d+\.\d\d s", ln), ln
+        assert re.fullmatch(r"\[\d/6\] toy seed [12] test-(random|crash|sleep): "
+                            r"(converged|error|time_limit) in \d+\.\d\d s", ln), ln
+    with Store.open(db, readonly=True) as store:
+        limited = [r for r in store.rows() if r["method"] == "test-sleep"]
+    assert all(r["status"] == "time_limit" and r["leader_objective"] is not None
+               and "status converged before that" in r["message"] for r in limited)
     before = db.read_bytes()
     code, out, err = _cli(["compare", cfg, "--db", db, "--dry-run"], capsys)
-    assert code == 0 and "4 cells, 4 already in" in err and "(2 failed: rerun with --retry-failed)" in err
+    assert code == 0 and "6 cells, 6 already in" in err and "(2 failed (error or solver_error)" in err
     assert db.read_bytes() == before
     code, out, _ = _cli(["compare", cfg, "--db", db, "--no-progress"], capsys)
-    assert code == 0 and "4 cells: 4 already stored (2 failed: rerun with --retry-failed), 0 run" in out
+    assert code == 0 and "6 cells: 6 already stored (2 failed (error or solver_error) and 2 stopped" in out
     code, out, err = _cli(["compare", cfg, "--db", db, "--retry-failed", "--workers", "1"], capsys)
-    assert code == 0 and "4 cells: 2 already stored (2 failed cells cleared by --retry-failed), 2 run (error 2)" in out
+    assert code == 0 and ("6 cells: 2 already stored (4 failed or time-limited cells cleared by "
+                          "--retry-failed), 4 run (error 2, time_limit 2)") in out
     with Store.open(db, readonly=True) as store:
         runs = [r["id"] for r in store.runs()]
         rows = store.rows()
-    assert len(rows) == 4 and {r["run_id"] for r in rows if r["status"] == "error"} == {runs[-1]}
+    assert len(rows) == 6 and {r["run_id"] for r in rows if r["status"] != "converged"} == {runs[-1]}

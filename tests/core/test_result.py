@@ -81,7 +81,7 @@ def test_result_counts_the_oracles_cold_starts_of_method_and_scoring(method):
     assert set(work) == {"method", "scoring"}
     assert work["scoring"]["cold_starts"] >= 1  # fresh draws at the final strategy
     if method == "initial":
-        assert work["method"] == {"cold_starts": 0, "warm_solves": 0}
+        assert work["method"] == {"cold_starts": 0, "warm_solves": 0, "clock_stops": 0}
     else:  # slsqp runs in a child process, whose solves are reported back
         assert work["method"]["cold_starts"] >= 1
         assert work["method"]["cold_starts"] + work["method"]["warm_solves"] >= 2

@@ -300,7 +300,7 @@ def test_mpec_scip_time_limit_and_infeasible():
     assert run("mpec-scip", g, time_limit=30).status is Status.INFEASIBLE
     out = run("mpec-scip", cournot(), time_limit=30, scip_params={"limits/nodes": 1,
                                                                  "presolving/maxrounds": 0})
-    assert out.status in (Status.NOT_CONVERGED, Status.OPTIMAL)
+    assert out.status in (Status.MAX_ITERATIONS, Status.OPTIMAL)  # a node budget, or solved at once
     tiny = run("mpec-scip", cournot(), time_limit=1e-9)
     assert tiny.status is Status.TIME_LIMIT
     assert tiny.leader.shape == (1,)

@@ -54,9 +54,9 @@ _SCIP_STATUS = {
     "gaplimit": Status.OPTIMAL,  # gap closed to the requested tolerance
     "timelimit": Status.TIME_LIMIT,
     "infeasible": Status.INFEASIBLE,
-    "nodelimit": Status.NOT_CONVERGED,
-    "totalnodelimit": Status.NOT_CONVERGED,
-    "stallnodelimit": Status.NOT_CONVERGED,
+    "nodelimit": Status.MAX_ITERATIONS,  # a node budget (limits/nodes ...): deterministic
+    "totalnodelimit": Status.MAX_ITERATIONS,
+    "stallnodelimit": Status.MAX_ITERATIONS,
     "sollimit": Status.NOT_CONVERGED,
     "bestsollimit": Status.NOT_CONVERGED,
     "userinterrupt": Status.NOT_CONVERGED,
@@ -89,7 +89,9 @@ class ScipSolver(Solver):
     infinity is never reported as a number); the status is ``OPTIMAL`` when
     the gap closed (to ``gap_tol``), ``TIME_LIMIT`` at the time limit (the
     method's ``time_limit``, else ``default_time_limit``) with the best
-    solution found, if any.
+    solution found, if any. A node budget (``scip_params={"limits/nodes": N}``)
+    ends with ``MAX_ITERATIONS``: SCIP is deterministic, so unlike its time limit
+    the budget gives the same answer on a busy machine as on a quiet one.
     """
 
     CONFIG = ConfigDict("scip")
