@@ -362,10 +362,9 @@ def test_gnash_output_floor_never_binds(name):
 # local methods are started at x0 = 2, in the global minimum's basin.
 LOCAL_START = {"bard1988_ex1": [2.0]}
 
-# The MPEC pipeline does not write shared constraints (harker_tax, river_basin_standard:
-# it refuses them by name), and its disjunctive mode needs slacks linear in the variables
-# (price_budget: the leader's price is a coefficient of the followers' rows).
-MPEC_PROBLEMS = [n for n in PROBLEMS if n not in ("harker_tax", "river_basin_standard", "price_budget")]
+# Every problem, the generalized Nash ones included (shared constraints under the variational
+# concept, the leader's price as a coefficient, a disk binding at the optimum).
+MPEC_PROBLEMS = list(PROBLEMS)
 
 # mpec-scip certifies every problem; the gnash games need their output floor
 # (a leader constraint) carried to the price term by stackopt.methods.mpec.linking.

@@ -15,7 +15,17 @@ The modes and solvers must be imported before this module (the package's
 Generalized Nash games: each follower's own constraints (nonlinear in its
 variables, with the leader's coefficients, using other followers' variables)
 are written with their KKT conditions, the others' variables as parameters;
-shared constraints are refused by name (:func:`~stackopt.methods.mpec.pipeline.build_single_level`).
+a shared constraint is written once with the multipliers of the game's
+``shared`` concept (:mod:`~stackopt.methods.mpec.shared`). Every mode takes
+every form; a mode that needs linear slacks links a nonlinear one through an
+auxiliary variable (:mod:`~stackopt.methods.mpec.slacks`).
+
+Which equilibrium: all three methods are optimistic, the leader's favourite
+among the followers' equilibria of the game's concept: Rosen's normalized
+equilibrium for ``"variational"`` and ``"weighted"`` (the one the oracle-based
+methods follow, wherever it is unique), every generalized Nash equilibrium for
+``"any"`` (there the MPEC may pick one the followers' dynamics do not reach, and
+its strategy is scored at the equilibrium the oracle finds).
 """
 from __future__ import annotations
 
@@ -108,8 +118,10 @@ class Mpec(_MpecBase):
     ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``; binaries or
     SOS1 sets), and any other registered one. Solvers: ``ipopt`` (local, for
     the continuation modes) and ``scip`` (global). The solution is optimistic:
-    among the followers' equilibria the leader's favourite. Each mode's and
-    solver's docstring states its options.
+    among the followers' equilibria the leader's favourite (normalized equilibria
+    under ``shared="variational"`` or ``"weighted"``, every generalized Nash
+    equilibrium under ``"any"``). Each mode's and solver's docstring states its
+    options.
     """
 
     CONFIG = merge("mpec", _choice(), *[c.CONFIG for c in _unique(MODES.values())],
@@ -124,7 +136,9 @@ class MpecIpopt(_MpecBase):
     driven from ``eps_initial`` to ``eps_final`` by ``eps_factor`` with warm
     starts, from ``starts`` points; the best converged point is polished on
     its active set. See :class:`~stackopt.methods.mpec.modes.scholtes.Regularization` and
-    :class:`~stackopt.methods.mpec.solvers.nlp.IpoptSolver`.
+    :class:`~stackopt.methods.mpec.solvers.nlp.IpoptSolver`. A local solution of the
+    optimistic problem: the followers' normalized equilibria under ``shared="variational"``
+    or ``"weighted"``, every generalized Nash equilibrium under ``"any"``.
     """
 
     CONFIG = merge("mpec-ipopt", Regularization.CONFIG, IpoptSolver.CONFIG, pipeline_options())
@@ -138,7 +152,9 @@ class MpecScip(_MpecBase):
     Each pair becomes a big-M disjunction with a binary (or an SOS1 set), and
     SCIP solves the MINLP to global optimality in a subprocess, with its
     bound and gap. See :class:`~stackopt.methods.mpec.modes.disjunctive.Disjunctive` and
-    :class:`~stackopt.methods.mpec.solvers.scip.ScipSolver`.
+    :class:`~stackopt.methods.mpec.solvers.scip.ScipSolver`. The global optimistic
+    optimum over the followers' normalized equilibria under ``shared="variational"`` or
+    ``"weighted"``, over every generalized Nash equilibrium under ``"any"``.
     """
 
     CONFIG = merge("mpec-scip", Disjunctive.CONFIG, ScipSolver.CONFIG, pipeline_options())

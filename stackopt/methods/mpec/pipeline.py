@@ -21,9 +21,24 @@ complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
 :attr:`SingleLevel.pairs` become constraints. The followers' variables must
 be continuous (a ``ValueError`` names one that is not).
 
-The KKT conditions are necessary and, for convex followers, sufficient; the
-single-level model chooses the equilibrium in the leader's favour
-(optimistic bilevel solution).
+Generalized Nash games: a follower's constraint may be nonlinear in its own
+variables (``u1**2 + u2**2 <= 1``: its slack is then nonlinear), have the
+leader's variables anywhere, coefficients included (``p * x <= 2``), and use
+other followers' variables (data to it); ``core.kkt`` differentiates whatever
+is there. A shared constraint (``game.add_shared_constraint("cap", f.q + g.q
+<= 30)``) is copied into every follower it binds for ``core.kkt`` and then
+written once with its multipliers tied as the game's ``shared`` concept says
+(:mod:`~stackopt.methods.mpec.shared`): one common multiplier under
+``"variational"``, divided by each follower's weight under ``"weighted"``, one
+per follower under ``"any"``.
+
+The KKT conditions are necessary and, for followers convex in their own
+variables, sufficient; the single-level model chooses the equilibrium in the
+leader's favour (optimistic bilevel solution). Under ``"variational"`` and
+``"weighted"`` it is among the normalized equilibria (unique for a monotone
+game, the one the gradient methods follow); under ``"any"`` among every
+generalized Nash equilibrium (a manifold where a shared constraint binds),
+which may differ from the one the followers' dynamics reach.
 """
 from __future__ import annotations
 
@@ -40,6 +55,7 @@ from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_varia
 from pyomo.mpec import Complementarity
 
 from .options import DEFAULT_BLOCK
+from .shared import write_shared
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -53,6 +69,10 @@ class Pair:
 
     ``source`` is the constraint copy (on the generated block) or the
     follower's variable (on the clone); ``side`` is ``"lower"`` or ``"upper"``.
+    ``slack`` is nonlinear where the constraint is (a mode that needs it linear
+    links it through an auxiliary variable, :mod:`~stackopt.methods.mpec.slacks`).
+    ``follower`` names the follower; a shared constraint's common multiplier
+    names every follower it binds, comma-separated.
     """
 
     follower: str
@@ -60,6 +80,7 @@ class Pair:
     slack: Any  # expression, >= 0 when the follower's constraint holds
     source: Any
     side: str
+    linked: Any = None  # the nonlinear slack an auxiliary ``slack`` stands for (slacks.linear_pairs)
 
     @property
     def name(self) -> str:
@@ -74,7 +95,9 @@ class SingleLevel:
     in the order of ``game.structure()``; ``multipliers`` maps each of the
     *user's* follower constraints and variables to the multiplier(s) on the
     clone (a Var for an equality, ``(lower, upper)`` for an inequality or a
-    variable's bounds, an entry ``None`` where that side does not exist).
+    variable's bounds, an entry ``None`` where that side does not exist); a
+    shared constraint maps to its common multiplier(s), or under ``"any"`` to
+    ``{follower: multiplier(s)}``.
     """
 
     model: Any
@@ -118,11 +141,6 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
-    if structure.shared:
-        raise ValueError(
-            f"the MPEC reformulation does not write shared constraints "
-            f"({', '.join(repr(s.name) for s in structure.shared)}): solve games with shared "
-            "constraints with gradient, implicit-ipopt, slsqp or trust-region")
     check_finite(structure)
     if game.model.component(block_name) is not None:
         raise ValueError(
@@ -150,13 +168,21 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
     pairs: list[Pair] = []
     multipliers = ComponentMap()
     comps = []
+    shared_copies: dict = {k: [] for k in range(len(structure.shared))}
     for f in structure.followers:
         fb = blk.followers[f.name]
-        copies, own, used = _follower_copy(fb, f, translate)
+        binding = [k for k, s in enumerate(structure.shared) if f.name in s.followers]
+        copies, own, used = _follower_copy(
+            fb, f, translate, [structure.shared[k].constraint for k in binding])
         params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
-        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers)
+        own_copies = copies[:len(f.constraints)]
+        for k, (_, cd) in zip(binding, copies[len(f.constraints):]):
+            shared_copies[k].append((f.name, fb, cd))
+        pairs += _pairs(kkt, fb, f, own_copies, own, used, multipliers)
+    pairs += [Pair(*t) for t in write_shared(blk, structure, shared_copies, kkt, translate,
+                                             multipliers)]
     sl = SingleLevel(
         model=clone, block=blk,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
@@ -199,6 +225,9 @@ def check_finite(structure) -> None:
         for c in f.constraints:
             parts += [(f"constraint {c.name!r}", e) for e in c.to_bounded_expression()
                       if e is not None]
+    for s in structure.shared:
+        parts += [(f"shared constraint {s.name!r}", e) for e in s.constraint.to_bounded_expression()
+                  if e is not None]
     for where, expr in parts:
         walker = _NonFinite(where)
         if hasattr(expr, "is_expression_type") and expr.is_expression_type():
@@ -211,11 +240,13 @@ def check_finite(structure) -> None:
                 raise ValueError(f"variable {v.name!r} has the {side} bound nan")
 
 
-def _follower_copy(fb, f, translate):
-    """The follower's objective (as a minimisation) and constraints copied onto ``fb``.
+def _follower_copy(fb, f, translate, shared=()):
+    """The follower's objective (as a minimisation), constraints and the ``shared``
+    constraints that bind it copied onto ``fb``.
 
-    Returns ``(user constraint, copy)`` pairs, the follower's own variables on the
-    clone and every variable its copied problem uses.
+    Returns ``(user constraint, copy)`` pairs (the follower's own constraints, then
+    ``shared``), the follower's own variables on the clone and every variable its
+    copied problem uses.
     """
     own = [translate.var(v) for v in f.variables]
     for v in own:
@@ -230,7 +261,7 @@ def _follower_copy(fb, f, translate):
     fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj, sense=pyo.minimize)
     fb.constraints = pyo.ConstraintList()
     copies = []
-    for c in f.constraints:
+    for c in list(f.constraints) + list(shared):
         lower, body, upper = c.to_bounded_expression()
         lower = None if lower is None else translate(lower)
         upper = None if upper is None else translate(upper)
