@@ -85,8 +85,8 @@ def market_data(seed: int = 0, firms: int = 4, nodes: int = 3, congestion: float
     reactance = rng.uniform(0.5, 1.5, N)
     lines = [(k, (k + 1) % N) for k in range(N)]
     A = np.zeros((N, N))
-    for l, (i, j) in enumerate(lines):
-        A[l, i], A[l, j] = 1.0, -1.0
+    for line, (i, j) in enumerate(lines):
+        A[line, i], A[line, j] = 1.0, -1.0
     B = A.T @ np.diag(1.0 / reactance) @ A
     H = np.diag(1.0 / reactance) @ A[:, 1:] @ np.linalg.inv(B[1:, 1:])
     bus = 1 + np.arange(n) % (N - 1)
@@ -138,7 +138,7 @@ def market_equilibrium(data: dict, tariffs) -> tuple:
     tol = 1e-6
     held = np.where(q <= tol, 0.0, np.where(q >= qmax - tol, qmax, np.nan))
     flows = H @ q
-    rows = [l for l in range(L) if abs(abs(flows[l]) - K[l]) <= tol * max(1.0, K[l])]
+    rows = [r for r in range(L) if abs(abs(flows[r]) - K[r]) <= tol * max(1.0, K[r])]
     free = np.flatnonzero(np.isnan(held))
     x = np.where(np.isnan(held), 0.0, held)
     k = len(free) + len(rows)
@@ -183,11 +183,11 @@ def build_market(seed: int = 0, firms: int = 4, nodes: int = 3, budget: float = 
         f.profit = pyo.Objective(
             expr=(a - b * others - m.t[int(bus[i])] - c[i]) * f.q - (b + 0.5 * d[i]) * f.q ** 2,
             sense=pyo.maximize)
-    for l in range(len(K)):
-        terms = [(float(H[l, i]), f) for i, f in enumerate(gens) if abs(H[l, i]) > 1e-12]
+    for line in range(len(K)):
+        terms = [(float(H[line, i]), f) for i, f in enumerate(gens) if abs(H[line, i]) > 1e-12]
         if terms:
             flow = sum(h * f.q for h, f in terms)
-            g.add_shared_constraint(f"line{l}", pyo.inequality(-float(K[l]), flow, float(K[l])))
+            g.add_shared_constraint(f"line{line}", pyo.inequality(-float(K[line]), flow, float(K[line])))
     welfare = a * total - 0.5 * b * total ** 2 - sum(c[i] * f.q + 0.5 * d[i] * f.q ** 2
                                                       for i, f in enumerate(gens))
     subsidy = -sum(m.t[int(bus[i])] * f.q for i, f in enumerate(gens))

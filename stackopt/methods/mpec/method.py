@@ -29,6 +29,7 @@ its strategy is scored at the equilibrium the oracle finds).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from pyomo.common.config import ConfigDict, ConfigValue
@@ -79,7 +80,9 @@ class _MpecBase(Method):
         sl = build_single_level(game, block_name=config.block_name, dump=config.dump)
         sl.deactivate_complementarity()
         block = mode.apply(sl)
-        return solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
+        out = solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
+        note = sl.note()
+        return dataclasses.replace(out, message=f"{out.message}\n{note}") if note else out
 
     def _choose(self, config):
         if self.preset is not None:

@@ -43,7 +43,7 @@ which may differ from the one the followers' dynamics reach.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_variables, replace_expressions
 from pyomo.mpec import Complementarity
+
+from stackopt.game import convex_constraint, convex_in_own
 
 from .options import DEFAULT_BLOCK
 from .shared import write_shared
@@ -97,7 +99,10 @@ class SingleLevel:
     clone (a Var for an equality, ``(lower, upper)`` for an inequality or a
     variable's bounds, an entry ``None`` where that side does not exist); a
     shared constraint maps to its common multiplier(s), or under ``"any"`` to
-    ``{follower: multiplier(s)}``.
+    ``{follower: multiplier(s)}``. ``nonconvex`` names each follower whose objective or
+    set is not provably convex in its own variables (a nonlinear equality, a concave
+    constraint, an objective the rules cannot prove convex) and why: its KKT conditions
+    are necessary only.
     """
 
     model: Any
@@ -107,6 +112,16 @@ class SingleLevel:
     pairs: tuple
     multipliers: ComponentMap
     complementarities: tuple  # the pyomo.mpec components, one per follower
+    nonconvex: dict = field(default_factory=dict)  # follower -> why its KKT points may not be best responses
+
+    def note(self) -> str:
+        """A line for the result's message naming the followers of :attr:`nonconvex`."""
+        if not self.nonconvex:
+            return ""
+        names = "; ".join(f"{f!r}: {why}" for f, why in self.nonconvex.items())
+        return (f"KKT conditions are not sufficient for follower(s) {names}: the single-level "
+                "model may hold a KKT point that is not a best response; the strategy is scored "
+                "at the equilibrium the oracle finds")
 
     def deactivate_complementarity(self) -> None:
         """Deactivate the pyomo.mpec components (a mode has written its own constraints)."""
@@ -188,10 +203,36 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None) -> Sing
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
         follower_variables=tuple(translate.var(v) for v in structure.follower_variables),
         pairs=tuple(pairs), multipliers=multipliers, complementarities=tuple(comps),
+        nonconvex=not_provably_convex(structure),
     )
     if dump is not None:
         sl.dump(dump)
     return sl
+
+
+def not_provably_convex(structure) -> dict:
+    """Follower name -> why its problem is not provably convex in its own variables (its
+    objective, or the constraints binding it: its own and the shared ones), by the rules
+    of :mod:`stackopt.game.convexity`; followers proven convex are left out."""
+    out = {}
+    for f in structure.followers:
+        why = []
+        if not convex_in_own(f.objective, f.variables, f.sense):
+            why.append("its objective is not provably convex in its own variables")
+        cons = list(f.constraints) + [s.constraint for s in structure.shared if f.name in s.followers]
+        bad = sorted({c.name for c in cons for side in _sides(c)
+                      if not convex_constraint(c, side, f.variables)})
+        if bad:
+            why.append(f"its set is not provably convex in its own variables ({', '.join(bad)})")
+        if why:
+            out[f.name] = "; ".join(why)
+    return out
+
+
+def _sides(c) -> list:
+    if c.equality:
+        return ["equality"]
+    return [side for side, present in (("upper", c.has_ub()), ("lower", c.has_lb())) if present]
 
 
 class _NonFinite(StreamBasedExpressionVisitor):

@@ -202,3 +202,29 @@ def test_unbounded_nonlinear_slack_names_the_pair_for_big_m():
     r = brentq(lambda r: -2 * (1 / r - 0.8) / r ** 2 + 0.1, 1.0, 2.0)
     assert sos.status is Status.OPTIMAL
     assert sos.leader_values["r"] == pytest.approx(r, abs=1e-4)
+
+
+def test_a_nonlinear_equality_is_allowed_and_the_result_says_its_kkt_points_may_not_be_best_responses():
+    """A follower on the circle u1^2 + u2^2 = 1 nearest to (p, 1): its KKT points are the
+    nearest and the farthest point. The optimistic MPEC may hold the farthest one (u1 =
+    -p / |(p, 1)|, least at p = 3); the result names the follower and why, and the scored
+    objective is the nearest point's (the equilibrium the oracle finds after its search)."""
+    g = stackopt.StackelbergGame("circle")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
+    f = g.add_follower("f")
+    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
+    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
+    g.set_leader([m.p], objective=f.u[1], sense=pyo.minimize)
+    assert build_single_level(g).nonconvex == {
+        "f": "its set is not provably convex in its own variables (f.circle)"}
+    res = stackopt.solve(g, "mpec-scip", time_limit=60)
+    assert res.status is Status.OPTIMAL
+    assert "KKT conditions are not sufficient for follower(s) 'f': its set is not provably " \
+           "convex in its own variables (f.circle)" in res.message
+    p = res.leader_values["p"]
+    assert res.claimed_objective == pytest.approx(-3 / np.sqrt(10), abs=1e-5)
+    assert res.leader_objective == pytest.approx(p / np.sqrt(p * p + 1), abs=1e-6)  # nearest point
+    harker_tax = stackopt.solve(harker(), "mpec-scip", time_limit=60)
+    assert "not sufficient" not in harker_tax.message
