@@ -69,7 +69,7 @@ def register(subparsers) -> None:
         description="Run a comparison sweep. Cells already in the database are skipped, so "
                     "rerunning the same command resumes an interrupted sweep.")
     p.add_argument("config", nargs="?", default="quick",
-                   help="built-in config name (quick, paper-nfg, paper-ssg, paper-cyber) or a "
+                   help="built-in config name (quick, paper-nfg, paper-ssg, paper-cyber, market, reference) or a "
                         "TOML path (default: quick)")
     p.add_argument("--db", default="results.sqlite", help="results database (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, default=2,
