@@ -43,3 +43,17 @@ def coupled(shared="variational", shared_weights=None):
     g.add_shared_constraint("cap", a.u[2] + b.y[1] + b.y[2] + 0.1 * a.u[1] ** 2 <= 2.83 + m.p[2] ** 2)
     g.set_leader([m.p], objective=a.u[1] + 2 * a.u[2] + 3 * b.y[1], sense=pyo.maximize)
     return g
+
+
+def circle(sense=pyo.maximize):
+    """One follower on the circle u1^2 + u2^2 = 1 (a nonlinear equality: a non-convex set)
+    nearest to (p, 1), p in [0, 3] the leader's; the leader's objective is u1."""
+    g = StackelbergGame("circle")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
+    f = g.add_follower("f")
+    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
+    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
+    g.set_leader([m.p], objective=f.u[1], sense=sense)
+    return g

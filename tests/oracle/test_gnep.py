@@ -4,7 +4,7 @@ equilibrium concept, through the kernel, the one KKT residual, Newton and the im
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from games import coupled
+from games import circle, coupled
 
 from stackopt import StackelbergGame, check_gradient
 from stackopt.kernel import kernel_of
@@ -278,14 +278,7 @@ def test_a_nonlinear_equality_is_allowed_and_its_follower_searched():
     """A circle u1^2 + u2^2 = 1 (a non-convex set): the follower's KKT points are checked by a
     search for a better response, and the result names it; the nearest point to (2, 1)
     on the circle is the answer from every start."""
-    g = StackelbergGame("circle")
-    m = g.model
-    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
-    f = g.add_follower("f")
-    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
-    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
-    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
-    g.set_leader([m.p], objective=f.u[1])
+    g = circle()
     for seed in range(3):
         r = stackopt_equilibrium(g, seed=seed)
         assert r.converged

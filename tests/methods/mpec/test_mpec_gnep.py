@@ -4,7 +4,7 @@ every mode x solver."""
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from games import coupled
+from games import circle, coupled
 from pyomo.repn.standard_repn import generate_standard_repn
 from scipy.optimize import brentq
 
@@ -209,14 +209,7 @@ def test_a_nonlinear_equality_is_allowed_and_the_result_says_its_kkt_points_may_
     nearest and the farthest point. The optimistic MPEC may hold the farthest one (u1 =
     -p / |(p, 1)|, least at p = 3); the result names the follower and why, and the scored
     objective is the nearest point's (the equilibrium the oracle finds after its search)."""
-    g = stackopt.StackelbergGame("circle")
-    m = g.model
-    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
-    f = g.add_follower("f")
-    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
-    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
-    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
-    g.set_leader([m.p], objective=f.u[1], sense=pyo.minimize)
+    g = circle(sense=pyo.minimize)
     assert build_single_level(g).nonconvex == {
         "f": "its set is not provably convex in its own variables (f.circle)"}
     res = stackopt.solve(g, "mpec-scip", time_limit=60)
