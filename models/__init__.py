@@ -44,7 +44,7 @@ class GameSpec:
 
 
 _GAMES: dict[str, GameSpec] = {}
-_MODULES = ("nfg", "ssg", "cyber", "library", "gnep")
+_MODULES = ("nfg", "ssg", "cyber", "library", "gnep", "market")
 
 
 def register_game(name: str, params: dict[str, Param]):

@@ -41,11 +41,13 @@ gnash19               4            -6.11671          (MacMPEC gnash19)
 harker_tax            2 (shared)   0.0108499 (derived here: harker_tax_optimum)
 river_basin_standard  3 (shared)   41.5252 (derived here: river_basin_optimum)
 price_budget          2            3.75 (derived here in closed form)
+disk_cap_radius       2 (shared)   3.98916 (derived here: disk_cap_radius_optimum)
 ====================  ===========  ==========================================
 
-The last three are leader problems over generalized Nash games of
+The last four are leader problems over generalized Nash games of
 :mod:`stackopt.models.gnep` (shared constraints read as Rosen's variational
-equilibrium; budgets with the leader's price as coefficient); their optima are
+equilibrium; budgets with the leader's price as coefficient; a disk, nonlinear in
+the follower's own variables, of the leader's radius); their optima are
 derived from the followers' equilibrium in closed form or by exact enumeration
 of its active sets, independently of stackopt.
 """
@@ -502,6 +504,64 @@ def price_budget() -> StackelbergGame:
     from .gnep import price_budget as build
 
     return build()
+
+
+def disk_cap_equilibrium(p: float) -> tuple:
+    """The variational equilibrium ``(u1, u2, y)`` of :func:`disk_cap_radius` at radius ``p``.
+
+    With the disk |u|^2 <= p^2 and the cap u2 + y <= 3.155 both binding (multipliers l and
+    s), stationarity reads 2 (u1 - 3) + 2 l u1 = 0, 2 (u2 - 2) + 2 l u2 + s = 0 and
+    2 (y - 4) + s = 0. The first gives l = 3 / u1 - 1 (> 0 for u1 < 3), the third with the
+    cap s = 2 (u2 + 0.845) (> 0 for u2 > 0), and the second then u2 (1 + 3 / u1) = 1.155:
+    u2 = 1.155 u1 / (u1 + 3). The disk's boundary u1^2 + u2^2 = p^2 is increasing in u1,
+    so u1 is its one root in (0, p] (Brent's method). Both followers' problems are
+    strictly convex and the cap is shared under one multiplier, so this is the unique
+    variational equilibrium wherever l, s > 0: for every p in [0.8, 1.6].
+    """
+    from scipy.optimize import brentq
+
+    u1 = brentq(lambda u: u * u + (1.155 * u / (u + 3.0)) ** 2 - p * p, 1e-12, p, xtol=1e-15)
+    u2 = 1.155 * u1 / (u1 + 3.0)
+    return u1, u2, 3.155 - u2
+
+
+def disk_cap_radius_optimum() -> tuple:
+    """``(p*, objective*)`` of :func:`disk_cap_radius`: with :func:`disk_cap_equilibrium` the
+    leader's objective u1 + y - (p - 1)^2 = u1 - u2 + 3.155 - (p - 1)^2 is a smooth function
+    of p on [0.8, 1.6], maximised by bounded Brent (to 1e-12): p* = 1.403311, 3.989161. Its
+    derivative (d(u1 - u2)/du1) (du1/dp) - 2 (p - 1) changes sign once there (the first term
+    decreases from about 0.75, the second increases)."""
+    from scipy.optimize import minimize_scalar
+
+    def value(p):
+        u1, u2, y = disk_cap_equilibrium(p)
+        return u1 + y - (p - 1.0) ** 2
+
+    r = minimize_scalar(lambda p: -value(p), bounds=(0.8, 1.6), method="bounded",
+                        options={"xatol": 1e-12})
+    return float(r.x), float(value(r.x))
+
+
+@_problem("disk_cap_radius", disk_cap_radius_optimum()[1],
+          "derived here (disk_cap_radius_optimum: the variational equilibrium in closed form up to "
+          "one monotone root, then a bounded scalar maximisation) over the game "
+          "stackopt.models.gnep.disk_cap; p* = 1.403311, u* = (1.356448, 0.359627), y* = 2.795373, "
+          "the disk and the shared cap binding")
+def disk_cap_radius() -> StackelbergGame:
+    """The leader sets the radius p in [0.8, 1.6] of player a's disk |u|^2 <= p^2 (a constraint
+    nonlinear in the follower's own variables, with the leader's variable in it) in
+    :func:`stackopt.models.gnep.disk_cap` (a also shares the cap u2 + y <= 3.155 with b), at
+    the cost (p - 1)^2, and maximises u1 + y - (p - 1)^2. At the optimum both the disk and
+    the shared cap bind (:func:`disk_cap_equilibrium`)."""
+    from .gnep import disk_cap
+
+    g = disk_cap()
+    m, a, b = g.model, g.model.a, g.model.b
+    m.p.setlb(0.8)
+    m.p.setub(1.6)
+    g.set_leader([m.p], objective=a.u[1] + b.y - (m.p - 1.0) ** 2, sense=pyo.maximize)
+    g.data = {"problem": "disk_cap_radius"}
+    return g
 
 
 # ------------------------------------------------------------------ registry

@@ -5,6 +5,14 @@ with any registered method; every result is scored by the same equilibrium
 oracle. :func:`equilibrium` is the followers' (generalized) Nash equilibrium at
 given leader values.
 
+The games: one leader, whose objective and constraints are evaluated at the
+followers' equilibrium; followers with objectives and constraints in any smooth
+form, each constraint binding its own follower (nonlinear in its own variables,
+``u1**2 + u2**2 <= 1``; the leader's variable as a coefficient, ``p * x <= 2``;
+other followers' variables as data), and constraints shared by several followers
+declared once (``game.add_shared_constraint("cap", f.q + g.q <= 30)``) under the
+game's equilibrium concept (``shared="variational"``, ``"weighted"`` or ``"any"``).
+
 The public names below are imported on first use (PEP 562), so that
 ``import stackopt`` and the command line's ``--help`` do not pay for Pyomo,
 NumPy, SciPy and the methods until something needs them. The game models and

@@ -32,3 +32,38 @@ def make_duopoly(lb=0.0, ub=10.0, constraint=True, cap=3.0, leader=1.0, cons=1.0
 
 
 DUOPOLY_M = np.array([[2.0, 0.5], [-1.0, 3.0]])
+
+
+def coupled(shared="variational", shared_weights=None):
+    """Two followers, every new form at once, every constraint active at p = (1, 1.2): a has
+    a disk (nonlinear in its own variables) of the leader's radius p2; b a budget with the
+    leader's coefficient (p1 y1 <= 2) and a constraint using a's variable (y2 + u1 <= 3: it
+    binds b only); the shared cap u2 + y1 + y2 + 0.1 u1^2 <= 2.83 + p2^2 binds both."""
+    g = StackelbergGame("coupled", shared=shared, shared_weights=shared_weights)
+    m = g.model
+    m.p = pyo.Var([1, 2], bounds=(0.5, 2.0), initialize={1: 1.0, 2: 1.2})
+    a, b = g.add_follower("a"), g.add_follower("b")
+    a.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    b.y = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    a.obj = pyo.Objective(expr=(a.u[1] - 3) ** 2 + (a.u[2] - 2) ** 2)
+    b.obj = pyo.Objective(expr=(b.y[1] - 4) ** 2 + (b.y[2] - 4) ** 2 + 0.3 * a.u[1] * b.y[1])
+    a.disk = pyo.Constraint(expr=a.u[1] ** 2 + a.u[2] ** 2 <= m.p[2] ** 2)
+    b.budget = pyo.Constraint(expr=m.p[1] * b.y[1] <= 2)
+    b.room = pyo.Constraint(expr=b.y[2] + a.u[1] <= 3)
+    g.add_shared_constraint("cap", a.u[2] + b.y[1] + b.y[2] + 0.1 * a.u[1] ** 2 <= 2.83 + m.p[2] ** 2)
+    g.set_leader([m.p], objective=a.u[1] + 2 * a.u[2] + 3 * b.y[1], sense=pyo.maximize)
+    return g
+
+
+def circle(sense=pyo.maximize):
+    """One follower on the circle u1^2 + u2^2 = 1 (a nonlinear equality: a non-convex set)
+    nearest to (p, 1), p in [0, 3] the leader's; the leader's objective is u1."""
+    g = StackelbergGame("circle")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
+    f = g.add_follower("f")
+    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
+    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
+    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
+    g.set_leader([m.p], objective=f.u[1], sense=sense)
+    return g

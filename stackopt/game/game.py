@@ -7,10 +7,14 @@ inequalities, which bind that follower only and may use every variable of the
 game: nonlinear in its own variables (``u1**2 + u2**2 <= 1``), coefficients in
 the leader's (``p * x <= 1``), other followers' variables (a generalized Nash
 game). A constraint shared by several followers is declared once with
-:meth:`StackelbergGame.add_shared_constraint`; the game's ``shared`` option says
-which equilibrium concept reads it. The leader names its variables, an objective
+:meth:`StackelbergGame.add_shared_constraint` (``game.add_shared_constraint("cap",
+f.q + g.q <= 30)``); the game's ``shared`` option says which equilibrium concept
+reads it (``"variational"``: one common multiplier, Rosen's normalized equilibrium;
+``"weighted"``: divided by each follower's weight; ``"any"``: one per follower, any
+generalized Nash equilibrium). The leader names its variables, an objective
 and inequality constraints; the leader's objective and constraints are evaluated
-at the followers' equilibrium.
+at the followers' equilibrium. ``docs/game-class.md`` states the class with an
+example of each form and which equilibrium each method solves.
 """
 from __future__ import annotations
 

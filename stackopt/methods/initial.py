@@ -11,7 +11,12 @@ from .registry import Method, MethodOutput, register_method
 
 @register_method("initial")
 class Initial(Method):
-    """The leader's initial values (``None`` read as 0, clipped to the bounds)."""
+    """The leader's initial values (``None`` read as 0, clipped to the bounds).
+
+    Scored like every method by the equilibrium oracle: in a generalized Nash game the
+    equilibrium of the game's ``shared`` concept (Rosen's normalized equilibrium for
+    ``"variational"`` and ``"weighted"``, the one the followers' dynamics reach for ``"any"``).
+    """
 
     CONFIG = ConfigDict()
 

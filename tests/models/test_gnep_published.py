@@ -139,7 +139,8 @@ def test_check_gradient_with_an_active_disk_and_an_active_shared_cap(capsys):
     assert r.multipliers["a.disk"] > 1.0 and r.multipliers["cap"] > 1.0  # both bind
 
 
-def test_mpec_pipeline_refuses_shared_constraints_by_name():
+def test_mpec_pipeline_writes_shared_constraints():
+    """The shared capacity once, one multiplier (variational): harker_tax's optimum."""
     res = stackopt.solve(build_game("library", problem="harker_tax"), "mpec-ipopt")
-    assert res.status is stackopt.Status.ERROR
-    assert "the MPEC reformulation does not write shared constraints ('capacity')" in res.message
+    assert res.status is stackopt.Status.CONVERGED
+    assert res.leader_objective == pytest.approx(156.25 - 150 ** 2 / 144.01, rel=1e-8)

@@ -242,6 +242,23 @@ def _price_budget(x):
     return p * (y[0] + y[1]), [0.0]
 
 
+def _disk_cap(x):
+    """The followers' objectives are separate, so the variational equilibrium (one multiplier
+    of the cap) minimises their sum over the joint set (SLSQP, from two starts)."""
+    p = x[0]
+    cons = [{"type": "ineq", "fun": lambda z: p * p - z[0] ** 2 - z[1] ** 2},
+            {"type": "ineq", "fun": lambda z: 3.155 - z[1] - z[2]}]
+    best = None
+    for z0 in ([0.0, 0.0, 0.0], [p / 2, p / 2, 2.0]):
+        r = minimize(lambda z: (z[0] - 3) ** 2 + (z[1] - 2) ** 2 + (z[2] - 4) ** 2, z0,
+                     method="SLSQP", bounds=[(-5, 5), (-5, 5), (-10, 10)], constraints=cons,
+                     options={"ftol": 1e-15, "maxiter": 500})
+        if best is None or r.fun < best.fun:
+            best = r
+    u1, _, y = best.x
+    return u1 + y - (p - 1) ** 2, [0.0]
+
+
 # name -> (reference F(x) -> (objective, [constraint bodies <= 0]), leader box, sense)
 REFERENCE = {
     "bard1988_ex1": (_bard, [(1.0, 5.0)], 1),
@@ -257,6 +274,7 @@ REFERENCE = {
     "harker_tax": (_harker_tax, [(0.0, 2.0)], 1),
     "river_basin_standard": (_river_basin, [(50.0, 150.0)], -1),
     "price_budget": (_price_budget, [(0.5, 2.0)], -1),
+    "disk_cap_radius": (_disk_cap, [(0.8, 1.6)], -1),
 }
 
 
@@ -324,7 +342,7 @@ OPTIMAL_LEADER = {
     "clark_westerberg1990": [1.0], "htp_9_3_5": [3.0], "desilva1978": [0.5, 0.5],
     "cournot3": [195 / 4], "gnash10": [47.03595322], "gnash14": [1.06633302],
     "gnash19": [6.36933291], "harker_tax": [150 / 144.01], "river_basin_standard": [63.01913998],
-    "price_budget": [1.5],
+    "price_budget": [1.5], "disk_cap_radius": [1.4033114752912736],
 }
 
 
@@ -363,10 +381,9 @@ def test_gnash_output_floor_never_binds(name):
 # local methods are started at x0 = 2, in the global minimum's basin.
 LOCAL_START = {"bard1988_ex1": [2.0]}
 
-# The MPEC pipeline does not write shared constraints (harker_tax, river_basin_standard:
-# it refuses them by name), and its disjunctive mode needs slacks linear in the variables
-# (price_budget: the leader's price is a coefficient of the followers' rows).
-MPEC_PROBLEMS = [n for n in PROBLEMS if n not in ("harker_tax", "river_basin_standard", "price_budget")]
+# Every problem, the generalized Nash ones included (shared constraints under the variational
+# concept, the leader's price as a coefficient, a disk binding at the optimum).
+MPEC_PROBLEMS = list(PROBLEMS)
 
 # mpec-scip certifies every problem; the gnash games need their output floor
 # (a leader constraint) carried to the price term by stackopt.methods.mpec.linking.

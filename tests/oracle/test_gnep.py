@@ -4,33 +4,13 @@ equilibrium concept, through the kernel, the one KKT residual, Newton and the im
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from games import circle, coupled
 
 from stackopt import StackelbergGame, check_gradient
 from stackopt.kernel import kernel_of
 from stackopt.oracle import EquilibriumOracle, KKTResidual, equilibrium_jacobian, sensitivity
 from stackopt.oracle.linalg import make_solver
 from stackopt.oracle.newton import NewtonEngine
-
-
-def coupled(shared="variational", shared_weights=None):
-    """Two followers, every new form at once, every constraint active at p = (1, 1.2): a has
-    a disk (nonlinear in its own variables) of the leader's radius p2; b a budget with the
-    leader's coefficient (p1 y1 <= 2) and a constraint using a's variable (y2 + u1 <= 3: it
-    binds b only); the shared cap u2 + y1 + y2 + 0.1 u1^2 <= 2.83 + p2^2 binds both."""
-    g = StackelbergGame("coupled", shared=shared, shared_weights=shared_weights)
-    m = g.model
-    m.p = pyo.Var([1, 2], bounds=(0.5, 2.0), initialize={1: 1.0, 2: 1.2})
-    a, b = g.add_follower("a"), g.add_follower("b")
-    a.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
-    b.y = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
-    a.obj = pyo.Objective(expr=(a.u[1] - 3) ** 2 + (a.u[2] - 2) ** 2)
-    b.obj = pyo.Objective(expr=(b.y[1] - 4) ** 2 + (b.y[2] - 4) ** 2 + 0.3 * a.u[1] * b.y[1])
-    a.disk = pyo.Constraint(expr=a.u[1] ** 2 + a.u[2] ** 2 <= m.p[2] ** 2)
-    b.budget = pyo.Constraint(expr=m.p[1] * b.y[1] <= 2)
-    b.room = pyo.Constraint(expr=b.y[2] + a.u[1] <= 3)
-    g.add_shared_constraint("cap", a.u[2] + b.y[1] + b.y[2] + 0.1 * a.u[1] ** 2 <= 2.83 + m.p[2] ** 2)
-    g.set_leader([m.p], objective=a.u[1] + 2 * a.u[2] + 3 * b.y[1], sense=pyo.maximize)
-    return g
 
 
 def _fd(fun, v, h=1e-6):
@@ -298,14 +278,7 @@ def test_a_nonlinear_equality_is_allowed_and_its_follower_searched():
     """A circle u1^2 + u2^2 = 1 (a non-convex set): the follower's KKT points are checked by a
     search for a better response, and the result names it; the nearest point to (2, 1)
     on the circle is the answer from every start."""
-    g = StackelbergGame("circle")
-    m = g.model
-    m.p = pyo.Var(bounds=(0, 3), initialize=2.0)
-    f = g.add_follower("f")
-    f.u = pyo.Var([1, 2], bounds=(-5, 5), initialize=0.0)
-    f.obj = pyo.Objective(expr=(f.u[1] - m.p) ** 2 + (f.u[2] - 1) ** 2)
-    f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
-    g.set_leader([m.p], objective=f.u[1])
+    g = circle()
     for seed in range(3):
         r = stackopt_equilibrium(g, seed=seed)
         assert r.converged

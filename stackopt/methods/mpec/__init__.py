@@ -12,7 +12,11 @@ components, and a **solver** solves the result:
 - solvers: ``ipopt`` (:mod:`~stackopt.methods.mpec.solvers.nlp`, through
   :class:`stackopt.solvers.nlp.NlpProblem`) and ``scip`` (:mod:`~stackopt.methods.mpec.solvers.scip`:
   Pyomo's NL writer, SCIP's NL reader in a subprocess, singular terms'
-  linear arguments linked by :mod:`~stackopt.methods.mpec.linking`).
+  linear arguments linked by :mod:`~stackopt.methods.mpec.linking`);
+- generalized Nash games: shared constraints written once with the multipliers
+  of the game's concept (:mod:`~stackopt.methods.mpec.shared`), nonlinear slacks
+  linked through auxiliary variables for the modes that need linear ones
+  (:mod:`~stackopt.methods.mpec.slacks`).
 
 Registered methods (:mod:`~stackopt.methods.mpec.method`): ``mpec`` (``mode`` and
 ``solver`` as options), ``mpec-ipopt`` (alias ``scholtes``: regularization +

@@ -15,10 +15,21 @@ The modes and solvers must be imported before this module (the package's
 Generalized Nash games: each follower's own constraints (nonlinear in its
 variables, with the leader's coefficients, using other followers' variables)
 are written with their KKT conditions, the others' variables as parameters;
-shared constraints are refused by name (:func:`~stackopt.methods.mpec.pipeline.build_single_level`).
+a shared constraint is written once with the multipliers of the game's
+``shared`` concept (:mod:`~stackopt.methods.mpec.shared`). Every mode takes
+every form; a mode that needs linear slacks links a nonlinear one through an
+auxiliary variable (:mod:`~stackopt.methods.mpec.slacks`).
+
+Which equilibrium: all three methods are optimistic, the leader's favourite
+among the followers' equilibria of the game's concept: Rosen's normalized
+equilibrium for ``"variational"`` and ``"weighted"`` (the one the oracle-based
+methods follow, wherever it is unique), every generalized Nash equilibrium for
+``"any"`` (there the MPEC may pick one the followers' dynamics do not reach, and
+its strategy is scored at the equilibrium the oracle finds).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from pyomo.common.config import ConfigDict, ConfigValue
@@ -86,11 +97,13 @@ class _MpecBase(Method):
                                     deadline=deadline)
             sl.deactivate_complementarity()
             block = mode.apply(sl)
-            return solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
+            out = solver_cls(config).solve(sl, mode, block, seed, time_limit, start)
         except TimeLimitReached as exc:
             return MethodOutput(leader=initial_leader(game), status=Status.TIME_LIMIT,
                                 message=f"{exc} (after {time.perf_counter() - start:.3g} s); "
                                         "the leader's initial values are returned")
+        note = sl.note()
+        return dataclasses.replace(out, message=f"{out.message}\n{note}") if note else out
 
     def _choose(self, config):
         if self.preset is not None:
@@ -129,8 +142,10 @@ class Mpec(_MpecBase):
     ``disjunctive`` (aliases ``big-m``, ``fortuny-amat-mccarl``; binaries or
     SOS1 sets), and any other registered one. Solvers: ``ipopt`` (local, for
     the continuation modes) and ``scip`` (global). The solution is optimistic:
-    among the followers' equilibria the leader's favourite. Each mode's and
-    solver's docstring states its options.
+    among the followers' equilibria the leader's favourite (normalized equilibria
+    under ``shared="variational"`` or ``"weighted"``, every generalized Nash
+    equilibrium under ``"any"``). Each mode's and solver's docstring states its
+    options.
     """
 
     CONFIG = merge("mpec", _choice(), *[c.CONFIG for c in _unique(MODES.values())],
@@ -144,7 +159,9 @@ class MpecIpopt(_MpecBase):
     Each pair ``0 <= lambda _|_ s >= 0`` becomes ``lambda * s <= eps``, eps
     driven from ``eps_initial`` to ``eps_final`` by ``eps_factor`` with warm
     starts, from ``starts`` points; the best converged point is polished on
-    its active set.
+    its active set. A local solution of the optimistic problem: the followers'
+    normalized equilibria under ``shared="variational"`` or ``"weighted"``, every
+    generalized Nash equilibrium under ``"any"``.
     """
 
     CONFIG = merge("mpec-ipopt", Regularization.CONFIG, IpoptSolver.CONFIG, pipeline_options())
@@ -157,7 +174,9 @@ class MpecScip(_MpecBase):
 
     Each pair becomes a big-M disjunction with a binary (or an SOS1 set), and
     SCIP solves the MINLP to global optimality in a subprocess, with its
-    bound and gap.
+    bound and gap. The global optimistic optimum over the followers' normalized
+    equilibria under ``shared="variational"`` or ``"weighted"``, over every generalized
+    Nash equilibrium under ``"any"``.
     """
 
     CONFIG = merge("mpec-scip", Disjunctive.CONFIG, ScipSolver.CONFIG, pipeline_options())

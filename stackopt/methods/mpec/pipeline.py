@@ -11,11 +11,7 @@ altered) and puts everything it generates into one named block on the clone:
   (other followers' and the leader's), a ``kkt`` block with the equality
   multipliers ``gamma``, the inequality multipliers ``alpha >= 0``, the
   stationarity conditions and the complementarity conditions
-  (``pyomo.mpec``) of its constraints and of its own variables' bounds;
-- ``slack_terms`` and ``slack_term_definitions``: where a follower's constraint
-  has a side that is nonlinear in other variables (``x <= sqrt(r)``, which the
-  followers' constraints may have), that part of its slack as an auxiliary
-  variable, so that every pair's slack is linear (:func:`_linear_slack`).
+  (``pyomo.mpec``) of its constraints and of its own variables' bounds.
 
 Stacking the followers' KKT systems gives their Nash equilibrium conditions
 (each follower optimises its own variables, everything else is data). The
@@ -25,15 +21,30 @@ complementarity pairs ``0 <= multiplier _|_ slack >= 0`` of
 :attr:`SingleLevel.pairs` become constraints. The followers' variables must
 be continuous (a ``ValueError`` names one that is not).
 
-The KKT conditions are necessary and, for convex followers, sufficient; the
-single-level model chooses the equilibrium in the leader's favour
-(optimistic bilevel solution).
+Generalized Nash games: a follower's constraint may be nonlinear in its own
+variables (``u1**2 + u2**2 <= 1``: its slack is then nonlinear), have the
+leader's variables anywhere, coefficients included (``p * x <= 2``), and use
+other followers' variables (data to it); ``core.kkt`` differentiates whatever
+is there. A shared constraint (``game.add_shared_constraint("cap", f.q + g.q
+<= 30)``) is copied into every follower it binds for ``core.kkt`` and then
+written once with its multipliers tied as the game's ``shared`` concept says
+(:mod:`~stackopt.methods.mpec.shared`): one common multiplier under
+``"variational"``, divided by each follower's weight under ``"weighted"``, one
+per follower under ``"any"``.
+
+The KKT conditions are necessary and, for followers convex in their own
+variables, sufficient; the single-level model chooses the equilibrium in the
+leader's favour (optimistic bilevel solution). Under ``"variational"`` and
+``"weighted"`` it is among the normalized equilibria (unique for a monotone
+game, the one the gradient methods follow); under ``"any"`` among every
+generalized Nash equilibrium (a manifold where a shared constraint binds),
+which may differ from the one the followers' dynamics reach.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +52,14 @@ import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap, ComponentSet
 from pyomo.common.enums import ObjectiveSense
 from pyomo.common.numeric_types import RegisterIntegerType, native_numeric_types
-from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
 from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_variables, replace_expressions
 from pyomo.mpec import Complementarity
-from pyomo.repn.standard_repn import generate_standard_repn
 
+from stackopt.game import convex_constraint, convex_in_own
 from stackopt.solvers.nlp import TimeLimitReached
 
 from .options import DEFAULT_BLOCK
+from .shared import write_shared
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -62,6 +73,10 @@ class Pair:
 
     ``source`` is the constraint copy (on the generated block) or the
     follower's variable (on the clone); ``side`` is ``"lower"`` or ``"upper"``.
+    ``slack`` is nonlinear where the constraint is (a mode that needs it linear
+    links it through an auxiliary variable, :mod:`~stackopt.methods.mpec.slacks`).
+    ``follower`` names the follower; a shared constraint's common multiplier
+    names every follower it binds, comma-separated.
     """
 
     follower: str
@@ -69,6 +84,7 @@ class Pair:
     slack: Any  # expression, >= 0 when the follower's constraint holds
     source: Any
     side: str
+    linked: Any = None  # the nonlinear slack an auxiliary ``slack`` stands for (slacks.linear_pairs)
 
     @property
     def name(self) -> str:
@@ -83,7 +99,12 @@ class SingleLevel:
     in the order of ``game.structure()``; ``multipliers`` maps each of the
     *user's* follower constraints and variables to the multiplier(s) on the
     clone (a Var for an equality, ``(lower, upper)`` for an inequality or a
-    variable's bounds, an entry ``None`` where that side does not exist).
+    variable's bounds, an entry ``None`` where that side does not exist); a
+    shared constraint maps to its common multiplier(s), or under ``"any"`` to
+    ``{follower: multiplier(s)}``. ``nonconvex`` names each follower whose objective or
+    set is not provably convex in its own variables (a nonlinear equality, a concave
+    constraint, an objective the rules cannot prove convex) and why: its KKT conditions
+    are necessary only.
     """
 
     model: Any
@@ -93,6 +114,16 @@ class SingleLevel:
     pairs: tuple
     multipliers: ComponentMap
     complementarities: tuple  # the pyomo.mpec components, one per follower
+    nonconvex: dict = field(default_factory=dict)  # follower -> why its KKT points may not be best responses
+
+    def note(self) -> str:
+        """A line for the result's message naming the followers of :attr:`nonconvex`."""
+        if not self.nonconvex:
+            return ""
+        names = "; ".join(f"{f!r}: {why}" for f, why in self.nonconvex.items())
+        return (f"KKT conditions are not sufficient for follower(s) {names}: the single-level "
+                "model may hold a KKT point that is not a best response; the strategy is scored "
+                "at the equilibrium the oracle finds")
 
     def deactivate_complementarity(self) -> None:
         """Deactivate the pyomo.mpec components (a mode has written its own constraints)."""
@@ -138,11 +169,6 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
-    if structure.shared:
-        raise ValueError(
-            f"the MPEC reformulation does not write shared constraints "
-            f"({', '.join(repr(s.name) for s in structure.shared)}): solve games with shared "
-            "constraints with gradient, implicit-ipopt, slsqp or trust-region")
     check_finite(structure)
     if game.model.component(block_name) is not None:
         raise ValueError(
@@ -167,30 +193,62 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
 
     names = [f.name for f in structure.followers]
     blk.followers = pyo.Block(names)
-    blk.slack_terms = pyo.VarList()  # nonlinear parts of slacks (leader-dependent sides)
-    blk.slack_term_definitions = pyo.ConstraintList()
     kkt = pyo.TransformationFactory("core.kkt")
     pairs: list[Pair] = []
     multipliers = ComponentMap()
     comps = []
+    shared_copies: dict = {k: [] for k in range(len(structure.shared))}
     for f in structure.followers:
         fb = blk.followers[f.name]
-        copies, own, used = _follower_copy(fb, f, translate)
+        binding = [k for k, s in enumerate(structure.shared) if f.name in s.followers]
+        copies, own, used = _follower_copy(
+            fb, f, translate, [structure.shared[k].constraint for k in binding])
         params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
-        pairs += _pairs(kkt, fb, f, copies, own, used, multipliers, blk)
+        own_copies = copies[:len(f.constraints)]
+        for k, (_, cd) in zip(binding, copies[len(f.constraints):]):
+            shared_copies[k].append((f.name, fb, cd))
+        pairs += _pairs(kkt, fb, f, own_copies, own, used, multipliers)
         check_deadline(deadline, f"building the single-level model (KKT conditions of follower "
                                  f"{f.name!r})")
+    pairs += [Pair(*t) for t in write_shared(blk, structure, shared_copies, kkt, translate,
+                                             multipliers)]
     sl = SingleLevel(
         model=clone, block=blk,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
         follower_variables=tuple(translate.var(v) for v in structure.follower_variables),
         pairs=tuple(pairs), multipliers=multipliers, complementarities=tuple(comps),
+        nonconvex=not_provably_convex(structure),
     )
     if dump is not None:
         sl.dump(dump)
     return sl
+
+
+def not_provably_convex(structure) -> dict:
+    """Follower name -> why its problem is not provably convex in its own variables (its
+    objective, or the constraints binding it: its own and the shared ones), by the rules
+    of :mod:`stackopt.game.convexity`; followers proven convex are left out."""
+    out = {}
+    for f in structure.followers:
+        why = []
+        if not convex_in_own(f.objective, f.variables, f.sense):
+            why.append("its objective is not provably convex in its own variables")
+        cons = list(f.constraints) + [s.constraint for s in structure.shared if f.name in s.followers]
+        bad = sorted({c.name for c in cons for side in _sides(c)
+                      if not convex_constraint(c, side, f.variables)})
+        if bad:
+            why.append(f"its set is not provably convex in its own variables ({', '.join(bad)})")
+        if why:
+            out[f.name] = "; ".join(why)
+    return out
+
+
+def _sides(c) -> list:
+    if c.equality:
+        return ["equality"]
+    return [side for side, present in (("upper", c.has_ub()), ("lower", c.has_lb())) if present]
 
 
 class _NonFinite(StreamBasedExpressionVisitor):
@@ -224,6 +282,9 @@ def check_finite(structure) -> None:
         for c in f.constraints:
             parts += [(f"constraint {c.name!r}", e) for e in c.to_bounded_expression()
                       if e is not None]
+    for s in structure.shared:
+        parts += [(f"shared constraint {s.name!r}", e) for e in s.constraint.to_bounded_expression()
+                  if e is not None]
     for where, expr in parts:
         walker = _NonFinite(where)
         if hasattr(expr, "is_expression_type") and expr.is_expression_type():
@@ -236,11 +297,13 @@ def check_finite(structure) -> None:
                 raise ValueError(f"variable {v.name!r} has the {side} bound nan")
 
 
-def _follower_copy(fb, f, translate):
-    """The follower's objective (as a minimisation) and constraints copied onto ``fb``.
+def _follower_copy(fb, f, translate, shared=()):
+    """The follower's objective (as a minimisation), constraints and the ``shared``
+    constraints that bind it copied onto ``fb``.
 
-    Returns ``(user constraint, copy)`` pairs, the follower's own variables on the
-    clone and every variable its copied problem uses.
+    Returns ``(user constraint, copy)`` pairs (the follower's own constraints, then
+    ``shared``), the follower's own variables on the clone and every variable its
+    copied problem uses.
     """
     own = [translate.var(v) for v in f.variables]
     for v in own:
@@ -255,7 +318,7 @@ def _follower_copy(fb, f, translate):
     fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj, sense=pyo.minimize)
     fb.constraints = pyo.ConstraintList()
     copies = []
-    for c in f.constraints:
+    for c in list(f.constraints) + list(shared):
         lower, body, upper = c.to_bounded_expression()
         lower = None if lower is None else translate(lower)
         upper = None if upper is None else translate(upper)
@@ -271,7 +334,7 @@ def _follower_copy(fb, f, translate):
     return copies, own, used
 
 
-def _pairs(kkt, fb, f, copies, own, used, multipliers, blk) -> list:
+def _pairs(kkt, fb, f, copies, own, used, multipliers) -> list:
     """The follower's complementarity pairs; fills ``multipliers`` (user's component -> multiplier)."""
     pairs = []
     for c, cd in copies:
@@ -281,9 +344,9 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers, blk) -> list:
             continue
         low, up = mult
         if low is not None:
-            pairs.append(Pair(f.name, low, _linear_slack(blk, cd.body - cd.lower), cd, "lower"))
+            pairs.append(Pair(f.name, low, cd.body - cd.lower, cd, "lower"))
         if up is not None:
-            pairs.append(Pair(f.name, up, _linear_slack(blk, cd.upper - cd.body), cd, "upper"))
+            pairs.append(Pair(f.name, up, cd.upper - cd.body, cd, "upper"))
     for v_user, v in zip(f.variables, own):
         if v not in used:
             continue
@@ -294,33 +357,6 @@ def _pairs(kkt, fb, f, copies, own, used, multipliers, blk) -> list:
         if up is not None:
             pairs.append(Pair(f.name, up, v.ub - v, v, "upper"))
     return pairs
-
-
-def _linear_slack(blk, slack):
-    """``slack`` with its nonlinear part linked through an auxiliary variable.
-
-    A follower's constraint is linear in the follower's own variables, but its
-    sides may depend on the leader's (and other followers') variables in any
-    smooth way (``x <= sqrt(r)``). Its slack is written as ``linear part + t``
-    with ``t`` a new variable of ``blk.slack_terms`` and ``t == nonlinear part``
-    in ``blk.slack_term_definitions``, bounded by interval arithmetic over the
-    variables' bounds where that is finite: every mode then sees a linear
-    slack (a big-M needs its bound), and the feasible set is unchanged.
-    """
-    repn = generate_standard_repn(slack, compute_values=False, quadratic=False)
-    if repn.nonlinear_expr is None:
-        return slack
-    term = blk.slack_terms.add()
-    blk.slack_term_definitions.add(term == repn.nonlinear_expr)
-    lo, hi = compute_bounds_on_expr(repn.nonlinear_expr)
-    term.setlb(lo if lo is not None and math.isfinite(lo) else None)
-    term.setub(hi if hi is not None and math.isfinite(hi) else None)
-    try:
-        term.set_value(pyo.value(repn.nonlinear_expr), skip_validation=True)
-    except (ValueError, ArithmeticError):  # outside the function's domain at the current values
-        pass
-    return (repn.constant + sum(c * v for c, v in zip(repn.linear_coefs, repn.linear_vars))
-            + term)
 
 
 class _Translator:

@@ -21,6 +21,7 @@ from pyomo.common.config import ConfigDict, ConfigValue
 from stackopt.core import registrar
 
 from .options import finite_positive, fraction
+from .slacks import linear_pairs
 
 MODES: dict[str, type[Reformulation]] = {}
 SOLVERS: dict[str, type[Solver]] = {}
@@ -61,7 +62,11 @@ class Reformulation:
     """Base of the modes: :meth:`add_pair` writes one complementarity pair as Pyomo components.
 
     ``CONFIG`` holds the mode's options; ``solvers`` the solvers that can take
-    its components. A mode with ``continuation = True`` has a parameter
+    its components. A mode with ``linear_slacks = True`` gets every pair with a
+    linear slack: a nonlinear one (a follower constraint nonlinear in its own
+    variables, or with the leader's coefficients) is first linked through a
+    bounded auxiliary variable (:func:`~stackopt.methods.mpec.slacks.linear_pairs`).
+    A mode with ``continuation = True`` has a parameter
     ``eps`` (options ``eps_initial``, ``eps_final``, ``eps_factor``) that a
     local solver drives down with warm starts (:meth:`schedule`,
     :meth:`set_parameter`); a global solver solves at ``eps_final`` once.
@@ -72,6 +77,7 @@ class Reformulation:
     CONFIG = ConfigDict("mode")
     solvers: tuple = ("ipopt", "scip")
     continuation = False
+    linear_slacks = False
 
     def __init__(self, config):
         self.config = config
@@ -81,7 +87,8 @@ class Reformulation:
         blk = pyo.Block(concrete=True)
         sl.block.add_component(MODE_BLOCK, blk)
         self.setup(blk, sl)
-        for k, pair in enumerate(sl.pairs):
+        pairs = linear_pairs(blk, sl.pairs) if self.linear_slacks else sl.pairs
+        for k, pair in enumerate(pairs):
             self.add_pair(blk, k, pair)
         self.finish(blk)
         return blk

@@ -16,8 +16,10 @@ FORMULATIONS = ("bigm", "sos1")
 class Disjunctive(Reformulation):
     """Complementarity as a disjunction ``lambda = 0  or  s(x) = 0`` (Fortuny-Amat & McCarl 1981).
 
-    For a pair ``0 <= lambda _|_ s(x) >= 0`` (``s`` linear, as follower
-    constraints and bounds are):
+    For a pair ``0 <= lambda _|_ s(x) >= 0`` with ``s`` linear (a nonlinear
+    slack, such as a disk's or ``2 - p * x`` with the leader's price ``p``, is
+    first linked through a bounded auxiliary variable ``t == s(x)``,
+    :mod:`~stackopt.methods.mpec.slacks`, so ``t`` takes its place):
 
     - ``formulation='bigm'``: a binary ``z`` (1: the constraint is active);
       ``s(x) <= M_s (1 - z)``, with ``M_s`` the largest value of ``s`` over the
@@ -45,6 +47,7 @@ class Disjunctive(Reformulation):
         default=None, domain=optional_positive,
         doc="big-M on the multipliers for formulation='bigm' (None: an SOS1 set {lambda, 1 - z})"))
     solvers = ("scip",)
+    linear_slacks = True
 
     def setup(self, block, sl) -> None:
         if self.config.multiplier_bound is not None and self.config.formulation != "bigm":
@@ -95,6 +98,11 @@ def slack_upper_bound(pair, required: bool):
         if bound is None:
             if not required:
                 return None
+            if pair.linked is not None:
+                raise ValueError(
+                    f"big-M for the {pair.name} needs an upper bound on its slack {pair.linked}, "
+                    "which interval arithmetic over the variables' bounds does not give; give its "
+                    "variables bounds or use formulation='sos1'")
             side = "an upper" if c > 0 else "a lower"
             raise ValueError(
                 f"big-M for the {pair.name} needs {side} bound on variable {v.name!r}, which has "

@@ -8,9 +8,11 @@ import numpy as np
 import pyomo.environ as pyo
 import scipy.sparse as sp
 from pyomo.common.collections import ComponentSet
+from pyomo.core.expr.visitor import identify_variables
 from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt.core import Status
+from stackopt.expr import compile_exprs
 from stackopt.solvers import NlpProblem
 from stackopt.solvers.nlp import TimeLimitReached
 
@@ -18,7 +20,13 @@ from ..registry import clipped
 
 
 class Products:
-    """``lambda * s`` of every pair at a point of the compiled NLP (slacks are linear)."""
+    """``lambda * s`` of every pair at a point of the compiled NLP.
+
+    Linear slacks are one sparse matrix; nonlinear ones (a follower constraint
+    nonlinear in its own variables or with the leader's coefficients) are
+    compiled once (:func:`stackopt.expr.compile_exprs`). A variable the NLP does
+    not have counts with its value on the model.
+    """
 
     def __init__(self, problem: NlpProblem, pairs):
         pos = {id(v): j for j, v in enumerate(problem.variables)}
@@ -26,8 +34,17 @@ class Products:
         self.const = np.zeros(len(pairs))
         self.mult_pos = np.full(len(pairs), -1, dtype=np.intp)
         self.mult_val = np.zeros(len(pairs))
+        nonlinear = []
         for k, p in enumerate(pairs):
             repn = generate_standard_repn(p.slack, compute_values=True, quadratic=False)
+            j = pos.get(id(p.multiplier))
+            if j is None:
+                self.mult_val[k] = float(p.multiplier.value or 0.0)
+            else:
+                self.mult_pos[k] = j
+            if not repn.is_linear():
+                nonlinear.append(k)
+                continue
             self.const[k] = float(pyo.value(repn.constant))
             for v, c in zip(repn.linear_vars, repn.linear_coefs):
                 j = pos.get(id(v))
@@ -35,16 +52,22 @@ class Products:
                     self.const[k] += float(c) * float(v.value or 0.0)
                 else:
                     rows.append(k), cols.append(j), vals.append(float(c))
-            j = pos.get(id(p.multiplier))
-            if j is None:
-                self.mult_val[k] = float(p.multiplier.value or 0.0)
-            else:
-                self.mult_pos[k] = j
         self.matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(pairs), problem.n))
+        self.nonlinear = np.array(nonlinear, dtype=np.intp)
+        self._slacks, self._outside = None, np.zeros(0)
+        if nonlinear:
+            exprs = [pairs[k].slack for k in nonlinear]
+            outside = ComponentSet(v for e in exprs for v in identify_variables(e, include_fixed=False)
+                                   if id(v) not in pos)
+            self._outside = np.array([float(v.value or 0.0) for v in outside])
+            self._slacks = compile_exprs(exprs, list(problem.variables) + list(outside))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         lam = np.where(self.mult_pos >= 0, x[self.mult_pos], self.mult_val)
-        return lam * (self.matrix @ x + self.const)
+        s = self.matrix @ x + self.const
+        if self._slacks is not None:
+            s[self.nonlinear] = self._slacks(np.concatenate([x, self._outside]))
+        return lam * s
 
     def worst(self, x: np.ndarray) -> float:
         return float(np.max(self(x), initial=0.0))
@@ -207,6 +230,9 @@ def diagnose(problem, sl, x) -> tuple[Status, str]:
     for name in sl.block.followers:
         for cd in sl.block.followers[name].component_data_objects(pyo.Constraint, descend_into=True):
             owner[id(cd)] = name
+    shared = sl.block.component("shared")  # shared constraints, written once, and their ties
+    for cd in (shared.component_data_objects(pyo.Constraint) if shared is not None else ()):
+        owner[id(cd)] = "shared"
     leader = ComponentSet(sl.block.leader_constraints.values())
     worst: dict = {}
     for cd, v in zip(problem.constraints, viol):
@@ -214,7 +240,7 @@ def diagnose(problem, sl, x) -> tuple[Status, str]:
         worst[who] = max(worst.get(who, 0.0), float(v))
     tol = 1e-6
     bad = {k: v for k, v in worst.items() if v > tol}
-    followers = sorted(k for k in bad if k not in ("leader", "reformulation"))
+    followers = sorted(k for k in bad if k not in ("leader", "reformulation", "shared"))
     pos = {id(v): j for j, v in enumerate(problem.variables)}
     inside = clipped(sl.leader_variables, [x[pos[id(v)]] if id(v) in pos else (v.value or 0.0)
                                            for v in sl.leader_variables])
@@ -225,6 +251,11 @@ def diagnose(problem, sl, x) -> tuple[Status, str]:
             f"no KKT point of follower {names} found near the leader's strategy {leader_at}: its "
             "problem may be unbounded or infeasible there, or Ipopt stalled; not a proof of "
             "infeasibility")
+    if "shared" in bad:
+        return Status.NOT_CONVERGED, (
+            f"no generalized Nash equilibrium found near the leader's strategy {leader_at}: the "
+            f"shared constraints or their multipliers stay violated (by {bad['shared']:.3g}); the "
+            "followers' joint set may be empty there, or Ipopt stalled; not a proof of infeasibility")
     if "leader" in bad:
         return Status.INFEASIBLE, (
             f"the leader's constraints stay violated (by {bad['leader']:.3g}) at Ipopt's point of "
