@@ -64,7 +64,7 @@ def test_the_quick_config_stops_every_cell_on_a_budget():
     assert min(c.time_limit for c in cells) >= 300  # a safety net, not a stopping rule
     scip = [c for c in cells if c.method == "mpec-scip"]
     assert scip and all(dict(c.options)["scip_params"]["limits/nodes"] > 0 for c in scip)
-    assert {c.experiment for c in scip} == {"nfg", "cyber", "library"}
+    assert {c.experiment for c in scip} == {"nfg", "cyber", "market", "library"}
 
 
 DIFF_CONFIG = """

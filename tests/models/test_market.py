@@ -92,12 +92,11 @@ def test_gradient_ends_where_its_augmented_lagrangian_cannot_move():
     """Budget 1000: at the optimum a line and the budget bind (a kink of the reduced
     objective). The gradient method's projected-gradient rule holds the charges on the
     kink, where its stationarity measure is 0 while the tracked point is a hair infeasible;
-    with the penalty at its cap and nothing left to tighten it ends (not_converged, not a
-    loop until the time limit) with a feasible strategy within 1e-5 of the certified
-    optimum (4695.2394)."""
+    it ends (not_converged, not a loop until the time limit) with a feasible strategy
+    within 1e-5 of the certified optimum (4695.2394)."""
     game = build_game("market", seed=1, firms=6, nodes=4, budget=1000.0)
     res = stackopt.solve(game, "gradient", time_limit=600)
     assert res.status is Status.NOT_CONVERGED, res.message
-    assert "penalty at its cap" in res.message
+    assert res.wall_time_s < 300
     assert res.constraint_violation == 0.0
     assert res.leader_objective == pytest.approx(4695.2394, rel=1e-5)

@@ -56,16 +56,9 @@ class AugmentedLagrangian(ScaledLagrangian):
         self.v_prev, stalls, status, idle = np.inf, 0, None, 0
         self.outer = 0
         while status is None:
-            before, start, t_before = self.value(pt), pt.p, self.t
+            before, start = self.value(pt), pt.p
             self._path = np.zeros_like(pt.p)
             pt, status, stalled = self._inner(step, pt, self.omega)
-            # an inner solve that takes no step where nothing is left to tighten (the penalty at
-            # its cap, the final tolerance) cannot change the point: it counts as a stall
-            stuck = (status is None and self.t == t_before and self.mu >= MU_MAX
-                     and self.omega <= o.stationarity_tol)
-            stalled = stalled or stuck
-            if status is None and time.perf_counter() > self.deadline:
-                status = Status.TIME_LIMIT  # an inner solve may end before its own check
             gain = before - self.value(pt)  # at the multipliers and penalty of this inner solve
             net = np.abs(pt.p - start) / self.scale
             travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
@@ -80,8 +73,6 @@ class AugmentedLagrangian(ScaledLagrangian):
             if status is None and stalls >= MAX_STALLS:
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
-                             f"{MAX_STALLS} times in a row" if not stuck else
-                             "; stationary at an infeasible point with the penalty at its cap "
                              f"{MAX_STALLS} times in a row")
             stuck = False  # the constraints did not improve over a solved inner problem
             if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
