@@ -117,18 +117,24 @@ class IpoptSolver(Solver):
             x_map, claimed, note = self._polish(sl, block, x_map, claimed, sign, options, left(),
                                                 history, clock_start)
             message += note
+        for h in history:  # the model's objective is the leader's in its own scale
+            h["objective"] = sl.units.objective_value(h["objective"])
 
         def pick(variables):
             return clipped(variables, [x_map[v] if v in x_map else (v.value or 0.0)
                                        for v in variables])
 
         return MethodOutput(leader=pick(sl.leader_variables), status=status,
-                            claimed_objective=claimed, message=message, history=history,
+                            claimed_objective=sl.units.objective_value(claimed), message=message,
+                            history=history,
                             follower_hint=pick(sl.follower_variables))
 
     def _polish(self, sl, block, x_map, claimed, sign, options, time_left, history, clock_start):
         cfg = self.config
-        polished = polish(sl, block, x_map, cfg.exact_hessian, options, time_left)
+        # Ipopt relaxes every bound by bound_relax_factor (1e-8) in the model's units, here the
+        # leader constraints' own scales: the polished point holds them exactly instead
+        exact = {"bound_relax_factor": 0.0, **options}
+        polished = polish(sl, block, x_map, cfg.exact_hessian, exact, time_left)
         history.append(dict(polish=1.0, objective=polished.objective if polished else float("nan"),
                             wall_time_s=time.perf_counter() - clock_start))
         if polished is None:
