@@ -41,12 +41,20 @@ class IpoptSolver(Solver):
     ``NOT_CONVERGED``, naming the follower. The leader's values are always
     within the leader's bounds. Integer or binary leader variables are
     refused (Ipopt would relax them).
+
+    Ipopt solves the single-level model in its own units
+    (:mod:`~stackopt.methods.mpec.units`): its ``tol``, ``eps`` and
+    ``complementarity_tol`` (products of multipliers in the followers' units
+    and slacks) and ``polish_tol`` mean the same for a game and for any
+    positive multiple of its objectives or leader constraints. The claimed
+    objective and the history's ``objective`` are in the game's units.
     """
 
     CONFIG = ConfigDict("ipopt")
     CONFIG.declare("complementarity_tol", ConfigValue(
         default=1e-6, domain=finite_positive,
-        doc="largest accepted lambda * s at the end for status CONVERGED"))
+        doc="largest accepted lambda * s at the end for status CONVERGED (multipliers in "
+            "the followers' units)"))
     CONFIG.declare("max_iter", ConfigValue(
         default=3000, domain=positive_int, doc="Ipopt iterations per NLP"))
     CONFIG.declare("starts", ConfigValue(
@@ -68,7 +76,7 @@ class IpoptSolver(Solver):
     CONFIG.declare("polish_tol", ConfigValue(
         default=1e-4, domain=finite_positive,
         doc="the polished point is kept unless its objective is worse by more than this "
-            "(relative to max(1, |objective|))"))
+            "(relative to max(1, |objective|), the objective in its own scale)"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=finite_positive, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
         default={}, domain=check_options,

@@ -100,6 +100,12 @@ class ScipSolver(Solver):
     solution found, if any. A node budget (``scip_params={"limits/nodes": N}``)
     ends with ``MAX_ITERATIONS``: SCIP is deterministic, so unlike its time limit
     the budget gives the same answer on a busy machine as on a quiet one.
+
+    SCIP solves the single-level model in its own units
+    (:mod:`~stackopt.methods.mpec.units`), its objective multiplied by
+    ``OBJECTIVE_UNITS``: its absolute feasibility tolerances mean the same for a
+    game and for any positive multiple of its objectives or leader
+    constraints. The claimed objective and the bound are in the game's units.
     """
 
     CONFIG = ConfigDict("scip")
