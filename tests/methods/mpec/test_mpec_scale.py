@@ -124,3 +124,13 @@ def test_the_history_of_mpec_ipopt_is_in_the_games_units():
     for a, b in zip(ref.history, big.history):
         assert b["objective"] == pytest.approx(1e9 * a["objective"], rel=1e-6)
     assert ref.history[-1]["objective"] == pytest.approx(-0.625, rel=1e-6)
+
+
+@pytest.mark.parametrize("scaling", [{}, {"followers": 1e-9}, {"cons": 1e-9}, {"cons": 1e9}])
+@pytest.mark.parametrize("method", ["mpec-ipopt", "mpec-scip"])
+def test_an_impossible_leader_constraint_is_infeasible_in_any_units(method, scaling):
+    # x1 + x2 = (4 pi1 + 1.5 pi2) / 6.5 >= 0 on the leader's box: x1 + x2 <= -1000 cannot hold
+    # (before, mpec-ipopt said 'not_converged', blaming a follower, with the constraint x 1e9)
+    r = solve(make_duopoly(cap=-1000.0, **scaling), method, seed=0, time_limit=LIMIT)
+    assert r.status is Status.INFEASIBLE, r.message
+    assert r.constraint_violation == pytest.approx(1000.0 * scaling.get("cons", 1.0), rel=1e-3)
