@@ -94,7 +94,7 @@ class _MpecBase(Method):
                 kernel_of(game)
                 check_deadline(deadline, "preparing the game for scoring")
             sl = build_single_level(game, block_name=config.block_name, dump=config.dump,
-                                    deadline=deadline)
+                                    deadline=deadline, scale=True)
             sl.deactivate_complementarity()
             block = mode.apply(sl)
             out = solver_cls(config).solve(sl, mode, block, seed, time_limit, start)

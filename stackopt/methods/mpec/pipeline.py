@@ -56,10 +56,13 @@ from pyomo.core.expr.visitor import StreamBasedExpressionVisitor, identify_varia
 from pyomo.mpec import Complementarity
 
 from stackopt.game import convex_constraint, convex_in_own
+from stackopt.kernel import kernel_of
+from stackopt.oracle.oracle import follower_scale
 from stackopt.solvers.nlp import TimeLimitReached
 
 from .options import DEFAULT_BLOCK
 from .shared import write_shared
+from .units import Units, magnitude, variable_scales
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -104,7 +107,10 @@ class SingleLevel:
     ``{follower: multiplier(s)}``. ``nonconvex`` names each follower whose objective or
     set is not provably convex in its own variables (a nonlinear equality, a concave
     constraint, an objective the rules cannot prove convex) and why: its KKT conditions
-    are necessary only.
+    are necessary only. ``units`` says what the model's functions are divided by
+    (:class:`~stackopt.methods.mpec.units.Units`; the game's own units unless built with
+    ``scale=True``): a multiplier on the model is the game's divided by ``units.followers``,
+    the model's objective the leader's divided by ``units.objective``.
     """
 
     model: Any
@@ -115,6 +121,7 @@ class SingleLevel:
     multipliers: ComponentMap
     complementarities: tuple  # the pyomo.mpec components, one per follower
     nonconvex: dict = field(default_factory=dict)  # follower -> why its KKT points may not be best responses
+    units: Units = field(default_factory=Units)
 
     def note(self) -> str:
         """A line for the result's message naming the followers of :attr:`nonconvex`."""
@@ -161,11 +168,16 @@ def check_deadline(deadline: float | None, doing: str) -> None:
 
 
 def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
-                       deadline: float | None = None) -> SingleLevel:
+                       deadline: float | None = None, scale: bool = False) -> SingleLevel:
     """Build the single-level (MPEC) model of ``game`` on a clone of ``game.model``.
 
     ``deadline`` (a ``time.perf_counter()`` value) is checked after the clone and
-    after each follower's KKT conditions (:class:`~stackopt.solvers.nlp.TimeLimitReached`)."""
+    after each follower's KKT conditions (:class:`~stackopt.solvers.nlp.TimeLimitReached`).
+    With ``scale``, the model is written in its own units (:mod:`~stackopt.methods.mpec.units`:
+    the leader's objective and each leader constraint divided by its magnitude at the
+    model's values, the followers' objectives by their common scale), the same model for
+    the game and for any positive multiple of its objectives or constraints; the MPEC
+    methods build it so. Without, everything is in the game's units."""
     if not isinstance(block_name, str) or not block_name.isidentifier():
         raise ValueError(f"block_name must be a Python identifier, got {block_name!r}")
     structure = game.structure()
@@ -185,11 +197,14 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
 
     blk = pyo.Block(concrete=True)
     clone.add_component(block_name, blk)
-    blk.objective = pyo.Objective(expr=translate(structure.leader_objective),
+    objective = translate(structure.leader_objective)
+    bodies = [translate(lc.body) for lc in structure.leader_constraints]
+    units = _units(game, structure, translate, objective, bodies) if scale else Units()
+    blk.objective = pyo.Objective(expr=_divided(objective, units.objective),
                                   sense=structure.leader_sense)
     blk.leader_constraints = pyo.ConstraintList()
-    for lc in structure.leader_constraints:
-        blk.leader_constraints.add(translate(lc.body) <= 0)
+    for i, body in enumerate(bodies):
+        blk.leader_constraints.add(_divided(body, units.constraint(i)) <= 0)
 
     names = [f.name for f in structure.followers]
     blk.followers = pyo.Block(names)
@@ -202,7 +217,7 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
         fb = blk.followers[f.name]
         binding = [k for k, s in enumerate(structure.shared) if f.name in s.followers]
         copies, own, used = _follower_copy(
-            fb, f, translate, [structure.shared[k].constraint for k in binding])
+            fb, f, translate, [structure.shared[k].constraint for k in binding], units.followers)
         params = [v for v in used if v not in ComponentSet(own)]
         kkt.apply_to(fb, kkt_block_name="kkt", parameterize_wrt=params)
         comps.append(fb.kkt.complements)
@@ -219,11 +234,25 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
         leader_variables=tuple(translate.var(v) for v in structure.leader_variables),
         follower_variables=tuple(translate.var(v) for v in structure.follower_variables),
         pairs=tuple(pairs), multipliers=multipliers, complementarities=tuple(comps),
-        nonconvex=not_provably_convex(structure),
+        nonconvex=not_provably_convex(structure), units=units,
     )
     if dump is not None:
         sl.dump(dump)
     return sl
+
+
+def _units(game, structure, translate, objective, bodies) -> Units:
+    """The :class:`~stackopt.methods.mpec.units.Units` of the single-level model at the
+    clone's values (the game's, when the solve starts)."""
+    scales = variable_scales([translate.var(v) for v in structure.leader_variables],
+                             [translate.var(v) for v in structure.follower_variables])
+    return Units(objective=magnitude(objective, scales),
+                 constraints=tuple(magnitude(b, scales) for b in bodies),
+                 followers=follower_scale(kernel_of(game)))
+
+
+def _divided(expr, by: float):
+    return expr if by == 1.0 else expr / by
 
 
 def not_provably_convex(structure) -> dict:
@@ -297,9 +326,9 @@ def check_finite(structure) -> None:
                 raise ValueError(f"variable {v.name!r} has the {side} bound nan")
 
 
-def _follower_copy(fb, f, translate, shared=()):
-    """The follower's objective (as a minimisation), constraints and the ``shared``
-    constraints that bind it copied onto ``fb``.
+def _follower_copy(fb, f, translate, shared=(), scale: float = 1.0):
+    """The follower's objective (as a minimisation, divided by ``scale``), constraints and
+    the ``shared`` constraints that bind it copied onto ``fb``.
 
     Returns ``(user constraint, copy)`` pairs (the follower's own constraints, then
     ``shared``), the follower's own variables on the clone and every variable its
@@ -314,7 +343,7 @@ def _follower_copy(fb, f, translate, shared=()):
     # as a minimisation: core.kkt multiplies the sense into the Lagrangian, and a
     # maximize sense would stay in the expressions as an enum coefficient
     # (which the NL writer then writes as the word "maximize")
-    obj = translate(f.objective)
+    obj = _divided(translate(f.objective), scale)
     fb.objective = pyo.Objective(expr=obj if f.sense == pyo.minimize else -obj, sense=pyo.minimize)
     fb.constraints = pyo.ConstraintList()
     copies = []

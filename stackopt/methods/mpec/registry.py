@@ -133,7 +133,14 @@ def continuation_options(name: str) -> ConfigDict:
 
 
 class Solver:
-    """Base of the solvers: :meth:`solve` the single-level model with a mode's block on it."""
+    """Base of the solvers: :meth:`solve` the single-level model with a mode's block on it.
+
+    The MPEC methods build the model in its own units (``sl.units``,
+    :mod:`~stackopt.methods.mpec.units`): a solver's absolute tolerances then mean the same
+    for a game and any positive multiple of its objectives or constraints. A solver reports
+    objective values (claimed objective, bound, history) in the game's units:
+    ``sl.units.objective_value(value)``.
+    """
 
     name = ""
     aliases: tuple = ()

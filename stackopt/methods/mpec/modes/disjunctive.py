@@ -34,9 +34,10 @@ class Disjunctive(Reformulation):
       where that exists, and the SOS1 set ``{lambda, t}``; no bound is needed.
 
     Options: ``formulation`` (``'bigm'``), ``multiplier_bound`` (None; only
-    with ``'bigm'``). Solver: ``scip`` (binaries and SOS1 sets). Indicator
-    constraints are not offered: the route to SCIP is Pyomo's NL writer,
-    and the NL format has no indicator constraints.
+    with ``'bigm'``; a bound on the multipliers in the game's units). Solver:
+    ``scip`` (binaries and SOS1 sets). Indicator constraints are not offered:
+    the route to SCIP is Pyomo's NL writer, and the NL format has no indicator
+    constraints.
     """
 
     CONFIG = ConfigDict("disjunctive")
@@ -59,6 +60,9 @@ class Disjunctive(Reformulation):
         block.multiplier_side = pyo.ConstraintList()
         block.aux_definition = pyo.ConstraintList()
         self._sets = []
+        # the model's multipliers are the game's divided by the followers' scale
+        bound = self.config.multiplier_bound
+        self._multiplier_bound = None if bound is None else bound / sl.units.followers
 
     def add_pair(self, block, k: int, pair) -> None:
         lam = pair.multiplier
@@ -71,8 +75,8 @@ class Disjunctive(Reformulation):
         z = block.binary.add()
         m_s = max(slack_upper_bound(pair, required=True), 0.0)
         block.slack_side.add(pair.slack + m_s * z <= m_s)  # s <= M_s (1 - z)
-        if self.config.multiplier_bound is not None:
-            block.multiplier_side.add(lam - self.config.multiplier_bound * z <= 0)
+        if self._multiplier_bound is not None:
+            block.multiplier_side.add(lam - self._multiplier_bound * z <= 0)
         else:
             w = block.aux.add()
             w.setub(1.0)

@@ -19,6 +19,10 @@ class Regularization(Reformulation):
     in the constraints' upper bound, so a compiled NLP re-reads it without
     recompiling.
 
+    The MPEC methods write the multipliers in the followers' units
+    (:mod:`~stackopt.methods.mpec.units`), so ``eps`` bounds the same products
+    whatever the units of the followers' objectives.
+
     Options: ``eps_initial`` (0.1), ``eps_final`` (1e-8), ``eps_factor`` (0.1):
     Ipopt solves at eps_initial, eps_initial * eps_factor, ... down to
     eps_final, each warm-started from the previous solution; SCIP solves once

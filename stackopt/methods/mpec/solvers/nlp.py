@@ -41,12 +41,20 @@ class IpoptSolver(Solver):
     ``NOT_CONVERGED``, naming the follower. The leader's values are always
     within the leader's bounds. Integer or binary leader variables are
     refused (Ipopt would relax them).
+
+    Ipopt solves the single-level model in its own units
+    (:mod:`~stackopt.methods.mpec.units`): its ``tol``, ``eps`` and
+    ``complementarity_tol`` (products of multipliers in the followers' units
+    and slacks) and ``polish_tol`` mean the same for a game and for any
+    positive multiple of its objectives or leader constraints. The claimed
+    objective and the history's ``objective`` are in the game's units.
     """
 
     CONFIG = ConfigDict("ipopt")
     CONFIG.declare("complementarity_tol", ConfigValue(
         default=1e-6, domain=finite_positive,
-        doc="largest accepted lambda * s at the end for status CONVERGED"))
+        doc="largest accepted lambda * s at the end for status CONVERGED (multipliers in "
+            "the followers' units)"))
     CONFIG.declare("max_iter", ConfigValue(
         default=3000, domain=positive_int, doc="Ipopt iterations per NLP"))
     CONFIG.declare("starts", ConfigValue(
@@ -68,7 +76,7 @@ class IpoptSolver(Solver):
     CONFIG.declare("polish_tol", ConfigValue(
         default=1e-4, domain=finite_positive,
         doc="the polished point is kept unless its objective is worse by more than this "
-            "(relative to max(1, |objective|))"))
+            "(relative to max(1, |objective|), the objective in its own scale)"))
     CONFIG.declare("tol", ConfigValue(default=1e-9, domain=finite_positive, doc="Ipopt's tol"))
     CONFIG.declare("ipopt_options", ConfigValue(
         default={}, domain=check_options,
@@ -117,18 +125,24 @@ class IpoptSolver(Solver):
             x_map, claimed, note = self._polish(sl, block, x_map, claimed, sign, options, left(),
                                                 history, clock_start)
             message += note
+        for h in history:  # the model's objective is the leader's in its own scale
+            h["objective"] = sl.units.objective_value(h["objective"])
 
         def pick(variables):
             return clipped(variables, [x_map[v] if v in x_map else (v.value or 0.0)
                                        for v in variables])
 
         return MethodOutput(leader=pick(sl.leader_variables), status=status,
-                            claimed_objective=claimed, message=message, history=history,
+                            claimed_objective=sl.units.objective_value(claimed), message=message,
+                            history=history,
                             follower_hint=pick(sl.follower_variables))
 
     def _polish(self, sl, block, x_map, claimed, sign, options, time_left, history, clock_start):
         cfg = self.config
-        polished = polish(sl, block, x_map, cfg.exact_hessian, options, time_left)
+        # Ipopt relaxes every bound by bound_relax_factor (1e-8) in the model's units, here the
+        # leader constraints' own scales: the polished point holds them exactly instead
+        exact = {"bound_relax_factor": 0.0, **options}
+        polished = polish(sl, block, x_map, cfg.exact_hessian, exact, time_left)
         history.append(dict(polish=1.0, objective=polished.objective if polished else float("nan"),
                             wall_time_s=time.perf_counter() - clock_start))
         if polished is None:

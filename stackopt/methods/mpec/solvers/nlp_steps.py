@@ -258,7 +258,7 @@ def diagnose(problem, sl, x) -> tuple[Status, str]:
             "followers' joint set may be empty there, or Ipopt stalled; not a proof of infeasibility")
     if "leader" in bad:
         return Status.INFEASIBLE, (
-            f"the leader's constraints stay violated (by {bad['leader']:.3g}) at Ipopt's point of "
-            "local infeasibility")
+            f"the leader's constraints stay violated (by {bad['leader']:.3g} of their magnitude "
+            "at the start) at Ipopt's point of local infeasibility")
     return Status.NOT_CONVERGED, ("Ipopt reported local infeasibility, but no constraint is "
                                   f"violated by more than {tol:g} at its point")

@@ -74,6 +74,14 @@ _EXPLAIN = {
 }
 DEFAULT_MEMORY_MB = 4096.0  # the SCIP process's address space by default
 HEADROOM_MB = 512.0  # of it, what Python, pyscipopt and the model's text take besides SCIP's memory
+# SCIP holds a nonlinear objective as a constraint ``f <= t``, feasible within its absolute
+# feastol (1e-6). The single-level model's objective has magnitude one at the start; SCIP gets
+# it multiplied by this, so the claimed objective is accurate to about 3e-9 of that magnitude,
+# which keeps the digits of an optimum far below it (a profit near zero after costs: gnash14's
+# is 1/13000 of its magnitude at the start). Much larger asks SCIP to close its gap on a
+# tolerance finer than the gap: on the known-optimum library 1e3 and 1e4 took 10-20 times
+# longer on gnash10 or gnash19 or ran into the time limit; 1e2 lost digits on gnash14.
+OBJECTIVE_UNITS = 300.0
 # unary functions SCIP's NL reader takes (Pyomo's names)
 _FUNCTIONS = {"exp", "log", "log10", "sqrt", "sin", "cos", "abs"}
 
@@ -92,6 +100,12 @@ class ScipSolver(Solver):
     solution found, if any. A node budget (``scip_params={"limits/nodes": N}``)
     ends with ``MAX_ITERATIONS``: SCIP is deterministic, so unlike its time limit
     the budget gives the same answer on a busy machine as on a quiet one.
+
+    SCIP solves the single-level model in its own units
+    (:mod:`~stackopt.methods.mpec.units`), its objective multiplied by
+    ``OBJECTIVE_UNITS``: its absolute feasibility tolerances mean the same for a
+    game and for any positive multiple of its objectives or leader
+    constraints. The claimed objective and the bound are in the game's units.
     """
 
     CONFIG = ConfigDict("scip")
@@ -122,6 +136,9 @@ class ScipSolver(Solver):
         limit = float(time_limit) if time_limit is not None else cfg.default_time_limit
         deadline = clock_start + limit
         check_functions(sl.block, deadline)
+        objective = sl.block.objective
+        objective.set_value(OBJECTIVE_UNITS * objective.expr)
+        per_unit = sl.units.objective / OBJECTIVE_UNITS  # of the game's objective
         linked = link_linear_arguments(sl.block, deadline) if cfg.link_arguments else 0
         params = {"limits/gap": cfg.gap_tol, "randomization/randomseedshift": int(seed),
                   "limits/memory": max(cfg.memory_limit - HEADROOM_MB, 0.5 * cfg.memory_limit)}
@@ -147,8 +164,8 @@ class ScipSolver(Solver):
         return MethodOutput(
             leader=pick(sl.leader_variables),
             status=sol["status"],
-            claimed_objective=sol.get("objective"),
-            bound=sol.get("bound"),
+            claimed_objective=_times(sol.get("objective"), per_unit),
+            bound=_times(sol.get("bound"), per_unit),
             gap=sol.get("gap"),
             message=message,
             history=[dict(wall_time_s=time.perf_counter() - clock_start,
@@ -158,6 +175,10 @@ class ScipSolver(Solver):
                           n_binary=float(sum(1 for v in columns if v.is_binary())))],
             follower_hint=pick(sl.follower_variables) if x is not None else None,
         )
+
+
+def _times(value, factor):
+    return None if value is None else float(value) * factor
 
 
 def _initial(v) -> float:
