@@ -147,3 +147,28 @@ def test_bad_precision_or_cap(kw, match):
         evaluate(coordination(), [0.0], **kw)
     with pytest.raises(ValueError, match=match):
         stackopt.solve(coordination(), "initial", **kw)
+
+
+def test_a_reformulation_says_its_claim_is_optimistic():
+    """A single-level reformulation chooses the followers' equilibrium with the leader's
+    strategy: its claim is the best equilibrium's value, and its result says how far that
+    is from the expectation it is scored on."""
+    from stackopt.core import Status
+    from stackopt.methods import MethodOutput
+    from stackopt.scoring import chooses_equilibrium, score
+
+    assert chooses_equilibrium("mpec-ipopt") and chooses_equilibrium("mpec-scip")
+    assert not chooses_equilibrium("gradient") and not chooses_equilibrium("initial")
+    game = coordination()
+    game.refresh()
+    out = MethodOutput(leader=np.array([0.0]), status=Status.CONVERGED, claimed_objective=2.0,
+                       claimed_violation=0.0)
+    r = score(game, out, method="mpec-ipopt", seed=0, max_draws=30)
+    assert r.optimistic_claim and r.draws == 30
+    assert r.optimistic["objective"] == pytest.approx(2.0, abs=1e-6)  # the claim is the best draw
+    assert r.leader_objective < 1.5 and r.claim_gap == pytest.approx(2.0 - r.leader_objective)
+    assert ("optimised the optimistic value" in r.message
+            and f"claim minus expectation {2.0 - r.leader_objective:.3g}" in r.message)
+    plain = score(game, out, method="gradient", seed=0, max_draws=30)
+    assert not plain.optimistic_claim and "optimistic value" not in plain.message
+    assert plain.leader_objective == r.leader_objective  # the same draws for every method
