@@ -489,3 +489,26 @@ def test_a_sweep_stores_the_draws_and_the_report_reads_them(tmp_path):
         summary = list(csv.DictReader(fh))
     assert all(r["objective_low"] != "" and r["draws_min"] != "" for r in summary
                if r["objective_mean"] not in ("", "nan"))
+
+
+def test_reference_table_shows_intervals_and_beats_the_reference_only_beyond_them():
+    from stackopt.comparisons.reference_table import collect, format_table
+
+    recorded = -3.108003854751587  # the reference's seed 36, budget 1 (models/data)
+    params = json.dumps({"budget": 1.0, "reference_seed": 36, "reimburse": "all"})
+
+    def row(method, objective, half):
+        return dict(experiment="ssg", game="ssg", seed=0, method=method, params=params,
+                    sense="maximize", status="converged", leader_objective=objective,
+                    constraint_violation=0.0, initial_objective=-3.81,
+                    objective_low=objective - half, objective_high=objective + half)
+
+    (t,) = collect([row("clear", recorded + 0.05, 0.01), row("within", recorded + 0.005, 0.01),
+                    row("exact", recorded + 0.001, 0.0)])
+    text = format_table(t)
+    assert f"| {recorded + 0.05:.4f} ±0.0100 | 0 | converged |" in text
+    assert f"| {recorded + 0.001:.4f} | 0 | converged |" in text  # exact: no interval shown
+    assert "clear: mean" in text and "better than the reference" in text
+    for method, better in (("clear", 1), ("within", 0), ("exact", 1)):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{method}: mean"))
+        assert f"on {better} of 1 seeds" in line, line
