@@ -385,6 +385,11 @@ def _optimism_note(out, ev) -> str:
     if c is None or not np.isfinite(c):
         return ""
     best = ev.extreme(best=True)
+    if ev.unique:
+        return (f"optimised the optimistic value (the followers' equilibrium chosen with the "
+                f"leader's strategy), here the expected one: the followers' equilibrium is "
+                f"provably unique; claimed objective {c:.6g}, scored {ev.leader_objective:.6g} "
+                f"(claim minus score {c - ev.leader_objective:.3g})")
     text = (f"optimised the optimistic value (the followers' equilibrium chosen with the "
             f"leader's strategy): claimed objective {c:.6g}, expected over {ev.draws} "
             f"draw{'s' if ev.draws != 1 else ''} of the followers' equilibrium {ev.leader_objective:.6g}"
