@@ -286,13 +286,14 @@ def _winner(best: list[str]) -> str:
     return best[0] if len(best) == 1 else "tie: " + " = ".join(best)
 
 
-def _interval_text(mean: float, interval: tuple[float, float] | None,
-                   digits: int = 4) -> str | None:
-    """``mean [low, high]``, ``mean (exact)`` for a zero-wide interval, or None."""
+def _interval_text(g: Group, digits: int = 4) -> str | None:
+    """``mean [low, high]``; ``mean (exact)`` where every cell drew the one equilibrium of a
+    game whose equilibrium is provably unique; None without stored intervals."""
+    mean, interval = g.stat("leader_objective")[0], g.interval()
     if interval is None or not math.isfinite(mean):
         return None
     low, high = interval
-    if high - low <= 0:
+    if high - low <= 0 and g.draws() == (1, 1):
         return f"{_g(mean, digits)} (exact)"
     return f"{_g(mean, digits)} [{_g(low, digits)}, {_g(high, digits)}]"
 
@@ -304,7 +305,7 @@ def _wide_cell(g: Group | None, col: str, tol: float = FEASIBILITY_TOL) -> str:
     if g is None:
         return "-"
     mean, se, n = g.stat(col)
-    text = ((col == "leader_objective" and _interval_text(mean, g.interval()))
+    text = ((col == "leader_objective" and _interval_text(g))
             or _fmt(mean, se, digits=4 if col == "leader_objective" else 2))
     if n == 0:  # every cell failed: say how
         text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
@@ -332,7 +333,7 @@ def _detail_table(t: ExperimentTable) -> list[str]:
                " ".join(f"{k} {v}" for k, v in g.statuses.items())]
         row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
                 for name, col in METRICS]
-        row.append(_interval_text(g.stat("leader_objective")[0], g.interval()) or "-")
+        row.append(_interval_text(g) or "-")
         draws = g.draws()
         row.append("-" if draws is None else str(draws[0]) if draws[0] == draws[1]
                    else f"{draws[0]}-{draws[1]}")

@@ -18,9 +18,10 @@ How many draws (:func:`draw_plan`):
 * otherwise **until the estimate is precise**: at least ``max(game.samples,
   MIN_DRAWS)`` draws, then more until the standard error of the mean objective is
   at most ``precision`` times the objective's scale (the largest ``|objective|``
-  among the draws), at most ``max_draws``. The time limit only bounds this: draws
-  stopped by the clock before the precision was reached are counted as a clock
-  stop (:func:`stackopt.solve` then says ``time_limit``).
+  among the draws), at most ``max_draws``. The time limit only bounds this: past
+  the deadline no draw starts once two are made, and draws stopped by the clock
+  before the precision was reached are counted as a clock stop
+  (:func:`stackopt.solve` then says ``time_limit``).
 
 Draw ``s`` starts from the random point seeded by ``(seed, s)``: every method's
 strategy on the same instance and seed is scored with the same draws (common
@@ -208,14 +209,16 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision
     eqs, work, objs, cons, note = [], OracleCounters(), [], [], ""
     s = 0
     while s < plan.most:
-        if s >= plan.least:
-            done, why = _precise(objs, plan.precision)
-            if done:
-                break
-            if deadline is not None and time.perf_counter() >= deadline:
-                note = (f"the draws stopped at the deadline after {s}, {why}")
-                work = work + OracleCounters(clock_stops=1)
-                break
+        done, why = _precise(objs, plan.precision) if s >= plan.least else (False, "")
+        if done:
+            break
+        if not plan.fixed and s >= 2 and deadline is not None and time.perf_counter() >= deadline:
+            # past the deadline: two draws give an interval; more would only overrun it
+            if s < plan.least:
+                why = f"fewer than the least of {plan.least}"
+            note = f"the draws stopped at the deadline after {s}, {why}"
+            work = work + OracleCounters(clock_stops=1)
+            break
         left = max(plan.least - s, 1)
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(left))
         work = work + e.counters

@@ -459,9 +459,12 @@ def test_exact_scores_say_so_and_decide_by_the_tolerance():
     from stackopt.comparisons.report import markdown
 
     rows = [r for r in _decide_rows() if r["method"] != "b"]
-    t = _table(_drawn(rows, lambda r: 0.0))
+    t = _table([dict(r, draws=1) for r in _drawn(rows, lambda r: 0.0)])
     assert [t.best(p) for p in t.points] == [["a"], ["a"]]
     assert "| a | -3 (exact) | -2 (exact) |" in markdown([t], "x.sqlite", [])
+    # identical draws of a game not known to have one equilibrium: a zero-wide interval
+    t = _table(_drawn(rows, lambda r: 0.0))
+    assert "| a | -3 [-3, -3] | -2 [-2, -2] |" in markdown([t], "x.sqlite", [])
 
 
 def test_objective_figure_draws_the_intervals():
