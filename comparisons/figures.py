@@ -1,7 +1,13 @@
 """The report's figures: one line per method against the swept parameter.
 
 Objective (the paper's Figure 3), gain over the initial strategy, violation
-(Figure 4) and runtime, each as PNG and SVG. Five rules keep them honest:
+(Figure 4) and runtime, each as PNG and SVG. Six rules keep them honest:
+
+* the objective's and the gain's bars are the means' 95 % intervals from the
+  scoring's draws (:meth:`.tables.Group.interval`; the gain is paired with the
+  same instance's initial strategy, common to every method, so its bar is the
+  objective's), where every cell stored one; else ± the standard error over
+  the seeds, and the axis label says which;
 
 * a mean over fewer seeds than the figure's fullest point (failed or killed
   cells drop out of the means) is drawn hollow and labelled ``n=k``;
@@ -30,6 +36,7 @@ OUTLIER_SHARE = 0.2  # at most this share of a figure's points (at least one) is
 VIOLATION_REFERENCE = 1e-3
 REFERENCE_LABEL = "violation 1e-3"
 
+INTERVAL_KINDS = ("objective", "improvement")  # bars: the 95 % intervals, where stored
 # kind -> (column, y label, scale, title)
 KINDS = {
     "objective": ("leader_objective", "leader objective (mean ± s.e.)", "linear", "Leader objective"),
@@ -75,16 +82,30 @@ def robust_range(values, gap: float = OUTLIER_GAP, share: float = OUTLIER_SHARE)
     return (float(v[lo]), float(v[hi])) if dropped else None
 
 
-def _series(t, col: str) -> dict[str, tuple]:
-    """label -> (x, mean, s.e., n, infeasible, time-limited) arrays sorted by x, for every
-    method (and other setting); the last two flag means with an infeasible answer, or with
-    cells stopped at their time limit, among their cells."""
+def intervals_stored(t) -> bool:
+    """Whether every group of the table with an answer has a stored 95 % interval."""
+    return all(g.interval() is not None for g in t.groups if g.answers())
+
+
+def _bar(g, col: str, intervals: bool) -> float:
+    """A mean's bar: the half-width of its 95 % interval, or its standard error."""
+    if intervals:
+        low, high = g.interval()
+        return (high - low) / 2
+    return g.stat(col)[1]
+
+
+def _series(t, col: str, intervals: bool = False) -> dict[str, tuple]:
+    """label -> (x, mean, bar, n, infeasible, time-limited) arrays sorted by x, for every
+    method (and other setting); the bar is the 95 % interval's half-width with
+    ``intervals``, else the standard error; the last two flag means with an infeasible
+    answer, or with cells stopped at their time limit, among their cells."""
     groups = defaultdict(list)
     for g in t.groups:
         groups[(g.method, t.others(g.params))].append(g)
     out = {}
     for (method, other), gs in sorted(groups.items()):
-        pts = sorted((g.params.get(t.axis),) + g.stat(col)
+        pts = sorted((g.params.get(t.axis), g.stat(col)[0], _bar(g, col, intervals), g.stat(col)[2])
                      + (float(g.infeasible(t.tol) > 0), float(g.time_limited > 0))
                      for g in gs if g.stat(col)[2] > 0)
         if pts:
@@ -109,7 +130,10 @@ def draw(t, kind: str):
     plt = _pyplot()
 
     col, ylabel, scale, title = KINDS[kind]
-    series = _series(t, col)
+    intervals = kind in INTERVAL_KINDS and intervals_stored(t)
+    if intervals:
+        ylabel = ylabel.replace("mean ± s.e.", "mean, 95 % interval")
+    series = _series(t, col, intervals)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     n_full = max((int(s[3].max()) for s in series.values()), default=0)
     tol = getattr(t, "tol", None)

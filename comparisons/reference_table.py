@@ -19,9 +19,12 @@ recomputed from the stored strategy and equilibrium (stackopt's own
 (budget, risk aversion) is not the one the reference recorded, the reference
 columns are left empty.
 
-Under each table, per method: the mean objective and on how many seeds it is
-better than the reference's with a violation of at most ``--feasibility``
-(default 1e-6), and the largest shortfall.
+A scored objective drawn from several equilibria shows its 95 % interval's
+half-width (``-2.5954 ±0.0108``); one of a provably unique equilibrium is exact
+and shows none. Under each table, per method: the mean objective and on how
+many seeds it is better than the reference's (its whole interval beyond the
+reference's value) with a violation of at most ``--feasibility`` (default
+1e-6), and the largest shortfall.
 """
 from __future__ import annotations
 
@@ -104,9 +107,10 @@ def collect(rows: list[dict]) -> list[Table]:
             t.lines[key] = Line(ref_seed, row["seed"], rec)
         if math.isnan(t.lines[key].initial):
             t.lines[key].initial = _float(row.get("initial_objective"))
+        low, high = _float(row.get("objective_low")), _float(row.get("objective_high"))
         t.lines[key].cells[row["method"]] = dict(
             objective=_float(row.get("leader_objective")), violation=_violation(row, params),
-            status=row["status"])
+            status=row["status"], half=(high - low) / 2 if high >= low else 0.0)
     if not tables:
         raise ValueError("the database holds no cells of reference instances (a reference_seed "
                          "parameter); run `stackopt compare reference --db DB` first")
@@ -120,7 +124,16 @@ def _fmt(v: float, spec: str) -> str:
 def _better(t: Table, cell: dict, rec, feasibility: float) -> bool:
     if rec is None or math.isnan(cell["objective"]) or not cell["violation"] <= feasibility:
         return False
-    return cell["objective"] > rec.objective if t.maximize else cell["objective"] < rec.objective
+    half = cell.get("half", 0.0)  # the interval's worse end must beat the reference
+    if t.maximize:
+        return cell["objective"] - half > rec.objective
+    return cell["objective"] + half < rec.objective
+
+
+def _objective(c: dict) -> str:
+    """A scored objective, with its 95 % interval's half-width where it has one."""
+    text = _fmt(c["objective"], ".4f")
+    return text + (f" ±{c['half']:.4f}" if c.get("half", 0.0) > 0 and text != "-" else "")
 
 
 def format_table(t: Table, feasibility: float = 1e-6) -> str:
@@ -145,7 +158,7 @@ def format_table(t: Table, feasibility: float = 1e-6) -> str:
                 _fmt(rec.violation if rec else None, ".2g"), _fmt(ln.initial, ".4f")]
         for m in methods:
             c = ln.cells.get(m)
-            cols += ([_fmt(c["objective"], ".4f"), _fmt(c["violation"], ".2g"), c["status"]]
+            cols += ([_objective(c), _fmt(c["violation"], ".2g"), c["status"]]
                      if c else ["-", "-", "not run"])
         out.append("| " + " | ".join(cols) + " |")
     out.append("")

@@ -1,7 +1,9 @@
 """Tables and figures from a results store: ``stackopt report results.sqlite --out DIR``.
 
-For every experiment and grid point, each method's mean and standard error of
-the leader objective, constraint violation, equilibrium residual and time,
+For every experiment and grid point, each method's mean objective with its
+95 % interval (from the scoring's draws of the followers' equilibrium: see
+:mod:`.tables`), and the mean and standard error of the leader objective,
+constraint violation, equilibrium residual and time,
 as markdown (``report.md``) and CSV (``summary.csv``, plus ``cells.csv`` with
 every row); the paper's Figure 3 (objective against the swept parameter, one
 line per method, error bars) and Figure 4 (violation), and a runtime plot, as
@@ -15,7 +17,8 @@ The summary tables come from :mod:`.tables`; this module writes them out.
 
 The report decides: answers whose violation exceeds the feasibility tolerance
 are marked infeasible (in the tables and the figures) and never named best;
-every objective table names the best feasible method per grid point; cells
+every objective table names the best feasible method per grid point, or a
+tie where the intervals of the best methods overlap; cells
 stopped at their time limit are results, marked, not failures; the report
 explains its units and symbols itself (:func:`legend`). A database holding
 several configs' runs reports each experiment as ``config/experiment``.
@@ -114,7 +117,8 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
                    + [f"{m}_{s}" for m, _ in METRICS for s in ("mean", "se")]
                    + ["improvement_mean", "improvement_se"]
                    + ["gap_mean", "gap_se", "gap_instances"]
-                   + ["time_limited", "infeasible", "best_feasible"])
+                   + ["time_limited", "infeasible", "best_feasible"]
+                   + ["objective_low", "objective_high", "draws_min", "draws_max"])
         for t in tables:
             best = {p: t.best(p) for p in t.points}
             for g in t.groups:
@@ -127,12 +131,14 @@ def write_csv(tables: list[ExperimentTable], rows: list[dict], out: Path) -> lis
                             t.initial.get(pj, "")]
                            + [x for s in stats for x in s[:2]]
                            + list(g.stat("improvement")[:2]) + [gap[0], gap[1], gap[2]]
-                           + [g.time_limited, g.infeasible(t.tol), int(g.method in best[pj])])
+                           + [g.time_limited, g.infeasible(t.tol), int(g.method in best[pj])]
+                           + list(g.interval() or ("", "")) + list(g.draws() or ("", "")))
     cells = out / "cells.csv"
     cols = ["id", "experiment", "game", "params", "seed", "method", "options", "status",
             "leader_objective", "initial_objective", "constraint_violation",
             "equilibrium_residual", "wall_time_s", "cell_time_s", "claimed_objective", "bound",
-            "gap", "fingerprint", "worker", "message"]
+            "gap", "draws", "objective_stderr", "objective_low", "objective_high",
+            "worst_violation", "optimistic_claim", "claim_gap", "fingerprint", "worker", "message"]
     with open(cells, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -173,9 +179,15 @@ def legend(tol: float = FEASIBILITY_TOL) -> list[str]:
     """How to read the tables and figures: every unit and symbol they use."""
     t = f"{tol:g}"
     return [
-        "**How to read it.** Every number is a mean over the seeds of a grid point ± its standard "
-        "error (standard deviation over the seeds / sqrt(n); one seed has none). Instances differ "
-        "a lot, so the standard errors of the objective mostly measure that spread; the gain "
+        "**How to read it.** A cell's objective is the leader's objective in expectation over the "
+        "equilibria the followers reach: the mean over the scoring's draws of their equilibrium "
+        "from seeded fresh starts (the same starts for every method on an instance), drawn until "
+        "its standard error is small, or once where the equilibrium is provably unique. The "
+        "objective tables show the mean over the seeds of a grid point and its 95 % interval "
+        "[low, high] given those instances (the cells' intervals combined; *exact*: every cell's "
+        "equilibrium is unique, one draw). Every other number is a mean over the seeds ± its "
+        "standard error (standard deviation over the seeds / sqrt(n); one seed has none). "
+        "Instances differ a lot, so those standard errors mostly measure that spread; the gain "
         "figure pairs every cell with the initial strategy on the same instance, which shows the "
         "methods' differences.", "",
         "* *objective*: the leader's objective in the game's own units and sense (each table says "
@@ -194,8 +206,10 @@ def legend(tol: float = FEASIBILITY_TOL) -> list[str]:
         "* *†*: some of the cells stopped at their time limit (status time_limit): results, "
         "scored like any other, not failures, but their answers may depend on the machine's speed.",
         f"* *best feasible*: at each grid point, the method with the best mean objective among "
-        f"those whose every cell returned a scored answer with violation at most {t}; methods "
-        f"within a relative {TIE:g} of it tie and are all named; - where none qualifies.",
+        f"those whose every cell returned a scored answer with violation at most {t}, named only "
+        f"where its interval separates from the others'; *tie: a = b*: the intervals of a and b "
+        f"overlap (or their means are within a relative {TIE:g}), so the draws do not tell them "
+        f"apart; - where none qualifies.",
         "* *gap to certified bound* (where a global solver certified a bound on an instance: status "
         "optimal): the bound minus the method's objective when maximising, the objective minus "
         "the bound when minimising, in the objective's units, averaged over the instances that "
@@ -206,7 +220,9 @@ def legend(tol: float = FEASIBILITY_TOL) -> list[str]:
         "iteration or node budget ran out), time_limit, not_converged, infeasible, "
         "equilibrium_not_found, solver_error, error. Cells with error or solver_error are counted "
         "but left out of the means.",
-        "* In the figures a hollow mean labelled n=k is over fewer seeds than the others; a red "
+        "* In the objective and gain figures the bars are the 95 % intervals (the standard "
+        "errors over the seeds where a database stored no intervals); in the others, ± s.e. "
+        "A hollow mean labelled n=k is over fewer seeds than the others; a red "
         "cross marks an infeasible mean, a square one with cells stopped at their time limit; a "
         "triangle at the axis edge is a mean beyond the axis (value shown).", ""]
 
@@ -258,18 +274,39 @@ def _wide_tables(t: ExperimentTable) -> list[str]:
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
             if col == "leader_objective":
                 lines.append("| **best feasible** | " + " | ".join(
-                    " = ".join(t.best(p)) or "-" for p in pts) + " |")
+                    _winner(t.best(p)) for p in pts) + " |")
             lines.append("")
     return lines
 
 
+def _winner(best: list[str]) -> str:
+    """The best feasible method, ``tie: a = b`` where the draws do not tell them apart."""
+    if not best:
+        return "-"
+    return best[0] if len(best) == 1 else "tie: " + " = ".join(best)
+
+
+def _interval_text(g: Group, digits: int = 4) -> str | None:
+    """``mean [low, high]``; ``mean (exact)`` where every cell drew the one equilibrium of a
+    game whose equilibrium is provably unique; None without stored intervals."""
+    mean, interval = g.stat("leader_objective")[0], g.interval()
+    if interval is None or not math.isfinite(mean):
+        return None
+    low, high = interval
+    if high - low <= 0 and g.draws() == (1, 1):
+        return f"{_g(mean, digits)} (exact)"
+    return f"{_g(mean, digits)} [{_g(low, digits)}, {_g(high, digits)}]"
+
+
 def _wide_cell(g: Group | None, col: str, tol: float = FEASIBILITY_TOL) -> str:
-    """A method's mean ± se at one grid point, or how its cells failed; marked where some
-    answers are infeasible (✗k/N) or some cells stopped at their time limit (†)."""
+    """A method's mean objective and interval (else mean ± se) at one grid point, or how its
+    cells failed; marked where some answers are infeasible (✗k/N) or some cells stopped at
+    their time limit (†)."""
     if g is None:
         return "-"
     mean, se, n = g.stat(col)
-    text = _fmt(mean, se, digits=4 if col == "leader_objective" else 2)
+    text = ((col == "leader_objective" and _interval_text(g))
+            or _fmt(mean, se, digits=4 if col == "leader_objective" else 2))
     if n == 0:  # every cell failed: say how
         text = " ".join(f"{k} ×{v}" for k, v in g.statuses.items())
     elif n < len(g.rows):  # some cells failed: say over how many
@@ -286,7 +323,7 @@ def _detail_table(t: ExperimentTable) -> list[str]:
     """Every metric (and the gap to a certified bound) per method and grid point."""
     lines = ["**Per method and grid point**", ""]
     head = [t.axis or "grid point", "method", "cells", "statuses", "objective", "violation",
-            "residual", "time (s)"]
+            "residual", "time (s)", "objective, 95 % interval", "draws"]
     if t.has_bounds:
         head.append("gap to certified bound")
     lines.append("| " + " | ".join(head) + " |")
@@ -296,6 +333,10 @@ def _detail_table(t: ExperimentTable) -> list[str]:
                " ".join(f"{k} {v}" for k, v in g.statuses.items())]
         row += [_fmt(*g.stat(col)[:2], digits=4 if name == "objective" else 2)
                 for name, col in METRICS]
+        row.append(_interval_text(g) or "-")
+        draws = g.draws()
+        row.append("-" if draws is None else str(draws[0]) if draws[0] == draws[1]
+                   else f"{draws[0]}-{draws[1]}")
         bad = g.infeasible(t.tol)
         if bad:
             row[4] += f" ✗{bad}/{len(g.rows)}"

@@ -15,11 +15,25 @@ import time
 from pathlib import Path
 
 SCHEMA_NAME = "stackopt.comparisons"
-SCHEMA_VERSION = 2  # 2 added the claims table; version 1 files are upgraded when opened to write
-_READABLE_VERSIONS = ("1", "2")
+SCHEMA_VERSION = 3  # 2 added the claims table, 3 the draws' columns (DRAW_COLUMNS); older files
+_READABLE_VERSIONS = ("1", "2", "3")  # are read as they are and upgraded when opened to write
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
 
+# what the scoring's draws of the followers' equilibrium showed (stackopt.Result's fields of
+# the same names; the interval's ends as objective_low and objective_high): schema version 3
+DRAW_COLUMNS: list[tuple[str, str]] = [
+    ("draws", "INTEGER"),
+    ("objective_stderr", "REAL"),
+    ("objective_low", "REAL"),
+    ("objective_high", "REAL"),
+    ("worst_violation", "REAL"),
+    ("pessimistic", "TEXT"),  # JSON: {"objective", "violation"} of the worst draw
+    ("optimistic", "TEXT"),  # JSON: of the best draw
+    ("equilibria", "TEXT"),  # JSON: [{"count", "frequency", "objective", "violation"}]
+    ("optimistic_claim", "INTEGER"),  # the method's claim is an optimistic value
+    ("claim_gap", "REAL"),
+]
 # (column, SQL type); every Result field plus provenance of the cell
 CELL_COLUMNS: list[tuple[str, str]] = [
     ("run_id", "INTEGER"),
@@ -54,10 +68,11 @@ CELL_COLUMNS: list[tuple[str, str]] = [
     ("worker", "TEXT"),  # host:pid that ran the cell
     ("machine", "TEXT"),  # JSON: platform, cpu count, python
     ("versions", "TEXT"),  # JSON: package versions on the worker
+    *DRAW_COLUMNS,
 ]
 KEY_COLUMNS = ("experiment", "game", "params", "seed", "method", "options")
 JSON_COLUMNS = ("leader_values", "follower_values", "history", "resolved_options", "machine",
-                "versions")
+                "versions", "pessimistic", "optimistic", "equilibria")
 
 KEY_SQL = ", ".join(KEY_COLUMNS)
 KEY_WHERE = " AND ".join(f"{c} = ?" for c in KEY_COLUMNS)
@@ -222,8 +237,13 @@ def prepare(conn, path: Path, *, create: bool, readonly: bool) -> None:
             conn.executemany("INSERT INTO stackopt_meta VALUES (?, ?)",
                              [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION)),
                               ("created_at", str(time.time()))])
-        elif _validate(conn, path, tables) == "1":
-            conn.execute(_CLAIMS)
+        elif (version := _validate(conn, path, tables)) != str(SCHEMA_VERSION):
+            if version == "1":
+                conn.execute(_CLAIMS)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(cells)")}
+            for c, t in DRAW_COLUMNS:  # the rows stored before read NULL there
+                if c not in have:
+                    conn.execute(f"ALTER TABLE cells ADD COLUMN {c} {t}")
             conn.execute("UPDATE stackopt_meta SET value = ? WHERE key = 'version'",
                          (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")

@@ -14,7 +14,18 @@ the report's tolerance (:data:`FEASIBILITY_TOL` unless given). At every grid
 point :meth:`ExperimentTable.best` names the best feasible method: the best
 mean objective among the methods whose every cell there returned a scored,
 feasible answer (a cell stopped at its time limit counts with its answer),
-with the methods within :data:`TIE` of it as ties.
+with the methods within :data:`TIE` of it as ties, and those whose 95 %
+interval (:meth:`Group.interval`) overlaps its own: a method wins only where
+the intervals separate.
+
+A cell's objective is the mean over the scoring's draws of the followers'
+equilibrium, with a 95 % interval (stored as ``objective_low`` and
+``objective_high``; zero wide where the equilibrium is provably unique).
+Every method is scored on the same instances, so a group's interval is that
+of its mean given the instances: the cells' half-widths combined as
+independent errors, ``sqrt(sum h_i**2) / n``. A database written before the
+intervals were stored has none: its tables show the standard error over the
+seeds and decide by :data:`TIE` alone, as they did.
 """
 from __future__ import annotations
 
@@ -61,6 +72,27 @@ class Group:
             return math.nan, math.nan, 0
         se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
         return float(v.mean()), se, int(v.size)
+
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % interval of the mean objective over the answers, given the instances (see
+        the module docstring); None where some answer has no stored interval."""
+        answers = self.answers()
+        if not answers:
+            return None
+        halves = []
+        for r in answers:
+            low, high = _num(r.get("objective_low")), _num(r.get("objective_high"))
+            if not (math.isfinite(low) and math.isfinite(high)):
+                return None
+            halves.append(max(high - low, 0.0) / 2)
+        mean = float(np.mean([_num(r["leader_objective"]) for r in answers]))
+        half = math.sqrt(sum(h * h for h in halves)) / len(halves)
+        return mean - half, mean + half
+
+    def draws(self) -> tuple[int, int] | None:
+        """The fewest and most draws of the answers' scoring, where stored."""
+        n = [int(r["draws"]) for r in self.answers() if r.get("draws")]
+        return (min(n), max(n)) if n else None
 
     def gap_stat(self) -> tuple[float, float, int]:
         v = np.array([g for g in self.gaps if math.isfinite(g)], dtype=float)
@@ -159,14 +191,23 @@ class ExperimentTable:
     def best(self, point: str) -> list[str]:
         """The best feasible method(s) at grid point ``point`` (params JSON): the best mean
         objective among the eligible groups (:meth:`Group.eligible`), and every eligible
-        method within :data:`TIE` (relative) of it; [] where no method is eligible."""
-        scored = [(g.stat("leader_objective")[0], g.method) for g in self.groups
+        method within :data:`TIE` (relative) of it or whose interval overlaps its own (a
+        tie); [] where no method is eligible."""
+        scored = [(g.stat("leader_objective")[0], g.method, g.interval()) for g in self.groups
                   if g.pkey == point and g.eligible(self.tol)]
-        scored = [(v if self.maximizes(point) else -v, m) for v, m in scored if math.isfinite(v)]
+        scored = [(v if self.maximizes(point) else -v, m, i) for v, m, i in scored
+                  if math.isfinite(v)]
         if not scored:
             return []
-        top = max(v for v, _ in scored)
-        return sorted(m for v, m in scored if v >= top - TIE * max(1.0, abs(top)))
+        top, _, top_interval = max(scored, key=lambda s: s[0])
+
+        def ties(v, interval):
+            if v >= top - TIE * max(1.0, abs(top)):
+                return True
+            return (interval is not None and top_interval is not None
+                    and interval[0] <= top_interval[1] and top_interval[0] <= interval[1])
+
+        return sorted(m for v, m, i in scored if ties(v, i))
 
     def others(self, params: dict) -> str:
         return ", ".join(f"{k}={params.get(k)}" for k in self.split)

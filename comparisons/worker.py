@@ -112,6 +112,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                   "equilibrium_residual", "wall_time_s", "claimed_objective", "bound", "gap",
                   "message", "leader_values", "follower_values", "history"):
             row[k] = d.get(k)
+        row.update(draw_columns(result))
         row["status"] = result.status.value
         row["singular_kkt"] = int(bool(result.singular_kkt))
         row["resolved_options"] = d.get("options")
@@ -124,6 +125,16 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     row["finished_at"] = time.time()
     row["cell_time_s"] = time.perf_counter() - t0
     return row
+
+
+def draw_columns(result) -> dict[str, Any]:
+    """The store's columns of what the scoring's draws showed (``storefile.DRAW_COLUMNS``)."""
+    low, high = result.objective_interval or (None, None)
+    return dict(draws=result.draws, objective_stderr=result.objective_stderr, objective_low=low,
+                objective_high=high, worst_violation=result.worst_violation,
+                pessimistic=result.pessimistic, optimistic=result.optimistic,
+                equilibria=result.equilibria, optimistic_claim=int(bool(result.optimistic_claim)),
+                claim_gap=result.claim_gap)
 
 
 def _killed_row(cell: Cell, started: float, status: str, why: str) -> dict[str, Any]:

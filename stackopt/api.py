@@ -22,7 +22,8 @@ from stackopt.methods import MethodOutput, get_method, method_config
 
 
 def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | None = None,
-          progress: bool | None = None, blas_threads: int | None = 1, **options) -> Result:
+          progress: bool | None = None, blas_threads: int | None = 1,
+          precision: float | None = None, max_draws: int | None = None, **options) -> Result:
     """Solve ``game`` with a registered ``method``; options are the method's keyword options
     (over the game's recommended ``game.method_options[method]``).
 
@@ -30,13 +31,17 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     a line every few seconds elsewhere, ``False`` nothing, ``None`` (default) a bar on a
     terminal only (see :mod:`stackopt.core.progress`). ``blas_threads``: BLAS and LAPACK
     threads of the solve (one by default, whatever the environment says; ``None``: as the
-    process has it; see :mod:`stackopt.core.blas`).
+    process has it; see :mod:`stackopt.core.blas`). ``precision`` and ``max_draws``: how
+    precisely scoring estimates the leader's expected objective over the followers'
+    equilibria (a standard error relative to the objective's scale, and a cap on the
+    draws; defaults :data:`stackopt.scoring.PRECISION` and :data:`stackopt.scoring.MAX_DRAWS`;
+    see :mod:`stackopt.scoring`).
 
     Bad input (an invalid game, unknown method or option) raises ``ValueError``.
     Anything that goes wrong inside the method is reported in the result's
     ``status`` and ``message``; no exception escapes.
     """
-    from stackopt.scoring import score
+    from stackopt.scoring import MAX_DRAWS, PRECISION, check_precision, score
 
     cls = get_method(method)  # a process's first call imports the methods, not counted below
     entered = time.perf_counter()  # time_limit bounds the whole call, reading the model included
@@ -48,6 +53,9 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
     if time_limit is not None and not math.isfinite(time_limit):
         time_limit = None
     threads = check_threads(blas_threads)
+    precision = PRECISION if precision is None else precision
+    max_draws = MAX_DRAWS if max_draws is None else max_draws
+    check_precision(precision, max_draws)
     recommended = game.method_options.get(cls.name, {})
     config = method_config(method, {**recommended, **options})
     game.refresh()  # what the user changed on the model since the last solve
@@ -78,7 +86,8 @@ def solve(game, method: str = "gradient", seed: int = 0, *, time_limit: float | 
         elapsed = time.perf_counter() - start
         out = past_limit(out, time.perf_counter() - entered, time_limit, "the method", out.work.clock_stops)
         deadline = None if time_limit is None else entered + time_limit + scoring_grace(time_limit)
-        result = score(game, out, method=method, seed=int(seed), deadline=deadline)
+        result = score(game, out, method=method, seed=int(seed), deadline=deadline,
+                       precision=precision, max_draws=max_draws)
         result = past_limit(result, time.perf_counter() - entered,  # scoring cut short by the clock
                             None if time_limit is None else time_limit + scoring_grace(time_limit),
                             "the method with its scoring", result.oracle_solves["scoring"]["clock_stops"])

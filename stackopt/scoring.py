@@ -1,9 +1,32 @@
 """Scoring a leader strategy: the same equilibrium oracle for every method.
 
 A method proposes leader values; they are re-evaluated here from fresh seeded
-random starts (``game.samples`` draws where equilibria can be many), and the
-reported leader objective and constraint values are the means over the draws
-(paper Definition 2: objective and constraints in expectation).
+random starts, and the reported leader objective and constraint values are the
+means over the draws (paper Definition 2, eq. 6: the leader's objective and
+constraints in expectation over the equilibria the followers reach).
+
+How many draws (:func:`draw_plan`):
+
+* **one**, where the equilibrium is unique: the game's author says so with
+  ``samples=1`` (:class:`~stackopt.game.StackelbergGame`: "1 for games with a
+  unique equilibrium", e.g. strictly monotone followers such as the normal-form
+  games') *and* the game kernel proves every follower's objective and set convex
+  in its own variables (:meth:`~stackopt.kernel.GameKernel.convex_followers`). A
+  follower that is not provably convex can have several best responses, hence
+  several equilibria, whatever ``samples`` says (the cyber-insurance game), and
+  is scored as below. The single draw is exact: standard error 0.
+* otherwise **until the estimate is precise**: at least ``max(game.samples,
+  MIN_DRAWS)`` draws, then more until the standard error of the mean objective is
+  at most ``precision`` times the objective's scale (the largest ``|objective|``
+  among the draws), at most ``max_draws``. The time limit only bounds this: past
+  the deadline no draw starts once two are made, and draws stopped by the clock
+  before the precision was reached are counted as a clock stop
+  (:func:`stackopt.solve` then says ``time_limit``).
+
+Draw ``s`` starts from the random point seeded by ``(seed, s)``: every method's
+strategy on the same instance and seed is scored with the same draws (common
+random numbers), so that differences between methods carry little of the draws'
+noise. The 95 % interval of the mean is Student's ``t`` interval over the draws.
 """
 from __future__ import annotations
 
@@ -11,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 
 from stackopt.core import Result, Status
 from stackopt.core.blas import blas_threads as blas_scope
@@ -20,10 +44,75 @@ from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
+PRECISION = 2e-3  # target standard error of the mean objective, relative to the objective's scale
+MIN_DRAWS = 10  # draws at least, where the equilibrium is not provably unique
+MAX_DRAWS = 100  # draws at most
+DISTANCE = 1e-4  # two draws reached the same equilibrium: no follower variable differs by more
+LEVEL = 0.95  # of the objective's interval
+
+
+@dataclass
+class DrawPlan:
+    """How many draws :func:`evaluate` makes: ``fixed`` draws where that is set (a given
+    ``samples``, or 1 for a provably unique equilibrium), else from ``least`` until the
+    standard error is at most ``precision`` times the objective's scale or ``most`` draws."""
+
+    least: int
+    most: int
+    precision: float
+    unique: bool = False
+    fixed: bool = False
+
+
+def draw_plan(game, kernel, samples=None, precision=PRECISION, max_draws=MAX_DRAWS) -> DrawPlan:
+    """The draws scoring makes for ``game`` (see the module docstring); a given ``samples``
+    is a fixed number of draws."""
+    if samples is not None:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        return DrawPlan(int(samples), int(samples), precision, fixed=True)
+    check_precision(precision, max_draws)
+    if game.samples == 1 and all(kernel.convex_followers()):
+        return DrawPlan(1, 1, float(precision), unique=True, fixed=True)
+    least = min(max(game.samples, MIN_DRAWS), int(max_draws))
+    return DrawPlan(least, int(max_draws), float(precision))
+
+
+def check_precision(precision, max_draws) -> None:
+    """Raise ``ValueError`` unless ``precision`` is a finite number > 0 and ``max_draws`` a
+    positive integer."""
+    if isinstance(precision, bool) or not isinstance(precision, (int, float, np.floating)) \
+            or not np.isfinite(precision) or not precision > 0:
+        raise ValueError(f"precision must be a finite number > 0 (a standard error relative to "
+                         f"the objective's scale), got {precision!r}")
+    if isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer)) or max_draws < 1:
+        raise ValueError(f"max_draws must be a positive integer, got {max_draws!r}")
+
+
+@dataclass
+class EquilibriumGroup:
+    """Draws that reached one equilibrium (no follower variable further than ``DISTANCE``
+    from the group's first draw): how many, their share, and the leader's objective and
+    constraint violation there (the group's first draw)."""
+
+    count: int
+    frequency: float
+    objective: float
+    violation: float
+    draw: int  # the group's first draw
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "frequency": self.frequency, "objective": self.objective,
+                "violation": self.violation}
 
 
 @dataclass
 class Evaluation:
+    """What the draws showed at one leader strategy. ``leader_objective`` and
+    ``constraint_values`` are the means over the draws, ``constraint_violation`` the mean's
+    violation (the paper's expectation), ``worst_violation`` the largest of any draw;
+    ``objectives`` and ``violations`` are the draws' own."""
+
     leader_objective: float
     constraint_values: np.ndarray
     constraint_violation: float
@@ -32,37 +121,83 @@ class Evaluation:
     follower_values: dict
     equilibria: list = field(default_factory=list, repr=False)
     work: OracleCounters = field(default_factory=OracleCounters, repr=False)  # the oracle's solves
+    objectives: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    violations: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    unique: bool = False  # one draw of a provably unique equilibrium: the mean is exact
+    groups: list = field(default_factory=list, repr=False)  # EquilibriumGroup, most frequent first
+    sense: int = -1  # the leader's, as Pyomo's: -1 maximise, 1 minimise
+    note: str = ""  # where the draws stopped before the precision was reached
+
+    @property
+    def draws(self) -> int:
+        return len(self.objectives)
+
+    @property
+    def worst_violation(self) -> float:
+        return float(np.max(self.violations, initial=0.0))
+
+    @property
+    def objective_stderr(self) -> float:
+        """Standard error of the mean objective: 0 for a unique equilibrium, NaN for one
+        draw of a game that may have several."""
+        if self.unique:
+            return 0.0
+        if self.draws < 2:
+            return float("nan")
+        return float(np.std(self.objectives, ddof=1) / np.sqrt(self.draws))
+
+    @property
+    def objective_interval(self) -> tuple[float, float]:
+        """The mean objective's 95 % interval (Student's t over the draws)."""
+        m, se = self.leader_objective, self.objective_stderr
+        if se == 0.0:
+            return (m, m)
+        half = float(stats.t.ppf(0.5 + LEVEL / 2, self.draws - 1)) * se if self.draws > 1 else np.nan
+        return (m - half, m + half)
+
+    def extreme(self, best: bool) -> dict:
+        """The best (optimistic) or worst (pessimistic) draw's objective and violation, in
+        the leader's sense."""
+        if not self.draws:
+            return {}
+        key = -self.sense * self.objectives  # larger is better for the leader
+        if not np.all(np.isfinite(key)):
+            key = np.nan_to_num(key, nan=-np.inf)
+        i = int(np.argmax(key) if best else np.argmin(key))
+        return {"objective": float(self.objectives[i]), "violation": float(self.violations[i])}
 
 
 def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol: float = 1e-8,
              hint: Equilibrium | np.ndarray | None = None, deadline: float | None = None,
-             blas_threads: int | None = 1) -> Evaluation:
+             blas_threads: int | None = 1, precision: float = PRECISION,
+             max_draws: int = MAX_DRAWS) -> Evaluation:
     """Leader objective and constraints at the equilibria drawn for ``leader_values`` (an
     array in the order of the leader's variables, or a dict by Pyomo name such as
     ``Result.leader_values``).
 
-    Draw ``s`` of ``samples`` starts the oracle from the random point seeded by
-    ``(seed, s)``. ``hint`` (an equilibrium a method already holds) is used only
-    where a fresh start fails to converge. ``deadline`` (a ``time.perf_counter()``
-    value) bounds the oracle's calls: each draw gets an equal share of the time
-    left (at least ``MIN_CALL``), so that a slow first draw leaves the others
-    theirs and the draws end near the deadline; the game is read from its model
+    Draw ``s`` starts the oracle from the random point seeded by ``(seed, s)``; how many
+    draws: ``samples`` where given, else as the module docstring says (one for a provably
+    unique equilibrium, else until the standard error of the mean objective is at most
+    ``precision`` times the objective's scale, at most ``max_draws``). ``hint`` (an
+    equilibrium a method already holds) is used only where a fresh start fails to
+    converge. ``deadline`` (a ``time.perf_counter()`` value) bounds the oracle's calls:
+    each of the first draws gets an equal share of the time left (at least ``MIN_CALL``),
+    so that a slow first draw leaves the others theirs; the game is read from its model
     first (:meth:`~stackopt.game.StackelbergGame.refresh`). ``blas_threads`` as for
     :func:`stackopt.solve`.
     """
     threads = check_threads(blas_threads)
     game.refresh()
     with blas_scope(threads):
-        return _evaluate(game, leader_values, seed, samples, tol, hint, deadline)
+        return _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision, max_draws)
 
 
-def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evaluation:
+def _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision=PRECISION,
+              max_draws=MAX_DRAWS) -> Evaluation:
     """:func:`evaluate` of a game already read from its model (a solve's scoring)."""
     k = kernel_of(game)
     p = k.check_leader(leader_values)
-    samples = game.samples if samples is None else samples
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    plan = draw_plan(game, k, samples, precision, max_draws)
     oracle = EquilibriumOracle(k, tol=tol)
 
     def until(draws_left):  # an equal share of the time left per draw, MIN_CALL s even past the deadline
@@ -71,20 +206,43 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evalua
         now = time.perf_counter()
         return now + max((deadline - now) / draws_left, MIN_CALL)
 
-    eqs, work = [], OracleCounters()
-    for s in range(samples):
-        e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(samples - s))
+    eqs, work, objs, cons, note = [], OracleCounters(), [], [], ""
+    s = 0
+    while s < plan.most:
+        done, why = _precise(objs, plan.precision) if s >= plan.least else (False, "")
+        if done:
+            break
+        if not plan.fixed and s >= 2 and deadline is not None and time.perf_counter() >= deadline:
+            # past the deadline: two draws give an interval; more would only overrun it
+            if s < plan.least:
+                why = f"fewer than the least of {plan.least}"
+            note = f"the draws stopped at the deadline after {s}, {why}"
+            work = work + OracleCounters(clock_stops=1)
+            break
+        left = max(plan.least - s, 1)
+        e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(left))
         work = work + e.counters
         if not e.converged and hint is not None:
-            e2 = (oracle.solve(p, warm=hint, deadline=until(samples - s)) if isinstance(hint, Equilibrium)
-                  else oracle.solve(p, x0=np.asarray(hint), deadline=until(samples - s)))
+            e2 = (oracle.solve(p, warm=hint, deadline=until(left)) if isinstance(hint, Equilibrium)
+                  else oracle.solve(p, x0=np.asarray(hint), deadline=until(left)))
             work = work + e2.counters
             e = e2 if e2.residual < e.residual else e
         eqs.append(e)
-    objs, cons = zip(*(k.leader(e.x, p) for e in eqs))
-    mean_c = np.mean(np.array(cons), axis=0) if k.n_c else np.zeros(0)
+        obj, con = k.leader(e.x, p)
+        objs.append(float(obj))
+        cons.append(np.asarray(con, dtype=float))
+        s += 1
+    else:
+        if not plan.fixed:
+            done, why = _precise(objs, plan.precision)
+            if not done:
+                note = f"the draws stopped at their cap of {plan.most}, {why}"
+    C = np.array(cons).reshape(len(cons), k.n_c)
+    mean_c = np.mean(C, axis=0) if k.n_c else np.zeros(0)
+    violations = np.max(C, axis=1, initial=0.0)
+    objectives = np.array(objs)
     return Evaluation(
-        leader_objective=float(np.mean(objs)),
+        leader_objective=float(np.mean(objectives)),
         constraint_values=mean_c,
         constraint_violation=float(np.max(mean_c, initial=0.0)),
         equilibrium_residual=float(max(e.residual for e in eqs)),
@@ -92,13 +250,55 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline) -> Evalua
         follower_values=k.follower_values(eqs[0].x),
         equilibria=eqs,
         work=work,
+        objectives=objectives,
+        violations=np.maximum(violations, 0.0),
+        unique=plan.unique,
+        groups=group_equilibria([e.x for e in eqs], objectives, violations),
+        sense=int(k.leader_sense),
+        note=note,
     )
 
 
-def score(game, out, method: str, seed: int, deadline: float | None = None) -> Result:
+def _precise(objs, precision) -> tuple[bool, str]:
+    """Whether the draws' mean objective is as precise as asked (or more draws cannot make it
+    so: a draw's objective is undefined), and if not, how far it is."""
+    y = np.asarray(objs, dtype=float)
+    if not np.all(np.isfinite(y)):
+        return True, ""
+    se = float(np.std(y, ddof=1) / np.sqrt(len(y))) if len(y) > 1 else np.inf
+    scale = float(np.max(np.abs(y), initial=0.0))
+    if se <= precision * scale:
+        return True, ""
+    rel = se / scale if scale > 0 else np.inf
+    return False, (f"with a standard error of {se:.3g} ({rel:.3g} of the objective's scale "
+                   f"{scale:.3g}; asked {precision:g})")
+
+
+def group_equilibria(xs, objectives, violations, distance: float = DISTANCE) -> list[EquilibriumGroup]:
+    """The draws ``xs`` (the followers' values) grouped by equilibrium, most frequent first:
+    a draw joins the first group whose first draw it is within ``distance`` of in every
+    follower variable."""
+    reps: list[list] = []  # [x, count, first draw]
+    for i, x in enumerate(xs):
+        for r in reps:
+            if np.max(np.abs(r[0] - x), initial=0.0) <= distance:
+                r[1] += 1
+                break
+        else:
+            reps.append([np.asarray(x), 1, i])
+    n = len(xs)
+    return [EquilibriumGroup(count=c, frequency=c / n, objective=float(objectives[i]),
+                             violation=float(max(violations[i], 0.0)), draw=i)
+            for _, c, i in sorted(reps, key=lambda r: (-r[1], r[2]))]
+
+
+def score(game, out, method: str, seed: int, deadline: float | None = None,
+          precision: float = PRECISION, max_draws: int = MAX_DRAWS) -> Result:
     """Turn a method's proposal into a :class:`Result` scored by :func:`evaluate` (of the
-    game as :func:`stackopt.solve` read it from its model); its ``oracle_solves`` are the
-    method's (``out.work``) and the scoring's own."""
+    game as :func:`stackopt.solve` read it from its model, with ``precision`` and
+    ``max_draws`` as there); its ``oracle_solves`` are the method's (``out.work``) and the
+    scoring's own. A reformulation's result (:func:`chooses_equilibrium`) says that its
+    claim is an optimistic value and how far that is from the expectation scored."""
     k = kernel_of(game)
     # the initial strategy (once per game, seed and data) gets half of the time left at most:
     # the method's answer is scored with the rest
@@ -107,14 +307,16 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
 
     def initial_evaluation():
         nonlocal built
-        built = _evaluate(game, k.p0, seed, None, 1e-8, None, first)
+        built = _evaluate(game, k.p0, seed, None, 1e-8, None, first, precision, max_draws)
         return built
 
-    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}", initial_evaluation)
+    initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}-{precision!r}-{max_draws}",
+                          initial_evaluation)
     work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
     try:
-        ev = _evaluate(game, out.leader, seed, None, 1e-8, out.follower_hint, deadline)
+        ev = _evaluate(game, out.leader, seed, None, 1e-8, out.follower_hint, deadline, precision,
+                       max_draws)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       oracle_solves={"method": out.work.solves(), "scoring": work.solves()},
@@ -136,7 +338,12 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
                    + k.undefined(ev.leader_objective, ev.constraint_values)).strip()
         if status in (Status.CONVERGED, Status.OPTIMAL):
             status = Status.NOT_CONVERGED
+    if ev.note:
+        message = (message + "\nscoring: " + ev.note).strip()
     claim_gap, note = _claim_gap(k, out, ev)
+    optimistic_claim = chooses_equilibrium(method)
+    if optimistic_claim:
+        note = _optimism_note(out, ev) or note
     if note:
         message = (message + "\n" + note).strip()
     return Result(
@@ -148,7 +355,51 @@ def score(game, out, method: str, seed: int, deadline: float | None = None) -> R
         claim_gap=claim_gap, bound=out.bound, gap=out.gap,
         singular_kkt=out.singular_kkt, message=message, history=out.history,
         oracle_solves={"method": out.work.solves(), "scoring": (work + ev.work).solves()},
+        **draws_fields(ev), optimistic_claim=optimistic_claim,
     )
+
+
+def draws_fields(ev: Evaluation) -> dict:
+    """The :class:`Result` fields that say what the draws of ``ev`` showed."""
+    return dict(draws=ev.draws, objective_stderr=ev.objective_stderr,
+                objective_interval=ev.objective_interval, worst_violation=ev.worst_violation,
+                pessimistic=ev.extreme(best=False), optimistic=ev.extreme(best=True),
+                equilibria=[g.as_dict() for g in ev.groups])
+
+
+def chooses_equilibrium(method: str) -> bool:
+    """Whether ``method`` chooses the followers' equilibrium together with the leader's
+    strategy, as the single-level reformulations (``stackopt.methods.mpec``) do: the value
+    it optimises is then the optimistic one (the best equilibrium for the leader), not the
+    expectation over the equilibria the followers reach."""
+    from stackopt.methods import get_method
+
+    try:
+        cls = get_method(method)
+    except ValueError:
+        return False
+    return cls.__module__.startswith("stackopt.methods.mpec")
+
+
+def _optimism_note(out, ev) -> str:
+    """What a reformulation's result says: its claim is optimistic, and how far from the
+    expected score it is."""
+    c = out.claimed_objective
+    if c is None or not np.isfinite(c):
+        return ""
+    best = ev.extreme(best=True)
+    if ev.unique:
+        return (f"optimised the optimistic value (the followers' equilibrium chosen with the "
+                f"leader's strategy), here the expected one: the followers' equilibrium is "
+                f"provably unique; claimed objective {c:.6g}, scored {ev.leader_objective:.6g} "
+                f"(claim minus score {c - ev.leader_objective:.3g})")
+    text = (f"optimised the optimistic value (the followers' equilibrium chosen with the "
+            f"leader's strategy): claimed objective {c:.6g}, expected over {ev.draws} "
+            f"draw{'s' if ev.draws != 1 else ''} of the followers' equilibrium {ev.leader_objective:.6g}"
+            f" (claim minus expectation {c - ev.leader_objective:.3g}")
+    if ev.draws > 1 and best:
+        text += f"; best draw {best['objective']:.6g}"
+    return text + ")"
 
 
 def _claim_gap(k, out, ev):

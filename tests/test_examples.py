@@ -72,7 +72,8 @@ def test_the_comparison_config_runs_and_reports(commons_db, tmp_path):
     _run([SCRIPT, "report", commons_db, "--out", "report"], tmp_path)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## commons (game `my_game.py:build`)" in text
-    assert "| gradient | 1600 | 1600 | 1600 |" in text
+    assert re.search(r"\| gradient \| 1600 (\(exact\)|\[1600, 1600\]) \| 1600 (\(exact\)|\[1600, 1600\]) \| "
+                     r"1600 (\(exact\)|\[1600, 1600\]) \|", text), text
 
 
 def test_results_load_into_pandas_and_plot(commons_db, tmp_path):

@@ -52,6 +52,20 @@ class Result:
     ``oracle_solves`` counts the equilibrium oracle's work: ``{"method": {...},
     "scoring": {...}}``, each with ``cold_starts`` (solves by the followers'
     dynamics from a start) and ``warm_solves`` (from a nearby equilibrium).
+
+    What the scoring's draws of the followers' equilibrium showed
+    (:mod:`stackopt.scoring`): ``draws`` (1 where the equilibrium is provably
+    unique), ``objective_stderr`` (the standard error of the mean objective: 0 for a
+    unique equilibrium, NaN for a single draw of one that may not be) and
+    ``objective_interval`` (its 95 % interval, ``(low, high)``); ``pessimistic`` and
+    ``optimistic``: the worst and best draw for the leader, ``{"objective": ...,
+    "violation": ...}``; ``equilibria``: the distinct equilibria the draws reached,
+    most frequent first, each ``{"count", "frequency", "objective", "violation"}``;
+    ``worst_violation``: the largest violation of any draw (``constraint_violation``
+    is the violation of the mean, the paper's expectation). ``optimistic_claim``: the
+    method chose the followers' equilibrium together with its strategy (a
+    single-level reformulation), so its ``claimed_objective`` is an optimistic value,
+    not the expectation it is scored on.
     """
 
     game: str
@@ -75,11 +89,23 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     oracle_solves: dict[str, dict[str, int]] = field(default_factory=dict)
+    draws: int = 0
+    objective_stderr: float = float("nan")
+    objective_interval: tuple[float, float] | None = None
+    worst_violation: float = float("nan")
+    pessimistic: dict[str, float] = field(default_factory=dict)
+    optimistic: dict[str, float] = field(default_factory=dict)
+    equilibria: list[dict[str, float]] = field(default_factory=list)
+    optimistic_claim: bool = False
 
     def __post_init__(self) -> None:  # a projection's -0.0 is shown, stored and printed as 0
         for name in ("leader_objective", "initial_objective", "constraint_violation",
-                     "equilibrium_residual", "claimed_objective", "bound", "gap"):
+                     "equilibrium_residual", "claimed_objective", "bound", "gap",
+                     "objective_stderr", "worst_violation"):
             setattr(self, name, _unsigned(getattr(self, name)))
+        if self.objective_interval is not None:  # a stored list reads back as the pair
+            low, high = self.objective_interval
+            self.objective_interval = (_unsigned(low), _unsigned(high))
         self.leader_values = {k: _unsigned(v) for k, v in self.leader_values.items()}
         self.follower_values = {k: _unsigned(v) for k, v in self.follower_values.items()}
 
@@ -96,7 +122,11 @@ class Result:
             lines.append(f"  {label:21s} {text}")
 
         row("leader objective", f"{_g(self.leader_objective)} (initial {_g(self.initial_objective)})")
-        row("constraint violation", _g(self.constraint_violation))
+        if self.draws:
+            row("draws", self._draws_text())
+        row("constraint violation", _g(self.constraint_violation)
+            + (f" (worst draw {_g(self.worst_violation)})"
+               if self.draws > 1 and self.worst_violation != self.constraint_violation else ""))
         row("equilibrium residual", _g(self.equilibrium_residual))
         row("wall time", f"{_g(self.wall_time_s, 3)} s")
         for label, v in (("claimed objective", self.claimed_objective), ("bound", self.bound),
@@ -111,10 +141,26 @@ class Result:
             row("message", self.message.strip().replace("\n", "\n" + " " * 24))
         return "\n".join(lines)
 
+    def _draws_text(self) -> str:
+        n = self.draws
+        if n == 1 and self.objective_stderr == 0:
+            return "1 (a unique equilibrium)"
+        text = f"{n}"
+        if self.objective_interval is not None and n > 1:
+            low, high = self.objective_interval
+            text += f", 95 % interval [{_g(low)}, {_g(high)}] (s.e. {_g(self.objective_stderr, 3)})"
+        if self.equilibria:
+            k = len(self.equilibria)
+            text += f", {k} distinct equilibri{'um' if k == 1 else 'a'}"
+        if n > 1 and self.pessimistic and self.optimistic:
+            text += (f"; worst draw {_g(self.pessimistic['objective'])}, "
+                     f"best {_g(self.optimistic['objective'])}")
+        return text
+
     def summary(self) -> dict[str, Any]:
-        """The scalar fields as a JSON-ready dict (no values, no history)."""
+        """The scalar fields as a JSON-ready dict (no values, no history, no equilibria)."""
         d = asdict(self)
-        for k in ("leader_values", "follower_values", "history", "options"):
+        for k in ("leader_values", "follower_values", "history", "options", "equilibria"):
             d.pop(k)
         d["status"] = self.status.value
         return d

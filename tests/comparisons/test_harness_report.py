@@ -425,3 +425,93 @@ def test_the_results_page_is_generated_and_its_figures_exist():
     linked = re.findall(r"\]\(([\w.-]+\.png)\)", page)
     assert linked and all((docs / name).is_file() for name in linked)
     assert "(docs/results.md)" in README.read_text()
+
+
+# ------------------------------------------------- intervals from the scoring's draws
+def _drawn(rows, half):
+    """``rows`` with the scoring's 95 % interval of half-width ``half(row)`` stored."""
+    return [dict(r, objective_low=r["leader_objective"] - half(r),
+                 objective_high=r["leader_objective"] + half(r), draws=20) for r in rows]
+
+
+def test_a_winner_only_where_the_intervals_separate():
+    from stackopt.comparisons.report import markdown
+
+    rows = [r for r in _decide_rows() if r["method"] != "b"]  # a beats c by 0.5 at each budget
+    # at budget 0 the cells' intervals are 0.6 wide on each side: a group of two seeds
+    # is sqrt(2) * 0.6 / 2 = 0.42 wide on each side, and a's and c's overlap; at budget 1
+    # they are 0.1 wide and separate
+    t = _table(_drawn(rows, lambda r: 0.6 if '"budget": 0.0' in r["params"] else 0.1))
+    p0, p1 = t.points
+    a0 = next(g for g in t.groups if g.pkey == p0 and g.method == "a")
+    assert a0.interval() == pytest.approx((-3.0 - 0.6 / math.sqrt(2), -3.0 + 0.6 / math.sqrt(2)))
+    assert t.best(p0) == ["a", "c"] and t.best(p1) == ["a"]
+    md = markdown([t], "x.sqlite", [])
+    assert "| **best feasible** | tie: a = c | a |" in md
+    assert "| a | -3 [-3.4243, -2.5757] | -2 [-2.0707, -1.9293] |" in md, md
+    assert "*tie: a = b*" in md and "95 % interval [low, high]" in md
+    # without stored intervals (a database written before them), as before: mean ± s.e.
+    old = _table(rows)
+    assert old.best(p0) == ["a"] and "| **best feasible** | a | a |" in markdown([old], "x", [])
+
+
+def test_exact_scores_say_so_and_decide_by_the_tolerance():
+    from stackopt.comparisons.report import markdown
+
+    rows = [r for r in _decide_rows() if r["method"] != "b"]
+    t = _table([dict(r, draws=1) for r in _drawn(rows, lambda r: 0.0)])
+    assert [t.best(p) for p in t.points] == [["a"], ["a"]]
+    assert "| a | -3 (exact) | -2 (exact) |" in markdown([t], "x.sqlite", [])
+    # identical draws of a game not known to have one equilibrium: a zero-wide interval
+    t = _table(_drawn(rows, lambda r: 0.0))
+    assert "| a | -3 [-3, -3] | -2 [-2, -2] |" in markdown([t], "x.sqlite", [])
+
+
+def test_objective_figure_draws_the_intervals():
+    rows = _drawn([r for r in _decide_rows() if r["method"] == "a"], lambda r: 0.3)
+    ax = draw(_table(rows), "objective").axes[0]
+    assert "95 % interval" in ax.get_ylabel()
+    (bars,) = [c for c in ax.containers]
+    segments = bars.lines[2][0].get_segments()
+    assert [round(float(s[1, 1] - s[0, 1]), 6) for s in segments] == [round(0.6 / math.sqrt(2), 6)] * 2
+    ax = draw(_table([r for r in _decide_rows() if r["method"] == "a"]), "objective").axes[0]
+    assert "mean ± s.e." in ax.get_ylabel()
+
+
+def test_a_sweep_stores_the_draws_and_the_report_reads_them(tmp_path):
+    db = _store(tmp_path / "results.sqlite", "quick")
+    with Store.open(db, readonly=True) as store:
+        rows = store.rows()
+    ok = [r for r in rows if r["status"] not in ("error", "solver_error")]
+    assert ok and all(r["draws"] >= 1 and r["objective_low"] <= r["leader_objective"]
+                      <= r["objective_high"] for r in ok)
+    assert all(sum(e["count"] for e in r["equilibria"]) == r["draws"] for r in ok)
+    out = tmp_path / "report"
+    make_report(str(db), str(out))
+    with open(out / "summary.csv") as fh:
+        summary = list(csv.DictReader(fh))
+    assert all(r["objective_low"] != "" and r["draws_min"] != "" for r in summary
+               if r["objective_mean"] not in ("", "nan"))
+
+
+def test_reference_table_shows_intervals_and_beats_the_reference_only_beyond_them():
+    from stackopt.comparisons.reference_table import collect, format_table
+
+    recorded = -3.108003854751587  # the reference's seed 36, budget 1 (models/data)
+    params = json.dumps({"budget": 1.0, "reference_seed": 36, "reimburse": "all"})
+
+    def row(method, objective, half):
+        return dict(experiment="ssg", game="ssg", seed=0, method=method, params=params,
+                    sense="maximize", status="converged", leader_objective=objective,
+                    constraint_violation=0.0, initial_objective=-3.81,
+                    objective_low=objective - half, objective_high=objective + half)
+
+    (t,) = collect([row("clear", recorded + 0.05, 0.01), row("within", recorded + 0.005, 0.01),
+                    row("exact", recorded + 0.001, 0.0)])
+    text = format_table(t)
+    assert f"| {recorded + 0.05:.4f} ±0.0100 | 0 | converged |" in text
+    assert f"| {recorded + 0.001:.4f} | 0 | converged |" in text  # exact: no interval shown
+    assert "clear: mean" in text and "better than the reference" in text
+    for method, better in (("clear", 1), ("within", 0), ("exact", 1)):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{method}: mean"))
+        assert f"on {better} of 1 seeds" in line, line

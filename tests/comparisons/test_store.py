@@ -116,7 +116,7 @@ def test_schema_version_1_is_read_as_is_and_upgraded_when_written(tmp_path):
     con.close()
     with Store.open(path) as store:
         assert store.claims() == []
-        assert dict(store.conn.execute("SELECT key, value FROM stackopt_meta"))["version"] == "2"
+        assert dict(store.conn.execute("SELECT key, value FROM stackopt_meta"))["version"] == str(SCHEMA_VERSION)
 
 
 def _filled(path):
@@ -309,3 +309,26 @@ def test_cli_counts_stored_failures_and_retries_them(tmp_path, capsys):
         runs = [r["id"] for r in store.runs()]
         rows = store.rows()
     assert len(rows) == 6 and {r["run_id"] for r in rows if r["status"] != "converged"} == {runs[-1]}
+
+
+def test_schema_version_2_reads_without_the_draws_and_gains_them_when_written(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    with Store.open(path) as store:
+        store.insert(_row(KEYS[0]))
+    con = sqlite3.connect(path)  # a version-2 file: no draws' columns
+    for c in ("draws", "objective_stderr", "objective_low", "objective_high", "worst_violation",
+              "pessimistic", "optimistic", "equilibria", "optimistic_claim", "claim_gap"):
+        con.execute(f"ALTER TABLE cells DROP COLUMN {c}")
+    con.execute("UPDATE stackopt_meta SET value = '2' WHERE key = 'version'")
+    con.commit()
+    con.close()
+    with Store.open(path, readonly=True) as store:
+        (old,) = store.rows()
+        assert "draws" not in old and old["seed"] == KEYS[0][3]
+    with Store.open(path) as store:
+        assert dict(store.conn.execute("SELECT key, value FROM stackopt_meta"))["version"] == "3"
+        store.insert(_row(KEYS[1]) | {"draws": 12, "objective_stderr": 0.25, "objective_low": 0.5,
+                                      "objective_high": 1.5, "equilibria": [{"count": 12}]})
+        old, new = store.rows()
+        assert old["draws"] is None and old["equilibria"] is None
+        assert new["draws"] == 12 and new["objective_low"] == 0.5 and new["equilibria"] == [{"count": 12}]

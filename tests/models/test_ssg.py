@@ -315,7 +315,7 @@ def test_sampled_equilibria_meet_the_tolerance():
     game = ssg(seed=2, targets=8, defenders=2, coverable=5, resources=2.0, samples=3)
     k = kernel_of(game)
     leader = np.random.default_rng(0).uniform(0, 2, k.n_p)
-    ev = evaluate(game, leader, seed=0)
+    ev = evaluate(game, leader, seed=0, samples=3)
     assert len(ev.equilibria) == 3
     assert ev.equilibrium_residual <= 1e-6
     for e in ev.equilibria:  # each draw is feasible for every defender
