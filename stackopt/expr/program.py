@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .loops import LOOP_MIN_TERMS, flat_terms, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -46,6 +47,10 @@ class PolyBatch:
         self.n_terms = len(rows)
         self.has_const = bool(np.any(self.const))
         self._sum = None
+        # a large batch at one point runs as one compiled loop (the same values: loops.py)
+        self._loop = None
+        if self.n_terms >= LOOP_MIN_TERMS and polynomial_loop() is not None:
+            self._loop = flat_terms(self.groups, self.n_terms)
 
     def _terms(self, v: np.ndarray) -> np.ndarray:
         """Every term's value (a column per point where ``v`` has one per point)."""
@@ -60,7 +65,10 @@ class PolyBatch:
     def __call__(self, v: np.ndarray) -> np.ndarray:
         if not self.n_terms:
             return self.const.copy()
-        out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
+        if self._loop is not None and v.ndim == 1:
+            out = polynomial_loop()(v, *self._loop, self.rows, self.n_out)
+        else:
+            out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
         if self.has_const:
             out += self.const
         return out

@@ -314,3 +314,47 @@ def test_bench_compile_measures_one_size_and_names_an_unknown_domain():
     assert "exp t" in bench_compile.table([r, dict(r, nodes=2 * r["nodes"], terms=2 * r["terms"])])
     with pytest.raises(ValueError, match=r"unknown domain 'tsp'"):
         bench_compile.main(["--domains", "tsp"])
+
+
+def _large_batch(rng, n_terms, n_atoms=400):
+    """Random polynomials: ``n_terms`` terms of degree 1 to 6 over ``n_atoms`` atoms, into
+    300 outputs, with a constant on some outputs (coefficient 1 on a third of the terms)."""
+    from stackopt.expr import PolyBatch
+
+    polys = [dict() for _ in range(300)]
+    for _ in range(n_terms):
+        mono = tuple(sorted(rng.integers(0, n_atoms, size=int(rng.integers(1, 7)))))
+        coef = 1.0 if rng.random() < 1 / 3 else float(rng.normal())
+        row = polys[int(rng.integers(0, 300))]
+        row[mono] = row.get(mono, 0.0) + coef
+    for row in polys[::7]:
+        row[()] = 0.25
+    return PolyBatch(polys)
+
+
+def test_the_compiled_loop_gives_numpys_values_to_the_last_bit():
+    from stackopt.expr.loops import LOOP_MIN_TERMS, polynomial_loop
+
+    assert polynomial_loop() is not None  # numba is a dependency
+    rng = np.random.default_rng(3)
+    batch = _large_batch(rng, 2 * LOOP_MIN_TERMS)
+    assert batch._loop is not None
+    for v in (rng.normal(size=400), np.where(rng.random(400) < 0.05, np.nan, rng.normal(size=400)),
+              np.where(rng.random(400) < 0.05, np.inf, rng.lognormal(size=400))):
+        looped = batch(v)
+        loop, batch._loop = batch._loop, None  # the NumPy path, on the same batch
+        with np.errstate(all="ignore"):
+            plain = batch(v)
+        batch._loop = loop
+        assert np.array_equal(looped, plain, equal_nan=True)
+
+
+def test_small_batches_and_a_missing_numba_use_numpy(monkeypatch):
+    import stackopt.expr.program as program
+
+    rng = np.random.default_rng(4)
+    assert _large_batch(rng, 200)._loop is None  # below LOOP_MIN_TERMS
+    monkeypatch.setattr(program, "polynomial_loop", lambda: None)
+    batch = _large_batch(rng, 2 * program.LOOP_MIN_TERMS)
+    assert batch._loop is None
+    assert np.all(np.isfinite(batch(rng.normal(size=400))))
