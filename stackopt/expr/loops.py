@@ -1,10 +1,14 @@
-"""A compiled loop (Numba) for the largest polynomial batches at one point.
+"""A compiled loop (Numba) for polynomial batches at one point, for the large programs.
 
 :class:`~stackopt.expr.program.PolyBatch` evaluates its terms with NumPy: a
-gather and a product per factor over the whole batch, then ``np.bincount``.
-For a batch of tens of thousands of terms (a security game's compiled
-Jacobian: 140 000 terms of degree up to 6) those passes over memory are most
-of the cost; one loop over the terms does the same work in one pass. The loop
+gather and a product per factor and degree over the whole batch, then
+``np.bincount``. For a batch of tens of thousands of terms (a security game's
+compiled Jacobian: 140 000 terms of degree up to 6) those passes over memory
+are most of the cost, and for a program of many small levels the NumPy calls
+are; one loop over the terms does the same work in one pass and one call. A
+program uses it once its owner asks (:meth:`Program.use_loops`: the game kernel
+does for games whose compiled programs hold :data:`LOOP_MIN_TERMS` terms or
+more, where importing Numba and loading the compiled loop pay off). The loop
 performs the same floating-point operations in the same order as the NumPy
 path: each term ``coef * v[a0] * v[a1] * ...`` left to right, then added to its
 output in term order starting from zero (what ``np.bincount`` does), without
@@ -20,7 +24,7 @@ import functools
 
 import numpy as np
 
-LOOP_MIN_TERMS = 10_000  # smaller batches: NumPy's passes cost about as much, and no compile is paid
+LOOP_MIN_TERMS = 50_000  # terms of a game's compiled programs from which the kernel uses the loop
 
 
 def _evaluate(v, coef, atoms, degree, rows, n_out):  # pragma: no cover - run compiled

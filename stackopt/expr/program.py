@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .loops import LOOP_MIN_TERMS, flat_terms, polynomial_loop
+from .loops import flat_terms, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -47,10 +47,14 @@ class PolyBatch:
         self.n_terms = len(rows)
         self.has_const = bool(np.any(self.const))
         self._sum = None
-        # a large batch at one point runs as one compiled loop (the same values: loops.py)
-        self._loop = None
-        if self.n_terms >= LOOP_MIN_TERMS and polynomial_loop() is not None:
+        self._loop = None  # (coef, atoms, degree) once use_loop() is on
+
+    def use_loop(self) -> bool:
+        """Evaluate at one point as one compiled loop from now on (the same values to the
+        last bit: :mod:`stackopt.expr.loops`); False where Numba is not installed."""
+        if self._loop is None and self.n_terms and polynomial_loop() is not None:
             self._loop = flat_terms(self.groups, self.n_terms)
+        return self._loop is not None or not self.n_terms
 
     def _terms(self, v: np.ndarray) -> np.ndarray:
         """Every term's value (a column per point where ``v`` has one per point)."""
@@ -128,6 +132,11 @@ class Program:
     @property
     def n_params(self) -> int:
         return len(self.parameters)
+
+    def use_loops(self) -> bool:
+        """Every polynomial batch of the program evaluated at one point as a compiled loop
+        (:meth:`PolyBatch.use_loop`); False where Numba is not installed."""
+        return all([b.use_loop() for b, _, _ in self.levels] + [self.out.use_loop()])
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""

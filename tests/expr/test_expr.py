@@ -337,8 +337,8 @@ def test_the_compiled_loop_gives_numpys_values_to_the_last_bit():
 
     assert polynomial_loop() is not None  # numba is a dependency
     rng = np.random.default_rng(3)
-    batch = _large_batch(rng, 2 * LOOP_MIN_TERMS)
-    assert batch._loop is not None
+    batch = _large_batch(rng, LOOP_MIN_TERMS // 2)
+    assert batch._loop is None and batch.use_loop() and batch._loop is not None
     for v in (rng.normal(size=400), np.where(rng.random(400) < 0.05, np.nan, rng.normal(size=400)),
               np.where(rng.random(400) < 0.05, np.inf, rng.lognormal(size=400))):
         looped = batch(v)
@@ -349,12 +349,35 @@ def test_the_compiled_loop_gives_numpys_values_to_the_last_bit():
         assert np.array_equal(looped, plain, equal_nan=True)
 
 
-def test_small_batches_and_a_missing_numba_use_numpy(monkeypatch):
+def test_a_missing_numba_leaves_numpy(monkeypatch):
     import stackopt.expr.program as program
 
     rng = np.random.default_rng(4)
-    assert _large_batch(rng, 200)._loop is None  # below LOOP_MIN_TERMS
     monkeypatch.setattr(program, "polynomial_loop", lambda: None)
-    batch = _large_batch(rng, 2 * program.LOOP_MIN_TERMS)
-    assert batch._loop is None
+    batch = _large_batch(rng, 2000)
+    assert not batch.use_loop() and batch._loop is None
     assert np.all(np.isfinite(batch(rng.normal(size=400))))
+
+
+@pytest.mark.parametrize("name, kw, large", [
+    ("ssg", dict(seed=1, targets=60, defenders=5, coverable=30, resources=6.0), True),
+    ("nfg", dict(seed=1, players=3, actions=10), False),
+])
+def test_large_games_evaluate_their_programs_as_loops_with_the_same_values(name, kw, large):
+    from stackopt.kernel import kernel_of
+    from stackopt.models import build_game
+
+    k = kernel_of(build_game(name, **kw))
+    assert k.uses_loops is large
+    rng = np.random.default_rng(5)
+    x = k.x_lb + (0.05 + 0.9 * rng.random(k.n_x)) * (k.x_ub - k.x_lb)  # inside the box
+    p = k.p0 + rng.random(k.n_p)
+    looped = (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p), k.leader_all(x, p))
+    programs = [k._F, k._fobj, k._Jxp.program, k._Jpp.program, *k.leader_side.programs()]
+    for prog in programs:
+        for b in [b for b, _, _ in prog.levels] + [prog.out]:
+            b._loop = None
+    plain = (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p), k.leader_all(x, p))
+    for a, b in zip(looped[:4] + looped[4][1:], plain[:4] + plain[4][1:]):
+        assert np.all(np.isfinite(a)) and np.array_equal(a, b)
+    assert looped[4][0] == plain[4][0]
