@@ -37,18 +37,43 @@ def _evaluate(v, coef, atoms, degree, rows, n_out):  # pragma: no cover - run co
     return out
 
 
+def _evaluate_grouped(v, coef, atoms, terms, cols, flat, n):  # pragma: no cover - run compiled
+    out = np.zeros(n)
+    for j in range(terms.size):
+        i, c = terms[j], cols[j]
+        t = coef[i] * v[atoms[i, 0], c]
+        for k in range(1, atoms.shape[1]):
+            t *= v[atoms[i, k], c]
+        out[flat[j]] += t
+    return out
+
+
 @functools.cache
-def polynomial_loop():
-    """``loop(v, coef, atoms, degree, rows, n_out) -> out`` compiled by Numba, or ``None``
-    where Numba is not installed."""
+def _compiled(name: str):
     try:
         import numba
     except ImportError:
         return None
+    fn = {"polynomial": _evaluate, "grouped": _evaluate_grouped}[name]
     try:
-        return numba.njit(cache=True)(_evaluate)
+        return numba.njit(cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(_evaluate)
+        return numba.njit(fn)
+
+
+def polynomial_loop():
+    """``loop(v, coef, atoms, degree, rows, n_out) -> out`` compiled by Numba, or ``None``
+    where Numba is not installed."""
+    return _compiled("polynomial")
+
+
+def grouped_loop():
+    """The loop of one layer of :class:`~stackopt.expr.grouped.GroupedProgram`:
+    ``loop(v, coef, atoms, terms, cols, flat, n) -> out``, term ``j`` being
+    ``coef[terms[j]] * prod_k v[atoms[terms[j], k], cols[j]]`` (``atoms`` padded with an atom
+    holding 1, multiplied like the NumPy path does) added to ``out[flat[j]]`` in order;
+    ``None`` where Numba is not installed."""
+    return _compiled("grouped")
 
 
 def flat_terms(groups, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

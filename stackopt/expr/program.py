@@ -128,6 +128,7 @@ class Program:
             self.levels.append((batch, target, funcs))
         self.out = PolyBatch(outputs)
         self.n_terms = self.out.n_terms + sum(b.n_terms for b, _, _ in self.levels)
+        self.looped = False  # see use_loops
 
     @property
     def n_params(self) -> int:
@@ -135,8 +136,10 @@ class Program:
 
     def use_loops(self) -> bool:
         """Every polynomial batch of the program evaluated at one point as a compiled loop
-        (:meth:`PolyBatch.use_loop`); False where Numba is not installed."""
-        return all([b.use_loop() for b, _, _ in self.levels] + [self.out.use_loop()])
+        (:meth:`PolyBatch.use_loop`; and a :class:`~stackopt.expr.GroupedProgram` of it at
+        many points, :attr:`looped`); False where Numba is not installed."""
+        self.looped = all([b.use_loop() for b, _, _ in self.levels] + [self.out.use_loop()])
+        return self.looped
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""

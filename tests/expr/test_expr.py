@@ -372,12 +372,21 @@ def test_large_games_evaluate_their_programs_as_loops_with_the_same_values(name,
     rng = np.random.default_rng(5)
     x = k.x_lb + (0.05 + 0.9 * rng.random(k.n_x)) * (k.x_ub - k.x_lb)  # inside the box
     p = k.p0 + rng.random(k.n_p)
-    looped = (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p), k.leader_all(x, p))
+    X = k.x_lb + (0.05 + 0.9 * rng.random((7, k.n_x))) * (k.x_ub - k.x_lb)
+    owner = rng.integers(0, len(k.slices), size=7)
+
+    def values():
+        own = (k.F_own(X, p, owner), k.Jx_own(X, p, owner), k.follower_objective_own(X, p, owner))
+        return (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p),
+                *k.leader_all(x, p)[1:], *[np.nan_to_num(a, nan=0.5) for a in own]), k.leader_all(x, p)[0]
+
+    looped, objective = values()
     programs = [k._F, k._fobj, k._Jxp.program, k._Jpp.program, *k.leader_side.programs()]
     for prog in programs:
+        prog.looped = False
         for b in [b for b, _, _ in prog.levels] + [prog.out]:
             b._loop = None
-    plain = (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p), k.leader_all(x, p))
-    for a, b in zip(looped[:4] + looped[4][1:], plain[:4] + plain[4][1:]):
+    plain, plain_objective = values()
+    for a, b in zip(looped, plain):
         assert np.all(np.isfinite(a)) and np.array_equal(a, b)
-    assert looped[4][0] == plain[4][0]
+    assert objective == plain_objective
