@@ -39,8 +39,22 @@ Paper cells (``--paper``): one cell of each paper config (``paper-nfg`` budget 2
 ``gradient`` and ``initial`` as the harness runs a cell: build the game, solve
 with defaults; seconds and the scored objective.
 
+Command (``--cli``): ``stackopt solve nfg --players 3 --actions 10 --budget 2 --seed 1
+--steps 5000`` as a whole process, as a user types it (``--cli-runs`` runs; median CPU and
+wall seconds of the child process), and the same process's start-up alone (importing the
+command line and reading the game registry).
+
+Paper run (``--cells SPEC``): the CPU seconds of sampled cells of the paper configs' main
+experiments, ``gradient`` and ``initial``, each as the harness runs it (build the instance,
+solve with the cell's seed; the worker's imports are paid once per worker and left out),
+and the estimate of the whole run at the paper's instance counts on two workers: the mean
+CPU seconds of a grid point's cells times the config's cells, over two. ``SPEC`` is
+``config:seeds[@v1/v2...]`` joined by commas, e.g.
+``paper-nfg:1-2,paper-cyber:1-2,paper-ssg:1@0.0/1.0`` (the values of the config's axis to
+sample; every value when omitted).
+
     python -m stackopt.comparisons.bench_solve [--passes quiet,loaded] [--games nfg2-100,nfg3-10]
-        [--library] [--paper] [--json out.json]
+        [--library] [--paper] [--cli] [--cells SPEC] [--json out.json]
 """
 from __future__ import annotations
 
@@ -167,6 +181,108 @@ def paper_rows() -> list[dict]:
     return out
 
 
+CLI_ARGS = ("solve", "nfg", "--players", "3", "--actions", "10", "--budget", "2", "--seed", "1",
+            "--steps", "5000")
+PAPER_WORKERS = 2
+
+
+def _child_run(code: str, args=()) -> tuple[float, float, int]:
+    """``(wall s, CPU s, exit code)`` of ``python -c code args`` as a whole process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode
+
+
+def cli_row(runs: int) -> dict:
+    """The NFG(3,10) command as a whole process, and its start-up alone (medians)."""
+    command = "import sys; from stackopt.cli import main; sys.exit(main(sys.argv[1:]))"
+    startup = ("import stackopt.cli; from stackopt.models import game_spec; game_spec('nfg'); "
+               "import stackopt.api, stackopt.kernel")
+    full = [_child_run(command, CLI_ARGS) for _ in range(runs)]
+    start = [_child_run(startup) for _ in range(runs)]
+    return dict(command="stackopt " + " ".join(CLI_ARGS), runs=runs,
+                wall=statistics.median(r[0] for r in full), cpu=statistics.median(r[1] for r in full),
+                exit=max(r[2] for r in full),
+                startup_wall=statistics.median(r[0] for r in start),
+                startup_cpu=statistics.median(r[1] for r in start))
+
+
+def _cell_specs(spec: str):
+    """``[(config, seeds, axis values or None)]`` from ``--cells``."""
+    out = []
+    for part in [p for p in spec.split(",") if p]:
+        name, _, rest = part.partition(":")
+        seeds, _, values = rest.partition("@")
+        if not name or not seeds:
+            raise ValueError(f"--cells: expected config:seeds[@v1/v2], got {part!r}")
+        out.append((name, seeds, [float(v) for v in values.split("/")] if values else None))
+    return out
+
+
+def paper_cell_rows(spec: str) -> list[dict]:
+    """CPU seconds of sampled paper cells (``gradient`` and ``initial``), as the harness runs them."""
+    from stackopt import solve
+    from stackopt.comparisons.config import load_config
+
+    out = []
+    for name, seeds, values in _cell_specs(spec):
+        main = load_config(name).experiments[0]
+        cfg = load_config(name, seeds=seeds, experiments=[main.name], methods=["gradient", "initial"])
+        exp = cfg.experiments[0]
+        for cell in exp.cells(cfg.plugins):
+            point = dict(cell.params)
+            if values is not None and exp.axis and point.get(exp.axis) not in values:
+                continue
+            t, c, r = _timed_cpu(lambda cell=cell: solve(_build(cell.game, dict(cell.params, seed=cell.seed)),
+                                                         cell.method, cell.seed, progress=False))
+            out.append(dict(config=name, experiment=exp.name, axis=exp.axis,
+                            value=point.get(exp.axis), seed=cell.seed, method=cell.method,
+                            seconds=t, cpu=c, status=r.status.value, objective=r.leader_objective,
+                            steps=len(r.history), cells_in_paper=len(main.cells()) // len(main.methods),
+                            seeds_in_paper=len(main.seeds)))
+            print(f"  {name} {exp.axis}={point.get(exp.axis)} seed {cell.seed} {cell.method}: "
+                  f"{c:.2f} s CPU ({t:.2f} s wall) {r.status.value} {r.leader_objective:.6f}", flush=True)
+    return out
+
+
+def paper_estimate(rows: list[dict]) -> dict:
+    """Per config, the mean CPU seconds of a grid point's gradient + initial cells, and the
+    paper run's CPU hours and wall hours on :data:`PAPER_WORKERS` workers."""
+    est = {}
+    for name in dict.fromkeys(r["config"] for r in rows):
+        mine = [r for r in rows if r["config"] == name]
+        per = {}
+        for r in mine:
+            per.setdefault((r["value"], r["seed"]), 0.0)
+            per[(r["value"], r["seed"])] += r["cpu"]
+        mean = statistics.mean(per.values())
+        points = mine[0]["cells_in_paper"]  # (grid point, seed) pairs at the paper's counts
+        est[name] = dict(sampled=len(per), mean_cpu=mean, instances=points, cpu_h=mean * points / 3600)
+    total = sum(e["cpu_h"] for e in est.values())
+    return dict(configs=est, cpu_h=total, wall_h=total / PAPER_WORKERS)
+
+
+def _print_cli(row):
+    print(f"command: {row['command']} ({row['runs']} runs, median): {row['wall']:.2f} s wall, "
+          f"{row['cpu']:.2f} s CPU (exit {row['exit']}); start-up alone {row['startup_wall']:.2f} s "
+          f"wall, {row['startup_cpu']:.2f} s CPU")
+
+
+def _print_estimate(est):
+    for name, e in est["configs"].items():
+        print(f"{name:>12s}: {e['sampled']} sampled (grid point, seed) pairs, mean {e['mean_cpu']:.2f} s CPU "
+              f"(gradient + initial) x {e['instances']} = {e['cpu_h']:.2f} CPU h")
+    print(f"paper run, gradient + initial: {est['cpu_h']:.2f} CPU h = {est['wall_h']:.2f} h on "
+          f"{PAPER_WORKERS} free cores ({60 * est['wall_h']:.0f} min)")
+
+
 def _print_games(rows):
     print("(wall seconds as the user waits; in brackets this process's CPU seconds, what a quiet "
           "core would take)")
@@ -217,6 +333,13 @@ def run_pass(label: str, args) -> dict:
     if args.paper:
         out["paper"] = paper_rows()
         _print_paper(out["paper"])
+    if args.cli:
+        out["cli"] = cli_row(args.cli_runs)
+        _print_cli(out["cli"])
+    if args.cells:
+        out["cells"] = paper_cell_rows(args.cells)
+        out["estimate"] = paper_estimate(out["cells"])
+        _print_estimate(out["estimate"])
     sys.stdout.flush()
     return out
 
@@ -228,6 +351,10 @@ def main(argv=None) -> int:
                     "('' for none)")
     ap.add_argument("--library", action="store_true", help="the known-optimum library, every method")
     ap.add_argument("--paper", action="store_true", help="one cell of each paper config")
+    ap.add_argument("--cli", action="store_true", help="the NFG(3,10) 5000-step command as a whole process")
+    ap.add_argument("--cli-runs", type=int, default=3, help="runs of the command (median)")
+    ap.add_argument("--cells", default="", help="paper cells to sample, config:seeds[@v1/v2] joined by "
+                    "commas (e.g. paper-nfg:1-2,paper-ssg:1@0.0/1.0), and the paper run's estimate")
     ap.add_argument("--methods", default=",".join(LIBRARY_METHODS), help="methods of the library table")
     ap.add_argument("--warm-steps", type=int, default=20, help="warm steps timed for the warm-step column")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -237,6 +364,12 @@ def main(argv=None) -> int:
         if g not in GAMES:
             ap.error(f"unknown game {g!r}; expected one of {', '.join(GAMES)}")
     args.methods = [m for m in args.methods.split(",") if m]
+    try:
+        _cell_specs(args.cells)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.cli_runs < 1:
+        ap.error(f"--cli-runs must be at least 1, got {args.cli_runs}")
     passes = [p for p in args.passes.split(",") if p]
     for p in passes:
         if p not in ("quiet", "loaded"):

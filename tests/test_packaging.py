@@ -92,3 +92,21 @@ def test_every_package_of_the_checkout_is_installed():
     assert len(names) > 10
     missing = [n for n in names if importlib.util.find_spec(n) is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("first", ["stackopt", "pyomo.environ"])
+def test_a_solve_does_not_import_scipy_stats_and_pyomo_still_can(first, tmp_path):
+    # Pyomo's import hook would import scipy.stats (half a second) with any SciPy import;
+    # stackopt drops it, whichever of stackopt and Pyomo is imported first
+    out = json.loads(_python(
+        f"import json, sys, {first}\n"
+        "from stackopt import solve\n"
+        "from stackopt.models import build_game\n"
+        "r = solve(build_game('nfg', seed=1, players=2, actions=3), 'gradient', seed=0, steps=2)\n"
+        "after_solve = 'scipy.stats' in sys.modules\n"
+        "from pyomo.common.dependencies import scipy, scipy_available\n"
+        "ok = bool(scipy_available) and float(scipy.stats.norm.cdf(0.0)) == 0.5\n"
+        "print(json.dumps({'solved': r.status.value, 'after_solve': after_solve, 'pyomo': ok}))",
+        tmp_path))
+    assert out["solved"] and not out["after_solve"]
+    assert out["pyomo"]  # Pyomo's own scipy handle imports scipy.stats when Pyomo uses it

@@ -9,12 +9,15 @@ terms of every level that those outputs depend on (their ancestors in the
 program), and evaluates at each point only its group's terms: the work of one
 full evaluation for a sweep. Sums run over the same terms in the same order as
 :meth:`Program.batch`, so the group's outputs are the same to the last bit;
-the other outputs are ``nan``.
+the other outputs are ``nan``. Where its program evaluates as compiled loops
+(:meth:`Program.use_loops`), each layer is one compiled loop doing the same products
+and sums in the same order (:func:`stackopt.expr.loops.grouped_loop`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .loops import grouped_loop
 from .program import PolyBatch, Program
 
 
@@ -97,15 +100,19 @@ class GroupedProgram:
         owner = np.asarray(owner, dtype=np.intp)
         B = owner.size
         per, mask = self._plan(owner)
+        loop = grouped_loop() if prog.looped else None
         with np.errstate(all="ignore"):
             v = prog.start(values, params, extra=1)
             v[self.one] = 1.0
             for li, (batch, coef, atoms) in enumerate(self.layers):
                 terms, cols, flat = per[li]
-                t = coef[terms] * v[atoms[terms, 0], cols]
-                for k in range(1, atoms.shape[1]):
-                    t *= v[atoms[terms, k], cols]
-                u = np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False)
+                if loop is not None:  # the same products and sums, as one compiled loop
+                    u = loop(v, coef, atoms, terms, cols, flat, batch.n_out * B)
+                else:
+                    t = coef[terms] * v[atoms[terms, 0], cols]
+                    for k in range(1, atoms.shape[1]):
+                        t *= v[atoms[terms, k], cols]
+                    u = np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False)
                 u = u.reshape(batch.n_out, B)  # (bincount of no terms counts in integers)
                 if batch.has_const:
                     u += batch.const[:, None]

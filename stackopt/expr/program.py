@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .loops import flat_terms, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -46,6 +47,14 @@ class PolyBatch:
         self.n_terms = len(rows)
         self.has_const = bool(np.any(self.const))
         self._sum = None
+        self._loop = None  # (coef, atoms, degree) once use_loop() is on
+
+    def use_loop(self) -> bool:
+        """Evaluate at one point as one compiled loop from now on (the same values to the
+        last bit: :mod:`stackopt.expr.loops`); False where Numba is not installed."""
+        if self._loop is None and self.n_terms and polynomial_loop() is not None:
+            self._loop = flat_terms(self.groups, self.n_terms)
+        return self._loop is not None or not self.n_terms
 
     def _terms(self, v: np.ndarray) -> np.ndarray:
         """Every term's value (a column per point where ``v`` has one per point)."""
@@ -60,7 +69,10 @@ class PolyBatch:
     def __call__(self, v: np.ndarray) -> np.ndarray:
         if not self.n_terms:
             return self.const.copy()
-        out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
+        if self._loop is not None and v.ndim == 1:
+            out = polynomial_loop()(v, *self._loop, self.rows, self.n_out)
+        else:
+            out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
         if self.has_const:
             out += self.const
         return out
@@ -116,10 +128,18 @@ class Program:
             self.levels.append((batch, target, funcs))
         self.out = PolyBatch(outputs)
         self.n_terms = self.out.n_terms + sum(b.n_terms for b, _, _ in self.levels)
+        self.looped = False  # see use_loops
 
     @property
     def n_params(self) -> int:
         return len(self.parameters)
+
+    def use_loops(self) -> bool:
+        """Every polynomial batch of the program evaluated at one point as a compiled loop
+        (:meth:`PolyBatch.use_loop`; and a :class:`~stackopt.expr.GroupedProgram` of it at
+        many points, :attr:`looped`); False where Numba is not installed."""
+        self.looped = all([b.use_loop() for b, _, _ in self.levels] + [self.out.use_loop()])
+        return self.looped
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""

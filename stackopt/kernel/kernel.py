@@ -26,7 +26,14 @@ import numpy as np
 import scipy.sparse as sp
 from pyomo.common.gc_manager import PauseGC
 
-from stackopt.expr import Parameters, compile_exprs, compile_sparse, derivatives, jacobian_entries
+from stackopt.expr import (
+    LOOP_MIN_TERMS,
+    Parameters,
+    compile_exprs,
+    compile_sparse,
+    derivatives,
+    jacobian_entries,
+)
 from stackopt.game.convexity import constraint_conditions, convexity_conditions
 
 from .batch import BatchEvaluators
@@ -78,7 +85,20 @@ class GameKernel:
         self.smooth = smooth_rows(s, xv, pv, self.x_owner, self.parameters)
         self._follower_rows = CompiledRows(s, xv, pv, self.parameters)
         self._prove_convexity(s)
+        self.uses_loops = self._use_loops()
         self.refresh()
+
+    def _use_loops(self) -> bool:
+        """A large game (its followers' and leader's per-step programs hold
+        :data:`~stackopt.expr.LOOP_MIN_TERMS` terms or more, a security game of 100 targets
+        about 160 000) evaluates them at one point as compiled loops
+        (:mod:`stackopt.expr.loops`: the same values, about half the time of the NumPy
+        passes); a small one leaves Numba unimported."""
+        programs = [self._F, self._fobj, self._Jxp.program, self._Jpp.program,
+                    *self.leader_side.programs()]
+        if sum(p.n_terms for p in programs) < LOOP_MIN_TERMS:
+            return False
+        return all([p.use_loops() for p in programs])
 
     def _index_followers(self, s) -> None:
         """Each follower's slice of ``x`` and the follower owning each entry of ``x``."""

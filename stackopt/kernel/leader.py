@@ -85,6 +85,11 @@ class LeaderEvaluators:
         return (f"the leader's {' and '.join(bad)} cannot be evaluated there (not a finite number: "
                 "e.g. sqrt or log of a negative quantity)")
 
+    def programs(self) -> list:
+        """The compiled programs evaluated at every step (the objective, the constraints and
+        their derivatives)."""
+        return [self._L.program]
+
     def leader_all(self, x, p):
         """Objective (leader's own sense), constraint bodies (<= 0 feasible), and their
         derivatives: dense in ``x`` (``1 + n_c`` by ``n_x``) and nonzeros in ``p`` at

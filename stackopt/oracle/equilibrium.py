@@ -37,8 +37,7 @@ class OracleCounters:
     clock_stops: int = 0
 
     def __add__(self, other: OracleCounters) -> OracleCounters:
-        return OracleCounters(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                                 for f in fields(self)})
+        return OracleCounters(*[getattr(self, n) + getattr(other, n) for n in _COUNTER_NAMES])
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -48,6 +47,9 @@ class OracleCounters:
         reports)."""
         return {"cold_starts": self.cold_starts, "warm_solves": self.warm_solves,
                 "clock_stops": self.clock_stops}
+
+
+_COUNTER_NAMES = tuple(f.name for f in fields(OracleCounters))  # in the order of __init__
 
 
 @dataclass

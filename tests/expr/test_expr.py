@@ -314,3 +314,79 @@ def test_bench_compile_measures_one_size_and_names_an_unknown_domain():
     assert "exp t" in bench_compile.table([r, dict(r, nodes=2 * r["nodes"], terms=2 * r["terms"])])
     with pytest.raises(ValueError, match=r"unknown domain 'tsp'"):
         bench_compile.main(["--domains", "tsp"])
+
+
+def _large_batch(rng, n_terms, n_atoms=400):
+    """Random polynomials: ``n_terms`` terms of degree 1 to 6 over ``n_atoms`` atoms, into
+    300 outputs, with a constant on some outputs (coefficient 1 on a third of the terms)."""
+    from stackopt.expr import PolyBatch
+
+    polys = [dict() for _ in range(300)]
+    for _ in range(n_terms):
+        mono = tuple(sorted(rng.integers(0, n_atoms, size=int(rng.integers(1, 7)))))
+        coef = 1.0 if rng.random() < 1 / 3 else float(rng.normal())
+        row = polys[int(rng.integers(0, 300))]
+        row[mono] = row.get(mono, 0.0) + coef
+    for row in polys[::7]:
+        row[()] = 0.25
+    return PolyBatch(polys)
+
+
+def test_the_compiled_loop_gives_numpys_values_to_the_last_bit():
+    from stackopt.expr.loops import LOOP_MIN_TERMS, polynomial_loop
+
+    assert polynomial_loop() is not None  # numba is a dependency
+    rng = np.random.default_rng(3)
+    batch = _large_batch(rng, LOOP_MIN_TERMS // 2)
+    assert batch._loop is None and batch.use_loop() and batch._loop is not None
+    for v in (rng.normal(size=400), np.where(rng.random(400) < 0.05, np.nan, rng.normal(size=400)),
+              np.where(rng.random(400) < 0.05, np.inf, rng.lognormal(size=400))):
+        looped = batch(v)
+        loop, batch._loop = batch._loop, None  # the NumPy path, on the same batch
+        with np.errstate(all="ignore"):
+            plain = batch(v)
+        batch._loop = loop
+        assert np.array_equal(looped, plain, equal_nan=True)
+
+
+def test_a_missing_numba_leaves_numpy(monkeypatch):
+    import stackopt.expr.program as program
+
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(program, "polynomial_loop", lambda: None)
+    batch = _large_batch(rng, 2000)
+    assert not batch.use_loop() and batch._loop is None
+    assert np.all(np.isfinite(batch(rng.normal(size=400))))
+
+
+@pytest.mark.parametrize("name, kw, large", [
+    ("ssg", dict(seed=1, targets=60, defenders=5, coverable=30, resources=6.0), True),
+    ("nfg", dict(seed=1, players=3, actions=10), False),
+])
+def test_large_games_evaluate_their_programs_as_loops_with_the_same_values(name, kw, large):
+    from stackopt.kernel import kernel_of
+    from stackopt.models import build_game
+
+    k = kernel_of(build_game(name, **kw))
+    assert k.uses_loops is large
+    rng = np.random.default_rng(5)
+    x = k.x_lb + (0.05 + 0.9 * rng.random(k.n_x)) * (k.x_ub - k.x_lb)  # inside the box
+    p = k.p0 + rng.random(k.n_p)
+    X = k.x_lb + (0.05 + 0.9 * rng.random((7, k.n_x))) * (k.x_ub - k.x_lb)
+    owner = rng.integers(0, len(k.slices), size=7)
+
+    def values():
+        own = (k.F_own(X, p, owner), k.Jx_own(X, p, owner), k.follower_objective_own(X, p, owner))
+        return (k.F(x, p), k.Jx(x, p), k.Jp_values(x, p), k.follower_objectives(x, p),
+                *k.leader_all(x, p)[1:], *[np.nan_to_num(a, nan=0.5) for a in own]), k.leader_all(x, p)[0]
+
+    looped, objective = values()
+    programs = [k._F, k._fobj, k._Jxp.program, k._Jpp.program, *k.leader_side.programs()]
+    for prog in programs:
+        prog.looped = False
+        for b in [b for b, _, _ in prog.levels] + [prog.out]:
+            b._loop = None
+    plain, plain_objective = values()
+    for a, b in zip(looped, plain):
+        assert np.all(np.isfinite(a)) and np.array_equal(a, b)
+    assert objective == plain_objective
