@@ -11,10 +11,11 @@ finite differences of those evaluations. Registered methods:
 
 Bounds are the leader's variable bounds; the leader's constraints
 ``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The functions
-of ``p`` are a :class:`~stackopt.leader.leaderbox.LeaderBlackBox`: equilibria are
-cached by leader strategy and every oracle call is warm-started from the
-cached equilibrium nearest to the new strategy, so a finite-difference sweep
-costs one or two Newton steps per coordinate.
+of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s evaluations
+(:meth:`~stackopt.leader.LeaderProblem.evaluate`, whichever equilibrium the oracle
+finds) and their finite differences: points are cached by leader strategy and every
+oracle call is warm-started from the cached equilibrium nearest to the new strategy,
+so a finite-difference sweep costs one or two Newton steps per coordinate.
 
 Time limit: it is checked at every call scipy makes (a new point's oracle call
 gets at most the time left), and the optimiser runs in a forked child process
@@ -44,7 +45,8 @@ from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
-from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+from stackopt.leader import LeaderProblem, TimeUp
+from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, MethodOutput, ReportedHistory, register_method
 from .isolate import isolated
@@ -110,7 +112,7 @@ class _ScipyMethod(Method):
                          kernel_of(game).p0.copy(), self.progress)
 
     def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
-        box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
+        box = _ScipyView(game, config, seed, deadline)
         k = box.kernel
         p0 = k.p0.copy()
         history: list[dict[str, float]] = [] if report is not None else ReportedHistory(self.progress)
@@ -120,7 +122,7 @@ class _ScipyMethod(Method):
         def record(p):
             pt = box.evaluate(p)
             entry = {"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
-                     "violation": pt.violation, "oracle_calls": float(box.n_oracle),
+                     "violation": _violation(pt), "oracle_calls": float(box.prob.calls),
                      "time_s": time.perf_counter() - start}
             history.append(entry)
             if report is not None:
@@ -129,32 +131,33 @@ class _ScipyMethod(Method):
 
         try:
             first = box.evaluate(p0)
-            why = k.undefined(first.f, first.cons) if first.converged else ""
+            why = k.undefined(first.f, first.bodies) if first.found else ""
             if why:
                 return self._output(box, None, Status.NOT_CONVERGED, history, (
                     f"no start: at the initial strategy the followers' equilibrium was found, but {why}"))
             res = self._minimize(box, p0, config, record)
-        except _TimeUp:
+        except TimeUp:
             return self._output(box, box.best, Status.TIME_LIMIT, history,
                                 f"time limit of {deadline - start:g} s reached; best point "
                                 "evaluated so far")
         status, message = self._status(res)
         try:
             final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub))
-        except _TimeUp:
+        except TimeUp:
             final, status = box.best, Status.TIME_LIMIT
             message += "; time limit reached before the final point was evaluated, best point returned"
         return self._output(box, final, status, history, message)
 
     def _output(self, box, pt, status, history, message) -> MethodOutput:
+        prob = box.prob
         if pt is None:  # not even the initial point was evaluated
             p = box.kernel.p0.copy()
-            return MethodOutput(leader=p, status=status, message=message, history=history, work=box.work)
-        if box.n_failed:
-            message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
+            return MethodOutput(leader=p, status=status, message=message, history=history, work=prob.work)
+        if prob.failed:
+            message += f"; the oracle did not converge at {prob.failed} of {prob.calls} calls"
         return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
-                            claimed_violation=pt.violation,
-                            message=message, history=history, follower_hint=pt.x.copy(), work=box.work)
+                            claimed_violation=_violation(pt),
+                            message=message, history=history, follower_hint=pt.x.copy(), work=prob.work)
 
     def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -265,11 +268,77 @@ class TrustRegion(_ScipyMethod):
         return Status.NOT_CONVERGED, f"trust-constr status {res.status}: {res.message}"
 
 
+class _ScipyView:
+    """What scipy's optimisers see of a :class:`~stackopt.leader.LeaderProblem` on one
+    equilibrium: ``value(p)`` (minimisation form), ``constraints(p)`` (every leader
+    constraint's body, ``<= 0`` feasible) and their finite-difference derivatives
+    ``gradient(p)``, ``constraint_jacobian(p)``; repeated calls at the same ``p`` cost
+    nothing, and any call past ``deadline`` raises :class:`~stackopt.leader.TimeUp`. It
+    keeps the best point evaluated so far (feasible first, then lowest objective) and
+    calls ``on_best`` with a new best (throttled), if set."""
+
+    def __init__(self, game, config, seed: int, deadline: float):
+        self.kernel = k = kernel_of(game)
+        self.config = config
+        self.sign = 1.0 if k.leader_sense == 1 else -1.0  # pyo.minimize == 1
+        oracle = EquilibriumOracle(k, tol=config.oracle_tol, time_limit=float(config.oracle_time_limit))
+        self.prob = LeaderProblem(k, oracle, np.random.default_rng(seed), deadline=deadline,
+                                  cache=config.cache_size)
+        self.best = None
+        self.on_best = None
+        self._last_report = -np.inf
+
+    def evaluate(self, p):
+        pt = self.prob.evaluate(p)
+        self._consider(pt)
+        return pt
+
+    def _consider(self, pt) -> None:
+        if not np.isfinite(pt.f):
+            return
+        if self.best is None or self._better(pt, self.best):
+            self.best = pt
+            now = time.perf_counter()
+            if self.on_best is not None and now - self._last_report >= 0.1:
+                self._last_report = now
+                self.on_best(pt)
+
+    def _better(self, a, b) -> bool:
+        tol = self.config.feasibility_tol
+        fa, fb = _violation(a) <= tol, _violation(b) <= tol
+        if fa != fb:
+            return fa
+        if fa:
+            return a.f < b.f
+        return _violation(a) < _violation(b)
+
+    # --------------------------------------------------------- scipy callbacks
+    def value(self, p) -> float:
+        return self.evaluate(p).f
+
+    def constraints(self, p) -> np.ndarray:
+        return self.evaluate(p).bodies
+
+    def gradient(self, p) -> np.ndarray:
+        return self._derivatives(p)[0]
+
+    def constraint_jacobian(self, p) -> np.ndarray:
+        return self._derivatives(p)[1]
+
+    def _derivatives(self, p):
+        return self.prob.fd_derivatives(p, self.config.fd_step, self.config.fd_scheme)
+
+
+def _violation(pt) -> float:
+    """The largest violation of any leader constraint at ``pt``."""
+    return float(np.max(pt.bodies, initial=0.0))
+
+
 def _best_payload(box, pt):
     if pt is None:
         return None
     return {"p": pt.p.copy(), "objective": box.sign * pt.f, "x": pt.x.copy(),
-            "n_oracle": box.n_oracle, "n_failed": box.n_failed, "work": box.work}
+            "n_oracle": box.prob.calls, "n_failed": box.prob.failed, "work": box.prob.work}
 
 
 def _interior(p, lb, ub, frac):

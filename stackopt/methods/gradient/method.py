@@ -98,7 +98,7 @@ from pyomo.common.config import (
 )
 
 from stackopt.kernel import kernel_of
-from stackopt.leader import ReducedProblem
+from stackopt.leader import LeaderProblem
 from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, register_method
@@ -189,8 +189,8 @@ class GradientMethod(Method):
         deadline = time.perf_counter() + (time_limit if time_limit else np.inf)  # preparation included
         k = kernel_of(game)
         oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
-        prob = ReducedProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
-                              aggregate=opts.constraints, deadline=deadline)
+        prob = LeaderProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
+                             aggregate=opts.constraints, deadline=deadline)
         from .lagrangian import AugmentedLagrangian
 
         rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
