@@ -293,16 +293,18 @@ class LeaderProblem:
         self.calls += 1
         return self._counted(eq)
 
-    def fd_derivatives(self, p, step: float, scheme: str = "forward"):
+    def fd_derivatives(self, p, step: float, scheme: str = "forward", evaluate=None):
         """``(grad f, d bodies / dp)`` at ``p`` by finite differences of :meth:`evaluate`
         (``h_j = step * max(1, |p_j|)``; ``scheme`` ``"forward"`` or ``"central"``, one-sided
         at a bound), the oracle calls shared by the objective and the constraints; the last
-        strategy's are kept."""
+        strategy's are kept. ``evaluate``: what evaluates a strategy, where a method watches
+        every point (it returns :meth:`evaluate`'s point)."""
         p = self._clip(p)
         if self._fd is not None and self._fd[0] == p.tobytes():
             return self._fd[1]
         k = self.k
-        base = self.evaluate(p)
+        evaluate = self.evaluate if evaluate is None else evaluate
+        base = evaluate(p)
         g = np.zeros(k.n_p)
         J = np.zeros((base.bodies.size, k.n_p))
         for j in range(k.n_p):
@@ -310,21 +312,16 @@ class LeaderProblem:
             up_ok = p[j] + h <= k.p_ub[j]
             down_ok = p[j] - h >= k.p_lb[j]
             if scheme == "central" and up_ok and down_ok:
-                hi, lo = self._shifted(p, j, h), self._shifted(p, j, -h)
+                hi, lo = _shifted(evaluate, p, j, h), _shifted(evaluate, p, j, -h)
                 g[j] = (hi.f - lo.f) / (2 * h)
                 J[:, j] = (hi.bodies - lo.bodies) / (2 * h)
                 continue
             h = h if up_ok or not down_ok else -h
-            other = self._shifted(p, j, h)
+            other = _shifted(evaluate, p, j, h)
             g[j] = (other.f - base.f) / h
             J[:, j] = (other.bodies - base.bodies) / h
         self._fd = (p.tobytes(), (g, J))
         return g, J
-
-    def _shifted(self, p, j, h) -> Point:
-        q = p.copy()
-        q[j] += h
-        return self.evaluate(q)
 
     # ----------------------------------------------------------- derivatives
     def linearize(self, pt: Point, reuse: list | None = None) -> list:
@@ -376,6 +373,12 @@ class LeaderProblem:
         """Largest difference between the followers' values of two points' equilibria."""
         return float(max((np.max(np.abs(x.x - y.x), initial=0.0)
                           for x, y in zip(a.equilibria, b.equilibria)), default=0.0))
+
+
+def _shifted(evaluate, p, j, h) -> Point:
+    q = p.copy()
+    q[j] += h
+    return evaluate(q)
 
 
 def aggregate(cons: np.ndarray, how: str):

@@ -99,6 +99,12 @@ def test_best_point_prefers_feasible_then_lower_objective():
     assert box.best.f == pytest.approx(122.0)
 
 
+def test_finite_difference_points_are_candidates_for_the_best_point():
+    box = _box(_duopoly(x_init=50.0))  # F(x) = x (3x/8 - 70) falls for x < 280/3
+    box.gradient(np.array([50.0]))
+    assert box.best.p.tolist() == [50.0 + 1e-6 * 50.0]
+
+
 # ---------------------------------------------------------------- methods
 @pytest.mark.parametrize("method", ["slsqp", "trust-region"])
 def test_methods_solve_the_duopoly(method):

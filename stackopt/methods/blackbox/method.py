@@ -326,7 +326,8 @@ class _ScipyView:
         return self._derivatives(p)[1]
 
     def _derivatives(self, p):
-        return self.prob.fd_derivatives(p, self.config.fd_step, self.config.fd_scheme)
+        # every point of a finite difference is a candidate for the best point too
+        return self.prob.fd_derivatives(p, self.config.fd_step, self.config.fd_scheme, self.evaluate)
 
 
 def _violation(pt) -> float:
