@@ -8,7 +8,7 @@ and functions.
 from .answers import SAME_OBJECTIVE, Answers
 from .leaderset import LeaderSet, spread_starts
 from .problem import LeaderProblem, Point, TimeUp
-from .scale import FIRST_MOVE, Scales, problem_scales, variable_scale
+from .scale import FIRST_MOVE, Scales, function_scales, problem_scales, variable_scale
 
 __all__ = ["FIRST_MOVE", "SAME_OBJECTIVE", "Answers", "LeaderProblem", "LeaderSet", "Point", "Scales",
-           "TimeUp", "problem_scales", "spread_starts", "variable_scale"]
+           "TimeUp", "function_scales", "problem_scales", "spread_starts", "variable_scale"]

@@ -10,7 +10,13 @@ finite differences of those evaluations. Registered methods:
   (alias ``trust-constr``);
 
 Bounds are the leader's variable bounds; the leader's constraints
-``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The functions
+``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The optimiser sees the
+objective and each constraint divided by its magnitude at its start
+(:func:`~stackopt.leader.function_scales`: the larger of the value and the largest
+finite-difference derivative times the variable's scale, as the gradient methods measure
+them), so that its tolerances (``ftol``, ``gtol``) and ``feasibility_tol`` mean the same
+whatever the units: the objective or a constraint multiplied by any positive factor gives
+the same run. The functions
 of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s evaluations
 (:meth:`~stackopt.leader.LeaderProblem.evaluate`, whichever equilibrium the oracle
 finds) and their finite differences: points are cached by leader strategy and every
@@ -45,7 +51,7 @@ from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
-from stackopt.leader import LeaderProblem, TimeUp
+from stackopt.leader import LeaderProblem, Scales, TimeUp, function_scales, variable_scale
 from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, MethodOutput, ReportedHistory, register_method
@@ -69,7 +75,8 @@ def _common_config() -> ConfigDict:
                                                  doc="seconds allowed for one oracle call"))
     cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,
                                                doc="constraint violation counted as feasible when "
-                                                   "choosing the best point found"))
+                                                   "choosing the best point found, each constraint "
+                                                   "relative to its magnitude at the start"))
     cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
                                           doc="equilibria kept for warm starts"))
     cfg.declare("isolate", ConfigValue(default=True, domain=Bool,
@@ -135,7 +142,9 @@ class _ScipyMethod(Method):
             if why:
                 return self._output(box, None, Status.NOT_CONVERGED, history, (
                     f"no start: at the initial strategy the followers' equilibrium was found, but {why}"))
-            res = self._minimize(box, p0, config, record)
+            start_p = self._start(k, p0, config)
+            box.measure(start_p)  # the objective's and the constraints' scales at the start
+            res = self._minimize(box, start_p, config, record)
         except TimeUp:
             return self._output(box, box.best, Status.TIME_LIMIT, history,
                                 f"time limit of {deadline - start:g} s reached; best point "
@@ -158,6 +167,10 @@ class _ScipyMethod(Method):
         return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
                             claimed_violation=_violation(pt),
                             message=message, history=history, follower_hint=pt.x.copy(), work=prob.work)
+
+    def _start(self, k, p0, config) -> np.ndarray:
+        """Where the optimiser starts from the leader's initial values ``p0``."""
+        return p0
 
     def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -219,19 +232,23 @@ class TrustRegion(_ScipyMethod):
     """
 
     CONFIG = _common_config()
-    CONFIG.declare("gtol", ConfigValue(default=1e-8, domain=PositiveFloat,
-                                       doc="tolerance on the Lagrangian gradient norm"))
+    CONFIG.declare("gtol", ConfigValue(default=1e-11, domain=PositiveFloat,
+                                       doc="tolerance on the Lagrangian gradient norm (objective and "
+                                           "constraints divided by their magnitudes at the start; "
+                                           "a looser one leaves the answer further inside an "
+                                           "active bound)"))
     CONFIG.declare("xtol", ConfigValue(default=1e-10, domain=PositiveFloat,
                                        doc="tolerance on the trust-region radius"))
     CONFIG.declare("initial_tr_radius", ConfigValue(default=1.0, domain=PositiveFloat,
                                                     doc="initial trust-region radius"))
     CONFIG.declare("initial_barrier_parameter", ConfigValue(
-        default=1e-4, domain=PositiveFloat,
-        doc="initial barrier parameter of the interior-point phase (scipy's default 0.1 leaves the "
-            "result about 1e-3 inside an active bound or constraint: trust-constr stops once a "
-            "barrier subproblem meets gtol)"))
+        default=1e-6, domain=PositiveFloat,
+        doc="initial barrier parameter of the interior-point phase, in the scaled functions "
+            "(scipy's default 0.1 leaves the result inside an active bound or constraint, by about "
+            "this parameter over the constraint's multiplier: trust-constr stops once a barrier "
+            "subproblem meets gtol)"))
     CONFIG.declare("initial_barrier_tolerance", ConfigValue(
-        default=1e-4, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
+        default=1e-6, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
     CONFIG.declare("interior_shift", ConfigValue(
         default=1e-3, domain=PositiveFloat,
         doc="a start on a bound is moved this fraction of the bound range (or this much where "
@@ -245,7 +262,6 @@ class TrustRegion(_ScipyMethod):
                                         jac=box.constraint_jacobian, hess=BFGS())]
         bounds = (Bounds(k.p_lb, k.p_ub, keep_feasible=True)
                   if np.any(np.isfinite(k.p_lb) | np.isfinite(k.p_ub)) else None)
-        p0 = _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return minimize(box.value, p0, jac=box.gradient, hess=BFGS(), method="trust-constr",
@@ -260,6 +276,9 @@ class TrustRegion(_ScipyMethod):
                                          float(config.initial_barrier_tolerance),
                                      "verbose": 0})
 
+    def _start(self, k, p0, config) -> np.ndarray:
+        return _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
+
     def _status(self, res):
         if res.status in (1, 2):
             return Status.CONVERGED, f"trust-constr: {res.message}"
@@ -272,10 +291,11 @@ class _ScipyView:
     """What scipy's optimisers see of a :class:`~stackopt.leader.LeaderProblem` on one
     equilibrium: ``value(p)`` (minimisation form), ``constraints(p)`` (every leader
     constraint's body, ``<= 0`` feasible) and their finite-difference derivatives
-    ``gradient(p)``, ``constraint_jacobian(p)``; repeated calls at the same ``p`` cost
+    ``gradient(p)``, ``constraint_jacobian(p)``, each divided by its scale once
+    :meth:`measure` took them (:attr:`scales`); repeated calls at the same ``p`` cost
     nothing, and any call past ``deadline`` raises :class:`~stackopt.leader.TimeUp`. It
-    keeps the best point evaluated so far (feasible first, then lowest objective) and
-    calls ``on_best`` with a new best (throttled), if set."""
+    keeps the best point evaluated so far (feasible first, each constraint in its scale,
+    then lowest objective) and calls ``on_best`` with a new best (throttled), if set."""
 
     def __init__(self, game, config, seed: int, deadline: float):
         self.kernel = k = kernel_of(game)
@@ -284,9 +304,16 @@ class _ScipyView:
         oracle = EquilibriumOracle(k, tol=config.oracle_tol, time_limit=float(config.oracle_time_limit))
         self.prob = LeaderProblem(k, oracle, np.random.default_rng(seed), deadline=deadline,
                                   cache=config.cache_size)
+        self.scales = Scales(1.0, np.ones(k.n_c))
         self.best = None
         self.on_best = None
         self._last_report = -np.inf
+
+    def measure(self, p) -> None:
+        """Take the objective's and the constraints' scales at ``p`` (the optimiser's start)."""
+        pt = self.evaluate(p)
+        g, J = self._derivatives(p)
+        self.scales = function_scales(pt.f, pt.bodies, g, J, variable_scale(self.kernel))
 
     def evaluate(self, p):
         pt = self.prob.evaluate(p)
@@ -305,25 +332,26 @@ class _ScipyView:
 
     def _better(self, a, b) -> bool:
         tol = self.config.feasibility_tol
-        fa, fb = _violation(a) <= tol, _violation(b) <= tol
+        va, vb = self.scales.violation(a.bodies), self.scales.violation(b.bodies)
+        fa, fb = va <= tol, vb <= tol
         if fa != fb:
             return fa
         if fa:
             return a.f < b.f
-        return _violation(a) < _violation(b)
+        return va < vb
 
-    # --------------------------------------------------------- scipy callbacks
+    # ------------------------------------------ scipy callbacks, in the scales
     def value(self, p) -> float:
-        return self.evaluate(p).f
+        return self.evaluate(p).f / self.scales.objective
 
     def constraints(self, p) -> np.ndarray:
-        return self.evaluate(p).bodies
+        return self.evaluate(p).bodies / self.scales.constraints
 
     def gradient(self, p) -> np.ndarray:
-        return self._derivatives(p)[0]
+        return self._derivatives(p)[0] / self.scales.objective
 
     def constraint_jacobian(self, p) -> np.ndarray:
-        return self._derivatives(p)[1]
+        return self._derivatives(p)[1] / self.scales.constraints[:, None]
 
     def _derivatives(self, p):
         # every point of a finite difference is a candidate for the best point too
