@@ -135,9 +135,8 @@ def _flush_c_stdout() -> None:
 def spread_starts(p0: np.ndarray, lb: np.ndarray, ub: np.ndarray, count: int, rng) -> list:
     """``count`` leader strategies spread over the box by a seeded Latin hypercube.
 
-    Each coordinate in turn takes one value in each of ``count`` equal slices of its range
-    (the slices' order a permutation drawn from ``rng``, then the places within the slices);
-    a side without a finite bound is replaced by ``p0 -/+ max(1, |p0|)``.
+    Each coordinate takes one value in each of ``count`` equal slices of its
+    range; a side without a finite bound is replaced by ``p0 -/+ max(1, |p0|)``.
     """
     p0 = np.asarray(p0, dtype=float)
     if count <= 0:
@@ -145,9 +144,6 @@ def spread_starts(p0: np.ndarray, lb: np.ndarray, ub: np.ndarray, count: int, rn
     width = np.maximum(1.0, np.abs(p0))
     lo = np.where(np.isfinite(lb), lb, p0 - width)
     hi = np.where(np.isfinite(ub), ub, p0 + width)
-    starts = np.empty((count, p0.size))
-    for j in range(p0.size):
-        slots = rng.permutation(count)
-        frac = (slots + rng.uniform(size=count)) / count
-        starts[:, j] = lo[j] + frac * (hi[j] - lo[j])
-    return list(starts)
+    slots = np.array([rng.permutation(count) for _ in range(p0.size)]).T  # (count, n)
+    frac = (slots + rng.uniform(size=slots.shape)) / count
+    return [lo + f * (hi - lo) for f in frac]
