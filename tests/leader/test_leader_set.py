@@ -2,7 +2,7 @@
 import numpy as np
 
 from stackopt.leader import spread_starts
-from stackopt.methods.mpec.solvers.nlp_steps import spread_starts as mpec_spread_starts
+from stackopt.methods.mpec.solvers.nlp_steps import nlp_starts
 
 
 def test_every_coordinate_takes_one_value_in_each_slice_of_its_range():
@@ -34,7 +34,7 @@ def test_the_mpec_starts_are_the_leader_sets_at_the_leaders_positions():
     # NLP variables: follower, leader a, follower, leader b; one leader variable not in the NLP
     x_first = np.array([7.0, 1.0, 8.0, 3.0])
     problem = _Problem([-5, 0, -5, -1e20], [5, 10, 5, 1e20])
-    starts = mpec_spread_starts(x_first, problem, [1, None, 3], 4, np.random.default_rng(3))
+    starts = nlp_starts(x_first, problem, [1, None, 3], 4, np.random.default_rng(3))
     leader = spread_starts(np.array([1.0, 3.0]), np.array([0.0, -np.inf]), np.array([10.0, np.inf]), 4,
                            np.random.default_rng(3))
     assert len(starts) == 4

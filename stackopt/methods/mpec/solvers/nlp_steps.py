@@ -13,7 +13,7 @@ from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt.core import Status
 from stackopt.expr import compile_exprs
-from stackopt.leader import spread_starts as leader_spread
+from stackopt.leader import spread_starts
 from stackopt.solvers import NlpProblem
 from stackopt.solvers.nlp import TimeLimitReached
 
@@ -193,7 +193,7 @@ def polish(sl, block, x_map, exact_hessian, options, time_limit):
         sl.block.del_component(blk)
 
 
-def spread_starts(x_first, problem, leader_pos, count, rng):
+def nlp_starts(x_first, problem, leader_pos, count, rng):
     """``count`` copies of ``x_first`` with the leader's values spread over their box
     (:func:`stackopt.leader.spread_starts`: a seeded Latin hypercube; a side without a
     finite bound replaced by the start value -/+ max(1, |start|))."""
@@ -204,7 +204,7 @@ def spread_starts(x_first, problem, leader_pos, count, rng):
     xl, xu, _, _ = problem.bounds()
     lb = np.where(xl[pos] > -1e19, xl[pos], -np.inf)  # Ipopt's infinite bounds
     ub = np.where(xu[pos] < 1e19, xu[pos], np.inf)
-    for x, p in zip(starts, leader_spread(x_first[pos], lb, ub, count, rng)):
+    for x, p in zip(starts, spread_starts(x_first[pos], lb, ub, count, rng)):
         x[pos] = p
     return starts
 
