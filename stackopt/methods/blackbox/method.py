@@ -14,7 +14,7 @@ Bounds are the leader's variable bounds; the leader's constraints
 objective and each constraint divided by its magnitude at its start
 (:func:`~stackopt.leader.function_scales`: the larger of the value and the largest
 finite-difference derivative times the variable's scale, as the gradient methods measure
-them), so that its tolerances (``ftol``, ``gtol``) and ``feasibility_tol`` mean the same
+them; rounded to a power of two, so that the division is exact), so that its tolerances (``ftol``, ``gtol``) and ``feasibility_tol`` mean the same
 whatever the units: the objective or a constraint multiplied by any positive factor gives
 the same run. The functions
 of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s evaluations
@@ -310,10 +310,14 @@ class _ScipyView:
         self._last_report = -np.inf
 
     def measure(self, p) -> None:
-        """Take the objective's and the constraints' scales at ``p`` (the optimiser's start)."""
+        """Take the objective's and the constraints' scales at ``p`` (the optimiser's start),
+        each rounded to a power of two: dividing by it is exact, and a function whose
+        magnitude is about one is seen as it is written (its finite-difference derivatives
+        would otherwise perturb it by their error)."""
         pt = self.evaluate(p)
         g, J = self._derivatives(p)
-        self.scales = function_scales(pt.f, pt.bodies, g, J, variable_scale(self.kernel))
+        m = function_scales(pt.f, pt.bodies, g, J, variable_scale(self.kernel))
+        self.scales = Scales(float(_power_of_two(m.objective)), _power_of_two(m.constraints))
 
     def evaluate(self, p):
         pt = self.prob.evaluate(p)
@@ -356,6 +360,11 @@ class _ScipyView:
     def _derivatives(self, p):
         # every point of a finite difference is a candidate for the best point too
         return self.prob.fd_derivatives(p, self.config.fd_step, self.config.fd_scheme, self.evaluate)
+
+
+def _power_of_two(m):
+    """The power of two nearest ``m`` (> 0) on a logarithmic scale."""
+    return np.exp2(np.round(np.log2(m)))
 
 
 def _violation(pt) -> float:
