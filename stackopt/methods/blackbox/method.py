@@ -14,12 +14,12 @@ Bounds are the leader's variable bounds; the leader's constraints
 objective and each constraint divided by its magnitude at its start
 (:func:`~stackopt.leader.function_scales`: the larger of the value and the largest
 finite-difference derivative times the variable's scale, as the gradient methods measure
-them; rounded to a power of two, so that the division is exact), so that its tolerances (``ftol``, ``gtol``) and ``feasibility_tol`` mean the same
-whatever the units: the objective or a constraint multiplied by any positive factor gives
-the same run. The functions
-of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s evaluations
-(:meth:`~stackopt.leader.LeaderProblem.evaluate`, whichever equilibrium the oracle
-finds) and their finite differences: points are cached by leader strategy and every
+them; rounded to a power of two, so that the division is exact), so that its tolerances
+(``ftol``, ``gtol``) and ``feasibility_tol`` mean the same whatever the units: the
+objective or a constraint multiplied by any positive factor gives the same answer to
+those tolerances. The functions of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s
+evaluations (:meth:`~stackopt.leader.LeaderProblem.evaluate`, whichever equilibrium the
+oracle finds) and their finite differences: points are cached by leader strategy and every
 oracle call is warm-started from the cached equilibrium nearest to the new strategy,
 so a finite-difference sweep costs one or two Newton steps per coordinate.
 
