@@ -25,7 +25,7 @@ IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws tha
 
 
 class Answers:
-    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.reduced`).
+    """Candidates for a gradient run's answer (points of :mod:`stackopt.leader.problem`).
 
     ``scales`` (:class:`~stackopt.merit.Scales`) are the problem's own: a candidate is
     feasible where each constraint's violation in its scale is at most
@@ -38,7 +38,7 @@ class Answers:
         self.candidates: list = []  # points evaluated on fresh draws
         self.tracked: list = []  # the best feasible tracked iterates
         self.reanchors = self.failed_draws = 0
-        self.failure = ""  # why the last fresh draws failed (ReducedProblem.failure)
+        self.failure = ""  # why the last fresh draws failed (LeaderProblem.failure)
         self.next_check, self.interval = 1, 1  # the schedule of fresh draws, in outer iterations
         self.best, self.no_gain = np.inf, 0  # the best answer on fresh draws, checks since it improved
 

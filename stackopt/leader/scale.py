@@ -1,5 +1,5 @@
-"""The leader's variables and functions measured in their own scales, shared by the gradient
-methods.
+"""The leader's variables and functions measured in their own scales, shared by the methods
+of the leader's variables.
 
 A step of one scale unit moves a variable across its box, or by ``max(1, |value|)``
 where no box says how far it may go; the first move of a method's step rule is
@@ -52,8 +52,15 @@ def _magnitude(value, gradient) -> np.ndarray:
     return np.where(np.isfinite(m) & (m > 0), m, 1.0)
 
 
+def function_scales(f: float, cons, gf, J, scale) -> Scales:
+    """The :class:`Scales` of an objective value ``f`` and constraint values ``cons`` whose
+    derivatives in the leader's variables are ``gf`` and ``J`` (variables in ``scale``)."""
+    return Scales(objective=float(_magnitude(f, gf * scale)),
+                  constraints=_magnitude(cons, J * scale).reshape(np.size(cons)))
+
+
 def problem_scales(prob, pt, scale) -> Scales:
-    """The :class:`Scales` of ``prob`` at its starting point ``pt`` (variables in ``scale``)."""
+    """The :class:`Scales` of ``prob``'s coupled constraints and objective at its starting
+    point ``pt`` (variables in ``scale``), from their implicit derivatives."""
     gf, J = prob.jacobian(pt)
-    return Scales(objective=float(_magnitude(pt.f, gf * scale)),
-                  constraints=_magnitude(pt.cons, J * scale).reshape(prob.n_c))
+    return function_scales(pt.f, pt.cons, gf, J, scale)

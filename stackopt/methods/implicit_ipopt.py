@@ -1,4 +1,4 @@
-"""``implicit-ipopt``: Ipopt on the leader's reduced problem, with implicit derivatives.
+"""``implicit-ipopt``: Ipopt on the leader's problem, with implicit derivatives.
 
 The leader's problem in its own variables only,
 
@@ -6,7 +6,7 @@ The leader's problem in its own variables only,
 
 is handed to Ipopt (through cyipopt) as an ordinary NLP: ``f`` and ``g``
 evaluated at the followers' equilibrium ``x*(p)`` and divided by their
-magnitudes at the first start (:class:`~stackopt.merit.Scales`, as the
+magnitudes at the first start (:class:`~stackopt.leader.Scales`, as the
 gradient method's; so Ipopt's tolerances mean the same whatever the units of
 the objective and the constraints), their gradient and Jacobian
 by the implicit function theorem (one factorisation of the KKT matrix per
@@ -25,7 +25,7 @@ sample-average one over draws fixed at the start, with the constraints in
 expectation (``constraints="mean"``) or at every draw (``"worst"``: one row
 per draw, so the problem stays smooth).
 
-Where the reduced problem is not differentiable at its optimum (a follower's
+Where the leader's problem is not differentiable at its optimum (a follower's
 bound or row that becomes active there puts a kink into ``x*(p)``), Ipopt's
 quasi-Newton steps cannot meet its convergence test and would run their whole
 iteration budget at the optimum. A run whose best objective has not improved
@@ -50,7 +50,7 @@ test held).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 
 import numpy as np
 from pyomo.common.config import (
@@ -68,7 +68,7 @@ from stackopt.kernel import kernel_of
 from stackopt.leader import (
     FIRST_MOVE,
     Answers,
-    ReducedProblem,
+    LeaderProblem,
     Scales,
     problem_scales,
     spread_starts,
@@ -81,8 +81,6 @@ from stackopt.solvers.ipopt import check_options
 from .registry import Method, MethodOutput, ReportedHistory, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
-_CACHE = 32  # evaluated points kept for warm starts
-_NEAREST = 8  # of which the most recent are searched for the nearest
 STALL_ITERATIONS = 30  # Ipopt iterations without a better objective after which a run has stalled
 STALL_GAIN = 1e-9  # relative decrease of the best objective that counts as progress
 KINK_RADIUS = 1e-4  # scale units: the stalled iterations' gradients sampled this near the answer
@@ -91,7 +89,7 @@ KINK_TOL = 1e-6  # the sampled gradients' convex hull holds a point this small (
 
 @register_method("implicit-ipopt", "reduced-ipopt")
 class ImplicitIpopt(Method):
-    """Ipopt on the leader's reduced problem with implicit gradients and a quasi-Newton Hessian.
+    """Ipopt on the leader's problem with implicit gradients and a quasi-Newton Hessian.
 
     Generalized Nash games (shared constraints, follower constraints in any smooth form):
     the followers play the equilibrium of the game's ``shared`` concept, as the oracle
@@ -126,8 +124,8 @@ class ImplicitIpopt(Method):
         deadline = start + (time_limit if time_limit else np.inf)
         oracle = EquilibriumOracle(k, tol=config.oracle_tol)
         rng = np.random.default_rng(seed)
-        prob = ReducedProblem(k, oracle, rng, samples=config.samples_per_step,
-                              aggregate="mean", deadline=deadline)
+        prob = LeaderProblem(k, oracle, rng, samples=config.samples_per_step,
+                             aggregate="mean", deadline=deadline)
         scale = variable_scale(k)
         ls = prob.leader_set
         p_first = ls.project(k.p0, scale)
@@ -216,7 +214,7 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
     """One Ipopt run from ``anchor``; returns ``(point at the answer, status, message)``."""
     k, ls = prob.k, prob.leader_set
     per_sample = config.constraints == "worst" and prob.samples > 1
-    cb = _Callbacks(prob, anchor, scales, per_sample, deadline, history, start_index)
+    cb = _IpoptCallbacks(prob, anchor, scales, per_sample, deadline, history, start_index)
     s = cb.scale  # Ipopt works in u = p / s
     m = cb.n_rows + ls.A.shape[0]
     cl = np.full(m, -_INF)
@@ -288,9 +286,11 @@ class _Unevaluable(Exception):
     pass
 
 
-class _Callbacks(ArrayCallbacks):
-    """cyipopt callbacks over a :class:`~stackopt.leader.reduced.ReducedProblem`, caching points; the
-    objective and the equilibrium-dependent constraints divided by their ``scales``."""
+class _IpoptCallbacks(ArrayCallbacks):
+    """cyipopt's view of a :class:`~stackopt.leader.LeaderProblem` in ``u = p / scale``: the
+    objective and the equilibrium-dependent constraints divided by their ``scales``, points
+    tracked from the problem's cached point nearest them (its cache emptied but for
+    ``anchor`` at the start of a run), the run's progress and stall."""
 
     def __init__(self, prob, anchor, scales, per_sample, deadline, history, start_index):
         self.prob, self.anchor, self.per_sample = prob, anchor, per_sample
@@ -298,7 +298,7 @@ class _Callbacks(ArrayCallbacks):
         self.wc = np.tile(1.0 / scales.constraints, prob.samples if per_sample else 1)
         self.deadline, self.history, self.start_index = deadline, history, start_index
         self.scale = variable_scale(prob.k)
-        self.cache: OrderedDict = OrderedDict({anchor.p.tobytes(): anchor})
+        prob.forget(keep=anchor)
         self.n_rows = prob.n_c * (prob.samples if per_sample else 1)
         self.iterations = 0
         self.timed_out = False
@@ -308,37 +308,17 @@ class _Callbacks(ArrayCallbacks):
         self.best_f, self.since, self.stalled = np.inf, 0, False
 
     def point(self, p):
-        # Ipopt may step a hair outside the bounds; the followers may have no feasible point there
-        p = np.clip(np.asarray(p, dtype=float), self.prob.k.p_lb, self.prob.k.p_ub)
-        key = p.tobytes()
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
-        base = self._nearest(p)
-        pt = self.prob.follow(base, p)
-        if not pt.converged:  # a branch ends here: the followers re-adjust by their dynamics,
-            # within the oracle's step and sweep budgets (not a wall-clock cap: the answer
-            # must not depend on the machine's load)
-            pt = self.prob.readjust(base, p, pt)
+        """The converged point at ``p`` (``_Unevaluable`` where no equilibrium is found)."""
+        cached = self.prob.cached(np.clip(np.asarray(p, dtype=float), self.prob.k.p_lb, self.prob.k.p_ub))
+        if cached is not None:
+            return cached
+        pt = self.prob.track(p, self.anchor, self.scale)
         if not pt.converged:
             raise _Unevaluable()
-        self.cache[key] = pt
         self.best = pt
         if self.lowest is None or pt.f < self.lowest.f:
             self.lowest = pt
-        while len(self.cache) > _CACHE:
-            self.cache.popitem(last=False)
         return pt
-
-    def _nearest(self, p):
-        best, dist = self.anchor, np.inf
-        for n, pt in enumerate(reversed(self.cache.values())):
-            if n >= _NEAREST:
-                break
-            d = float(np.max(np.abs((pt.p - p) / self.scale), initial=0.0))
-            if d < dist:
-                best, dist = pt, d
-        return best
 
     def _eval(self, u):
         try:

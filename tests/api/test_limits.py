@@ -101,17 +101,18 @@ def test_oracle_call_on_a_nonsmooth_follower_keeps_its_own_limit():
 def test_black_box_checks_its_deadline_at_every_call_cached_points_included():
     """scipy calls back at points already evaluated (the objective, then its gradient): a
     cached point past the deadline raises as a new one does."""
-    from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+    from stackopt.leader import TimeUp
     from stackopt.methods import method_config
+    from stackopt.methods.blackbox.method import _ScipyView
 
     game = build_game("nfg", seed=1, players=2, actions=3)
-    box = LeaderBlackBox(game, method_config("trust-region", {}), deadline=time.perf_counter() + 60)
+    box = _ScipyView(game, method_config("trust-region", {}), 0, time.perf_counter() + 60)
     p0 = box.kernel.p0.copy()
     first = box.value(p0)
-    box.deadline = time.perf_counter() - 1.0
-    with pytest.raises(_TimeUp):
+    box.prob.deadline = time.perf_counter() - 1.0
+    with pytest.raises(TimeUp):
         box.value(p0)
-    box.deadline = float("inf")
+    box.prob.deadline = float("inf")
     assert box.value(p0) == first
 
 

@@ -151,3 +151,23 @@ def test_implicit_ipopt_is_scale_free_too(what):
         r = solve(duopoly(**{what: c}), "implicit-ipopt", seed=0)
         assert r.status is ref.status, (c, r.message)
         np.testing.assert_allclose(_strategy(r), _strategy(ref), rtol=1e-6, atol=1e-6 * 10)
+
+
+# trust-constr's interior point stops about 1e-4 inside the active bound pi[2] >= 0, where exactly
+# depending on its path's rounding: its strategies agree to that, SLSQP's to the gradient method's
+AGREE = {"slsqp": 1e-5, "trust-region": 5e-5}
+
+
+@pytest.mark.parametrize("method", ["slsqp", "trust-region"])
+@pytest.mark.parametrize("what", ["leader", "cons"])
+def test_the_black_box_methods_are_scale_free_too(method, what):
+    # SLSQP's ftol and trust-constr's gtol are absolute: they see the leader's objective and
+    # constraint divided by their magnitudes at the start (before: SLSQP stopped at pi = 0 with
+    # the objective times 1e-9, trust-constr at pi[1] = 0.015)
+    ref = solve(duopoly(), method, seed=0)
+    assert ref.status is Status.CONVERGED, ref.message
+    np.testing.assert_allclose(_strategy(ref), [4.875, 0.0], atol=2e-4)
+    for c in FACTORS:
+        r = solve(duopoly(**{what: c}), method, seed=0)
+        assert r.status is ref.status, (c, r.message)
+        np.testing.assert_allclose(_strategy(r), _strategy(ref), rtol=1e-6, atol=AGREE[method])

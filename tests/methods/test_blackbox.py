@@ -10,9 +10,9 @@ import pytest
 import stackopt
 from stackopt import Status
 from stackopt.game import initial_leader
-from stackopt.leader import LeaderBlackBox
 from stackopt.methods import MethodOutput, method_config
 from stackopt.methods.blackbox.isolate import isolated as _isolated
+from stackopt.methods.blackbox.method import _ScipyView, _violation
 from stackopt.models import build_game
 
 
@@ -40,10 +40,15 @@ def test_initial_reads_none_as_zero_and_clips_to_bounds():
 
 
 # ------------------------------------------------------ black-box evaluation
+def _box(game, method="slsqp", deadline=float("inf"), **options):
+    """What scipy sees of the leader's problem, with ``method``'s options."""
+    return _ScipyView(game, method_config(method, options), 0, deadline)
+
+
 def test_finite_differences_match_the_analytic_derivative():
     game = _duopoly(x_init=50.0)
     for scheme in ("forward", "central"):
-        box = LeaderBlackBox(game, method_config("slsqp", {"fd_scheme": scheme, "fd_step": 1e-6}))
+        box = _box(game, fd_scheme=scheme, fd_step=1e-6)
         g = box.gradient(np.array([50.0]))
         assert g[0] == pytest.approx(3 * 50.0 / 4 - 70, abs=1e-4)  # dF/dx = 3x/4 - 70
         assert box.value(np.array([50.0])) == pytest.approx(50.0 * (3 * 50 / 8 - 70))
@@ -51,7 +56,7 @@ def test_finite_differences_match_the_analytic_derivative():
 
 def test_maximisation_is_turned_into_minimisation_and_back():
     game = build_game("library", problem="cournot3")
-    box = LeaderBlackBox(game, method_config("slsqp", {}))
+    box = _box(game)
     pt = box.evaluate(np.array([195 / 4]))
     assert box.sign == -1.0
     assert -pt.f == pytest.approx(114075 / 112, rel=1e-9)
@@ -59,35 +64,45 @@ def test_maximisation_is_turned_into_minimisation_and_back():
 
 def test_repeated_points_are_cached_and_warm_started():
     game = _duopoly(x_init=10.0)
-    box = LeaderBlackBox(game, method_config("slsqp", {}))
+    box = _box(game)
     box.evaluate(np.array([10.0]))
     box.evaluate(np.array([10.0]))
-    assert box.n_oracle == 1
+    assert box.prob.calls == 1
     box.gradient(np.array([10.0]))
     box.constraint_jacobian(np.array([10.0]))  # shares the gradient's oracle calls
-    assert box.n_oracle == 2
+    assert box.prob.calls == 2
     # a nearby point is solved from the cached equilibrium by Newton in one step or two
-    warm, lin = box._nearest(np.array([10.5]))  # the cached equilibrium and its factorisation
-    eq = box.oracle.solve(np.array([10.5]), warm=warm, linearization=lin)
+    prob = box.prob
+    near = prob.nearest(np.array([10.5]))  # the cached point, its factorisation kept on it
+    assert near.p.tolist() == [10.0 + 1e-6 * 10.0] and near.linearizations is None
+    eq = prob.oracle.solve(np.array([10.5]), warm=near.equilibria[0], linearization=prob.linearize(near)[0])
     assert eq.converged and eq.newton_iterations <= 2 and eq.relaxation_iterations == 0
+    assert prob.evaluate(np.array([10.5])).found and near.linearizations is not None
+    assert prob.calls == 3 and prob.failed == 0
 
 
 def test_evaluation_clips_to_the_leader_box():
     game = _duopoly(x_init=10.0)
-    box = LeaderBlackBox(game, method_config("slsqp", {}))
+    box = _box(game)
     assert box.evaluate(np.array([-5.0])).p.tolist() == [0.0]
 
 
 def test_best_point_prefers_feasible_then_lower_objective():
     game = build_game("library", problem="shimizu_aiyoshi1981")
-    box = LeaderBlackBox(game, method_config("slsqp", {}))
+    box = _box(game)
     box.evaluate(np.array([2.0]))  # y = 14 > x: infeasible, F = 4 + 16
-    assert box.best.violation > 0
+    assert _violation(box.best) > 0
     box.evaluate(np.array([12.0]))  # y = 8: feasible, F = 144 + 4
     box.evaluate(np.array([11.0]))  # y = 9: feasible, F = 121 + 1
     box.evaluate(np.array([3.0]))  # infeasible
     assert box.best.p.tolist() == [11.0]
     assert box.best.f == pytest.approx(122.0)
+
+
+def test_finite_difference_points_are_candidates_for_the_best_point():
+    box = _box(_duopoly(x_init=50.0))  # F(x) = x (3x/8 - 70) falls for x < 280/3
+    box.gradient(np.array([50.0]))
+    assert box.best.p.tolist() == [50.0 + 1e-6 * 50.0]
 
 
 # ---------------------------------------------------------------- methods

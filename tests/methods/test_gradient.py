@@ -87,7 +87,7 @@ def test_time_limit_is_a_status():
 
 
 def test_failure_inside_a_method_is_a_result(monkeypatch):
-    import stackopt.leader.reduced as red
+    import stackopt.leader.problem as red
 
     def boom(*a, **k):
         raise FloatingPointError("synthetic failure")
@@ -104,7 +104,7 @@ def test_contradicting_options_are_an_error_naming_both():
 
 
 def test_constraint_aggregates_over_sampled_equilibria():
-    from stackopt.leader.reduced import aggregate
+    from stackopt.leader.problem import aggregate
     cons = np.array([[0.1, -2.0], [0.3, -1.0], [-0.1, -3.0]])  # 3 draws, 2 constraints
     mean, share = aggregate(cons, "mean")
     assert np.allclose(mean, [0.1, -2.0]) and np.all(share == 1)
@@ -118,7 +118,7 @@ def test_stationarity_measure_matches_finite_differences():
     """The recorded stationarity is the scaled projected gradient of the augmented
     Lagrangian; rebuilt from central differences of re-solved equilibria it agrees."""
     from stackopt.kernel import kernel_of
-    from stackopt.leader import ReducedProblem
+    from stackopt.leader import LeaderProblem
     from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
     from stackopt.methods.gradient.method import GradientMethod, Options
     from stackopt.oracle import EquilibriumOracle
@@ -126,7 +126,7 @@ def test_stationarity_measure_matches_finite_differences():
     game = make_duopoly()
     k = kernel_of(game)
     opts = Options(**GradientMethod.CONFIG().value())
-    prob = ReducedProblem(k, EquilibriumOracle(k, tol=1e-12), np.random.default_rng(0))
+    prob = LeaderProblem(k, EquilibriumOracle(k, tol=1e-12), np.random.default_rng(0))
     al = AugmentedLagrangian(prob, opts, np.inf)
     al.lam, al.mu = np.array([0.7]), 3.0
     p = np.array([6.0, 0.0])  # pi[2] on its lower bound: the projection matters
@@ -156,18 +156,18 @@ def test_leader_constraints_in_its_own_variables_are_kept_exactly():
     game.set_leader([m.a], objective=f.y[1] + 2 * f.y[2], sense=pyo.maximize,
                     constraints=[m.a[1] + m.a[2] <= 1.5])
     seen = []
-    import stackopt.leader.reduced as red
-    orig = red.ReducedProblem.point
+    import stackopt.leader.problem as red
+    orig = red.LeaderProblem.point
 
     def spy(self, p, eqs, fresh):
         seen.append(p.sum())
         return orig(self, p, eqs, fresh)
 
-    red.ReducedProblem.point = spy
+    red.LeaderProblem.point = spy
     try:
         r = solve(game, "gradient")
     finally:
-        red.ReducedProblem.point = orig
+        red.LeaderProblem.point = orig
     assert max(seen) <= 1.5 + 1e-9
     assert r.status is Status.CONVERGED and r.constraint_violation <= 1e-9
     assert r.leader_values["a[2]"] == pytest.approx(1.5, abs=1e-6)

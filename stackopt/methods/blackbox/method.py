@@ -10,11 +10,18 @@ finite differences of those evaluations. Registered methods:
   (alias ``trust-constr``);
 
 Bounds are the leader's variable bounds; the leader's constraints
-``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The functions
-of ``p`` are a :class:`~stackopt.leader.leaderbox.LeaderBlackBox`: equilibria are
-cached by leader strategy and every oracle call is warm-started from the
-cached equilibrium nearest to the new strategy, so a finite-difference sweep
-costs one or two Newton steps per coordinate.
+``body(x*(p), p) <= 0`` become nonlinear inequality constraints. The optimiser sees the
+objective and each constraint divided by its magnitude at its start
+(:func:`~stackopt.leader.function_scales`: the larger of the value and the largest
+finite-difference derivative times the variable's scale, as the gradient methods measure
+them; rounded to a power of two, so that the division is exact), so that its tolerances
+(``ftol``, ``gtol``) and ``feasibility_tol`` mean the same whatever the units: the
+objective or a constraint multiplied by any positive factor gives the same answer to
+those tolerances. The functions of ``p`` are a :class:`~stackopt.leader.LeaderProblem`'s
+evaluations (:meth:`~stackopt.leader.LeaderProblem.evaluate`, whichever equilibrium the
+oracle finds) and their finite differences: points are cached by leader strategy and every
+oracle call is warm-started from the cached equilibrium nearest to the new strategy,
+so a finite-difference sweep costs one or two Newton steps per coordinate.
 
 Time limit: it is checked at every call scipy makes (a new point's oracle call
 gets at most the time left), and the optimiser runs in a forked child process
@@ -44,7 +51,8 @@ from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
-from stackopt.leader.leaderbox import LeaderBlackBox, _TimeUp
+from stackopt.leader import LeaderProblem, Scales, TimeUp, function_scales, variable_scale
+from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, MethodOutput, ReportedHistory, register_method
 from .isolate import isolated
@@ -67,7 +75,8 @@ def _common_config() -> ConfigDict:
                                                  doc="seconds allowed for one oracle call"))
     cfg.declare("feasibility_tol", ConfigValue(default=1e-6, domain=NonNegativeFloat,
                                                doc="constraint violation counted as feasible when "
-                                                   "choosing the best point found"))
+                                                   "choosing the best point found, each constraint "
+                                                   "relative to its magnitude at the start"))
     cfg.declare("cache_size", ConfigValue(default=64, domain=PositiveInt,
                                           doc="equilibria kept for warm starts"))
     cfg.declare("isolate", ConfigValue(default=True, domain=Bool,
@@ -110,7 +119,7 @@ class _ScipyMethod(Method):
                          kernel_of(game).p0.copy(), self.progress)
 
     def _optimise(self, game, config, seed, start, deadline, report) -> MethodOutput:
-        box = LeaderBlackBox(game, config, seed=seed, deadline=deadline)
+        box = _ScipyView(game, config, seed, deadline)
         k = box.kernel
         p0 = k.p0.copy()
         history: list[dict[str, float]] = [] if report is not None else ReportedHistory(self.progress)
@@ -120,7 +129,7 @@ class _ScipyMethod(Method):
         def record(p):
             pt = box.evaluate(p)
             entry = {"iteration": float(len(history) + 1), "objective": box.sign * pt.f,
-                     "violation": pt.violation, "oracle_calls": float(box.n_oracle),
+                     "violation": _violation(pt), "oracle_calls": float(box.prob.calls),
                      "time_s": time.perf_counter() - start}
             history.append(entry)
             if report is not None:
@@ -129,32 +138,39 @@ class _ScipyMethod(Method):
 
         try:
             first = box.evaluate(p0)
-            why = k.undefined(first.f, first.cons) if first.converged else ""
+            why = k.undefined(first.f, first.bodies) if first.found else ""
             if why:
                 return self._output(box, None, Status.NOT_CONVERGED, history, (
                     f"no start: at the initial strategy the followers' equilibrium was found, but {why}"))
-            res = self._minimize(box, p0, config, record)
-        except _TimeUp:
+            start_p = self._start(k, p0, config)
+            box.measure(start_p)  # the objective's and the constraints' scales at the start
+            res = self._minimize(box, start_p, config, record)
+        except TimeUp:
             return self._output(box, box.best, Status.TIME_LIMIT, history,
                                 f"time limit of {deadline - start:g} s reached; best point "
                                 "evaluated so far")
         status, message = self._status(res)
         try:
             final = box.evaluate(np.clip(res.x, k.p_lb, k.p_ub))
-        except _TimeUp:
+        except TimeUp:
             final, status = box.best, Status.TIME_LIMIT
             message += "; time limit reached before the final point was evaluated, best point returned"
         return self._output(box, final, status, history, message)
 
     def _output(self, box, pt, status, history, message) -> MethodOutput:
+        prob = box.prob
         if pt is None:  # not even the initial point was evaluated
             p = box.kernel.p0.copy()
-            return MethodOutput(leader=p, status=status, message=message, history=history, work=box.work)
-        if box.n_failed:
-            message += f"; the oracle did not converge at {box.n_failed} of {box.n_oracle} calls"
+            return MethodOutput(leader=p, status=status, message=message, history=history, work=prob.work)
+        if prob.failed:
+            message += f"; the oracle did not converge at {prob.failed} of {prob.calls} calls"
         return MethodOutput(leader=pt.p.copy(), status=status, claimed_objective=box.sign * pt.f,
-                            claimed_violation=pt.violation,
-                            message=message, history=history, follower_hint=pt.x.copy(), work=box.work)
+                            claimed_violation=_violation(pt),
+                            message=message, history=history, follower_hint=pt.x.copy(), work=prob.work)
+
+    def _start(self, k, p0, config) -> np.ndarray:
+        """Where the optimiser starts from the leader's initial values ``p0``."""
+        return p0
 
     def _minimize(self, box, p0, config, record):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -216,19 +232,23 @@ class TrustRegion(_ScipyMethod):
     """
 
     CONFIG = _common_config()
-    CONFIG.declare("gtol", ConfigValue(default=1e-8, domain=PositiveFloat,
-                                       doc="tolerance on the Lagrangian gradient norm"))
+    CONFIG.declare("gtol", ConfigValue(default=1e-11, domain=PositiveFloat,
+                                       doc="tolerance on the Lagrangian gradient norm (objective and "
+                                           "constraints divided by their magnitudes at the start; "
+                                           "a looser one leaves the answer further inside an "
+                                           "active bound)"))
     CONFIG.declare("xtol", ConfigValue(default=1e-10, domain=PositiveFloat,
                                        doc="tolerance on the trust-region radius"))
     CONFIG.declare("initial_tr_radius", ConfigValue(default=1.0, domain=PositiveFloat,
                                                     doc="initial trust-region radius"))
     CONFIG.declare("initial_barrier_parameter", ConfigValue(
-        default=1e-4, domain=PositiveFloat,
-        doc="initial barrier parameter of the interior-point phase (scipy's default 0.1 leaves the "
-            "result about 1e-3 inside an active bound or constraint: trust-constr stops once a "
-            "barrier subproblem meets gtol)"))
+        default=1e-6, domain=PositiveFloat,
+        doc="initial barrier parameter of the interior-point phase, in the scaled functions "
+            "(scipy's default 0.1 leaves the result inside an active bound or constraint, by about "
+            "this parameter over the constraint's multiplier: trust-constr stops once a barrier "
+            "subproblem meets gtol)"))
     CONFIG.declare("initial_barrier_tolerance", ConfigValue(
-        default=1e-4, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
+        default=1e-6, domain=PositiveFloat, doc="initial tolerance of the barrier subproblem"))
     CONFIG.declare("interior_shift", ConfigValue(
         default=1e-3, domain=PositiveFloat,
         doc="a start on a bound is moved this fraction of the bound range (or this much where "
@@ -242,7 +262,6 @@ class TrustRegion(_ScipyMethod):
                                         jac=box.constraint_jacobian, hess=BFGS())]
         bounds = (Bounds(k.p_lb, k.p_ub, keep_feasible=True)
                   if np.any(np.isfinite(k.p_lb) | np.isfinite(k.p_ub)) else None)
-        p0 = _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return minimize(box.value, p0, jac=box.gradient, hess=BFGS(), method="trust-constr",
@@ -257,6 +276,9 @@ class TrustRegion(_ScipyMethod):
                                          float(config.initial_barrier_tolerance),
                                      "verbose": 0})
 
+    def _start(self, k, p0, config) -> np.ndarray:
+        return _interior(p0, k.p_lb, k.p_ub, config.interior_shift)
+
     def _status(self, res):
         if res.status in (1, 2):
             return Status.CONVERGED, f"trust-constr: {res.message}"
@@ -265,11 +287,96 @@ class TrustRegion(_ScipyMethod):
         return Status.NOT_CONVERGED, f"trust-constr status {res.status}: {res.message}"
 
 
+class _ScipyView:
+    """What scipy's optimisers see of a :class:`~stackopt.leader.LeaderProblem` on one
+    equilibrium: ``value(p)`` (minimisation form), ``constraints(p)`` (every leader
+    constraint's body, ``<= 0`` feasible) and their finite-difference derivatives
+    ``gradient(p)``, ``constraint_jacobian(p)``, each divided by its scale once
+    :meth:`measure` took them (:attr:`scales`); repeated calls at the same ``p`` cost
+    nothing, and any call past ``deadline`` raises :class:`~stackopt.leader.TimeUp`. It
+    keeps the best point evaluated so far (feasible first, each constraint in its scale,
+    then lowest objective) and calls ``on_best`` with a new best (throttled), if set."""
+
+    def __init__(self, game, config, seed: int, deadline: float):
+        self.kernel = k = kernel_of(game)
+        self.config = config
+        self.sign = 1.0 if k.leader_sense == 1 else -1.0  # pyo.minimize == 1
+        oracle = EquilibriumOracle(k, tol=config.oracle_tol, time_limit=float(config.oracle_time_limit))
+        self.prob = LeaderProblem(k, oracle, np.random.default_rng(seed), deadline=deadline,
+                                  cache=config.cache_size)
+        self.scales = Scales(1.0, np.ones(k.n_c))
+        self.best = None
+        self.on_best = None
+        self._last_report = -np.inf
+
+    def measure(self, p) -> None:
+        """Take the objective's and the constraints' scales at ``p`` (the optimiser's start),
+        each rounded to a power of two: dividing by it is exact, and a function whose
+        magnitude is about one is seen as it is written (its finite-difference derivatives
+        would otherwise perturb it by their error)."""
+        pt = self.evaluate(p)
+        g, J = self._derivatives(p)
+        m = function_scales(pt.f, pt.bodies, g, J, variable_scale(self.kernel))
+        self.scales = Scales(float(_power_of_two(m.objective)), _power_of_two(m.constraints))
+
+    def evaluate(self, p):
+        pt = self.prob.evaluate(p)
+        self._consider(pt)
+        return pt
+
+    def _consider(self, pt) -> None:
+        if not np.isfinite(pt.f):
+            return
+        if self.best is None or self._better(pt, self.best):
+            self.best = pt
+            now = time.perf_counter()
+            if self.on_best is not None and now - self._last_report >= 0.1:
+                self._last_report = now
+                self.on_best(pt)
+
+    def _better(self, a, b) -> bool:
+        tol = self.config.feasibility_tol
+        va, vb = self.scales.violation(a.bodies), self.scales.violation(b.bodies)
+        fa, fb = va <= tol, vb <= tol
+        if fa != fb:
+            return fa
+        if fa:
+            return a.f < b.f
+        return va < vb
+
+    # ------------------------------------------ scipy callbacks, in the scales
+    def value(self, p) -> float:
+        return self.evaluate(p).f / self.scales.objective
+
+    def constraints(self, p) -> np.ndarray:
+        return self.evaluate(p).bodies / self.scales.constraints
+
+    def gradient(self, p) -> np.ndarray:
+        return self._derivatives(p)[0] / self.scales.objective
+
+    def constraint_jacobian(self, p) -> np.ndarray:
+        return self._derivatives(p)[1] / self.scales.constraints[:, None]
+
+    def _derivatives(self, p):
+        # every point of a finite difference is a candidate for the best point too
+        return self.prob.fd_derivatives(p, self.config.fd_step, self.config.fd_scheme, self.evaluate)
+
+
+def _power_of_two(m):
+    """The power of two nearest ``m`` (> 0) on a logarithmic scale."""
+    return np.exp2(np.round(np.log2(m)))
+
+
+def _violation(pt) -> float:
+    """The largest violation of any leader constraint at ``pt``."""
+    return float(np.max(pt.bodies, initial=0.0))
+
+
 def _best_payload(box, pt):
     if pt is None:
         return None
     return {"p": pt.p.copy(), "objective": box.sign * pt.f, "x": pt.x.copy(),
-            "n_oracle": box.n_oracle, "n_failed": box.n_failed, "work": box.work}
+            "n_oracle": box.prob.calls, "n_failed": box.prob.failed, "work": box.prob.work}
 
 
 def _interior(p, lb, ub, frac):

@@ -20,7 +20,7 @@ POLISH_AT = 0.7  # share of the step budget after which the second rule takes ov
 
 
 class AugmentedLagrangian(ScaledLagrangian):
-    """State and outer loop of one gradient-method run on a :class:`~stackopt.leader.reduced.ReducedProblem`."""
+    """State and outer loop of one gradient-method run on a :class:`~stackopt.leader.LeaderProblem`."""
 
     def __init__(self, prob, opts, deadline: float, progress=None):
         super().__init__(prob, opts)

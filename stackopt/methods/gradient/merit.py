@@ -1,7 +1,7 @@
-"""The gradient method's merit function: the scaled augmented Lagrangian of the reduced problem.
+"""The gradient method's merit function: the scaled augmented Lagrangian of the leader's problem.
 
 The leader's problem ``min f(p) s.t. g(p) <= 0`` through the followers'
-equilibria (:mod:`stackopt.leader.reduced`), in the PHR form
+equilibria (:mod:`stackopt.leader.problem`), in the PHR form
 ``L = wf f + sum(max(0, lam + mu wc g)^2 - lam^2) / (2 mu)`` with the
 problem's own scales ``wf = 1 / m_f``, ``wc = 1 / m_c`` (:class:`Scales`: each
 function divided by its magnitude at the start, ALGENCAN's gradient scaling
@@ -23,7 +23,7 @@ MODEL_STEPS = 30  # points of the violation's model along its projected path (ha
 
 class ScaledLagrangian:
     """The merit function of one gradient-method run on a
-    :class:`~stackopt.leader.reduced.ReducedProblem` ``prob`` with the method's options ``opts``."""
+    :class:`~stackopt.leader.LeaderProblem` ``prob`` with the method's options ``opts``."""
 
     def __init__(self, prob, opts):
         self.prob, self.o = prob, opts

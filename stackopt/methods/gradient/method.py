@@ -84,7 +84,7 @@ last.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 import numpy as np
 from pyomo.common.config import (
@@ -98,7 +98,7 @@ from pyomo.common.config import (
 )
 
 from stackopt.kernel import kernel_of
-from stackopt.leader import ReducedProblem
+from stackopt.leader import LeaderProblem
 from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, register_method
@@ -128,6 +128,64 @@ def _greater_than_one(v):
     return v
 
 
+CONFIG = ConfigDict("gradient")  # the gradient method's options, declared once
+CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
+CONFIG.declare("optimizer", ConfigValue(
+    "adam", In(["adam", "sgd", "spg"]),
+    "steps: adam or sgd (the paper's, lr relative to each variable's scale) until they stop "
+    "improving, then spg; or spg throughout (spectral projected gradient in a diagonal metric "
+    "with a line search, no learning rate)"))
+CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat,
+                                 "adam/sgd: step relative to each leader variable's scale"))
+CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
+CONFIG.declare("beta2", ConfigValue(0.999, _unit_interval, "Adam second-moment decay"))
+CONFIG.declare("lr_decay", ConfigValue(
+    "none", In(["none", "cosine"]), "adam/sgd: learning-rate schedule over the steps"))
+CONFIG.declare("mu", ConfigValue(
+    None, _optional_positive, "initial augmented Lagrangian penalty (None: scaled to the problem)"))
+CONFIG.declare("penalty_growth", ConfigValue(
+    10.0, _greater_than_one, "factor on mu where the constraints did not improve enough"))
+CONFIG.declare("penalty_decrease", ConfigValue(
+    0.5, _unit_interval, "required decrease of the constraint measure between multiplier updates"))
+CONFIG.declare("multiplier_every", ConfigValue(
+    100, PositiveInt, "largest number of steps between multiplier updates (K)"))
+CONFIG.declare("stationarity_tol", ConfigValue(
+    1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|) "
+    "(f divided by its magnitude at the start)"))
+CONFIG.declare("feasibility_tol", ConfigValue(
+    1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
+    "relative to its magnitude at the start (the larger of its value and its scaled gradient)"))
+CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
+                                         "followers' units, see stackopt.oracle)"))
+CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
+CONFIG.declare("jacobian_every", ConfigValue(
+    1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
+    "gradients; more reuses the last one while the active sets stay)"))
+CONFIG.declare("resample_every", ConfigValue(
+    0, NonNegativeInt, "steps between fresh equilibrium draws besides those at every multiplier "
+    "update and at the end (0: only those)"))
+CONFIG.declare("constraints", ConfigValue(
+    "mean", In(["mean", "worst"]), "leader constraints over the sampled equilibria: their mean "
+    "(in expectation, paper Definition 2) or their worst value (met at every sampled equilibrium)"))
+CONFIG.declare("select", ConfigValue(
+    "best-feasible", In(["best-feasible", "last"]), "which strategy evaluated on fresh draws to return"))
+
+
+def _check(self) -> None:
+    """Options that contradict each other are an error naming both."""
+    if self.resample_every > self.steps:
+        raise ValueError(
+            f"resample_every={self.resample_every} is larger than steps={self.steps}: no fresh "
+            "draw would be taken before the end; lower resample_every or raise steps")
+
+
+# the options as plain attributes (read every step): one field per entry of CONFIG
+Options = make_dataclass(
+    "Options", [(name, object) for name in CONFIG], frozen=True,
+    namespace={"__doc__": "The gradient method's options (those of ``CONFIG``) as plain attributes.",
+               "__module__": __name__, "check": _check})
+
+
 @register_method("gradient", "augmented-lagrangian")
 class GradientMethod(Method):
     """Augmented Lagrangian with scale-free projected steps through the followers' equilibrium.
@@ -139,47 +197,7 @@ class GradientMethod(Method):
     singular on a shared constraint and the result says so: ``singular_kkt``).
     """
 
-    CONFIG = ConfigDict("gradient")
-    CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
-    CONFIG.declare("optimizer", ConfigValue(
-        "adam", In(["adam", "sgd", "spg"]),
-        "steps: adam or sgd (the paper's, lr relative to each variable's scale) until they stop "
-        "improving, then spg; or spg throughout (spectral projected gradient in a diagonal metric "
-        "with a line search, no learning rate)"))
-    CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat,
-                                     "adam/sgd: step relative to each leader variable's scale"))
-    CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
-    CONFIG.declare("beta2", ConfigValue(0.999, _unit_interval, "Adam second-moment decay"))
-    CONFIG.declare("lr_decay", ConfigValue(
-        "none", In(["none", "cosine"]), "adam/sgd: learning-rate schedule over the steps"))
-    CONFIG.declare("mu", ConfigValue(
-        None, _optional_positive, "initial augmented Lagrangian penalty (None: scaled to the problem)"))
-    CONFIG.declare("penalty_growth", ConfigValue(
-        10.0, _greater_than_one, "factor on mu where the constraints did not improve enough"))
-    CONFIG.declare("penalty_decrease", ConfigValue(
-        0.5, _unit_interval, "required decrease of the constraint measure between multiplier updates"))
-    CONFIG.declare("multiplier_every", ConfigValue(
-        100, PositiveInt, "largest number of steps between multiplier updates (K)"))
-    CONFIG.declare("stationarity_tol", ConfigValue(
-        1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|) "
-        "(f divided by its magnitude at the start)"))
-    CONFIG.declare("feasibility_tol", ConfigValue(
-        1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
-        "relative to its magnitude at the start (the larger of its value and its scaled gradient)"))
-    CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
-                                             "followers' units, see stackopt.oracle)"))
-    CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
-    CONFIG.declare("jacobian_every", ConfigValue(
-        1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
-        "gradients; more reuses the last one while the active sets stay)"))
-    CONFIG.declare("resample_every", ConfigValue(
-        0, NonNegativeInt, "steps between fresh equilibrium draws besides those at every multiplier "
-        "update and at the end (0: only those)"))
-    CONFIG.declare("constraints", ConfigValue(
-        "mean", In(["mean", "worst"]), "leader constraints over the sampled equilibria: their mean "
-        "(in expectation, paper Definition 2) or their worst value (met at every sampled equilibrium)"))
-    CONFIG.declare("select", ConfigValue(
-        "best-feasible", In(["best-feasible", "last"]), "which strategy evaluated on fresh draws to return"))
+    CONFIG = CONFIG
 
     def check(self, config) -> None:
         Options(**config.value()).check()
@@ -189,40 +207,9 @@ class GradientMethod(Method):
         deadline = time.perf_counter() + (time_limit if time_limit else np.inf)  # preparation included
         k = kernel_of(game)
         oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
-        prob = ReducedProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
-                              aggregate=opts.constraints, deadline=deadline)
+        prob = LeaderProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
+                             aggregate=opts.constraints, deadline=deadline)
         from .lagrangian import AugmentedLagrangian
 
         rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
         return AugmentedLagrangian(prob, opts, deadline, self.progress).solve(rules)
-
-
-@dataclass
-class Options:
-    """The gradient method's options as plain attributes (read every step)."""
-
-    steps: int
-    optimizer: str
-    lr: float
-    beta1: float
-    beta2: float
-    lr_decay: str
-    mu: float | None
-    penalty_growth: float
-    penalty_decrease: float
-    multiplier_every: int
-    stationarity_tol: float
-    feasibility_tol: float
-    oracle_tol: float
-    samples_per_step: int
-    jacobian_every: int
-    resample_every: int
-    constraints: str
-    select: str
-
-    def check(self) -> None:
-        """Options that contradict each other are an error naming both."""
-        if self.resample_every > self.steps:
-            raise ValueError(
-                f"resample_every={self.resample_every} is larger than steps={self.steps}: no fresh "
-                "draw would be taken before the end; lower resample_every or raise steps")

@@ -23,7 +23,7 @@ from stackopt.solvers.ipopt import check_options
 from ...registry import MethodOutput
 from ..options import finite_positive, flag, positive_int
 from ..registry import Solver, clipped, register_solver
-from .nlp_steps import Products, diagnose, polish, spread_starts, sweep
+from .nlp_steps import Products, diagnose, nlp_starts, polish, sweep
 
 
 @register_solver("ipopt")
@@ -99,8 +99,8 @@ class IpoptSolver(Solver):
         options = {"max_iter": cfg.max_iter, "tol": cfg.tol, "mu_strategy": "adaptive"}
         options.update(cfg.ipopt_options)
         x_first = problem.start()
-        points = [x_first] + spread_starts(x_first, problem, leader_pos, cfg.starts - 1,
-                                           np.random.default_rng(seed))
+        points = [x_first] + nlp_starts(x_first, problem, leader_pos, cfg.starts - 1,
+                                        np.random.default_rng(seed))
 
         def left():
             return None if time_limit is None else time_limit - (time.perf_counter() - clock_start)

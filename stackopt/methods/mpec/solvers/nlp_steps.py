@@ -13,6 +13,7 @@ from pyomo.repn.standard_repn import generate_standard_repn
 
 from stackopt.core import Status
 from stackopt.expr import compile_exprs
+from stackopt.leader import spread_starts
 from stackopt.solvers import NlpProblem
 from stackopt.solvers.nlp import TimeLimitReached
 
@@ -192,26 +193,19 @@ def polish(sl, block, x_map, exact_hessian, options, time_limit):
         sl.block.del_component(blk)
 
 
-def spread_starts(x_first, problem, leader_pos, count, rng):
-    """``count`` copies of ``x_first`` with the leader's values spread over their box.
-
-    Latin hypercube (seeded): each leader coordinate takes one value in each of
-    ``count`` equal slices of its range. A side without a finite bound is
-    replaced by the start value -/+ max(1, |start|).
-    """
+def nlp_starts(x_first, problem, leader_pos, count, rng):
+    """``count`` copies of ``x_first`` with the leader's values spread over their box
+    (:func:`stackopt.leader.spread_starts`: a seeded Latin hypercube; a side without a
+    finite bound replaced by the start value -/+ max(1, |start|))."""
     starts = [x_first.copy() for _ in range(count)]
-    if count == 0:
+    pos = np.array([j for j in leader_pos if j is not None], dtype=np.intp)
+    if count == 0 or pos.size == 0:
         return starts
     xl, xu, _, _ = problem.bounds()
-    for j in leader_pos:
-        if j is None:
-            continue
-        width = max(1.0, abs(x_first[j]))
-        lo = xl[j] if xl[j] > -1e19 else x_first[j] - width
-        hi = xu[j] if xu[j] < 1e19 else x_first[j] + width
-        slots = rng.permutation(count)
-        for x, slot in zip(starts, slots):
-            x[j] = lo + (slot + rng.uniform()) / count * (hi - lo)
+    lb = np.where(xl[pos] > -1e19, xl[pos], -np.inf)  # Ipopt's infinite bounds
+    ub = np.where(xu[pos] < 1e19, xu[pos], np.inf)
+    for x, p in zip(starts, spread_starts(x_first[pos], lb, ub, count, rng)):
+        x[pos] = p
     return starts
 
 

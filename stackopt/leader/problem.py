@@ -1,26 +1,32 @@
-"""The leader's reduced problem: its objective and constraints as functions of its own variables.
+"""The leader's problem through the followers' equilibria: ``p -> x*(p) -> l(x*, p), g(x*, p)``.
 
-``p -> x*(p)`` (the followers' equilibria) ``-> l(x*, p), g(x*, p)``, with total
-derivatives by the implicit function theorem (:mod:`stackopt.oracle.implicit`: one
-factorisation of the KKT matrix per equilibrium, one adjoint solve per
-right-hand side). The gradient method and the Ipopt method both work on it.
+:class:`LeaderProblem` is the one form of it every method of the leader's variables works
+on (``gradient``, ``implicit-ipopt``, ``slsqp``, ``trust-region``): the leader's objective
+and constraints at the followers' equilibrium as functions of its own variables, at a
+:class:`Point`; their total derivatives by the implicit function theorem
+(:mod:`stackopt.oracle.implicit`: one factorisation of the KKT matrix per equilibrium, one
+adjoint solve per right-hand side), or by finite differences of evaluations where a method
+treats the equilibrium as a black box; and one cache of evaluated points whose nearest
+converged one warm-starts the equilibrium at a new strategy (Newton along its tangent).
 
 Equilibria are *tracked*: a point's equilibria are warm-started from a nearby
 point's (Newton along the tangent). Where the followers' equilibrium is one of
 several, ``samples`` equilibria are tracked at once and the leader's
 constraints aggregate over them (``"mean"``: in expectation, paper Definition
 2; ``"worst"``: met at every sampled equilibrium). Fresh draws
-(:meth:`ReducedProblem.draw`) start the followers' own dynamics from seeded
+(:meth:`LeaderProblem.draw`) start the followers' own dynamics from seeded
 random points, exactly as scoring does; where they reach other equilibria
 than the tracked ones, the tracked branches are not what the followers would
 play, and a method re-anchors on the fresh draws.
 
 The objective is handled in minimisation form: ``f = sense * l`` with the
-leader's Pyomo sense (``minimize = 1``, ``maximize = -1``).
+leader's Pyomo sense (``minimize = 1``, ``maximize = -1``). Deadlines are
+values given to the problem; the oracle's work is summed in :attr:`LeaderProblem.work`.
 """
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +38,7 @@ from .leaderset import LeaderSet
 
 @dataclass
 class Point:
-    """The reduced problem at one leader strategy ``p``, on the equilibria ``equilibria``."""
+    """The leader's problem at one leader strategy ``p``, on the equilibria ``equilibria``."""
 
     p: np.ndarray
     equilibria: list
@@ -40,30 +46,55 @@ class Point:
     f: float  # objective in minimisation form, mean over the equilibria
     objective: float  # the same in the leader's own sense
     cons: np.ndarray  # coupled constraints (<= 0 feasible), aggregated over the equilibria
+    bodies: np.ndarray  # every leader constraint's body (<= 0 feasible), mean over the equilibria
     share: np.ndarray  # (samples, n_coupled): each equilibrium's weight in each constraint's gradient
     fresh: bool  # the equilibria are fresh draws (what scoring would reach)
     converged: bool
     cache: dict = field(default_factory=dict, repr=False)
-    # the factorised KKT systems of the equilibria, once ReducedProblem.linearize made them
+    # the factorised KKT systems of the equilibria, once LeaderProblem.linearize made them
     linearizations: list | None = field(default=None, repr=False)
 
     @property
     def violation(self) -> float:
+        """The largest violation of the coupled constraints."""
         return float(np.max(self.cons, initial=0.0))
 
+    @property
+    def x(self) -> np.ndarray:
+        """The followers' values at the first equilibrium."""
+        return self.equilibria[0].x
 
-class ReducedProblem:
+    @property
+    def found(self) -> bool:
+        """Whether the oracle converged at every equilibrium (the values may still be NaN)."""
+        return all(e.converged for e in self.equilibria)
+
+
+class TimeUp(Exception):
+    """Raised by :meth:`LeaderProblem.evaluate` called past the problem's deadline."""
+
+
+class LeaderProblem:
     """``f(p)`` and ``g(p)`` of the leader through the followers' equilibrium.
 
     ``oracle`` is an :class:`~stackopt.oracle.EquilibriumOracle`; ``rng`` seeds
     the fresh draws. ``deadline`` (a ``time.perf_counter()`` value) bounds every
     oracle call. Linear constraints in the leader's variables only live in
-    ``leader_set`` and are not part of ``cons``. :attr:`work` sums the counters
-    of the oracle's solves (:class:`~stackopt.equilibrium.OracleCounters`).
+    ``leader_set`` and are not part of ``cons`` (they are in ``bodies``). :attr:`work`
+    sums the counters of the oracle's solves (:class:`~stackopt.oracle.OracleCounters`).
+
+    Points are kept, by strategy, in one cache of at most ``cache`` points
+    (:meth:`cached`, :meth:`remember`, :meth:`forget`); :meth:`nearest` is the cached
+    point, of the last ``NEAREST`` whose equilibria were found, whose strategy is nearest
+    a new one: :meth:`track` follows its equilibria (a method that stays on the branches
+    it tracks), :meth:`evaluate` takes any equilibrium the oracle finds from it (a
+    black-box method); :meth:`fd_derivatives` differentiates :meth:`evaluate`.
     """
 
+    NEAREST = 8  # of the cached points, the most recent this many are searched for the nearest
+
     def __init__(self, kernel, oracle, rng, *, samples: int = 1, aggregate: str = "mean",
-                 deadline: float = float("inf")):
+                 deadline: float = float("inf"), cache: int = 32):
         if aggregate not in ("mean", "worst"):
             raise ValueError(f"aggregate must be 'mean' or 'worst', got {aggregate!r}")
         self.k = kernel
@@ -77,6 +108,11 @@ class ReducedProblem:
         self.n_c = int(self.coupled.size)
         self.sense = float(kernel.leader_sense)
         self.work = OracleCounters()
+        self.cache_size = int(cache)
+        self._cache: OrderedDict[bytes, Point] = OrderedDict()
+        self.calls = 0  # oracle calls made by evaluate
+        self.failed = 0  # of which the oracle did not converge
+        self._fd: tuple | None = None  # (strategy's bytes, derivatives) of the last fd_derivatives
 
     @property
     def cold_starts(self) -> int:
@@ -149,10 +185,12 @@ class ReducedProblem:
         objs = np.array([v[0] for v in values])
         cons = np.array([v[1][self.coupled] for v in values]).reshape(len(values), self.n_c)
         agg, share = aggregate(cons, self.aggregate)
+        bodies = np.mean([v[1] for v in values], axis=0).reshape(self.k.n_c)
         obj = float(np.mean(objs))
         ok = all(e.converged for e in equilibria) and np.all(np.isfinite(objs)) and np.all(np.isfinite(agg))
         return Point(p=p.copy(), equilibria=list(equilibria), values=values, f=self.sense * obj,
-                     objective=obj, cons=agg, share=share, fresh=fresh, converged=bool(ok))
+                     objective=obj, cons=agg, bodies=bodies, share=share, fresh=fresh,
+                     converged=bool(ok))
 
     def failure(self, pt: Point) -> str:
         """Why ``pt`` is not usable (``pt.converged`` is False), as a clause: what the oracle
@@ -165,9 +203,129 @@ class ReducedProblem:
                    "the leader's values cannot be evaluated there")
         return f"the followers' equilibrium was found, but {why}"
 
+
+    # ------------------------------------------------- cached points, warm starts
+    def _clip(self, p) -> np.ndarray:
+        # an optimiser may step a hair outside the bounds; the followers may have no
+        # feasible point there
+        return np.clip(np.array(p, dtype=float), self.k.p_lb, self.k.p_ub)
+
+    def cached(self, p) -> Point | None:
+        """The cached point at strategy ``p`` (made the most recent), or None."""
+        key = np.asarray(p, dtype=float).tobytes()
+        pt = self._cache.get(key)
+        if pt is not None:
+            self._cache.move_to_end(key)
+        return pt
+
+    def remember(self, pt: Point) -> None:
+        """Keep ``pt`` as the most recent cached point (the oldest leave past ``cache``)."""
+        self._cache[pt.p.tobytes()] = pt
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, keep: Point | None = None) -> None:
+        """Empty the cache (``keep``: then cache that point)."""
+        self._cache.clear()
+        if keep is not None:
+            self.remember(keep)
+
+    def nearest(self, p, scale=None) -> Point | None:
+        """Of the last ``NEAREST`` cached points whose equilibria were found, the one whose
+        strategy is nearest ``p`` (largest difference, each variable divided by ``scale``
+        if given); None where there is none."""
+        best, dist, seen = None, np.inf, 0
+        for pt in reversed(self._cache.values()):
+            if not pt.found:
+                continue
+            seen += 1
+            if seen > self.NEAREST:
+                break
+            d = pt.p - p if scale is None else (pt.p - p) / scale
+            d = float(np.max(np.abs(d), initial=0.0))
+            if d < dist:
+                best, dist = pt, d
+        return best
+
+    def track(self, p, anchor: Point, scale=None) -> Point:
+        """The point at ``p`` on the branches of the cached point nearest it (``anchor`` where
+        none is): its equilibria followed to ``p`` by warm starts, and where a branch ends
+        the followers re-adjust by their dynamics (within the oracle's step and sweep
+        budgets). Cached where every equilibrium was found."""
+        p = self._clip(p)
+        pt = self.cached(p)
+        if pt is not None:
+            return pt
+        base = self.nearest(p, scale) or anchor
+        pt = self.follow(base, p)
+        if not pt.converged:
+            pt = self.readjust(base, p, pt)
+        if pt.converged:
+            self.remember(pt)
+        return pt
+
+    def evaluate(self, p) -> Point:
+        """The point at ``p`` on one equilibrium, whichever the oracle finds: warm-started from
+        the cached point nearest ``p``, where Newton cannot finish the followers' dynamics
+        from there, and one more try from a fresh seeded start where that fails. Every point
+        is cached, found or not; called past the deadline (a cached point too: an optimiser
+        calls back at points it has evaluated) it raises :class:`TimeUp`."""
+        if time.perf_counter() >= self.deadline:
+            raise TimeUp()
+        p = self._clip(p)
+        pt = self.cached(p)
+        if pt is not None:
+            return pt
+        base = self.nearest(p)
+        warm, lin = (None, None) if base is None else (base.equilibria[0], self.linearize(base)[0])
+        eq = self._evaluated(self.oracle.solve(p, warm=warm, linearization=lin, rng=self.rng,
+                                               deadline=self._call_deadline()))
+        if not eq.converged and time.perf_counter() < self.deadline:  # one more try, fresh seeded start
+            retry = self._evaluated(self.oracle.solve(p, rng=self.rng, deadline=self._call_deadline()))
+            if retry.residual < eq.residual:
+                eq = retry
+        self.failed += not eq.converged
+        pt = self.point(p, [eq], fresh=False)
+        self.remember(pt)
+        return pt
+
+    def _evaluated(self, eq):
+        self.calls += 1
+        return self._counted(eq)
+
+    def fd_derivatives(self, p, step: float, scheme: str = "forward", evaluate=None):
+        """``(grad f, d bodies / dp)`` at ``p`` by finite differences of :meth:`evaluate`
+        (``h_j = step * max(1, |p_j|)``; ``scheme`` ``"forward"`` or ``"central"``, one-sided
+        at a bound), the oracle calls shared by the objective and the constraints; the last
+        strategy's are kept. ``evaluate``: what evaluates a strategy, where a method watches
+        every point (it returns :meth:`evaluate`'s point)."""
+        p = self._clip(p)
+        if self._fd is not None and self._fd[0] == p.tobytes():
+            return self._fd[1]
+        k = self.k
+        evaluate = self.evaluate if evaluate is None else evaluate
+        base = evaluate(p)
+        g = np.zeros(k.n_p)
+        J = np.zeros((base.bodies.size, k.n_p))
+        for j in range(k.n_p):
+            h = step * max(1.0, abs(p[j]))
+            up_ok = p[j] + h <= k.p_ub[j]
+            down_ok = p[j] - h >= k.p_lb[j]
+            if scheme == "central" and up_ok and down_ok:
+                hi, lo = _shifted(evaluate, p, j, h), _shifted(evaluate, p, j, -h)
+                g[j] = (hi.f - lo.f) / (2 * h)
+                J[:, j] = (hi.bodies - lo.bodies) / (2 * h)
+                continue
+            h = h if up_ok or not down_ok else -h
+            other = _shifted(evaluate, p, j, h)
+            g[j] = (other.f - base.f) / h
+            J[:, j] = (other.bodies - base.bodies) / h
+        self._fd = (p.tobytes(), (g, J))
+        return g, J
+
     # ----------------------------------------------------------- derivatives
     def linearize(self, pt: Point, reuse: list | None = None) -> list:
-        """The factorised KKT systems of ``pt``'s equilibria (:func:`stackopt.implicit.sensitivity`),
+        """The factorised KKT systems of ``pt``'s equilibria (:func:`stackopt.oracle.sensitivity`),
         made on the first call and kept on the point for its derivatives and the warm
         starts from it; ``reuse`` (a nearby point's, same active sets) on that first call
         keeps their game Jacobians and factorisations."""
@@ -215,6 +373,12 @@ class ReducedProblem:
         """Largest difference between the followers' values of two points' equilibria."""
         return float(max((np.max(np.abs(x.x - y.x), initial=0.0)
                           for x, y in zip(a.equilibria, b.equilibria)), default=0.0))
+
+
+def _shifted(evaluate, p, j, h) -> Point:
+    q = p.copy()
+    q[j] += h
+    return evaluate(q)
 
 
 def aggregate(cons: np.ndarray, how: str):
