@@ -83,7 +83,7 @@ def test_methods_reach_the_certified_optimum():
     for method, tol in (("gradient", 1e-3), ("implicit-ipopt", 1e-4), ("mpec-ipopt", 1e-4)):
         res = stackopt.solve(game, method, time_limit=120)
         assert res.status is Status.CONVERGED, (method, res.message)
-        assert res.constraint_violation <= 1e-6
+        assert res.constraint_violation <= 1e-5  # within the equilibrium's precision on a budget of 300
         assert res.leader_objective == pytest.approx(best, rel=tol), method
         assert res.leader_objective <= best + 1e-6 * abs(best)
 

@@ -153,8 +153,10 @@ CONFIG.declare("stationarity_tol", ConfigValue(
     1e-6, PositiveFloat, "stop once the scaled projected gradient is below this times max(1, |f|) "
     "(f divided by its magnitude at the start)"))
 CONFIG.declare("feasibility_tol", ConfigValue(
-    1e-6, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
-    "relative to its magnitude at the start (the larger of its value and its scaled gradient)"))
+    1e-9, NonNegativeFloat, "largest violation of an iterate counted as feasible, each constraint "
+    "relative to its magnitude at the start (the larger of its value and its scaled gradient, "
+    "which for a budget is the budget times the spend's sensitivity: a tolerance of 1e-9 leaves "
+    "about 1e-6 of a budget of 1000)"))
 CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
                                          "followers' units, see stackopt.oracle)"))
 CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
