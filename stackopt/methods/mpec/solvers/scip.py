@@ -82,6 +82,11 @@ HEADROOM_MB = 512.0  # of it, what Python, pyscipopt and the model's text take b
 # tolerance finer than the gap: on the known-optimum library 1e3 and 1e4 took 10-20 times
 # longer on gnash10 or gnash19 or ran into the time limit; 1e2 lost digits on gnash14.
 OBJECTIVE_UNITS = 300.0
+# Each leader constraint (divided by its magnitude) is multiplied by this for SCIP, so that its
+# absolute feasibility tolerance (1e-6) is 1e-9 of the constraint's magnitude, as the gradient
+# method's feasibility_tol: at 1 a regulator's budget of 300 (magnitude ~1800 with the spend's
+# sensitivity) was overspent by 1.7e-4 at SCIP's optimum.
+CONSTRAINT_UNITS = 1e3
 # unary functions SCIP's NL reader takes (Pyomo's names)
 _FUNCTIONS = {"exp", "log", "log10", "sqrt", "sin", "cos", "abs"}
 
@@ -103,9 +108,9 @@ class ScipSolver(Solver):
 
     SCIP solves the single-level model in its own units
     (:mod:`~stackopt.methods.mpec.units`), its objective multiplied by
-    ``OBJECTIVE_UNITS``: its absolute feasibility tolerances mean the same for a
-    game and for any positive multiple of its objectives or leader
-    constraints. The claimed objective and the bound are in the game's units.
+    ``OBJECTIVE_UNITS`` and each leader constraint by ``CONSTRAINT_UNITS``: its
+    absolute feasibility tolerances mean the same for a game and for any positive
+    multiple of its objectives or leader constraints. The claimed objective and the bound are in the game's units.
     """
 
     CONFIG = ConfigDict("scip")
@@ -138,6 +143,8 @@ class ScipSolver(Solver):
         check_functions(sl.block, deadline)
         objective = sl.block.objective
         objective.set_value(OBJECTIVE_UNITS * objective.expr)
+        for c in sl.block.leader_constraints.values():
+            c.set_value(CONSTRAINT_UNITS * c.body <= 0)
         per_unit = sl.units.objective / OBJECTIVE_UNITS  # of the game's objective
         linked = link_linear_arguments(sl.block, deadline) if cfg.link_arguments else 0
         params = {"limits/gap": cfg.gap_tol, "randomization/randomseedshift": int(seed),
