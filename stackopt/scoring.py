@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from stackopt.core import Result, Status
 from stackopt.core.blas import blas_threads as blas_scope
@@ -152,7 +152,7 @@ class Evaluation:
         m, se = self.leader_objective, self.objective_stderr
         if se == 0.0:
             return (m, m)
-        half = float(stats.t.ppf(0.5 + LEVEL / 2, self.draws - 1)) * se if self.draws > 1 else np.nan
+        half = float(special.stdtrit(self.draws - 1, 0.5 + LEVEL / 2)) * se if self.draws > 1 else np.nan
         return (m - half, m + half)
 
     def extreme(self, best: bool) -> dict:
