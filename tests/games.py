@@ -67,3 +67,14 @@ def circle(sense=pyo.maximize):
     f.circle = pyo.Constraint(expr=f.u[1] ** 2 + f.u[2] ** 2 == 1)
     g.set_leader([m.p], objective=f.u[1], sense=sense)
     return g
+
+
+def scaled(game, leader=1.0, cons=1.0, followers=1.0):
+    """``game`` (a library problem) with its objectives and leader constraints multiplied."""
+    for name in game.follower_names:
+        for obj in game.follower(name).component_data_objects(pyo.Objective, active=True):
+            obj.set_value(followers * obj.expr)
+    spec = game._leader
+    constraints = [cons * c.args[0] <= cons * c.args[1] for c in spec["constraints"]]
+    game.set_leader(spec["variables"], leader * spec["objective"], spec["sense"], constraints)
+    return game

@@ -4,9 +4,9 @@ import time
 import tracemalloc
 
 import numpy as np
-import pyomo.environ as pyo
 import pytest
 from games import make_duopoly as duopoly  # the README's duopoly, its parts multiplied
+from games import scaled
 
 from stackopt import Status, solve
 from stackopt.api import scoring_grace
@@ -14,17 +14,6 @@ from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
 from stackopt.models import build_game
 
 FACTORS = [1e-9, 1e9]
-
-
-def scaled(game, leader=1.0, cons=1.0, followers=1.0):
-    """``game`` (a library problem) with its objectives and leader constraints multiplied."""
-    for name in game.follower_names:
-        for obj in game.follower(name).component_data_objects(pyo.Objective, active=True):
-            obj.set_value(followers * obj.expr)
-    spec = game._leader
-    constraints = [cons * c.args[0] <= cons * c.args[1] for c in spec["constraints"]]
-    game.set_leader(spec["variables"], leader * spec["objective"], spec["sense"], constraints)
-    return game
 
 
 def _strategy(r):

@@ -4,7 +4,7 @@ single-level model is written in its own units (``stackopt.methods.mpec.units``)
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from games import make_duopoly
+from games import make_duopoly, scaled
 
 from stackopt import Status, solve
 from stackopt.methods.mpec import build_single_level
@@ -62,17 +62,8 @@ def test_the_duopoly_scaled_by_any_factor_gives_the_same_answer(method, what, fa
     _same(r, ref, factor if what == "leader" else 1.0)
 
 
-def _scaled_library(problem, leader=1.0, cons=1.0, followers=1.0):
-    """A library problem with its followers' objectives, the leader's objective and the
-    leader's constraints multiplied."""
-    game = build_game("library", problem=problem)
-    for name in game.follower_names:
-        for obj in game.follower(name).component_data_objects(pyo.Objective, active=True):
-            obj.set_value(followers * obj.expr)
-    spec = game._leader
-    constraints = [cons * c.args[0] <= cons * c.args[1] for c in spec["constraints"]]
-    game.set_leader(spec["variables"], leader * spec["objective"], spec["sense"], constraints)
-    return game
+def _scaled_library(problem, **factors):
+    return scaled(build_game("library", problem=problem), **factors)
 
 
 @pytest.mark.parametrize("factor", FACTORS)
