@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap, ComponentSet
 from pyomo.common.enums import ObjectiveSense
@@ -57,12 +58,13 @@ from pyomo.mpec import Complementarity
 
 from stackopt.game import convex_constraint, convex_in_own
 from stackopt.kernel import kernel_of
+from stackopt.leader import variable_scale
 from stackopt.oracle.oracle import follower_scale
 from stackopt.solvers.nlp import TimeLimitReached
 
 from .options import DEFAULT_BLOCK
 from .shared import write_shared
-from .units import Units, magnitude, variable_scales
+from .units import Units, magnitude
 
 # core.kkt multiplies an objective's sense into an expression; registering the
 # enum as an integer type up front is what Pyomo would otherwise do with a warning.
@@ -244,11 +246,13 @@ def build_single_level(game, block_name: str = DEFAULT_BLOCK, dump=None,
 def _units(game, structure, translate, objective, bodies) -> Units:
     """The :class:`~stackopt.methods.mpec.units.Units` of the single-level model at the
     clone's values (the game's, when the solve starts)."""
-    scales = variable_scales([translate.var(v) for v in structure.leader_variables],
-                             [translate.var(v) for v in structure.follower_variables])
+    kernel = kernel_of(game)
+    leader = [translate.var(v) for v in structure.leader_variables]
+    widths = variable_scale(kernel, np.array([v.value or 0.0 for v in leader], dtype=float))
+    scales = {id(v): float(w) for v, w in zip(leader, widths)}  # the followers': max(1, |value|)
     return Units(objective=magnitude(objective, scales),
                  constraints=tuple(magnitude(b, scales) for b in bodies),
-                 followers=follower_scale(kernel_of(game)))
+                 followers=follower_scale(kernel))
 
 
 def _divided(expr, by: float):

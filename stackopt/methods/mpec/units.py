@@ -64,21 +64,6 @@ class Units:
         return self.constraints[i] if i < len(self.constraints) else 1.0
 
 
-def variable_scales(leader_variables, follower_variables) -> dict:
-    """``id(variable) -> scale`` for the leader's variables (box width where both bounds are
-    finite and apart, else ``max(1, |value|)``) and the followers' (``max(1, |value|)``)."""
-    out = {}
-    for v in follower_variables:
-        out[id(v)] = max(1.0, abs(v.value or 0.0))
-    for v in leader_variables:
-        lb, ub = v.lb, v.ub
-        if lb is not None and ub is not None and math.isfinite(ub - lb) and ub > lb:
-            out[id(v)] = float(ub - lb)
-        else:
-            out[id(v)] = max(1.0, abs(v.value or 0.0))
-    return out
-
-
 def magnitude(expr, scales: dict) -> float:
     """``max(|expr|, max_j |d expr / d v_j| * scale_j)`` at the variables' values (a variable
     missing from ``scales`` has ``max(1, |value|)``); one where that is zero or not finite."""
