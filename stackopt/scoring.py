@@ -40,7 +40,7 @@ from stackopt.core import Result, Status
 from stackopt.core.blas import blas_threads as blas_scope
 from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
-from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters
+from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters, distinct
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
@@ -278,18 +278,10 @@ def group_equilibria(xs, objectives, violations, distance: float = DISTANCE) -> 
     """The draws ``xs`` (the followers' values) grouped by equilibrium, most frequent first:
     a draw joins the first group whose first draw it is within ``distance`` of in every
     follower variable."""
-    reps: list[list] = []  # [x, count, first draw]
-    for i, x in enumerate(xs):
-        for r in reps:
-            if np.max(np.abs(r[0] - x), initial=0.0) <= distance:
-                r[1] += 1
-                break
-        else:
-            reps.append([np.asarray(x), 1, i])
     n = len(xs)
     return [EquilibriumGroup(count=c, frequency=c / n, objective=float(objectives[i]),
                              violation=float(max(violations[i], 0.0)), draw=i)
-            for _, c, i in sorted(reps, key=lambda r: (-r[1], r[2]))]
+            for i, c in distinct(xs, distance)]
 
 
 def score(game, out, method: str, seed: int, deadline: float | None = None,

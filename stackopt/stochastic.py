@@ -8,7 +8,7 @@ import numpy as np
 from stackopt.core.blas import blas_threads as blas_scope
 from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
-from stackopt.oracle import EquilibriumOracle
+from stackopt.oracle import EquilibriumOracle, distinct
 
 
 @dataclass
@@ -48,20 +48,12 @@ def _equilibria(game, leader_values, samples, seed, distance, tol, oracle_option
     k = kernel_of(game)
     p = k.p0 if leader_values is None else k.check_leader(leader_values)
     oracle = EquilibriumOracle(k, tol=tol, **oracle_options)
-    reps: list[list] = []  # [x, count, equilibrium]
-    for s in range(samples):
-        e = oracle.solve(p, rng=np.random.default_rng([seed, s]))
-        if not e.converged:
-            continue
-        for r in reps:
-            if np.max(np.abs(r[0] - e.x)) <= distance:
-                r[1] += 1
-                break
-        else:
-            reps.append([e.x, 1, e])
-    total = sum(r[1] for r in reps)
+    found = [e for e in (oracle.solve(p, rng=np.random.default_rng([seed, s])) for s in range(samples))
+             if e.converged]
     out = []
-    for x, count, e in sorted(reps, key=lambda r: -r[1]):
-        obj, cons = k.leader(x, p)
-        out.append(EquilibriumClass(k.follower_values(x), count / total, count, obj, cons, e.residual))
+    for i, count in distinct([e.x for e in found], distance):
+        e = found[i]
+        obj, cons = k.leader(e.x, p)
+        out.append(EquilibriumClass(k.follower_values(e.x), count / len(found), count, obj, cons,
+                                    e.residual))
     return out

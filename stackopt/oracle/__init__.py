@@ -4,12 +4,12 @@ and its linear solves, semismooth Newton, the followers' own dynamics from cold 
 play, damped best responses: ``responses``), the deviation check, the followers' sets, and the
 implicit derivatives of an equilibrium in the leader's variables (tangent, adjoint gradients).
 """
-from .equilibrium import Equilibrium, OracleCounters
+from .equilibrium import Equilibrium, OracleCounters, distinct
 from .implicit import equilibrium_jacobian, leader_gradients, sensitivity, tangent
 from .oracle import EquilibriumOracle
 from .residual import KKTResidual, Linearization
 
 __all__ = [
     "Equilibrium", "EquilibriumOracle", "KKTResidual", "Linearization", "OracleCounters",
-    "equilibrium_jacobian", "leader_gradients", "sensitivity", "tangent",
+    "distinct", "equilibrium_jacobian", "leader_gradients", "sensitivity", "tangent",
 ]

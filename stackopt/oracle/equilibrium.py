@@ -1,4 +1,5 @@
-"""What the equilibrium oracle returns: the equilibrium, and the work of the solve that found it."""
+"""What the equilibrium oracle returns: the equilibrium, and the work of the solve that found it;
+which of several equilibria drawn are the same (:func:`distinct`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -89,3 +90,19 @@ class Equilibrium:
     def multipliers(self) -> tuple:
         """``(nu, lam, w)`` in the game's own units (each times :attr:`scale`)."""
         return self.nu * self.scale, self.lam * self.scale, self.w * self.scale
+
+
+def distinct(xs, distance: float) -> list[tuple[int, int]]:
+    """The distinct equilibria among the followers' values ``xs`` (one array per draw), most
+    frequent first (ties in the order of their first draw): ``(first draw, count)`` each. A
+    draw is the equilibrium of the first earlier group whose first draw it is within
+    ``distance`` of in every follower variable."""
+    reps: list[list] = []  # [x, count, first draw]
+    for i, x in enumerate(xs):
+        for r in reps:
+            if np.max(np.abs(r[0] - x), initial=0.0) <= distance:
+                r[1] += 1
+                break
+        else:
+            reps.append([np.asarray(x), 1, i])
+    return [(i, c) for _, c, i in sorted(reps, key=lambda r: (-r[1], r[2]))]
