@@ -50,14 +50,6 @@ def get_solver(name) -> type[Solver]:
     return SOLVERS[name]
 
 
-def canonical_modes() -> list[str]:
-    return sorted({cls.name for cls in MODES.values()})
-
-
-def canonical_solvers() -> list[str]:
-    return sorted({cls.name for cls in SOLVERS.values()})
-
-
 class Reformulation:
     """Base of the modes: :meth:`add_pair` writes one complementarity pair as Pyomo components.
 
