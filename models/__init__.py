@@ -44,6 +44,8 @@ class GameSpec:
 
 
 _GAMES: dict[str, GameSpec] = {}
+# the built-in models, each registering the game of its own name: a game is looked up by
+# importing its module alone, and only a listing or an unknown name imports them all
 _MODULES = ("nfg", "ssg", "cyber", "library", "gnep", "market")
 
 
@@ -59,13 +61,22 @@ def register_game(name: str, params: dict[str, Param]):
     return deco
 
 
+def _load(mod: str) -> None:
+    try:
+        importlib.import_module(f"{__name__}.{mod}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{mod}":
+            raise
+
+
 def _load_all() -> None:
     for mod in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
+        _load(mod)
+
+
+def game_names() -> list[str]:
+    """The names :func:`available_games` lists, without importing a model (for help texts)."""
+    return sorted(set(_GAMES) | set(_MODULES))
 
 
 def available_games() -> list[str]:
@@ -86,7 +97,10 @@ def game_spec(name: str, base: str | os.PathLike | None = None) -> GameSpec:
         registered = next((s for s in _GAMES.values() if s.builder is fn), None)
         params = dict(registered.params) if registered else signature_params(fn, Param)
         return GameSpec(name, fn, params, _first_line(fn.__doc__), location, takes_seed(fn))
-    _load_all()
+    if name not in _GAMES and name in _MODULES:
+        _load(name)
+    if name not in _GAMES:
+        _load_all()
     if name not in _GAMES:
         raise ValueError(f"unknown game {name!r}{did_you_mean(name, _GAMES)}; expected one of "
                          f"{sorted(_GAMES)}, or a builder of your own as module:function or "

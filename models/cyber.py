@@ -51,9 +51,8 @@ the reference experiments report the sum of the positive parts, computed by
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pyomo.environ as pyo
 
@@ -61,6 +60,9 @@ from stackopt.game import StackelbergGame
 
 from . import Param, register_game
 from .reference import check_seed, load_instance
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PARAMS = {
     "customers": Param(int, 10, "number of customers (followers) n"),
@@ -155,6 +157,8 @@ def _reference(reference_seed, n, interconnection, losses, costs):
 
 def default_interconnection(W: np.ndarray) -> nx.DiGraph:
     """The dense weighted digraph of ``W``: edge ``i -> j`` with ``weight = W[i, j]``, self-loops included."""
+    import networkx as nx  # imported where a graph is built: importing it costs every command
+
     n = W.shape[0]
     g = nx.DiGraph()
     g.add_nodes_from(range(n))
@@ -164,6 +168,8 @@ def default_interconnection(W: np.ndarray) -> nx.DiGraph:
 
 def interconnection_matrix(graph: Any, n: int) -> np.ndarray:
     """``W[i, j]`` = weight of edge ``i -> j`` of ``graph`` (both ways for an undirected graph)."""
+    import networkx as nx
+
     if not isinstance(graph, nx.Graph):
         raise ValueError(f"interconnection must be a networkx Graph or DiGraph, got {type(graph).__name__}")
     if graph.is_multigraph():

@@ -53,8 +53,8 @@ of its active sets, independently of stackopt.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 import pyomo.environ as pyo
@@ -64,21 +64,31 @@ from stackopt.game import StackelbergGame
 from . import Param, register_game
 
 
-class KnownOptimum(NamedTuple):
-    """Optimal leader objective in the leader's own sense, and where it is stated."""
+class KnownOptimum:
+    """Optimal leader objective in the leader's own sense (``value``), and where it is stated
+    (``source``). A value derived by a computation (given as a function of no arguments) is
+    computed when first read, so that importing the library computes nothing."""
 
-    value: float
-    source: str
+    def __init__(self, value: float | Callable[[], float], source: str):
+        self._value = value
+        self.source = source
+
+    @functools.cached_property
+    def value(self) -> float:
+        return float(self._value() if callable(self._value) else self._value)
+
+    def __repr__(self) -> str:
+        return f"KnownOptimum(value={self.value!r}, source={self.source!r})"
 
 
 PROBLEMS: dict[str, Callable[[], StackelbergGame]] = {}
 KNOWN_OPTIMA: dict[str, KnownOptimum] = {}
 
 
-def _problem(name: str, value: float, source: str):
+def _problem(name: str, value: float | Callable[[], float], source: str):
     def deco(fn):
         PROBLEMS[name] = fn
-        KNOWN_OPTIMA[name] = KnownOptimum(float(value), source)
+        KNOWN_OPTIMA[name] = KnownOptimum(value, source)
         return fn
 
     return deco
@@ -406,7 +416,7 @@ def harker_tax_optimum() -> tuple:
     return tau, c - b * b / (4 * a)
 
 
-@_problem("harker_tax", harker_tax_optimum()[1],
+@_problem("harker_tax", lambda: harker_tax_optimum()[1],
           "derived here in closed form (harker_tax_optimum) over the variational equilibrium of "
           "Harker (1991) Eur. J. Oper. Res. 54:81-94 with a tax on player 2; tau* = 1.041594, "
           "x* = (9.49910, 5.50090), the shared capacity binding")
@@ -542,7 +552,7 @@ def disk_cap_radius_optimum() -> tuple:
     return float(r.x), float(value(r.x))
 
 
-@_problem("disk_cap_radius", disk_cap_radius_optimum()[1],
+@_problem("disk_cap_radius", lambda: disk_cap_radius_optimum()[1],
           "derived here (disk_cap_radius_optimum: the variational equilibrium in closed form up to "
           "one monotone root, then a bounded scalar maximisation) over the game "
           "stackopt.models.gnep.disk_cap; p* = 1.403311, u* = (1.356448, 0.359627), y* = 2.795373, "

@@ -75,7 +75,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import pyomo.environ as pyo
 
@@ -366,6 +365,8 @@ def _mask_from_coverage(coverage: Any, n: int, T: int) -> np.ndarray:
 
 
 def _mask_from_graph(graph: Any, n: int, T: int) -> np.ndarray:
+    import networkx as nx  # only where a graph is given: importing it costs every command
+
     if not isinstance(graph, nx.Graph):
         raise ValueError(f"coverage_graph must be a networkx graph, got {type(graph).__name__}")
     sides: dict[int, list] = {0: [], 1: []}

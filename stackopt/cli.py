@@ -132,13 +132,13 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
         ap.add_argument("game", metavar="GAME", help=help_text + "; `stackopt solve GAME --help` "
                         "lists its parameters")
         return [], {}
-    from stackopt.models import available_games, game_spec
+    from stackopt.models import game_names, game_spec
 
     try:
-        spec = game_spec(game)
+        spec = game_spec(game)  # imports that game's model alone
     except ValueError as exc:
         ap.error(f"argument GAME: {exc}")
-    ap.add_argument("game", metavar="GAME", help="one of " + ", ".join(available_games())
+    ap.add_argument("game", metavar="GAME", help="one of " + ", ".join(game_names())
                     + ", or a builder of your own, module:function or path/to/file.py:function")
     g = ap.add_argument_group(f"parameters of game {game!r}")
     names, flags = [], {}
@@ -164,13 +164,13 @@ def _method_arguments(ap, method: str | None, taken: set[str]) -> list[str]:
         ap.add_argument("--method", default="gradient", metavar="NAME",
                         help="solution method (default gradient; `stackopt methods` lists them)")
         return []
-    from stackopt.methods.registry import _METHODS, available_methods, get_method
+    from stackopt.methods.registry import get_method, method_names
 
-    primary = available_methods()  # loads the built-in methods into the registry
-    ap.add_argument("--method", default="gradient", choices=sorted(_METHODS), metavar="NAME",
-                    help="solution method, one of " + ", ".join(primary)
+    known = method_names(aliases=True)  # without importing the methods: only the one asked for is
+    ap.add_argument("--method", default="gradient", choices=known, metavar="NAME",
+                    help="solution method, one of " + ", ".join(method_names())
                          + " (default gradient)")
-    if method not in _METHODS:
+    if method not in known:
         return []
     cls = get_method(method)
     cfg = cls.CONFIG()

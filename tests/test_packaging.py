@@ -110,3 +110,73 @@ def test_a_solve_does_not_import_scipy_stats_and_pyomo_still_can(first, tmp_path
         tmp_path))
     assert out["solved"] and not out["after_solve"]
     assert out["pyomo"]  # Pyomo's own scipy handle imports scipy.stats when Pyomo uses it
+
+
+def test_the_command_solving_nfg_imports_only_what_it_needs(tmp_path):
+    # a game's model and a method's module are imported alone: SciPy's optimisers (the
+    # black-box methods, the library's derived optima), networkx (the security and cyber
+    # games' graphs) and the other methods' modules stay unimported
+    out = json.loads(_python(
+        "import contextlib, io, json, sys, stackopt\n"
+        "imported = [m for m in sys.modules]\n"
+        "import stackopt.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    code = stackopt.cli.main(['solve', 'nfg', '--players', '2', '--actions', '3',\n"
+        "                              '--budget', '1', '--steps', '3'])\n"
+        "print(json.dumps({'code': code, 'import': imported, 'solve': sorted(sys.modules)}))",
+        tmp_path))
+    assert out["code"] == 0
+    for when in ("import", "solve"):
+        heavy = sorted(m for m in out[when] if m.split(".")[0] == "networkx" or m == "numba"
+                       or m.startswith("scipy.optimize"))
+        assert not heavy, (when, heavy)
+    others = sorted(m for m in out["solve"] if m.startswith(("stackopt.methods.blackbox",
+                    "stackopt.methods.mpec", "stackopt.methods.implicit_ipopt", "stackopt.models.ssg",
+                    "stackopt.models.cyber", "stackopt.models.library", "stackopt.models.market")))
+    assert not others, others
+    assert "stackopt.methods.gradient" in out["solve"] and "stackopt.models.nfg" in out["solve"]
+
+
+def test_importing_every_model_imports_neither_scipy_optimize_nor_networkx(tmp_path):
+    # the library's derived optima are computed when read, the graphs' module where a graph is
+    out = json.loads(_python(
+        "import json, sys, stackopt.models as m\n"
+        "games = m.available_games()\n"
+        "print(json.dumps(sorted(n for n in sys.modules if n.startswith(('scipy.optimize', 'networkx')))))",
+        tmp_path))
+    assert out == []
+
+
+def test_the_built_in_methods_table_matches_their_registrations():
+    """The registry's table of built-in names (which module registers each, without importing
+    it) is what the modules register."""
+    from stackopt.methods import available_methods
+    from stackopt.methods.registry import _BUILTIN_MODULE, _METHODS, method_names
+
+    listed = available_methods()  # imports every built-in method
+    registered = {n: cls.__module__ for n, cls in _METHODS.items()
+                  if cls.__module__.startswith("stackopt.methods.")}
+    assert set(registered) == set(_BUILTIN_MODULE)
+    for name, module in registered.items():
+        assert module == _BUILTIN_MODULE[name] or module.startswith(_BUILTIN_MODULE[name] + "."), name
+    assert method_names() == listed
+    assert set(method_names(aliases=True)) == set(_METHODS)
+
+
+def test_each_built_in_model_registers_the_game_of_its_name():
+    from stackopt import models
+
+    assert models.available_games() == models.game_names()
+    assert {spec.builder.__module__ for name, spec in models._GAMES.items() if name in models._MODULES} \
+        == {f"stackopt.models.{name}" for name in models._MODULES}
+    for name in models._MODULES:
+        assert models._GAMES[name].builder.__module__ == f"stackopt.models.{name}"
+
+
+def test_a_method_of_a_built_in_name_is_refused_at_its_registration(tmp_path):
+    out = subprocess.run([sys.executable, "-c",
+                          "from stackopt.methods import Method, register_method\n"
+                          "@register_method('slsqp')\n"
+                          "class Mine(Method):\n"
+                          "    pass\n"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode != 0 and "method name 'slsqp' is already registered" in out.stderr

@@ -9,6 +9,7 @@ results are comparable like for like.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 from collections.abc import Callable
@@ -22,9 +23,20 @@ from stackopt.core import Status, check, did_you_mean, domain_of, registrar
 from stackopt.oracle import OracleCounters
 
 _METHODS: dict[str, type[Method]] = {}
-# modules whose import registers the built-in methods; imported on the registry's first use
-_BUILTIN_MODULES = ("stackopt.methods.blackbox", "stackopt.methods.initial", "stackopt.methods.gradient",
-                    "stackopt.methods.implicit_ipopt", "stackopt.methods.mpec")
+# the built-in methods: name -> (the module whose import registers it, its aliases). A method is
+# looked up by importing its module alone (the others, e.g. SciPy's optimisers or the MPEC
+# reformulations, stay unimported); a listing or an unknown name imports them all
+_BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "slsqp": ("stackopt.methods.blackbox", ()),
+    "trust-region": ("stackopt.methods.blackbox", ("trust-constr",)),
+    "initial": ("stackopt.methods.initial", ()),
+    "gradient": ("stackopt.methods.gradient", ("augmented-lagrangian",)),
+    "implicit-ipopt": ("stackopt.methods.implicit_ipopt", ("reduced-ipopt",)),
+    "mpec": ("stackopt.methods.mpec", ()),
+    "mpec-ipopt": ("stackopt.methods.mpec", ("scholtes",)),
+    "mpec-scip": ("stackopt.methods.mpec", ("fortuny-amat-mccarl",)),
+}
+_BUILTIN_MODULE = {n: module for name, (module, aliases) in _BUILTINS.items() for n in (name, *aliases)}
 _builtins_loaded = False
 
 
@@ -32,14 +44,20 @@ def _load_builtin_methods() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True  # first, so that a module importing the registry does not recurse
-        import importlib
-
         try:
-            for module in _BUILTIN_MODULES:
+            for module in dict.fromkeys(_BUILTIN_MODULE.values()):
                 importlib.import_module(module)
         except BaseException:
             _builtins_loaded = False
             raise
+
+
+def _load_method(name: str) -> None:
+    """Register ``name``: import its built-in module, or every built-in one for another name."""
+    if name not in _METHODS and name in _BUILTIN_MODULE:
+        importlib.import_module(_BUILTIN_MODULE[name])
+    if name not in _METHODS:
+        _load_builtin_methods()
 
 
 @dataclass
@@ -101,7 +119,16 @@ class ReportedHistory(list):
 
 def register_method(name: str, *aliases: str) -> Callable[[type], type]:
     """Class decorator registering a :class:`Method` under ``name`` (and aliases)."""
-    return registrar(_METHODS, "method", name, aliases)
+    enter = registrar(_METHODS, "method", name, aliases)
+
+    def deco(cls):
+        for n in (name, *aliases):  # a built-in name: its method first, so that the clash is told
+            module = _BUILTIN_MODULE.get(n)
+            if module is not None and cls.__module__ != module and not cls.__module__.startswith(module + "."):
+                importlib.import_module(module)
+        return enter(cls)
+
+    return deco
 
 
 def available_methods() -> list[str]:
@@ -109,8 +136,17 @@ def available_methods() -> list[str]:
     return sorted({cls.name for cls in _METHODS.values()})
 
 
+def method_names(aliases: bool = False) -> list[str]:
+    """The names :func:`available_methods` lists (with ``aliases``, their aliases too), without
+    importing a method (for help texts and choices)."""
+    names = {cls.name for cls in _METHODS.values()} | set(_BUILTINS)
+    if aliases:
+        names |= set(_METHODS) | set(_BUILTIN_MODULE)
+    return sorted(names)
+
+
 def get_method(name: str) -> type[Method]:
-    _load_builtin_methods()
+    _load_method(name)
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; expected one of "
                          f"{available_methods()}")

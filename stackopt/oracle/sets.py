@@ -240,9 +240,8 @@ def _project_general(sets: FollowerSets, u, x, p) -> bool:
 
 def infeasible_followers(sets: FollowerSets, p) -> list[str]:
     """The followers whose linear rows and bounds have no common point at ``p``: one
-    LP per follower with rows (HiGHS through SciPy, a few milliseconds)."""
-    from scipy.optimize import linprog
-
+    LP per follower with rows (HiGHS through SciPy, a few milliseconds), except for a
+    follower of one row that its box meets (:func:`_row_meets_box`, e.g. a simplex)."""
     k, out = sets.kernel, []
     if k.smooth is not None:  # the joint set: Ipopt's own test, naming every follower it binds
         lo = np.where(np.isfinite(k.x_lb), k.x_lb, np.minimum(k.x_ub, 0.0) - 1.0)
@@ -255,8 +254,11 @@ def infeasible_followers(sets: FollowerSets, p) -> list[str]:
         if i not in with_rows:
             continue
         M, cl, cu = sets.follower_rows(i, p)
-        if M.shape[0] == 0:
+        if M.shape[0] == 0 or (M.shape[0] == 1 and _row_meets_box(M[0], cl[0], cu[0], k.x_lb[sl],
+                                                                   k.x_ub[sl])):
             continue
+        from scipy.optimize import linprog  # here: importing it costs a tenth of a second
+
         eq = np.isfinite(cl) & (cl == cu)
         up, lo = np.isfinite(cu) & ~eq, np.isfinite(cl) & ~eq
         A_ub = np.vstack([M[up], -M[lo]])
@@ -270,6 +272,18 @@ def infeasible_followers(sets: FollowerSets, p) -> list[str]:
         if res.status == 2:  # infeasible
             out.append(k.follower_names[i])
     return out
+
+
+def _row_meets_box(a, lo, hi, lb, ub) -> bool:
+    """Whether ``lo <= a x <= hi`` holds somewhere in the box ``lb <= x <= ub``: the range of
+    ``a x`` over the box is an interval, from the sum of each term's least value to the sum of
+    its largest (infinite where a bound the row holds is). False also where that is not a clear
+    yes, e.g. a coefficient not a number (the caller's LP then decides)."""
+    with np.errstate(invalid="ignore"):
+        ends = np.stack([a * lb, a * ub])
+    ends = np.where(a == 0.0, 0.0, ends)  # 0 * inf: a variable the row does not hold
+    least, largest = float(ends.min(axis=0).sum()), float(ends.max(axis=0).sum())  # may be -/+inf
+    return bool(least <= hi and largest >= lo)  # NaN: False
 
 
 class _ProjectionQP(LinearRowCallbacks):

@@ -47,7 +47,6 @@ from pyomo.common.config import (
     PositiveFloat,
     PositiveInt,
 )
-from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
 
 from stackopt.core import Status
 from stackopt.kernel import kernel_of
@@ -198,6 +197,8 @@ class SLSQP(_ScipyMethod):
                                        doc="SLSQP's precision goal for the objective"))
 
     def _minimize(self, box, p0, config, record):
+        from scipy.optimize import Bounds, minimize  # where a solve runs: it costs every import
+
         k = box.kernel
         cons = []
         if k.n_c:
@@ -255,6 +256,8 @@ class TrustRegion(_ScipyMethod):
             "the range is infinite) inside: the interior-point method stalls on its boundary"))
 
     def _minimize(self, box, p0, config, record):
+        from scipy.optimize import BFGS, Bounds, NonlinearConstraint, minimize
+
         k = box.kernel
         cons = []
         if k.n_c:
