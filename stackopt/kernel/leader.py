@@ -44,6 +44,9 @@ class LeaderEvaluators:
         self._Lx = jc < self.n_x
         self._Lx_flat = jr[self._Lx] * self.n_x + jc[self._Lx]
         self.Lp_rows, self.Lp_cols = jr[~self._Lx], jc[~self._Lx] - self.n_x
+        # positions in the program's output of the values and of the entries in x and in p
+        self._Lx_at = self._L_nval + np.flatnonzero(self._Lx)
+        self._Lp_at = self._L_nval + np.flatnonzero(~self._Lx)
         self._compile_linear_rows(s, allv, set(jr[self._Lx].tolist()))
 
     def _compile_linear_rows(self, s, allv, with_x) -> None:
@@ -97,10 +100,9 @@ class LeaderEvaluators:
         vals = self._L(self.allv(x, p))
         v = np.zeros(self._n_l)
         v[self._L_val_rows] = vals[: self._L_nval]
-        jac = vals[self._L_nval:]
         jx = np.zeros(self._n_l * self.n_x)
-        jx[self._Lx_flat] = jac[self._Lx]
-        return float(v[0]), v[1:], jx.reshape(self._n_l, self.n_x), jac[~self._Lx]
+        jx[self._Lx_flat] = vals.take(self._Lx_at)
+        return float(v[0]), v[1:], jx.reshape(self._n_l, self.n_x), vals.take(self._Lp_at)
 
     def leader(self, x, p):
         """``(objective, constraint bodies)``."""
