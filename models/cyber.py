@@ -54,7 +54,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

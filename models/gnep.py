@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

@@ -57,7 +57,7 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

@@ -52,7 +52,7 @@ on its active set).
 from __future__ import annotations
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

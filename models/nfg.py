@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

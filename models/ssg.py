@@ -76,7 +76,7 @@ import math
 from typing import Any
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from stackopt.game import StackelbergGame
 

@@ -115,7 +115,8 @@ def test_a_solve_does_not_import_scipy_stats_and_pyomo_still_can(first, tmp_path
 def test_the_command_solving_nfg_imports_only_what_it_needs(tmp_path):
     # a game's model and a method's module are imported alone: SciPy's optimisers (the
     # black-box methods, the library's derived optima), networkx (the security and cyber
-    # games' graphs) and the other methods' modules stay unimported
+    # games' graphs), Pyomo's plugins (pyomo.environ: solvers and transformations, which only
+    # the MPEC methods use) and the other methods' modules stay unimported
     out = json.loads(_python(
         "import contextlib, io, json, sys, stackopt\n"
         "imported = [m for m in sys.modules]\n"
@@ -128,7 +129,7 @@ def test_the_command_solving_nfg_imports_only_what_it_needs(tmp_path):
     assert out["code"] == 0
     for when in ("import", "solve"):
         heavy = sorted(m for m in out[when] if m.split(".")[0] == "networkx" or m == "numba"
-                       or m.startswith("scipy.optimize"))
+                       or m.startswith(("scipy.optimize", "pyomo.environ")))
         assert not heavy, (when, heavy)
     others = sorted(m for m in out["solve"] if m.startswith(("stackopt.methods.blackbox",
                     "stackopt.methods.mpec", "stackopt.methods.implicit_ipopt", "stackopt.models.ssg",

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from .structure import GameStructure, _is_relation, build_structure
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pyomo.environ as pyo
+import pyomo.core as pyo
 from pyomo.core.base.component import ActiveComponent
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.expr_common import ExpressionType
