@@ -349,6 +349,25 @@ def test_the_compiled_loop_gives_numpys_values_to_the_last_bit():
         assert np.array_equal(looped, plain, equal_nan=True)
 
 
+def test_a_large_batchs_sparse_row_sums_are_bincounts_to_the_last_bit():
+    from stackopt.expr.program import SPARSE_SUM_MIN_TERMS
+
+    rng = np.random.default_rng(5)
+    batch = _large_batch(rng, 2 * SPARSE_SUM_MIN_TERMS)
+    assert batch.n_terms >= SPARSE_SUM_MIN_TERMS
+    for v in (rng.normal(size=400), np.where(rng.random(400) < 0.05, np.nan, rng.normal(size=400)),
+              np.where(rng.random(400) < 0.05, -np.inf, rng.lognormal(size=400)),
+              rng.normal(size=400) * 10.0 ** rng.integers(-200, 200, size=400)):
+        with np.errstate(all="ignore"):
+            sums = batch(v)
+            counted = np.bincount(batch.rows, weights=batch._terms(v), minlength=batch.n_out) + batch.const
+        assert np.array_equal(sums, counted, equal_nan=True)
+        assert np.array_equal(np.signbit(sums), np.signbit(counted))
+    points = rng.normal(size=(400, 3))  # and the batch of points, column by column
+    with np.errstate(all="ignore"):
+        assert np.array_equal(batch.batch(points), np.column_stack([batch(points[:, j]) for j in range(3)]))
+
+
 def test_a_missing_numba_leaves_numpy(monkeypatch):
     import stackopt.expr.program as program
 
