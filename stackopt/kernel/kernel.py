@@ -244,7 +244,8 @@ class GameKernel:
 
     def Jp_dot(self, data: np.ndarray, dp: np.ndarray) -> np.ndarray:
         """``(dF/dp) dp`` from the nonzeros ``data`` of :meth:`Jp_values`."""
-        return np.bincount(self.Jp_rows, weights=data * dp[self.Jp_cols], minlength=self.n_x).astype(float)
+        return np.bincount(self.Jp_rows, weights=data * dp.take(self.Jp_cols),
+                           minlength=self.n_x).astype(float, copy=False)
 
     def Jp_values(self, x, p) -> np.ndarray:
         """Nonzeros of ``dF/dp`` at ``(Jp_rows, Jp_cols)``."""
@@ -253,7 +254,8 @@ class GameKernel:
     def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(dF/dp)^T u`` from the nonzeros ``data`` of :meth:`jacobians`."""
         # float even when dF/dp has no nonzeros (bincount of nothing is integer)
-        return np.bincount(self.Jp_cols, weights=data * u[self.Jp_rows], minlength=self.n_p).astype(float)
+        return np.bincount(self.Jp_cols, weights=data * u.take(self.Jp_rows),
+                           minlength=self.n_p).astype(float, copy=False)
 
     def follower_objectives(self, x, p) -> np.ndarray:
         """Each follower's objective in minimisation form."""
