@@ -217,7 +217,7 @@ def test_a_failure_inside_the_method_becomes_a_status(monkeypatch):
     def broken(*args, **kwargs):
         raise FloatingPointError("scipy exploded")
 
-    monkeypatch.setattr("stackopt.methods.blackbox.method.minimize", broken)
+    monkeypatch.setattr("scipy.optimize.minimize", broken)  # the method imports it where it runs
     res = stackopt.solve(_duopoly(x_init=10.0), "slsqp", seed=0)
     assert res.status is Status.ERROR and "scipy exploded" in res.message
     res = stackopt.solve(_duopoly(x_init=10.0), "slsqp", seed=0, time_limit=20)  # in the child
