@@ -12,13 +12,10 @@ rows it is a clip onto the bounds.
 """
 from __future__ import annotations
 
+import functools
 import os
-import threading
 
 import numpy as np
-
-_HIGHS_LOCK = threading.Lock()
-_HIGHS_QUIET = False
 
 
 class LeaderSet:
@@ -99,28 +96,32 @@ def _qp_projection(y, s, lb, ub, A, b, names):
 
 
 def _highs():
-    """A HiGHS instance with its output off; the banner HiGHS prints on the first
-    instance of a process is sent to /dev/null so that it cannot reach a JSON stdout."""
+    """A HiGHS instance with its output off (:func:`_banner_shown`: the banner HiGHS prints
+    on the first instance of a process cannot reach a JSON stdout)."""
     import highspy
 
-    global _HIGHS_QUIET
-    with _HIGHS_LOCK:
-        if not _HIGHS_QUIET:
-            saved = os.dup(1)
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, 1)
-                h = highspy.Highs()
-                _flush_c_stdout()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-                os.close(null)
-            _HIGHS_QUIET = True
-        else:
-            h = highspy.Highs()
+    _banner_shown()
+    h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     return h
+
+
+@functools.cache
+def _banner_shown() -> None:
+    """Make the process's first HiGHS instance, which prints HiGHS's banner, with the
+    process's stdout sent to /dev/null; later instances print none."""
+    import highspy
+
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        highspy.Highs()
+        _flush_c_stdout()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 def _flush_c_stdout() -> None:
