@@ -37,19 +37,13 @@ _BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mpec-scip": ("stackopt.methods.mpec", ("fortuny-amat-mccarl",)),
 }
 _BUILTIN_MODULE = {n: module for name, (module, aliases) in _BUILTINS.items() for n in (name, *aliases)}
-_builtins_loaded = False
 
 
 def _load_builtin_methods() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True  # first, so that a module importing the registry does not recurse
-        try:
-            for module in dict.fromkeys(_BUILTIN_MODULE.values()):
-                importlib.import_module(module)
-        except BaseException:
-            _builtins_loaded = False
-            raise
+    """Import every built-in method's module (an import already made, or under way, is
+    Python's own: nothing is imported twice)."""
+    for module in dict.fromkeys(_BUILTIN_MODULE.values()):
+        importlib.import_module(module)
 
 
 def _load_method(name: str) -> None:
