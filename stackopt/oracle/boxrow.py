@@ -9,9 +9,14 @@ sorted breakpoints and cumulative sums. Blocks of different lengths share one
 padded array (row ``r`` of ``U``, ``A``, ``LO``, ``HI``; a padding entry has
 ``a = 0`` and ``u = lo = hi = 0``, so it neither moves nor meets the row), and a
 projection of every follower's block is a few NumPy calls, not a loop over
-followers.
+followers. Where a game is large enough for compiled loops
+(:attr:`stackopt.kernel.GameKernel.uses_loops`), :func:`project_rows` with
+``compiled=True`` runs as one compiled loop (:mod:`stackopt.oracle.boxrow_loop`)
+with the same values to the last bit.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -70,11 +75,28 @@ def row_multipliers(U, A, b, LO, HI) -> np.ndarray:
     return tau
 
 
-def project_rows(U, eq, A, b, LO, HI):
+@functools.cache
+def compiled_projection():
+    """The compiled :func:`project_rows` (:mod:`stackopt.oracle.boxrow_loop`), or ``None``
+    where Numba is not installed."""
+    try:
+        from . import boxrow_loop
+    except ImportError:
+        return None
+    return boxrow_loop.project_rows
+
+
+def project_rows(U, eq, A, b, LO, HI, compiled: bool = False):
     """``(X, tau, W)``: every block's projection on its box and its row (``eq[r]``: an
     equality, else ``<=``; ``tau = 0`` where the inequality is slack at the box's
     projection) and the bounds' part ``W = U - tau a - X`` of the normal cone;
-    ``tau`` is ``nan`` where no point of the box meets the row."""
+    ``tau`` is ``nan`` where no point of the box meets the row. ``compiled``: as one
+    compiled loop where Numba is installed (the same values)."""
+    loop = compiled_projection() if compiled else None
+    if loop is not None:
+        as_float = functools.partial(np.ascontiguousarray, dtype=float)
+        return loop(as_float(U), np.ascontiguousarray(eq, dtype=np.bool_), as_float(A),
+                    as_float(b), as_float(LO), as_float(HI))
     X = np.clip(U, LO, HI)
     tau = np.zeros(U.shape[0])
     need = eq | ((A * X).sum(axis=1) > b)

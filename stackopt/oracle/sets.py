@@ -101,7 +101,7 @@ class FollowerSets:
         idx, valid, eq, r, A, _ = self.blocks
         b = self.row_rhs(p)
         X, tau, W = project_rows(np.where(valid, u[idx], 0.0), eq, A, b, np.where(valid, lb[idx], 0.0),
-                                 np.where(valid, ub[idx], 0.0))
+                                 np.where(valid, ub[idx], 0.0), compiled=k.uses_loops)
         fine = np.isfinite(tau)
         take = valid & fine[:, None]
         x[idx[take]], w[idx[take]] = X[take], W[take]

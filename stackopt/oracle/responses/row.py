@@ -51,7 +51,8 @@ class RowResponses:
         LO, HI = np.where(valid, k.x_lb[idx], 0.0), np.where(valid, k.x_ub[idx], 0.0)
 
         def project(U, at=slice(None)):  # rows ``at`` of the batch
-            return project_rows(np.where(valid[at], U, 0.0), eq[at], A[at], b[at], LO[at], HI[at])
+            return project_rows(np.where(valid[at], U, 0.0), eq[at], A[at], b[at], LO[at], HI[at],
+                                compiled=k.uses_loops)
 
         rows = np.arange(B)
         full = np.array(X, dtype=float)
