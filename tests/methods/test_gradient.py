@@ -251,3 +251,54 @@ def test_lost_branch_halves_then_re_adjusts():
     prob, al = _StubProblem(reach=2.0), _StubLagrangian()
     done = AdamStep(prob, opts).take(al, _Point([0.0]), np.array([-1.0]))
     assert done.point.p[0] == 1.0 and done.halvings == 0 and prob.calls == ["warm"]
+
+
+# --------------------------------------------------------- kinks
+class _KinkMerit:
+    """``L(p) = 10 |p0| + (p1 - 3)^2`` with the one-sided gradient of ``|p0|`` (its sign):
+    the merit of a strategy whose first variable sits on a kink."""
+
+    scale = np.ones(2)
+    t = 0
+
+    def value(self, pt):
+        return float(10 * abs(pt.p[0]) + (pt.p[1] - 3.0) ** 2)
+
+    def grad(self, pt):
+        return np.array([10 * np.sign(pt.p[0]), 2 * (pt.p[1] - 3.0)])
+
+    def project(self, y, metric=None):
+        return np.clip(y, -10, 10)
+
+    def out_of_time(self):
+        return False
+
+
+def test_a_collapsed_step_length_is_taken_as_a_kink():
+    """Steps zigzagging across a kink shrink the Barzilai-Borwein length towards its safeguard
+    while the non-monotone search (a larger value among its references) still accepts
+    them: at ALPHA_MIN the variables are probed, the one on the kink is held, and the
+    step starts afresh on the others instead of moving by 1e-12."""
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import ALPHA_MIN, SpgStep
+    opts = Options(**GradientMethod.CONFIG().value())
+    prob, al = _StubProblem(reach=np.inf), _KinkMerit()
+    prob.k.n_p = 2
+    step, start = SpgStep(prob, opts), _Point([1e-9, 0.0])
+    step.alpha = ALPHA_MIN
+    step.refs.append(al.value(start) + 1.0)  # an earlier, larger value of the zigzag
+    done = step.take(al, start, al.grad(start))
+    assert list(step.held) == [True, False]
+    assert done.point.p[0] == start.p[0] and done.point.p[1] - start.p[1] > 1e-3
+
+
+def test_cyber_reference_instance_3_does_not_stall_on_its_kinks():
+    """Cyber insurance, reference instance 3 at risk aversion 0.5: the compensations end on
+    the kinks of ``|L_i - I_i|``. The steps used to zigzag there at lengths of 1e-12 (never
+    failing, so never probed) until one landed on a kink, where the gradient is not defined
+    and the run ended not_converged at the best feasible earlier strategy (65.3)."""
+    game = build_game("cyber", 0, reference_seed=3, risk_aversion=0.5)
+    r = solve(game, "gradient", 0)
+    assert r.status is Status.CONVERGED, r.message
+    assert r.leader_objective > 170.0
+    assert r.constraint_violation <= 1e-6

@@ -104,8 +104,20 @@ class SpgStep:
         descent direction and against it; those along which ``L`` decreases neither way
         are held (the face of the kink, as a bound holds a variable) until the next
         re-anchoring or jump, and the search is run on the others. Held variables count
-        as stationary in the stopping rule (zero is in the subdifferential along them)."""
+        as stationary in the stopping rule (zero is in the subdifferential along them).
+
+        Steps zigzagging across a kink need not fail: each Barzilai-Borwein length is
+        about half the last (the gradient jumps across ever shorter steps) and the
+        non-monotone search accepts them, so the variables on the kink are never probed
+        and the others stop moving with them (on cyber insurance, a compensation at the
+        loss: moves of 1e-12 scale units for hundreds of steps, until one lands on the
+        kink itself). A length that reached its safeguard ``ALPHA_MIN`` is therefore
+        taken as a kink too: the variables are probed and held as above, and the step
+        starts afresh from ``FIRST_MOVE``."""
         self.D = self._metric(g * al.scale)
+        if self.alpha is not None and self.alpha <= ALPHA_MIN:
+            self._hold(al, pt, g)
+            self.alpha = None
         fresh = self.alpha is None
         done = self._search(al, pt, g)
         if done.point is None and not fresh:
