@@ -122,6 +122,18 @@ def _named(node, der, wanted):
     der[id(arg)] += der[id(node)]
 
 
+ABS_FLOOR = 1e-300  # added to |x| in abs's derivative: 0 at x = 0, the same value elsewhere
+
+
+def _abs(node, der, wanted):
+    """Pyomo's rule ``der * x / abs(x)`` with ``abs(x) + ABS_FLOOR`` below: the same value
+    wherever ``|x| > 1e-284`` (the floor is lost in rounding), and at the kink ``x = 0``
+    the element 0 of the subdifferential ``[-1, 1]`` (its smallest), where Pyomo's
+    rule gives 0/0, a NaN that would stall a method landing there."""
+    arg = node.args[0]
+    der[id(arg)] += der[id(node)] * arg / (abs(arg) + ABS_FLOOR)
+
+
 _OWN: dict = {}
 if _diff_map is not None:
     from pyomo.core.expr.calculus.diff_with_pyomo import (
@@ -136,8 +148,11 @@ _RULE: dict[type, tuple] = {}
 
 
 def _rule(node) -> tuple:
-    """``(own rule or None, Pyomo's rule or None)`` for the node's class."""
+    """``(own rule or None, Pyomo's rule or None)`` for the node's class (and, for a unary
+    function, its name)."""
     cls = node.__class__
+    if isinstance(node, UnaryFunctionExpression):
+        return (_abs if node.getname() == "abs" else None), _diff_map.get(cls)
     hit = _RULE.get(cls)
     if hit is None:
         pyomo_rule = _diff_map.get(cls)
