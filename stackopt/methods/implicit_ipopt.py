@@ -25,11 +25,12 @@ sample-average one over the draws, with the objective in expectation
 (``objective="mean"``) or at the worst draw (``"worst"``: the largest of the
 draws' objectives, a kink where the worst draw changes), and the constraints in
 expectation (``constraints="mean"``) or at every draw (``"worst"``: one row
-per draw, so the problem stays smooth). With ``draws="fixed"`` (the default
-where ``samples_per_step > 1``) every draw starts at the same seeded point, that
-of scoring's draw of the same index (:mod:`stackopt.scoring`), at every start and
-re-anchoring: the problem Ipopt solves is a deterministic function of the
-leader's variables, and the answers of the starts are compared on the same draws.
+per draw, so the problem stays smooth). With ``draws="fixed"`` every draw starts
+at the same seeded point, that of scoring's draw of the same index
+(:mod:`stackopt.scoring`), at every start and re-anchoring: the problem Ipopt
+solves is a deterministic function of the leader's variables, and the answers of
+the starts are compared on the same draws; the default ``"fresh"`` draws new
+starts at every start and re-anchoring.
 
 Where the leader's problem is not differentiable at its optimum (a follower's
 bound or row that becomes active there puts a kink into ``x*(p)``), Ipopt's
@@ -135,7 +136,7 @@ class ImplicitIpopt(Method):
         rng = np.random.default_rng(seed)
         prob = LeaderProblem(k, oracle, rng, samples=config.samples_per_step, aggregate="mean",
                              objective=config.objective,
-                             fixed_seed=fixed_seed(config.draws, config.samples_per_step, seed),
+                             fixed_seed=fixed_seed(config.draws, seed),
                              deadline=deadline)
         scale = variable_scale(k)
         ls = prob.leader_set

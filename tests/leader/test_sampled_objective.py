@@ -64,23 +64,28 @@ def test_mean_and_worst_give_their_own_answers(method):
     x0 = _scoring_draws()
     w = float(np.mean(x0))
     assert 0.2 < w < 0.8
-    r_mean = stackopt.solve(game, method, seed=SEED, samples_per_step=4)
-    r_worst = stackopt.solve(game, method, seed=SEED, samples_per_step=4, objective="worst")
+    r_mean = stackopt.solve(game, method, seed=SEED, samples_per_step=4, draws="fixed")
+    r_worst = stackopt.solve(game, method, seed=SEED, samples_per_step=4, draws="fixed",
+                             objective="worst")
     assert r_mean.leader_values["p"] == pytest.approx(w, abs=1e-4)
     assert r_mean.claimed_objective == pytest.approx(np.mean((w - x0) ** 2 + 2 * x0), abs=1e-7)
     assert r_worst.leader_values["p"] == pytest.approx(1.0, abs=1e-4)
     assert r_worst.claimed_objective == pytest.approx(2.0, abs=1e-7)
     # same seed, same result
-    again = stackopt.solve(game, method, seed=SEED, samples_per_step=4)
+    again = stackopt.solve(game, method, seed=SEED, samples_per_step=4, draws="fixed")
     assert again.leader_values == r_mean.leader_values
     assert again.leader_objective == r_mean.leader_objective
 
 
 def test_draws_default_and_bad_values():
-    assert fixed_seed("auto", 4, 7) == 7 and fixed_seed("fixed", 1, 7) == 7
-    assert fixed_seed("auto", 1, 7) is None and fixed_seed("fresh", 4, 7) is None
+    from stackopt.methods import method_config
+
+    assert fixed_seed("fixed", 7) == 7 and fixed_seed("fresh", 7) is None
+    for method in ("gradient", "implicit-ipopt"):
+        config = method_config(method, {})
+        assert config.draws == "fresh" and config.objective == "mean"
     with pytest.raises(ValueError, match="draws must be one of .* got 'some'"):
-        fixed_seed("some", 4, 7)
+        fixed_seed("some", 7)
     with pytest.raises(ValueError, match="objective .* 'mean' or 'worst', got 'best'"):
         _problem(objective="best")
     game = two_equilibria()

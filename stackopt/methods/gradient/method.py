@@ -68,13 +68,13 @@ row (``not_converged``).
 equilibria are tracked at once; the objective is their mean (``objective="mean"``,
 the sample average of the paper's expectation) or the worst of them
 (``"worst"``), the constraints their mean or each at its worst
-(``constraints``). With ``draws="fixed"`` (the default where
-``samples_per_step > 1``) the draws start at the same seeded points at every
-strategy, those of scoring's first draws (:mod:`stackopt.scoring`): common
-random numbers across iterates, so that the sample average optimised is a
-deterministic function of the leader's variables and the strategies evaluated
-on fresh draws are compared on the same draws; ``"fresh"`` draws new starts at
-every evaluation. At multiplier updates (every one while fresh
+(``constraints``). With ``draws="fixed"`` the draws start at the same seeded
+points at every strategy, those of scoring's first draws
+(:mod:`stackopt.scoring`): common random numbers across iterates, so that the
+sample average optimised is a deterministic function of the leader's variables
+and the strategies evaluated on fresh draws are compared on the same draws; the
+default ``"fresh"`` draws new starts at every evaluation (a few fixed draws can
+be fitted: see :func:`stackopt.leader.problem.declare_sampling`). At multiplier updates (every one while fresh
 draws move the equilibria, then at doubling intervals), every
 ``resample_every`` steps and at the end, the current strategy is evaluated on
 fresh draws, the followers' own dynamics from seeded random starts, as scoring
@@ -221,7 +221,7 @@ class GradientMethod(Method):
         oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
         prob = LeaderProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
                              aggregate=opts.constraints, objective=opts.objective,
-                             fixed_seed=fixed_seed(opts.draws, opts.samples_per_step, seed),
+                             fixed_seed=fixed_seed(opts.draws, seed),
                              deadline=deadline)
         from .lagrangian import AugmentedLagrangian
 
