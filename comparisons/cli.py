@@ -37,6 +37,16 @@ def _positive_float(text: str) -> float:
     return x
 
 
+def _precision(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}") from None
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return x
+
+
 def _tolerance(text: str) -> float:
     try:
         x = float(text)
@@ -97,6 +107,12 @@ def register(subparsers) -> None:
                    help="run only these methods")
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
                    help="replace every experiment's per-cell time limit")
+    p.add_argument("--precision", type=_precision, default=None, metavar="X",
+                   help="replace every experiment's scoring precision: draws of the followers' "
+                        "equilibrium until the standard error of the mean objective is at most X "
+                        "times its scale (default 2e-3)")
+    p.add_argument("--max-draws", type=_positive_int, default=None, metavar="N",
+                   help="replace every experiment's largest number of scoring draws (default 100)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun stored cells that failed (status error or solver_error) or stopped "
                         "at their time limit (status time_limit: a result, not a failure, but "
@@ -109,7 +125,8 @@ def register(subparsers) -> None:
     r = subparsers.add_parser(
         "report", allow_abbrev=False, help="tables and figures from a results database",
         description="Write report.md, summary.csv, cells.csv and the figures (PNG and SVG: leader "
-                    "objective, gain over the initial strategy, constraint violation, runtime) of "
+                    "objective, gain over the initial strategy, constraint violation, runtime, and "
+                    "the equilibria reached at each method's answers with their frequencies) of "
                     "every experiment in the database. The "
                     "tables name the best feasible method per grid point; infeasible answers "
                     "and cells stopped at their time limit are marked; report.md explains its "
@@ -149,7 +166,8 @@ def compare_command(args) -> int:
     store = None
     try:
         config = load_config(args.config, seeds=args.seeds, experiments=args.experiment,
-                             methods=args.methods, time_limit=args.time_limit)
+                             methods=args.methods, time_limit=args.time_limit,
+                             precision=args.precision, max_draws=args.max_draws)
         stored = Store.peek(args.db)  # reads only: a dry run writes nothing
         cells = config.cells()
     except ValueError as exc:

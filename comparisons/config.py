@@ -8,6 +8,9 @@ A config is a TOML file holding one or more experiments::
     [experiments.nfg]
     game = "nfg"                # stackopt.models.available_games(), or module:function or
                                 # path/to/file.py:function (relative to this file's folder)
+    precision = 1e-3            # scoring: draws until the standard error of the mean objective
+    max_draws = 50              # is at most this times its scale, at most max_draws draws
+                                # (both also at the top; defaults in stackopt.scoring)
     axis = "budget"             # x axis of the report's figures (default: the varied parameter)
     [experiments.nfg.grid]      # a list sweeps a parameter, a scalar fixes it
     budget = [0, 1, 2, 3, 4, 5]
@@ -45,9 +48,9 @@ DEFAULT_TIME_LIMIT = 600.0
 DEFAULT_GRACE = 60.0
 
 _TOP_KEYS = {"description", "time_limit", "kill_grace", "seeds", "plugins", "all_methods",
-             "methods", "experiments"}
+             "methods", "experiments", "precision", "max_draws"}
 _EXP_KEYS = {"description", "game", "grid", "seeds", "methods", "all_methods", "time_limit",
-             "kill_grace", "axis"}
+             "kill_grace", "axis", "precision", "max_draws"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Cell:
     kill_after: float  # hard wall-clock guard in seconds
     plugins: tuple = ()  # where to import them from (see import_plugins)
     game_ref: str = ""  # where a game named by reference loads from anywhere (not part of the key)
+    # the scoring's precision and max_draws where the config gives them (sorted pairs; not part
+    # of the key, as the time limit is not)
+    scoring: tuple = ()
 
     @property
     def params_json(self) -> str:
@@ -93,6 +99,7 @@ class Experiment:
     method_time_limits: dict[str, float] = field(default_factory=dict)
     grace: float = DEFAULT_GRACE
     game_ref: str = ""  # a game named by reference: its builder's location (see models.locate)
+    scoring: dict[str, Any] = field(default_factory=dict)  # precision, max_draws where given
 
     def grid_points(self) -> list[dict[str, Any]]:
         names = sorted(self.grid)
@@ -106,7 +113,7 @@ class Experiment:
                     tl = self.method_time_limits.get(method, self.time_limit)
                     out.append(Cell(self.name, self.game, tuple(sorted(point.items())), seed,
                                     method, tuple(sorted(opts.items())), tl, tl + self.grace,
-                                    plugins, self.game_ref))
+                                    plugins, self.game_ref, tuple(sorted(self.scoring.items()))))
         return out
 
 
@@ -231,18 +238,21 @@ def import_plugins(plugins: tuple | list, base: str | Path | None = None) -> tup
 
 def load_config(ref: str, *, seeds: str | list | None = None,
                 experiments: list[str] | None = None, methods: list[str] | None = None,
-                time_limit: float | None = None, check_instances: bool = True) -> Config:
+                time_limit: float | None = None, check_instances: bool = True,
+                precision: float | None = None, max_draws: int | None = None) -> Config:
     """Read and validate a config (built-in name or path); overrides replace config values."""
     name, text = resolve_config_path(ref)
     base = Path(ref).resolve().parent if Path(ref).is_file() else None
     return parse_config(text, name=name, seeds=seeds, experiments=experiments, methods=methods,
-                        time_limit=time_limit, check_instances=check_instances, base=base)
+                        time_limit=time_limit, check_instances=check_instances, base=base,
+                        precision=precision, max_draws=max_draws)
 
 
 def parse_config(text: str, *, name: str = "config", seeds: str | list | None = None,
                  experiments: list[str] | None = None, methods: list[str] | None = None,
                  time_limit: float | None = None, check_instances: bool = True,
-                 base: str | Path | None = None) -> Config:
+                 base: str | Path | None = None, precision: float | None = None,
+                 max_draws: int | None = None) -> Config:
     """Validate a config's TOML ``text``; overrides replace config values (see :func:`load_config`).
     ``base`` is the folder game references and plugins are looked for in (default: the current
     directory)."""
@@ -255,8 +265,10 @@ def parse_config(text: str, *, name: str = "config", seeds: str | list | None = 
     exps_raw = _selected_experiments(raw, name, experiments)
     games = available_games()
     registered = available_methods()
+    given = {k: v for k, v in (("precision", precision), ("max_draws", max_draws)) if v is not None}
     out = [_experiment(ename, exp, raw, top_methods, games=games, registered=registered,
-                       seeds=seeds, methods=methods, time_limit=time_limit, base=base)
+                       seeds=seeds, methods=methods, time_limit=time_limit, base=base,
+                       scoring=given)
            for ename, exp in exps_raw.items()]
     config = Config(name, text, out, tuple(plugins), str(raw.get("description", "")))
     if check_instances:
@@ -297,8 +309,10 @@ def _selected_experiments(raw: dict, name: str, experiments: list[str] | None) -
 
 def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: list[str],
                 registered: list[str], seeds: str | list | None, methods: list[str] | None,
-                time_limit: float | None, base: str | Path | None = None) -> Experiment:
-    """One [experiments.NAME] table, checked; the command line's overrides replace its values."""
+                time_limit: float | None, base: str | Path | None = None,
+                scoring: dict | None = None) -> Experiment:
+    """One [experiments.NAME] table, checked; the command line's overrides replace its values
+    (``scoring``: its precision and max_draws)."""
     where = f"experiment {ename!r}"
     exp = _table(exp, f"[experiments.{ename}]")
     _check_keys(exp, _EXP_KEYS, where)
@@ -322,7 +336,25 @@ def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: li
         method_tl = {}
     return Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
                       description if isinstance(description, str) else "",
-                      {m: t for m, t in method_tl.items() if m in chosen}, grace, game_ref)
+                      {m: t for m, t in method_tl.items() if m in chosen}, grace, game_ref,
+                      _scoring(exp, raw, where, scoring or {}))
+
+
+def _scoring(exp: dict, raw: dict, where: str, given: dict) -> dict[str, Any]:
+    """The scoring's ``precision`` and ``max_draws`` of an experiment where set (the command
+    line's, else the experiment's, else the config's top level), checked; the others keep
+    scoring's defaults (:mod:`stackopt.scoring`)."""
+    from stackopt.scoring import MAX_DRAWS, PRECISION, check_precision
+
+    out = {k: given.get(k, exp.get(k, raw.get(k))) for k in ("precision", "max_draws")}
+    out = {k: v for k, v in out.items() if v is not None}
+    try:
+        check_precision(out.get("precision", PRECISION), out.get("max_draws", MAX_DRAWS))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if "precision" in out:
+        out["precision"] = float(out["precision"])
+    return out
 
 
 def _game(exp: dict, where: str, games: list[str], base: str | Path | None) -> tuple[str, str]:

@@ -21,12 +21,19 @@ Objective (the paper's Figure 3), gain over the initial strategy, violation
   table's tolerance) is crossed out in red: it is not a feasible result;
 * a mean with cells stopped at their time limit is framed by a square: its
   answers may depend on the machine's speed.
+
+Beside them, per experiment, the equilibria reached (:func:`draw_equilibria`,
+paper Theorem 1 on a real game): every distinct equilibrium the scoring's draws
+reached at each method's answer (the store's ``equilibria`` column), at its
+leader objective, its marker's area proportional to its frequency among the
+draws; each method's legend says how many equilibria over how many cells.
 """
 from __future__ import annotations
 
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,18 +230,96 @@ def _clip_outliers(ax, series, values) -> bool:
     return True
 
 
+@dataclass
+class Reached:
+    """The equilibria the scoring's draws reached at one method's answers in one experiment:
+    per equilibrium its grid point's position (the index of the point), the leader's
+    objective there, its frequency among its cell's draws and its count of draws."""
+
+    label: str
+    x: list = field(default_factory=list)
+    objective: list = field(default_factory=list)
+    frequency: list = field(default_factory=list)
+    count: list = field(default_factory=list)
+    cells: int = 0  # cells with equilibria stored
+
+    @property
+    def equilibria(self) -> int:
+        return len(self.x)
+
+
+def equilibria_reached(t) -> dict[str, Reached]:
+    """Per method (and other setting) of ``t``, the equilibria its answers reached (see
+    :class:`Reached`); methods whose cells stored none are left out."""
+    position = {p: i for i, p in enumerate(t.points)}
+    out: dict[str, Reached] = {}
+    for g in sorted(t.groups, key=lambda g: (g.method, t.others(g.params))):
+        other = t.others(g.params)
+        label = g.method if not other else f"{g.method} ({other})"
+        for r in g.answers():
+            groups = r.get("equilibria") or []
+            if isinstance(groups, str):
+                groups = json.loads(groups)
+            if not groups:
+                continue
+            seen = out.setdefault(label, Reached(label))
+            seen.cells += 1
+            for e in groups:
+                seen.x.append(position.get(g.pkey, 0))
+                seen.objective.append(float(e["objective"]))
+                seen.frequency.append(float(e["frequency"]))
+                seen.count.append(int(e["count"]))
+    return out
+
+
+def draw_equilibria(t):
+    """The figure of the equilibria reached at each method's answers (see the module
+    docstring), or None where no cell stored any."""
+    reached = equilibria_reached(t)
+    if not reached:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    width = 0.6 / max(len(reached), 1)
+    for k, seen in enumerate(reached.values()):
+        off = (k - (len(reached) - 1) / 2) * width
+        ax.scatter(np.array(seen.x, dtype=float) + off, seen.objective,
+                   s=12 + 160 * np.array(seen.frequency), alpha=0.55, edgecolors="black",
+                   linewidths=0.4, label=f"{seen.label}: {seen.equilibria} equilibria in "
+                                         f"{seen.cells} cells")
+    ax.set_xticks(range(len(t.points)))
+    labels = [json.loads(p).get(t.axis, "") if t.axis else "" for p in t.points]
+    ax.set_xticklabels([f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in labels],
+                       fontsize=8)
+    ax.set_xlabel(t.axis or "grid point")
+    ax.set_ylabel("leader objective at the equilibrium\n(area: its share of the draws)")
+    name = t.name if t.name == t.game else f"{t.name} ({t.game})"
+    fixed = t.fixed_text()
+    ax.set_title(f"Equilibria reached: {name}" + (f"\n{fixed}" if fixed else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def figures(tables, out: Path) -> list[Path]:
-    """Every figure of every table with a numeric axis, as PNG and SVG in ``out``."""
+    """Every figure of every table with a numeric axis, as PNG and SVG in ``out``; and every
+    table's equilibria reached (:func:`draw_equilibria`) where its cells stored them."""
     plt = _pyplot()
     written = []
+
+    def save(fig, t, kind):
+        for ext in ("png", "svg"):
+            path = Path(out) / f"{t.name.replace('/', '-')}-{kind}.{ext}"  # config/experiment
+            fig.savefig(path, dpi=130 if ext == "png" else None)
+            written.append(path)
+        plt.close(fig)
+
     for t in tables:
-        if not numeric_axis(t):  # categories (problem names...): the tables say it better
-            continue
-        for kind in KINDS:
-            fig = draw(t, kind)
-            for ext in ("png", "svg"):
-                path = Path(out) / f"{t.name.replace('/', '-')}-{kind}.{ext}"  # config/experiment
-                fig.savefig(path, dpi=130 if ext == "png" else None)
-                written.append(path)
-            plt.close(fig)
+        if numeric_axis(t):  # categories (problem names...): the tables say it better
+            for kind in KINDS:
+                save(draw(t, kind), t, kind)
+        fig = draw_equilibria(t)
+        if fig is not None:
+            save(fig, t, "equilibria")
     return written

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import tomllib
 
-from .figures import draw, figures, numeric_axis
+from .figures import draw, equilibria_reached, figures, numeric_axis
 from .runner import FAILED
 from .store import Store
 from .tables import (
@@ -237,6 +237,10 @@ def _section(t: ExperimentTable) -> list[str]:
     if numeric_axis(t):
         lines += [" ".join(f"![{k}]({_file_stem(t.name)}-{k}.png)"
                            for k in ("objective", "improvement", "violation", "runtime")), ""]
+    if equilibria_reached(t):
+        lines += ["The equilibria the scoring's draws reached at each method's answers, at their "
+                  "leader objective (area: share of the draws):", "",
+                  f"![equilibria]({_file_stem(t.name)}-equilibria.png)", ""]
     return lines
 
 

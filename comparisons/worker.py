@@ -106,7 +106,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         row["fingerprint"] = fingerprint(game)
         row["sense"] = "maximize" if game.structure().leader_sense < 0 else "minimize"
         result = solve(game, cell.method, cell.seed, time_limit=cell.time_limit, progress=False,
-                       **dict(cell.options))
+                       **dict(cell.scoring), **dict(cell.options))
         d = result.to_dict()
         for k in ("leader_objective", "initial_objective", "constraint_violation",
                   "equilibrium_residual", "wall_time_s", "claimed_objective", "bound", "gap",

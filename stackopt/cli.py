@@ -109,6 +109,7 @@ def _positive(text: str) -> float:
 
 
 _SEED = _number(int, "a non-negative integer", 0)
+_COUNT = _number(int, "a positive integer", 1)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -117,7 +118,8 @@ def _pre_parse(argv) -> tuple[str | None, str]:
     pre = Parser(add_help=False)
     pre.add_argument("game", nargs="?")
     pre.add_argument("--method", default="gradient")
-    for flag in ("--seed", "--time-limit", "--step", "--leader"):  # so that their values are not taken for GAME
+    for flag in ("--seed", "--time-limit", "--step", "--leader", "--precision", "--max-draws"):
+        # so that their values are not taken for GAME
         pre.add_argument(flag)
     pre.add_argument("--json", action="store_true")
     known, _ = pre.parse_known_args(argv)
@@ -201,6 +203,12 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
     elif with_method:
         ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
+        ap.add_argument("--precision", type=_positive, default=None, metavar="X",
+                        help="scoring: draws of the followers' equilibrium until the standard error "
+                             "of the mean objective is at most X times its scale (default 2e-3; "
+                             "one draw where the equilibrium is provably unique)")
+        ap.add_argument("--max-draws", type=_COUNT, default=None, metavar="N",
+                        help="scoring: at most N draws (default 100)")
         ap.add_argument("--json", action="store_true",
                         help="print one JSON object: the scores, status, options and, for games "
                              f"with at most {VALUES_SHOWN} values, the leader's and followers' values")
@@ -266,7 +274,7 @@ def cmd_solve(argv) -> int:
 
     try:
         res = solve(game, ns.method, seed=ns.seed, time_limit=ns.time_limit, progress=ns.progress,
-                    **_values(ns, mnames, "opt"))
+                    precision=ns.precision, max_draws=ns.max_draws, **_values(ns, mnames, "opt"))
     except ValueError as exc:  # e.g. options a game recommends that clash with the user's
         return _fail(ap.prog, str(exc), ns.json)
     n_values = len(res.leader_values) + len(res.follower_values)

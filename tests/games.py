@@ -78,3 +78,26 @@ def scaled(game, leader=1.0, cons=1.0, followers=1.0):
     constraints = [cons * c.args[0] <= cons * c.args[1] for c in spec["constraints"]]
     game.set_leader(spec["variables"], leader * spec["objective"], spec["sense"], constraints)
     return game
+
+
+def two_equilibria(samples=4):
+    """Two followers on [0, 1], each best responding ``x_i = clip(2 x_j - 1/2)``: the
+    equilibria are A = (0, 0) and B = (1, 1) (and the unstable (1/2, 1/2)), the same at
+    every leader strategy; the game, the box and the uniform random starts are symmetric
+    under ``x -> 1 - x``, so fresh starts reach A and B equally often (and the unstable one
+    now and then: the oracle's Newton steps can land there). The leader chooses
+    ``p`` in [-1, 1.2] and minimises ``(p - x_0)^2 + 2 x_0``: ``p^2`` at A, ``(p - 1)^2 + 2``
+    at B (worse for the leader at every ``p < 1.5``, and worse than ``(p - 1/2)^2 + 1`` at the
+    unstable one). Over draws whose mean ``x_0`` is ``w`` the mean objective is least at
+    ``p = w``; the worst is B's wherever a draw reached B, least at ``p = 1``."""
+    game = StackelbergGame("two-equilibria", samples=samples)
+    m = game.model
+    m.p = pyo.Var(bounds=(-1.0, 1.2), initialize=0.0)
+    f = [game.add_follower(f"f{i}") for i in range(2)]
+    for b in f:
+        b.x = pyo.Var(bounds=(0, 1), initialize=0.5)
+    for i, b in enumerate(f):
+        b.u = pyo.Objective(expr=-(b.x - 2 * f[1 - i].x + 0.5) ** 2, sense=pyo.maximize)
+    x0 = f[0].x
+    game.set_leader([m.p], (m.p - x0) ** 2 + 2 * x0, sense=pyo.minimize)
+    return game

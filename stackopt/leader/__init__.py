@@ -7,8 +7,9 @@ and functions.
 """
 from .answers import SAME_OBJECTIVE, Answers
 from .leaderset import LeaderSet, spread_starts
-from .problem import LeaderProblem, Point, TimeUp
+from .problem import LeaderProblem, Point, TimeUp, declare_sampling, fixed_seed
 from .scale import FIRST_MOVE, Scales, function_scales, problem_scales, variable_scale
 
 __all__ = ["FIRST_MOVE", "SAME_OBJECTIVE", "Answers", "LeaderProblem", "LeaderSet", "Point", "Scales",
-           "TimeUp", "function_scales", "problem_scales", "spread_starts", "variable_scale"]
+           "TimeUp", "declare_sampling", "fixed_seed", "function_scales", "problem_scales", "spread_starts",
+           "variable_scale"]

@@ -147,7 +147,12 @@ class Answers:
         of many noisy estimates is biased). Each of the ``CONFIRM_TRIES`` best feasible
         candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
         the one with the best mean objective over its draws among those whose mean
-        constraints hold: an estimate of what a fresh draw gives, as scoring draws."""
+        constraints hold: an estimate of what a fresh draw gives, as scoring draws. With
+        fixed draws (:class:`~stackopt.leader.LeaderProblem` ``fixed_seed``) the candidates
+        were evaluated on the same draws, their objectives are the sample average the run
+        optimised, and ``best`` is kept."""
+        if self.prob.fixed_seed is not None:
+            return best, f"; compared on the same {self.prob.samples} fixed draws"
         tol = self.feasibility_tol
         ranked = sorted((c for c in self.candidates if self.feasible(c)), key=lambda c: c.f)
         # about CONFIRM_EQUILIBRIA equilibria per candidate: fewer draws where each holds several

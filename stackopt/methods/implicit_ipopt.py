@@ -21,9 +21,16 @@ nearest to it (Newton along the equilibrium's tangent); where a branch ends,
 the followers re-adjust by their own dynamics, and where no equilibrium is
 found Ipopt is told the point cannot be evaluated (it shortens its step).
 Where equilibria are sampled (``samples_per_step > 1``) the problem is the
-sample-average one over draws fixed at the start, with the constraints in
+sample-average one over the draws, with the objective in expectation
+(``objective="mean"``) or at the worst draw (``"worst"``: the largest of the
+draws' objectives, a kink where the worst draw changes), and the constraints in
 expectation (``constraints="mean"``) or at every draw (``"worst"``: one row
-per draw, so the problem stays smooth).
+per draw, so the problem stays smooth). With ``draws="fixed"`` every draw starts
+at the same seeded point, that of scoring's draw of the same index
+(:mod:`stackopt.scoring`), at every start and re-anchoring: the problem Ipopt
+solves is a deterministic function of the leader's variables, and the answers of
+the starts are compared on the same draws; the default ``"fresh"`` draws new
+starts at every start and re-anchoring.
 
 Where the leader's problem is not differentiable at its optimum (a follower's
 bound or row that becomes active there puts a kink into ``x*(p)``), Ipopt's
@@ -70,6 +77,8 @@ from stackopt.leader import (
     Answers,
     LeaderProblem,
     Scales,
+    declare_sampling,
+    fixed_seed,
     problem_scales,
     spread_starts,
     variable_scale,
@@ -110,6 +119,7 @@ class ImplicitIpopt(Method):
     CONFIG.declare("constraints", ConfigValue(
         "mean", In(["mean", "worst"]), "constraints over the sampled equilibria: their mean, or every "
         "draw's own (met at every sampled equilibrium)"))
+    declare_sampling(CONFIG)  # objective, draws
     CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium residual tolerance (in the "
                                              "followers' units, see stackopt.oracle)"))
     CONFIG.declare("feasibility_tol", ConfigValue(
@@ -124,8 +134,10 @@ class ImplicitIpopt(Method):
         deadline = start + (time_limit if time_limit else np.inf)
         oracle = EquilibriumOracle(k, tol=config.oracle_tol)
         rng = np.random.default_rng(seed)
-        prob = LeaderProblem(k, oracle, rng, samples=config.samples_per_step,
-                             aggregate="mean", deadline=deadline)
+        prob = LeaderProblem(k, oracle, rng, samples=config.samples_per_step, aggregate="mean",
+                             objective=config.objective,
+                             fixed_seed=fixed_seed(config.draws, seed),
+                             deadline=deadline)
         scale = variable_scale(k)
         ls = prob.leader_set
         p_first = ls.project(k.p0, scale)

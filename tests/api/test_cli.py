@@ -40,6 +40,18 @@ def test_solve_json(capsys):
     assert out["options"]["steps"] == 50 and "history" not in out
 
 
+def test_solve_scoring_precision_and_draws(capsys):
+    """--max-draws caps the scoring's draws (cyber insurance's followers are not provably
+    convex: at least ten draws by default); the values go to scoring, not to the method."""
+    argv = ["solve", "cyber", "--customers", "3", "--method", "initial", "--seed", "1", "--json"]
+    assert main(argv) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["draws"] >= 10
+    assert main([*argv, "--max-draws", "3", "--precision", "0.5"]) == 0
+    capped = json.loads(capsys.readouterr().out)
+    assert capped["draws"] == 3 and "precision" not in capped["options"]
+
+
 def test_solve_text_is_a_short_summary(capsys):
     assert main(["solve", *SMALL, "--seed", "1", "--steps", "5"]) == 0
     out = capsys.readouterr().out
@@ -88,6 +100,8 @@ def test_bad_game_parameter_is_a_clear_error(capsys):
     (["solve", *SMALL, "--method", "simplex"], "argument --method: invalid choice: 'simplex'"),
     (["check-gradient", *SMALL, "--step", "-1"], "argument --step: expected a finite number > 0"),
     (["check-gradient", *SMALL, "--seed", "x"], "argument --seed: expected a non-negative integer"),
+    (["solve", *SMALL, "--precision", "-1"], "argument --precision: expected a finite number > 0"),
+    (["solve", *SMALL, "--max-draws", "0"], "argument --max-draws: expected a positive integer"),
     (["theorem1", "--C", "-1"], "argument --C: expected a finite number > 0, got '-1'"),
     (["theorem1", "--epsilon", "inf"], "argument --epsilon: expected a finite number > 0"),
 ])
@@ -101,6 +115,8 @@ def test_errors_name_the_flag(capsys, argv, message):
     (["compare", "--seeds", "5-1", "--dry-run"], "argument --seeds: the seed list: bad seed range '5-1'"),
     (["compare", "--seeds", "1,1", "--dry-run"], "argument --seeds: the seed list lists a seed twice"),
     (["compare", "--workers", "0"], "argument --workers: expected a positive integer, got '0'"),
+    (["compare", "--precision", "0", "--dry-run"], "argument --precision: expected a finite number > 0"),
+    (["compare", "--max-draws", "1.5", "--dry-run"], "argument --max-draws: expected a positive integer"),
 ])
 def test_compare_flag_errors(capsys, argv, message):
     assert message in _err(capsys, argv)

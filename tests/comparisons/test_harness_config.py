@@ -108,6 +108,13 @@ def _edit(old, new):
     (_edit('game = "harness_toy"', ""), "needs game ="),
     (_edit("[experiments.toy.grid]", 'axis = "colour"\n[experiments.toy.grid]'), "axis 'colour'"),
     (_edit("all_methods = true", 'all_methods = "yes"'), "all_methods must be true or false"),
+    (_edit("time_limit = 5", "time_limit = 5\nprecision = -0.1"),
+     r"experiment 'other': precision must be a finite number > 0 .*got -0\.1"),
+    (_edit("time_limit = 30", 'time_limit = 30\nprecision = "fine"'),
+     "experiment 'toy': precision must be a finite number > 0"),
+    (_edit("time_limit = 5", "time_limit = 5\nmax_draws = 0"),
+     "experiment 'other': max_draws must be a positive integer, got 0"),
+    (_edit("time_limit = 5", "time_limit = 5\nmax_draws = 2.5"), "max_draws must be a positive integer"),
     (_edit('plugins = ["test_harness_toys"]', 'plugins = ["no_such_plugin_module"]'),
      "plugin module 'no_such_plugin_module' cannot be imported"),
     ("seeds = [1]\n", "has no experiments"),
@@ -119,6 +126,25 @@ def _edit(old, new):
 def test_bad_config_is_a_clear_error(text, match):
     with pytest.raises(ValueError, match=match):
         parse_config(text, name="bad")
+
+
+def test_scoring_precision_and_draws_per_experiment_and_from_the_command_line():
+    """``precision`` and ``max_draws`` at the top or per experiment reach each cell as values
+    for the scoring (never a method's options: the cell's key is the same)."""
+    plain = parse_config(GOOD)
+    assert {c.scoring for c in plain.cells()} == {()}
+    text = GOOD.replace("time_limit = 5", "time_limit = 5\nprecision = 0.01\nmax_draws = 12")
+    text = text.replace("seeds = \"1-3\"", "seeds = \"1-3\"\nmax_draws = 40")
+    cfg = parse_config(text)
+    toy, other = cfg.experiments
+    assert toy.scoring == {"max_draws": 40} and other.scoring == {"precision": 0.01, "max_draws": 12}
+    assert {c.scoring for c in other.cells()} == {(("max_draws", 12), ("precision", 0.01))}
+    assert [c.key for c in plain.cells()] == [c.key for c in cfg.cells()]
+    assert all("precision" not in c.options_json for c in cfg.cells())
+    # the command line's values replace the config's
+    over = parse_config(text, precision=0.5)
+    assert [e.scoring for e in over.experiments] == [{"precision": 0.5, "max_draws": 40},
+                                                     {"precision": 0.5, "max_draws": 12}]
 
 
 def test_unknown_experiment_and_method_overrides():

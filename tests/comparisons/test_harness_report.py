@@ -515,3 +515,42 @@ def test_reference_table_shows_intervals_and_beats_the_reference_only_beyond_the
     for method, better in (("clear", 1), ("within", 0), ("exact", 1)):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{method}: mean"))
         assert f"on {better} of 1 seeds" in line, line
+
+
+def test_report_draws_the_equilibria_reached_with_their_counts(db, tmp_path):
+    """One figure per experiment of the equilibria the scoring's draws reached at each
+    method's answers: the toy game's equilibrium is unique (one per cell); a cell whose
+    draws reached two equilibria shows both, at their frequencies."""
+    from stackopt.comparisons.figures import equilibria_reached
+    from stackopt.comparisons.tables import build_tables
+
+    copy = tmp_path / "copy.sqlite"
+    src, con = sqlite3.connect(db), sqlite3.connect(copy)
+    src.backup(con)
+    src.close()
+    two = [{"count": 9, "frequency": 0.75, "objective": -1.0, "violation": 0.0},
+           {"count": 3, "frequency": 0.25, "objective": -2.0, "violation": 0.0}]
+    con.execute("UPDATE cells SET equilibria = ? WHERE method = 'test-random' AND seed = 1 "
+                "AND params = ?", (json.dumps(two), json.dumps({"budget": 1.5, "size": 2},
+                                                                separators=(",", ":"), sort_keys=True)))
+    assert con.total_changes == 1
+    con.commit()
+    con.close()
+    out = tmp_path / "report"
+    names = {p.name for p in make_report(str(copy), str(out))}
+    for ext in ("png", "svg"):
+        assert f"toy-equilibria.{ext}" in names and (out / f"toy-equilibria.{ext}").stat().st_size > 1000
+    assert "![equilibria](toy-equilibria.png)" in (out / "report.md").read_text()
+
+    with Store.open(copy, create=False) as store:
+        rows = store.rows()
+    (table,) = build_tables(rows)
+    reached = equilibria_reached(table)
+    assert "test-crash" not in reached  # no answer, nothing reached
+    assert {m: (r.equilibria, r.cells) for m, r in reached.items()} == {
+        "test-exact": (6, 6), "test-sleep": (6, 6), "test-random": (7, 6)}
+    rnd = reached["test-random"]
+    assert sorted(rnd.count) == [1, 1, 1, 1, 1, 3, 9]
+    assert sorted((x, f, o) for x, f, o, c in zip(rnd.x, rnd.frequency, rnd.objective, rnd.count)
+                  if c > 1) == [(1, 0.25, -2.0), (1, 0.75, -1.0)]  # budget 1.5: the second point
+    assert all(f == 1.0 for f, c in zip(rnd.frequency, rnd.count) if c == 1)

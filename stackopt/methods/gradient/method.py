@@ -65,7 +65,16 @@ loop checks it), or where the line search finds no decrease three times in a
 row (``not_converged``).
 
 **Several equilibria** (:mod:`stackopt.leader.answers`). ``samples_per_step``
-equilibria are tracked at once. At multiplier updates (every one while fresh
+equilibria are tracked at once; the objective is their mean (``objective="mean"``,
+the sample average of the paper's expectation) or the worst of them
+(``"worst"``), the constraints their mean or each at its worst
+(``constraints``). With ``draws="fixed"`` the draws start at the same seeded
+points at every strategy, those of scoring's first draws
+(:mod:`stackopt.scoring`): common random numbers across iterates, so that the
+sample average optimised is a deterministic function of the leader's variables
+and the strategies evaluated on fresh draws are compared on the same draws; the
+default ``"fresh"`` draws new starts at every evaluation (a few fixed draws can
+be fitted: see :func:`stackopt.leader.problem.declare_sampling`). At multiplier updates (every one while fresh
 draws move the equilibria, then at doubling intervals), every
 ``resample_every`` steps and at the end, the current strategy is evaluated on
 fresh draws, the followers' own dynamics from seeded random starts, as scoring
@@ -78,8 +87,8 @@ the deviation. Only strategies evaluated on fresh draws are returned (the
 best feasible tracked iterates are evaluated so at the end): with
 ``select="best-feasible"``, of the best ten with violation at most
 ``feasibility_tol``, the one with the best mean objective over five further
-fresh draws among those whose mean constraints hold; with ``select="last"`` the
-last.
+fresh draws among those whose mean constraints hold (with fixed draws, the best
+on the fixed draws: they are common to all); with ``select="last"`` the last.
 """
 from __future__ import annotations
 
@@ -98,7 +107,7 @@ from pyomo.common.config import (
 )
 
 from stackopt.kernel import kernel_of
-from stackopt.leader import LeaderProblem
+from stackopt.leader import LeaderProblem, declare_sampling, fixed_seed
 from stackopt.oracle import EquilibriumOracle
 
 from ..registry import Method, register_method
@@ -169,6 +178,7 @@ CONFIG.declare("resample_every", ConfigValue(
 CONFIG.declare("constraints", ConfigValue(
     "mean", In(["mean", "worst"]), "leader constraints over the sampled equilibria: their mean "
     "(in expectation, paper Definition 2) or their worst value (met at every sampled equilibrium)"))
+declare_sampling(CONFIG)  # objective, draws
 CONFIG.declare("select", ConfigValue(
     "best-feasible", In(["best-feasible", "last"]), "which strategy evaluated on fresh draws to return"))
 
@@ -210,7 +220,9 @@ class GradientMethod(Method):
         k = kernel_of(game)
         oracle = EquilibriumOracle(k, tol=opts.oracle_tol)
         prob = LeaderProblem(k, oracle, np.random.default_rng(seed), samples=opts.samples_per_step,
-                             aggregate=opts.constraints, deadline=deadline)
+                             aggregate=opts.constraints, objective=opts.objective,
+                             fixed_seed=fixed_seed(opts.draws, seed),
+                             deadline=deadline)
         from .lagrangian import AugmentedLagrangian
 
         rules = [SpgStep(prob, opts)] if opts.optimizer == "spg" else [AdamStep(prob, opts), SpgStep(prob, opts)]
