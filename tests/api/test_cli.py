@@ -291,8 +291,11 @@ def test_ctrl_c_on_a_terminal_prints_one_line(tmp_path, argv):
     import signal
     import time
 
+    def terminal():  # Ctrl-C enabled, as on a terminal, even where the tests run with it ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([str(SCRIPT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path, start_new_session=True)
+                            text=True, cwd=tmp_path, start_new_session=True, preexec_fn=terminal)
     time.sleep(12)
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)

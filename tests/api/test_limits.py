@@ -194,11 +194,16 @@ def test_keyboard_interrupt_stops_the_optimiser_child_at_once():
 
     before = {p.pid for p in mp.active_children()}
     timer = threading.Thread(target=interrupt)
+    # Python's own Ctrl-C handler, even where the tests run with SIGINT ignored (a background job)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.perf_counter()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        isolated(task, float("inf"), None, np.zeros(1))
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            isolated(task, float("inf"), None, np.zeros(1))
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, saved)
     assert time.perf_counter() - start < 10
     assert not {p.pid for p in mp.active_children()} - before  # the child was killed and joined
 
