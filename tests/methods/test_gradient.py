@@ -302,3 +302,14 @@ def test_cyber_reference_instance_3_does_not_stall_on_its_kinks():
     assert r.status is Status.CONVERGED, r.message
     assert r.leader_objective > 170.0
     assert r.constraint_violation <= 1e-6
+
+
+def test_a_readjustment_worse_than_the_search_reference_is_refused():
+    """Cyber insurance, 10 customers, risk aversion 0.1, seed 5: after the step restarted on
+    a kink, a long step lost the followers' branch and the equilibrium re-adjusted there
+    cost the leader 178 (31.6 -> -146.5); the spectral step took it regardless, and the run
+    ended at 1.40. A re-adjusted point is now held to the line search's own test."""
+    game = build_game("cyber", 5, customers=10, risk_aversion=0.1)
+    r = solve(game, "gradient", 5)
+    assert r.leader_objective > 31.0, r.message
+    assert r.constraint_violation <= 1e-6
