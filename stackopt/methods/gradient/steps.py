@@ -19,13 +19,13 @@ A trial strategy whose equilibrium branch cannot be followed by warm starts
 (a fold, or an active-set change too large for Newton) counts as a failed
 trial and halves the step; after ``MAX_LOST`` such halvings the lost branches
 re-adjust by the followers' dynamics at the last trial, as the followers would
-once theirs is gone, and the step is taken there (a *jump*): by the spectral
-step where its merit passes the search's non-monotone reference (on cyber
+once theirs is gone, and the step is taken there (a *jump*). Both step rules
+refuse a jump to an equilibrium where the leader's objective is worse by more
+than ``JUMP_LOSS`` of its magnitude and (Adam) the violation is no smaller or
+(the spectral step) the merit fails the search's non-monotone reference: Adam
+stays, its momentum cleared; for the spectral step the search has failed (on cyber
 insurance a step restarted on a kink otherwise jumped from 31.6 to -146.5 and
-the run ended at 1.40). Adam, which has
-no line search, refuses a jump to an equilibrium where the leader's objective
-is worse by more than ``JUMP_LOSS`` of its magnitude and the violation no
-smaller (it stays, its momentum cleared): on cyber insurance a premium pushed
+the run ended at 1.40). On cyber insurance a premium pushed
 past a fold otherwise drops the revenue of the branch it had climbed (126 to
 -98 in one step on one instance) and the run rarely climbs back; the small
 losses of crossing between nearby branches (0.2% on the security game) are
@@ -51,7 +51,7 @@ ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12  # Barzilai-Borwein safeguards
 MIN_STEP = 1e-12  # a line search whose step falls below this (scale units) has failed
 PROBE = 1e-7  # scale units of the one-variable probes on a kink
 RMS_DECAY = 0.999  # the diagonal metric's running average of squared gradients
-JUMP_LOSS = 0.1  # Adam refuses a re-adjustment losing more than this share of the objective's magnitude
+JUMP_LOSS = 0.1  # a re-adjustment losing more than this share of the objective's magnitude is refused
 
 
 @dataclass(frozen=True)
@@ -204,11 +204,12 @@ class SpgStep:
 
     def _jump(self, al, pt, x, trial, lost: int) -> Step:
         """The followers' branch ended on the way to ``x``: the equilibrium re-adjusted there
-        is taken where the merit there is no worse than the search's non-monotone reference
-        (a jump that costs more is a failed search, as any other trial point would be)."""
+        is taken unless it is :func:`_costly` (then the search has failed)."""
         new = self.prob.readjust(pt, x, trial)
-        if not new.converged or al.value(new) > max(self.refs):
+        if not new.converged:
             return Step(None, halvings=lost)
+        if _costly(pt, new, al.value(new) > max(self.refs)):  # a failed search: tried again or held
+            return Step(None, halvings=lost, refused=1)
         self.reset()
         return Step(new, halvings=lost, jumps=1)
 
@@ -254,13 +255,17 @@ class AdamStep:
         new = self.prob.readjust(pt, x, trial)
         if not new.converged:
             return Step(None, halvings=halved)
-        loss = new.f - pt.f
-        if loss > JUMP_LOSS * max(abs(pt.f), abs(new.f)) and al.violation(new) >= al.violation(pt):
-            # past the fold the followers settle where the leader does much worse and is no
-            # more feasible: the step is refused, and the momentum that carried it there forgotten
+        if _costly(pt, new, al.violation(new) >= al.violation(pt)):  # its momentum is forgotten
             self.m1[:] = 0.0
             return Step(pt, halvings=halved, refused=1)
         return Step(new, halvings=halved, jumps=1)
+
+
+def _costly(pt, new, worse: bool) -> bool:
+    """Whether a re-adjustment past a fold is refused: the followers settle where the leader
+    loses more than ``JUMP_LOSS`` of its objective's magnitude, and ``worse`` holds (Adam: the
+    point is no more feasible; the spectral step: its merit fails the search's reference)."""
+    return worse and new.f - pt.f > JUMP_LOSS * max(abs(pt.f), abs(new.f))
 
 
 def _then(first: Step, second: Step) -> Step:
