@@ -304,11 +304,12 @@ def test_cyber_reference_instance_3_does_not_stall_on_its_kinks():
     assert r.constraint_violation <= 1e-6
 
 
-def test_a_readjustment_worse_than_the_search_reference_is_refused():
+def test_a_costly_readjustment_is_refused_by_the_spectral_step():
     """Cyber insurance, 10 customers, risk aversion 0.1, seed 5: after the step restarted on
     a kink, a long step lost the followers' branch and the equilibrium re-adjusted there
     cost the leader 178 (31.6 -> -146.5); the spectral step took it regardless, and the run
-    ended at 1.40. A re-adjusted point is now held to the line search's own test."""
+    ended at 1.40. Such a jump (a loss above JUMP_LOSS of the objective's magnitude, its
+    merit above the search's reference) is now a failed search, as Adam refuses it."""
     game = build_game("cyber", 5, customers=10, risk_aversion=0.1)
     r = solve(game, "gradient", 5)
     assert r.leader_objective > 31.0, r.message
