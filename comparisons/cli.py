@@ -16,6 +16,8 @@ import functools
 import re
 import sys
 
+from stackopt.core.options import positive_number
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -34,16 +36,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
     if not x > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return x
-
-
-def _precision(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}") from None
-    if not 0 < x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return x
 
 
@@ -107,7 +99,7 @@ def register(subparsers) -> None:
                    help="run only these methods")
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
                    help="replace every experiment's per-cell time limit")
-    p.add_argument("--precision", type=_precision, default=None, metavar="X",
+    p.add_argument("--precision", type=positive_number, default=None, metavar="X",
                    help="replace every experiment's scoring precision: draws of the followers' "
                         "equilibrium until the standard error of the mean objective is at most X "
                         "times its scale (default 2e-3)")

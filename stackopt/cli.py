@@ -23,7 +23,15 @@ import re
 import sys
 
 from stackopt import __version__
-from stackopt.core.options import did_you_mean, flag_help, flag_keywords, parse_bool, plain
+from stackopt.core.options import (
+    did_you_mean,
+    flag_help,
+    flag_keywords,
+    number_type,
+    parse_bool,
+    plain,
+    positive_number,
+)
 
 SOLVE_HELP = "solve one game instance with one method"
 CHECK_HELP = "the implicit gradient against finite differences of re-solved equilibria"
@@ -86,30 +94,8 @@ def _fail(prog: str, message: str, as_json: bool, code: int = 2) -> int:
 
 
 # ----------------------------------------------------------------------------- values
-def _number(kind: type, words: str, low: float | None = None):
-    """An argparse type: ``kind`` parsed from text, at least ``low``, never NaN."""
-
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
-        if v != v or (low is not None and v < low):
-            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
-        return v
-
-    return parse
-
-
-def _positive(text: str) -> float:
-    v = _number(float, "a finite number > 0")(text)
-    if not 0 < v < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
-
-
-_SEED = _number(int, "a non-negative integer", 0)
-_COUNT = _number(int, "a positive integer", 1)
+_SEED = number_type(int, "a non-negative integer", 0)
+_COUNT = number_type(int, "a positive integer", 1)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -144,7 +130,7 @@ def _game_arguments(ap, game: str | None) -> tuple[list[str], dict[str, str]]:
                     + ", or a builder of your own, module:function or path/to/file.py:function")
     g = ap.add_argument_group(f"parameters of game {game!r}")
     names, flags = [], {}
-    kinds = {int: (_number(int, "an integer"), "N"), float: (_number(float, "a number"), "X"),
+    kinds = {int: (number_type(int, "an integer"), "N"), float: (number_type(float, "a number"), "X"),
              str: (str, "TEXT"), bool: (parse_bool, "{true,false}")}
     for name, prm in spec.params.items():
         if prm.type not in kinds:
@@ -201,9 +187,9 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
                              "(default: its initial values)")
         ap.add_argument("--json", action="store_true", help="print one JSON object")
     elif with_method:
-        ap.add_argument("--time-limit", type=_positive, default=None, metavar="SECONDS",
+        ap.add_argument("--time-limit", type=positive_number, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
-        ap.add_argument("--precision", type=_positive, default=None, metavar="X",
+        ap.add_argument("--precision", type=positive_number, default=None, metavar="X",
                         help="scoring: draws of the followers' equilibrium until the standard error "
                              "of the mean objective is at most X times its scale (default 2e-3; "
                              "one draw where the equilibrium is provably unique)")
@@ -221,7 +207,7 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
         shown.add_argument("--no-progress", dest="progress", action="store_false",
                            help="show no progress")
     else:
-        ap.add_argument("--step", type=_positive, default=1e-5, metavar="X",
+        ap.add_argument("--step", type=positive_number, default=1e-5, metavar="X",
                         help="finite-difference step (default 1e-5)")
         ap.add_argument("--json", action="store_true", help="print one JSON object")
     gnames, gflags = _game_arguments(ap, game)
@@ -466,9 +452,9 @@ def _parser(as_json: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("theorem1", help="the paper's Theorem-1 example: equilibrium selection rules",
                        description="The paper's Theorem-1 example: the leader's strategy and payoff "
                                    "under each equilibrium selection rule.", json_errors=as_json)
-    p.add_argument("--C", type=_positive, default=100.0, metavar="X",
+    p.add_argument("--C", type=positive_number, default=100.0, metavar="X",
                    help="the leader's large payoff C (default 100)")
-    p.add_argument("--epsilon", type=_positive, default=1.0, metavar="X",
+    p.add_argument("--epsilon", type=positive_number, default=1.0, metavar="X",
                    help="the leader's small loss eps (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_theorem1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import re
 from typing import Any
 
@@ -153,6 +154,30 @@ def flag_help(value, default) -> str:
     shown = "none" if default is None else default
     text = f"{doc}; {words}" if doc and words else (doc or words or "")
     return (f"{text} (default {shown})" if text else f"default {shown}").replace("%", "%%")
+
+
+def number_type(kind: type, words: str, low: float | None = None):
+    """An argparse type: ``kind`` parsed from text, at least ``low``, never NaN; its error
+    says ``expected {words}``."""
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+        if v != v or (low is not None and v < low):
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
+        return v
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    v = number_type(float, "a finite number > 0")(text)
+    if not 0 < v < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
 
 
 def parse_bool(text: str) -> bool:
