@@ -93,11 +93,30 @@ def two_equilibria(samples=4):
     game = StackelbergGame("two-equilibria", samples=samples)
     m = game.model
     m.p = pyo.Var(bounds=(-1.0, 1.2), initialize=0.0)
+    x0 = _matching_pair(game)[0].x
+    game.set_leader([m.p], (m.p - x0) ** 2 + 2 * x0, sense=pyo.minimize)
+    return game
+
+
+def coordination(samples=5):
+    """Two followers on [0, 1], each best responding ``x_i = clip(2 x_j - 1/2 + pi)``: at
+    ``pi = 0`` the equilibria are (0, 0), (1/2, 1/2) and (1, 1). The game, the box and the
+    uniform random starts are symmetric under ``x -> 1 - x``, and so is the oracle, so the
+    leader's objective ``x_0 + x_1`` is 1 in expectation over the equilibria reached: the
+    distribution of the equilibria is symmetric about (1/2, 1/2)."""
+    g = StackelbergGame("coordination", samples=samples)
+    g.model.pi = pyo.Var(bounds=(-1, 1), initialize=0.0)
+    f = _matching_pair(g, g.model.pi)
+    g.set_leader([g.model.pi], f[0].x + f[1].x)
+    return g
+
+
+def _matching_pair(game, shift=0.0):
+    """Two followers ``f0``, ``f1`` on [0, 1], each best responding
+    ``x_i = clip(2 x_j - 1/2 + shift)``."""
     f = [game.add_follower(f"f{i}") for i in range(2)]
     for b in f:
         b.x = pyo.Var(bounds=(0, 1), initialize=0.5)
     for i, b in enumerate(f):
-        b.u = pyo.Objective(expr=-(b.x - 2 * f[1 - i].x + 0.5) ** 2, sense=pyo.maximize)
-    x0 = f[0].x
-    game.set_leader([m.p], (m.p - x0) ** 2 + 2 * x0, sense=pyo.minimize)
-    return game
+        b.u = pyo.Objective(expr=-(b.x - 2 * f[1 - i].x + 0.5 - shift) ** 2, sense=pyo.maximize)
+    return f

@@ -5,33 +5,13 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from games import make_duopoly
+from games import coordination, make_duopoly
 
 import stackopt
 from stackopt import StackelbergGame
 from stackopt.scoring import MIN_DRAWS, evaluate
 
-
-def coordination(samples=5):
-    """Two followers on [0, 1], each best responding ``x_i = clip(2 x_j - 1/2 + pi)``: at
-    ``pi = 0`` the equilibria are (0, 0), (1/2, 1/2) and (1, 1). The game, the box and the
-    uniform random starts are symmetric under ``x -> 1 - x``, and so is the oracle, so the
-    leader's objective ``x_0 + x_1`` is 1 in expectation over the equilibria reached: the
-    distribution of the equilibria is symmetric about (1/2, 1/2)."""
-    g = StackelbergGame("coordination", samples=samples)
-    m = g.model
-    m.pi = pyo.Var(bounds=(-1, 1), initialize=0.0)
-    f = [g.add_follower(f"f{i}") for i in range(2)]
-    for b in f:
-        b.x = pyo.Var(bounds=(0, 1), initialize=0.5)
-    for i, b in enumerate(f):
-        other = f[1 - i].x
-        b.u = pyo.Objective(expr=-(b.x - 2 * other + 0.5 - m.pi) ** 2, sense=pyo.maximize)
-    g.set_leader([m.pi], f[0].x + f[1].x)
-    return g
-
-
-EXPECTED = 1.0  # the leader's objective in expectation at pi = 0 (symmetry, above)
+EXPECTED = 1.0  # the leader's objective in expectation at pi = 0 (symmetry: games.coordination)
 
 
 def test_interval_covers_the_expectation_at_its_level():
