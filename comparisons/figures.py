@@ -257,9 +257,7 @@ def equilibria_reached(t) -> dict[str, Reached]:
         other = t.others(g.params)
         label = g.method if not other else f"{g.method} ({other})"
         for r in g.answers():
-            groups = r.get("equilibria") or []
-            if isinstance(groups, str):
-                groups = json.loads(groups)
+            groups = r.get("equilibria") or []  # decoded by the store
             if not groups:
                 continue
             seen = out.setdefault(label, Reached(label))
