@@ -360,7 +360,7 @@ class GameKernel:
             raise ValueError(f"leader values must be numbers, got {p!r}") from None
         if p.shape != (self.n_p,):
             raise ValueError(f"leader values must have shape ({self.n_p},), got {p.shape}")
-        if not np.all(np.isfinite(p)):
+        if not np.isfinite(p).all():
             raise ValueError("leader values must be finite")
         return p
 

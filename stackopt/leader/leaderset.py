@@ -49,7 +49,7 @@ class LeaderSet:
         the bounds), naming the rows.
         """
         y = np.asarray(y, dtype=float)
-        x = np.clip(y, self.lb, self.ub)
+        x = y.clip(self.lb, self.ub)
         if not self.linear or np.all(self.A @ x <= self.b + 1e-12 * (1 + np.abs(self.b))):
             return x
         s = np.ones_like(y) if scale is None else np.asarray(scale, dtype=float)

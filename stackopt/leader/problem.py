@@ -210,15 +210,23 @@ class LeaderProblem:
         k = self.k
         values = [k.leader_all(e.x, p) for e in equilibria]
         objs = np.array([v[0] for v in values], dtype=float)
-        cons = np.array([v[1][self.coupled] for v in values]).reshape(len(values), self.n_c)
-        agg, share = aggregate(cons, self.aggregate)
-        bodies = np.mean([v[1] for v in values], axis=0).reshape(self.k.n_c)
-        if self.objective == "worst":  # in minimisation form: the leader's worst is the largest
-            worst, oshare = aggregate(self.sense * objs[:, None], "worst")
-            obj, oshare = self.sense * float(worst[0]), oshare[:, 0]
+        if len(values) == 1:  # one equilibrium: the aggregates of one row, without reductions
+            agg, share, bodies = _single(values[0][1], self.coupled, self.aggregate)
+            if self.objective == "worst":
+                obj, oshare = float(objs[0]), np.ones(1)
+            else:
+                obj, oshare = float(objs[0] + 0.0), None  # a mean of one: -0.0 becomes 0.0
         else:
-            obj, oshare = float(np.mean(objs)), None
-        ok = all(e.converged for e in equilibria) and np.all(np.isfinite(objs)) and np.all(np.isfinite(agg))
+            cons = np.array([v[1][self.coupled] for v in values]).reshape(len(values), self.n_c)
+            agg, share = aggregate(cons, self.aggregate)
+            bodies = np.mean([v[1] for v in values], axis=0).reshape(self.k.n_c)
+            if self.objective == "worst":  # in minimisation form: the leader's worst is the largest
+                worst, oshare = aggregate(self.sense * objs[:, None], "worst")
+                obj, oshare = self.sense * float(worst[0]), oshare[:, 0]
+            else:
+                obj, oshare = float(np.mean(objs)), None
+        ok = (all(e.converged for e in equilibria) and bool(np.isfinite(objs).all())
+              and bool(np.isfinite(agg).all()))
         return Point(p=p.copy(), equilibria=list(equilibria), values=values, f=self.sense * obj,
                      objective=obj, cons=agg, bodies=bodies, share=share, fresh=fresh,
                      converged=bool(ok), objective_share=oshare)
@@ -406,6 +414,16 @@ class LeaderProblem:
         """Largest difference between the followers' values of two points' equilibria."""
         return float(max((np.max(np.abs(x.x - y.x), initial=0.0)
                           for x, y in zip(a.equilibria, b.equilibria)), default=0.0))
+
+
+def _single(bodies: np.ndarray, coupled: np.ndarray, how: str):
+    """:func:`aggregate` (``how``) of one equilibrium's coupled constraints, each weighing one
+    in its gradient, and the mean of its constraint ``bodies``: the values of the reductions
+    over one row to the last bit (a mean of one adds it to zero, so -0.0 becomes 0.0; the
+    worst of one is the value itself)."""
+    cons = np.asarray(bodies[coupled], dtype=float)
+    agg = cons + 0.0 if how == "mean" else cons.copy()
+    return agg, np.ones((1, agg.size)), np.asarray(bodies, dtype=float) + 0.0
 
 
 def _shifted(evaluate, p, j, h) -> Point:

@@ -2,6 +2,7 @@
 which of several equilibria drawn are the same (:func:`distinct`)."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -38,7 +39,7 @@ class OracleCounters:
     clock_stops: int = 0
 
     def __add__(self, other: OracleCounters) -> OracleCounters:
-        return OracleCounters(*[getattr(self, n) + getattr(other, n) for n in _COUNTER_NAMES])
+        return OracleCounters(*map(operator.add, _counts(self), _counts(other)))
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -51,6 +52,7 @@ class OracleCounters:
 
 
 _COUNTER_NAMES = tuple(f.name for f in fields(OracleCounters))  # in the order of __init__
+_counts = operator.attrgetter(*_COUNTER_NAMES)  # a count's fields as a tuple, in that order
 
 
 @dataclass

@@ -63,7 +63,7 @@ def vjp(kernel, eq, gx: np.ndarray, lin: Linearization | None = None) -> np.ndar
     gx = np.asarray(gx, dtype=float)
     free = lin.active.free
     ct = np.zeros((lin.factor.n,) + gx.shape[1:])
-    ct[:int(free.sum())] = gx[free]
+    ct[:lin.active.n_free] = gx[free]
     return root_vjp(eq.system, lin, ct)
 
 

@@ -47,7 +47,7 @@ class Factorization:
             return np.zeros_like(rhs)
         if not self.singular:
             z = self._solve(rhs, trans)
-            if z is not None and np.all(np.isfinite(z)):
+            if z is not None and np.isfinite(z).all():
                 return z
         return self._lstsq(rhs, trans)
 
@@ -72,8 +72,8 @@ class _DenseFactorization(Factorization):
             singular = False
         else:
             lu, piv, info = lapack.dgetrf(K)
-            if info >= 0 and np.all(np.isfinite(lu)):
-                d = np.abs(np.diag(lu))
+            if info >= 0 and np.isfinite(lu).all():
+                d = np.abs(lu.diagonal())
                 singular = info > 0 or d.min() <= rtol * max(d.max(), 1.0)
         super().__init__(K, singular)
         self.lu, self.piv = (None, None) if singular else (lu, piv)

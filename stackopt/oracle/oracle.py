@@ -240,6 +240,8 @@ class EquilibriumOracle:
         self.config = cfg = self.CONFIG(options)
         if cfg.cold_start is None:
             cfg.cold_start = default_cold_start(kernel)
+        # read at every solve: plain values (the config is read once, like the engines' below)
+        self._time_limit, self._max_warm_newton, self._tol = cfg.time_limit, cfg.max_warm_newton, cfg.tol
         self.kernel = kernel
         self.units = k = FollowerUnits(kernel, follower_scale(kernel))
         self.counters = OracleCounters()
@@ -280,7 +282,7 @@ class EquilibriumOracle:
             raise ValueError("give warm= (an Equilibrium) or x0= (follower values), not both")
         if warm is not None and not isinstance(warm, Equilibrium):
             raise ValueError(f"warm must be an Equilibrium, got {type(warm).__name__}")
-        cap = time.perf_counter() + self.config.time_limit
+        cap = time.perf_counter() + self._time_limit
         deadline = cap if deadline is None else min(float(deadline), cap)
         work = OracleCounters()
         if warm is not None:
@@ -309,13 +311,13 @@ class EquilibriumOracle:
         z = (warm.x.copy(), warm.nu.copy(), warm.lam.copy(), warm.w.copy())
         if warm.p.shape == p.shape and warm.system is self.system:
             lin = sensitivity(self.kernel, warm) if lin is None else lin
-            if np.any(p != warm.p):  # predictor along the tangent
+            if (p != warm.p).any():  # predictor along the tangent
                 dx, dnu, dlam = tangent(self.kernel, warm, p - warm.p, lin)
                 k = self.kernel
-                z = (np.clip(z[0] + dx, k.x_lb, k.x_ub), z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
+                z = ((z[0] + dx).clip(k.x_lb, k.x_ub), z[1] + dnu, np.maximum(z[2] + dlam, 0.0), z[3])
         else:
             lin = None
-        return self.newton.solve(z, p, deadline, self.config.max_warm_newton, chord=lin)
+        return self.newton.solve(z, p, deadline, self._max_warm_newton, chord=lin)
 
     # -------------------------------------------------------------- helpers
     def residual(self, x, nu, lam, w, p) -> np.ndarray:
@@ -335,7 +337,7 @@ class EquilibriumOracle:
         if rn is None:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
         if status is None:
-            status = Status.CONVERGED if rn <= self.config.tol else Status.NOT_CONVERGED
+            status = Status.CONVERGED if rn <= self._tol else Status.NOT_CONVERGED
         work = work + OracleCounters(failures=int(status is not Status.CONVERGED))
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=float(rn), status=status,
                            newton_iterations=work.newton_iterations,

@@ -54,23 +54,36 @@ from .linalg import Factorization, LinearSolver
 
 @dataclass(frozen=True)
 class ActiveSet:
-    """Which bounds and inequality rows are held: boolean masks over ``x`` and the rows."""
+    """Which bounds and inequality rows are held: boolean masks over ``x`` and the rows.
+
+    The masks are values: the free variables, their count and the set's identity
+    (:meth:`__eq__`) are derived once, as every Newton step, tangent and adjoint reads them.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
     rows: np.ndarray
 
+    def __post_init__(self):
+        fixed = self.lower | self.upper
+        free = ~fixed
+        set_ = object.__setattr__
+        set_(self, "_fixed", fixed)
+        set_(self, "_free", free)
+        set_(self, "n_free", int(np.count_nonzero(free)))
+        set_(self, "_key", (self.lower.shape, self.rows.shape, self.lower.tobytes(),
+                            self.upper.tobytes(), self.rows.tobytes()))
+
     @property
     def fixed(self) -> np.ndarray:
-        return self.lower | self.upper
+        return self._fixed
 
     @property
     def free(self) -> np.ndarray:
-        return ~(self.lower | self.upper)
+        return self._free
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, ActiveSet) and np.array_equal(self.lower, other.lower)
-                and np.array_equal(self.upper, other.upper) and np.array_equal(self.rows, other.rows))
+        return isinstance(other, ActiveSet) and self._key == other._key
 
     __hash__ = None
 
@@ -149,7 +162,8 @@ class KKTResidual:
 
     def rhs(self, p):
         """``(b(p), h(p))``, kept for the last ``p``."""
-        if self._last_p is None or not np.array_equal(self._last_p, p):
+        last = self._last_p
+        if last is None or last.shape != np.shape(p) or not (last == p).all():
             self._last_rhs = (self.kernel.eq_rhs(p), self.kernel.ineq_rhs(p))
             self._last_p = np.array(p, dtype=float)
         return self._last_rhs
@@ -157,7 +171,8 @@ class KKTResidual:
     @staticmethod
     def norm(res: np.ndarray) -> float:
         """Infinity norm, ``inf`` where anything is not finite."""
-        return float(np.max(np.abs(res), initial=0.0)) if np.all(np.isfinite(res)) else float("inf")
+        res = np.abs(res)
+        return float(res.max(initial=0.0)) if np.isfinite(res).all() else float("inf")
 
     # ------------------------------------------------------------ active set
     def classify(self, x, lam, w, p) -> ActiveSet:
@@ -257,13 +272,16 @@ class KKTResidual:
 
     def split(self, y: np.ndarray, active: ActiveSet):
         """``y = (x_F, nu, lam_A)`` (or a matrix of such columns) as full-size ``(dx, dnu, dlam)``."""
-        free = active.free
-        nf = int(free.sum())
+        free, nf = active.free, active.n_free
         tail = y.shape[1:]
-        dx = np.zeros((self.n_x,) + tail)
-        dx[free] = y[:nf]
+        if nf == self.n_x:  # every variable free: y begins with dx
+            dx = np.array(y[:nf], dtype=float)
+        else:
+            dx = np.zeros((self.n_x,) + tail)
+            dx[free] = y[:nf]
         dlam = np.zeros((self.m_i,) + tail)
-        dlam[active.rows] = y[nf + self.m_e:]
+        if self.m_i:
+            dlam[active.rows] = y[nf + self.m_e:]
         return dx, y[nf:nf + self.m_e], dlam
 
     def p_jvp(self, lin: Linearization, dp: np.ndarray) -> np.ndarray:
@@ -277,7 +295,8 @@ class KKTResidual:
             return np.concatenate([
                 (k.Jp_dot(lin.jp, dp) + Hp @ dp)[free], -k.eq.rhs_jvp(p, dp), cdp[:sm.n_eq],
                 np.concatenate([-k.ineq.rhs_jvp(p, dp), cdp[sm.n_eq:]])[lin.active.rows]])
-        parts = [k.Jp_dot(lin.jp, dp)[free], -k.eq.rhs_jvp(p, dp)]
+        jdp = k.Jp_dot(lin.jp, dp)
+        parts = [jdp if lin.active.n_free == self.n_x else jdp[free], -k.eq.rhs_jvp(p, dp)]
         if self.m_i:
             parts.append(-k.ineq.rhs_jvp(p, dp)[lin.active.rows])
         return np.concatenate(parts)
@@ -287,6 +306,13 @@ class KKTResidual:
         k, p = self.kernel, lin.p
         ux, unu, ulam = self.split(u, lin.active)
         vec = ux.ndim == 1
+        if vec and self.smooth is None:  # one cotangent: no columns to stack
+            out = k.Jp_T_dot(lin.jp, ux)
+            if self.m_e and k.eq.depends_on_p:  # (b's derivative is zero otherwise: nothing to subtract)
+                out -= k.eq.rhs_vjp(p, unu)
+            if self.m_i and k.ineq.depends_on_p and lin.active.rows.any():
+                out -= k.ineq.rhs_vjp(p, ulam)
+            return out
         ux2 = ux[:, None] if vec else ux
         out = np.column_stack([k.Jp_T_dot(lin.jp, ux2[:, r]) for r in range(ux2.shape[1])])
         if self.smooth is not None:
