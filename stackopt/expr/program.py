@@ -47,6 +47,12 @@ class PolyBatch:
             rows.extend(r)
         self.rows = np.array(rows, dtype=np.intp)
         self.n_terms = len(rows)
+        # one term per output (a derivative's single product, a level of linear nodes): the
+        # terms in output order (None where they already are) replace the row sums
+        self._single = self.n_terms == self.n_out and bool(
+            np.array_equal(np.sort(self.rows), np.arange(self.n_out)))
+        order = np.argsort(self.rows) if self._single else None
+        self._order = None if order is None or np.array_equal(order, np.arange(self.n_out)) else order
         self.has_const = bool(np.any(self.const))
         self._sum = None
         self._loop = None  # (coef, atoms, degree) once use_loop() is on
@@ -93,6 +99,11 @@ class PolyBatch:
             return self.const.copy()
         if self._loop is not None and v.ndim == 1:
             out = polynomial_loop()(v, *self._loop, self.rows, self.n_out)
+        elif self._single and v.ndim == 1:
+            out = self._terms(v)
+            if self._order is not None:
+                out = out.take(self._order)
+            out += 0.0  # as the row sums add each term to zero: -0.0 becomes 0.0
         elif self.n_terms >= SPARSE_SUM_MIN_TERMS:
             out = self._row_sums() @ self._terms(v)
         else:

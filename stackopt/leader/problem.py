@@ -69,7 +69,7 @@ class Point:
     @property
     def violation(self) -> float:
         """The largest violation of the coupled constraints."""
-        return float(np.max(self.cons, initial=0.0))
+        return float(self.cons.max(initial=0.0))
 
     @property
     def x(self) -> np.ndarray:

@@ -40,7 +40,7 @@ class Scales:
     def violation(self, cons) -> float:
         """The largest violation of constraint values ``cons`` (``<= 0`` feasible), each in
         its own scale."""
-        return float(np.max(np.asarray(cons) / self.constraints, initial=0.0))
+        return float((np.asarray(cons) / self.constraints).max(initial=0.0))
 
     def magnitude(self, f: float) -> float:
         """What an objective value ``f`` is compared with: ``max(m_f, |f|)``."""

@@ -147,8 +147,8 @@ class KKTResidual:
             r = r + self.GT @ lam[:mi]
         b, h = self.rhs(p)
         req = self.A_op @ x - b
-        rin = np.minimum(lam[:mi], h - self.G_op @ x)
-        rb = x - np.clip(x + w, self.lb, self.ub)
+        rin = np.minimum(lam[:mi], h - self.G_op @ x) if mi else lam[:0]
+        rb = x - (x + w).clip(self.lb, self.ub)
         if self.smooth is None:
             return np.concatenate([r, req, rin, rb])
         sm = self.smooth

@@ -58,11 +58,11 @@ class ScaledLagrangian:
 
     def value(self, pt) -> float:
         """The augmented Lagrangian of the scaled problem."""
-        return float(self.wf * pt.f + np.sum(self.multipliers(pt) ** 2 - self.lam ** 2) / (2 * self.mu))
+        return float(self.wf * pt.f + (self.multipliers(pt) ** 2 - self.lam ** 2).sum() / (2 * self.mu))
 
     def measure(self, pt) -> float:
         """Feasibility and complementarity of the scaled constraints: ``||max(g, -lam/mu)||_inf``."""
-        return float(np.max(np.abs(np.maximum(self.wc * pt.cons, -self.lam / self.mu)), initial=0.0))
+        return float(np.abs(np.maximum(self.wc * pt.cons, -self.lam / self.mu)).max(initial=0.0))
 
     def violation(self, pt) -> float:
         """The largest violation at ``pt``, each constraint in its scale."""
@@ -99,7 +99,7 @@ class ScaledLagrangian:
         held = getattr(self.step, "held", None)
         if held is not None and held.any():
             g = np.where(held, 0.0, g)
-        return float(np.max(np.abs((self.project(pt.p - s * s * g) - pt.p) / s), initial=0.0))
+        return float(np.abs((self.project(pt.p - s * s * g) - pt.p) / s).max(initial=0.0))
 
     def violation_model(self, pt) -> tuple[float, float]:
         """``(V, V1)``: the scaled violation ``V = ||max(wc g, 0)||_2`` at ``pt`` and the least
