@@ -7,6 +7,7 @@ expression is walked after compilation.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,30 @@ from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
 SPARSE_SUM_MIN_TERMS = 4096  # terms of a batch from which one point's row sums are a sparse product
+
+
+def _row_sums_at(S, terms: np.ndarray) -> np.ndarray:
+    """``S @ terms`` for the CSR row-sum matrix ``S`` of :meth:`PolyBatch._row_sums`, by
+    SciPy's own CSR kernel called at once (what ``@`` runs, after argument checks that
+    cost as much as the sum on batches of some thousand terms); ``@`` where SciPy does
+    not offer it."""
+    matvec = _csr_matvec()
+    if matvec is None:  # pragma: no cover - every SciPy release this supports has it
+        return S @ terms
+    out = np.zeros(S.shape[0])
+    matvec(S.shape[0], S.shape[1], S.indptr, S.indices, S.data, terms, out)
+    return out
+
+
+@functools.cache
+def _csr_matvec():
+    """SciPy's CSR product kernel (what ``csr_matrix @ vector`` runs), or None; imported on
+    first use (``import stackopt`` stays light)."""
+    try:
+        from scipy.sparse._sparsetools import csr_matvec
+    except ImportError:  # pragma: no cover
+        return None
+    return csr_matvec
 
 
 class PolyBatch:
@@ -105,7 +130,7 @@ class PolyBatch:
                 out = out.take(self._order)
             out += 0.0  # as the row sums add each term to zero: -0.0 becomes 0.0
         elif self.n_terms >= SPARSE_SUM_MIN_TERMS:
-            out = self._row_sums() @ self._terms(v)
+            out = _row_sums_at(self._row_sums(), self._terms(v))
         else:
             out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
         if self.has_const:

@@ -49,14 +49,15 @@ class LinearRows:
         """``E`` transposed (kept: the adjoint applies it at every step)."""
         return self.E.T
 
-    @property
+    @cached_property
     def depends_on_p(self) -> bool:
-        """Whether any right-hand side depends on the leader's variables."""
+        """Whether any right-hand side depends on the leader's variables (rows are values:
+        :meth:`CompiledRows.read` makes new ones at every refresh)."""
         return self.E.nnz > 0 or self.psi is not None
 
     def rhs_at(self, p: np.ndarray) -> np.ndarray:
         """``b(p)``."""
-        out = self.rhs - self.E @ p if self.E.nnz else self.rhs.copy()
+        out = self.rhs - self.E @ p if self.depends_on_p and self.E.nnz else self.rhs.copy()
         if self.psi is not None:
             out[self.psi_rows] -= self.psi(p)
         return out

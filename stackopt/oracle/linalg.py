@@ -34,11 +34,8 @@ class Factorization:
 
     def __init__(self, K, singular: bool):
         self.K = K
+        self.n = K.shape[0]  # the order of K
         self.singular = bool(singular)
-
-    @property
-    def n(self) -> int:
-        return self.K.shape[0]
 
     def solve(self, rhs: np.ndarray, trans: bool = False) -> np.ndarray:
         """``K z = rhs`` (``K^T z = rhs`` with ``trans``); least squares when singular."""

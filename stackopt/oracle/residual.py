@@ -65,22 +65,14 @@ class ActiveSet:
     rows: np.ndarray
 
     def __post_init__(self):
+        # derived masks (plain attributes, not fields): fixed, free, and the count n_free
         fixed = self.lower | self.upper
-        free = ~fixed
         set_ = object.__setattr__
-        set_(self, "_fixed", fixed)
-        set_(self, "_free", free)
-        set_(self, "n_free", int(np.count_nonzero(free)))
+        set_(self, "fixed", fixed)
+        set_(self, "free", ~fixed)
+        set_(self, "n_free", int(fixed.size - np.count_nonzero(fixed)))
         set_(self, "_key", (self.lower.shape, self.rows.shape, self.lower.tobytes(),
                             self.upper.tobytes(), self.rows.tobytes()))
-
-    @property
-    def fixed(self) -> np.ndarray:
-        return self._fixed
-
-    @property
-    def free(self) -> np.ndarray:
-        return self._free
 
     def __eq__(self, other) -> bool:
         return isinstance(other, ActiveSet) and self._key == other._key
