@@ -378,15 +378,21 @@ class LeaderProblem:
         """Gradient in ``p`` of ``f + weights @ cons`` (one adjoint solve per equilibrium)."""
         k = self.k
         n_s = len(pt.equilibria)
-        grad = np.zeros(k.n_p)
         full = np.zeros(1 + k.n_c)
         oshare = _objective_share(pt)
+        grad = None
         for j, (e, v, lin) in enumerate(zip(pt.equilibria, pt.values, self.linearize(pt))):
             full[:] = 0.0
             full[0] = self.sense * oshare[j]
             full[1 + self.coupled] = weights * pt.share[j]
-            grad += leader_gradients(k, e, full, v, lin)[2]
-        return grad / n_s
+            g = leader_gradients(k, e, full, v, lin)[2]
+            if grad is None:  # the sum starts from zero: the first term added to 0.0 (-0.0 becomes 0.0)
+                grad = g + 0.0
+            else:
+                grad += g
+        if grad is None:
+            grad = np.zeros(k.n_p)
+        return grad if n_s == 1 else grad / n_s  # (division by one is exact)
 
     def jacobian(self, pt: Point, per_sample: bool = False):
         """``(grad f, d cons / dp)``; with ``per_sample`` the constraint rows of every

@@ -148,7 +148,7 @@ class AugmentedLagrangian(ScaledLagrangian):
         push, self._push = self._push, False
         for inner in range(o.multiplier_every + 1):
             g = self.grad(pt)
-            if not np.all(np.isfinite(g)):  # a singular system with non-finite data here
+            if not np.isfinite(g).all():  # a singular system with non-finite data here
                 return pt, None, True
             st = self.stationarity(pt, g)
             self._record(pt, st)
@@ -195,7 +195,7 @@ class AugmentedLagrangian(ScaledLagrangian):
     def _moved(self, pt) -> None:
         """After an accepted step: variables without a box take their scale from their
         value, and the iterate may be the best tracked one."""
-        if self._unbounded.any():
+        if self._any_unbounded:
             self.scale = np.where(self._unbounded, np.maximum(1.0, np.abs(pt.p)), self.scale)
         self.answers.track(pt)
 

@@ -30,6 +30,7 @@ class ScaledLagrangian:
         k = prob.k
         self.scale = variable_scale(k)
         self._unbounded = ~(np.isfinite(k.p_ub - k.p_lb) & (k.p_ub > k.p_lb))
+        self._any_unbounded = bool(self._unbounded.any())
         self.lam = np.zeros(prob.n_c)
         self.mu = 1.0
         self.wf, self.wc = 1.0, np.ones(prob.n_c)
