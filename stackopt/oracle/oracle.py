@@ -284,7 +284,6 @@ class EquilibriumOracle:
             raise ValueError(f"warm must be an Equilibrium, got {type(warm).__name__}")
         cap = time.perf_counter() + self._time_limit
         deadline = cap if deadline is None else min(float(deadline), cap)
-        work = OracleCounters()
         if warm is not None:
             res = self._warm(warm, p, deadline, linearization)
             work = OracleCounters(warm_solves=1, newton_iterations=res.iterations)
@@ -292,8 +291,10 @@ class EquilibriumOracle:
                 return self._done(self.finish(res.z, p, work, res.residual), deadline)
             start, restarts = warm.x, (self.config.cold_restarts if rng is not None else 0)
         elif x0 is not None:
+            work = OracleCounters()
             start, restarts = x0, (self.config.cold_restarts if rng is not None else 0)
         else:
+            work = OracleCounters()
             start, restarts = None, self.config.cold_restarts
         work = work + OracleCounters(cold_starts=1)
         return self._done(self.cold.run(start, p, deadline, np.random.default_rng(rng), restarts,
@@ -338,7 +339,8 @@ class EquilibriumOracle:
             rn = self.system.norm(self.system.value(x, nu, lam, w, p))
         if status is None:
             status = Status.CONVERGED if rn <= self._tol else Status.NOT_CONVERGED
-        work = work + OracleCounters(failures=int(status is not Status.CONVERGED))
+        if status is not Status.CONVERGED:
+            work = work + OracleCounters(failures=1)
         return Equilibrium(x=x, nu=nu, lam=lam, w=w, p=p.copy(), residual=float(rn), status=status,
                            newton_iterations=work.newton_iterations,
                            relaxation_iterations=work.dynamics_steps, message=message,

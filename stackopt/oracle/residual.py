@@ -122,6 +122,7 @@ class KKTResidual:
         self.G_op = self.G.toarray() if small else self.G
         self.AT, self.GT = (self.A_op.T, self.G_op.T) if small else (self.A.T.tocsr(), self.G.T.tocsr())
         self._last_p = self._last_rhs = None
+        self._fixed_rhs = None  # (eq rows, inequality rows, (b, h)) where neither depends on p
         self._tol_lb = active_tol * (1 + np.abs(np.where(np.isfinite(self.lb), self.lb, 0.0)))
         self._tol_ub = active_tol * (1 + np.abs(np.where(np.isfinite(self.ub), self.ub, 0.0)))
         self._dense_rows = None
@@ -153,7 +154,15 @@ class KKTResidual:
         return np.concatenate([nu[self.me_lin:], lam[self.mi_lin:]])
 
     def rhs(self, p):
-        """``(b(p), h(p))``, kept for the last ``p``."""
+        """``(b(p), h(p))``, kept for the last ``p``; where no row's right-hand side depends on
+        the leader (the kernel's rows as they are now), kept for any ``p``."""
+        k = self.kernel
+        eq, ineq = k.eq, k.ineq
+        if not (eq.depends_on_p or ineq.depends_on_p):
+            kept = self._fixed_rhs
+            if kept is None or kept[0] is not eq or kept[1] is not ineq:
+                kept = self._fixed_rhs = (eq, ineq, (k.eq_rhs(p), k.ineq_rhs(p)))
+            return kept[2]
         last = self._last_p
         if last is None or last.shape != np.shape(p) or not (last == p).all():
             self._last_rhs = (self.kernel.eq_rhs(p), self.kernel.ineq_rhs(p))
