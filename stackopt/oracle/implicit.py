@@ -86,7 +86,7 @@ def leader_gradients(kernel, eq, weights: np.ndarray | None = None, leader_all=N
     if weights is not None:
         gx = weights @ Jx
         gp = np.bincount(kernel.Lp_cols, weights=weights[kernel.Lp_rows] * jp,
-                         minlength=kernel.n_p).astype(float)
+                         minlength=kernel.n_p).astype(float, copy=False)
         return obj, cons, gp + vjp(kernel, eq, gx, lin)
     _, Jp = kernel.leader_jacobian(eq.x, eq.p)
     total = Jp + vjp(kernel, eq, Jx.T, lin).T
