@@ -35,13 +35,26 @@ starts at every start and re-anchoring.
 Where the leader's problem is not differentiable at its optimum (a follower's
 bound or row that becomes active there puts a kink into ``x*(p)``), Ipopt's
 quasi-Newton steps cannot meet its convergence test and would run their whole
-iteration budget at the optimum. A run whose best objective has not improved
-(by ``STALL_GAIN`` relative) for ``STALL_ITERATIONS`` iterations is stopped;
+iteration budget at the optimum. A run that made no progress for
+``STALL_ITERATIONS`` iterations is stopped (progress: a feasible iterate, each
+constraint's violation in its scale at most ``feasibility_tol``, whose objective is
+lower than every feasible one before by ``STALL_GAIN`` relative, or an infeasible one
+at most ``STALL_REPAIR`` times as infeasible as any before; a stalled run answers
+with its best point by the same order, never with an infeasible point of lower
+objective);
 its answer is ``converged`` where the convex hull of the gradients evaluated in
 those iterations, all within ``KINK_RADIUS`` scale units of it, holds a point
 of norm at most ``KINK_TOL * max(1, |f|)`` (each projected on the leader's box:
 the gradient-sampling test of Clarke stationarity; without active leader
 constraints), else ``not_converged``, saying so.
+
+Ipopt's limited-memory BFGS skips its update where the curvature along a step
+is not positive, as along a path on which the objective is linear (an insurer's
+revenue along binding participation constraints); its steps then keep the length
+of the first one (``FIRST_MOVE`` scale units at most) however far the optimum
+is. A run whose last ``CRAWL_STEPS`` steps were full, feasible, descending and no
+shorter than the one before is restarted from its iterate with first steps
+``CRAWL_GROWTH`` times longer, within the same iteration budget.
 
 After Ipopt stops, the answer is evaluated on fresh draws (the followers'
 dynamics from seeded random starts, as scoring does); where they reach other
@@ -90,8 +103,11 @@ from stackopt.solvers.ipopt import check_options
 from .registry import Method, MethodOutput, ReportedHistory, register_method
 
 _INF = 1e20  # Ipopt treats |bound| >= 1e19 as infinite
-STALL_ITERATIONS = 30  # Ipopt iterations without a better objective after which a run has stalled
-STALL_GAIN = 1e-9  # relative decrease of the best objective that counts as progress
+STALL_ITERATIONS = 30  # Ipopt iterations without progress after which a run has stalled
+STALL_GAIN = 1e-9  # relative decrease of the best feasible objective that counts as progress
+CRAWL_STEPS = 10  # full, descending, feasible steps of unchanging length that make a crawl
+CRAWL_GROWTH = 10.0  # a crawl's restart takes first steps this many times longer
+STALL_REPAIR = 0.5  # infeasibility at most this fraction of the least so far counts as progress
 KINK_RADIUS = 1e-4  # scale units: the stalled iterations' gradients sampled this near the answer
 KINK_TOL = 1e-6  # the sampled gradients' convex hull holds a point this small (times max(1, |f|))
 
@@ -226,7 +242,8 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
     """One Ipopt run from ``anchor``; returns ``(point at the answer, status, message)``."""
     k, ls = prob.k, prob.leader_set
     per_sample = config.constraints == "worst" and prob.samples > 1
-    cb = _IpoptCallbacks(prob, anchor, scales, per_sample, deadline, history, start_index)
+    cb = _IpoptCallbacks(prob, anchor, scales, per_sample, deadline, history, start_index,
+                         config.feasibility_tol)
     s = cb.scale  # Ipopt works in u = p / s
     m = cb.n_rows + ls.A.shape[0]
     cl = np.full(m, -_INF)
@@ -240,11 +257,22 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
                "tol": config.tol, "max_iter": config.max_iter, "mu_strategy": "adaptive",
                "bound_relax_factor": 0.0}
     options.update(config.ipopt_options)
-    left = deadline - time.perf_counter() if np.isfinite(deadline) else None
-    run = ipopt_solve(cb, anchor.p / s, lb, ub, cl, cu, options,
-                      time_limit=max(left, 1e-2) if left is not None else None)
-    status = Status.TIME_LIMIT if cb.timed_out else run.status
-    name = "stopped at the time limit" if cb.timed_out else run.message.split(":")[0]
+    u, used, restarts, budget = anchor.p / s, 0, 0, int(options["max_iter"])
+    while True:
+        left = deadline - time.perf_counter() if np.isfinite(deadline) else None
+        run = ipopt_solve(cb, u, lb, ub, cl, cu, {**options, "max_iter": budget - used},
+                          time_limit=max(left, 1e-2) if left is not None else None)
+        used += run.iterations
+        if not cb.crawling or used >= budget:
+            break
+        # a crawl: restart from Ipopt's iterate with longer first steps
+        u, restarts = run.x, restarts + 1
+        options["limited_memory_init_val"] = options["limited_memory_init_val"] / CRAWL_GROWTH
+        cb.restart(used)
+    status = (Status.TIME_LIMIT if cb.timed_out else Status.MAX_ITERATIONS if cb.crawling
+              else run.status)
+    name = ("stopped at the time limit" if cb.timed_out else "crawling at the iteration limit"
+            if cb.crawling else run.message.split(":")[0])
     u = run.x
     try:
         answer = cb.point(np.asarray(u, dtype=float) * s)
@@ -253,7 +281,7 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
         status = Status.NOT_CONVERGED if status is Status.CONVERGED else status
         name += "; no equilibrium at Ipopt's answer, the best point evaluated is returned"
     if cb.stalled and not cb.timed_out:
-        if cb.lowest is not None and cb.lowest.f < answer.f:
+        if cb.lowest is not None and cb.better(cb.lowest, answer):
             answer = cb.lowest
         stationary, size = _kink_test(cb, answer, config)
         status = Status.CONVERGED if stationary else Status.NOT_CONVERGED
@@ -262,7 +290,8 @@ def _ipopt(prob, anchor, scales, config, deadline, history, start_index):
                    if stationary else "no stationarity certificate"
                    + ("" if size is None else f" (smallest convex combination of the sampled "
                                                f"gradients {size:.2g})")))
-    return answer, status, f"Ipopt: {name} after {run.iterations} iterations"
+    restarted = f" ({restarts} restarted with longer steps after a crawl)" if restarts else ""
+    return answer, status, f"Ipopt: {name} after {used} iterations{restarted}"
 
 
 def _kink_test(cb, answer, config):
@@ -294,6 +323,17 @@ def _kink_test(cb, answer, config):
     return size <= KINK_TOL * max(1.0, abs(answer.f)), size
 
 
+def _crawl(steps) -> bool:
+    """Whether Ipopt's last full steps ``(objective after it, its length)`` crawl: each
+    descends and is at least as long as the one before (to 1 %). Ipopt's limited-memory
+    BFGS skips its update where the curvature along a step is not positive (an objective
+    linear along the path, such as a leader's revenue along a binding participation
+    constraint), and its steps then keep the first step's length however far the
+    optimum is."""
+    f, d = np.array(steps).T
+    return bool(np.all(np.diff(f) < 0) and np.all(d[1:] >= 0.99 * d[:-1]) and d[-1] > 0)
+
+
 class _Unevaluable(Exception):
     pass
 
@@ -304,8 +344,9 @@ class _IpoptCallbacks(ArrayCallbacks):
     tracked from the problem's cached point nearest them (its cache emptied but for
     ``anchor`` at the start of a run), the run's progress and stall."""
 
-    def __init__(self, prob, anchor, scales, per_sample, deadline, history, start_index):
+    def __init__(self, prob, anchor, scales, per_sample, deadline, history, start_index, feasibility_tol):
         self.prob, self.anchor, self.per_sample = prob, anchor, per_sample
+        self.scales, self.feasibility_tol = scales, feasibility_tol
         self.wf = 1.0 / scales.objective
         self.wc = np.tile(1.0 / scales.constraints, prob.samples if per_sample else 1)
         self.deadline, self.history, self.start_index = deadline, history, start_index
@@ -315,9 +356,15 @@ class _IpoptCallbacks(ArrayCallbacks):
         self.iterations = 0
         self.timed_out = False
         self.best = None
-        self.lowest = None  # the point of lowest objective evaluated
+        self.lowest = None  # the feasible point of lowest objective evaluated, else the least violating
         self.recent: deque = deque(maxlen=2 * STALL_ITERATIONS)  # points whose gradients Ipopt asked for
-        self.best_f, self.since, self.stalled = np.inf, 0, False
+        # progress: the lowest objective of a feasible iterate, the least infeasibility of the others
+        self.best_f, self.least_inf, self.since, self.stalled = np.inf, np.inf, 0, False
+        self.restart(0)
+
+    def restart(self, done: int) -> None:
+        """A new Ipopt run continues this one, ``done`` iterations in."""
+        self.done, self.crawling, self.steps = done, False, []  # the current run's (f, step length)
 
     def point(self, p):
         """The converged point at ``p`` (``_Unevaluable`` where no equilibrium is found)."""
@@ -328,9 +375,16 @@ class _IpoptCallbacks(ArrayCallbacks):
         if not pt.converged:
             raise _Unevaluable()
         self.best = pt
-        if self.lowest is None or pt.f < self.lowest.f:
+        if self.lowest is None or self.better(pt, self.lowest):
             self.lowest = pt
         return pt
+
+    def better(self, a, b) -> bool:
+        """Whether point ``a`` is a better answer than ``b``: feasible (each constraint's
+        violation in its scale at most ``feasibility_tol``) with a lower objective, or less
+        infeasible."""
+        va, vb = (max(self.scales.violation(pt.cons) - self.feasibility_tol, 0.0) for pt in (a, b))
+        return va < vb or (va == vb == 0.0 and a.f < b.f)
 
     def _eval(self, u):
         try:
@@ -372,21 +426,37 @@ class _IpoptCallbacks(ArrayCallbacks):
         J = self._derivatives(self._eval(u))[1]
         return (np.vstack([self.wc[:, None] * J, self.prob.leader_set.A]) * self.scale).ravel()
 
+    def _violation(self) -> float:
+        """The current iterate's largest constraint violation, in the constraints' scales
+        (Ipopt's ``inf_pr`` here is of its own reformulated problem, with slacks)."""
+        v = self.problem.get_current_violations(scaled=False)
+        return float(max(np.max(v[key], initial=0.0) for key in ("g_violation", "x_L_violation", "x_U_violation")))
+
     def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm,
                      regularization_size, alpha_du, alpha_pr, ls_trials):
         self.iterations = int(iter_count)
-        self.history.append(dict(start=self.start_index, iteration=float(iter_count),
+        self.history.append(dict(start=self.start_index, iteration=float(self.done + iter_count),
                                  objective=self.prob.sense * float(obj_value) / self.wf,
                                  primal_infeasibility=float(inf_pr), dual_infeasibility=float(inf_du)))
         if time.perf_counter() > self.deadline:
             self.timed_out = True
             return False
-        f = float(obj_value)
-        if f < self.best_f - STALL_GAIN * max(1.0, abs(f)):
-            self.best_f, self.since = f, 0
+        restoring = int(alg_mod) == 1  # Ipopt's restoration phase: its own objective
+        f, inf = float(obj_value), max((float(inf_pr) if restoring else self._violation())
+                                       - self.feasibility_tol, 0.0)
+        if not restoring and inf == 0.0 and f < self.best_f - STALL_GAIN * max(1.0, abs(f)):
+            self.best_f, self.since = f, 0  # a better feasible iterate
+        elif 0.0 < inf <= STALL_REPAIR * self.least_inf:
+            self.since = 0  # an infeasible iterate, closer to feasible than any before
         else:
             self.since += 1
+        self.least_inf = min(self.least_inf, inf)
         if self.since >= STALL_ITERATIONS:  # no progress: a kink Ipopt cannot converge on
             self.stalled = True
+            return False
+        full = not restoring and inf == 0.0 and float(alpha_pr) == 1.0 and int(ls_trials) == 1
+        self.steps = self.steps[-CRAWL_STEPS:] + [(f, float(d_norm))] if full else []
+        if len(self.steps) > CRAWL_STEPS and _crawl(self.steps):
+            self.crawling = True
             return False
         return True

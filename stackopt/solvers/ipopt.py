@@ -158,6 +158,7 @@ class ArrayCallbacks:
     Ipopt's iterations."""
 
     iterations = 0
+    problem = None  # the cyipopt problem being solved, during ``ipopt_solve``
 
     def intermediate(self, alg_mod, iter_count, *args):
         self.iterations = int(iter_count)
@@ -201,6 +202,7 @@ def ipopt_solve(callbacks: ArrayCallbacks, x0, lb, ub, cl, cu, options: Mapping 
     cl, cu = np.asarray(cl, float), np.asarray(cu, float)
     start = time.perf_counter()
     problem = cyipopt.Problem(n=lb.size, m=cl.size, problem_obj=callbacks, lb=lb, ub=ub, cl=cl, cu=cu)
+    callbacks.problem = problem  # for ``intermediate``: Ipopt's current iterate and violations
     try:
         for key, val in opts.items():
             try:
@@ -209,6 +211,7 @@ def ipopt_solve(callbacks: ArrayCallbacks, x0, lb, ub, cl, cu, options: Mapping 
                 raise ValueError(f"Ipopt option {key!r}={val!r} was rejected: {exc}") from None
         x, info = problem.solve(np.asarray(x0, float))
     finally:
+        callbacks.problem = None
         problem.close()
     code = int(info["status"])
     msg = info["status_msg"]

@@ -146,6 +146,10 @@ def test_unbounded_follower_is_not_called_infeasible_by_ipopt():
     assert "no KKT point of follower 'f'" in out.message and "unbounded" in out.message
     assert 0.0 <= out.leader[0] <= 1.0
     assert out.claimed_objective is None  # no objective claimed from a failed solve
+    # a failed solve's point is no answer: no NLP of any start was solved, so the leader's
+    # initial values are returned
+    assert out.leader == pytest.approx([0.5], abs=0.0)
+    assert "the leader's initial values are returned" in out.message
     res = stackopt.solve(unbounded_follower(), "mpec-ipopt")
     assert res.status is Status.NOT_CONVERGED
     assert 0.0 <= res.leader_values["x"] <= 1.0

@@ -33,8 +33,10 @@ class IpoptSolver(Solver):
     Status ``CONVERGED`` when the last NLP (at ``eps_final``) converged and
     the largest product ``lambda * s`` over the pairs is at most
     ``complementarity_tol``. Otherwise the status of the failing NLP
-    (``TIME_LIMIT``, ``MAX_ITERATIONS``, ``NOT_CONVERGED``) with the last
-    point reached; when Ipopt reports local infeasibility the message names
+    (``TIME_LIMIT``, ``MAX_ITERATIONS``, ``NOT_CONVERGED``) with the best
+    point at which any start solved an NLP of its sweep (a failed solve's point
+    is no answer: where every start's first NLP failed, the leader's initial
+    values are returned); when Ipopt reports local infeasibility the message names
     where the remaining violation is: ``INFEASIBLE`` only when it is in the
     leader's constraints alone; in a follower's KKT conditions (a follower
     whose problem is unbounded or infeasible has none) it is
@@ -154,8 +156,10 @@ class IpoptSolver(Solver):
 
 
 def _choose(runs, sign, problem, sl):
-    """(status, message, NlpResult or None) of the best converged run, else of the first run;
-    ``TIME_LIMIT`` where the limit stopped a start (the best converged point is kept)."""
+    """(status, message, NlpResult or None) of the best converged run, else the first run's
+    status and message with the best point any run solved an NLP at (None where every
+    start's first NLP failed); ``TIME_LIMIT`` where the limit stopped a start (the best
+    converged point is kept)."""
     converged = [r for r in runs if r.status is Status.CONVERGED]
     if converged:
         best = min(converged, key=lambda r: sign * r.result.objective)
@@ -169,6 +173,13 @@ def _choose(runs, sign, problem, sl):
     if first.infeasible and first.failed is not None:
         status, why = diagnose(problem, sl, first.failed.values)
         message += f"; {why}"
+    # the point of a failed solve is no answer: the best point of an NLP that was solved
+    # (at some eps), else none (the leader's initial values)
+    solved = [r for r in runs if r.result is not None and r.result is not r.failed]
+    final = min(solved, key=lambda r: sign * r.result.objective).result if solved else None
+    message += ("" if final is first.result else
+                "; the best point of an NLP solved on the way is returned" if solved else
+                "; no NLP of any start was solved: the leader's initial values are returned")
     if runs[-1].status is Status.TIME_LIMIT:
         status, message = Status.TIME_LIMIT, runs[-1].message
-    return status, message, first.result
+    return status, message, final
