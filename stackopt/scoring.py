@@ -241,7 +241,7 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision
             note = f"the draws stopped at the deadline after {s}, {why}"
             work = work + OracleCounters(clock_stops=1)
             break
-        left = max(target - s, 1)
+        left = max(plan.least - s, 1)  # the first stage shares the time left; a later draw may use it all
         e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(left))
         work = work + e.counters
         if not e.converged and hint is not None:
