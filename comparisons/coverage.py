@@ -142,8 +142,10 @@ def simulate(rule, spread: Spread, reps: int, seed: int = 0) -> tuple[float, flo
     return float(np.mean(np.abs(mean - spread.expectation) <= half)), float(np.mean(n))
 
 
-def synthetic_table(reps: int, seed: int = 0, out=sys.stdout) -> dict:
-    """Print and return the coverage and mean draws of every rule on every spread."""
+def synthetic_table(reps: int, seed: int = 0, out=None) -> dict:
+    """Print (to ``out``, default standard output) and return the coverage and mean draws of
+    every rule on every spread."""
+    out = out or sys.stdout
     width = max(len(s.name) for s in SPREADS)
     print(f"{reps} repetitions per spread; 95 % intervals; coverage (mean draws)", file=out)
     print(f"{'spread':{width}}  " + "  ".join(f"{r:>16}" for r in RULES), file=out)
@@ -236,9 +238,11 @@ def _number(v) -> float:
 
 
 def check_database(path: str, further: int, experiments=None, methods=None, offset=OFFSET,
-                   out=sys.stdout) -> list[Checked]:
-    """Print every cell of the database at ``path`` scored again (see the module docstring)
-    as it is done, then the summary; return the cells."""
+                   out=None) -> list[Checked]:
+    """Print (to ``out``, default standard output) every cell of the database at ``path``
+    scored again (see the module docstring) as it is done, then the summary; return the
+    cells."""
+    out = out or sys.stdout
     from .store import Store
 
     with Store.open(path, readonly=True) as store:

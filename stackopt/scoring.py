@@ -29,7 +29,7 @@ t(n-1) s) / sqrt(n)`` (:func:`half_width`): Stein's interval, widened to Student
 interval over all the draws where their spread ``s`` is the larger. Why not "draw until
 the standard error is small enough": that rule stops preferentially where the sample's
 spread happens to be small, and its ``t`` interval then covers the expectation less
-often than it says (about 93 % where the draws are normal and some 30 are needed).
+often than it says (93.5 % where the draws are normal and some 35 are needed).
 Stein's ``N`` depends on the first stage alone, so that under normality the mean of the
 ``N`` draws is independent of ``s0`` and the interval is exact, whatever ``N`` is (the
 cap and the clock included); widening it keeps it exact or conservative there, and takes
@@ -38,10 +38,12 @@ the equilibria is far from normal no rule is exact with few draws: an equilibriu
 reached with probability ``q`` is missed by all ``n0`` first draws with probability
 ``(1 - q)^n0`` (0.12 for ``q = 0.1``), and a strongly skewed spread makes every ``t``
 interval of a few tens of draws too short on one side. ``MIN_DRAWS = 20`` is the
-compromise measured by ``python -m stackopt.comparisons.coverage --synthetic``:
-coverage 95 % for a normal spread and one like a security game's, 88-95 % for two or
-three equilibria with probabilities down to 0.1 (65-90 % with 10 first draws and the
-former rule), 87-92 % for exponential and lognormal spreads.
+compromise measured by ``python -m stackopt.comparisons.coverage --synthetic``
+(20000 repetitions each): coverage 95-95.5 % for normal spreads and one like a security
+game's (the former rule: 93.5-95 %), 87-95 % for two or three equilibria with
+probabilities down to 0.1 (former: 65-96 %), 86.5-92 % for lognormal and exponential
+spreads (former: 84-90 %), at 20-35 draws where the former rule made 10-32. A first stage
+of 30 draws would lift the rare equilibrium's case to 95 % at 30 draws at least.
 
 Draw ``s`` starts from the random point seeded by ``(seed, s)``: every method's
 strategy on the same instance and seed is scored with the same draws (common
