@@ -6,6 +6,7 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 from games import coordination, make_duopoly
+from scipy import special
 
 import stackopt
 from stackopt import StackelbergGame
@@ -35,15 +36,22 @@ def test_interval_covers_the_expectation_at_its_level():
     assert abs(np.mean([ev.objective_stderr for ev in evs]) * math.sqrt(n) / pooled.std() - 1) < 0.2
 
 
-def test_draws_until_the_standard_error_is_small_enough():
+def test_the_first_stage_fixes_the_draws():
+    """Stein's two stages: the first MIN_DRAWS draws' spread fixes the draws in all, so that
+    their standard error at that number is at most the precision times their scale."""
     game = coordination()
-    ev = evaluate(game, [0.0], seed=3, precision=0.1, max_draws=500)
-    # objective's scale 2 (the largest draw): standard error at most 0.2, first reached here
-    assert ev.objective_stderr <= 0.1 * 2 and ev.draws >= MIN_DRAWS
-    shorter = evaluate(game, [0.0], seed=3, samples=ev.draws - 1)
-    se = np.std(shorter.objectives, ddof=1) / math.sqrt(shorter.draws)
-    assert ev.draws == MIN_DRAWS or se > 0.1 * np.max(np.abs(shorter.objectives))
-    assert ev.note == ""
+    ev = evaluate(game, [0.0], seed=3, precision=0.05, max_draws=500)
+    first = ev.objectives[:MIN_DRAWS]
+    s0, scale = np.std(first, ddof=1), np.max(np.abs(first))  # scale 2: the largest draw
+    assert ev.draws == math.ceil((s0 / (0.05 * scale)) ** 2) > MIN_DRAWS and ev.first == MIN_DRAWS
+    assert s0 / math.sqrt(ev.draws) <= 0.05 * scale < s0 / math.sqrt(ev.draws - 1)
+    assert np.array_equal(first, evaluate(game, [0.0], seed=3, samples=MIN_DRAWS).objectives)
+    # the interval: Stein's, or the t interval over all the draws where that is wider
+    low, high = ev.objective_interval
+    t19, tn = 2.093024, float(special.stdtrit(ev.draws - 1, 0.975))
+    assert (high - low) / 2 == pytest.approx(max(t19 * s0, tn * np.std(ev.objectives, ddof=1))
+                                             / math.sqrt(ev.draws))
+    assert ev.note == "" and evaluate(game, [0.0], seed=3, precision=1.0).draws == MIN_DRAWS
     # the cap: the precision is not reached, and the evaluation says so
     capped = evaluate(game, [0.0], seed=3, precision=1e-6, max_draws=15)
     assert capped.draws == 15 and "cap of 15" in capped.note and "standard error" in capped.note
@@ -73,7 +81,9 @@ def test_result_says_what_the_draws_showed():
     assert r.draws == 40  # the default precision is not reached with 40 draws of this spread
     low, high = r.objective_interval
     assert low < r.leader_objective < high
-    assert r.objective_stderr > 0 and high - low == pytest.approx(2 * 2.022691 * r.objective_stderr)
+    # at least Student's t interval over the 40 draws (wider where the first 20 spread more)
+    t39 = special.stdtrit(39, 0.975)  # 2.0227
+    assert r.objective_stderr > 0 and high - low >= 2 * t39 * r.objective_stderr * (1 - 1e-12)
     assert r.pessimistic["objective"] == pytest.approx(0.0, abs=1e-6)
     assert r.optimistic["objective"] == pytest.approx(2.0, abs=1e-6)
     assert sorted(round(e["objective"], 6) for e in r.equilibria) == [0.0, 1.0, 2.0]
