@@ -100,9 +100,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=_positive_float, default=None, metavar="SECONDS",
                    help="replace every experiment's per-cell time limit")
     p.add_argument("--precision", type=positive_number, default=None, metavar="X",
-                   help="replace every experiment's scoring precision: draws of the followers' "
-                        "equilibrium until the standard error of the mean objective is at most X "
-                        "times its scale (default 2e-3)")
+                   help="replace every experiment's scoring precision: a first stage of draws "
+                        "of the followers' equilibrium fixes how many are made, for a standard "
+                        "error of the mean objective of at most X times its scale (default 2e-3)")
     p.add_argument("--max-draws", type=_positive_int, default=None, metavar="N",
                    help="replace every experiment's largest number of scoring draws (default 100)")
     p.add_argument("--retry-failed", action="store_true",

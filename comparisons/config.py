@@ -8,8 +8,8 @@ A config is a TOML file holding one or more experiments::
     [experiments.nfg]
     game = "nfg"                # stackopt.models.available_games(), or module:function or
                                 # path/to/file.py:function (relative to this file's folder)
-    precision = 1e-3            # scoring: draws until the standard error of the mean objective
-    max_draws = 50              # is at most this times its scale, at most max_draws draws
+    precision = 1e-3            # scoring: draws for a standard error of the mean objective
+    max_draws = 50              # of at most this times its scale, at most max_draws draws
                                 # (both also at the top; defaults in stackopt.scoring)
     axis = "budget"             # x axis of the report's figures (default: the varied parameter)
     [experiments.nfg.grid]      # a list sweeps a parameter, a scalar fixes it

@@ -190,9 +190,10 @@ def _command_parser(command: str, argv, description: str, with_method: bool):
         ap.add_argument("--time-limit", type=positive_number, default=None, metavar="SECONDS",
                         help="stop the method after this many seconds")
         ap.add_argument("--precision", type=positive_number, default=None, metavar="X",
-                        help="scoring: draws of the followers' equilibrium until the standard error "
-                             "of the mean objective is at most X times its scale (default 2e-3; "
-                             "one draw where the equilibrium is provably unique)")
+                        help="scoring: a first stage of draws of the followers' equilibrium fixes "
+                             "how many are made, for a standard error of the mean objective of at "
+                             "most X times its scale (default 2e-3; one draw where the equilibrium "
+                             "is provably unique)")
         ap.add_argument("--max-draws", type=_COUNT, default=None, metavar="N",
                         help="scoring: at most N draws (default 100)")
         ap.add_argument("--json", action="store_true",

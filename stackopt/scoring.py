@@ -203,8 +203,9 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
 
     Draw ``s`` starts the oracle from the random point seeded by ``(seed, s)``; how many
     draws: ``samples`` where given, else as the module docstring says (one for a provably
-    unique equilibrium, else until the standard error of the mean objective is at most
-    ``precision`` times the objective's scale, at most ``max_draws``). ``hint`` (an
+    unique equilibrium, else Stein's two stages: the first fixes how many draws make the
+    standard error of the mean objective at most ``precision`` times the objective's
+    scale, at most ``max_draws``). ``hint`` (an
     equilibrium a method already holds) is used only where a fresh start fails to
     converge. ``deadline`` (a ``time.perf_counter()`` value) bounds the oracle's calls:
     each of the first draws gets an equal share of the time left (at least ``MIN_CALL``),
