@@ -78,13 +78,13 @@ class Affinity:
     (``held``), then those of instances no other child is running, then the rest."""
 
     def __init__(self):
-        self._keys: dict[tuple, tuple] = {}  # cell key -> instance key, computed once
+        self._keys: dict[int, tuple] = {}  # id(cell) -> (cell, its instance key), computed once
 
     def instance(self, cell: Cell) -> tuple:
-        key = self._keys.get(cell.key)
-        if key is None:
-            key = self._keys[cell.key] = instance_key(cell)
-        return key
+        hit = self._keys.get(id(cell))
+        if hit is None or hit[0] is not cell:  # the cell is held: its id is its own
+            hit = self._keys[id(cell)] = (cell, instance_key(cell))
+        return hit[1]
 
     def rank(self, held: tuple | None, running: set):
         def rank(cell: Cell) -> int:
