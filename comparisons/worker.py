@@ -114,7 +114,7 @@ class ModelState:
     expressions, the variables' bounds), as read when the instance was built."""
 
     def __init__(self, model):
-        import pyomo.environ as pyo
+        import pyomo.core as pyo
 
         self.model = model
         self.variables = list(model.component_data_objects(pyo.Var, descend_into=True))
@@ -125,7 +125,7 @@ class ModelState:
         self.structure = self._structure()
 
     def _structure(self) -> tuple:
-        import pyomo.environ as pyo
+        import pyomo.core as pyo
 
         model = self.model
         components = list(model.component_objects(descend_into=True))
