@@ -45,8 +45,9 @@ wall seconds of the child process), and the same process's start-up alone (impor
 command line and reading the game registry).
 
 Paper run (``--cells SPEC``): the CPU seconds of sampled cells of the paper configs' main
-experiments, ``gradient`` and ``initial``, each as the harness runs it (build the instance,
-solve with the cell's seed; the worker's imports are paid once per worker and left out),
+experiments, ``gradient`` and ``initial``, each as the harness runs it (the instance built and prepared once for
+both methods, solved with the cell's seed; the worker's imports are paid once per worker
+and left out),
 and the estimate of the whole run at the paper's instance counts on two workers: the mean
 CPU seconds of a grid point's cells times the config's cells, over two. ``SPEC`` is
 ``config:seeds[@v1/v2...]`` joined by commas, e.g.
@@ -230,8 +231,10 @@ def paper_cell_rows(spec: str) -> list[dict]:
     """CPU seconds of sampled paper cells (``gradient`` and ``initial``), as the harness runs them."""
     from stackopt import solve
     from stackopt.comparisons.config import load_config
+    from stackopt.comparisons.worker import Instances
 
     out = []
+    instances = Instances()  # an instance's methods solve one built game, as in a cell process
     for name, seeds, values in _cell_specs(spec):
         main = load_config(name).experiments[0]
         cfg = load_config(name, seeds=seeds, experiments=[main.name], methods=["gradient", "initial"])
@@ -240,8 +243,9 @@ def paper_cell_rows(spec: str) -> list[dict]:
             point = dict(cell.params)
             if values is not None and exp.axis and point.get(exp.axis) not in values:
                 continue
-            t, c, r = _timed_cpu(lambda cell=cell: solve(_build(cell.game, dict(cell.params, seed=cell.seed)),
-                                                         cell.method, cell.seed, progress=False))
+            t, c, r = _timed_cpu(lambda cell=cell: solve(instances.game_for(cell)[0], cell.method,
+                                                         cell.seed, progress=False))
+            instances.finished({"status": r.status.value})
             out.append(dict(config=name, experiment=exp.name, axis=exp.axis,
                             value=point.get(exp.axis), seed=cell.seed, method=cell.method,
                             seconds=t, cpu=c, status=r.status.value, objective=r.leader_objective,

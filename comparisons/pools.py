@@ -1,10 +1,15 @@
 """Where cells run: a local pool of cell processes, or a Dask ``distributed`` cluster.
 
-Both pools take their cells from a *source* (an object with ``take()``, which
-returns the next cell or None when there is none to hand out right now,
+Both pools take their cells from a *source* (an object with ``take(rank=None)``,
+which returns the next cell or None when there is none to hand out right now,
 ``exhausted`` and ``len()``), or from a plain list, and yield ``(cell, row)``
 as cells finish. The sweep's source claims each cell in the results database
 as it hands it out, so a pool never asks for more cells than it can start.
+``rank`` (a function of a cell; smallest first, ties in the source's order)
+is how the local pool asks for the cells of the instance a child holds: a
+child that ran a cell of an instance takes that instance's other methods next,
+and an idle child takes an instance no other child is running, so each
+instance is built and prepared once (:class:`~.worker.Instances`).
 
 Both enforce a hard wall-clock guard per cell (``cell.kill_after``): the cell's
 process is killed and the cell comes back with status ``time_limit``; a cell
@@ -21,7 +26,7 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 from .config import Cell, canonical_json
-from .worker import CellProcess, _killed_row, run_cell_guarded
+from .worker import CellProcess, _killed_row, instance_key, run_cell_guarded
 
 POLL_S = 1.0  # how often an idle pool asks its source again
 
@@ -32,8 +37,13 @@ class ListSource:
     def __init__(self, cells: list[Cell]):
         self._cells = list(reversed(cells))
 
-    def take(self) -> Cell | None:
-        return self._cells.pop() if self._cells else None
+    def take(self, rank=None) -> Cell | None:
+        if not self._cells:
+            return None
+        if rank is None:
+            return self._cells.pop()
+        best = min(range(len(self._cells)), key=lambda i: (rank(self._cells[i]), -i))
+        return self._cells.pop(best)
 
     @property
     def exhausted(self) -> bool:
@@ -60,6 +70,27 @@ class _Slot:
     cell: Cell | None = None
     started: float = 0.0
     deadline: float = 0.0
+    instance: tuple | None = None  # the instance of the last cell its child ran
+
+
+class Affinity:
+    """The order in which an idle child takes cells: first those of the instance it holds
+    (``held``), then those of instances no other child is running, then the rest."""
+
+    def __init__(self):
+        self._keys: dict[int, tuple] = {}  # id(cell) -> (cell, its instance key), computed once
+
+    def instance(self, cell: Cell) -> tuple:
+        hit = self._keys.get(id(cell))
+        if hit is None or hit[0] is not cell:  # the cell is held: its id is its own
+            hit = self._keys[id(cell)] = (cell, instance_key(cell))
+        return hit[1]
+
+    def rank(self, held: tuple | None, running: set):
+        def rank(cell: Cell) -> int:
+            key = self.instance(cell)
+            return 0 if key == held else 2 if key in running else 1
+        return rank
 
 
 class LocalPool:
@@ -78,6 +109,7 @@ class LocalPool:
         self.n = workers
         self.slots: list[_Slot] = []
         self._start_failures = 0
+        self.affinity = Affinity()
 
     def describe(self) -> str:
         return f"local process pool, {self.n} workers"
@@ -110,7 +142,8 @@ class LocalPool:
     def _dispatch(self, source) -> None:
         for s in self.slots:
             if s.child.ready and s.cell is None:
-                cell = source.take()
+                running = {self.affinity.instance(o.cell) for o in self.slots if o.cell is not None}
+                cell = source.take(rank=self.affinity.rank(s.instance, running))
                 if cell is None:
                     return
                 s.cell, s.started = cell, time.time()
@@ -138,7 +171,7 @@ class LocalPool:
             if msg == "ready":
                 s.child.ready = True
                 return
-            s.cell = None
+            s.cell, s.instance = None, self.affinity.instance(cell)
             yield cell, msg
         elif cell is not None and time.time() > s.deadline:
             s.child.kill()

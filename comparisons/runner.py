@@ -56,10 +56,14 @@ class ClaimSource:
         self.on_stored_elsewhere = on_stored_elsewhere
         self.taken_over: list[tuple[tuple, str]] = []
 
-    def take(self) -> Cell | None:
+    def take(self, rank=None) -> Cell | None:
+        """Claim and return the next cell (``rank``: a function of a cell, smallest first,
+        ties in the config's order; see :mod:`.pools`), or None when none is free now."""
         if not self.remaining:
             return None
-        claim = self.store.claim_next(self.remaining, claimant=self.claimant,
+        candidates = self.remaining if rank is None else \
+            sorted(self.remaining, key=lambda k: rank(self.by_key[k]))
+        claim = self.store.claim_next(candidates, claimant=self.claimant,
                                       run_id=self.run_id, lease=self.lease)
         gone = set(claim.stored)
         if claim.key is not None:

@@ -12,6 +12,17 @@ start processes of their own (SCIP, the black-box baselines' isolated
 optimisers). A child imports stackopt and the models once, then runs one cell
 at a time sent through a socket; it dies with the thread that started it
 (``PR_SET_PDEATHSIG`` on Linux) or when its socket closes.
+
+A child keeps the instance it built last (:class:`Instances`): the next cell of
+the same instance (another method on the same game, parameters and seed) solves
+the same game object, so the game is built and prepared (``kernel_of``: Pyomo's
+symbolic derivatives compiled) once per instance, not once per method, and the
+scoring's evaluation of the initial strategy is reused. Each method still starts
+from the model as built: the variables' values and fixed flags and the mutable
+Params' values saved after the build are written back before every reuse, and a
+model whose structure or bounds a method changed, or a cell that ended in an
+error or at its time limit, is built afresh for the next cell. The pool hands a
+child the cells of the instance it holds first (:mod:`.pools`).
 """
 from __future__ import annotations
 
@@ -91,19 +102,100 @@ def _base_row(cell: Cell) -> dict[str, Any]:
                 time_limit=cell.time_limit)
 
 
-def run_cell(cell: Cell) -> dict[str, Any]:
-    """Build the instance, solve it, and return the store row; never raises."""
+def instance_key(cell: Cell) -> tuple:
+    """What a cell's instance is built from (``build_game``'s arguments and the plugins that
+    register its game): cells with the same key solve the same game."""
+    return (cell.game_ref or cell.game, cell.params_json, cell.seed, cell.plugins)
+
+
+class ModelState:
+    """A Pyomo model's values (variables' values and fixed flags, mutable Params' values) and
+    its structure (its components and their active flags, the objectives' and constraints'
+    expressions, the variables' bounds), as read when the instance was built."""
+
+    def __init__(self, model):
+        import pyomo.core as pyo
+
+        self.model = model
+        self.variables = list(model.component_data_objects(pyo.Var, descend_into=True))
+        self.params = [p for p in model.component_data_objects(pyo.Param, descend_into=True)
+                       if p.parent_component().mutable]
+        self.values = [(v.value, v.fixed) for v in self.variables]
+        self.param_values = [p.value for p in self.params]
+        self.structure = self._structure()
+
+    def _structure(self) -> tuple:
+        import pyomo.core as pyo
+
+        model = self.model
+        components = list(model.component_objects(descend_into=True))
+        data = [c for kind in (pyo.Objective, pyo.Constraint, pyo.Block)
+                for c in model.component_data_objects(kind, descend_into=True)]
+        return (tuple((id(c), getattr(c, "active", None)) for c in components),
+                tuple((id(c), c.active, id(getattr(c, "expr", None))) for c in data),
+                tuple((id(v), v.lb, v.ub) for v in self.variables))
+
+    def restore(self) -> bool:
+        """Write the saved values back; False where the structure or a bound changed since
+        (then only a fresh build gives the model as built)."""
+        for p, val in zip(self.params, self.param_values):
+            if p.value != val:
+                p.set_value(val)
+        for v, (val, fixed) in zip(self.variables, self.values):
+            if v.value != val:
+                v.set_value(val, skip_validation=True)
+            if v.fixed != fixed:
+                v.fixed = fixed
+        return self._structure() == self.structure
+
+
+class Instances:
+    """The instance a cell process built last, kept for the next cell of the same instance
+    (see the module doc). ``game_for(cell)`` returns the game and its fingerprint;
+    ``finished(row)`` keeps it for the next cell unless the row's status says the method
+    may have left it in any state (an error, the time limit)."""
+
+    def __init__(self):
+        self.key: tuple | None = None
+        self.game = None
+        self.fingerprint = ""
+        self.state: ModelState | None = None
+        self.built = 0  # games built, for the tests and the logs
+
+    def game_for(self, cell: Cell):
+        from stackopt.models import build_game
+
+        key = instance_key(cell)
+        if self.key == key and self.state is not None and self.state.restore():
+            return self.game, self.fingerprint
+        self.drop()
+        game = build_game(cell.game_ref or cell.game, cell.seed, **dict(cell.params))
+        self.built += 1
+        self.key, self.game, self.fingerprint = key, game, fingerprint(game)
+        self.state = ModelState(game.model)
+        return self.game, self.fingerprint
+
+    def finished(self, row: dict[str, Any]) -> None:
+        if row.get("status") in ("error", "solver_error", "time_limit"):
+            self.drop()
+
+    def drop(self) -> None:
+        self.key, self.game, self.fingerprint, self.state = None, None, "", None
+
+
+def run_cell(cell: Cell, instances: Instances | None = None) -> dict[str, Any]:
+    """Build the instance (or take it from ``instances``, which keeps it for the next cell),
+    solve it, and return the store row; never raises."""
     from stackopt import solve
-    from stackopt.models import build_game
 
     start = time.time()
     t0 = time.perf_counter()
     row = _base_row(cell)
     row.update(started_at=start, **_provenance())
+    instances = instances if instances is not None else Instances()
     try:
         import_plugins(cell.plugins)
-        game = build_game(cell.game_ref or cell.game, cell.seed, **dict(cell.params))
-        row["fingerprint"] = fingerprint(game)
+        game, row["fingerprint"] = instances.game_for(cell)
         row["sense"] = "maximize" if game.structure().leader_sense < 0 else "minimize"
         result = solve(game, cell.method, cell.seed, time_limit=cell.time_limit, progress=False,
                        **dict(cell.scoring), **dict(cell.options))
@@ -122,6 +214,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
         row["message"] = f"{type(exc).__name__}: {exc}"
+    instances.finished(row)
     row["finished_at"] = time.time()
     row["cell_time_s"] = time.perf_counter() - t0
     return row
@@ -167,11 +260,12 @@ def serve(conn: Connection) -> None:  # pragma: no cover - runs in the child
 
         stackopt.models.available_games()
         conn.send("ready")
+        instances = Instances()
         while True:
             cell = conn.recv()
             if cell is None:
                 return
-            conn.send(run_cell(cell))
+            conn.send(run_cell(cell, instances))
     except (EOFError, OSError, KeyboardInterrupt):
         return
 
@@ -266,5 +360,5 @@ def run_cell_guarded(cell: Cell) -> dict[str, Any]:
                        f"(time limit {cell.time_limit:g} s plus grace)")
 
 
-__all__ = ["run_cell", "run_cell_guarded", "CellProcess", "fingerprint", "package_versions",
-           "machine_info"]
+__all__ = ["run_cell", "run_cell_guarded", "CellProcess", "Instances", "ModelState",
+           "instance_key", "fingerprint", "package_versions", "machine_info"]

@@ -10,12 +10,17 @@ type; those of sums, products, negations and named expressions written out
 here the same way), so the derivative expressions are the ones ``reverse_sd``
 builds (the tests compare them), but over plain dicts keyed by ``id``, one
 iterative post-order walk, and only through the nodes above at least one
-wanted variable, adding nothing to children below none. Where Pyomo's rule
-table cannot be imported, ``reverse_sd`` itself is used.
+wanted variable, adding nothing to children below none. The rows of a
+Jacobian (:func:`jacobian_entries`) share one :class:`Walks`: each node of
+their shared DAG is learnt once and each row's order is read from what was
+learnt (a security game's 250 gradient entries, each a walk of about 1 700 of
+the same 5 400 nodes), the same order a walk of the row alone gives. Where
+Pyomo's rule table cannot be imported, ``reverse_sd`` itself is used.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 from pyomo.common.gc_manager import PauseGC
 from pyomo.core.base.var import VarData
@@ -62,9 +67,45 @@ class _ById:
         self.d[id(node)] = val
 
 
-def _post_order(root, pos: dict[int, int]):
-    """Nodes above a wanted variable, children first; the wanted leaves met; the ids of
-    both (``wanted``); and ``der`` holding 0 for every node and leaf seen."""
+class Walks:
+    """What the walks for one set of wanted variables (``pos``) learn of each node, shared by
+    every expression differentiated with respect to them: a Jacobian's rows (the gradient
+    entries of a security game's followers, each a derivative expression over the same
+    objective) share most of their nodes, which each row's walk would otherwise visit
+    again, with Pyomo's ``args`` and the type tests of every child.
+
+    ``nodes[id(node)]`` is ``(node, its expression children above a wanted variable, the ids
+    of all its children or None where it is above none, its wanted leaves, its serial
+    number)``; ``wanted`` holds the ids of the nodes above a wanted variable and of the
+    wanted leaves met. Every node is held, so no id is reused by an object made while the
+    walks are in use.
+
+    Learning a node costs more than one plain walk through it: where the first
+    :data:`PLAIN_AFTER` expressions share no node with the ones before them (a normal-form
+    game's gradient entries, each its own sum), the rest are walked plainly
+    (:func:`_walk`). Both give the same order, so the same derivatives."""
+
+    __slots__ = ("pos", "nodes", "wanted", "fresh", "shared")
+
+    def __init__(self, pos: dict[int, int]):
+        self.pos = pos
+        self.nodes: dict[int, tuple] = {}
+        self.wanted: set[int] = set()
+        self.fresh = 0  # walks that met no node known before
+        self.shared = False  # a walk met nodes known before
+
+    @property
+    def plain(self) -> bool:
+        return not self.shared and self.fresh >= PLAIN_AFTER
+
+
+PLAIN_AFTER = 2
+
+
+def _walk(root, pos: dict[int, int]):
+    """One walk of ``root``'s DAG, learning nothing for later walks: the nodes above a wanted
+    variable, children first (leftmost first, as Pyomo's walk); the wanted leaves met;
+    the ids of both (``wanted``); and ``der`` holding 0 for every node and leaf seen."""
     der: dict[int, object] = {}
     wanted: set[int] = set()
     order, leaves = [], []
@@ -92,6 +133,101 @@ def _post_order(root, pos: dict[int, int]):
             wanted.add(id(node))
             order.append(node)
     return order, leaves, wanted, der
+
+
+def _post_order(root, walks: Walks):
+    """The nodes above a wanted variable of ``root``'s DAG, children first (leftmost first, as
+    Pyomo's walk), the wanted leaves in the order first met, and the ids of the children of
+    those nodes. The nodes ``walks`` has not met are walked and learnt (:func:`_learn`);
+    where ``root``'s DAG holds nodes met before, the order is then read from what
+    ``walks`` knows (:func:`_known_order`)."""
+    if id(root) not in walks.nodes:
+        fresh = _learn(root, walks)
+        if fresh is not None:
+            walks.fresh += 1
+            return fresh
+    walks.shared = True
+    return _known_order(root, walks)
+
+
+def _learn(root, walks: Walks):
+    """Walk and learn the nodes of ``root``'s DAG that ``walks`` has not met (the
+    descendants of a node it knows are known); where none was known, the answer of
+    :func:`_post_order` (this walk's order is the whole DAG's), else None."""
+    nodes, wanted, pos = walks.nodes, walks.wanted, walks.pos
+    first = len(nodes)  # the records' serial numbers from here on are this walk's
+    fresh = True
+    order, leaves, kid_ids = [], [], []
+    met: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in nodes:  # pushed by two parents
+            stack.pop()
+            continue
+        kids = node.args
+        pending = [c for c in kids if c.__class__ not in _NATIVE and id(c) not in nodes
+                   and is_expression(c)]
+        if pending:
+            stack.extend(reversed(pending))  # leftmost first, as Pyomo's walk
+            continue
+        stack.pop()
+        sub, below = [], []
+        for c in kids:
+            rec = nodes.get(id(c))
+            if rec is not None:  # an expression, learnt
+                if rec[2] is not None:
+                    sub.append(c)
+                if rec[4] < first:
+                    fresh = False
+            elif id(c) in wanted:  # a wanted leaf met before
+                below.append(c)
+            elif id(c) in pos and isinstance(c, VarData) and not c.fixed:
+                wanted.add(id(c))
+                below.append(c)
+        if sub or below:
+            wanted.add(id(node))
+            ids = tuple(map(id, kids))
+            nodes[id(node)] = (node, sub, ids, below, len(nodes))
+            order.append(node)
+            kid_ids.append(ids)
+            for c in below:
+                if id(c) not in met:
+                    met.add(id(c))
+                    leaves.append(c)
+        else:
+            nodes[id(node)] = (node, sub, None, below, len(nodes))
+    return (order, leaves, kid_ids) if fresh else None
+
+
+def _known_order(root, walks: Walks):
+    """:func:`_post_order` of a ``root`` whose DAG ``walks`` knows: one depth-first walk
+    through the children above a wanted variable only (the others hold none of them)."""
+    nodes = walks.nodes
+    order, leaves, kid_ids = [], [], []
+    rec = nodes[id(root)]
+    if rec[2] is None:
+        return order, leaves, kid_ids
+    met: set[int] = set()
+    done = {id(root)}  # entered in this walk
+    stack = [(rec, iter(rec[1]))]
+    while stack:
+        rec, kids = stack[-1]
+        for c in kids:
+            if id(c) not in done:
+                done.add(id(c))
+                below = nodes[id(c)]
+                stack.append((below, iter(below[1])))
+                break
+        else:
+            stack.pop()
+            order.append(rec[0])
+            kid_ids.append(rec[2])
+            for c in rec[3]:
+                if id(c) not in met:
+                    met.add(id(c))
+                    leaves.append(c)
+    return order, leaves, kid_ids
 
 
 # the rules of the commonest nodes, written out as Pyomo's are (val_dict[x] is x in the
@@ -177,14 +313,21 @@ def differentiable(node) -> str | None:
     return None
 
 
-def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:
+def reverse_symbolic(expr, pos: dict[int, int], walks: Walks | None = None) -> dict[int, object]:
     """Symbolic derivatives of ``expr`` with respect to the unfixed variables whose ``id`` is
-    in ``pos``: ``{pos[id(v)]: derivative expression}`` (structurally nonzero ones only)."""
+    in ``pos``: ``{pos[id(v)]: derivative expression}`` (structurally nonzero ones only).
+    ``walks``: what earlier walks for the same ``pos`` learnt (:class:`Walks`; without it,
+    one plain walk)."""
     if _diff_map is None:  # pragma: no cover
         ders = reverse_sd(expr)
         return {pos[id(v)]: d for v, d in ders.items()
                 if id(v) in pos and isinstance(v, VarData) and not v.fixed}
-    order, leaves, wanted, der = _post_order(expr, pos)
+    if walks is None or walks.plain:
+        order, leaves, wanted, der = _walk(expr, pos)
+    else:
+        order, leaves, kid_ids = _post_order(expr, walks)
+        wanted = walks.wanted
+        der = dict.fromkeys(chain.from_iterable(kid_ids), 0)
     der[id(expr)] = 1
     val, dd = _Symbolic(), _ById(der)
     for node in reversed(order):
@@ -199,7 +342,7 @@ def reverse_symbolic(expr, pos: dict[int, int]) -> dict[int, object]:
     return {pos[id(v)]: der[id(v)] for v in leaves}
 
 
-def _derivatives(expr, pos: dict[int, int]) -> dict[int, object]:
+def _derivatives(expr, pos: dict[int, int], walks: Walks | None = None) -> dict[int, object]:
     if expr.__class__ in _NATIVE:
         return {}
     if isinstance(expr, VarData):
@@ -208,7 +351,7 @@ def _derivatives(expr, pos: dict[int, int]) -> dict[int, object]:
     if not expr.is_expression_type() or not expr.is_potentially_variable():
         return {}
     try:
-        out = reverse_symbolic(expr, pos)
+        out = reverse_symbolic(expr, pos, walks)
     except DifferentiationException as exc:
         raise ValueError(f"Pyomo cannot differentiate the expression {expr}: {exc}") from None
     return {j: d for j, d in out.items() if not (d.__class__ in _NATIVE and d == 0)}
@@ -231,5 +374,7 @@ def jacobian_entries(exprs: Iterable, wrt: Sequence) -> list[tuple[int, int, obj
     """``(row, position in wrt, derivative)`` of every structurally nonzero derivative of
     ``exprs``, columns ascending within each row (one index of ``wrt`` for all rows)."""
     pos = positions(wrt)
+    walks = Walks(pos)  # the rows' DAGs share most of their nodes: each is learnt once
     with PauseGC():
-        return [(i, j, d) for i, e in enumerate(exprs) for j, d in sorted(_derivatives(e, pos).items())]
+        return [(i, j, d) for i, e in enumerate(exprs)
+                for j, d in sorted(_derivatives(e, pos, walks).items())]

@@ -130,6 +130,8 @@ class GameKernel:
                                    (self.n_x, self.n_p), par)
         self._Jx_flat = self._Jxp.rows * self.n_x + self._Jxp.cols
         self._Jx_sign = self.x_sense[self._Jxp.rows]
+        # every entry, row by row (a security game's dF/dx): the values are the matrix as they are
+        self._Jx_full = bool(np.array_equal(self._Jx_flat, np.arange(self.n_x * self.n_x)))
         self.Jp_rows, self.Jp_cols = self._Jpp.rows, self._Jpp.cols
         self._Jp_sign = self.x_sense[self.Jp_rows]
 
@@ -227,9 +229,12 @@ class GameKernel:
         return self.Jx(x, p), self.Jp_values(x, p)
 
     def Jx(self, x, p) -> np.ndarray:
-        """Dense ``dF/dx`` (the game Jacobian; not symmetric in general)."""
+        """Dense ``dF/dx`` (the game Jacobian; not symmetric in general), a new array."""
+        vals = self._Jx_sign * self._Jxp(self.allv(x, p))
+        if self._Jx_full:  # no zeros to scatter into: the same values, in place already
+            return vals.reshape(self.n_x, self.n_x)
         out = np.zeros(self.n_x * self.n_x)
-        out[self._Jx_flat] = self._Jx_sign * self._Jxp(self.allv(x, p))  # entries are unique
+        out[self._Jx_flat] = vals  # entries are unique
         return out.reshape(self.n_x, self.n_x)
 
     def Jx_sparse(self, x, p) -> sp.csr_matrix:

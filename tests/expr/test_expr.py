@@ -275,6 +275,37 @@ def test_derivatives_are_the_expressions_reverse_sd_builds(name, kw):
     assert compared > 10
 
 
+@pytest.mark.parametrize("name, kw, shared", [
+    ("ssg", dict(targets=6, defenders=2, coverable=3, resources=1.0), True),
+    ("nfg", dict(players=2, actions=3), False),
+    ("cyber", dict(customers=3), False),
+])
+def test_a_jacobians_rows_walked_once_give_the_derivatives_of_one_walk_each(name, kw, shared):
+    """jacobian_entries learns each node of its rows' shared DAG once (diff.Walks): the
+    derivatives are those of one plain walk per row, expression for expression; rows that
+    share no node (a normal-form game's gradient entries) are soon walked plainly."""
+    from stackopt.expr.diff import PLAIN_AFTER, Walks, _derivatives, jacobian_entries, positions
+    from stackopt.models import build_game
+
+    game = build_game(name, **kw)
+    s = game.structure()
+    allv = list(s.follower_variables) + list(s.leader_variables)
+    rows = []
+    for f in s.followers:
+        d = derivatives(f.objective, f.variables)
+        rows += [d.get(j, 0.0) for j in range(len(f.variables))]
+    plain = [(i, j, str(d)) for i, e in enumerate(rows)
+             for j, d in sorted(derivatives(e, allv).items())]
+    assert [(i, j, str(d)) for i, j, d in jacobian_entries(rows, allv)] == plain
+    assert len(plain) >= 12
+    walks = Walks(positions(allv))
+    for e in rows:
+        _derivatives(e, walks.pos, walks)
+    assert walks.shared is shared and walks.plain is (not shared)
+    if not shared:
+        assert walks.fresh == PLAIN_AFTER
+
+
 def test_abs_derivative_is_zero_at_its_kink_and_pyomos_elsewhere():
     m = pyo.ConcreteModel()
     m.x = pyo.Var(range(2))

@@ -100,3 +100,25 @@ def test_a_solve_of_a_prepared_game_walks_no_expression(name, params, method, mo
     assert walks.calls == []
     assert again.leader_objective == first.leader_objective  # the same solve, the same answer
     np.testing.assert_array_equal(list(again.leader_values.values()), list(first.leader_values.values()))
+
+
+@pytest.mark.parametrize("name, params, full", [
+    ("ssg", dict(targets=8, defenders=2, coverable=4, resources=1.0), True),
+    ("nfg", dict(players=2, actions=3), False),
+    ("cyber", dict(customers=3), True),
+])
+def test_the_game_jacobian_is_its_compiled_entries_scattered_and_a_new_array(name, params, full):
+    """A dense dF/dx (every entry, row by row) is its values reshaped, a sparse one is
+    scattered into zeros: the same values to the last bit either way, a new array per call."""
+    k = kernel_of(build_game(name, seed=3, **params))
+    assert k._Jx_full is full
+    rng = np.random.default_rng(0)
+    x = rng.uniform(k.x_lb, np.minimum(k.x_ub, k.x_lb + 1.0))
+    p = k.p0 + rng.uniform(0.0, 0.1, k.n_p)
+    ref = np.zeros(k.n_x * k.n_x)
+    ref[k._Jxp.rows * k.n_x + k._Jxp.cols] = k.x_sense[k._Jxp.rows] * k._Jxp(k.allv(x, p))
+    J = k.Jx(x, p)
+    assert J.shape == (k.n_x, k.n_x) and J.tobytes() == ref.tobytes()
+    again = k.Jx(x, p)
+    assert again is not J and not np.shares_memory(again, J)
+    np.testing.assert_array_equal(k.Jx_sparse(x, p).toarray(), J)
