@@ -155,7 +155,7 @@ def test_unknown_experiment_and_method_overrides():
 
 
 def test_config_references(tmp_path):
-    assert {"quick", "paper-nfg", "paper-ssg", "paper-cyber", "market"} <= set(builtin_configs())
+    assert {"quick", "paper-nfg", "paper-ssg", "paper-cyber", "market", "coverage"} <= set(builtin_configs())
     with pytest.raises(ValueError, match="unknown config 'quik'.*built-in configs are"):
         load_config("quik")
     with pytest.raises(ValueError, match="does not exist"):
