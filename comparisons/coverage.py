@@ -248,6 +248,8 @@ def check_database(path: str, further: int, experiments=None, methods=None, offs
     with Store.open(path, readonly=True) as store:
         rows = store.rows(experiments=experiments)
     rows = [r for r in rows if not methods or r["method"] in methods]
+    # a grid point's cells together, seeds in order (rows come in the order they finished)
+    rows.sort(key=lambda r: (r["experiment"], r["params"], r["seed"], r["method"]))
     print(f"{len(rows)} cells of {path}; {further} further draws each (seeds ({offset} + seed, s))",
           file=out)
     head = (f"{'method':10} {'seed':>4} {'mean':>10} {'95 % interval':>23} {'draws':>5} {'eq':>3} "
