@@ -380,10 +380,10 @@ class _IpoptCallbacks(ArrayCallbacks):
         return pt
 
     def better(self, a, b) -> bool:
-        """Whether point ``a`` is a better answer than ``b``: feasible (each constraint's
-        violation in its scale at most ``feasibility_tol``) with a lower objective, or less
-        infeasible."""
-        va, vb = (max(self.scales.violation(pt.cons) - self.feasibility_tol, 0.0) for pt in (a, b))
+        """Whether point ``a`` is a better answer than ``b``: feasible (:func:`_violation` at
+        most ``feasibility_tol``, as the answers of the starts are compared) with a lower
+        objective, or less infeasible."""
+        va, vb = (max(_violation(self.prob, pt, self.scales) - self.feasibility_tol, 0.0) for pt in (a, b))
         return va < vb or (va == vb == 0.0 and a.f < b.f)
 
     def _eval(self, u):
@@ -426,7 +426,7 @@ class _IpoptCallbacks(ArrayCallbacks):
         J = self._derivatives(self._eval(u))[1]
         return (np.vstack([self.wc[:, None] * J, self.prob.leader_set.A]) * self.scale).ravel()
 
-    def _violation(self) -> float:
+    def _iterate_violation(self) -> float:
         """The current iterate's largest constraint violation, in the constraints' scales
         (Ipopt's ``inf_pr`` here is of its own reformulated problem, with slacks)."""
         v = self.problem.get_current_violations(scaled=False)
@@ -442,7 +442,7 @@ class _IpoptCallbacks(ArrayCallbacks):
             self.timed_out = True
             return False
         restoring = int(alg_mod) == 1  # Ipopt's restoration phase: its own objective
-        f, inf = float(obj_value), max((float(inf_pr) if restoring else self._violation())
+        f, inf = float(obj_value), max((float(inf_pr) if restoring else self._iterate_violation())
                                        - self.feasibility_tol, 0.0)
         if not restoring and inf == 0.0 and f < self.best_f - STALL_GAIN * max(1.0, abs(f)):
             self.best_f, self.since = f, 0  # a better feasible iterate
