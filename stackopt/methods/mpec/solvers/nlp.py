@@ -120,9 +120,7 @@ class IpoptSolver(Solver):
         status, message, final = _choose(runs, sign, problem, sl)
         history = [h for r in runs for h in r.history]
         x_map = ComponentMap(zip(problem.variables, final.values if final is not None else x_first))
-        # a point where Ipopt failed claims no objective
-        claimed = None if final is None or any(final is r.failed for r in runs) \
-            else float(final.objective)
+        claimed = None if final is None else float(final.objective)  # never a failed solve's point
         if status is Status.CONVERGED and cfg.polish:
             x_map, claimed, note = self._polish(sl, block, x_map, claimed, sign, options, left(),
                                                 history, clock_start)
