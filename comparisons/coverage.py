@@ -194,9 +194,13 @@ class Checked:
         return d / se if se > 0 else (0.0 if d == 0 else math.copysign(math.inf, d))
 
 
+def _params(row) -> dict:
+    """The cell's grid parameters (the store gives them as JSON text)."""
+    return row["params"] if isinstance(row["params"], dict) else json.loads(row["params"] or "{}")
+
+
 def _label(row) -> str:
-    params = row["params"] if isinstance(row["params"], dict) else json.loads(row["params"] or "{}")
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(_params(row).items()))
     return f"{row['experiment']} {row['game']}({shown})"
 
 
@@ -219,9 +223,8 @@ def check_cell(row: dict, further: int, offset: int = OFFSET) -> Checked:
     if c.exact:
         c.note = "unique equilibrium: one exact draw"
         return c
-    params = row["params"] if isinstance(row["params"], dict) else json.loads(row["params"])
     try:
-        game = build_game(row["game"], int(row["seed"]), **params)
+        game = build_game(row["game"], int(row["seed"]), **_params(row))
     except Exception as exc:  # a game named by reference, or one this install lacks
         c.note = f"cannot rebuild the game: {type(exc).__name__}: {exc}"
         return c
