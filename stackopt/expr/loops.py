@@ -6,7 +6,9 @@ gather and a product per factor and degree over the whole batch, then
 compiled Jacobian: 140 000 terms of degree up to 6) those passes over memory
 are most of the cost, and for a program of many small levels the NumPy calls
 are; one loop over the terms does the same work in one pass and one call. A
-program uses it once its owner asks (:meth:`Program.use_loops`: the game kernel
+program's levels run as one such loop per run of levels without functions,
+writing into the atom vector in place (:func:`levels_loop`). A
+program uses them once its owner asks (:meth:`Program.use_loops`: the game kernel
 does for games whose compiled programs hold :data:`LOOP_MIN_TERMS` terms or
 more, where importing Numba and loading the compiled loop pay off). The loop
 performs the same floating-point operations in the same order as the NumPy
@@ -29,12 +31,31 @@ LOOP_MIN_TERMS = 50_000  # terms of a game's compiled programs from which the ke
 
 def _evaluate(v, coef, atoms, degree, rows, n_out):  # pragma: no cover - run compiled
     out = np.zeros(n_out)
+    at = 0
     for i in range(coef.size):
-        t = coef[i] * v[atoms[i, 0]]
+        t = coef[i] * v[atoms[at]]
         for k in range(1, degree[i]):
-            t *= v[atoms[i, k]]
+            t *= v[atoms[at + k]]
+        at += degree[i]
         out[rows[i]] += t
     return out
+
+
+def _evaluate_levels(v, coef, atoms, degree, slot, level_terms, slots, level_slots, const,
+                     level_const):  # pragma: no cover - run compiled
+    at = 0
+    for lv in range(level_terms.size - 1):
+        for s in range(level_slots[lv], level_slots[lv + 1]):
+            v[slots[s]] = 0.0
+        for i in range(level_terms[lv], level_terms[lv + 1]):
+            t = coef[i] * v[atoms[at]]
+            for k in range(1, degree[i]):
+                t *= v[atoms[at + k]]
+            at += degree[i]
+            v[slot[i]] += t
+        if level_const[lv]:
+            for s in range(level_slots[lv], level_slots[lv + 1]):
+                v[slots[s]] += const[s]
 
 
 def _evaluate_grouped(v, coef, atoms, terms, cols, flat, n):  # pragma: no cover - run compiled
@@ -54,7 +75,7 @@ def _compiled(name: str):
         import numba
     except ImportError:
         return None
-    fn = {"polynomial": _evaluate, "grouped": _evaluate_grouped}[name]
+    fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped}[name]
     try:
         return numba.njit(cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
@@ -62,9 +83,21 @@ def _compiled(name: str):
 
 
 def polynomial_loop():
-    """``loop(v, coef, atoms, degree, rows, n_out) -> out`` compiled by Numba, or ``None``
-    where Numba is not installed."""
+    """``loop(v, coef, atoms, degree, rows, n_out) -> out`` compiled by Numba (the terms as
+    :func:`flat_terms` gives them), or ``None`` where Numba is not installed."""
     return _compiled("polynomial")
+
+
+def levels_loop():
+    """The loop of consecutive levels of a :class:`~stackopt.expr.program.Program` at one
+    point, written into the atom vector in place: ``loop(v, coef, atoms, degree, slot,
+    level_terms, slots, level_slots, const, level_const)``. Level ``l`` zeroes its atoms
+    ``slots[level_slots[l]:level_slots[l + 1]]``, adds its terms
+    ``level_terms[l]:level_terms[l + 1]`` (term ``i`` into atom ``slot[i]``) in order, then
+    its constants where ``level_const[l]``: what :class:`~stackopt.expr.program.PolyBatch`'s
+    loop does into a new array, which the program then copies into the atoms. ``None``
+    where Numba is not installed."""
+    return _compiled("levels")
 
 
 def grouped_loop():
@@ -76,16 +109,16 @@ def grouped_loop():
     return _compiled("grouped")
 
 
-def flat_terms(groups, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(coef, atoms, degree)`` of the terms of a batch's degree groups, in the batch's
-    term order; ``atoms`` padded to the largest degree."""
-    width = max(len(cols) for _, cols in groups)
+def flat_terms(groups, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(coef, atoms, degree, rows)`` of the terms of a batch's degree groups (``rows``
+    each term's output), in the batch's term order: ``atoms`` holds each term's atoms one
+    after the other (``degree[i]`` of them) as 32-bit indices (a loop over 140 000 terms
+    reads its index arrays from memory at every call: compact ones are most of its speed).
+    The terms stay in the batch's order, by degree: sorted by output, consecutive terms
+    would add into the same output one after the other and wait for each other."""
     coef = np.concatenate([c for c, _ in groups])
-    degree = np.concatenate([np.full(c.size, len(cols), dtype=np.intp) for c, cols in groups])
-    atoms = np.zeros((n_terms, width), dtype=np.intp)
-    at = 0
-    for c, cols in groups:
-        for k, col in enumerate(cols):
-            atoms[at:at + c.size, k] = col
-        at += c.size
-    return coef, atoms, degree
+    degree = np.concatenate([np.full(c.size, len(cols), dtype=np.uint8) for c, cols in groups])
+    atoms = np.concatenate([np.column_stack(cols).ravel() for _, cols in groups])
+    if atoms.size and atoms.max() >= 2**31:  # pragma: no cover - two billion atoms
+        raise ValueError("a compiled loop indexes at most 2**31 atoms")
+    return coef, atoms.astype(np.int32), degree, np.asarray(rows).astype(np.int32)

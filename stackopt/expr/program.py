@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .loops import flat_terms, polynomial_loop
+from .loops import flat_terms, levels_loop, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -86,7 +86,7 @@ class PolyBatch:
         """Evaluate at one point as one compiled loop from now on (the same values to the
         last bit: :mod:`stackopt.expr.loops`); False where Numba is not installed."""
         if self._loop is None and self.n_terms and polynomial_loop() is not None:
-            self._loop = flat_terms(self.groups, self.n_terms)
+            self._loop = flat_terms(self.groups, self.rows)
         return self._loop is not None or not self.n_terms
 
     def _terms(self, v: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ class PolyBatch:
         if not self.n_terms:
             return self.const.copy()
         if self._loop is not None and v.ndim == 1:
-            out = polynomial_loop()(v, *self._loop, self.rows, self.n_out)
+            out = polynomial_loop()(v, *self._loop, self.n_out)
         elif self._single and v.ndim == 1:
             out = self._terms(v)
             if self._order is not None:
@@ -185,6 +185,7 @@ class Program:
         self.out = PolyBatch(outputs)
         self.n_terms = self.out.n_terms + sum(b.n_terms for b, _, _ in self.levels)
         self.looped = False  # see use_loops
+        self._segments = None  # the levels as compiled loops, once use_loops() is on
 
     @property
     def n_params(self) -> int:
@@ -195,11 +196,62 @@ class Program:
         (:meth:`PolyBatch.use_loop`; and a :class:`~stackopt.expr.GroupedProgram` of it at
         many points, :attr:`looped`); False where Numba is not installed."""
         self.looped = all([b.use_loop() for b, _, _ in self.levels] + [self.out.use_loop()])
+        if self.looped and self._segments is None:
+            self._segments = self._segment_levels()
         return self.looped
+
+    def _segment_levels(self) -> list:
+        """The levels cut after each level with functions: per run, the arguments of
+        :func:`~stackopt.expr.loops.levels_loop` after ``v``, and the last level's functions
+        and atoms (None where it has none)."""
+        segments, run = [], []
+        for i, level in enumerate(self.levels):
+            run.append(level)
+            if level[2] or i == len(self.levels) - 1:
+                segments.append(self._segment(run))
+                run = []
+        return segments
+
+    @staticmethod
+    def _segment(run) -> tuple:
+        coef, atoms, degree, slot, const = [], [], [], [], []
+        level_terms, level_slots, level_const = [0], [0], []
+        for batch, target, _ in run:
+            if batch.n_terms:
+                c, a, d, rows = batch._loop
+                coef.append(c)
+                atoms.append(a)
+                degree.append(d)
+                slot.append(target[rows])
+            level_terms.append(level_terms[-1] + batch.n_terms)
+            level_slots.append(level_slots[-1] + target.size)
+            const.append(batch.const)
+            level_const.append(batch.has_const)
+
+        def cat(parts, dtype):
+            return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+        args = (cat(coef, float), cat(atoms, np.int32), cat(degree, np.uint8), cat(slot, np.int32),
+                np.array(level_terms, dtype=np.intp),
+                np.concatenate([t for _, t, _ in run]).astype(np.int32),
+                np.array(level_slots, dtype=np.intp), np.concatenate(const),
+                np.array(level_const, dtype=np.bool_))
+        _, target, funcs = run[-1]
+        return args, (funcs, target) if funcs else None
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
         v = self.start(values, params)
+        if self.looped and values.ndim == 1:  # each run of levels one loop, in place
+            loop = levels_loop()
+            for args, last in self._segments:
+                loop(v, *args)
+                if last is not None:
+                    funcs, target = last
+                    u = v[target]
+                    self.apply(funcs, u, v)
+                    v[target] = u
+            return v
         for batch, target, funcs in self.levels:
             u = batch(v) if values.ndim == 1 else batch.batch(v)
             self.apply(funcs, u, v)
