@@ -19,6 +19,11 @@ A config is a TOML file holding one or more experiments::
     steps = 5000                          # options validated by method_config()
     [experiments.nfg.methods.slsqp]
     time_limit = 60                       # reserved key: this method's own cell time limit
+    [experiments.nfg.reported]            # published means to show beside the results
+    source = "Wang et al. (AAAI 2022), means over their 30 instances"
+    [experiments.nfg.reported.gradient]   # a label (a method of the publication)
+    leader_objective = [15.269, 16.114, 17.165, 18.149, 19.196, 20.481]  # one per axis value
+    constraint_violation = [0, 0.0016, 0.0026, 0.0033, 0.0036, 0.0054]   # (nan: not given)
 
 ``all_methods = true`` in an experiment (or at the top) adds every registered
 method with default options, besides those listed. ``plugins = ["module"]``
@@ -50,7 +55,8 @@ DEFAULT_GRACE = 60.0
 _TOP_KEYS = {"description", "time_limit", "kill_grace", "seeds", "plugins", "all_methods",
              "methods", "experiments", "precision", "max_draws"}
 _EXP_KEYS = {"description", "game", "grid", "seeds", "methods", "all_methods", "time_limit",
-             "kill_grace", "axis", "precision", "max_draws"}
+             "kill_grace", "axis", "precision", "max_draws", "reported"}
+REPORTED_COLUMNS = ("leader_objective", "constraint_violation")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,66 @@ class Cell:
                 self.options_json)
 
 
+@dataclass(frozen=True)
+class Reported:
+    """Published means at an experiment's grid points, which its report shows beside its own
+    (the ``[experiments.NAME.reported]`` table: a ``source`` and, per label, one value per
+    axis value and column of :data:`REPORTED_COLUMNS`, NaN where the source gives none)."""
+
+    source: str
+    axis: str
+    at: tuple  # the axis values, in the grid's order
+    values: dict  # label -> column -> tuple of values, one per entry of ``at``
+
+    def value(self, label: str, column: str, point: dict) -> float:
+        """The published ``column`` of ``label`` at grid point ``point``; NaN where none."""
+        vals = self.values.get(label, {}).get(column)
+        x = point.get(self.axis)
+        if vals is None or x is None:
+            return math.nan
+        for a, v in zip(self.at, vals):
+            if a == x:
+                return v
+        return math.nan
+
+
+def parse_reported(exp: dict, where: str) -> Reported | None:
+    """The experiment table's ``reported`` table, checked against its ``axis`` and ``grid``
+    (None where it has none); a ValueError names what is wrong."""
+    raw = exp.get("reported")
+    if raw is None:
+        return None
+    raw = _table(raw, f"{where}: reported")
+    axis = exp.get("axis")
+    grid = exp.get("grid") if isinstance(exp.get("grid"), dict) else {}
+    if not isinstance(axis, str) or not isinstance(grid.get(axis), list):
+        raise ValueError(f"{where}: reported values are given per axis value; set axis = \"NAME\" "
+                         "to a parameter the grid sweeps (a list)")
+    at = tuple(grid[axis])
+    source = raw.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"{where}: reported needs source = \"...\" (where the numbers are "
+                         f"published), got {source!r}")
+    values = {}
+    for label, cols in raw.items():
+        if label == "source":
+            continue
+        cols = _table(cols, f"{where}: reported.{label}")
+        _check_keys(cols, set(REPORTED_COLUMNS), f"{where}: reported.{label}")
+        values[label] = {}
+        for col, vals in cols.items():
+            if not isinstance(vals, list) or len(vals) != len(at) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                raise ValueError(f"{where}: reported.{label}.{col} must be a list of {len(at)} "
+                                 f"numbers (one per value of {axis} = {list(at)}; nan where the "
+                                 f"source gives none), got {vals!r}")
+            values[label][col] = tuple(float(v) for v in vals)
+    if not values:
+        raise ValueError(f"{where}: reported gives no values: add [reported.LABEL] tables with "
+                         f"{' and/or '.join(REPORTED_COLUMNS)}")
+    return Reported(source.strip(), axis, at, values)
+
+
 @dataclass
 class Experiment:
     name: str
@@ -100,6 +166,7 @@ class Experiment:
     grace: float = DEFAULT_GRACE
     game_ref: str = ""  # a game named by reference: its builder's location (see models.locate)
     scoring: dict[str, Any] = field(default_factory=dict)  # precision, max_draws where given
+    reported: Reported | None = None  # published means to show beside the results
 
     def grid_points(self) -> list[dict[str, Any]]:
         names = sorted(self.grid)
@@ -332,12 +399,13 @@ def _experiment(ename: str, exp: Any, raw: dict, top_methods: dict, *, games: li
                       f"{where}: kill_grace")
     chosen, method_tl = _methods(exp, raw, top_methods, ename, registered, methods)
     description = exp.get("description", "")
+    reported = parse_reported(exp, where)
     if time_limit is not None:  # the command line's limit replaces every other
         method_tl = {}
     return Experiment(ename, game, grid, exp_seeds, chosen, tl, axis,
                       description if isinstance(description, str) else "",
                       {m: t for m, t in method_tl.items() if m in chosen}, grace, game_ref,
-                      _scoring(exp, raw, where, scoring or {}))
+                      _scoring(exp, raw, where, scoring or {}), reported)
 
 
 def _scoring(exp: dict, raw: dict, where: str, given: dict) -> dict[str, Any]:

@@ -122,6 +122,21 @@ def _series(t, col: str, intervals: bool = False) -> dict[str, tuple]:
     return out
 
 
+def _reported_series(t, col: str) -> dict[str, tuple]:
+    """label -> (x, value) of the experiment's published means of ``col`` (its config's
+    ``reported`` table), at the axis values the table shows."""
+    rep = getattr(t, "reported", None)
+    if rep is None or rep.axis != t.axis or not numeric_axis(t):
+        return {}
+    shown = {g.params.get(t.axis) for g in t.groups}
+    out = {}
+    for label, cols in rep.values.items():
+        pts = [(a, v) for a, v in zip(rep.at, cols.get(col, ())) if a in shown and np.isfinite(v)]
+        if pts:
+            out[label] = tuple(np.array(c, dtype=float) for c in zip(*pts))
+    return out
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
@@ -174,8 +189,12 @@ def draw(t, kind: str):
     if initial:
         ax.plot([p[0] for p in initial], [p[1] for p in initial], "k--", lw=1,
                 label="initial leader strategy")
+    published = _reported_series(t, col)
+    for label, (x, y) in published.items():
+        ax.plot(x, y, ls=":", marker="D", ms=4, lw=1, color="dimgrey", label=f"reported: {label}")
     if scale == "linear":
-        values = [v for (_, m, *_rest) in series.values() for v in m] + [p[1] for p in initial]
+        values = ([v for (_, m, *_rest) in series.values() for v in m] + [p[1] for p in initial]
+                  + [v for _, y in published.values() for v in y])
         if _clip_outliers(ax, series, values):
             extra.append(Line2D([], [], marker="^", ls="", color="grey",
                                 label="beyond the axis (value shown)"))

@@ -22,6 +22,10 @@ tie where the intervals of the best methods overlap; cells
 stopped at their time limit are results, marked, not failures; the report
 explains its units and symbols itself (:func:`legend`). A database holding
 several configs' runs reports each experiment as ``config/experiment``.
+Where an experiment's config gives published means (``[experiments.NAME.reported]``,
+:class:`~.config.Reported`: the paper configs give the reference experiments'), its
+objective and violation tables show them in rows of their own, marked *reported*, with
+their source: they were not run here.
 
 With ``docs``, :func:`results_page` writes ``results.md`` into that folder: per
 config, the commands that made its cells, its tables with the best feasible
@@ -39,6 +43,7 @@ from pathlib import Path
 
 import tomllib
 
+from .config import Reported, parse_reported
 from .figures import draw, equilibria_reached, figures, numeric_axis
 from .runner import FAILED
 from .store import Store
@@ -70,6 +75,33 @@ def _axis_hints(store: Store) -> dict[str, str]:
                 hints[name] = exp["axis"]
                 hints[f"{run.get('config_name')}/{name}"] = exp["axis"]
     return hints
+
+
+def _reported(store: Store) -> dict[str, Reported]:
+    """Each experiment's published means from its config (``[experiments.NAME.reported]``),
+    by experiment and by ``config/experiment``; a config whose table does not parse shows none."""
+    out: dict[str, Reported] = {}
+    for run in store.runs():
+        try:
+            raw = tomllib.loads(run.get("config_text") or "")
+        except tomllib.TOMLDecodeError:
+            continue
+        for name, exp in (raw.get("experiments") or {}).items():
+            try:
+                rep = parse_reported(exp, name) if isinstance(exp, dict) else None
+            except ValueError:
+                rep = None
+            if rep is not None:
+                out[name] = out[f"{run.get('config_name')}/{name}"] = rep
+    return out
+
+
+def _with_reported(tables: list[ExperimentTable], reported: dict[str, Reported],
+                   config: str = "") -> list[ExperimentTable]:
+    """``tables``, each with its experiment's published means where its config gives them."""
+    for t in tables:
+        t.reported = reported.get(f"{config}/{t.name}" if config else t.name)
+    return tables
 
 
 def _by_config(rows: list[dict], runs: list[dict]) -> list[dict]:
@@ -276,10 +308,30 @@ def _wide_tables(t: ExperimentTable) -> list[str]:
             for m in t.methods:
                 cells = [_wide_cell(by_point[p].get(m), col, t.tol) for p in pts]
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines += _reported_rows(t, col, heads)
             if col == "leader_objective":
                 lines.append("| **best feasible** | " + " | ".join(
                     _winner(t.best(p)) for p in pts) + " |")
             lines.append("")
+    if t.reported is not None:
+        lines += [f"*reported*: {t.reported.source} (not run here: the publication's own "
+                  "instances and measurements).", ""]
+    return lines
+
+
+def _reported_rows(t: ExperimentTable, col: str, heads: list[dict]) -> list[str]:
+    """The published means of the table's column, a row per label (``-`` where none)."""
+    if t.reported is None:
+        return []
+    lines = []
+    for label, cols in t.reported.values.items():
+        if col not in cols:
+            continue
+        vals = [t.reported.value(label, col, h) for h in heads]
+        if all(math.isnan(v) for v in vals):
+            continue
+        lines.append(f"| *reported: {label}* | " + " | ".join(
+            "-" if math.isnan(v) else _g(v, 4) for v in vals) + " |")
     return lines
 
 
@@ -377,10 +429,11 @@ def make_report(db: str, out: str, *, experiments: list[str] | None = None,
         rows = store.rows(experiments=experiments)
         runs = store.runs()
         hints = _axis_hints(store)
+        reported = _reported(store)
     if not rows:
         raise ValueError(f"results database {db!r} has no cells"
                          + (f" for experiments {experiments}" if experiments else ""))
-    tables = build_tables(_by_config(rows, runs), hints, tol)
+    tables = _with_reported(build_tables(_by_config(rows, runs), hints, tol), reported)
     outdir = Path(out)
     if docs is not None:
         _check_readme_figures(rows, runs, hints, tol, db)
@@ -390,7 +443,7 @@ def make_report(db: str, out: str, *, experiments: list[str] | None = None,
     md = outdir / "report.md"
     md.write_text(markdown(tables, db, runs, tol))
     if docs is not None:
-        paths += results_page(rows, runs, hints, Path(docs), db, tol)
+        paths += results_page(rows, runs, hints, Path(docs), db, tol, reported)
     return [md] + paths
 
 
@@ -403,10 +456,12 @@ def _config_rows(rows: list[dict], runs: list[dict]) -> dict[str, list[dict]]:
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != MAIN_CONFIG, kv[0] == "", kv[0])))
 
 
-def _config_tables(crows: list[dict], config: str, hints: dict[str, str], tol: float):
+def _config_tables(crows: list[dict], config: str, hints: dict[str, str], tol: float,
+                   reported: dict[str, Reported] | None = None):
     own = {r["experiment"]: hints.get(f"{config}/{r['experiment']}", hints.get(r["experiment"]))
            for r in crows}
-    return build_tables([dict(r) for r in crows], {k: v for k, v in own.items() if v}, tol)
+    tables = build_tables([dict(r) for r in crows], {k: v for k, v in own.items() if v}, tol)
+    return _with_reported(tables, reported or {}, config)
 
 
 def _check_readme_figures(rows, runs, hints, tol, db) -> None:
@@ -423,7 +478,8 @@ def _check_readme_figures(rows, runs, hints, tol, db) -> None:
 
 
 def results_page(rows: list[dict], runs: list[dict], hints: dict[str, str], docs: Path,
-                 db: str = "results.sqlite", tol: float = FEASIBILITY_TOL) -> list[Path]:
+                 db: str = "results.sqlite", tol: float = FEASIBILITY_TOL,
+                 reported: dict[str, Reported] | None = None) -> list[Path]:
     """Write ``docs/results.md`` and its figures; return the paths written.
 
     One section per config whose runs stored cells (the main job, config quick,
@@ -450,7 +506,7 @@ def results_page(rows: list[dict], runs: list[dict], hints: dict[str, str], docs
     written: list[Path] = []
     for config, crows in _config_rows(rows, runs).items():
         lines += _config_header(config, crows, runs, name)
-        for t in _config_tables(crows, config, hints, tol):
+        for t in _config_tables(crows, config, hints, tol, reported):
             names = {}
             if numeric_axis(t):
                 for kind in DOCS_KINDS:

@@ -179,6 +179,7 @@ class ExperimentTable:
     maximize: bool = True  # the leader's sense (at the first point; see ``senses``)
     tol: float = FEASIBILITY_TOL  # largest violation of a feasible answer
     senses: dict[str, bool] = field(default_factory=dict)  # point -> maximise (games may differ)
+    reported: Any = None  # the config's published means (config.Reported), shown beside these
 
     def maximizes(self, point: str) -> bool:
         return self.senses.get(point, self.maximize)

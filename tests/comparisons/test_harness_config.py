@@ -1,4 +1,5 @@
 """Config validation of the comparison harness: every bad input is a clear error before any work."""
+import math
 import os
 import sqlite3
 import sys
@@ -85,6 +86,33 @@ def _edit(old, new):
     return GOOD.replace(old, new, 1)
 
 
+REPORTED = """[experiments.toy.reported]
+source = "a paper"
+[experiments.toy.reported.paper-method]
+leader_objective = [1.0, 2.0, 3.0]
+[experiments.toy.methods.test-sleep]"""
+
+
+def _reported(text):
+    """GOOD with the toy experiment's axis and ``text`` (its reported tables)."""
+    return _edit("[experiments.toy.methods.test-sleep]", text).replace(
+        'game = "harness_toy"', 'game = "harness_toy"\naxis = "budget"', 1)
+
+
+def test_published_means_are_read_per_axis_value():
+    cfg = parse_config(_reported(REPORTED.replace(
+        "[1.0, 2.0, 3.0]", "[1.0, 2.0, 3.0]\nconstraint_violation = [0, nan, 0.5]")), name="r")
+    rep = cfg.experiments[0].reported
+    assert rep.source == "a paper" and rep.at == (0, 0.5, 1)
+    assert rep.value("paper-method", "leader_objective", {"budget": 0.5, "size": 2}) == 2.0
+    assert rep.value("paper-method", "constraint_violation", {"budget": 1.0}) == 0.5
+    assert math.isnan(rep.value("paper-method", "constraint_violation", {"budget": 0.5}))
+    assert math.isnan(rep.value("paper-method", "leader_objective", {"budget": 0.7}))
+    assert math.isnan(rep.value("other", "leader_objective", {"budget": 0.5}))
+    assert cfg.experiments[1].reported is None
+    assert len(cfg.cells()) == len(parse_config(GOOD).cells())  # nothing to run
+
+
 @pytest.mark.parametrize("text, match", [
     (_edit('game = "harness_toy"', 'game = "chess"'), "unknown game 'chess'"),
     (_edit("[experiments.toy.methods.test-random]", "[experiments.toy.methods.simplex9]"),
@@ -122,6 +150,14 @@ def _edit(old, new):
     ("[experiments\ngame = 1", "is not valid TOML"),
     ("time_limit = = 3", "is not valid TOML"),
     ("experiments = 3", r"\[experiments\] must be a table"),
+    (_edit("[experiments.toy.methods.test-sleep]", REPORTED),
+     "reported values are given per axis value; set axis"),
+    (_reported(REPORTED.replace("[1.0, 2.0, 3.0]", "[1.0, 2.0]")),
+     r"reported.paper-method.leader_objective must be a list of 3 numbers \(one per value of "
+     r"budget = \[0, 0.5, 1\]"),
+    (_reported(REPORTED.replace("source", "origin")), "reported needs source"),
+    (_reported(REPORTED.replace("leader_objective", "objective")),
+     "unknown key 'objective' in experiment 'toy': reported.paper-method"),
 ])
 def test_bad_config_is_a_clear_error(text, match):
     with pytest.raises(ValueError, match=match):

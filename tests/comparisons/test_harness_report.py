@@ -417,6 +417,40 @@ def test_a_database_of_several_configs_reports_each_apart(tmp_path):
     assert (tmp_path / "docs" / "paper-ssg-ssg-objective.png").exists()
 
 
+def test_published_means_are_shown_beside_the_results_with_their_source(tmp_path):
+    db = _store(tmp_path / "results.sqlite", "quick")
+    toys.fill_store(db, QUICK.replace("budget = [0.5, 1.5]", "budget = [0.25, 2.0]") + """
+[experiments.ssg.reported]
+source = "a paper's Table 2"
+[experiments.ssg.reported.gradient]
+leader_objective = [-3.25, nan]
+constraint_violation = [0.004, 0.5]
+""", "paper-ssg")
+    out = tmp_path / "report"
+    make_report(str(db), str(out), docs=str(tmp_path / "docs"))
+    for text in ((out / "report.md").read_text(), (tmp_path / "docs" / "results.md").read_text()):
+        paper = text[text.index("paper-ssg"):]
+        assert "| *reported: gradient* | -3.25 | - |" in paper  # the objective row, nan as -
+        assert "| *reported: gradient* | 0.004 | 0.5 |" in paper  # the violation row
+        assert "*reported*: a paper's Table 2" in paper
+        assert "*reported" not in text[:text.index("paper-ssg")]  # quick's tables have none
+        assert "gradient" not in paper.split("**best feasible**")[1].split("\n")[0]  # never a winner
+
+
+def test_figures_draw_the_published_means_at_the_axis_values_shown():
+    from stackopt.comparisons.config import Reported
+
+    t = _table([_row("a", b, s, -3.0 + b) for b in (0.0, 1.0) for s in (1, 2)])
+    t.reported = Reported("a paper", "budget", (0.0, 0.5, 1.0), {
+        "gradient": {"leader_objective": (-3.5, -3.2, float("nan"))}})
+    ax = draw(t, "objective").axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "reported: gradient"]
+    assert list(line.get_xdata()) == [0.0] and list(line.get_ydata()) == [-3.5]  # 0.5 not run
+    assert "reported: gradient" in [x.get_text() for x in ax.get_legend().get_texts()]
+    assert not [ln for ln in draw(t, "violation").axes[0].get_lines()
+                if ln.get_label().startswith("reported")]  # no violations published
+
+
 def test_the_results_page_is_generated_and_its_figures_exist():
     docs = README.parent / "docs"
     page = (docs / "results.md").read_text()
