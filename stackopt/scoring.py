@@ -36,14 +36,16 @@ cap and the clock included); widening it keeps it exact or conservative there, a
 in the spread of an equilibrium the first stage did not reach. Where the objective over
 the equilibria is far from normal no rule is exact with few draws: an equilibrium
 reached with probability ``q`` is missed by all ``n0`` first draws with probability
-``(1 - q)^n0`` (0.12 for ``q = 0.1``), and a strongly skewed spread makes every ``t``
-interval of a few tens of draws too short on one side. ``MIN_DRAWS = 20`` is the
-compromise measured by ``python -m stackopt.comparisons.coverage --synthetic``
-(20000 repetitions each): coverage 95-95.5 % for normal spreads and one like a security
-game's (the former rule: 93.5-95 %), 87-95 % for two or three equilibria with
-probabilities down to 0.1 (former: 65-96 %), 86.5-92 % for lognormal and exponential
-spreads (former: 84-90 %), at 20-35 draws where the former rule made 10-32. A first stage
-of 30 draws would lift the rare equilibrium's case to 95 % at 30 draws at least.
+``(1 - q)^n0``, and a strongly skewed spread makes every ``t`` interval of a few tens of
+draws too short on one side. ``MIN_DRAWS`` is the smallest first stage that misses an
+equilibrium reached one draw in ten (:data:`RARE`) with probability at most 0.05
+(:data:`MISSED`): 29 draws. Measured by ``python -m stackopt.comparisons.coverage
+--synthetic`` (20000 repetitions each): coverage 95.0-95.1 % for normal spreads and one
+like a security game's, 92-95 % for two or three equilibria with probabilities down to 0.1
+(a first stage of 20: 87-95 %; the former rule, "draw until the standard error is small
+enough" from 10 draws: 65-96 %), 88-93 % for lognormal and exponential spreads (20: 86.5-92
+%; former: 84-90 %), at 29-36 draws where a first stage of 20 made 20-35 and the former rule
+10-32.
 
 Draw ``s`` starts from the random point seeded by ``(seed, s)``: every method's
 strategy on the same instance and seed is scored with the same draws (common
@@ -52,6 +54,7 @@ noise.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -67,7 +70,10 @@ from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters, dist
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
 PRECISION = 2e-3  # target standard error of the mean objective, relative to the objective's scale
-MIN_DRAWS = 20  # first-stage draws at least, where the equilibrium is not provably unique
+RARE = 0.1  # an equilibrium the followers reach one draw in ten ...
+MISSED = 0.05  # ... is missed by the whole first stage with at most this probability:
+MIN_DRAWS = math.ceil(math.log(MISSED) / math.log(1.0 - RARE))  # 29 first-stage draws at least
+# (where the equilibrium is not provably unique)
 MAX_DRAWS = 100  # draws at most
 DISTANCE = 1e-4  # two draws reached the same equilibrium: no follower variable differs by more
 LEVEL = 0.95  # of the objective's interval

@@ -48,8 +48,8 @@ def test_the_first_stage_fixes_the_draws():
     assert np.array_equal(first, evaluate(game, [0.0], seed=3, samples=MIN_DRAWS).objectives)
     # the interval: Stein's, or the t interval over all the draws where that is wider
     low, high = ev.objective_interval
-    t19, tn = 2.093024, float(special.stdtrit(ev.draws - 1, 0.975))
-    assert (high - low) / 2 == pytest.approx(max(t19 * s0, tn * np.std(ev.objectives, ddof=1))
+    t0, tn = (float(special.stdtrit(n - 1, 0.975)) for n in (MIN_DRAWS, ev.draws))
+    assert (high - low) / 2 == pytest.approx(max(t0 * s0, tn * np.std(ev.objectives, ddof=1))
                                              / math.sqrt(ev.draws))
     assert ev.note == "" and evaluate(game, [0.0], seed=3, precision=1.0).draws == MIN_DRAWS
     # the cap: the precision is not reached, and the evaluation says so
