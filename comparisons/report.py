@@ -62,37 +62,39 @@ METRICS = (("objective", "leader_objective"), ("violation", "constraint_violatio
            ("residual", "equilibrium_residual"), ("time", "time_s"))
 
 
-def _axis_hints(store: Store) -> dict[str, str]:
-    """Each experiment's axis from its config, by experiment and by ``config/experiment``."""
-    hints: dict[str, str] = {}
+def _stored_experiments(store: Store):
+    """``(config name, experiment name, experiment table)`` of every run's stored config (a
+    config text that does not parse gives none)."""
     for run in store.runs():
         try:
             raw = tomllib.loads(run.get("config_text") or "")
         except tomllib.TOMLDecodeError:
             continue
         for name, exp in (raw.get("experiments") or {}).items():
-            if isinstance(exp, dict) and isinstance(exp.get("axis"), str):
-                hints[name] = exp["axis"]
-                hints[f"{run.get('config_name')}/{name}"] = exp["axis"]
+            if isinstance(exp, dict):
+                yield run.get("config_name"), name, exp
+
+
+def _axis_hints(store: Store) -> dict[str, str]:
+    """Each experiment's axis from its config, by experiment and by ``config/experiment``."""
+    hints: dict[str, str] = {}
+    for config, name, exp in _stored_experiments(store):
+        if isinstance(exp.get("axis"), str):
+            hints[name] = hints[f"{config}/{name}"] = exp["axis"]
     return hints
 
 
 def _reported(store: Store) -> dict[str, Reported]:
     """Each experiment's published means from its config (``[experiments.NAME.reported]``),
-    by experiment and by ``config/experiment``; a config whose table does not parse shows none."""
+    by experiment and by ``config/experiment``; a table that does not parse shows none."""
     out: dict[str, Reported] = {}
-    for run in store.runs():
+    for config, name, exp in _stored_experiments(store):
         try:
-            raw = tomllib.loads(run.get("config_text") or "")
-        except tomllib.TOMLDecodeError:
+            rep = parse_reported(exp, name)
+        except ValueError:
             continue
-        for name, exp in (raw.get("experiments") or {}).items():
-            try:
-                rep = parse_reported(exp, name) if isinstance(exp, dict) else None
-            except ValueError:
-                rep = None
-            if rep is not None:
-                out[name] = out[f"{run.get('config_name')}/{name}"] = rep
+        if rep is not None:
+            out[name] = out[f"{config}/{name}"] = rep
     return out
 
 
