@@ -362,8 +362,10 @@ def score(game, out, method: str, seed: int, deadline: float | None = None,
         built = _evaluate(game, k.p0, seed, None, 1e-8, None, first, precision, max_draws)
         return built
 
+    # an evaluation the clock cut (draws stopped, or a solve past its deadline) is used once,
+    # not kept: a later solve with more time evaluates the initial strategy in full
     initial = game.cached(f"initial-evaluation-{seed}-{k.data_key}-{precision!r}-{max_draws}",
-                          initial_evaluation)
+                          initial_evaluation, keep=lambda ev: not ev.work.clock_stops)
     work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
     try:

@@ -250,11 +250,16 @@ class StackelbergGame:
             parts.extend(_constraint_signature(c, keep) for c in self._leader["constraints"])
         return tuple(parts), keep
 
-    def cached(self, key: str, build):
-        """Per-game cache for prepared artefacts (cleared when the game changes)."""
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+    def cached(self, key: str, build, keep=None):
+        """Per-game cache for prepared artefacts (cleared when the game changes); with
+        ``keep``, a value built now is kept only where ``keep(value)`` holds (it is returned
+        either way)."""
+        if key in self._cache:
+            return self._cache[key]
+        value = build()
+        if keep is None or keep(value):
+            self._cache[key] = value
+        return value
 
     def __repr__(self) -> str:
         return f"StackelbergGame({self.name!r}, followers={self._followers})"

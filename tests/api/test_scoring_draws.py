@@ -162,3 +162,25 @@ def test_a_reformulation_says_its_claim_is_optimistic():
     plain = score(game, out, method="gradient", seed=0, max_draws=30)
     assert not plain.optimistic_claim and "optimistic value" not in plain.message
     assert plain.leader_objective == r.leader_objective  # the same draws for every method
+
+
+def test_an_initial_evaluation_the_clock_cut_is_not_kept_for_later_solves():
+    """The initial strategy is evaluated once per game and seed; where the clock cut that
+    evaluation short, a later solve with time to spare evaluates it in full."""
+    from stackopt.scoring import score
+
+    game = coordination()
+    k = stackopt.kernel.kernel_of(game)
+
+    class Out:  # a method's proposal: the initial strategy itself
+        leader, follower_hint, message, status = k.p0, None, "", stackopt.Status.CONVERGED
+        claimed_objective = claimed_violation = bound = gap = None
+        singular_kkt, history = False, []
+        work = stackopt.oracle.OracleCounters()
+
+    cut = score(game, Out, "initial", seed=0, deadline=0.0)  # long past
+    assert not [key for key in game._cache if key.startswith("initial-evaluation")]
+    assert cut.oracle_solves["scoring"]["clock_stops"] >= 1
+    full = score(game, Out, "initial", seed=0)
+    assert [key for key in game._cache if key.startswith("initial-evaluation")]
+    assert full.draws >= MIN_DRAWS and full.initial_objective == full.leader_objective
