@@ -105,7 +105,7 @@ _CLOCKED = (Status.OPTIMAL, Status.CONVERGED, Status.MAX_ITERATIONS, Status.NOT_
 def past_limit(out, elapsed: float, limit: float | None, who: str, clock_stops: int = 0):
     """``out`` (a MethodOutput or Result) with status ``TIME_LIMIT`` where it took longer than
     ``limit`` seconds, or ``clock_stops`` equilibrium solves ended past their deadline (the
-    oracle's per-call limit, 60 s by default, or the method's), and its status does not
+    oracle's per-call limit, 600 s by default, or the method's), and its status does not
     already say why it stopped otherwise.
 
     The deadlines a method and scoring check end at most ``limit`` seconds after ``solve``

@@ -86,7 +86,8 @@ def _options(cfg: ConfigDict) -> ConfigDict:
     d = cfg.declare
     d("tol", ConfigValue(1e-8, PositiveFloat, "infinity norm of the KKT residual at which a solve has "
       "converged (the followers' objectives divided by their scale, see the module docstring)"))
-    d("time_limit", ConfigValue(60.0, PositiveFloat, "seconds allowed for one solve"))
+    d("time_limit", ConfigValue(600.0, PositiveFloat, "seconds allowed for one solve: a safety net (every "
+      "loop of a solve has an iteration budget), which a loaded machine must not reach"))
     d("cold_start", ConfigValue(None, _cold_start, "cold-start dynamics: 'gradient-play', 'relaxation' "
       "(damped best response) or 'auto' (Newton first, kept if second-order conditions hold); "
       "None: the game's own dynamics, and 'auto' for a game with smooth or shared constraints "
