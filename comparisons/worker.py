@@ -17,7 +17,10 @@ A child keeps the instance it built last (:class:`Instances`): the next cell of
 the same instance (another method on the same game, parameters and seed) solves
 the same game object, so the game is built and prepared (``kernel_of``: Pyomo's
 symbolic derivatives compiled) once per instance, not once per method, and the
-scoring's evaluation of the initial strategy is reused. Each method still starts
+scoring's evaluation of the initial strategy is reused. Cells that differ only in
+a game's mutable parameters (a security game's or an NFG's budget, see
+:func:`stackopt.models.vary`) solve the same game too, given their own values:
+a sweep over a budget prepares each seed's game once. Each method still starts
 from the model as built: the variables' values and fixed flags and the mutable
 Params' values saved after the build are written back before every reuse, and a
 model whose structure or bounds a method changed, or a cell that ended in an
@@ -38,7 +41,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .config import Cell, import_plugins
+from .config import Cell, canonical_json, import_plugins
 
 PACKAGES = ("stackopt", "pyomo", "numpy", "scipy", "cyipopt", "pyscipopt")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -103,9 +106,25 @@ def _base_row(cell: Cell) -> dict[str, Any]:
 
 
 def instance_key(cell: Cell) -> tuple:
-    """What a cell's instance is built from (``build_game``'s arguments and the plugins that
-    register its game): cells with the same key solve the same game."""
-    return (cell.game_ref or cell.game, cell.params_json, cell.seed, cell.plugins)
+    """What a cell's game is built from (``build_game``'s arguments and the plugins that
+    register its game) but its mutable parameters (:func:`stackopt.models.vary`): cells with
+    the same key solve the same built and prepared game, with their own mutable values."""
+    fixed, _ = _split_params(cell)
+    return (cell.game_ref or cell.game, canonical_json(fixed), cell.seed, cell.plugins)
+
+
+def _split_params(cell: Cell) -> tuple[dict, dict]:
+    """The cell's parameters that shape its game's model, and its mutable ones."""
+    from stackopt.models import mutable_params
+
+    try:  # a game that does not load has none: its cell reports why when it builds it
+        import_plugins(cell.plugins)
+        mutable = mutable_params(cell.game_ref or cell.game)
+    except (ImportError, ValueError):
+        mutable = frozenset()
+    params = dict(cell.params)
+    return ({k: v for k, v in params.items() if k not in mutable},
+            {k: v for k, v in params.items() if k in mutable})
 
 
 class ModelState:
@@ -157,21 +176,28 @@ class Instances:
 
     def __init__(self):
         self.key: tuple | None = None
+        self.mutable: dict = {}  # the game's mutable parameters' values now
         self.game = None
         self.fingerprint = ""
         self.state: ModelState | None = None
         self.built = 0  # games built, for the tests and the logs
 
     def game_for(self, cell: Cell):
-        from stackopt.models import build_game
+        from stackopt.models import build_game, vary
 
         key = instance_key(cell)
+        name = cell.game_ref or cell.game
         if self.key == key and self.state is not None and self.state.restore():
+            _, mutable = _split_params(cell)
+            vary(self.game, name, **mutable)  # restore() wrote the built values back
+            if mutable != self.mutable:
+                self.mutable, self.fingerprint = mutable, fingerprint(self.game)
             return self.game, self.fingerprint
         self.drop()
-        game = build_game(cell.game_ref or cell.game, cell.seed, **dict(cell.params))
+        game = build_game(name, cell.seed, **dict(cell.params))
         self.built += 1
         self.key, self.game, self.fingerprint = key, game, fingerprint(game)
+        self.mutable = _split_params(cell)[1]
         self.state = ModelState(game.model)
         return self.game, self.fingerprint
 

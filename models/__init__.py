@@ -22,12 +22,19 @@ from .locate import is_reference, locate, signature_params, takes_seed
 
 @dataclass(frozen=True)
 class Param:
-    """A builder parameter: its type, default and one line of help."""
+    """A builder parameter: its type, default and one line of help.
+
+    A ``mutable`` parameter is held in the model's mutable Pyomo Param of the same name
+    (and in ``game.data``): :func:`vary` gives a built instance another value of it, checked
+    by ``check`` (which returns the value to use or raises ``ValueError``), and instances that
+    differ only in mutable parameters share their preparation."""
 
     type: type
     default: Any
     help: str
     cli: str | None = None  # command-line flag, default --<name with dashes>
+    mutable: bool = False
+    check: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,3 +130,33 @@ def build_game(name: str, seed: int = 0, **params):
         raise ValueError(f"game builder {name!r} returned {type(game).__name__}; a builder returns "
                          "a stackopt.StackelbergGame (end it with `return game`)")
     return game
+
+
+def mutable_params(name: str) -> frozenset:
+    """The names of game ``name``'s mutable parameters (see :class:`Param`)."""
+    return frozenset(k for k, p in game_spec(name).params.items() if p.mutable)
+
+
+def vary(game, name: str, **params) -> None:
+    """Give ``game``, an instance of game ``name`` built by :func:`build_game`, new values of
+    its mutable parameters: each is checked as its builder checks it, then written to the
+    model's mutable Param of that name and to ``game.data``. The game solved afterwards is
+    the instance :func:`build_game` builds with those values, without being built or
+    prepared again (compiled programs read Params at every call)."""
+    spec = game_spec(name)
+    for key, value in params.items():
+        param = spec.params.get(key)
+        if param is None:
+            raise ValueError(f"unknown parameter {key!r} for game {name!r}"
+                             f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
+        if not param.mutable:
+            raise ValueError(f"parameter {key!r} of game {name!r} shapes the model and cannot be "
+                             f"varied on a built instance; expected one of "
+                             f"{sorted(mutable_params(name))}, or build the instance again")
+        value = param.check(value) if param.check is not None else value
+        component = game.model.component(key)
+        if component is None or not getattr(component, "mutable", False):
+            raise ValueError(f"game {name!r} declares {key!r} mutable but its model has no "
+                             f"mutable Param named {key!r}")
+        component.set_value(value)
+        game.data[key] = value

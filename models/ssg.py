@@ -94,7 +94,8 @@ PARAMS = {
     "resources": Param(float, None, "coverage units per defender: sum_t x_it = resources; "
                        "default a fifth of the smallest coverable set (10 of 50)"),
     "rationality": Param(float, 5.0, "attacker's quantal-response rationality: p = softmax(a - rationality*cov)"),
-    "budget": Param(float, 1.0, "leader's budget B"),
+    "budget": Param(float, 1.0, "leader's budget B", mutable=True,
+                    check=lambda value: _finite_at_least("budget", value, 0.0)),
     "budget_kind": Param(str, "reimbursement",
                          "budget definition: 'reimbursement' sum pi_it (1-x_it) <= B (reference "
                          "experiments) or 'expected' sum pi_it p_t (1-cov_t) <= B (paper prose)"),
@@ -297,11 +298,12 @@ def _build(game, a, u_leader, u_def, mask, resources, rationality, budget, budge
     else:
         spend = sum(m.reimbursement[i, t] * m.exposure[t] for i, t in pairs) / m.partition
     m.spend = pyo.Expression(expr=spend)
+    m.budget = pyo.Param(mutable=True, initialize=budget)  # varied on a built game (models.vary)
     game.set_leader(
         variables=[m.reimbursement],
         objective=sum(m.exposure[t] * float(u_leader[t]) for t in range(T)) / m.partition,
         sense=pyo.maximize,
-        constraints=[m.spend <= budget],
+        constraints=[m.spend <= m.budget],
     )
 
 

@@ -368,9 +368,13 @@ def score(game, out, method: str, seed: int, deadline: float | None = None,
                           initial_evaluation, keep=lambda ev: not ev.work.clock_stops)
     work = OracleCounters() if built is None else built.work  # a cached evaluation cost nothing now
     message = out.message
+    # a proposal of the initial strategy itself, without a hint, has the initial evaluation
+    # (the same draws of the same strategy) where the clock did not cut that
+    initial_itself = (out.follower_hint is None and not initial.work.clock_stops
+                      and np.array_equal(np.asarray(out.leader, dtype=float), k.p0))
     try:
-        ev = _evaluate(game, out.leader, seed, None, 1e-8, out.follower_hint, deadline, precision,
-                       max_draws)
+        ev = initial if initial_itself else _evaluate(
+            game, out.leader, seed, None, 1e-8, out.follower_hint, deadline, precision, max_draws)
     except Exception as exc:  # scoring must not lose the method's outcome
         return Result(game=game.name, method=method, status=out.status, seed=seed,
                       oracle_solves={"method": out.work.solves(), "scoring": work.solves()},
@@ -408,7 +412,8 @@ def score(game, out, method: str, seed: int, deadline: float | None = None,
         claimed_objective=out.claimed_objective, claimed_violation=out.claimed_violation,
         claim_gap=claim_gap, bound=out.bound, gap=out.gap,
         singular_kkt=out.singular_kkt, message=message, history=out.history,
-        oracle_solves={"method": out.work.solves(), "scoring": (work + ev.work).solves()},
+        oracle_solves={"method": out.work.solves(),
+                       "scoring": (work if initial_itself else work + ev.work).solves()},
         **draws_fields(ev), optimistic_claim=optimistic_claim,
     )
 

@@ -184,3 +184,18 @@ def test_an_initial_evaluation_the_clock_cut_is_not_kept_for_later_solves():
     full = score(game, Out, "initial", seed=0)
     assert [key for key in game._cache if key.startswith("initial-evaluation")]
     assert full.draws >= MIN_DRAWS and full.initial_objective == full.leader_objective
+
+
+def test_the_initial_strategy_is_scored_by_the_initial_evaluation_once():
+    """A proposal of the initial strategy has the same draws as the initial evaluation: it is
+    that evaluation, made once per game and seed (its cold starts counted once, none on a
+    later solve), with the figures a separate evaluation of the strategy gives."""
+    game = coordination()
+    first = stackopt.solve(game, "initial", seed=3)
+    assert first.oracle_solves["scoring"]["cold_starts"] == first.draws >= MIN_DRAWS
+    again = stackopt.solve(game, "initial", seed=3)
+    assert again.oracle_solves["scoring"]["cold_starts"] == 0
+    alone = evaluate(coordination(), [0.0], seed=3)
+    for r in (first, again):
+        assert r.leader_objective == r.initial_objective == alone.leader_objective
+        assert r.objective_interval == alone.objective_interval and r.draws == alone.draws

@@ -121,7 +121,7 @@ def test_a_failed_cell_is_followed_by_a_fresh_build():
     assert fine["status"] == "optimal" and instances.built == 2
 
 
-def test_instances_are_keyed_by_game_parameters_seed_and_plugins():
+def test_instances_are_keyed_by_game_parameters_but_the_mutable_ones_seed_and_plugins():
     cells = _cells()
     keys = {instance_key(c) for c in cells}
     assert len(keys) == 2  # seeds 1 and 2; every method shares its seed's game
@@ -155,3 +155,25 @@ def test_gradient_and_initial_on_one_prepared_game_give_the_fresh_builds_answers
         assert shared["status"] == fresh["status"] != "error", shared["message"]
         assert row_numbers(shared) == row_numbers(fresh), cell.method
     assert instances.built == 1
+
+
+def test_the_budgets_of_a_seed_share_one_prepared_game_and_give_the_fresh_builds_answers():
+    """A security game's budget is a mutable parameter: one seed's cells over the budget axis
+    solve one game, each at its own budget, with the answers and fingerprints of fresh builds."""
+    config = load_config("quick", experiments=["ssg"], seeds="1", methods=["gradient", "initial"])
+    cells = config.cells()
+    assert len({dict(c.params)["budget"] for c in cells}) >= 3
+    assert len({instance_key(c) for c in cells}) == 1
+    instances = Instances()
+    rows = []
+    for cell in cells:
+        shared = run_cell(cell, instances)
+        fresh = run_cell(cell)
+        assert shared["status"] == fresh["status"] != "error", shared["message"]
+        assert row_numbers(shared) == row_numbers(fresh), (cell.params, cell.method)
+        assert shared["fingerprint"] == fresh["fingerprint"]
+        rows.append(shared)
+    assert instances.built == 1
+    assert len({r["fingerprint"] for r in rows}) == len({dict(c.params)["budget"] for c in cells})
+    gradient = [r["leader_objective"] for r in rows if r["method"] == "gradient"]
+    assert len(set(gradient)) == len(gradient)  # each budget was solved at its own value
