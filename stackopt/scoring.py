@@ -226,8 +226,10 @@ def evaluate(game, leader_values, seed: int = 0, samples: int | None = None, tol
 
 
 def _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision=PRECISION,
-              max_draws=MAX_DRAWS) -> Evaluation:
-    """:func:`evaluate` of a game already read from its model (a solve's scoring)."""
+              max_draws=MAX_DRAWS, known=()) -> Evaluation:
+    """:func:`evaluate` of a game already read from its model (a solve's scoring). ``known``:
+    the equilibria of the first draws, made before with the same strategy, seed, ``tol`` and
+    ``hint`` on the same followers' game (:attr:`GameKernel.follower_key`); they cost nothing."""
     k = kernel_of(game)
     p = k.check_leader(leader_values)
     plan = draw_plan(game, k, samples, precision, max_draws)
@@ -251,9 +253,12 @@ def _evaluate(game, leader_values, seed, samples, tol, hint, deadline, precision
             work = work + OracleCounters(clock_stops=1)
             break
         left = max(plan.least - s, 1)  # the first stage shares the time left; a later draw may use it all
-        e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(left))
-        work = work + e.counters
-        if not e.converged and hint is not None:
+        if s < len(known):
+            e = known[s]
+        else:
+            e = oracle.solve(p, rng=np.random.default_rng([seed, s]), deadline=until(left))
+            work = work + e.counters
+        if s >= len(known) and not e.converged and hint is not None:
             e2 = (oracle.solve(p, warm=hint, deadline=until(left)) if isinstance(hint, Equilibrium)
                   else oracle.solve(p, x0=np.asarray(hint), deadline=until(left)))
             work = work + e2.counters
@@ -357,9 +362,16 @@ def score(game, out, method: str, seed: int, deadline: float | None = None,
     first = None if deadline is None else time.perf_counter() + 0.5 * (deadline - time.perf_counter())
     built = None
 
+    # the followers' equilibria from the initial strategy's draws, kept for evaluations where
+    # only the leader's functions differ (another budget of a security game: models.vary)
+    drawn = f"initial-equilibria-{seed}-{k.follower_key}"
+
     def initial_evaluation():
         nonlocal built
-        built = _evaluate(game, k.p0, seed, None, 1e-8, None, first, precision, max_draws)
+        built = _evaluate(game, k.p0, seed, None, 1e-8, None, first, precision, max_draws,
+                          known=game.recall(drawn, ()))
+        if not built.work.clock_stops and len(built.equilibria) > len(game.recall(drawn, ())):
+            game.remember(drawn, tuple(built.equilibria))
         return built
 
     # an evaluation the clock cut (draws stopped, or a solve past its deadline) is used once,

@@ -261,6 +261,14 @@ class StackelbergGame:
             self._cache[key] = value
         return value
 
+    def recall(self, key: str, default=None):
+        """The value the per-game cache holds under ``key``, else ``default``."""
+        return self._cache.get(key, default)
+
+    def remember(self, key: str, value) -> None:
+        """Keep ``value`` under ``key`` in the per-game cache (cleared when the game changes)."""
+        self._cache[key] = value
+
     def __repr__(self) -> str:
         return f"StackelbergGame({self.name!r}, followers={self._followers})"
 

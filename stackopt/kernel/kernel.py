@@ -79,11 +79,13 @@ class GameKernel:
         self._compile_followers(s, allv)
         self.batch = BatchEvaluators(self._F, self._fobj, self._Jxp, self.sense, self.x_sense,
                                      self._Jx_sign, self.slices, self.x_owner)
+        self.smooth = smooth_rows(s, xv, pv, self.x_owner, self.parameters)
+        self._follower_rows = CompiledRows(s, xv, pv, self.parameters)
+        # the followers' parameters come first: those the leader's programs add follow them
+        self._follower_parameters = len(self.parameters.items)
         self.leader_side = ls = LeaderEvaluators(s, allv, self.n_x, self.n_p, self.parameters)
         self.leader_sense, self.constraint_names, self.n_c = ls.leader_sense, ls.constraint_names, ls.n_c
         self.Lp_rows, self.Lp_cols = ls.Lp_rows, ls.Lp_cols
-        self.smooth = smooth_rows(s, xv, pv, self.x_owner, self.parameters)
-        self._follower_rows = CompiledRows(s, xv, pv, self.parameters)
         self._prove_convexity(s)
         self.uses_loops = self._use_loops()
         self.refresh()
@@ -182,7 +184,9 @@ class GameKernel:
         """Read the model's values again: variable bounds and initial values, and the
         followers' linear rows (coefficients and right-hand sides, which may hold
         mutable Params). Compiled programs read their Params at every call.
-        ``data_key`` changes whenever any of these values (or a Param's) does."""
+        ``data_key`` changes whenever any of these values (or a Param's) does;
+        ``follower_key`` whenever one that the followers' game at a given leader strategy
+        depends on does (all but the Params of the leader's functions alone)."""
         xv, pv = self.x_vars, self.p_vars
         self.x_lb, self.x_ub = _bounds(xv)
         self.p_lb, self.p_ub = _bounds(pv)
@@ -193,12 +197,14 @@ class GameKernel:
             self.smooth.refresh()
         params = self.parameters.values()
         digest = hashlib.sha1()
-        for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0, params,
-                  self.eq.M.data, self.eq.E.data, self.eq.rhs, self.ineq.M.data, self.ineq.E.data,
-                  self.ineq.rhs):
+        for a in (self.x_lb, self.x_ub, self.p_lb, self.p_ub, self.x0, self.p0,
+                  params[:self._follower_parameters], self.eq.M.data, self.eq.E.data, self.eq.rhs,
+                  self.ineq.M.data, self.ineq.E.data, self.ineq.rhs):
             digest.update(np.ascontiguousarray(a, dtype=float).tobytes())
         if self.smooth is not None:
             digest.update(np.ascontiguousarray(self.smooth.bound, dtype=float).tobytes())
+        self.follower_key = digest.hexdigest()
+        digest.update(np.ascontiguousarray(params[self._follower_parameters:], dtype=float).tobytes())
         self.data_key = digest.hexdigest()
 
     @property

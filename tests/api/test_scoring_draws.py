@@ -199,3 +199,38 @@ def test_the_initial_strategy_is_scored_by_the_initial_evaluation_once():
     for r in (first, again):
         assert r.leader_objective == r.initial_objective == alone.leader_objective
         assert r.objective_interval == alone.objective_interval and r.draws == alone.draws
+
+
+def _weighted_coordination(weight=1.0, shift=0.0):
+    """:func:`games.coordination` with mutable Params: ``weight`` in the leader's objective
+    alone, ``shift`` in the followers' objectives."""
+    from games import _matching_pair
+
+    g = StackelbergGame("coordination", samples=5)
+    m = g.model
+    m.pi = pyo.Var(bounds=(-1, 1), initialize=0.0)
+    m.weight = pyo.Param(mutable=True, initialize=weight)
+    m.shift = pyo.Param(mutable=True, initialize=shift)
+    f = _matching_pair(g, m.pi + m.shift)
+    g.set_leader([m.pi], m.weight * (f[0].x + f[1].x))
+    return g
+
+
+def test_the_initial_draws_serve_every_leader_function_on_the_same_followers_game():
+    """Editing a Param of the leader's functions alone re-scores the initial strategy on the
+    equilibria its draws reached before (no cold start), with a fresh build's figures; editing
+    one of the followers' draws them again."""
+    game = _weighted_coordination()
+    first = stackopt.solve(game, "initial", seed=4)
+    assert first.oracle_solves["scoring"]["cold_starts"] == first.draws
+    game.model.weight.set_value(3.0)
+    weighted = stackopt.solve(game, "initial", seed=4)
+    assert weighted.oracle_solves["scoring"]["cold_starts"] == 0
+    fresh = stackopt.solve(_weighted_coordination(weight=3.0), "initial", seed=4)
+    assert weighted.leader_objective == fresh.leader_objective != first.leader_objective
+    assert weighted.objective_interval == fresh.objective_interval
+    game.model.shift.set_value(0.1)
+    shifted = stackopt.solve(game, "initial", seed=4)
+    assert shifted.oracle_solves["scoring"]["cold_starts"] == shifted.draws
+    again = stackopt.solve(_weighted_coordination(weight=3.0, shift=0.1), "initial", seed=4)
+    assert shifted.leader_objective == again.leader_objective
