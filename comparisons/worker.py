@@ -18,7 +18,7 @@ the same instance (another method on the same game, parameters and seed) solves
 the same game object, so the game is built and prepared (``kernel_of``: Pyomo's
 symbolic derivatives compiled) once per instance, not once per method, and the
 scoring's evaluation of the initial strategy is reused. Cells that differ only in
-a game's mutable parameters (a security game's or an NFG's budget, see
+a game's mutable parameters (the security game's budget, see
 :func:`stackopt.models.vary`) solve the same game too, given their own values:
 a sweep over a budget prepares each seed's game once. Each method still starts
 from the model as built: the variables' values and fixed flags and the mutable
