@@ -109,7 +109,10 @@ def instance_key(cell: Cell) -> tuple:
     """What a cell's game is built from (``build_game``'s arguments and the plugins that
     register its game) but its mutable parameters (:func:`stackopt.models.vary`): cells with
     the same key solve the same built and prepared game, with their own mutable values."""
-    fixed, _ = _split_params(cell)
+    return _instance_key(cell, _split_params(cell)[0])
+
+
+def _instance_key(cell: Cell, fixed: dict) -> tuple:
     return (cell.game_ref or cell.game, canonical_json(fixed), cell.seed, cell.plugins)
 
 
@@ -185,10 +188,10 @@ class Instances:
     def game_for(self, cell: Cell):
         from stackopt.models import build_game, vary
 
-        key = instance_key(cell)
+        fixed, mutable = _split_params(cell)
+        key = _instance_key(cell, fixed)
         name = cell.game_ref or cell.game
         if self.key == key and self.state is not None and self.state.restore():
-            _, mutable = _split_params(cell)
             vary(self.game, name, **mutable)  # restore() wrote the built values back
             if mutable != self.mutable:
                 self.mutable, self.fingerprint = mutable, fingerprint(self.game)
@@ -197,7 +200,7 @@ class Instances:
         game = build_game(name, cell.seed, **dict(cell.params))
         self.built += 1
         self.key, self.game, self.fingerprint = key, game, fingerprint(game)
-        self.mutable = _split_params(cell)[1]
+        self.mutable = mutable
         self.state = ModelState(game.model)
         return self.game, self.fingerprint
 

@@ -115,6 +115,14 @@ def game_spec(name: str, base: str | os.PathLike | None = None) -> GameSpec:
     return _GAMES[name]
 
 
+def _known(spec: GameSpec, name: str, key: str) -> Param:
+    """Parameter ``key`` of game ``name``; a ``ValueError`` naming the known ones where it is none."""
+    if key not in spec.params:
+        raise ValueError(f"unknown parameter {key!r} for game {name!r}"
+                         f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
+    return spec.params[key]
+
+
 def build_game(name: str, seed: int = 0, **params):
     """Build the instance of game ``name`` (a registered name or a reference, see
     :func:`game_spec`) for ``seed`` and ``params`` (unknown params rejected)."""
@@ -122,9 +130,7 @@ def build_game(name: str, seed: int = 0, **params):
 
     spec = game_spec(name)
     for key in params:
-        if key not in spec.params:
-            raise ValueError(f"unknown parameter {key!r} for game {name!r}"
-                             f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
+        _known(spec, name, key)
     game = spec.builder(seed=seed, **params) if spec.seeded else spec.builder(**params)
     if not isinstance(game, StackelbergGame):
         raise ValueError(f"game builder {name!r} returned {type(game).__name__}; a builder returns "
@@ -145,10 +151,7 @@ def vary(game, name: str, **params) -> None:
     prepared again (compiled programs read Params at every call)."""
     spec = game_spec(name)
     for key, value in params.items():
-        param = spec.params.get(key)
-        if param is None:
-            raise ValueError(f"unknown parameter {key!r} for game {name!r}"
-                             f"{did_you_mean(key, spec.params)}; expected one of {sorted(spec.params)}")
+        param = _known(spec, name, key)
         if not param.mutable:
             raise ValueError(f"parameter {key!r} of game {name!r} shapes the model and cannot be "
                              f"varied on a built instance; expected one of "

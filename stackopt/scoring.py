@@ -368,9 +368,10 @@ def score(game, out, method: str, seed: int, deadline: float | None = None,
 
     def initial_evaluation():
         nonlocal built
+        known = game.recall(drawn, ())
         built = _evaluate(game, k.p0, seed, None, 1e-8, None, first, precision, max_draws,
-                          known=game.recall(drawn, ()))
-        if not built.work.clock_stops and len(built.equilibria) > len(game.recall(drawn, ())):
+                          known=known)
+        if not built.work.clock_stops and len(built.equilibria) > len(known):
             game.remember(drawn, tuple(built.equilibria))
         return built
 
