@@ -38,8 +38,8 @@ the equilibria is far from normal no rule is exact with few draws: an equilibriu
 reached with probability ``q`` is missed by all ``n0`` first draws with probability
 ``(1 - q)^n0``, and a strongly skewed spread makes every ``t`` interval of a few tens of
 draws too short on one side. ``MIN_DRAWS`` is the smallest first stage that misses an
-equilibrium reached one draw in ten (:data:`RARE`) with probability at most 0.05
-(:data:`MISSED`): 29 draws. Measured by ``python -m stackopt.comparisons.coverage
+equilibrium reached one draw in ten (:data:`~stackopt.leader.problem.RARE`) with probability at most 0.05
+(:data:`~stackopt.leader.problem.MISSED`): 29 draws. Measured by ``python -m stackopt.comparisons.coverage
 --synthetic`` (20000 repetitions each): coverage 95.0-95.1 % for normal spreads and one
 like a security game's, 92-95 % for two or three equilibria with probabilities down to 0.1
 (a first stage of 20: 87-95 %; the former rule, "draw until the standard error is small
@@ -54,7 +54,6 @@ noise.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -65,14 +64,15 @@ from stackopt.core import Result, Status
 from stackopt.core.blas import blas_threads as blas_scope
 from stackopt.core.blas import check_threads
 from stackopt.kernel import kernel_of
+from stackopt.leader.problem import SEEN_EQUILIBRIA
 from stackopt.oracle import Equilibrium, EquilibriumOracle, OracleCounters, distinct
 
 CLAIM_TOL = 1e-6  # relative difference between claimed and scored values reported as a gap
 MIN_CALL = 0.02  # seconds every scoring oracle call gets, even past the deadline
 PRECISION = 2e-3  # target standard error of the mean objective, relative to the objective's scale
-RARE = 0.1  # an equilibrium the followers reach one draw in ten ...
-MISSED = 0.05  # ... is missed by the whole first stage with at most this probability:
-MIN_DRAWS = math.ceil(math.log(MISSED) / math.log(1.0 - RARE))  # 29 first-stage draws at least
+# an equilibrium the followers reach one draw in ten (RARE) is missed by the whole first stage
+# with probability MISSED at most: 29 first-stage draws at least (SEEN_EQUILIBRIA)
+MIN_DRAWS = SEEN_EQUILIBRIA
 # (where the equilibrium is not provably unique)
 MAX_DRAWS = 100  # draws at most
 DISTANCE = 1e-4  # two draws reached the same equilibrium: no follower variable differs by more

@@ -35,6 +35,7 @@ values given to the problem; the oracle's work is summed in :attr:`LeaderProblem
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -445,6 +446,9 @@ def _objective_share(pt: Point) -> np.ndarray:
 
 
 AGGREGATES = ("mean", "worst")  # how values over the sampled equilibria become one
+RARE = 0.1  # an equilibrium the followers reach one draw in ten ...
+MISSED = 0.05  # ... is missed by every one of SEEN_EQUILIBRIA draws with at most this probability:
+SEEN_EQUILIBRIA = math.ceil(math.log(MISSED) / math.log(1.0 - RARE))  # 29
 DRAWS = ("fresh", "fixed")  # where a method's draws of the equilibria start
 
 

@@ -87,8 +87,10 @@ the deviation. Only strategies evaluated on fresh draws are returned (the
 best feasible tracked iterates are evaluated so at the end): with
 ``select="best-feasible"``, of the best ten with violation at most
 ``feasibility_tol``, the one with the best mean objective over five further
-fresh draws among those whose mean constraints hold (with fixed draws, the best
-on the fixed draws: they are common to all); with ``select="last"`` the last.
+fresh draws among those whose mean constraints hold, and hold again over 29
+equilibria at least, as many as scoring's first stage draws (else the next, or
+the start: :meth:`stackopt.leader.Answers.confirm`); with fixed draws, the best
+on the fixed draws: they are common to all; with ``select="last"`` the last.
 """
 from __future__ import annotations
 
