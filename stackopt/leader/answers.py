@@ -206,14 +206,17 @@ class Answers:
 
     def _holds_widely(self, c, draws):
         """The number of equilibria (at least :data:`SEEN`) over which the constraints held
-        in expectation at ``c``'s strategy, ``draws`` extended by further fresh ones; 0
-        where they did not or a draw failed; None where the clock stopped the draws. The
-        expectation is the mean over every equilibrium drawn (as scoring's), whatever
-        aggregate the run used over a draw's equilibria (``constraints="worst"`` is met at
-        the draws the run saw, not at every equilibrium the followers may reach). No draws
-        are added where every follower is provably convex in its own variables and
-        ``draws`` reached one equilibrium (every KKT point is then a Nash equilibrium and
-        the dynamics find no other)."""
+        at ``c``'s strategy, ``draws`` extended by further fresh ones; 0 where they did not
+        or a draw failed; None where the clock stopped the draws. The constraints are those
+        the run met: over each draw's equilibria as the run aggregates them (their mean, or
+        with ``constraints="worst"`` their worst), then the mean over the draws. The worst
+        of each draw bounds its mean, so with it the check is conservative: on the paper's
+        security game the mean over the equilibria let 4 of 7 strategies that scoring finds
+        over budget pass (each equilibrium's spend alone is too noisy at 32 equilibria where
+        one class overspends by 0.6), the worst of each draw none. No draws are added where
+        every follower is provably convex in its own variables and ``draws`` reached one
+        equilibrium (every KKT point is then a Nash equilibrium and the dynamics find no
+        other)."""
         draws = list(draws)
         xs = [e.x for d in draws for e in d.equilibria]
         if not (all(self.prob.k.convex_followers()) and all(
@@ -224,9 +227,7 @@ class Answers:
                 draws.append(self.prob.draw(c.p))
                 if not draws[-1].converged:
                     return 0
-        n = np.array([len(d.equilibria) for d in draws], dtype=float)
-        mean = n @ np.array([d.bodies[self.prob.coupled] for d in draws]) / n.sum()
-        return int(n.sum()) if self.scales.violation(mean) <= self.feasibility_tol else 0
+        return sum(len(d.equilibria) for d in draws) if self._holds(draws) else 0
 
 
 def _same(pt) -> float:

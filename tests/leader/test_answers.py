@@ -23,13 +23,12 @@ class TwoClasses:
     def __init__(self, every: int, convex: bool = False):
         self.every, self.samples, self.fixed_seed, self.sense = every, 1, None, 1.0
         self.k = SimpleNamespace(convex_followers=lambda: [convex])
-        self.coupled = np.array([0])  # the one constraint depends on the equilibrium
         self.draws_at: dict[float, int] = {}
 
     def point(self, p, f, c, x):
         eq = SimpleNamespace(x=x)
-        return SimpleNamespace(p=np.array([p]), f=f, cons=np.array([c]), bodies=np.array([c]),
-                               equilibria=[eq], converged=True, fresh=True)
+        return SimpleNamespace(p=np.array([p]), f=f, cons=np.array([c]), equilibria=[eq],
+                               converged=True, fresh=True)
 
     def draw(self, p):
         p = float(np.asarray(p)[0])
