@@ -462,11 +462,50 @@ def _parser(as_json: bool = False) -> argparse.ArgumentParser:
     return ap
 
 
+class _ResentInterrupts:
+    """While a command runs, a Ctrl-C that compiled code dropped is sent again.
+
+    Python raises ``KeyboardInterrupt`` where the signal arrives; inside a callback from
+    compiled code (Numba's compiler caching a function through llvmlite's ctypes callback,
+    a solver's callback) the caller prints it as "Exception ignored" and carries on, and the
+    command would run to its end. ``sys.unraisablehook`` sees every such drop: the interrupt
+    is sent again to the main thread 50 ms later, when Python code runs there once more, and
+    nothing is printed for it. Other unraisable exceptions go to the hook that was set."""
+
+    DELAY = 0.05  # seconds before the dropped interrupt is sent again
+
+    def __enter__(self):
+        self.previous = sys.unraisablehook
+        sys.unraisablehook = self._hook
+        return self
+
+    def __exit__(self, *exc):
+        sys.unraisablehook = self.previous
+
+    def _hook(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            import _thread
+            import threading
+
+            timer = threading.Timer(self.DELAY, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            return
+        self.previous(unraisable)
+
+
 def main(argv=None) -> int:
     """Run one command; Ctrl-C ends any command with one line and exit status 130 (``compare``
-    says what it kept), errors are one line (and, with ``--json``, a JSON object on stdout)."""
+    says what it kept; an interrupt that compiled code dropped is sent again,
+    :class:`_ResentInterrupts`), errors are one line (and, with ``--json``, a JSON object on
+    stdout)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
+    with _ResentInterrupts():
+        return _run(argv, as_json)
+
+
+def _run(argv: list, as_json: bool) -> int:
     try:
         if argv and argv[0] in _DYNAMIC:  # their flags depend on the game and the method
             return _DYNAMIC[argv[0]](argv[1:])

@@ -280,6 +280,28 @@ def test_ctrl_c_ends_every_command_with_one_line_and_status_130(capsys, monkeypa
         assert out == ""
 
 
+def _interrupt_dropped_by_compiled_code(*args, **kwargs):
+    """Ctrl-C arrives inside a callback from compiled code, which prints and drops it (as
+    llvmlite's ctypes callback did while Numba cached a function); the command runs on."""
+    import ctypes
+    import time
+
+    ctypes.CFUNCTYPE(None)(_interrupt)()  # dropped: ctypes reports it as unraisable
+    for _ in range(200):  # two seconds of work in Python
+        time.sleep(0.01)
+    return 0
+
+
+def test_ctrl_c_dropped_by_compiled_code_still_ends_the_command(capsys, monkeypatch):
+    monkeypatch.setattr("stackopt.models.theorem1.theorem1_report", _interrupt_dropped_by_compiled_code)
+    hook = sys.unraisablehook
+    assert main(["theorem1", "--json"]) == 130
+    assert sys.unraisablehook is hook  # the command's own hook is gone
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["stackopt theorem1: interrupted"]  # nothing of the dropped one
+    assert json.loads(out) == {"error": "interrupted", "exit_status": 130}
+
+
 @pytest.mark.parametrize("argv", [
     ["solve", "ssg", "--targets", "100", "--defenders", "5", "--method", "gradient"],
     ["solve", "ssg", "--targets", "100", "--defenders", "5", "--method", "slsqp", "--time-limit", "60"],
