@@ -24,7 +24,6 @@ CONFIRM_EQUILIBRIA = 5  # further equilibria drawn per candidate (in draws of sa
 TRACKED = 3  # best feasible tracked iterates evaluated on fresh draws at the end
 STOCHASTIC_PATIENCE = 5  # checkpoints without a better answer on fresh draws end a sampled run
 IMPROVEMENT = 1e-4  # relative improvement of the best answer on fresh draws that counts
-SEEN = SEEN_EQUILIBRIA  # equilibria the answer's constraints are checked on, at least
 
 
 class Answers:
@@ -152,8 +151,8 @@ class Answers:
         candidates is evaluated on about ``CONFIRM_EQUILIBRIA`` further fresh equilibria; the answer is
         the one with the best mean objective over its draws among those whose mean
         constraints hold: an estimate of what a fresh draw gives, as scoring draws.
-        Its constraints are then checked in expectation on :data:`SEEN` equilibria at
-        least, as scoring's first stage draws (:meth:`_holds_widely`): an equilibrium the
+        Its constraints are then checked in expectation on ``SEEN_EQUILIBRIA`` (29)
+        equilibria at least, as scoring's first stage draws (:meth:`_holds_widely`): an equilibrium the
         followers reach one draw in ten is then missed with probability 0.05 at most, where
         a few draws can miss a class of equilibria that overspends a budget (on the paper's
         security game, one reached one draw in six spent 0.74 of a budget of 0.4). A
@@ -180,32 +179,31 @@ class Answers:
         scored.sort(key=lambda t: t[0])
         for k, (mean_f, choice, draws) in enumerate(scored):
             held = self._holds_widely(choice, draws)
+            chosen = (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
+                      f"({self.prob.sense * mean_f:.6g}) among {len(scored)} candidates")
+            dropped = f" ({k} with a better mean did not)" if k else ""
             if held is None:  # the clock stopped the check: this one, unchecked
-                return choice, (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
-                                f"({self.prob.sense * mean_f:.6g}) among {len(scored)} candidates "
-                                f"({k} with a better mean did not hold on {SEEN} equilibria); "
-                                f"the time limit cut the check of its constraints on {SEEN}")
+                return choice, (f"{chosen}; the time limit cut the check of its constraints on "
+                                f"{SEEN_EQUILIBRIA} equilibria{dropped}")
             if held:
-                dropped = f" ({k} with a better mean did not)" if k else ""
-                return choice, (f"; chosen by its mean objective over {n_draws + 1} fresh draws "
-                                f"({self.prob.sense * mean_f:.6g}) among {len(scored)} "
-                                f"candidates; its mean constraints held on {held} equilibria"
-                                f"{dropped}")
+                return choice, f"{chosen}; its mean constraints held on {held} equilibria{dropped}"
         start = self.start
         if start is not None and all(start is not c for _, c, _ in scored) and self.feasible(start):
             held = self._holds_widely(start, [start])
             if held:
                 return start, (f"; the start: no better candidate's mean constraints held on "
-                               f"{SEEN} equilibria ({len(scored)} tried), the start's held on {held}")
-        return scored[0][1], (f"; no candidate's mean constraints held on {SEEN} equilibria "
-                              f"({len(scored)} tried); the best by {n_draws + 1} fresh draws")
+                               f"{SEEN_EQUILIBRIA} equilibria ({len(scored)} tried), the start's "
+                               f"held on {held}")
+        return scored[0][1], (f"; no candidate's mean constraints held on {SEEN_EQUILIBRIA} "
+                              f"equilibria ({len(scored)} tried); the best by {n_draws + 1} fresh "
+                              "draws")
 
     def _holds(self, draws) -> bool:
         """Whether the mean of the draws' constraints is feasible."""
         return self.scales.violation(np.mean([d.cons for d in draws], axis=0)) <= self.feasibility_tol
 
     def _holds_widely(self, c, draws):
-        """The number of equilibria (at least :data:`SEEN`) over which the constraints held
+        """The number of equilibria (at least ``SEEN_EQUILIBRIA``) over which the constraints held
         at ``c``'s strategy, ``draws`` extended by further fresh ones; 0 where they did not
         or a draw failed; None where the clock stopped the draws. The constraints are those
         the run met: over each draw's equilibria as the run aggregates them (their mean, or
@@ -221,7 +219,7 @@ class Answers:
         xs = [e.x for d in draws for e in d.equilibria]
         if not (all(self.prob.k.convex_followers()) and all(
                 np.max(np.abs(x - xs[0]), initial=0.0) <= _same(draws[0]) for x in xs)):
-            while sum(len(d.equilibria) for d in draws) < SEEN:
+            while sum(len(d.equilibria) for d in draws) < SEEN_EQUILIBRIA:
                 if time.perf_counter() > self.deadline:
                     return None
                 draws.append(self.prob.draw(c.p))

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from stackopt.leader import Answers, Scales
-from stackopt.leader.answers import CONFIRM_EQUILIBRIA, SEEN
+from stackopt.leader.answers import CONFIRM_EQUILIBRIA
 from stackopt.leader.problem import SEEN_EQUILIBRIA
 from stackopt.scoring import MIN_DRAWS
 
@@ -49,14 +49,14 @@ def chosen(prob, strategies=(1.0,)):
 
 
 def test_the_check_draws_as_many_equilibria_as_scoring_s_first_stage():
-    assert SEEN == SEEN_EQUILIBRIA == MIN_DRAWS == 29
+    assert SEEN_EQUILIBRIA == MIN_DRAWS == 29
 
 
 def test_a_candidate_whose_equilibria_all_hold_is_returned_after_the_wider_check():
     prob = TwoClasses(every=0)
     p, note = chosen(prob)
-    assert p == 1.0 and f"held on {SEEN} equilibria" in note
-    assert prob.draws_at[1.0] == SEEN  # the candidate's own draw, the confirmation's, the rest
+    assert p == 1.0 and f"held on {SEEN_EQUILIBRIA} equilibria" in note
+    assert prob.draws_at[1.0] == SEEN_EQUILIBRIA  # its own draw, the confirmation's, the rest
 
 
 def test_a_rare_overspending_class_fails_the_candidate_and_the_next_is_returned():
@@ -71,7 +71,7 @@ def test_where_no_better_candidate_holds_the_start_is_checked_and_returned():
     prob = TwoClasses(every=4)
     p, note = chosen(prob, strategies=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0))  # the start ranks 7th
     assert p == 0.0 and "the start" in note and "5 tried" in note
-    assert all(prob.draws_at[q] == SEEN for q in (2.0, 3.0, 4.0, 5.0, 6.0))
+    assert all(prob.draws_at[q] == SEEN_EQUILIBRIA for q in (2.0, 3.0, 4.0, 5.0, 6.0))
 
 
 def test_provably_convex_followers_at_one_equilibrium_are_not_drawn_again():
