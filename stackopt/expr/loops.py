@@ -1,4 +1,4 @@
-"""A compiled loop (Numba) for polynomial batches at one point, for the large programs.
+"""A compiled loop (Numba) for polynomial batches at one point (or a few), for the large programs.
 
 :class:`~stackopt.expr.program.PolyBatch` evaluates its terms with NumPy: a
 gather and a product per factor and degree over the whole batch, then
@@ -15,10 +15,11 @@ performs the same floating-point operations in the same order as the NumPy
 path: each term ``coef * v[a0] * v[a1] * ...`` left to right, then added to its
 output in term order starting from zero (what ``np.bincount`` does), without
 fused multiply-adds (no ``fastmath``), so both give the same values to the
-last bit. Where Numba is not installed, :func:`polynomial_loop` is ``None`` and
-the NumPy path serves. The loop is compiled on first use and kept in Numba's
-on-disk cache where the package's folder (or the user's cache folder) is
-writable.
+last bit. The same loops at four points at once (:func:`points_loops`: a step's
+several equilibria) read each term once for the four. Where Numba is not
+installed, :func:`polynomial_loop` is ``None`` and the NumPy path serves. The
+loops are compiled on first use and kept in Numba's on-disk cache where the
+package's folder (or the user's cache folder) is writable.
 """
 from __future__ import annotations
 
@@ -58,6 +59,55 @@ def _evaluate_levels(v, coef, atoms, degree, slot, level_terms, slots, level_slo
                 v[slots[s]] += const[s]
 
 
+def _evaluate_4(V, coef, atoms, degree, rows, n_out):  # pragma: no cover - run compiled
+    out = np.zeros((n_out, 4))
+    at = 0
+    for i in range(coef.size):
+        d, c, r = degree[i], coef[i], rows[i]
+        a = atoms[at]
+        t0, t1, t2, t3 = c * V[a, 0], c * V[a, 1], c * V[a, 2], c * V[a, 3]
+        for k in range(1, d):
+            a = atoms[at + k]
+            t0 *= V[a, 0]
+            t1 *= V[a, 1]
+            t2 *= V[a, 2]
+            t3 *= V[a, 3]
+        out[r, 0] += t0
+        out[r, 1] += t1
+        out[r, 2] += t2
+        out[r, 3] += t3
+        at += d
+    return out
+
+
+def _evaluate_levels_4(V, coef, atoms, degree, slot, level_terms, slots, level_slots, const,
+                       level_const):  # pragma: no cover - run compiled
+    at = 0
+    for lv in range(level_terms.size - 1):
+        for s in range(level_slots[lv], level_slots[lv + 1]):
+            for j in range(4):
+                V[slots[s], j] = 0.0
+        for i in range(level_terms[lv], level_terms[lv + 1]):
+            d, c, r = degree[i], coef[i], slot[i]
+            a = atoms[at]
+            t0, t1, t2, t3 = c * V[a, 0], c * V[a, 1], c * V[a, 2], c * V[a, 3]
+            for k in range(1, d):
+                a = atoms[at + k]
+                t0 *= V[a, 0]
+                t1 *= V[a, 1]
+                t2 *= V[a, 2]
+                t3 *= V[a, 3]
+            V[r, 0] += t0
+            V[r, 1] += t1
+            V[r, 2] += t2
+            V[r, 3] += t3
+            at += d
+        if level_const[lv]:
+            for s in range(level_slots[lv], level_slots[lv + 1]):
+                for j in range(4):
+                    V[slots[s], j] += const[s]
+
+
 def _evaluate_grouped(v, coef, atoms, terms, cols, flat, n):  # pragma: no cover - run compiled
     out = np.zeros(n)
     for j in range(terms.size):
@@ -75,7 +125,8 @@ def _compiled(name: str):
         import numba
     except ImportError:
         return None
-    fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped}[name]
+    fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped,
+          "polynomial-4": _evaluate_4, "levels-4": _evaluate_levels_4}[name]
     try:
         return numba.njit(cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
@@ -98,6 +149,20 @@ def levels_loop():
     loop does into a new array, which the program then copies into the atoms. ``None``
     where Numba is not installed."""
     return _compiled("levels")
+
+
+POINTS = 4  # the points the loops of points_loops() evaluate at once
+
+
+def points_loops():
+    """:func:`polynomial_loop` and :func:`levels_loop` at ``POINTS`` points at once, or ``None``
+    where Numba is not installed: the atoms ``V`` hold a column per point (``(atoms,
+    POINTS)``, C order) and the first returns ``(n_out, POINTS)``. Each term is read once
+    for the four points and their four products run side by side (in the lanes of one
+    vector register where the compiler packs them), each lane the one-point loop's
+    operations in the same order: every column holds the one-point values to the last bit."""
+    poly, levels = _compiled("polynomial-4"), _compiled("levels-4")
+    return None if poly is None or levels is None else (poly, levels)
 
 
 def grouped_loop():

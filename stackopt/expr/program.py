@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .loops import flat_terms, levels_loop, polynomial_loop
+from .loops import POINTS, flat_terms, levels_loop, points_loops, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -135,6 +135,17 @@ class PolyBatch:
             out = np.bincount(self.rows, weights=self._terms(v), minlength=self.n_out)
         if self.has_const:
             out += self.const
+        return out
+
+    def at_points(self, v: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` of a batch on its compiled loop (:meth:`use_loop`) at
+        :data:`~stackopt.expr.loops.POINTS` points, a column of ``v`` per point: each column
+        of the result holds that point's values to the last bit."""
+        if not self.n_terms:
+            return np.repeat(self.const[:, None], v.shape[1], axis=1)
+        out = points_loops()[0](v, *self._loop, self.n_out)
+        if self.has_const:
+            out += self.const[:, None]
         return out
 
     def batch(self, v: np.ndarray) -> np.ndarray:
@@ -291,6 +302,36 @@ class Program:
         with np.errstate(all="ignore"):
             return self.out(self.atoms(np.asarray(values, dtype=float), params))
 
+    def at_points(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """The expressions at a few points, ``values`` of shape ``(n_vars, points)``, the
+        result ``(n_out, points)``, each column what :meth:`__call__` gives at that point to
+        the last bit: a program on compiled loops (:meth:`use_loops`) runs each of its loops
+        once for all points (:func:`~stackopt.expr.loops.points_loops`: every term read once,
+        where one point at a time reads the terms once per point), any other one point at a
+        time."""
+        values = np.asarray(values, dtype=float)
+        m = values.shape[1]
+        loops = points_loops() if self.looped else None
+        if loops is None or m < 2:
+            return np.column_stack([self(values[:, j], params) for j in range(m)])
+        chunks = []
+        for first in range(0, m, POINTS):  # four points a loop; the last four padded with its last
+            cols = np.minimum(np.arange(first, first + POINTS), m - 1)
+            chunks.append(self._four(values[:, cols], params, loops[1])[:, :min(POINTS, m - first)])
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=1)
+
+    def _four(self, values: np.ndarray, params, levels) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            v = self.start(values, params)
+            for args, last in self._segments:
+                levels(v, *args)
+                if last is not None:
+                    funcs, target = last
+                    u = v[target]
+                    self.apply(funcs, u, v)
+                    v[target] = u
+            return self.out.at_points(v)
+
     def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """The expressions at several points: ``values`` of shape ``(points, n_vars)``,
         the result ``(points, n_out)``; one NumPy call per level for all points."""
@@ -310,6 +351,10 @@ class SparseJacobian:
 
     def __call__(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         return self.program(values, params)
+
+    def at_points(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        """The nonzeros at a few points (:meth:`Program.at_points`): ``(nonzeros, points)``."""
+        return self.program.at_points(values, params)
 
     def dense(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         flat = np.bincount(self.rows * self.shape[1] + self.cols,

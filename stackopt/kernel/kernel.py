@@ -243,6 +243,25 @@ class GameKernel:
         out[self._Jx_flat] = vals  # entries are unique
         return out.reshape(self.n_x, self.n_x)
 
+    def Jx_points(self, X, p) -> np.ndarray:
+        """:meth:`Jx` at each row of ``X`` (a few points at one ``p``): shape ``(rows, n_x,
+        n_x)``, each the values :meth:`Jx` gives there to the last bit, the compiled terms read
+        once for all rows on a game of compiled loops (:meth:`Program.at_points`)."""
+        V = self._points(X, p)
+        m = V.shape[1]
+        vals = np.multiply(self._Jxp.at_points(V).T, self._Jx_sign, order="C")  # (rows, nonzeros)
+        if self._Jx_full:
+            return vals.reshape(m, self.n_x, self.n_x)
+        out = np.zeros((m, self.n_x * self.n_x))
+        out[:, self._Jx_flat] = vals
+        return out.reshape(m, self.n_x, self.n_x)
+
+    def _points(self, X, p) -> np.ndarray:
+        """The programs' inputs at each row of ``X`` and one ``p``: a column per row."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        p = np.asarray(p, dtype=float)
+        return np.concatenate([X.T, np.broadcast_to(p[:, None], (self.n_p, X.shape[0]))])
+
     def Jx_sparse(self, x, p) -> sp.csr_matrix:
         """Sparse ``dF/dx``, the same values as :meth:`Jx`."""
         vals = self._Jx_sign * self._Jxp(self.allv(x, p))
@@ -261,6 +280,11 @@ class GameKernel:
     def Jp_values(self, x, p) -> np.ndarray:
         """Nonzeros of ``dF/dp`` at ``(Jp_rows, Jp_cols)``."""
         return self._Jp_sign * self._Jpp(self.allv(x, p))
+
+    def Jp_points(self, X, p) -> np.ndarray:
+        """:meth:`Jp_values` at each row of ``X`` and one ``p`` (a row each), the one-point
+        values to the last bit (:meth:`Jx_points`)."""
+        return np.multiply(self._Jpp.at_points(self._points(X, p)).T, self._Jp_sign, order="C")
 
     def Jp_T_dot(self, data: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``(dF/dp)^T u`` from the nonzeros ``data`` of :meth:`jacobians`."""

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stackopt.oracle import OracleCounters, leader_gradients, sensitivity
+from stackopt.oracle import OracleCounters, game_jacobians, leader_gradients, sensitivity
 
 from .leaderset import LeaderSet
 
@@ -371,7 +371,10 @@ class LeaderProblem:
         keeps their game Jacobians and factorisations."""
         if pt.linearizations is None:
             reuse = reuse if reuse is not None and len(reuse) == len(pt.equilibria) else None
-            pt.linearizations = [sensitivity(self.k, e, None if reuse is None else reuse[j])
+            # without reuse, the equilibria's game Jacobians at once where that is cheaper
+            Js = game_jacobians(pt.equilibria) if reuse is None else None
+            pt.linearizations = [sensitivity(self.k, e, None if reuse is None else reuse[j],
+                                             None if Js is None else Js[j])
                                  for j, e in enumerate(pt.equilibria)]
         return pt.linearizations
 

@@ -5,11 +5,11 @@ play, damped best responses: ``responses``), the deviation check, the followers'
 implicit derivatives of an equilibrium in the leader's variables (tangent, adjoint gradients).
 """
 from .equilibrium import Equilibrium, OracleCounters, distinct
-from .implicit import equilibrium_jacobian, leader_gradients, sensitivity, tangent
+from .implicit import equilibrium_jacobian, game_jacobians, leader_gradients, sensitivity, tangent
 from .oracle import EquilibriumOracle
 from .residual import KKTResidual, Linearization
 
 __all__ = [
     "Equilibrium", "EquilibriumOracle", "KKTResidual", "Linearization", "OracleCounters",
-    "distinct", "equilibrium_jacobian", "leader_gradients", "sensitivity", "tangent",
+    "distinct", "equilibrium_jacobian", "game_jacobians", "leader_gradients", "sensitivity", "tangent",
 ]

@@ -37,17 +37,38 @@ def root_jvp(system, lin: Linearization, dp: np.ndarray) -> np.ndarray:
     return -lin.factor.solve(system.p_jvp(lin, dp))
 
 
-def sensitivity(kernel, eq, reuse: Linearization | None = None) -> Linearization:
+def sensitivity(kernel, eq, reuse: Linearization | None = None, jacobians=None) -> Linearization:
     """The factorised KKT system at ``eq``, computed here and returned to the caller.
 
     With ``reuse`` (the linearization of a nearby equilibrium with the same active
     set), its game Jacobian and factorization are kept and only ``dF/dp`` is
     evaluated anew: an approximation that saves the Jacobian where it is costly.
+    ``jacobians``: ``(dF/dx, nonzeros of dF/dp)`` at ``eq``, where the caller evaluated
+    them already (:func:`game_jacobians`).
     """
     if eq.system is None or eq.solver is None:
         raise ValueError("this Equilibrium carries no KKT system: build it with an "
                          "EquilibriumOracle (or pass system= and solver=)")
-    return eq.system.linearize(eq.x, eq.lam, eq.w, eq.p, eq.solver, reuse=reuse, nu=eq.nu)
+    J, jp = (None, None) if jacobians is None else jacobians
+    return eq.system.linearize(eq.x, eq.lam, eq.w, eq.p, eq.solver, reuse=reuse, J=J, nu=eq.nu, jp=jp)
+
+
+def game_jacobians(eqs) -> list | None:
+    """``(dF/dx, nonzeros of dF/dp)`` of several equilibria at one leader strategy,
+    evaluated together where that is one pass of the compiled terms for four of them
+    (:meth:`~stackopt.kernel.GameKernel.Jx_points`: equilibria of one oracle with a dense
+    solver, on a game of compiled loops without smooth rows, whose Jacobian is then
+    ``dF/dx`` alone); each the one-point values to the last bit. None where they are
+    not (one equilibrium, or another case): :func:`sensitivity` evaluates each."""
+    if len(eqs) < 2:
+        return None
+    system, p = eqs[0].system, eqs[0].p
+    if (system is None or system.smooth is not None or not system.kernel.uses_loops
+            or any(e.system is not system or e.solver is None or not e.solver.dense
+                   or not np.array_equal(e.p, p) for e in eqs)):
+        return None
+    X = np.array([e.x for e in eqs])
+    return list(zip(system.kernel.Jx_points(X, p), system.kernel.Jp_points(X, p)))
 
 
 def tangent(kernel, eq, dp: np.ndarray, lin: Linearization | None = None):

@@ -200,11 +200,17 @@ class FollowerUnits:
     def Jx(self, x, p):
         return self.kernel.Jx(x, p) / self.scale
 
+    def Jx_points(self, X, p):
+        return self.kernel.Jx_points(X, p) / self.scale
+
     def Jx_sparse(self, x, p):
         return self.kernel.Jx_sparse(x, p) / self.scale
 
     def Jp_values(self, x, p):
         return self.kernel.Jp_values(x, p) / self.scale
+
+    def Jp_points(self, X, p):
+        return self.kernel.Jp_points(X, p) / self.scale
 
     def jacobians(self, x, p):
         return self.Jx(x, p), self.Jp_values(x, p)

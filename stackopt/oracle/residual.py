@@ -334,16 +334,18 @@ class KKTResidual:
         return out[:, 0] if vec else out
 
     def linearize(self, x, lam, w, p, solver: LinearSolver, reuse: Linearization | None = None,
-                  J=None, nu=None) -> Linearization:
+                  J=None, nu=None, jp=None) -> Linearization:
         """Factorise the reduced KKT matrix at ``(x, p)`` with the active set of ``(x, lam, w)``
         (the equality multipliers ``nu`` are needed where the game has smooth rows).
 
         With ``reuse`` (a linearisation of a nearby point with the same active
         set) its game Jacobian and factorization are kept and only ``dF/dp`` is
         evaluated here: an approximation that saves the Jacobian where it is costly.
+        ``J`` and ``jp``: the game Jacobian and the nonzeros of ``dF/dp`` at ``(x, p)``,
+        where the caller evaluated them already.
         """
         active = self.classify(x, lam, w, p)
-        jp = self.kernel.Jp_values(x, p)
+        jp = self.kernel.Jp_values(x, p) if jp is None else jp
         smooth = None
         if self.smooth is not None:
             if nu is None:

@@ -456,3 +456,30 @@ def test_large_games_evaluate_their_programs_as_loops_with_the_same_values(name,
     for a, b in zip(looped, plain):
         assert np.all(np.isfinite(a)) and np.array_equal(a, b)
     assert objective == plain_objective
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("ssg", dict(seed=1, targets=60, defenders=5, coverable=30, resources=6.0)),
+    ("nfg", dict(seed=1, players=3, actions=10)),
+])
+def test_jacobians_at_several_points_are_each_points_own_to_the_last_bit(name, kw):
+    """Four points a loop (padded where fewer are left), or one point at a time where the
+    game's programs are not loops: each point's dF/dx and dF/dp are what one call gives
+    there, non-finite values included."""
+    from stackopt.kernel import kernel_of
+    from stackopt.models import build_game
+
+    k = kernel_of(build_game(name, **kw))
+    rng = np.random.default_rng(8)
+    p = k.p0 + rng.random(k.n_p)
+    for m in (1, 2, 4, 5, 9):
+        X = k.x_lb + (0.05 + 0.9 * rng.random((m, k.n_x))) * (k.x_ub - k.x_lb)
+        if m == 5:
+            X[3, 0] = np.nan
+        Jx, Jp = k.Jx_points(X, p), k.Jp_points(X, p)
+        assert Jx.shape == (m, k.n_x, k.n_x) and Jp.shape == (m, k.Jp_rows.size)
+        for j in range(m):
+            assert np.array_equal(Jx[j], k.Jx(X[j], p), equal_nan=True)
+            assert np.array_equal(Jp[j], k.Jp_values(X[j], p), equal_nan=True)
+        if m == 5 and k.uses_loops:  # a point outside the domain spoils its own values only
+            assert np.isnan(Jx[3]).any() and np.isfinite(Jx[[0, 1, 2, 4]]).all()

@@ -9,7 +9,7 @@ from games import DUOPOLY_M, make_duopoly
 from stackopt import Status
 from stackopt.kernel import kernel_of
 from stackopt.leader import LeaderProblem, TimeUp
-from stackopt.oracle import EquilibriumOracle
+from stackopt.oracle import EquilibriumOracle, sensitivity
 
 
 def _problem(cache=32, deadline=float("inf")):
@@ -67,3 +67,24 @@ def test_evaluate_past_the_deadline_raises():
     prob = _problem(deadline=0.0)
     with pytest.raises(TimeUp):
         prob.evaluate([1.0, 1.0])
+
+
+def test_several_equilibria_are_linearized_as_each_alone_to_the_last_bit():
+    """A point's equilibria on a game of compiled loops get their game Jacobians in one pass
+    (stackopt.oracle.game_jacobians); their linearizations and the leader's gradient are
+    those of one equilibrium at a time."""
+    from stackopt.models import build_game
+    from stackopt.oracle import game_jacobians
+
+    k = kernel_of(build_game("ssg", seed=2, targets=60, defenders=5, coverable=30, resources=6.0))
+    assert k.uses_loops
+    prob = LeaderProblem(k, EquilibriumOracle(k), np.random.default_rng(3), samples=3)
+    pt = prob.draw(k.p0)
+    assert pt.converged and game_jacobians(pt.equilibria) is not None
+    weights = np.ones(k.n_c)
+    together = prob.gradient(pt, weights)
+    alone = [sensitivity(k, e) for e in pt.equilibria]
+    for a, b in zip(prob.linearize(pt), alone):
+        assert np.array_equal(a.J, b.J) and np.array_equal(a.jp, b.jp)
+    pt.linearizations = alone
+    assert np.array_equal(prob.gradient(pt, weights), together)
