@@ -214,7 +214,7 @@ class Program:
     def _segment_levels(self) -> list:
         """The levels cut after each level with functions: per run, the arguments of
         :func:`~stackopt.expr.loops.levels_loop` after ``v``, and the last level's functions
-        and atoms (None where it has none)."""
+        with the atoms each applies to (None where it has none)."""
         segments, run = [], []
         for i, level in enumerate(self.levels):
             run.append(level)
@@ -248,7 +248,7 @@ class Program:
                 np.array(level_slots, dtype=np.intp), np.concatenate(const),
                 np.array(level_const, dtype=np.bool_))
         _, target, funcs = run[-1]
-        return args, (funcs, target) if funcs else None
+        return args, [(kind, target[pos], param) for kind, pos, param in funcs] or None
 
     def atoms(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
@@ -258,10 +258,7 @@ class Program:
             for args, last in self._segments:
                 loop(v, *args)
                 if last is not None:
-                    funcs, target = last
-                    u = v[target]
-                    self.apply(funcs, u, v)
-                    v[target] = u
+                    self._apply_at(last, v)
             return v
         for batch, target, funcs in self.levels:
             u = batch(v) if values.ndim == 1 else batch.batch(v)
@@ -285,6 +282,20 @@ class Program:
             col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
             v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][col]
         return v
+
+    @staticmethod
+    def _apply_at(funcs, v: np.ndarray) -> None:
+        """A level's functions applied in place to its atoms in ``v`` (``(kind, atoms,
+        param)``, the atoms of each function disjoint, and an exponent's atoms of an
+        earlier level): what :meth:`apply` does to the level's values, without copying
+        them out and back."""
+        for kind, at, param in funcs:
+            if kind == "pow":
+                v[at] = np.power(v[at], param if v.ndim == 1 else param[:, None])
+            elif kind == "powv":
+                v[at] = np.power(v[at], v[param])
+            else:
+                v[at] = UNARY[kind](v[at])
 
     @staticmethod
     def apply(funcs, u: np.ndarray, v: np.ndarray) -> None:
@@ -326,10 +337,7 @@ class Program:
             for args, last in self._segments:
                 levels(v, *args)
                 if last is not None:
-                    funcs, target = last
-                    u = v[target]
-                    self.apply(funcs, u, v)
-                    v[target] = u
+                    self._apply_at(last, v)
             return self.out.at_points(v)
 
     def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:

@@ -69,6 +69,9 @@ class FollowerSets:
                 self.rows.append(None)
         self.simple = simple
         self.blocks = _padded_blocks(k, self.rows) if simple else None
+        # every follower has a row and the blocks are x's entries in order: views, not gathers
+        self._tiled = self.blocks is not None and bool(self.blocks[1].all()) and bool(
+            np.array_equal(self.blocks[0].ravel(), np.arange(k.n_x)))
         self._centers: dict = {}
         self._empty: dict = {}  # infeasible followers, by p where the rows depend on it
         self._last_p = self._last_rhs = None
@@ -100,6 +103,12 @@ class FollowerSets:
             return Projection(x=x, nu=nu, lam=lam, w=w)
         idx, valid, eq, r, A, _ = self.blocks
         b = self.row_rhs(p)
+        if self._tiled:  # the same projection on reshaped views; the general path where a row has none
+            X, tau, W = project_rows(u.reshape(idx.shape), eq, A, b, lb.reshape(idx.shape),
+                                     ub.reshape(idx.shape), compiled=k.uses_loops)
+            if np.isfinite(tau).all():
+                nu[r[eq]], lam[r[~eq]] = tau[eq], tau[~eq]
+                return Projection(x=X.reshape(-1), nu=nu, lam=lam, w=W.reshape(-1))
         X, tau, W = project_rows(np.where(valid, u[idx], 0.0), eq, A, b, np.where(valid, lb[idx], 0.0),
                                  np.where(valid, ub[idx], 0.0), compiled=k.uses_loops)
         fine = np.isfinite(tau)
