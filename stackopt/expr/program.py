@@ -288,14 +288,19 @@ class Program:
         """A level's functions applied in place to its atoms in ``v`` (``(kind, atoms,
         param)``, the atoms of each function disjoint, and an exponent's atoms of an
         earlier level): what :meth:`apply` does to the level's values, without copying
-        them out and back."""
+        them out and back. With a column per point, each function runs on the values
+        flattened, an exponent per value: the call the one-point path makes, longer (NumPy
+        computes ``power`` with one exponent for many values otherwise, ``1 / x`` for
+        ``x ** -1``, which differs from ``pow`` in the last bit)."""
         for kind, at, param in funcs:
+            x = v[at]
             if kind == "pow":
-                v[at] = np.power(v[at], param if v.ndim == 1 else param[:, None])
+                y = np.power(x.reshape(-1), param if v.ndim == 1 else np.repeat(param, v.shape[1]))
             elif kind == "powv":
-                v[at] = np.power(v[at], v[param])
+                y = np.power(x.reshape(-1), v[param].reshape(-1))
             else:
-                v[at] = UNARY[kind](v[at])
+                y = UNARY[kind](x.reshape(-1))
+            v[at] = y.reshape(x.shape)
 
     @staticmethod
     def apply(funcs, u: np.ndarray, v: np.ndarray) -> None:

@@ -483,3 +483,22 @@ def test_jacobians_at_several_points_are_each_points_own_to_the_last_bit(name, k
             assert np.array_equal(Jp[j], k.Jp_values(X[j], p), equal_nan=True)
         if m == 5 and k.uses_loops:  # a point outside the domain spoils its own values only
             assert np.isnan(Jx[3]).any() and np.isfinite(Jx[[0, 1, 2, 4]]).all()
+
+
+def test_a_levels_functions_at_several_points_are_each_points_own_to_the_last_bit():
+    """NumPy computes x ** -1 with a single exponent as 1 / x, which differs from pow in the
+    last bit about once in a thousand: a level whose one atom is a power (the security
+    game's dF/dp has one) must get pow at every point, as one point does."""
+    from stackopt.expr.program import Program
+
+    rng = np.random.default_rng(11)
+    V = np.concatenate([rng.random((3000, 4)) * 3 + 0.1, rng.normal(size=(3000, 4))])
+    for i in range(3000):
+        funcs = [("exp", np.array([3000 + i, 3001 + i % 2998]), None),
+                 ("pow", np.array([i]), np.array([-1.0]))]
+        many = V.copy()
+        Program._apply_at(funcs, many)
+        for j in range(4):
+            one = V[:, j].copy()
+            Program._apply_at(funcs, one)
+            assert np.array_equal(many[:, j], one)
