@@ -15,8 +15,8 @@ performs the same floating-point operations in the same order as the NumPy
 path: each term ``coef * v[a0] * v[a1] * ...`` left to right, then added to its
 output in term order starting from zero (what ``np.bincount`` does), without
 fused multiply-adds (no ``fastmath``), so both give the same values to the
-last bit. The same loops at four points at once (:func:`points_loops`: a step's
-several equilibria) read each term once for the four. Where Numba is not
+last bit. The levels' loop at four points at once (:func:`points_loop`: a step's
+several equilibria) reads each term once for the four. Where Numba is not
 installed, :func:`polynomial_loop` is ``None`` and the NumPy path serves. The
 loops are compiled on first use and kept in Numba's on-disk cache where the
 package's folder (or the user's cache folder) is writable.
@@ -57,27 +57,6 @@ def _evaluate_levels(v, coef, atoms, degree, slot, level_terms, slots, level_slo
         if level_const[lv]:
             for s in range(level_slots[lv], level_slots[lv + 1]):
                 v[slots[s]] += const[s]
-
-
-def _evaluate_4(V, coef, atoms, degree, rows, n_out):  # pragma: no cover - run compiled
-    out = np.zeros((n_out, 4))
-    at = 0
-    for i in range(coef.size):
-        d, c, r = degree[i], coef[i], rows[i]
-        a = atoms[at]
-        t0, t1, t2, t3 = c * V[a, 0], c * V[a, 1], c * V[a, 2], c * V[a, 3]
-        for k in range(1, d):
-            a = atoms[at + k]
-            t0 *= V[a, 0]
-            t1 *= V[a, 1]
-            t2 *= V[a, 2]
-            t3 *= V[a, 3]
-        out[r, 0] += t0
-        out[r, 1] += t1
-        out[r, 2] += t2
-        out[r, 3] += t3
-        at += d
-    return out
 
 
 def _evaluate_levels_4(V, coef, atoms, degree, slot, level_terms, slots, level_slots, const,
@@ -126,7 +105,7 @@ def _compiled(name: str):
     except ImportError:
         return None
     fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped,
-          "polynomial-4": _evaluate_4, "levels-4": _evaluate_levels_4}[name]
+          "levels-4": _evaluate_levels_4}[name]
     try:
         return numba.njit(cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
@@ -151,18 +130,18 @@ def levels_loop():
     return _compiled("levels")
 
 
-POINTS = 4  # the points the loops of points_loops() evaluate at once
+POINTS = 4  # the points the loop of points_loop() evaluates at once
 
 
-def points_loops():
-    """:func:`polynomial_loop` and :func:`levels_loop` at ``POINTS`` points at once, or ``None``
-    where Numba is not installed: the atoms ``V`` hold a column per point (``(atoms,
-    POINTS)``, C order) and the first returns ``(n_out, POINTS)``. Each term is read once
-    for the four points and their four products run side by side (in the lanes of one
-    vector register where the compiler packs them), each lane the one-point loop's
-    operations in the same order: every column holds the one-point values to the last bit."""
-    poly, levels = _compiled("polynomial-4"), _compiled("levels-4")
-    return None if poly is None or levels is None else (poly, levels)
+def points_loop():
+    """:func:`levels_loop` at ``POINTS`` points at once, or ``None`` where Numba is not
+    installed: the atoms ``V`` hold a column per point (``(atoms, POINTS)``, C order). Each
+    term is read once for the four points and their four products run side by side (in the
+    lanes of one vector register where the compiler packs them), each lane the one-point
+    loop's operations in the same order: every column holds the one-point values to the
+    last bit. A program's outputs are one more level of it there
+    (:meth:`~stackopt.expr.program.Program.at_points`)."""
+    return _compiled("levels-4")
 
 
 def grouped_loop():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .loops import POINTS, flat_terms, levels_loop, points_loops, polynomial_loop
+from .loops import POINTS, flat_terms, levels_loop, points_loop, polynomial_loop
 from .params import Parameters
 from .poly import UNARY, PolyBuilder
 
@@ -137,17 +137,6 @@ class PolyBatch:
             out += self.const
         return out
 
-    def at_points(self, v: np.ndarray) -> np.ndarray:
-        """:meth:`__call__` of a batch on its compiled loop (:meth:`use_loop`) at
-        :data:`~stackopt.expr.loops.POINTS` points, a column of ``v`` per point: each column
-        of the result holds that point's values to the last bit."""
-        if not self.n_terms:
-            return np.repeat(self.const[:, None], v.shape[1], axis=1)
-        out = points_loops()[0](v, *self._loop, self.n_out)
-        if self.has_const:
-            out += self.const[:, None]
-        return out
-
     def batch(self, v: np.ndarray) -> np.ndarray:
         """The polynomials at several points at once: ``v`` holds one column per point."""
         if not self.n_terms:
@@ -197,6 +186,7 @@ class Program:
         self.n_terms = self.out.n_terms + sum(b.n_terms for b, _, _ in self.levels)
         self.looped = False  # see use_loops
         self._segments = None  # the levels as compiled loops, once use_loops() is on
+        self._out_level = None  # the outputs as one more level (at_points), on first use
 
     @property
     def n_params(self) -> int:
@@ -321,29 +311,36 @@ class Program:
     def at_points(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """The expressions at a few points, ``values`` of shape ``(n_vars, points)``, the
         result ``(n_out, points)``, each column what :meth:`__call__` gives at that point to
-        the last bit: a program on compiled loops (:meth:`use_loops`) runs each of its loops
-        once for all points (:func:`~stackopt.expr.loops.points_loops`: every term read once,
+        the last bit: a program on compiled loops (:meth:`use_loops`) runs each loop once
+        for four points (:func:`~stackopt.expr.loops.points_loop`: every term read once,
         where one point at a time reads the terms once per point), any other one point at a
         time."""
         values = np.asarray(values, dtype=float)
         m = values.shape[1]
-        loops = points_loops() if self.looped else None
-        if loops is None or m < 2:
+        loop = points_loop() if self.looped else None
+        if loop is None or m < 2:
             return np.column_stack([self(values[:, j], params) for j in range(m)])
+        if self._out_level is None:  # the outputs written after the atoms, as a last level
+            first = self.n_vars + self.n_aux
+            self._out_level = self._segment([(self.out, np.arange(first, first + self.n_out), [])])[0]
         chunks = []
         for first in range(0, m, POINTS):  # four points a loop; the last four padded with its last
             cols = np.minimum(np.arange(first, first + POINTS), m - 1)
-            chunks.append(self._four(values[:, cols], params, loops[1])[:, :min(POINTS, m - first)])
+            chunks.append(self._four(values[:, cols], params, loop)[:, :min(POINTS, m - first)])
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=1)
 
-    def _four(self, values: np.ndarray, params, levels) -> np.ndarray:
+    def _four(self, values: np.ndarray, params, loop) -> np.ndarray:
+        """The outputs at four points: the levels, then the outputs as one more level (the
+        same products, each output's terms added in order from zero, then its constant,
+        as :class:`PolyBatch` does)."""
         with np.errstate(all="ignore"):
-            v = self.start(values, params)
+            v = self.start(values, params, extra=self.n_out)
             for args, last in self._segments:
-                levels(v, *args)
+                loop(v, *args)
                 if last is not None:
                     self._apply_at(last, v)
-            return self.out.at_points(v)
+            loop(v, *self._out_level)
+            return v[self.n_vars + self.n_aux:]
 
     def batch(self, values: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """The expressions at several points: ``values`` of shape ``(points, n_vars)``,
