@@ -12,6 +12,18 @@ def pytest_configure(config):
             "Run `pytest` instead, or develop with an editable install: pip install -e \".[test]\"")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_loops():
+    """stackopt's Numba loops compiled (or loaded from the cache) before the first test: a
+    fresh install compiles them once, in the first preparation of a large game, which would
+    count against the time limit of whichever test prepares one first."""
+    from stackopt.expr import warm
+    from stackopt.oracle.boxrow import warm_projection
+
+    warm()
+    warm_projection()
+
+
 @pytest.fixture
 def duopoly():
     return make_duopoly()

@@ -17,10 +17,10 @@ from .compiler import (
     scan,
 )
 from .grouped import GroupedProgram
-from .loops import LOOP_MIN_TERMS
+from .loops import LOOP_MIN_TERMS, warm
 
 __all__ = [
     "LOOP_MIN_TERMS", "GroupedProgram", "Parameters", "PolyBatch", "Program", "SparseJacobian", "compile_exprs",
     "compile_jacobian", "compile_sparse", "derivatives", "jacobian_entries", "parameters_of",
-    "scan",
+    "scan", "warm",
 ]

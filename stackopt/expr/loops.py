@@ -144,6 +144,23 @@ def points_loop():
     return _compiled("levels-4")
 
 
+def warm() -> None:
+    """Compile every loop of this module now, or load it from Numba's cache: a fresh install
+    compiles each on its first call (about a second each on a shared core), and a call
+    inside a solve cannot be cut by the solve's time limit. The game kernel calls this where
+    it turns its programs into loops, when the game is prepared; the call costs a few
+    milliseconds where the loops are compiled or cached already."""
+    poly, levels, points, grouped = polynomial_loop(), levels_loop(), points_loop(), grouped_loop()
+    if poly is None or levels is None or points is None or grouped is None:
+        return
+    f, i32, u8, b = np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(0, np.bool_)
+    ip, none = np.zeros(1, np.intp), np.zeros(0, np.intp)
+    poly(np.zeros(1), f, i32, u8, i32, 0)  # the argument types of the programs' own calls
+    levels(np.zeros(1), f, i32, u8, i32, ip, i32, ip, f, b)
+    points(np.zeros((1, POINTS)), f, i32, u8, i32, ip, i32, ip, f, b)
+    grouped(np.zeros((1, 1)), f, np.zeros((0, 1), np.intp), none, none, none, 0)
+
+
 def grouped_loop():
     """The loop of one layer of :class:`~stackopt.expr.grouped.GroupedProgram`:
     ``loop(v, coef, atoms, terms, cols, flat, n) -> out``, term ``j`` being

@@ -33,6 +33,7 @@ from stackopt.expr import (
     compile_sparse,
     derivatives,
     jacobian_entries,
+    warm,
 )
 from stackopt.game.convexity import constraint_conditions, convexity_conditions
 
@@ -100,7 +101,10 @@ class GameKernel:
                     *self.leader_side.programs()]
         if sum(p.n_terms for p in programs) < LOOP_MIN_TERMS:
             return False
-        return all([p.use_loops() for p in programs])
+        if not all([p.use_loops() for p in programs]):
+            return False
+        warm()  # compiled (or loaded from Numba's cache) now, not in a solve's first steps
+        return True
 
     def _index_followers(self, s) -> None:
         """Each follower's slice of ``x`` and the follower owning each entry of ``x``."""

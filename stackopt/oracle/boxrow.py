@@ -86,6 +86,15 @@ def compiled_projection():
     return boxrow_loop.project_rows
 
 
+def warm_projection() -> None:
+    """Compile the projection's loop now, or load it from Numba's cache (as
+    :func:`stackopt.expr.loops.warm` does for the programs' loops): where the followers' sets
+    are first read, not inside a solve's first cold start."""
+    if compiled_projection() is not None:
+        one = np.ones((1, 1))
+        project_rows(one, np.ones(1, dtype=bool), one, np.ones(1), np.zeros((1, 1)), one, compiled=True)
+
+
 def project_rows(U, eq, A, b, LO, HI, compiled: bool = False):
     """``(X, tau, W)``: every block's projection on its box and its row (``eq[r]``: an
     equality, else ``<=``; ``tau = 0`` where the inequality is slack at the box's

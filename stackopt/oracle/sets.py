@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from stackopt.core import Status
 from stackopt.solvers import ArrayCallbacks, LinearRowCallbacks, ipopt_solve
 
-from .boxrow import project_rows
+from .boxrow import project_rows, warm_projection
 
 
 @dataclass
@@ -69,6 +69,8 @@ class FollowerSets:
                 self.rows.append(None)
         self.simple = simple
         self.blocks = _padded_blocks(k, self.rows) if simple else None
+        if self.blocks is not None and k.uses_loops:
+            warm_projection()  # its compiled loop ready before any solve's first projection
         # every follower has a row and the blocks are x's entries in order: views, not gathers
         self._tiled = self.blocks is not None and bool(self.blocks[1].all()) and bool(
             np.array_equal(self.blocks[0].ravel(), np.arange(k.n_x)))
