@@ -111,9 +111,10 @@ def past_limit(out, elapsed: float, limit: float | None, who: str, clock_stops: 
     The deadlines a method and scoring check end at most ``limit`` seconds after ``solve``
     began, so an answer returned within its limit, without an oracle call stopped by a
     clock, was computed without any clock check firing: it does not depend on the clock,
-    the same on a machine loaded or not. Otherwise some check may have cut work that changes the answer (a
-    skipped confirmation, an oracle call stopped early), so the answer is labelled as
-    depending on the clock, whatever its own status said (kept in the message).
+    the same on a machine loaded or not. Otherwise some check may have cut work that
+    changes the answer (a skipped confirmation, an oracle call stopped early), so the
+    answer is labelled as depending on the clock, whatever its own status said (kept in
+    the message).
     """
     if out.status not in _CLOCKED:
         return out

@@ -244,11 +244,7 @@ class Program:
         """Every atom's value: ``values`` 1-D, or ``(n_vars, points)`` with a column per point."""
         v = self.start(values, params)
         if self.looped and values.ndim == 1:  # each run of levels one loop, in place
-            loop = levels_loop()
-            for args, last in self._segments:
-                loop(v, *args)
-                if last is not None:
-                    self._apply_at(last, v)
+            self._run_levels(v, levels_loop())
             return v
         for batch, target, funcs in self.levels:
             u = batch(v) if values.ndim == 1 else batch.batch(v)
@@ -272,6 +268,14 @@ class Program:
             col = (slice(None),) + (None,) * (values.ndim - 1)  # a parameter per row, for every point
             v[self._param_atoms] = np.asarray(params, dtype=float)[self._param_pos][col]
         return v
+
+    def _run_levels(self, v: np.ndarray, loop) -> None:
+        """The levels in place in ``v``: each run of them one call of ``loop`` (one point's
+        or four points' levels loop), then its last level's functions."""
+        for args, last in self._segments:
+            loop(v, *args)
+            if last is not None:
+                self._apply_at(last, v)
 
     @staticmethod
     def _apply_at(funcs, v: np.ndarray) -> None:
@@ -335,10 +339,7 @@ class Program:
         as :class:`PolyBatch` does)."""
         with np.errstate(all="ignore"):
             v = self.start(values, params, extra=self.n_out)
-            for args, last in self._segments:
-                loop(v, *args)
-                if last is not None:
-                    self._apply_at(last, v)
+            self._run_levels(v, loop)
             loop(v, *self._out_level)
             return v[self.n_vars + self.n_aux:]
 

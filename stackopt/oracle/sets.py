@@ -105,18 +105,17 @@ class FollowerSets:
             return Projection(x=x, nu=nu, lam=lam, w=w)
         idx, valid, eq, r, A, _ = self.blocks
         b = self.row_rhs(p)
-        if self._tiled:  # the same projection on reshaped views; the general path where a row has none
-            X, tau, W = project_rows(u.reshape(idx.shape), eq, A, b, lb.reshape(idx.shape),
-                                     ub.reshape(idx.shape), compiled=k.uses_loops)
-            if np.isfinite(tau).all():
-                nu[r[eq]], lam[r[~eq]] = tau[eq], tau[~eq]
-                return Projection(x=X.reshape(-1), nu=nu, lam=lam, w=W.reshape(-1))
-        X, tau, W = project_rows(np.where(valid, u[idx], 0.0), eq, A, b, np.where(valid, lb[idx], 0.0),
-                                 np.where(valid, ub[idx], 0.0), compiled=k.uses_loops)
+        if self._tiled:  # views of u and the bounds, not gathers (the same values)
+            U, LO, HI = u.reshape(idx.shape), lb.reshape(idx.shape), ub.reshape(idx.shape)
+        else:
+            U, LO, HI = (np.where(valid, a[idx], 0.0) for a in (u, lb, ub))
+        X, tau, W = project_rows(U, eq, A, b, LO, HI, compiled=k.uses_loops)
         fine = np.isfinite(tau)
+        nu[r[eq & fine]], lam[r[~eq & fine]] = tau[eq & fine], tau[~eq & fine]
+        if self._tiled and fine.all():  # every entry is in a block: X and W are x and w
+            return Projection(x=X.reshape(-1), nu=nu, lam=lam, w=W.reshape(-1))
         take = valid & fine[:, None]
         x[idx[take]], w[idx[take]] = X[take], W[take]
-        nu[r[eq & fine]], lam[r[~eq & fine]] = tau[eq & fine], tau[~eq & fine]
         return Projection(x=x, nu=nu, lam=lam, w=w, ok=bool(fine.all()))
 
     def row_rhs(self, p) -> np.ndarray:
