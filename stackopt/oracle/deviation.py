@@ -11,7 +11,10 @@ of :mod:`stackopt.oracle.responses.best`) from the lower and the upper corner of
 set and from ``deviation_starts`` seeded random points of it. A response
 whose objective is lower by more than ``deviation_tol`` (relative, at least
 absolute) is a profitable deviation; the oracle then lets the followers
-adjust from there. Followers whose objective is provably convex in their own
+adjust from there. The batched responses stop at a projected gradient of
+``sqrt(br_tol)`` (1e-6 by default), not ``br_tol``: whether a response is
+better by ``deviation_tol`` does not depend on its last digits, and a deviation
+found is a start for the dynamics, not an answer. Followers whose objective is provably convex in their own
 variables, and whose set is (every constraint binding them, :mod:`stackopt.game.convexity`;
 linear rows always are), are not searched: their KKT points are best responses.
 The others are *searched*: :attr:`Deviations.searched` names them and why (a
@@ -34,6 +37,7 @@ class Deviations:
     def __init__(self, kernel, sets, responses, starts: int, tol: float):
         self.k, self.sets, self.responses = kernel, sets, responses
         self.starts, self.tol = int(starts), float(tol)
+        self.response_tol = float(np.sqrt(responses.config.br_tol))
         # followers whose objective and set are provably convex in their own variables need no search
         self.searched: dict[str, str] = kernel.nonconvex_followers()
         self.convex = [f.name not in self.searched for f in kernel.structure.followers]
@@ -59,7 +63,7 @@ class Deviations:
                 continue
             tried: list[np.ndarray] = []
             for s in starts:
-                if np.allclose(s[sl], x[sl]) or any(np.allclose(s[sl], t) for t in tried):
+                if _close(s[sl], x[sl]) or any(_close(s[sl], t) for t in tried):
                     continue
                 tried.append(s[sl])
                 y = x.copy()
@@ -69,7 +73,8 @@ class Deviations:
         if not rows or time.perf_counter() > deadline:
             return None, OracleCounters()
         # every response at once; the first profitable one in follower order, then start order
-        brs = self.responses.batch(np.array(owners), np.array(rows), p, deadline=deadline)
+        brs = self.responses.batch(np.array(owners), np.array(rows), p, deadline=deadline,
+                                   tol=self.response_tol)
         work = OracleCounters(deviation_responses=len(brs),
                               best_response_failures=sum(not br.ok for br in brs))
         for i, y, br in zip(owners, rows, brs):
@@ -79,3 +84,9 @@ class Deviations:
             if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
                 return y, work
         return None, work
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.allclose(a, b)`` for finite values (a start that repeats a point already tried),
+    without its checks for infinities."""
+    return bool(np.all(np.abs(a - b) <= 1e-8 + 1e-5 * np.abs(b)))

@@ -94,3 +94,36 @@ def test_games_with_convex_followers_skip_the_search():
     assert all(flags(build_game("nfg", seed=1, players=2, actions=3)))  # payoff - entropy
     assert not any(flags(build_game("cyber", seed=1, customers=2)))  # breach probabilities
     assert flags(two_wells()) == [False]
+
+
+def two_wells_on_a_row():
+    """The double well of :func:`two_wells` in ``y[0]`` of a follower whose set is a box and
+    one row (``y[0] + y[1] = 0``): its responses are the spectral projected gradient's."""
+    g = StackelbergGame("two wells on a row")
+    m = g.model
+    m.p = pyo.Var(bounds=(-1, 1), initialize=0.0)
+    f = g.add_follower("f")
+    f.y = pyo.Var([0, 1], bounds=(-2, 2), initialize=0.0)
+    f.row = pyo.Constraint(expr=f.y[0] + f.y[1] == 0)
+    f.obj = pyo.Objective(expr=(f.y[0] ** 2 - 1) ** 2 + 0.3 * f.y[0] - 0.01 * m.p * f.y[0] + 0.1 * f.y[1] ** 2)
+    g.set_leader([m.p], (f.y[0] - 0.5) ** 2, sense=pyo.minimize)
+    return g
+
+
+def test_a_deviation_search_solves_its_responses_to_the_square_root_of_br_tol():
+    k = kernel_of(two_wells_on_a_row())
+    o = EquilibriumOracle(k)
+    assert o.responses.rows.applies(0)
+    p, start = np.zeros(1), np.array([1.0, -1.0])
+    e = o.solve(p, x0=start)  # from the shallow well: the search finds the deep one
+    assert e.converged and e.x[0] == pytest.approx(-1.04, abs=0.03) and o.counters.deviations == 1
+    assert o.deviations.response_tol == pytest.approx(np.sqrt(o.config.br_tol))
+    # the looser tolerance stops earlier, at a response as good to well within deviation_tol
+    rows = o.responses.rows
+    X = np.array([[0.5, -0.5]])
+    f = k.follower_objective_own
+    tight, loose = rows.batch(np.array([0]), X, p), rows.batch(np.array([0]), X, p, tol=1e-6)
+    f_tight = f(np.array([tight[0][0]]), p, np.array([0]))[0]
+    f_loose = f(np.array([loose[0][0]]), p, np.array([0]))[0]
+    assert np.max(np.abs(loose[0][0] - tight[0][0])) <= 1e-4
+    assert abs(f_loose - f_tight) <= 1e-3 * o.config.deviation_tol

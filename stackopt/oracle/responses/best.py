@@ -64,17 +64,18 @@ class BestResponses:
         return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p, deadline)[0]
 
     def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray,
-              deadline: float = np.inf) -> list[BestResponse]:
+              deadline: float = np.inf, tol: float | None = None) -> list[BestResponse]:
         """The responses of follower ``owners[b]`` from ``X[b]`` (each row a full point):
         box-only followers' all at once, then those with a box and one row all at once, the
         rest (and any of those that did not finish) one by one by Ipopt, each within the time
         left before ``deadline`` (a ``time.perf_counter()`` value). A response with ``ok``
-        False is one Ipopt did not solve (the batched methods hand theirs to Ipopt)."""
+        False is one Ipopt did not solve (the batched methods hand theirs to Ipopt). ``tol``:
+        the batched methods' stopping tolerance, by default ``br_tol`` (Ipopt keeps its own)."""
         k = self.k
         out: list = [None] * len(owners)
         box = np.flatnonzero(self.box_only[owners])
         if box.size:
-            Y, w, ok = self.box.solve(owners[box], X[box], p)
+            Y, w, ok = self.box.solve(owners[box], X[box], p, tol)
             at = 0
             for r, b in enumerate(box):
                 sl = k.slices[owners[b]]
@@ -85,7 +86,7 @@ class BestResponses:
         rows = np.array([b for b, i in enumerate(owners) if out[b] is None and self.rows.applies(int(i))],
                         dtype=np.intp)
         if rows.size:  # a box and one row: exact projections, no solver set-up
-            for b, res in zip(rows, self.rows.batch(owners[rows], X[rows], p)):
+            for b, res in zip(rows, self.rows.batch(owners[rows], X[rows], p, tol)):
                 if res is not None:
                     y, tau, w = res
                     row, eq = np.array([tau]), self.sets.rows[owners[b]][0] == "eq"

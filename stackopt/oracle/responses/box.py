@@ -29,11 +29,12 @@ class BoxNewtonBatch:
         self.blocks = [(at, rows[at] - sl.start, cols[at] - sl.start)
                        for at, sl in zip(k.Jx_own_entries, k.slices)]
 
-    def solve(self, owner: np.ndarray, X: np.ndarray, p: np.ndarray):
+    def solve(self, owner: np.ndarray, X: np.ndarray, p: np.ndarray, tol: float | None = None):
         """Responses of rows ``(owner[b], X[b])``: ``(X, w, ok)`` with each row's own block
         replaced by its response, the bound multipliers ``w`` (flat, rows' blocks in
-        order) and which rows met ``tol``."""
+        order) and which rows met ``tol`` (by default the solver's)."""
         k, B = self.k, len(owner)
+        tol = self.tol if tol is None else tol
         m = self.sizes[owner]
         start = np.concatenate([[0], np.cumsum(m)[:-1]])
         vr = np.repeat(np.arange(B), m)  # flat entry -> row
@@ -58,7 +59,7 @@ class BoxNewtonBatch:
             pg = np.where(held, 0.0, g)
             bad = np.logical_or.reduceat(~np.isfinite(pg), start) | ~np.isfinite(f)
             pgmax = np.maximum.reduceat(np.abs(np.where(np.isfinite(pg), pg, 0.0)), start)
-            done = active & ~bad & (pgmax <= self.tol)
+            done = active & ~bad & (pgmax <= tol)
             ok |= done
             w[done[vr]] = np.where(held, -g, 0.0)[done[vr]]
             active &= ~bad & ~done

@@ -42,9 +42,11 @@ class RowResponses:
         and the bounds'; None where the method did not finish."""
         return self.batch(np.array([i]), np.asarray(x, dtype=float)[None, :], p)[0]
 
-    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray) -> list:
-        """:meth:`solve` for follower ``owners[b]`` from ``X[b]``, every row at once."""
+    def batch(self, owners: np.ndarray, X: np.ndarray, p: np.ndarray, tol: float | None = None) -> list:
+        """:meth:`solve` for follower ``owners[b]`` from ``X[b]``, every row at once, to the
+        projected-gradient tolerance ``tol`` (by default the solver's)."""
         k, B = self.k, len(owners)
+        tol = self.tol if tol is None else tol
         idx, valid, eq, _, A, of = self.sets.blocks
         q = of[owners]
         idx, valid, eq, A, b = idx[q], valid[q], eq[q], A[q], self.sets.row_rhs(p)[q]
@@ -75,14 +77,14 @@ class RowResponses:
             Q, tq, _ = project(Y[L] - G[L], L)
             pg = np.max(np.abs(Q - Y[L]), axis=1, initial=0.0)
             fine = np.isfinite(tq)
-            done = fine & (pg <= self.tol)
+            done = fine & (pg <= tol)
             first = np.isnan(alpha[L])
             alpha[L[first]] = 1.0 / np.maximum(pg[first], 1e-300) * np.minimum(1.0, pg[first])
             D, td, _ = project(Y[L] - alpha[L, None] * G[L], L)
             D = D - Y[L]
             gd = np.sum(G[L] * D, axis=1)
             flat = fine & ~done & np.isfinite(td) & ~(gd < 0)  # no descent left in floating point
-            done |= flat & (pg <= np.sqrt(self.tol))
+            done |= flat & (pg <= max(tol, np.sqrt(self.tol)))
             for j in np.flatnonzero(done):
                 out[L[j]] = self._answer(L[j], Y, G, tq[j], idx, valid, A)
             go = fine & ~done & ~flat & np.isfinite(td)
@@ -90,13 +92,13 @@ class RowResponses:
             L, D, gd = L[go], D[go], gd[go]
             if not L.size:
                 break
-            t, ok = self._search(L, full, Y, f, D, gd, refs.max(axis=1)[L], owners, idx, valid, p)
-            L, t, D = L[ok], t[ok], D[ok]
+            t, ok, fs = self._search(L, full, Y, f, D, gd, refs.max(axis=1)[L], owners, idx, valid, p)
+            L, t, D, ft = L[ok], t[ok], D[ok], fs[ok]
             live[:] = False
             live[L] = True  # the rows whose search found a step
             if not L.size:
                 break
-            ft, Gt = self._values(full[L], owners[L], idx[L], valid[L], p)
+            Gt = self._gradients(full[L], owners[L], idx[L], valid[L], p)
             S = t[:, None] * D
             alpha[L] = _spectral(S, Gt - G[L])
             Y[L], f[L], G[L] = Y[L] + S, ft, Gt
@@ -105,16 +107,19 @@ class RowResponses:
 
     def _values(self, full, owners, idx, valid, p):
         """Each row's own objective and own gradient (padded, 0 off its block)."""
-        k = self.k
-        f = k.follower_objective_own(full, p, owners)
-        G = np.where(valid, np.take_along_axis(k.F_own(full, p, owners), idx, axis=1), 0.0)
-        return f, G
+        return (self.k.follower_objective_own(full, p, owners),
+                self._gradients(full, owners, idx, valid, p))
+
+    def _gradients(self, full, owners, idx, valid, p):
+        """Each row's own gradient (padded, 0 off its block)."""
+        return np.where(valid, np.take_along_axis(self.k.F_own(full, p, owners), idx, axis=1), 0.0)
 
     def _search(self, L, full, Y, f, D, gd, ref, owners, idx, valid, p):
         """Non-monotone Armijo search of rows ``L`` along ``D``; ``full`` holds each accepted
-        point. Returns the steps and which rows found one."""
+        point. Returns the steps, which rows found one and their objectives there."""
         t = np.ones(L.size)
         ok = np.zeros(L.size, dtype=bool)
+        f_new = np.full(L.size, np.nan)
         pend = np.arange(L.size)
         scale = MIN_STEP * (1.0 + np.max(np.abs(Y[L]), axis=1, initial=0.0))
         big = np.max(np.abs(D), axis=1, initial=0.0)
@@ -128,10 +133,11 @@ class RowResponses:
             good = np.isfinite(ft) & (ft <= ref[pend] + ARMIJO * t[pend] * gd[pend])
             full[rows[good]] = P[good]
             ok[pend[good]] = True
+            f_new[pend[good]] = ft[good]
             pend = pend[~good]
             t[pend] *= 0.5
             pend = pend[t[pend] * big[pend] > scale[pend]]
-        return t, ok
+        return t, ok, f_new
 
     def _answer(self, b, Y, G, tau, idx, valid, A):
         """``(y, tau, w)`` at a stationary point of row ``b``: ``-g = a tau + w``, ``w``
