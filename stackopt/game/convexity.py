@@ -16,9 +16,15 @@ follower's own variables (the others' and the leader's variables are data):
   ``a ** k`` with ``k >= 1`` where ``a`` is a single own variable with a
   non-negative lower bound, ``a`` affine.
 
-Anything else (a sigmoid of an effort, a quantal response) is "don't know":
-the search then runs. The walk is recursive with a depth cap; an expression
-deeper than the cap is "don't know".
+Where these rules find no proof, a polynomial of degree at most two (in all
+variables) is convex in the own variables where its Hessian in them, whose
+entries are then its own-by-own coefficients, is positive semidefinite (for
+maximisation, negative): the firms of a Cournot market, ``(c + d x) x - (a - b
+(x + y)) x``, whose products of affine factors the rules above do not take.
+Those coefficients must be numbers; a mutable Param among them (a value a user
+may change between solves) leaves the proof open. Anything else (a sigmoid of
+an effort, a quantal response) is "don't know": the search then runs. The walk
+is recursive with a depth cap; an expression deeper than the cap is "don't know".
 
 The proof depends on the expression's structure and on nothing else but the
 lower bounds of the variables raised to a power ``k >= 1``: a value a user may
@@ -35,9 +41,11 @@ it is (:func:`convex_constraint`): ``body <= ub`` with ``body`` convex,
 """
 from __future__ import annotations
 
+import numpy as np
 from pyomo.core.base.var import VarData
 from pyomo.core.expr import numeric_expr as ne
 from pyomo.core.expr.numvalue import is_constant, native_numeric_types, value
+from pyomo.repn.standard_repn import generate_standard_repn
 
 MAX_DEPTH = 200  # deeper expressions are not analysed
 
@@ -170,9 +178,33 @@ def convexity_conditions(expr, own_vars, sign: float = 1.0) -> tuple | None:
     there is none, else the own variables whose lower bounds must be non-negative for it
     to hold (often none; see the module docstring)."""
     walk = _Walk(own_vars)
-    if not walk.convex(expr, float(sign)):
-        return None
-    return tuple({id(v): v for v in walk.nonnegative}.values())
+    if walk.convex(expr, float(sign)):
+        return tuple({id(v): v for v in walk.nonnegative}.values())
+    return () if _convex_quadratic(expr, own_vars, float(sign)) else None
+
+
+def _convex_quadratic(expr, own_vars, sign: float) -> bool:
+    """``sign * expr`` is a polynomial of degree at most two whose Hessian in ``own_vars``
+    (its own-by-own coefficients, numbers) is positive semidefinite (see the module docstring)."""
+    try:
+        repn = generate_standard_repn(expr, quadratic=True, compute_values=False)
+    except Exception:  # an expression the standard representation does not take: no proof
+        return False
+    if repn.nonlinear_expr is not None:
+        return False
+    own = {id(v): i for i, v in enumerate(own_vars)}
+    H = np.zeros((len(own), len(own)))
+    for (a, b), c in zip(repn.quadratic_vars, repn.quadratic_coefs):
+        i, j = own.get(id(a)), own.get(id(b))
+        if i is None or j is None:  # linear in the own variables: data times one of them
+            continue
+        if not _is_number(c):  # a coefficient that may change between solves
+            return False
+        H[i, j] += sign * float(value(c))  # c x_i x_j: c at (i, j) and (j, i); 2c where i == j
+        H[j, i] += sign * float(value(c))
+    if not H.any():
+        return True
+    return bool(np.linalg.eigvalsh(H).min() >= -1e-12 * np.abs(H).max())
 
 
 def convex_in_own(expr, own_vars, sign: float = 1.0) -> bool:

@@ -127,3 +127,28 @@ def test_a_deviation_search_solves_its_responses_to_the_square_root_of_br_tol():
     f_loose = f(np.array([loose[0][0]]), p, np.array([0]))[0]
     assert np.max(np.abs(loose[0][0] - tight[0][0])) <= 1e-4
     assert abs(f_loose - f_tight) <= 1e-3 * o.config.deviation_tol
+
+
+def test_a_quadratic_is_proved_convex_by_its_hessian_in_the_own_variables():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], bounds=(-5, 5))
+    m.y = pyo.Var(bounds=(0, 10))  # other players' variables: data
+    m.z = pyo.Var(bounds=(-1, 1))
+    m.q = pyo.Param(initialize=2.0, mutable=True)
+    own = [m.x[0], m.x[1]]
+    firm = (3 + 0.5 * m.x[0]) * m.x[0] - (10 - 0.2 * (m.x[0] + m.y)) * m.x[0]  # a Cournot firm's cost
+    assert convex_in_own(firm, own)
+    assert convex_in_own(-firm, own, sign=-1)  # its profit, maximised
+    assert not convex_in_own(-firm, own)
+    # jointly convex although the cross term alone is not; indefinite with a larger cross term
+    assert convex_in_own(m.x[0] ** 2 - m.x[0] * m.x[1] + m.x[1] ** 2 + m.y * m.x[1], own)
+    assert not convex_in_own(m.x[0] ** 2 - 3 * m.x[0] * m.x[1] + m.x[1] ** 2, own)
+    assert not convex_in_own(m.q * m.x[0] ** 2, own)  # a mutable coefficient may change sign
+    assert not convex_in_own(m.z * m.x[0] ** 2, own)  # degree three: the data's sign decides
+    assert convex_in_own(m.y * m.y * m.x[0] - m.y ** 2, own)  # quadratic in the data only
+
+
+def test_a_cournot_markets_firms_are_not_searched():
+    k = kernel_of(build_game("library", problem="river_basin_standard"))
+    assert k.nonconvex_followers() == {}
+    assert EquilibriumOracle(k).deviations.convex == [True, True, True]
