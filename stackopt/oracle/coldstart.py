@@ -11,7 +11,9 @@ normalized equilibria; otherwise, or where a game declares
 ``dynamics="best-response"``, the damped best responses with Newton taking over
 (the relaxation ladder of predicted distances; where the damped map does not
 contract and Newton cannot finish from its last point, the damping halved, down
-to ``min_damping``). An answer is kept where it
+to ``min_damping``; where the best responses settle again, within ``tol``, at a
+point from which Newton could not finish, the relaxation stops: it would repeat
+itself up to ``max_relaxation`` sweeps). An answer is kept where it
 passes the second-order (local Nash) test and no follower gains by a
 unilateral deviation (:mod:`stackopt.oracle.deviation`); from a profitable deviation
 the dynamics go on, up to ``deviation_rounds`` times. A follower without a
@@ -148,6 +150,7 @@ class ColdStart:
         best = NewtonResult((x,) + zeros, False, 0, np.inf)
         rungs, sweeps, d = list(cfg.relaxation_ladder), 0, cfg.damping
         rung, work = None, OracleCounters()
+        failed = None  # the last settled hand-over point from which Newton did not finish
         while time.perf_counter() < deadline and sweeps < cfg.max_relaxation:
             rung = (rungs.pop(0) if rungs else cfg.relaxation_tol) if rung is None else rung
             h = o.relax.run(x, p, deadline, cfg.max_relaxation - sweeps, rung, cfg.relaxation_tol, damping=d)
@@ -167,6 +170,9 @@ class ColdStart:
                 d *= 0.5  # the damped map does not contract: damp more, from where it stopped
                 continue
             rung = None
+            if failed is not None and np.max(np.abs(h.z[0] - failed), initial=0.0) <= cfg.tol * (
+                    1.0 + np.max(np.abs(failed), initial=0.0)):
+                break  # the best responses settle where Newton could not finish before: it would not now
             res = newton.solve(h.z, p, deadline, cfg.handover_newton)
             work = work + _newton_work(res)
             early = h.distance > cfg.relaxation_tol  # handed over on the predicted distance
@@ -176,6 +182,7 @@ class ColdStart:
                 return self._outcome(res.z, p, work, residual=res.residual)
             if res.residual < best.residual:
                 best = res
+            failed = h.z[0]
         if not np.isfinite(best.residual):
             best = NewtonResult((x,) + zeros, False, 0, np.inf)
         return self._outcome(best.z, p, work, self._divergence(best.z[0]))

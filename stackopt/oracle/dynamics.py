@@ -168,17 +168,27 @@ class Relaxation(ColdDynamics):
     predicted distance of the best responses from the dynamics' limit,
     ``step / (1 - rho)`` with ``rho`` the observed contraction of the steps over
     the last two sweeps, is below ``handover`` (``Handover.distance``): the oracle
-    then keeps Newton's answer only if it lies within that distance."""
+    then keeps Newton's answer only if it lies within that distance. Where no
+    follower's problem reads another's variables (:func:`decoupled`: a game of one
+    follower, say), the best responses are the equilibrium and the step is not damped."""
 
     name = "relaxation"
 
     def __init__(self, kernel, responses, damping: float = 0.5, patience: int = 30):
         self.k, self.responses, self.damping, self.patience = kernel, responses, damping, patience
         self.cap = 1.0 / max(1, coupling(kernel))
+        # no follower's problem reads another's variables (one follower, say): the best
+        # responses are the equilibrium, and the undamped step reaches it in one sweep
+        self.decoupled = decoupled(kernel)
+
+    def _damping(self, damping) -> float:
+        if self.decoupled:
+            return 1.0
+        return min(self.damping if damping is None else damping, self.cap)
 
     def run(self, x, p, deadline, budget, handover, step_tol=None, damping=None) -> Handover:
         k = self.k
-        d = min(self.damping if damping is None else damping, self.cap)
+        d = self._damping(damping)
         step_tol = handover if step_tol is None else step_tol
         it, sizes, failed = 0, [], 0
         owners = np.arange(len(k.slices))
@@ -210,7 +220,7 @@ class Relaxation(ColdDynamics):
         """The damped best-response map ``x -> (1 - d) x + d BR(x)`` is a contraction at ``z``:
         its Jacobian ``(1 - d) I + d B``, ``B = -H_ii^{-1} J_i,-i`` over the free variables,
         has spectral radius below one. Checked where followers have bounds only."""
-        k, d = self.k, min(self.damping if damping is None else damping, self.cap)
+        k, d = self.k, self._damping(damping)
         if system.m_e or system.m_i:
             return True
         free = system.classify(z[0], z[2], z[3], p).free
@@ -264,6 +274,14 @@ def joint_duals(kernel, proj, eta: float, weights=None) -> tuple:
     nu[me:] /= scale[:k.smooth.n_eq]
     lam[mi:] /= scale[k.smooth.n_eq:]
     return proj.x, nu, lam, proj.w / (eta * r)
+
+
+def decoupled(kernel) -> bool:
+    """No follower's problem reads another follower's variables: ``dF/dx`` has no entry
+    outside the followers' own blocks and no smooth row binds two followers (a game of
+    one follower is one). Each best response then ignores the others' values."""
+    owner = kernel.x_owner
+    return bool(np.all(owner[kernel.Jx_rows] == owner[kernel.Jx_cols])) and coupling(kernel) == 1
 
 
 def coupling(kernel) -> int:

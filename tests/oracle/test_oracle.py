@@ -219,3 +219,38 @@ def test_gradient_play_halves_its_step_where_it_oscillates_not_where_it_drifts()
         assert h.settled and h.z[0][0] == pytest.approx(target, abs=1e-6)
         assert (h.eta == 0.5) == (target == 100.0)
 
+
+
+def _polyhedral_follower():
+    """One follower on a polyhedron of two rows (not a box and one row: its dynamics are best
+    responses), whose response from the origin is 58 away."""
+    g = StackelbergGame("one follower, two rows")
+    m = g.model
+    m.p = pyo.Var(bounds=(0, 1), initialize=0.0)
+    f = g.add_follower("f")
+    f.x = pyo.Var([1, 2], bounds=(0, 100), initialize=0.0)
+    f.total = pyo.Constraint(expr=f.x[1] + f.x[2] <= 100)
+    f.gap = pyo.Constraint(expr=f.x[1] - f.x[2] <= 40)
+    f.obj = pyo.Objective(expr=(f.x[1] - 50 - m.p) ** 2 + (f.x[2] - 30) ** 2)
+    g.set_leader([m.p], f.x[1], sense=pyo.minimize)
+    return g
+
+
+def test_a_follower_alone_reaches_its_response_in_one_undamped_sweep():
+    k = kernel_of(_polyhedral_follower())
+    o = EquilibriumOracle(k)
+    assert o.config.cold_start != "gradient-play" or not o.sets.simple
+    e = o.solve(np.zeros(1), x0=np.zeros(2))
+    assert e.converged and e.x == pytest.approx([50.0, 30.0], abs=1e-8)
+    # damped by a half, the sweeps would halve the distance from 58 one at a time
+    assert e.counters.dynamics_steps <= 2
+
+
+def test_best_responses_that_settle_where_newton_failed_stop_the_relaxation():
+    """bard1988_ex1 just past its optimum's kink: the follower's response has a KKT residual
+    of 6e-8 from which Newton does not finish; the relaxation stops instead of sweeping to
+    max_relaxation (300) and returns that point, not converged."""
+    k = kernel_of(build_game("library", problem="bard1988_ex1"))
+    o = EquilibriumOracle(k)
+    e = o.solve(np.array([1.00000002]), rng=np.random.default_rng(0))
+    assert e.counters.dynamics_steps <= 5 and e.residual < 1e-6
