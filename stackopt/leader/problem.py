@@ -198,8 +198,8 @@ class LeaderProblem:
         if not self.oracle.config.deviation_rounds:
             return pt
         devs = []
-        for e in pt.equilibria:
-            dev, found = self.oracle.deviations.find(e.x, pt.p, self.rng, self.deadline)
+        for dev, found in self.oracle.deviations.find_all([e.x for e in pt.equilibria], pt.p, self.rng,
+                                                          self.deadline):
             self.work = self.work + found
             devs.append(dev)
         if all(d is None for d in devs):

@@ -52,9 +52,39 @@ class Deviations:
         """``(y, work)``: follower values ``y`` after one follower's profitable deviation
         from ``x`` (None where none was found), and the best responses the search solved
         (``deviation_responses``, ``best_response_failures``)."""
-        k = self.k
+        return self.find_all([x], p, rng, deadline)[0]
+
+    def find_all(self, xs, p: np.ndarray, rng, deadline: float = np.inf) -> list:
+        """:meth:`find` from each point of ``xs`` in turn (one leader strategy ``p``), its
+        starts drawn as :meth:`find` draws them, and the best responses of all the searches
+        solved in one batch: each response is the one a search alone would get, whatever
+        else the batch holds. Returns a ``(y, work)`` per point."""
+        none = (None, OracleCounters())
         if all(self.convex):
-            return None, OracleCounters()
+            return [none] * len(xs)
+        searches = [self._rows(x, p, rng) for x in xs]
+        owners = [i for _, o, _ in searches for i in o]
+        if not owners or time.perf_counter() > deadline:
+            return [none] * len(xs)
+        # every response at once; in each search the first profitable one in follower
+        # order, then start order
+        rows = np.array([y for _, _, r in searches for y in r])
+        brs = self.responses.batch(np.array(owners), rows, p, deadline=deadline, tol=self.response_tol)
+        out, at = [], 0
+        for f, own, found in searches:
+            mine, at = brs[at:at + len(own)], at + len(own)
+            if not own:
+                out.append(none)
+                continue
+            work = OracleCounters(deviation_responses=len(mine),
+                                  best_response_failures=sum(not br.ok for br in mine))
+            out.append((self._profitable(f, own, found, mine, p), work))
+        return out
+
+    def _rows(self, x, p, rng):
+        """``(f, owners, rows)`` of a search from ``x``: the followers' objectives there, and
+        each searched follower's distinct starts (its values replaced in a copy of ``x``)."""
+        k = self.k
         f = k.follower_objectives(x, p)
         starts = self._starts(x, p, rng)
         owners, rows = [], []
@@ -70,20 +100,19 @@ class Deviations:
                 y[sl] = s[sl]
                 owners.append(i)
                 rows.append(y)
-        if not rows or time.perf_counter() > deadline:
-            return None, OracleCounters()
-        # every response at once; the first profitable one in follower order, then start order
-        brs = self.responses.batch(np.array(owners), np.array(rows), p, deadline=deadline,
-                                   tol=self.response_tol)
-        work = OracleCounters(deviation_responses=len(brs),
-                              best_response_failures=sum(not br.ok for br in brs))
+        return f, owners, rows
+
+    def _profitable(self, f, owners, rows, brs, p):
+        """The first row whose follower's response lowers its objective by more than
+        ``deviation_tol`` (its values replaced by the response), or None."""
+        k = self.k
         for i, y, br in zip(owners, rows, brs):
             if not br.ok:
                 continue
             y[k.slices[i]] = br.x
             if k.follower_objectives(y, p)[i] < f[i] - self.tol * max(1.0, abs(f[i])):
-                return y, work
-        return None, work
+                return y
+        return None
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:

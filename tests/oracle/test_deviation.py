@@ -152,3 +152,18 @@ def test_a_cournot_markets_firms_are_not_searched():
     k = kernel_of(build_game("library", problem="river_basin_standard"))
     assert k.nonconvex_followers() == {}
     assert EquilibriumOracle(k).deviations.convex == [True, True, True]
+
+
+def test_searches_from_several_points_in_one_batch_are_the_searches_one_by_one():
+    k = kernel_of(build_game("ssg", seed=3, targets=12, defenders=3))
+    o = EquilibriumOracle(k)
+    assert not any(o.deviations.convex)
+    p = k.p0
+    xs = [o.sets.random_start(p, np.random.default_rng(s)).x for s in range(3)]
+    rng = np.random.default_rng(7)
+    alone = [o.deviations.find(x, p, rng) for x in xs]
+    together = o.deviations.find_all(xs, p, np.random.default_rng(7))
+    assert any(y is not None for y, _ in alone)  # random points: some follower gains by leaving
+    for (y1, w1), (y2, w2) in zip(alone, together):
+        assert (y1 is None) == (y2 is None) and w1 == w2
+        assert y1 is None or np.array_equal(y1, y2)
