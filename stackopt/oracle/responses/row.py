@@ -6,11 +6,12 @@ the others held, is found without a solver set-up: spectral projected gradient
 (Birgin, Martinez, Raydan 2000) with Barzilai-Borwein lengths and a
 non-monotone Armijo search (the largest of the last ``MEMORY`` values), from
 the follower's current values, until the projected gradient
-``|P(y - g) - y|`` is below ``tol`` (or below ``sqrt(tol)`` where rounding
-leaves no descent direction: the projected step no longer lowers ``f`` in
-floating point). The row's and the bounds' multipliers then follow from the
-projection of ``y - g``, which returns ``y`` at a stationary point:
-``-g = a tau + w`` with ``w`` nonzero only on coordinates held at a bound. A run that does not finish within
+``|P(y - g) - y|`` is below ``tol`` (a caller may ask for a looser one), or
+below ``sqrt(tol)`` (or the looser one, if larger) where rounding leaves no
+descent direction: the projected step no longer lowers ``f`` in floating point.
+The row's and the bounds' multipliers then follow from the projection of
+``y - g``, which returns ``y`` at a stationary point: ``-g = a tau + w`` with
+``w`` nonzero only on coordinates held at a bound. A run that does not finish within
 ``max_iter`` steps returns None: the caller falls back on Ipopt.
 """
 from __future__ import annotations
