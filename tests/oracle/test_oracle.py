@@ -220,7 +220,6 @@ def test_gradient_play_halves_its_step_where_it_oscillates_not_where_it_drifts()
         assert (h.eta == 0.5) == (target == 100.0)
 
 
-
 def _polyhedral_follower():
     """One follower on a polyhedron of two rows (not a box and one row: its dynamics are best
     responses), whose response from the origin is 58 away."""
