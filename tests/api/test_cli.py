@@ -174,7 +174,7 @@ def test_solve_help_has_plain_metavars_and_choices(capsys):
         main(["solve", "nfg", "--help"])
     out = capsys.readouterr().out
     assert "GAME__" not in out and "OPT__" not in out and "game__" not in out
-    for text in ("--players N", "--budget X", "--steps N", "--lr X", "{adam,sgd,spg}", "{none,cosine}",
+    for text in ("--players N", "--budget X", "--steps N", "--lr X", "{adam,radam,sgd,spg}", "{none,cosine}",
                  "{mean,worst}", "{best-feasible,last}", "mpec-ipopt"):
         assert text in out, text
     listed = re.search(r"GAME\s+one of ([\w,\s-]+?)(?:,\s+or\s+a\s+builder|\n\s*\n)", out).group(1)
@@ -347,8 +347,8 @@ def test_with_json_an_error_is_a_json_object(capsys, argv, message):
     assert message in err and "Traceback" not in err
 @pytest.mark.parametrize("argv, hint", [
     (["solve", *SMALL, "--stepz", "10"], "unrecognized arguments: --stepz 10; did you mean --steps?"),
-    (["solve", *SMALL, "--optimizer", "adm"], "invalid choice: 'adm' (choose from 'adam', 'sgd', "
-                                              "'spg') (did you mean 'adam'?)"),
+    (["solve", *SMALL, "--optimizer", "adm"], "invalid choice: 'adm' (choose from 'adam', 'radam', "
+                                              "'sgd', 'spg') (did you mean 'adam'?)"),
     (["solve", *SMALL, "--method", "gradiant"], "(did you mean 'gradient'?)"),
     (["solve", *SMALL, "--zzz", "1"], "unrecognized arguments: --zzz 1; `stackopt solve GAME --help` "
                                       "lists the flags"),

@@ -13,7 +13,7 @@ from stackopt.methods import method_config
     ({"steps": "many"}, "option 'steps' of method 'gradient': expected a positive integer, got 'many'"),
     ({"lr": math.nan}, "option 'lr' of method 'gradient': expected a finite number, got nan"),
     ({"optimizer": "rmsprop"},
-     "option 'optimizer' of method 'gradient': expected one of 'adam', 'sgd', 'spg', got 'rmsprop'"),
+     "option 'optimizer' of method 'gradient': expected one of 'adam', 'radam', 'sgd', 'spg', got 'rmsprop'"),
     ({"beta1": 1.5}, r"option 'beta1' of method 'gradient': expected a number in \[0, 1\), got 1.5"),
 ])
 def test_method_config_errors_say_what_was_expected(options, message):

@@ -20,7 +20,7 @@ def test_duopoly_reaches_known_optimum_with_defaults():
     assert r.history[-1]["stationarity"] <= 1e-6
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spg"])
+@pytest.mark.parametrize("optimizer", ["radam", "adam", "sgd", "spg"])
 def test_a_one_step_run_is_never_converged(optimizer):
     r = solve(make_duopoly(), "gradient", steps=1, optimizer=optimizer)
     assert r.status is Status.MAX_ITERATIONS, r.message
@@ -238,6 +238,37 @@ def test_adam_refuses_a_re_adjustment_that_is_worse_for_the_leader():
     prob.readjust = lambda base, p, lost=None: _Point(p, f=base.f + 1.0, violation=0.1)
     done = step.take(al, start, np.array([-1.0]))
     assert done.point is not start and done.jumps == 1 and done.refused == 0
+
+
+def test_rectified_adam_starts_with_momentum_steps_in_the_gradients_units():
+    """RAdam's first steps move each variable by ``lr`` times its scaled gradient (the
+    paper's Adam moves every one by ``lr``, however small its gradient: on the security game
+    that spends the budget several times over at once); from the sixth, Adam's normalised
+    step times the rectification, which grows towards one."""
+    from stackopt.methods.gradient.method import GradientMethod, Options
+    from stackopt.methods.gradient.steps import AdamStep, rectification
+    g = np.array([-0.06, -1e-4])
+
+    def first_steps(optimizer, n):
+        opts = Options(**{**GradientMethod.CONFIG().value(), "optimizer": optimizer})
+        prob, al = _StubProblem(reach=np.inf), _StubLagrangian()
+        prob.k.n_p, al.scale = 2, np.ones(2)
+        step, pt, moves = AdamStep(prob, opts), _Point([0.0, 0.0]), []
+        for _ in range(n):
+            new = step.take(al, pt, g).point
+            moves.append(new.p - pt.p)
+            pt = new
+        return moves
+
+    moves = first_steps("radam", 6)
+    for move in moves[:5]:
+        assert move == pytest.approx(-0.01 * g, rel=1e-12)
+    assert moves[5] == pytest.approx(np.full(2, 0.01 * rectification(0.999, 6)), rel=1e-3)
+    assert first_steps("adam", 1)[0] == pytest.approx(np.full(2, 0.01), rel=1e-3)
+    # too few gradients for a variance up to the fifth step, then a factor rising to one
+    assert all(rectification(0.999, t) is None for t in range(1, 6))
+    r = [rectification(0.999, t) for t in (6, 100, 1000, 10000)]
+    assert 0.0 < r[0] < r[1] < r[2] < r[3] < 1.0 and r[3] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_lost_branch_halves_then_re_adjusts():

@@ -44,8 +44,11 @@ other (:mod:`stackopt.methods.gradient.steps`):
    a kink of ``L`` (an ``abs`` in the game) variables along which ``L`` rises
    both ways are held and count as stationary (:class:`~stackopt.methods.gradient.steps.SpgStep`).
 
-``optimizer="spg"`` uses the second rule throughout, ``"sgd"`` plain SGD in
-place of Adam. A trial whose equilibrium branch cannot be followed by warm
+``optimizer="spg"`` uses the second rule throughout, ``"radam"`` Adam rectified
+while its second moment rests on few gradients (RAdam: momentum steps first, then
+Adam's steps growing to their full length; see
+:class:`~stackopt.methods.gradient.steps.AdamStep`) and ``"sgd"`` plain SGD in place
+of Adam. A trial whose equilibrium branch cannot be followed by warm
 starts counts as a failed trial (halved twice, then the followers re-adjust by
 their own dynamics). The initial ``mu`` defaults to ALGENCAN's
 ``10 max(1, |f|) / max(1, ||g+||^2 / 2)`` (scaled functions).
@@ -142,16 +145,17 @@ def _greater_than_one(v):
 CONFIG = ConfigDict("gradient")  # the gradient method's options, declared once
 CONFIG.declare("steps", ConfigValue(5000, PositiveInt, "largest number of gradient steps"))
 CONFIG.declare("optimizer", ConfigValue(
-    "adam", In(["adam", "sgd", "spg"]),
-    "steps: adam or sgd (the paper's, lr relative to each variable's scale) until they stop "
-    "improving, then spg; or spg throughout (spectral projected gradient in a diagonal metric "
-    "with a line search, no learning rate)"))
+    "adam", In(["adam", "radam", "sgd", "spg"]),
+    "steps: adam (the paper's), radam (Adam rectified while its second moment rests on few "
+    "steps) or sgd, lr relative to each variable's scale, until they stop improving, then "
+    "spg; or spg throughout (spectral projected gradient in a diagonal metric with a line "
+    "search, no learning rate)"))
 CONFIG.declare("lr", ConfigValue(1e-2, PositiveFloat,
-                                 "adam/sgd: step relative to each leader variable's scale"))
+                                 "radam/adam/sgd: step relative to each leader variable's scale"))
 CONFIG.declare("beta1", ConfigValue(0.9, _unit_interval, "Adam first-moment decay"))
 CONFIG.declare("beta2", ConfigValue(0.999, _unit_interval, "Adam second-moment decay"))
 CONFIG.declare("lr_decay", ConfigValue(
-    "none", In(["none", "cosine"]), "adam/sgd: learning-rate schedule over the steps"))
+    "none", In(["none", "cosine"]), "radam/adam/sgd: learning-rate schedule over the steps"))
 CONFIG.declare("mu", ConfigValue(
     None, _optional_positive, "initial augmented Lagrangian penalty (None: scaled to the problem)"))
 CONFIG.declare("penalty_growth", ConfigValue(
@@ -172,7 +176,7 @@ CONFIG.declare("oracle_tol", ConfigValue(1e-8, PositiveFloat, "equilibrium resid
                                          "followers' units, see stackopt.oracle)"))
 CONFIG.declare("samples_per_step", ConfigValue(1, PositiveInt, "equilibria tracked and averaged"))
 CONFIG.declare("jacobian_every", ConfigValue(
-    1, PositiveInt, "adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
+    1, PositiveInt, "radam/adam/sgd: steps between fresh game Jacobians in the adjoint (1: exact "
     "gradients; more reuses the last one while the active sets stay)"))
 CONFIG.declare("resample_every", ConfigValue(
     0, NonNegativeInt, "steps between fresh equilibrium draws besides those at every multiplier "
