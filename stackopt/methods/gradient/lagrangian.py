@@ -13,7 +13,7 @@ from .merit import ScaledLagrangian
 
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
-MAX_STALLS = 3  # outer iterations in a row without an accepted step end the run
+MAX_STALLS = 3  # outer iterations without an accepted step, in a row but for those that did not move, end the run
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
 POLISH_AT = 0.7  # share of the step budget after which the second rule takes over in any case
@@ -69,11 +69,15 @@ class AugmentedLagrangian(ScaledLagrangian):
                     pt, status = settled, None
                     step.reset()
                     self.settled += 1
-            stalls = stalls + 1 if stalled else 0
+            # an outer iteration that left the strategy where it was does not end a run of
+            # stalls: inner solves that stop at once (counted as solved) between failed
+            # searches otherwise alternate with them until the step budget
+            stalls = stalls + 1 if stalled else (stalls if np.array_equal(pt.p, start) else 0)
             if status is None and stalls >= MAX_STALLS:
                 status = Status.NOT_CONVERGED
                 self.note = ("; the line search found no decrease along the projected gradient "
-                             f"{MAX_STALLS} times in a row")
+                             f"{MAX_STALLS} times in a row (outer iterations that did not move "
+                             "between them aside)")
             stuck = False  # the constraints did not improve over a solved inner problem
             if status is Status.CONVERGED or (status is None and (step.paper or not stalled)):
                 stuck = self._update_multipliers(pt, status)

@@ -65,7 +65,7 @@ penalty can bring the iterates to feasibility there), returning the strategy
 with the smallest violation found. Otherwise it ends once the steps or the
 outer iterations reach ``steps`` (``max_iterations``), at the time limit (every
 loop checks it), or where the line search finds no decrease three times in a
-row (``not_converged``).
+row, outer iterations that left the strategy where it was aside (``not_converged``).
 
 **Several equilibria** (:mod:`stackopt.leader.answers`). ``samples_per_step``
 equilibria are tracked at once; the objective is their mean (``objective="mean"``,
