@@ -10,6 +10,7 @@ from games import scaled
 
 from stackopt import Status, solve
 from stackopt.api import scoring_grace
+from stackopt.methods.gradient import lagrangian
 from stackopt.methods.gradient.lagrangian import AugmentedLagrangian
 from stackopt.models import build_game
 
@@ -48,8 +49,11 @@ def test_an_impossible_leader_constraint_ends_infeasible_in_bounded_time_and_mem
 
 
 def _never_stationary(monkeypatch):
-    """Take away the infeasibility rule: only the budget and the deadline can end the spin."""
+    """Take away the infeasibility rule and the rule on failed line searches (the inner solves
+    that take no step between them do not move): only the budget and the deadline can end
+    the spin."""
     monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
+    monkeypatch.setattr(lagrangian, "MAX_STALLS", 10**9)
 
 
 def test_the_outer_loop_keeps_the_step_budget(monkeypatch):
@@ -61,6 +65,17 @@ def test_the_outer_loop_keeps_the_step_budget(monkeypatch):
     assert r.status is Status.MAX_ITERATIONS, r.message
     assert "40 outer iterations" in r.message
     assert r.constraint_violation == pytest.approx(1000.0, rel=1e-6)
+
+
+def test_inner_solves_that_do_not_move_do_not_hide_failed_line_searches(monkeypatch):
+    # the same spin with the rule on failed searches kept: the inner solves that stop at once
+    # (no step) between the failed ones used to reset their count, and the run went on to
+    # the step budget
+    monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
+    r = solve(duopoly(cap=-1000.0), "gradient", seed=0, steps=40, mu=1e15, time_limit=60.0)
+    assert r.status is Status.NOT_CONVERGED, r.message
+    assert "no decrease along the projected gradient 3 times in a row" in r.message
+    assert "outer iterations:" not in r.message and r.history[-1]["step"] < 40
 
 
 def test_the_outer_loop_keeps_the_time_limit_with_bounded_memory(monkeypatch, imported):
