@@ -48,11 +48,16 @@ def test_an_impossible_leader_constraint_ends_infeasible_in_bounded_time_and_mem
     np.testing.assert_allclose(_strategy(r), [0.0, 0.0], atol=1e-6)
 
 
+def _no_infeasibility_rule(monkeypatch):
+    """Take away the infeasibility rule: the violation's model always falls."""
+    monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
+
+
 def _never_stationary(monkeypatch):
     """Take away the infeasibility rule and the rule on failed line searches (the inner solves
     that take no step between them do not move): only the budget and the deadline can end
     the spin."""
-    monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
+    _no_infeasibility_rule(monkeypatch)
     monkeypatch.setattr(lagrangian, "MAX_STALLS", 10**9)
 
 
@@ -71,7 +76,7 @@ def test_inner_solves_that_do_not_move_do_not_hide_failed_line_searches(monkeypa
     # the same spin with the rule on failed searches kept: the inner solves that stop at once
     # (no step) between the failed ones used to reset their count, and the run went on to
     # the step budget
-    monkeypatch.setattr(AugmentedLagrangian, "violation_model", lambda self, pt: (1.0, 0.0))
+    _no_infeasibility_rule(monkeypatch)
     r = solve(duopoly(cap=-1000.0), "gradient", seed=0, steps=40, mu=1e15, time_limit=60.0)
     assert r.status is Status.NOT_CONVERGED, r.message
     assert "no decrease along the projected gradient 3 times in a row" in r.message

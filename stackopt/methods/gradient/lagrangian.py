@@ -13,7 +13,8 @@ from .merit import ScaledLagrangian
 
 MU_MAX = 1e20  # the penalty stops growing here
 FIRST_INNER_TOL = 1e-2  # the first inner solve's stationarity tolerance, relative like the final one
-MAX_STALLS = 3  # outer iterations without an accepted step, in a row but for those that did not move, end the run
+# outer iterations without an accepted step, in a row but for those that did not move, end the run
+MAX_STALLS = 3
 PATIENCE = 5  # inner solves in a row that did not lower L before the second step rule
 TRAVEL = 0.1  # an inner solve travels where some variable's net displacement is this share of its path
 POLISH_AT = 0.7  # share of the step budget after which the second rule takes over in any case

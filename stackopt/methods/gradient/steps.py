@@ -223,14 +223,14 @@ class AdamStep:
     gradients (RAdam, Liu et al., ICLR 2020, with PyTorch's threshold): the first five
     steps are momentum steps ``lr * m`` in the scaled gradient's own units, then Adam's
     normalised step is multiplied by the rectification ``r_t`` (with ``beta2 = 0.999``:
-    0.03 at step 6, 0.22 at step 100, 0.65 at step 1000, tending to 1). The paper's Adam (``"adam"``, the default) moves
-    every variable whose gradient is not zero by ``lr`` of its scale at its first step,
-    whatever the gradient's size: on the security game at a budget of 0.2 that spends six
-    times the budget over the 176 reimbursements the objective favours, the penalty's
-    gradient, 25 against the objective's 0.06, then stays in the second moment for
-    thousands of steps, and every later step moves a thousandth of ``lr`` (seed 1,
-    budgets 0.2-0.8: answers within 0.003 of the start). Why the rectified steps are not
-    the default: docs/methods.md, "Known limits, measured"."""
+    0.03 at step 6, 0.22 at step 100, 0.65 at step 1000, tending to 1). The paper's Adam
+    (``"adam"``, the default) moves every variable whose gradient is not zero by ``lr`` of
+    its scale at its first step, whatever the gradient's size: on the security game at a
+    budget of 0.2 that spends six times the budget over the 176 reimbursements the
+    objective favours, the penalty's gradient, 25 against the objective's 0.06, then stays
+    in the second moment for thousands of steps, and every later step moves a thousandth
+    of ``lr`` (seed 1, budgets 0.2-0.8: answers within 0.003 of the start). Why the
+    rectified steps are not the default: docs/methods.md, "Known limits, measured"."""
 
     paper = True
 
