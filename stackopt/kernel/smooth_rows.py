@@ -41,6 +41,8 @@ import scipy.sparse as sp
 
 from stackopt.expr import compile_exprs, compile_sparse, jacobian_entries
 
+DENSE_MAX = 200_000  # entries of the derivatives in p below which they are arrays, not CSR
+
 
 @dataclass(frozen=True)
 class _Row:
@@ -131,6 +133,9 @@ class SmoothRows:
         self._slots(rows, concept, weights, x_owner)
         self._index(x_owner)
         self.has_hessian = bool(self._hess.rows.size)
+        # the derivatives in p as arrays where they are small: scipy.sparse's per-call
+        # overhead dominates there, as for the linear rows (KKTResidual)
+        self.dense_p = (self.n_slots + n_x) * n_p <= DENSE_MAX
         self._last_v = self._last = None
         self.refresh()
 
@@ -255,10 +260,17 @@ class SmoothRows:
         jac = self.derivatives(x, p)[1]
         return _assemble(self.C_m, self.C_j, jac[self.C_at], self.n_slots, self.n_x, dense)
 
-    def Cp(self, x, p) -> sp.csr_matrix:
-        """``Cp`` (slots by ``n_p``): each slot's row gradient in the leader's variables."""
+    def C_dot(self, x, p, v) -> np.ndarray:
+        """``C(x, p) @ v`` without forming ``C``: each slot's row linearised along ``v``."""
         jac = self.derivatives(x, p)[1]
-        return sp.csr_matrix((jac[self.Cp_at], (self.Cp_m, self.Cp_j)), shape=(self.n_slots, self.n_p))
+        return np.bincount(self.C_m, weights=jac[self.C_at] * v[self.C_j],
+                           minlength=self.n_slots).astype(float)
+
+    def Cp(self, x, p):
+        """``Cp`` (slots by ``n_p``): each slot's row gradient in the leader's variables (an
+        array where :attr:`dense_p`, else CSR)."""
+        jac = self.derivatives(x, p)[1]
+        return _assemble(self.Cp_m, self.Cp_j, jac[self.Cp_at], self.n_slots, self.n_p, self.dense_p)
 
     def hessian_x(self, x, p, sigma, dense: bool):
         """``d(B^T sigma)/dx`` (``n_x`` by ``n_x``)."""
@@ -266,11 +278,11 @@ class SmoothRows:
         vals = w * sigma[m] * self.second_derivatives(x, p)[at]
         return _assemble(j, v, vals, self.n_x, self.n_x, dense)
 
-    def hessian_p(self, x, p, sigma) -> sp.csr_matrix:
-        """``d(B^T sigma)/dp`` (``n_x`` by ``n_p``)."""
+    def hessian_p(self, x, p, sigma):
+        """``d(B^T sigma)/dp`` (``n_x`` by ``n_p``; an array where :attr:`dense_p`, else CSR)."""
         j, v, m, w, at = self.Hp
         vals = w * sigma[m] * self.second_derivatives(x, p)[at] if at.size else np.zeros(0)
-        return sp.csr_matrix((vals, (j, v)), shape=(self.n_x, self.n_p))
+        return _assemble(j, v, vals, self.n_x, self.n_p, self.dense_p)
 
     # ------------------------------------------------------------- follower views
     def rows_of(self, i: int) -> np.ndarray:

@@ -113,7 +113,7 @@ class NewtonEngine:
         rhs = [-F[free] - JdxB[free], b - sysm.A_op @ xn]
         sm = sysm.smooth
         if sm is not None:  # the slots' rows linearised at x: c + C (xn - x) (= or held) 0
-            c = sm.slot_values(x, p) + sm.C(x, p, False) @ dxB
+            c = sm.slot_values(x, p) + sm.C_dot(x, p, dxB)
             rhs.append(-c[:sm.n_eq])
             rhs.append(np.concatenate([h - sysm.G_op @ xn, -c[sm.n_eq:]])[rows])
         elif sysm.m_i:
@@ -135,6 +135,6 @@ class NewtonEngine:
             if sysm.mi_lin:
                 g = g + sysm.GT @ lamn[:sysm.mi_lin]
             if sm is not None:
-                g = g + sm.B(x, p, False).T @ sysm.sigma(nun, lamn)
+                g = g + sm.stationarity(x, p, sysm.sigma(nun, lamn))
             wn[fixed] = -g[fixed]
         return xn, nun, lamn, wn

@@ -39,7 +39,11 @@ def test_smooth_rows_compile_values_and_every_derivative(concept):
     Cfd = _fd(lambda z: sm.values(z, p), x)[sm.slot_row]
     np.testing.assert_allclose(sm.C(x, p, True), Cfd, atol=1e-8)
     np.testing.assert_allclose(sm.C(x, p, False).toarray(), Cfd, atol=1e-8)
-    np.testing.assert_allclose(sm.Cp(x, p).toarray(), _fd(lambda q: sm.values(x, q), p)[sm.slot_row], atol=1e-8)
+    v = rng.uniform(-1, 1, 4)
+    np.testing.assert_allclose(sm.C_dot(x, p, v), Cfd @ v, atol=1e-8)
+    assert sm.dense_p  # a small game: the derivatives in p are arrays; CSR for large ones
+    Cpfd = _fd(lambda q: sm.values(x, q), p)[sm.slot_row]
+    np.testing.assert_allclose(sm.Cp(x, p), Cpfd, atol=1e-8)
     # B: each slot's gradient in its followers' variables only (b.room: b's y, not a's u1)
     B = sm.B(x, p, True)
     room = sm.names.index("b.room")
@@ -48,8 +52,11 @@ def test_smooth_rows_compile_values_and_every_derivative(concept):
     np.testing.assert_allclose(sm.stationarity(x, p, sigma), B.T @ sigma)
     np.testing.assert_allclose(sm.hessian_x(x, p, sigma, True),
                                _fd(lambda z: sm.stationarity(z, p, sigma), x), atol=1e-7)
-    np.testing.assert_allclose(sm.hessian_p(x, p, sigma).toarray(),
-                               _fd(lambda q: sm.stationarity(x, q, sigma), p), atol=1e-7)
+    Hpfd = _fd(lambda q: sm.stationarity(x, q, sigma), p)
+    np.testing.assert_allclose(sm.hessian_p(x, p, sigma), Hpfd, atol=1e-7)
+    sm.dense_p = False
+    np.testing.assert_allclose(sm.Cp(x, p).toarray(), Cpfd, atol=1e-8)
+    np.testing.assert_allclose(sm.hessian_p(x, p, sigma).toarray(), Hpfd, atol=1e-7)
 
 
 def test_weighted_concept_scales_each_followers_multiplier():
