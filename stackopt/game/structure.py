@@ -413,6 +413,24 @@ def _is_relation(expr) -> bool:
     return hasattr(expr, "is_expression_type") and expr.is_expression_type(ExpressionType.RELATIONAL)
 
 
+def _relation_text(rel) -> str:
+    """A relation as text for messages, a named Expression by its name: Pyomo's own text
+    writes every named Expression out in full (a leader constraint on a model's
+    ``Expression`` of a thousand terms would be named by tens of thousands of characters)."""
+    def side(arg) -> str:
+        if hasattr(arg, "is_named_expression_type") and arg.is_named_expression_type():
+            return arg.name
+        return str(arg)
+
+    op = "==" if len(rel.args) == 2 and rel.__class__.__name__ == "EqualityExpression" else (
+        "<" if getattr(rel, "strict", False) is True else "<=")
+    if len(rel.args) == 3:  # ranged: lower <= body <= upper (strictness per side)
+        strict = getattr(rel, "strict", (False, False))
+        ops = ["<" if s else "<=" for s in strict]
+        return f"{side(rel.args[0])}  {ops[0]}  {side(rel.args[1])}  {ops[1]}  {side(rel.args[2])}"
+    return f"{side(rel.args[0])}  {op}  {side(rel.args[1])}"
+
+
 def _normalise_leader_constraint(c, k: int) -> list:
     """Turn an inequality into one or two ``body <= 0`` forms."""
     if isinstance(c, pyo.Constraint) and c.is_indexed():
@@ -435,7 +453,7 @@ def _normalise_leader_constraint(c, k: int) -> list:
         tmp.construct()
         lower, body, upper = tmp.to_bounded_expression()
         equality = tmp.equality
-        text = str(c)
+        text = _relation_text(c)
     if equality:
         raise ValueError(
             f"leader constraint {k} ({text}) is not an inequality; the leader's constraints must "

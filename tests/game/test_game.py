@@ -138,6 +138,19 @@ def test_leader_constraint_not_inequality():
         g.structure()
 
 
+def test_leader_constraint_relations_are_named_by_their_named_expressions():
+    """A relation on a model's Expression is named by the Expression's name, not by its
+    terms written out (Pyomo's own text): messages stay short however large it is."""
+    g, f = _base()
+    f.obj = pyo.Objective(expr=(f.x - g.model.p) ** 2)
+    g.model.spend = pyo.Expression(expr=sum((k + 1) * g.model.p * f.x for k in range(50)))
+    g.set_leader([g.model.p], g.model.p,
+                 constraints=[g.model.spend <= 3, pyo.inequality(-1, g.model.spend, 2), f.x + g.model.p >= 0])
+    names = [c.name for c in g.structure().leader_constraints]
+    assert names == ["spend  <=  3", "-1  <=  spend  <=  2 (upper)", "-1  <=  spend  <=  2 (lower)",
+                     "0  <=  f.x + p"]
+
+
 def test_leader_constraint_not_a_relation():
     g, f = _base()
     f.obj = pyo.Objective(expr=f.x**2)
