@@ -337,6 +337,22 @@ def test_cyber_reference_instance_3_does_not_stall_on_its_kinks():
     assert r.constraint_violation <= 1e-6
 
 
+def test_adam_circling_between_two_points_hands_over_to_the_spectral_step():
+    """Shimizu-Aiyoshi (1981): from step 373 Adam's inner solves alternate between two
+    points (leader objective 95.4 and 103.6, the optimum 100 between them on the kink of the
+    active leader constraint); each lowers L at its multipliers and travels, so the rule on
+    single inner solves never saw a stall, and the run circled until the last three tenths
+    of its budget (spectral steps from step 3573 of 5000, 3590 steps in all). Two inner
+    solves that together return where they began now count as idle."""
+    r = solve(build_game("library", problem="shimizu_aiyoshi1981"), "gradient", seed=0)
+    assert r.status is Status.CONVERGED, r.message
+    assert r.leader_objective == pytest.approx(100.0, rel=1e-6)
+    assert "spg from step" in r.message
+    switched = int(r.message.split("spg from step ")[1].split(")")[0])
+    assert switched < 1500, r.message
+    assert len(r.history) < 1500
+
+
 def test_a_costly_readjustment_is_refused_by_the_spectral_step():
     """Cyber insurance, 10 customers, risk aversion 0.1, seed 5: after the step restarted on
     a kink, a long step lost the followers' branch and the equilibrium re-adjusted there

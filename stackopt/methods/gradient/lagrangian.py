@@ -56,13 +56,18 @@ class AugmentedLagrangian(ScaledLagrangian):
         step = self.step = rules.pop(0)
         self.v_prev, stalls, status, idle = np.inf, 0, None, 0
         self.outer = 0
+        last = None  # the previous inner solve's start and path
         while status is None:
             before, start = self.value(pt), pt.p
             self._path = np.zeros_like(pt.p)
             pt, status, stalled = self._inner(step, pt, self.omega)
             gain = before - self.value(pt)  # at the multipliers and penalty of this inner solve
-            net = np.abs(pt.p - start) / self.scale
-            travels = np.max(net, initial=0.0) >= TRAVEL * np.max(self._path, initial=0.0)
+            travels = _travels(pt.p - start, self._path, self.scale)
+            # two inner solves that together return where they began: the first rule circles
+            # between two points, each inner solve lowering L at its multipliers and the
+            # multiplier update between them undoing it
+            circles = last is not None and not _travels(pt.p - last[0], last[1] + self._path, self.scale)
+            last = (start, self._path)
             self.outer += 1
             if status in (None, Status.CONVERGED) and time.perf_counter() < self.deadline:
                 settled = prob.settle(pt)  # a tracked branch may stop being an equilibrium
@@ -89,8 +94,9 @@ class AugmentedLagrangian(ScaledLagrangian):
                 self.note = note or self.note
             # the first rule has stalled once PATIENCE inner solves in a row either did not
             # lower the augmented Lagrangian or only circled a point (no variable's net
-            # displacement reached TRAVEL of the longest path): the second rule takes over
-            idle = idle + 1 if gain <= SAME_OBJECTIVE * self.fscale(pt) or not travels else 0
+            # displacement reached TRAVEL of the longest path, over the inner solve or over it
+            # and the one before): the second rule takes over
+            idle = idle + 1 if gain <= SAME_OBJECTIVE * self.fscale(pt) or not travels or circles else 0
             late = self.t >= POLISH_AT * o.steps  # the last steps polish in any case
             if status is None and rules and (idle >= PATIENCE or late):
                 step, idle = rules.pop(0), 0
@@ -254,3 +260,9 @@ def _no_start(answers, p0, deadline: float) -> MethodOutput:
               Status.INFEASIBLE if "no feasible point" in answers.failure else Status.NOT_CONVERGED)
     return MethodOutput(leader=p0, status=status, work=answers.prob.work, message=(
         f"no start: at the initial strategy {why}" + (" (the time limit was reached)" if late else "")))
+
+
+def _travels(net, path, scale) -> bool:
+    """Whether some variable's net displacement ``net`` (in its ``scale``) reached ``TRAVEL``
+    of the longest ``path`` (already in scale units)."""
+    return np.max(np.abs(net) / scale, initial=0.0) >= TRAVEL * np.max(path, initial=0.0)

@@ -29,8 +29,10 @@ other (:mod:`stackopt.methods.gradient.steps`):
    scale*, multipliers updated every ``multiplier_every`` steps as in the
    paper's Algorithm 1. Adam travels far and follows curved valleys (the
    constraints tie variables together) quickly, but does not settle;
-2. once ``PATIENCE`` inner solves in a row neither lowered ``L`` nor travelled
-   (no variable's net displacement reached a tenth of its path), and for the
+2. once ``PATIENCE`` inner solves in a row either did not lower ``L`` or did not
+   travel (no variable's net displacement reached a tenth of its path, over the
+   inner solve or over it and the one before: Adam circling between two points,
+   the multiplier update undoing each inner solve's gain), and for the
    last three tenths of the step budget in any case, the spectral
    projected gradient (Birgin, Martinez, Raydan 2000) in a diagonal metric:
    Barzilai-Borwein lengths, which need no learning rate, a non-monotone
