@@ -14,7 +14,12 @@ follower's own variables (the others' and the leader's variables are data):
   bound is at least 0, such as a leader's price) times one;
 * ``v * log(v)`` (entropy), ``exp(a)``, ``a ** k`` for even integer ``k`` and
   ``a ** k`` with ``k >= 1`` where ``a`` is a single own variable with a
-  non-negative lower bound, ``a`` affine.
+  non-negative lower bound, ``a`` affine;
+* minus a Cournot firm's revenue under isoelastic demand, ``-v * c * (alpha v + s) ** -r``
+  with ``v`` a single own variable, ``c >= 0``, ``alpha > 0``, ``0 < r <= 1`` and ``s`` a
+  constant ``>= 0`` plus non-negative multiples of other variables: concave revenue
+  wherever ``v`` and those variables have non-negative lower bounds (the MacMPEC
+  ``gnash`` firms).
 
 Where these rules find no proof, a polynomial of degree at most two (in all
 variables) is convex in the own variables where its Hessian in them, whose
@@ -27,10 +32,11 @@ an effort, a quantal response) is "don't know": the search then runs. The walk
 is recursive with a depth cap; an expression deeper than the cap is "don't know".
 
 The proof depends on the expression's structure and on nothing else but the
-lower bounds of the variables raised to a power ``k >= 1``: a value a user may
-change between solves. :func:`convexity_conditions` therefore returns the
-structural part once (the prepared game keeps it, :mod:`stackopt.kernel`),
-with the variables whose lower bounds must be non-negative; the bounds are
+lower bounds of the variables raised to a power ``k >= 1`` and of a revenue's
+output and total (the leader's variables among them): values a user may change
+between solves. :func:`convexity_conditions` therefore returns the structural
+part once (the prepared game keeps it, :mod:`stackopt.kernel`), with the
+variables whose lower bounds must be non-negative; the bounds are
 checked against their current values at every use. Each sub-expression is
 visited once per walk (whether it holds an own variable is kept by node).
 
@@ -54,7 +60,7 @@ class _Walk:
     def __init__(self, own_vars):
         self.own = {id(v) for v in own_vars}
         self._free: dict[int, bool] = {}
-        self.nonnegative: list = []  # own variables whose lower bound the proof needs >= 0
+        self.nonnegative: list = []  # variables whose lower bound the proof needs >= 0
 
     def free(self, e) -> bool:
         """No unfixed own variable in ``e`` (each node's answer kept: one visit per node)."""
@@ -119,7 +125,7 @@ class _Walk:
             for c, rest in ((a, b), (b, a)):
                 if self.free(c) and _nonnegative(c):
                     return self.convex(rest, sign, depth + 1)
-            return sign > 0 and self._entropy(a, b)
+            return self._entropy(a, b) if sign > 0 else self._revenue(a, b)
         if isinstance(e, ne.DivisionExpression) and _is_number(e.args[1]):
             d = float(value(e.args[1]))
             return d != 0 and self.convex(e.args[0], sign / d, depth + 1)
@@ -144,6 +150,55 @@ class _Walk:
                     and f.getname() == "log" and f.args[0] is v):
                 return True
         return False
+
+    def _revenue(self, a, b) -> bool:
+        """``v * c * (alpha v + s) ** -r`` is concave: one own variable ``v >= 0`` times a
+        price falling isoelastically in the total ``alpha v + s`` (``c >= 0``, ``alpha > 0``,
+        ``0 < r <= 1``, ``s`` a sum of non-negative multiples of other non-negative
+        variables and a constant >= 0): a Cournot firm's revenue under the demand
+        ``Q = (c / P) ** (1 / r)``. Its second derivative in ``v`` is ``c r alpha u ** (-r - 2)
+        ((r - 1) alpha v - 2 s)`` with ``u = alpha v + s``, at most 0 there. The lower bounds
+        of ``v`` and of the variables of ``s`` are conditions kept (see the module docstring)."""
+        for v, f in ((a, b), (b, a)):
+            if not (isinstance(v, VarData) and id(v) in self.own and not v.fixed):
+                continue
+            f = _unwrap(f)
+            while isinstance(f, (ne.ProductExpression, ne.MonomialTermExpression)):
+                c, rest = ((f.args[0], f.args[1]) if _is_number(f.args[0])
+                           else (f.args[1], f.args[0]) if _is_number(f.args[1]) else (None, None))
+                if c is None or float(value(c)) < 0:
+                    return False
+                f = _unwrap(rest)
+            if not (isinstance(f, ne.PowExpression) and _is_number(f.args[1])
+                    and -1.0 <= float(value(f.args[1])) < 0.0):
+                return False
+            others = self._total_of(f.args[0], v)
+            if others is None:
+                return False
+            self.nonnegative.extend([v] + others)
+            return True
+        return False
+
+    def _total_of(self, e, v):
+        """The variables of ``s`` where ``e = alpha v + s`` as :meth:`_revenue` needs it, or None."""
+        try:
+            repn = generate_standard_repn(e, compute_values=False)
+        except Exception:  # an expression the standard representation does not take
+            return None
+        if repn.nonlinear_expr is not None or repn.quadratic_vars or not _is_number(repn.constant) \
+                or float(value(repn.constant)) < 0:
+            return None
+        alpha, others = 0.0, []
+        for var, coef in zip(repn.linear_vars, repn.linear_coefs):
+            if not _is_number(coef):
+                return None
+            if var is v:
+                alpha += float(value(coef))
+            elif id(var) in self.own or float(value(coef)) < 0:
+                return None
+            else:
+                others.append(var)
+        return others if alpha > 0 else None
 
     def _nonnegative_own(self, e) -> bool:
         """``e`` is a single own variable; its lower bound must be >= 0 (a condition kept)."""
@@ -175,8 +230,8 @@ def _is_number(e) -> bool:
 
 def convexity_conditions(expr, own_vars, sign: float = 1.0) -> tuple | None:
     """The structural proof that ``sign * expr`` is convex in ``own_vars``: ``None`` where
-    there is none, else the own variables whose lower bounds must be non-negative for it
-    to hold (often none; see the module docstring)."""
+    there is none, else the variables (own ones, or those of a revenue's total) whose lower
+    bounds must be non-negative for it to hold (often none; see the module docstring)."""
     walk = _Walk(own_vars)
     if walk.convex(expr, float(sign)):
         return tuple({id(v): v for v in walk.nonnegative}.values())

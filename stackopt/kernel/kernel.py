@@ -146,8 +146,9 @@ class GameKernel:
         binding it are convex in its own variables (:mod:`stackopt.game.convexity`; linear rows
         always are): ``None`` where there is none, else the positions in ``x`` of the
         variables whose lower bounds the proof needs non-negative (see
-        :meth:`nonconvex_followers`)."""
+        :meth:`nonconvex_followers`; the leader's variables after ``x``, at ``n_x + j``)."""
         index = {id(v): j for j, v in enumerate(self.x_vars)}
+        index.update({id(v): self.n_x + j for j, v in enumerate(self.p_vars)})
 
         def positions(needs):
             return None if needs is None else np.array([index[id(v)] for v in needs], dtype=np.intp)
@@ -160,7 +161,7 @@ class GameKernel:
                 [(c.name, positions(constraint_conditions(c, side, f.variables))) for c, side in sides]))
 
     def _holds(self, needs) -> bool:
-        return needs is not None and bool(np.all(self.x_lb[needs] >= 0))
+        return needs is not None and bool(np.all(np.concatenate([self.x_lb, self.p_lb])[needs] >= 0))
 
     def nonconvex_followers(self) -> dict[str, str]:
         """The followers whose objective or set is not provably convex in their own variables

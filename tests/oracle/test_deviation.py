@@ -149,6 +149,52 @@ def test_a_quadratic_is_proved_convex_by_its_hessian_in_the_own_variables():
     assert convex_in_own(m.y * m.y * m.x[0] - m.y ** 2, own)  # quadratic in the data only
 
 
+def test_a_cournot_firms_revenue_under_isoelastic_demand_is_proved_concave():
+    """``y * c * (a y + s) ** -r`` is concave in ``y >= 0`` for ``0 < r <= 1``, ``a > 0`` and
+    ``s`` a non-negative sum of non-negative variables (its second derivative is
+    ``c r a u ** (-r - 2) ((r - 1) a y - 2 s)``); checked here against the second
+    differences too. Outside those conditions the proof is left open."""
+    m = pyo.ConcreteModel()
+    m.y = pyo.Var(bounds=(0, 50))
+    m.z = pyo.Var([0, 1], bounds=(0, 50))  # own variables of a two-variable firm
+    m.o = pyo.Var([0, 1], bounds=(0, 40))  # the other firms' outputs: data
+    m.w = pyo.Var(bounds=(-1, 40))  # data that may be negative
+    own = [m.y]
+    cost = 8 * m.y + 0.1 * m.y ** 2
+    for r in (1.0, 0.6):
+        price = 150 * (m.y + m.o[0] + 0.5 * m.o[1] + 1) ** -r
+        assert convex_in_own(cost - m.y * price, own)  # minimised cost minus revenue
+        assert convex_in_own(m.y * price - cost, own, sign=-1)  # maximised profit
+        assert not convex_in_own(m.y * price, own)
+        # the second differences agree wherever the proof holds
+        for y, o0, o1 in [(0.0, 0.0, 0.0), (0.5, 0.0, 3.0), (20.0, 30.0, 0.0), (49.0, 40.0, 40.0)]:
+            m.o[0].value, m.o[1].value = o0, o1
+            vals = []
+            for d in (-1e-3, 0.0, 1e-3):
+                m.y.value = y + 1e-3 + d
+                vals.append(pyo.value(cost - m.y * price))
+            assert vals[0] - 2 * vals[1] + vals[2] >= -1e-12
+    assert not convex_in_own(8 * m.y - m.y * 150 * (m.y + m.o[0]) ** -1.5, own)  # r > 1
+    assert not convex_in_own(8 * m.y - m.y * 150 * (m.y + m.w) ** -0.5, own)  # s may be negative
+    assert not convex_in_own(8 * m.y - m.y * 150 * (m.y - m.o[0] + 60) ** -0.5, own)  # a negative share
+    assert not convex_in_own(8 * m.y - m.y * -150 * (m.y + m.o[0]) ** -0.5, own)  # a rising price
+    two = [m.z[0], m.z[1]]  # the total holds another own variable: not one variable's function
+    assert not convex_in_own(-m.z[0] * 150 * (m.z[0] + m.z[1] + m.o[0]) ** -0.5, two)
+    m.y.setlb(-1)  # a negative output: the condition kept on the bound fails
+    assert not convex_in_own(cost - m.y * 150 * (m.y + m.o[0]) ** -0.5, own)
+
+
+def test_the_gnash_firms_are_not_searched_and_scored_on_one_draw():
+    k = kernel_of(build_game("library", problem="gnash14"))
+    assert k.nonconvex_followers() == {}
+    r = stackopt.solve(build_game("library", problem="gnash14"), "gradient", seed=0)
+    assert r.leader_objective == pytest.approx(-0.179046, rel=1e-5)
+    assert r.draws == 1
+    g = build_game("library", problem="gnash14")
+    g.model.x.setlb(-1.0)  # the leader's output may be negative: no proof, the firms are searched
+    assert set(kernel_of(g).nonconvex_followers()) == {"firm2", "firm3", "firm4", "firm5"}
+
+
 def test_a_cournot_markets_firms_are_not_searched():
     k = kernel_of(build_game("library", problem="river_basin_standard"))
     assert k.nonconvex_followers() == {}
