@@ -58,7 +58,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import special
 
 from stackopt.core import Result, Status
 from stackopt.core.blas import blas_threads as blas_scope
@@ -318,6 +317,8 @@ def half_width(objectives, first: int, level: float = LEVEL):
     last axis, ``n`` of them; leading axes are independent samples), whose first ``first``
     are Stein's first stage: ``max(t(first-1) s0, t(n-1) s) / sqrt(n)``, with ``s0`` the
     first stage's standard deviation and ``s`` all the draws' (the module docstring)."""
+    from scipy import special  # here, not at import: a unique equilibrium's scoring never needs it
+
     y = np.asarray(objectives, dtype=float)
     n = y.shape[-1]
     k = min(int(first), n)
