@@ -33,6 +33,7 @@ from pyomo.core.base.component import ActiveComponent
 from pyomo.core.base.var import VarData
 from pyomo.core.expr.expr_common import ExpressionType
 from pyomo.core.expr.numvalue import native_types
+from pyomo.core.expr.relational_expr import EqualityExpression, RangedExpression
 from pyomo.core.expr.visitor import identify_variables
 from pyomo.repn.standard_repn import generate_standard_repn
 
@@ -422,12 +423,10 @@ def _relation_text(rel) -> str:
             return arg.name
         return str(arg)
 
-    op = "==" if len(rel.args) == 2 and rel.__class__.__name__ == "EqualityExpression" else (
-        "<" if getattr(rel, "strict", False) is True else "<=")
-    if len(rel.args) == 3:  # ranged: lower <= body <= upper (strictness per side)
-        strict = getattr(rel, "strict", (False, False))
-        ops = ["<" if s else "<=" for s in strict]
-        return f"{side(rel.args[0])}  {ops[0]}  {side(rel.args[1])}  {ops[1]}  {side(rel.args[2])}"
+    if isinstance(rel, RangedExpression):  # lower <= body <= upper, strictness per side
+        lo, hi = ("<" if s else "<=" for s in rel.strict)
+        return f"{side(rel.args[0])}  {lo}  {side(rel.args[1])}  {hi}  {side(rel.args[2])}"
+    op = "==" if isinstance(rel, EqualityExpression) else ("<" if rel.strict else "<=")
     return f"{side(rel.args[0])}  {op}  {side(rel.args[1])}"
 
 
