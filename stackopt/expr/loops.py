@@ -107,9 +107,33 @@ def _compiled(name: str):
     fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped,
           "levels-4": _evaluate_levels_4}[name]
     try:
-        return numba.njit(cache=True)(fn)
+        return interruptible(numba.njit(cache=True)(fn))
     except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(fn)
+        return interruptible(numba.njit(fn))
+
+
+def interruptible(loop):
+    """``loop`` (a Numba-compiled function) whose Ctrl-C raises ``KeyboardInterrupt``.
+
+    Compiled code does not run Python's signal handler; where the interrupt is taken as it
+    returns an array, Numba's dispatcher raises ``SystemError: ... returned a result with an
+    exception set`` from it instead (from another such error, where the interrupt came inside
+    a call Numba makes back into Python). Caught as a failure (a solver's error, a failed
+    draw) that let a Ctrl-C pass unseen and the command run to its end, or ended it with a
+    traceback; the interrupt itself is raised again here."""
+    @functools.wraps(loop)
+    def call(*args):
+        try:
+            return loop(*args)
+        except SystemError as exc:
+            cause = exc.__cause__
+            while isinstance(cause, SystemError):  # one per compiled call it passed through
+                cause = cause.__cause__
+            if isinstance(cause, KeyboardInterrupt):
+                raise cause from None
+            raise
+
+    return call
 
 
 def polynomial_loop():

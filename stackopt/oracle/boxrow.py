@@ -20,6 +20,8 @@ import functools
 
 import numpy as np
 
+from stackopt.expr.loops import interruptible
+
 
 def row_multipliers(U, A, b, LO, HI) -> np.ndarray:
     """``tau_r`` with ``a_r^T clip(u_r - tau_r a_r, lo_r, hi_r) = b_r`` for every block
@@ -83,7 +85,7 @@ def compiled_projection():
         from . import boxrow_loop
     except ImportError:
         return None
-    return boxrow_loop.project_rows
+    return interruptible(boxrow_loop.project_rows)
 
 
 def warm_projection() -> None:
