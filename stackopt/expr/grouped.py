@@ -76,21 +76,30 @@ class GroupedProgram:
         if plan is None:
             B = owner.size
             per = []
-            for li in range(len(self.layers)):
+            for li, (batch, coef, atoms) in enumerate(self.layers):
                 parts = [self.need[g][li] for g in owner]
                 terms = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
                 cols = np.repeat(np.arange(B), [p.size for p in parts])
-                per.append((terms, cols, self.layers[li][0].rows[terms] * B + cols))
+                per.append([terms, cols, batch.rows[terms] * B + cols, None])  # gathers: at first use
             mask = np.ones((B, self.program.n_out), dtype=bool)
             for b, g in enumerate(owner):
                 mask[b, self.groups[g]] = False
-            size = mask.nbytes + sum(a.nbytes for layer in per for a in layer)
+            size = mask.nbytes + sum(a.nbytes for layer in per for a in layer[:3])
             if self._cached_bytes + size > self.CACHE_BYTES:
                 self._cache.clear()
                 self._cached_bytes = 0
             plan = self._cache[key] = (per, mask)
             self._cached_bytes += size
         return plan
+
+    def _gathers(self, coef, atoms, terms, cols, B: int):
+        """A layer's coefficients and, per factor, its atoms' flat positions in the
+        ``(atoms, points)`` array: the NumPy path's products as one-dimensional takes
+        (a plan's, made at its first evaluation without compiled loops and counted in
+        the cache's bytes)."""
+        out = coef[terms], [atoms[terms, k] * B + cols for k in range(atoms.shape[1])]
+        self._cached_bytes += out[0].nbytes + sum(a.nbytes for a in out[1])
+        return out
 
     def __call__(self, values: np.ndarray, owner: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
         """``values`` of shape ``(points, n_vars)``; the result ``(points, n_out)``, row ``b``
@@ -104,14 +113,18 @@ class GroupedProgram:
         with np.errstate(all="ignore"):
             v = prog.start(values, params, extra=1)
             v[self.one] = 1.0
+            flat_v = v.reshape(-1)  # a view: the levels' values written into v are read here
             for li, (batch, coef, atoms) in enumerate(self.layers):
-                terms, cols, flat = per[li]
+                terms, cols, flat, gathers = per[li]
                 if loop is not None:  # the same products and sums, as one compiled loop
                     u = loop(v, coef, atoms, terms, cols, flat, batch.n_out * B)
                 else:
-                    t = coef[terms] * v[atoms[terms, 0], cols]
-                    for k in range(1, atoms.shape[1]):
-                        t *= v[atoms[terms, k], cols]
+                    if gathers is None:
+                        gathers = per[li][3] = self._gathers(coef, atoms, terms, cols, B)
+                    c, gather = gathers
+                    t = c * flat_v.take(gather[0])
+                    for at in gather[1:]:
+                        t *= flat_v.take(at)
                     u = np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False)
                 u = u.reshape(batch.n_out, B)  # (bincount of no terms counts in integers)
                 if batch.has_const:

@@ -177,3 +177,16 @@ def test_the_budgets_of_a_seed_share_one_prepared_game_and_give_the_fresh_builds
     assert len({r["fingerprint"] for r in rows}) == len({dict(c.params)["budget"] for c in cells})
     gradient = [r["leader_objective"] for r in rows if r["method"] == "gradient"]
     assert len(set(gradient)) == len(gradient)  # each budget was solved at its own value
+
+
+def test_a_cell_process_prepares_every_game_with_compiled_loops():
+    """A worker solves many games and has loaded the loops before its first cell: a game too
+    small for a one-off solve to use them is prepared with them there, with the answers of
+    the NumPy passes (the harness's toy game, a gradient cell)."""
+    from stackopt.kernel import kernel_of
+
+    cell = next(c for c in _cells() if c.method == "test-exact" and c.seed == 1)
+    instances = Instances()
+    game, _ = instances.game_for(cell)
+    assert kernel_of(game).uses_loops
+    assert not kernel_of(build_game(cell.game, cell.seed, **dict(cell.params))).uses_loops

@@ -458,6 +458,29 @@ def test_large_games_evaluate_their_programs_as_loops_with_the_same_values(name,
     assert objective == plain_objective
 
 
+def test_a_small_game_compiled_as_loops_solves_as_it_does_on_numpy():
+    """compile_loops: a small game's programs as compiled loops (what a comparison's workers
+    do) give a gradient solve with the same path and answer, step by step, as the NumPy
+    passes, best responses and deviation searches included (cyber insurance's followers
+    are searched)."""
+    from stackopt import solve
+    from stackopt.kernel import kernel_of
+    from stackopt.models import build_game
+
+    results = []
+    for loops in (False, True):
+        game = build_game("cyber", seed=2, customers=4, risk_aversion=0.5)
+        k = kernel_of(game)
+        assert not k.uses_loops  # small: NumPy unless asked
+        if loops:
+            assert k.compile_loops() and k.uses_loops and k._F.looped
+        results.append(solve(game, "gradient", seed=0, steps=300))
+    plain, looped = results
+    assert plain.leader_objective == looped.leader_objective and plain.status == looped.status
+    assert plain.leader_values == looped.leader_values and plain.follower_values == looped.follower_values
+    assert len(plain.history) > 100 and plain.history == looped.history
+
+
 @pytest.mark.parametrize("name, kw", [
     ("ssg", dict(seed=1, targets=60, defenders=5, coverable=30, resources=6.0)),
     ("nfg", dict(seed=1, players=3, actions=10)),

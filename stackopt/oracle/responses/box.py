@@ -80,7 +80,9 @@ class BoxNewtonBatch:
         scalar = A[(m[A] == 1)]
         ia = start[scalar]
         secant = scalar[has_prev[scalar] & (y[ia] != y_prev[ia]) & (g[ia] != g_prev[ia])]
-        need = np.setdiff1d(A, secant, assume_unique=True)
+        is_secant = np.zeros(len(m), dtype=bool)
+        is_secant[secant] = True
+        need = A[~is_secant[A]]  # A without the secant rows, in order
         H_scalar = np.zeros(len(m))
         if secant.size:
             j = start[secant]
@@ -112,8 +114,11 @@ class BoxNewtonBatch:
         k = self.k
         t = np.ones(len(owner))
         pend = A
+        rows = np.zeros(len(owner), dtype=bool)  # a mask of rows, reset after each use
         while pend.size:
-            fe = np.isin(vr, pend)
+            rows[pend] = True
+            fe = rows[vr]  # the entries of the pending rows
+            rows[pend] = False
             yt = np.clip(y[fe] + t[vr[fe]] * d[fe], lo[fe], hi[fe])
             Xt = X[pend].copy()
             pos = np.searchsorted(pend, vr[fe])
@@ -124,8 +129,9 @@ class BoxNewtonBatch:
             good = np.isfinite(ft) & (ft <= f[pend] + self.armijo * dec[pend] + 1e-14 * np.abs(f[pend]))
             acc = pend[good]
             if acc.size:
-                fa = np.isin(vr, acc)
-                take = np.isin(vr[fe], acc)
+                rows[acc] = True
+                fa, take = rows[vr], rows[vr[fe]]  # the accepted rows' entries, among all and the pending
+                rows[acc] = False
                 y[fa] = yt[take]
                 X[vr[fa], vc[fa]] = y[fa]
                 f[acc] = ft[good]
