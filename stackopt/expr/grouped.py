@@ -76,7 +76,7 @@ class GroupedProgram:
         if plan is None:
             B = owner.size
             per = []
-            for li, (batch, coef, atoms) in enumerate(self.layers):
+            for li, (batch, _, _) in enumerate(self.layers):
                 parts = [self.need[g][li] for g in owner]
                 terms = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
                 cols = np.repeat(np.arange(B), [p.size for p in parts])
