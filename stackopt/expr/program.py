@@ -147,6 +147,45 @@ class PolyBatch:
         return out
 
 
+def _function_levels(builder) -> list[int]:
+    """Each auxiliary atom's level, the functions (``exp``, ``log``, ...: not the powers) of
+    one depth together. A function's depth is the count of functions on its longest chain of
+    arguments; every function of a depth sits at one level, the first after all their
+    arguments, and any other atom at the first after its own arguments. Where an atom's own
+    earliest level would scatter functions of one depth over several levels (the weights
+    ``exp(a_t - c_t)`` of targets covered by one, two or three followers), a program at one
+    point makes one NumPy call per kind and depth and one compiled loop between them, not
+    one per level; each atom's value is the same (its terms and its function are)."""
+    n = builder.n_vars
+    kinds, args = builder.aux_kind, builder.aux_arg
+    count = len(kinds)
+
+    def atoms_of(k):
+        out = {a - n for mono in args[k] for a in mono if a >= n}
+        if kinds[k] == "powv":
+            out.add(int(builder.aux_param[k]) - n)
+        return [a for a in out if a >= 0]
+
+    deps = [atoms_of(k) for k in range(count)]
+    moves = [kind in UNARY for kind in kinds]
+    depth = [0] * count
+    for k in range(count):  # the atoms are numbered after their arguments
+        depth[k] = max((depth[a] for a in deps[k]), default=0) + moves[k]
+    level = [0] * count
+    by_depth: dict[int, tuple[list, list]] = {}
+    for k in range(count):
+        if kinds[k] != "param":
+            by_depth.setdefault(depth[k], ([], []))[0 if moves[k] else 1].append(k)
+    for d in sorted(by_depth):
+        funcs, others = by_depth[d]
+        first = 1 + max((level[a] for k in funcs for a in deps[k]), default=0)
+        for k in funcs:
+            level[k] = first
+        for k in others:  # in order: an atom's arguments of this depth are leveled before it
+            level[k] = 1 + max((level[a] for a in deps[k]), default=0)
+    return level
+
+
 class Program:
     """A compiled list of expressions: ``program(values, params=None) -> array`` of their values.
 
@@ -167,8 +206,9 @@ class Program:
         self.levels = []
         real = [k for k in range(self.n_aux) if builder.aux_kind[k] != "param"]
         by_level: dict[int, list] = {}
+        levels = _function_levels(builder)
         for k in real:
-            by_level.setdefault(builder.aux_level[k], []).append(k)
+            by_level.setdefault(levels[k], []).append(k)
         for lvl in sorted(by_level):
             members = by_level[lvl]
             batch = PolyBatch([builder.aux_arg[k] for k in members])

@@ -525,3 +525,26 @@ def test_a_levels_functions_at_several_points_are_each_points_own_to_the_last_bi
             one = V[:, j].copy()
             Program._apply_at(funcs, one)
             assert np.array_equal(many[:, j], one)
+
+
+def test_functions_of_one_depth_share_a_level_and_keep_their_values():
+    """exp of arguments made at different levels (a variable, a product of two, an
+    atomized product of six) and exp of an exp: the first three at one level, the outer
+    exp at a later one; every value Pyomo's, at one point and at four, loops or not."""
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(6), initialize=lambda _, i: 0.2 + 0.1 * i)
+    x = m.x
+    six = x[0] * x[1] * x[2] * x[3] * x[4] * x[5] * (x[0] + x[1]) * (x[2] - x[3])
+    es = [pyo.exp(x[0]), pyo.exp(x[1] * x[2] + x[3]), pyo.exp(six + x[4]), pyo.exp(pyo.exp(six) - x[5])]
+    prog = compile_exprs(es, list(x.values()))
+    exp_levels = [i for i, (_, _, funcs) in enumerate(prog.levels) if any(k == "exp" for k, _, _ in funcs)]
+    assert len(exp_levels) == 2  # depth 1 (four exps: the three and exp(six)), depth 2
+    assert sum(at.size for kind, at, _ in prog.levels[exp_levels[0]][2] if kind == "exp") == 4
+    rng = np.random.default_rng(2)
+    V = rng.random((6, 4))
+    want = np.array([pyo.value(e) for e in es])
+    assert np.allclose(prog(np.array([v.value for v in x.values()])), want, rtol=1e-14, atol=0)
+    plain = np.column_stack([prog(V[:, j]) for j in range(4)])
+    assert prog.use_loops()
+    assert np.array_equal(np.column_stack([prog(V[:, j]) for j in range(4)]), plain)
+    assert np.array_equal(prog.at_points(V), plain)
