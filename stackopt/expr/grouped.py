@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .loops import grouped_loop
+from .loops import grouped_levels_loop, grouped_loop
+from .poly import UNARY
 from .program import PolyBatch, Program
 
 
@@ -49,6 +50,7 @@ class GroupedProgram:
         self.layers = [(b,) + _layer_atoms(b, width, self.one) for b in layers]
         self.groups = [np.asarray(g, dtype=np.intp) for g in groups]
         self.need = [self._ancestors(g, n_atoms) for g in self.groups]
+        self.segments = self._segments()
         self._cache: dict = {}
         self._cached_bytes = 0
 
@@ -67,6 +69,50 @@ class GroupedProgram:
             needed[atoms[terms].ravel()] = True
             out.append(terms)
         return out[::-1]
+
+    def _segments(self) -> list:
+        """The program's levels in runs cut after each level with functions (as
+        :meth:`Program._segment_levels` cuts them), each run's data that do not depend on the
+        points' groups: its layers, their terms' coefficients and atoms one after the other
+        (and where each layer's start), the atoms each level zeroes and the constants it adds,
+        and the last level's functions with the atoms they apply to."""
+        prog, out, run = self.program, [], []
+        for li, (_, target, funcs) in enumerate(prog.levels):
+            run.append(li)
+            if not (funcs or li == len(prog.levels) - 1):
+                continue
+            batches = [self.layers[i][0] for i in run]
+            starts = np.cumsum([0] + [self.layers[i][1].size for i in run])[:-1]
+            targets = [prog.levels[i][1] for i in run]
+            consts = [(t, b.const) for t, b in zip(targets, batches) if b.has_const]
+            level_const = np.cumsum([0] + [t.size if b.has_const else 0 for t, b in zip(targets, batches)])
+            out.append(dict(
+                layers=list(run), starts=starts,
+                coef=np.concatenate([self.layers[i][1] for i in run]),
+                atoms=np.concatenate([self.layers[i][2] for i in run]),
+                zero=np.concatenate(targets), level_zero=np.cumsum([0] + [t.size for t in targets]),
+                const_at=np.concatenate([t for t, _ in consts]) if consts else np.zeros(0, np.intp),
+                const=np.concatenate([c for _, c in consts]) if consts else np.zeros(0),
+                level_const=level_const,
+                funcs=[(kind, target[pos], param) for kind, pos, param in funcs]))
+            run = []
+        return out
+
+    def _segment_plan(self, per) -> list:
+        """Per run of levels (:meth:`_segments`), the terms of the points' groups: each term's
+        index in the run's terms, its point and the atom it adds into, and where each level's
+        terms start."""
+        plans = []
+        for seg in self.segments:
+            terms, cols, slot = [], [], []
+            for li, start in zip(seg["layers"], seg["starts"]):
+                t, c = per[li][0], per[li][1]
+                terms.append(t + start)
+                cols.append(c)
+                slot.append(self.program.levels[li][1][self.layers[li][0].rows[t]])
+            plans.append((np.concatenate(terms), np.concatenate(cols), np.concatenate(slot),
+                          np.cumsum([0] + [t.size for t in terms])))
+        return plans
 
     def _plan(self, owner: np.ndarray):
         """Per layer, the flat (term, point) pairs of the points' groups, and the mask of
@@ -88,7 +134,7 @@ class GroupedProgram:
             if self._cached_bytes + size > self.CACHE_BYTES:
                 self._cache.clear()
                 self._cached_bytes = 0
-            plan = self._cache[key] = (per, mask)
+            plan = self._cache[key] = [per, mask, None]  # the runs' plans: at first use
             self._cached_bytes += size
         return plan
 
@@ -108,11 +154,30 @@ class GroupedProgram:
         values = np.asarray(values, dtype=float).T
         owner = np.asarray(owner, dtype=np.intp)
         B = owner.size
-        per, mask = self._plan(owner)
+        plan = self._plan(owner)
+        per, mask = plan[0], plan[1]
         loop = grouped_loop() if prog.looped else None
+        levels_loop = grouped_levels_loop() if prog.looped else None
         with np.errstate(all="ignore"):
             v = prog.start(values, params, extra=1)
             v[self.one] = 1.0
+            if levels_loop is not None:  # each run of levels one compiled loop, in place in v
+                if plan[2] is None:
+                    plan[2] = self._segment_plan(per)
+                    self._cached_bytes += sum(a.nbytes for run in plan[2] for a in run)
+                for seg, (terms, cols, slot, level_terms) in zip(self.segments, plan[2]):
+                    levels_loop(v, seg["coef"], seg["atoms"], terms, cols, slot, level_terms,
+                                seg["zero"], seg["level_zero"], seg["const_at"], seg["const"],
+                                seg["level_const"])
+                    _apply_in_place(seg["funcs"], v)
+                batch, coef, atoms = self.layers[-1]
+                terms, cols, flat, _ = per[-1]
+                u = loop(v, coef, atoms, terms, cols, flat, batch.n_out * B).reshape(batch.n_out, B)
+                if batch.has_const:
+                    u += batch.const[:, None]
+                out = u.T.copy()
+                out[mask] = np.nan
+                return out
             flat_v = v.reshape(-1)  # a view: the levels' values written into v are read here
             for li, (batch, coef, atoms) in enumerate(self.layers):
                 terms, cols, flat, gathers = per[li]
@@ -136,3 +201,15 @@ class GroupedProgram:
         out = u.T.copy()
         out[mask] = np.nan
         return out
+
+
+def _apply_in_place(funcs, v: np.ndarray) -> None:
+    """A level's functions applied to its atoms' rows of ``v`` (``(kind, atoms, param)``):
+    the calls :meth:`Program.apply` makes on the level's values, on arrays of the same shape."""
+    for kind, at, param in funcs:
+        if kind == "pow":
+            v[at] = np.power(v[at], param[:, None])
+        elif kind == "powv":
+            v[at] = np.power(v[at], v[param])
+        else:
+            v[at] = UNARY[kind](v[at])

@@ -98,6 +98,23 @@ def _evaluate_grouped(v, coef, atoms, terms, cols, flat, n):  # pragma: no cover
     return out
 
 
+def _evaluate_grouped_levels(v, coef, atoms, terms, cols, slot, level_terms, zero, level_zero,
+                             const_at, const, level_const):  # pragma: no cover - run compiled
+    for lv in range(level_terms.size - 1):
+        for s in range(level_zero[lv], level_zero[lv + 1]):
+            for c in range(v.shape[1]):
+                v[zero[s], c] = 0.0
+        for j in range(level_terms[lv], level_terms[lv + 1]):
+            i, c = terms[j], cols[j]
+            t = coef[i] * v[atoms[i, 0], c]
+            for k in range(1, atoms.shape[1]):
+                t *= v[atoms[i, k], c]
+            v[slot[j], c] += t
+        for s in range(level_const[lv], level_const[lv + 1]):
+            for c in range(v.shape[1]):
+                v[const_at[s], c] += const[s]
+
+
 @functools.cache
 def _compiled(name: str):
     try:
@@ -105,7 +122,7 @@ def _compiled(name: str):
     except ImportError:
         return None
     fn = {"polynomial": _evaluate, "levels": _evaluate_levels, "grouped": _evaluate_grouped,
-          "levels-4": _evaluate_levels_4}[name]
+          "levels-4": _evaluate_levels_4, "grouped-levels": _evaluate_grouped_levels}[name]
     try:
         return interruptible(numba.njit(cache=True)(fn))
     except RuntimeError:  # no writable cache location: compile in each process
@@ -175,7 +192,8 @@ def warm() -> None:
     it turns its programs into loops, when the game is prepared; the call costs a few
     milliseconds where the loops are compiled or cached already."""
     poly, levels, points, grouped = polynomial_loop(), levels_loop(), points_loop(), grouped_loop()
-    if poly is None or levels is None or points is None or grouped is None:
+    grouped_levels = grouped_levels_loop()
+    if poly is None or levels is None or points is None or grouped is None or grouped_levels is None:
         return
     f, i32, u8, b = np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(0, np.bool_)
     ip, none = np.zeros(1, np.intp), np.zeros(0, np.intp)
@@ -183,6 +201,21 @@ def warm() -> None:
     levels(np.zeros(1), f, i32, u8, i32, ip, i32, ip, f, b)
     points(np.zeros((1, POINTS)), f, i32, u8, i32, ip, i32, ip, f, b)
     grouped(np.zeros((1, 1)), f, np.zeros((0, 1), np.intp), none, none, none, 0)
+    grouped_levels(np.zeros((1, 1)), f, np.zeros((0, 1), np.intp), none, none, none, ip, none, ip,
+                   none, f, ip)
+
+
+def grouped_levels_loop():
+    """Consecutive layers of a :class:`~stackopt.expr.grouped.GroupedProgram` in place in its
+    atoms ``v`` (``(atoms, points)``): ``loop(v, coef, atoms, terms, cols, slot,
+    level_terms, zero, level_zero, const_at, const, level_const)``. Layer ``l`` zeroes
+    the atoms ``zero[level_zero[l]:level_zero[l + 1]]`` at every point, adds its terms
+    ``level_terms[l]:level_terms[l + 1]`` (term ``j``: ``coef[terms[j]]`` times its atoms at
+    point ``cols[j]``, added to atom ``slot[j]`` there) in order, then its constants to
+    the atoms ``const_at``: what :func:`grouped_loop` computes into a new array, which the
+    program then copies into the atoms, in the same order. ``None`` where Numba is not
+    installed."""
+    return _compiled("grouped-levels")
 
 
 def grouped_loop():
