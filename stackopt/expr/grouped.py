@@ -10,8 +10,11 @@ program), and evaluates at each point only its group's terms: the work of one
 full evaluation for a sweep. Sums run over the same terms in the same order as
 :meth:`Program.batch`, so the group's outputs are the same to the last bit;
 the other outputs are ``nan``. Where its program evaluates as compiled loops
-(:meth:`Program.use_loops`), each layer is one compiled loop doing the same products
-and sums in the same order (:func:`stackopt.expr.loops.grouped_loop`).
+(:meth:`Program.use_loops`), the levels between two with functions are one compiled
+loop writing into the atoms in place (:func:`stackopt.expr.loops.grouped_levels_loop`)
+and the outputs one more (:func:`stackopt.expr.loops.grouped_loop`), doing the same
+products and sums in the same order. Without them, each layer's products are
+one-dimensional takes at positions planned once per pattern of groups.
 """
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ class GroupedProgram:
         """The program's levels in runs cut after each level with functions (as
         :meth:`Program._segment_levels` cuts them), each run's data that do not depend on the
         points' groups: its layers, their terms' coefficients and atoms one after the other
-        (and where each layer's start), the atoms each level zeroes and the constants it adds,
+        (and where each layer's terms start), the atoms each level zeroes and the constants it adds,
         and the last level's functions with the atoms they apply to."""
         prog, out, run = self.program, [], []
         for li, (_, target, funcs) in enumerate(prog.levels):

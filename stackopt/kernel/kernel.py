@@ -110,9 +110,10 @@ class GameKernel:
     def compile_loops(self) -> bool:
         """Evaluate this game's programs as compiled loops from now on, whatever its size
         (the same values to the last bit, :mod:`stackopt.expr.loops`): for a process that
-        solves many games, which loads the loops once (a comparison's workers do); a small
-        game's solve then takes a quarter to a tenth less time. Call it before the game's
-        first solve. Returns :attr:`uses_loops`: False where Numba is not installed."""
+        solves many games, which loads the loops once (a comparison's workers do): there a
+        cyber-insurance `gradient` solve took 0.70-0.83 of its time on NumPy, the NFG's
+        0.93-0.94. Call it before the game's first solve. Returns :attr:`uses_loops`: False
+        where Numba is not installed."""
         if not self.uses_loops and all([p.use_loops() for p in self._programs()]):
             warm()  # compiled (or loaded from Numba's cache) now, not in a solve's first steps
             self.uses_loops = True

@@ -181,8 +181,8 @@ def test_the_budgets_of_a_seed_share_one_prepared_game_and_give_the_fresh_builds
 
 def test_a_cell_process_prepares_every_game_with_compiled_loops():
     """A worker solves many games and has loaded the loops before its first cell: a game too
-    small for a one-off solve to use them is prepared with them there, with the answers of
-    the NumPy passes (the harness's toy game, a gradient cell)."""
+    small for a one-off solve to use them is prepared with them there (the harness's toy
+    game; a fresh build of it alone keeps NumPy)."""
     from stackopt.kernel import kernel_of
 
     cell = next(c for c in _cells() if c.method == "test-exact" and c.seed == 1)

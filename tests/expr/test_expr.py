@@ -529,8 +529,8 @@ def test_a_levels_functions_at_several_points_are_each_points_own_to_the_last_bi
 
 def test_functions_of_one_depth_share_a_level_and_keep_their_values():
     """exp of arguments made at different levels (a variable, a product of two, an
-    atomized product of six) and exp of an exp: the first three at one level, the outer
-    exp at a later one; every value Pyomo's, at one point and at four, loops or not."""
+    atomized product of six) and exp of an exp: the first three and the inner exp at one
+    level, the outer exp at a later one; every value Pyomo's, at one point and at four, loops or not."""
     m = pyo.ConcreteModel()
     m.x = pyo.Var(range(6), initialize=lambda _, i: 0.2 + 0.1 * i)
     x = m.x
