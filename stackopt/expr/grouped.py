@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 from .loops import grouped_levels_loop, grouped_loop
-from .poly import UNARY
 from .program import PolyBatch, Program
 
 
@@ -77,8 +76,8 @@ class GroupedProgram:
         """The program's levels in runs cut after each level with functions (as
         :meth:`Program._segment_levels` cuts them), each run's data that do not depend on the
         points' groups: its layers, their terms' coefficients and atoms one after the other
-        (and where each layer's terms start), the atoms each level zeroes and the constants it adds,
-        and the last level's functions with the atoms they apply to."""
+        (and where each layer's terms start), the atoms each level zeroes and the constants it
+        adds, and the last level's functions with the atoms they apply to."""
         prog, out, run = self.program, [], []
         for li, (_, target, funcs) in enumerate(prog.levels):
             run.append(li)
@@ -97,6 +96,7 @@ class GroupedProgram:
                 const_at=np.concatenate([t for t, _ in consts]) if consts else np.zeros(0, np.intp),
                 const=np.concatenate([c for _, c in consts]) if consts else np.zeros(0),
                 level_const=level_const,
+                # the last level's functions at their atoms' rows of the atoms themselves
                 funcs=[(kind, target[pos], param) for kind, pos, param in funcs]))
             run = []
         return out
@@ -158,61 +158,57 @@ class GroupedProgram:
         owner = np.asarray(owner, dtype=np.intp)
         B = owner.size
         plan = self._plan(owner)
-        per, mask = plan[0], plan[1]
-        loop = grouped_loop() if prog.looped else None
-        levels_loop = grouped_levels_loop() if prog.looped else None
         with np.errstate(all="ignore"):
             v = prog.start(values, params, extra=1)
             v[self.one] = 1.0
-            if levels_loop is not None:  # each run of levels one compiled loop, in place in v
-                if plan[2] is None:
-                    plan[2] = self._segment_plan(per)
-                    self._cached_bytes += sum(a.nbytes for run in plan[2] for a in run)
-                for seg, (terms, cols, slot, level_terms) in zip(self.segments, plan[2]):
-                    levels_loop(v, seg["coef"], seg["atoms"], terms, cols, slot, level_terms,
-                                seg["zero"], seg["level_zero"], seg["const_at"], seg["const"],
-                                seg["level_const"])
-                    _apply_in_place(seg["funcs"], v)
-                batch, coef, atoms = self.layers[-1]
-                terms, cols, flat, _ = per[-1]
-                u = loop(v, coef, atoms, terms, cols, flat, batch.n_out * B).reshape(batch.n_out, B)
-                if batch.has_const:
-                    u += batch.const[:, None]
-                out = u.T.copy()
-                out[mask] = np.nan
-                return out
-            flat_v = v.reshape(-1)  # a view: the levels' values written into v are read here
-            for li, (batch, coef, atoms) in enumerate(self.layers):
-                terms, cols, flat, gathers = per[li]
-                if loop is not None:  # the same products and sums, as one compiled loop
-                    u = loop(v, coef, atoms, terms, cols, flat, batch.n_out * B)
-                else:
-                    if gathers is None:
-                        gathers = per[li][3] = self._gathers(coef, atoms, terms, cols, B)
-                    c, gather = gathers
-                    t = c * flat_v.take(gather[0])
-                    for at in gather[1:]:
-                        t *= flat_v.take(at)
-                    u = np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False)
-                u = u.reshape(batch.n_out, B)  # (bincount of no terms counts in integers)
-                if batch.has_const:
-                    u += batch.const[:, None]
-                if li < len(prog.levels):
-                    _, target, funcs = prog.levels[li]
-                    prog.apply(funcs, u, v)
-                    v[target] = u
+            u = self._looped(v, plan, B) if prog.looped else self._plain(v, plan[0], B)
         out = u.T.copy()
-        out[mask] = np.nan
+        out[plan[1]] = np.nan
         return out
 
+    def _looped(self, v: np.ndarray, plan, B: int) -> np.ndarray:
+        """The outputs' layer at the points (``(n_out, points)``) on compiled loops: each run of
+        levels one loop in place in the atoms ``v``, then its last level's functions, then
+        the outputs one more loop."""
+        prog, per = self.program, plan[0]
+        if plan[2] is None:
+            plan[2] = self._segment_plan(per)
+            self._cached_bytes += sum(a.nbytes for run in plan[2] for a in run)
+        levels_loop = grouped_levels_loop()
+        for seg, (terms, cols, slot, level_terms) in zip(self.segments, plan[2]):
+            levels_loop(v, seg["coef"], seg["atoms"], terms, cols, slot, level_terms, seg["zero"],
+                        seg["level_zero"], seg["const_at"], seg["const"], seg["level_const"])
+            prog.apply(seg["funcs"], v, v)  # in place: the level's values are its atoms' rows
+        batch, coef, atoms = self.layers[-1]
+        terms, cols, flat, _ = per[-1]
+        return _layer(batch, grouped_loop()(v, coef, atoms, terms, cols, flat, batch.n_out * B), B)
 
-def _apply_in_place(funcs, v: np.ndarray) -> None:
-    """A level's functions applied to its atoms' rows of ``v`` (``(kind, atoms, param)``):
-    the calls :meth:`Program.apply` makes on the level's values, on arrays of the same shape."""
-    for kind, at, param in funcs:
-        if kind == "pow":
-            v[at] = np.power(v[at], param[:, None])
-        elif kind == "powv":
-            v[at] = np.power(v[at], v[param])
-        else:
-            v[at] = UNARY[kind](v[at])
+    def _plain(self, v: np.ndarray, per, B: int) -> np.ndarray:
+        """:meth:`_looped` without compiled loops: each layer's products as one-dimensional
+        takes, summed by ``bincount``, then its functions, written into the atoms ``v``."""
+        prog = self.program
+        flat_v = v.reshape(-1)  # a view: the levels' values written into v are read here
+        for li, (batch, coef, atoms) in enumerate(self.layers):
+            terms, cols, flat, gathers = per[li]
+            if gathers is None:
+                gathers = per[li][3] = self._gathers(coef, atoms, terms, cols, B)
+            c, gather = gathers
+            t = c * flat_v.take(gather[0])
+            for at in gather[1:]:
+                t *= flat_v.take(at)
+            # (bincount of no terms counts in integers)
+            u = _layer(batch, np.bincount(flat, weights=t, minlength=batch.n_out * B).astype(float, copy=False), B)
+            if li < len(prog.levels):
+                _, target, funcs = prog.levels[li]
+                prog.apply(funcs, u, v)
+                v[target] = u
+        return u
+
+
+def _layer(batch: PolyBatch, sums: np.ndarray, B: int) -> np.ndarray:
+    """A layer's values at the points, ``(n_out, points)``, from its terms' sums (flat, output
+    by output), its constants added."""
+    u = sums.reshape(batch.n_out, B)
+    if batch.has_const:
+        u += batch.const[:, None]
+    return u

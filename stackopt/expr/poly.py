@@ -87,30 +87,24 @@ class AtomTable:
 
     def __init__(self, n_vars: int):
         self.n_vars = n_vars
-        self.aux_kind: list[str] = []  # "param" for parameter atoms (level 0)
+        self.aux_kind: list[str] = []  # "param" for parameter atoms
         self.aux_arg: list[dict] = []
         self.aux_param: list[float] = []
-        self.aux_level: list[int] = []
         self.aux_key: dict = {}
 
     # ---------------------------------------------------------------- atoms
-    def level(self, atom: int) -> int:
-        return 0 if atom < self.n_vars else self.aux_level[atom - self.n_vars]
-
-    def _new_atom(self, kind: str, arg: dict, param: float, lvl: int) -> int:
+    def _new_atom(self, kind: str, arg: dict, param: float) -> int:
         atom = self.n_vars + len(self.aux_kind)
         self.aux_kind.append(kind)
         self.aux_arg.append(arg)
         self.aux_param.append(param)
-        self.aux_level.append(lvl)
         return atom
 
     def aux(self, kind: str, arg: dict, param: float = 0.0) -> dict:
         key = (kind, param, frozenset(arg.items()))
         atom = self.aux_key.get(key)
         if atom is None:
-            lvl = 1 + max((self.level(a) for mono in arg for a in mono), default=0)
-            atom = self.aux_key[key] = self._new_atom(kind, arg, param, lvl)
+            atom = self.aux_key[key] = self._new_atom(kind, arg, param)
         return {(atom,): 1.0}
 
     def atomize(self, poly: dict) -> dict:
@@ -268,7 +262,7 @@ class PolyBuilder(AtomTable):
             pos = self.parameters.add(node)
         atom = self.param_atom.get(pos)
         if atom is None:
-            atom = self.param_atom[pos] = self._new_atom("param", {}, float(pos), 0)
+            atom = self.param_atom[pos] = self._new_atom("param", {}, float(pos))
         return {(atom,): 1.0}
 
     # ------------------------------------------------------------ handlers
@@ -315,8 +309,7 @@ class PolyBuilder(AtomTable):
         key = ("powv", float(e_atom), frozenset(base.items()))
         atom = self.aux_key.get(key)
         if atom is None:
-            lvl = 1 + max([self.level(e_atom)] + [self.level(a) for mono in base for a in mono])
-            atom = self.aux_key[key] = self._new_atom("powv", base, float(e_atom), lvl)
+            atom = self.aux_key[key] = self._new_atom("powv", base, float(e_atom))
         return {(atom,): 1.0}
 
     def _unary(self, node, kids) -> dict:

@@ -89,13 +89,13 @@ class GameKernel:
         self.Lp_rows, self.Lp_cols = ls.Lp_rows, ls.Lp_cols
         self._prove_convexity(s)
         self.uses_loops = False
-        self.uses_loops = self._use_loops()
+        self._use_loops()
         self.refresh()
 
     def _programs(self) -> list:
         return [self._F, self._fobj, self._Jxp.program, self._Jpp.program, *self.leader_side.programs()]
 
-    def _use_loops(self) -> bool:
+    def _use_loops(self) -> None:
         """A large game (its followers' and leader's per-step programs hold
         :data:`~stackopt.expr.LOOP_MIN_TERMS` terms or more, a security game of 100 targets
         about 160 000) evaluates them at one point as compiled loops
@@ -103,9 +103,8 @@ class GameKernel:
         passes); a small one leaves Numba unimported: loading the loops costs a process
         about half a second, more than a small game's solve gains (:meth:`compile_loops`
         turns them on where the process pays that once for many solves)."""
-        if sum(p.n_terms for p in self._programs()) < LOOP_MIN_TERMS:
-            return False
-        return self.compile_loops()
+        if sum(p.n_terms for p in self._programs()) >= LOOP_MIN_TERMS:
+            self.compile_loops()
 
     def compile_loops(self) -> bool:
         """Evaluate this game's programs as compiled loops from now on, whatever its size

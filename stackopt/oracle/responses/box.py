@@ -114,11 +114,14 @@ class BoxNewtonBatch:
         k = self.k
         t = np.ones(len(owner))
         pend = A
-        rows = np.zeros(len(owner), dtype=bool)  # a mask of rows, reset after each use
+
+        def among(sel):  # which rows are in ``sel``
+            mask = np.zeros(len(owner), dtype=bool)
+            mask[sel] = True
+            return mask
+
         while pend.size:
-            rows[pend] = True
-            fe = rows[vr]  # the entries of the pending rows
-            rows[pend] = False
+            fe = among(pend)[vr]  # the entries of the pending rows
             yt = np.clip(y[fe] + t[vr[fe]] * d[fe], lo[fe], hi[fe])
             Xt = X[pend].copy()
             pos = np.searchsorted(pend, vr[fe])
@@ -129,9 +132,8 @@ class BoxNewtonBatch:
             good = np.isfinite(ft) & (ft <= f[pend] + self.armijo * dec[pend] + 1e-14 * np.abs(f[pend]))
             acc = pend[good]
             if acc.size:
-                rows[acc] = True
-                fa, take = rows[vr], rows[vr[fe]]  # the accepted rows' entries, among all and the pending
-                rows[acc] = False
+                accepted = among(acc)
+                fa, take = accepted[vr], accepted[vr[fe]]  # the accepted rows' entries, among all and the pending
                 y[fa] = yt[take]
                 X[vr[fa], vc[fa]] = y[fa]
                 f[acc] = ft[good]
